@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Cairn",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+        .library(name: "CairnCore", targets: ["CairnCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        // System libraries (module maps + pkg-config).
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // Base: the error model (codes and exit codes), clocks, sizes and durations, threads for blocking work.
+        .target(name: "CairnBase", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Storage layer: the Repository protocol and its drivers (local folder, S3, in-memory).
+        .target(name: "CairnStorage", dependencies: [
+            "CairnBase", "CCurl",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // PostgreSQL layer: libpq, WAL/LSN types, pg_* tool runners and parsers; the only place that spawns processes.
+        .target(name: "CairnPostgres", dependencies: [
+            "CairnBase", "CLibPQ",
+            .product(name: "Subprocess", package: "swift-subprocess"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Core: transfer pipeline, catalog, operations, policies.
+        .target(name: "CairnCore", dependencies: [
+            "CairnStorage", "CairnPostgres", "CZstd",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // CLI: configuration loading, ArgumentParser commands, composition root.
+        .target(name: "CairnCLI", dependencies: [
+            "CairnCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "cairn", dependencies: ["CairnCLI"]),
+
+        .testTarget(name: "CairnBaseTests", dependencies: ["CairnBase", "TestSupport"]),
+        .testTarget(name: "CairnStorageTests", dependencies: ["CairnStorage", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CairnPostgresTests", dependencies: ["CairnPostgres", "TestSupport"]),
+        .testTarget(name: "CairnCoreTests", dependencies: ["CairnCore", "TestSupport"]),
+        .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCore", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["CairnStorage", "CairnPostgres"], path: "Tests/TestSupport"),
+    ]
+)

@@ -1,0 +1,83 @@
+/// Every failure Cairn reports has one stable code from this table; the exit code follows from the code.
+///
+/// The codes are part of Cairn's interface: runbooks, monitoring and scripts match on them, so a code is never
+/// renamed or reused. `runbooks/error-codes.md` documents the same table for operators.
+public enum ErrorCode: String, Sendable, CaseIterable, Codable {
+    // Usage and configuration
+    case usage = "usage"
+    case configMissing = "config.missing"
+    case configInvalid = "config.invalid"
+    case policyInvalid = "policy.invalid"
+
+    // Repository (storage)
+    case repoUnreachable = "repo.unreachable"
+    case repoTLS = "repo.tls"
+    case repoAuth = "repo.auth"
+    case repoAccessDenied = "repo.access-denied"
+    case repoBucketMissing = "repo.bucket-missing"
+    case repoObjectMissing = "repo.object-missing"
+    case repoObjectExists = "repo.object-exists"
+    case repoTimeout = "repo.timeout"
+    case repoNoSpace = "repo.no-space"
+    case repoIO = "repo.io"
+    case repoProtocol = "repo.protocol"
+    case repoUninitialized = "repo.uninitialized"
+    case repoForeign = "repo.foreign"
+    case repoCorrupt = "repo.corrupt"
+    case repoLocked = "repo.locked"
+
+    // Data integrity
+    case dataCorrupt = "data.corrupt"
+
+    // PostgreSQL
+    case pgUnreachable = "pg.unreachable"
+    case pgAuth = "pg.auth"
+    case pgQuery = "pg.query"
+    case pgTool = "pg.tool"
+    case pgVersion = "pg.version"
+    case pgConfig = "pg.config"
+
+    // WAL archive
+    case walNotFound = "wal.not-found"
+    case walConflict = "wal.conflict"
+    case walInvalidName = "wal.invalid-name"
+    case walMissing = "wal.missing"
+
+    // Backups and restore
+    case backupNotFound = "backup.not-found"
+    case backupFailed = "backup.failed"
+    case restoreTarget = "restore.target-unreachable"
+    case restoreDirNotEmpty = "restore.dir-not-empty"
+    case restoreFailed = "restore.failed"
+
+    // Local environment
+    case localIO = "local.io"
+    case interrupted = "interrupted"
+    case `internal` = "internal"
+
+    /// The process exit code for this error code (sysexits-style, documented in `runbooks/error-codes.md`).
+    ///
+    /// `wal-fetch` is the one command that deviates: PostgreSQL's `restore_command` contract needs exit 1 for
+    /// "not in the archive" and an exit code above 125 for "stop recovery", see `walFetchExitCode`.
+    public var exitCode: Int32 {
+        switch self {
+        case .walNotFound: return 1
+        case .usage: return 64
+        case .dataCorrupt, .repoCorrupt: return 65
+        case .repoObjectMissing, .backupNotFound, .repoUninitialized, .walMissing, .repoBucketMissing: return 66
+        case .repoUnreachable, .repoTLS, .pgUnreachable: return 69
+        case .internal: return 70
+        case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
+        case .repoTimeout: return 75
+        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .restoreDirNotEmpty, .repoNoSpace: return 73
+        case .repoAuth, .repoAccessDenied, .pgAuth: return 77
+        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget:
+            return 78
+        case .interrupted: return 130
+        }
+    }
+
+    /// Exit code used by `wal-fetch` for real errors (anything but "not in the archive"): above 125, so that
+    /// PostgreSQL stops recovery instead of taking the failure for the end of the archive and promoting early.
+    public static let walFetchFatalExitCode: Int32 = 126
+}

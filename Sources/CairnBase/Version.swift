@@ -1,0 +1,4 @@
+/// Cairn's version.
+public enum CairnVersion {
+    public static let current = "0.1.0"
+}

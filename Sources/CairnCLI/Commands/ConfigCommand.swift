@@ -1,0 +1,124 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import CairnStorage
+import Foundation
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Show or validate the configuration.",
+        subcommands: [Show.self, Validate.self, Example.self])
+
+    /// `cairn config show`: the effective settings, secrets redacted.
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the effective settings (file, then environment), secrets redacted.")
+        @OptionGroup var global: GlobalOptions
+        @Flag(name: .long, help: "Print as JSON.") var json = false
+
+        func run() async throws {
+            let ctx = try AppContext.load(global)
+            let view = try EffectiveSettings(ctx)
+            if json { try Output.json(view) } else { Output.line(view.text) }
+        }
+    }
+
+    /// `cairn config validate [FILE]`: every problem with its location.
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check a configuration file and report every problem with its file:line.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The file to check (default: the configuration file in use).") var file: String?
+
+        func run() async throws {
+            let loader = ConfigLoader()
+            let path = file ?? loader.resolvePath(global.config)
+            let config = try loader.load(path: path)
+            if case .s3(let s3) = config.repository {
+                let (_, source, warnings) = try CredentialResolver(environment: loader.environment).resolve(s3)
+                for w in warnings { Output.stderr("warning: \(w)") }
+                Output.line("\(path): ok (S3 credentials from \(source))")
+            } else {
+                Output.line("\(path): ok")
+            }
+        }
+    }
+
+    /// `cairn config example`: a commented configuration to start from.
+    struct Example: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a commented example configuration.")
+        func run() throws { Output.line(ConfigExample.text) }
+    }
+}
+
+/// What `config show` prints.
+struct EffectiveSettings: Encodable {
+    var file: String
+    var cluster: [String: String]
+    var repository: [String: String]
+    var compression: [String: Int]
+    var limits: [String: String]
+    var environmentOverrides: [String]
+
+    init(_ ctx: AppContext) throws {
+        let c = ctx.config
+        file = c.sourcePath ?? "-"
+        cluster = ["connection": EffectiveSettings.redactConninfo(c.cluster.connection),
+                   "data_directory": c.cluster.dataDirectory ?? "(from the server)",
+                   "bin_directory": c.cluster.binDirectory]
+        switch c.repository {
+        case .local(let path):
+            repository = ["type": "local", "path": path]
+        case .s3(let s3):
+            var r = ["type": "s3", "bucket": s3.bucket, "prefix": s3.prefix, "endpoint": s3.endpoint.absoluteString,
+                     "region": s3.region, "uri_style": s3.uriStyle.rawValue, "verify_tls": String(s3.verifyTLS),
+                     "ca_file": s3.caFile ?? "(system)", "storage_class": s3.storageClass ?? "(bucket default)",
+                     "server_side_encryption": s3.serverSideEncryption ?? "(none)"]
+            if let k = s3.kmsKeyId { r["kms_key_id"] = k }
+            do {
+                let (creds, source, _) = try CredentialResolver(environment: ctx.environment).resolve(s3)
+                r["access_key_id"] = AWSCredentials.mask(creds.accessKeyId)
+                r["secret_access_key"] = "<redacted>"
+                if creds.sessionToken != nil { r["session_token"] = "<redacted>" }
+                r["credentials_from"] = source
+            } catch {
+                r["credentials_from"] = "(none: \(describeError(error).message))"
+            }
+            repository = r
+        }
+        compression = ["level": c.compression.level, "threads": c.compression.threads]
+        let l = c.limits
+        limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
+                  "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),
+                  "request_timeout": Units.formatDuration(l.requestTimeout), "retries": String(l.retries)]
+        environmentOverrides = c.environmentOverrides
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case file, cluster, repository, compression, limits
+        case environmentOverrides = "environment_overrides"
+    }
+
+    var text: String {
+        func block(_ name: String, _ d: [String: String]) -> String {
+            "\(name):\n" + d.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)" }.joined(separator: "\n")
+        }
+        var s = "# effective settings from \(file)\n"
+        s += block("cluster", cluster) + "\n" + block("repository", repository) + "\n"
+        s += block("compression", compression.mapValues(String.init)) + "\n" + block("limits", limits)
+        if !environmentOverrides.isEmpty { s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))" }
+        return s
+    }
+
+    /// Replaces `password=…` (keyword form) and the password of a `postgresql://user:pw@` URI.
+    static func redactConninfo(_ s: String) -> String {
+        var out = s
+        if let r = out.range(of: #"password\s*=\s*('([^'\\]|\\.)*'|\S+)"#, options: .regularExpression) {
+            out.replaceSubrange(r, with: "password=<redacted>")
+        }
+        if let r = out.range(of: #"(?<=://)([^:@/]+):([^@/]+)@"#, options: .regularExpression) {
+            let userPart = out[r].split(separator: ":")[0]
+            out.replaceSubrange(r, with: "\(userPart):<redacted>@")
+        }
+        return out
+    }
+}

@@ -1,0 +1,39 @@
+/// The example printed by `cairn config example` (kept in sync with README's configuration section).
+enum ConfigExample {
+    static let text = """
+    # cairn.yaml — found via --config, else $CAIRN_CONFIG, else ./cairn.yaml
+    cluster:
+      # libpq connection (keywords or a postgresql:// URI). Passwords belong in ~/.pgpass, not here.
+      connection: "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
+      data_directory: /var/lib/postgresql/15/main
+      bin_directory: /usr/lib/postgresql/15/bin
+
+    repository:
+      type: local                 # local (default) or s3
+      path: /var/lib/cairn/repo
+      # type: s3
+      # bucket: my-backups
+      # prefix: prod/db1
+      # endpoint: https://s3.eu-west-1.amazonaws.com   # AWS_ENDPOINT_URL overrides
+      # region: eu-west-1                              # AWS_REGION overrides
+      # uri_style: host                                # host (AWS default) or path (MinIO, Ceph, emulators)
+      # ca_file: /etc/ssl/certs/my-ca.pem
+      # storage_class: STANDARD_IA
+      # server_side_encryption: aws:kms                # or AES256
+      # kms_key_id: arn:aws:kms:...
+      # credentials_file: /etc/cairn/aws-credentials    # AWS format, mode 0600; AWS_ACCESS_KEY_ID/... override
+      # profile: default
+
+    compression:
+      level: 3                    # zstd 1..19
+      threads: 0                  # zstd worker threads per stream
+
+    limits:
+      parallelism: 4              # parallel part uploads, restores, WAL prefetch
+      part_size: 8MiB             # multipart part size (5MiB..5GiB)
+      connect_timeout: 10s
+      io_timeout: 30s             # a transfer without progress this long is retried
+      request_timeout: 5m         # one repository request, retries included
+      retries: 6
+    """
+}

@@ -1,0 +1,159 @@
+import CairnBase
+import CairnStorage
+import Foundation
+import Yams
+
+/// Reads `cairn.yaml`, applies the environment, and validates everything, reporting every problem at once.
+public struct ConfigLoader {
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    /// The configuration path: `--config`, else `$CAIRN_CONFIG`, else `./cairn.yaml`.
+    public func resolvePath(_ flag: String?) -> String {
+        flag ?? environment["CAIRN_CONFIG"] ?? "cairn.yaml"
+    }
+
+    /// Loads and validates a file.
+    public func load(path: String) throws -> Configuration {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigError(.configMissing, problems: [ConfigProblem(file: path, line: nil, message: "configuration file not found")],
+                              hint: "pass --config PATH, set CAIRN_CONFIG, or create ./cairn.yaml (see `cairn config example`)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(.configMissing, problems: [ConfigProblem(file: path, line: nil, message: "configuration file is not readable")],
+                              hint: "make the file readable by the user cairn runs as (uid \(getuid()))")
+        }
+        return try load(text: String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    /// Loads and validates configuration text (`file` names it in messages).
+    public func load(text: String, file: String) throws -> Configuration {
+        let r = YAMLReader(file: file)
+        guard let root = r.parse(text) else { throw ConfigError(problems: r.problems) }
+        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits"])
+        var overrides: [String] = []
+
+        // cluster
+        let c = top?.section("cluster", allowed: ["connection", "data_directory", "bin_directory"])
+        let cluster = Configuration.Cluster(
+            connection: c?.string("connection") ?? "",
+            dataDirectory: c?.string("data_directory"),
+            binDirectory: c?.string("bin_directory") ?? Configuration.defaultBinDirectory)
+        if let d = cluster.dataDirectory, !d.hasPrefix("/") {
+            r.report(line: c?.line("data_directory"), "cluster.data_directory must be an absolute path")
+        }
+
+        // repository
+        var repository = Configuration.RepositoryKind.local(path: "/var/lib/cairn/repo")
+        let repoKeys = ["type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
+                        "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile"]
+        if let rs = top?.section("repository", allowed: repoKeys) {
+            let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
+            if type == "local" {
+                for k in ["bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id"] where rs.node(k) != nil {
+                    r.report(line: rs.line(k), "repository.\(k) applies to type: s3 only (this repository is type: local)")
+                }
+                if rs.require("path", "the folder that holds the repository"), let p = rs.string("path") {
+                    if !p.hasPrefix("/") { r.report(line: rs.line("path"), "repository.path must be an absolute path, not \"\(p)\"") }
+                    repository = .local(path: p)
+                }
+            } else {
+                if rs.node("path") != nil { r.report(line: rs.line("path"), "repository.path applies to type: local only (use bucket and prefix for s3)") }
+                if let s3 = loadS3(rs, r, &overrides) { repository = .s3(s3) }
+            }
+        } else if top?.node("repository") == nil {
+            r.report(line: nil, "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
+        }
+
+        // compression
+        let z = top?.section("compression", allowed: ["level", "threads"])
+        let compression = Configuration.Compression(level: z?.int("level", range: 1...19) ?? 3,
+                                                    threads: z?.int("threads", range: 0...64) ?? 0)
+
+        // limits
+        let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries"])
+        var limits = Configuration.Limits(
+            parallelism: l?.int("parallelism", range: 1...64) ?? 4,
+            partSize: l?.size("part_size", min: 5 << 20) ?? 8 << 20,
+            connectTimeout: l?.duration("connect_timeout") ?? 10,
+            ioTimeout: l?.duration("io_timeout") ?? 30,
+            requestTimeout: l?.duration("request_timeout") ?? 300,
+            retries: l?.int("retries", range: 0...50) ?? 6)
+        if limits.partSize > 5 << 30 {
+            r.report(line: l?.line("part_size"), "limits.part_size must be at most 5GiB (S3's part limit)")
+            limits.partSize = 8 << 20
+        }
+        if limits.requestTimeout < limits.connectTimeout {
+            r.report(line: l?.line("request_timeout"), "limits.request_timeout must not be shorter than limits.connect_timeout")
+        }
+
+        if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
+        return Configuration(cluster: cluster, repository: repository, compression: compression, limits: limits,
+                             sourcePath: file, environmentOverrides: overrides)
+    }
+
+    private func loadS3(_ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]) -> Configuration.S3Repo? {
+        let bucket = rs.string("bucket")
+        if bucket == nil { _ = rs.require("bucket", "the S3 bucket name") }
+        if let b = bucket, !ConfigLoader.validBucket(b) {
+            r.report(line: rs.line("bucket"), "repository.bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)")
+        }
+        var endpointText = rs.string("endpoint")
+        if let e = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !e.isEmpty {
+            endpointText = e
+            overrides.append(environment["AWS_ENDPOINT_URL_S3"] != nil ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL")
+        }
+        var region = rs.string("region")
+        if let e = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"], !e.isEmpty {
+            region = e
+            overrides.append(environment["AWS_REGION"] != nil ? "AWS_REGION" : "AWS_DEFAULT_REGION")
+        }
+        let regionValue = region ?? "us-east-1"
+        let endpoint: URL?
+        if let text = endpointText {
+            let u = URL(string: text)
+            if let u, let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil, u.path.isEmpty || u.path == "/",
+               u.query == nil, u.user == nil {
+                endpoint = u
+            } else {
+                r.report(line: rs.line("endpoint"), "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")")
+                endpoint = nil
+            }
+        } else {
+            endpoint = URL(string: "https://s3.\(regionValue).amazonaws.com")
+        }
+        let style = rs.choice("uri_style", ["host", "path"]).flatMap(S3Settings.URIStyle.init(rawValue:)) ?? .host
+        let sse = rs.choice("server_side_encryption", ["AES256", "aws:kms"])
+        let kms = rs.string("kms_key_id")
+        if kms != nil && sse != "aws:kms" {
+            r.report(line: rs.line("kms_key_id"), "repository.kms_key_id needs server_side_encryption: aws:kms")
+        }
+        let ca = rs.string("ca_file")
+        if let ca, !FileManager.default.isReadableFile(atPath: ca) {
+            r.report(line: rs.line("ca_file"), "repository.ca_file \(ca) does not exist or is not readable")
+        }
+        let credFile = rs.string("credentials_file")
+        let prefix = rs.string("prefix") ?? ""
+        if prefix.hasPrefix("/") || prefix.contains("//") || prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            r.report(line: rs.line("prefix"), "repository.prefix must be a relative path such as \"prod/db1\" (no leading /, no . or .. segments)")
+        }
+        let storageClass = rs.string("storage_class")
+        if let sc = storageClass, !sc.allSatisfy({ $0.isUppercase || $0 == "_" || $0.isNumber }) {
+            r.report(line: rs.line("storage_class"), "repository.storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
+        }
+        guard let bucket, let endpoint else { return nil }
+        return Configuration.S3Repo(bucket: bucket, prefix: prefix, endpoint: endpoint, region: regionValue,
+                                    uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
+                                    storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
+                                    credentialsFile: credFile, profile: rs.string("profile") ?? "default")
+    }
+
+    static func validBucket(_ b: String) -> Bool {
+        guard (3...63).contains(b.count), let f = b.first, let l = b.last,
+              f.isLetter || f.isNumber, l.isLetter || l.isNumber else { return false }
+        return b.allSatisfy { ($0.isLowercase && $0.isASCII) || ($0.isNumber && $0.isASCII) || $0 == "." || $0 == "-" }
+    }
+}

@@ -1,0 +1,69 @@
+import CairnBase
+import CairnStorage
+import Foundation
+
+/// The effective settings: `cairn.yaml`, then the environment, with defaults for everything optional.
+public struct Configuration: Sendable {
+    /// The cluster Cairn backs up.
+    public struct Cluster: Sendable {
+        /// libpq connection string (keywords or URI); empty means libpq's defaults (PGHOST, PGPORT, …).
+        public var connection: String
+        /// The data directory (needed for restore defaults and `doctor`; read from the server otherwise).
+        public var dataDirectory: String?
+        /// Folder with pg_basebackup, pg_dump, pg_ctl… for the cluster's major version.
+        public var binDirectory: String
+    }
+
+    /// Where the backups go.
+    public enum RepositoryKind: Sendable {
+        case local(path: String)
+        case s3(S3Repo)
+    }
+
+    /// S3 settings as configured (credentials resolved separately).
+    public struct S3Repo: Sendable {
+        public var bucket: String
+        public var prefix: String
+        public var endpoint: URL
+        public var region: String
+        public var uriStyle: S3Settings.URIStyle
+        public var caFile: String?
+        public var verifyTLS: Bool
+        public var storageClass: String?
+        public var serverSideEncryption: String?
+        public var kmsKeyId: String?
+        public var credentialsFile: String?
+        public var profile: String
+    }
+
+    public struct Compression: Sendable {
+        /// zstd level, 1…19.
+        public var level: Int
+        /// zstd worker threads per stream (0 = none).
+        public var threads: Int
+    }
+
+    public struct Limits: Sendable {
+        /// Parallel transfers (upload parts, restore files, WAL prefetch).
+        public var parallelism: Int
+        /// Multipart part size.
+        public var partSize: Int64
+        public var connectTimeout: Double
+        /// A transfer with no progress for this long is abandoned and retried.
+        public var ioTimeout: Double
+        /// The most a single repository request may take, retries included.
+        public var requestTimeout: Double
+        public var retries: Int
+    }
+
+    public var cluster: Cluster
+    public var repository: RepositoryKind
+    public var compression: Compression
+    public var limits: Limits
+    /// The file it came from (nil when built in code).
+    public var sourcePath: String?
+    /// Which environment variables changed a setting, for `config show`.
+    public var environmentOverrides: [String]
+
+    public static let defaultBinDirectory = "/usr/lib/postgresql/15/bin"
+}

@@ -1,0 +1,50 @@
+import CairnBase
+import CairnCore
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// The composition root: turns the configuration into drivers, pipelines and connections.
+struct AppContext {
+    let config: Configuration
+    let environment: [String: String]
+    let logger = Logger(label: "cairn")
+
+    /// Loads the configuration named by `--config` / `$CAIRN_CONFIG` / `./cairn.yaml`.
+    static func load(_ global: GlobalOptions) throws -> AppContext {
+        let env = ProcessInfo.processInfo.environment
+        let loader = ConfigLoader(environment: env)
+        let config = try loader.load(path: loader.resolvePath(global.config))
+        return AppContext(config: config, environment: env)
+    }
+
+    /// The repository driver for the configured repository.
+    func makeRepository() throws -> any Repository {
+        switch config.repository {
+        case .local(let path):
+            return LocalRepository(root: path)
+        case .s3(let s3):
+            let (creds, source, warnings) = try CredentialResolver(environment: environment).resolve(s3)
+            for w in warnings { logger.warning("\(w)") }
+            let l = config.limits
+            let settings = S3Settings(endpoint: s3.endpoint, bucket: s3.bucket, prefix: s3.prefix, region: s3.region,
+                                      uriStyle: s3.uriStyle, caFile: s3.caFile, verifyTLS: s3.verifyTLS,
+                                      storageClass: s3.storageClass, serverSideEncryption: s3.serverSideEncryption,
+                                      kmsKeyId: s3.kmsKeyId, credentials: creds, partSize: Int(l.partSize),
+                                      concurrency: l.parallelism, connectTimeout: l.connectTimeout,
+                                      stallTimeout: l.ioTimeout, requestDeadline: l.requestTimeout, maxRetries: l.retries)
+            return S3Repository(settings: settings, credentialSource: source)
+        }
+    }
+
+    /// The transfer pipeline with the configured compression.
+    func makePipeline() -> Pipeline {
+        Pipeline(level: Int32(config.compression.level), workers: Int32(config.compression.threads))
+    }
+
+    /// A connection to the cluster.
+    func connect(overrides: [String: String] = [:]) throws -> PGConnection {
+        try PGConnection(conninfo: config.cluster.connection, overrides: overrides)
+    }
+}

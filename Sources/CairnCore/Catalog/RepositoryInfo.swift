@@ -1,0 +1,84 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+
+/// `cairn.json`: which cluster a repository belongs to. Written at `cairn init`, with a `cairn.json.copy` twin
+/// so that one damaged copy does not make the repository unusable.
+public struct RepositoryInfo: Codable, Sendable, Equatable {
+    /// The repository layout version this build writes.
+    public static let currentFormat = 1
+    public static let key = "cairn.json"
+    public static let copyKey = "cairn.json.copy"
+
+    public var format: Int
+    public var systemIdentifier: String
+    public var pgVersionNum: Int
+    public var walSegmentSize: Int64
+    public var created: Date
+    public var cairnVersion: String
+
+    public var pgMajor: Int { pgVersionNum / 10000 }
+
+    enum CodingKeys: String, CodingKey {
+        case format
+        case systemIdentifier = "system_identifier"
+        case pgVersionNum = "pg_version_num"
+        case walSegmentSize = "wal_segment_size"
+        case created
+        case cairnVersion = "cairn_version"
+    }
+
+    public init(cluster: ClusterInfo, created: Date, cairnVersion: String) {
+        format = RepositoryInfo.currentFormat
+        systemIdentifier = cluster.systemIdentifier
+        pgVersionNum = cluster.versionNum
+        walSegmentSize = cluster.walSegmentSize
+        self.created = created
+        self.cairnVersion = cairnVersion
+    }
+
+    /// Reads `cairn.json`, falling back to the copy when the main file is missing or damaged.
+    /// Returns nil when neither exists (the repository is not initialised).
+    public static func load(from repo: any Repository) throws -> RepositoryInfo? {
+        var firstError: (any Error)?
+        for key in [key, copyKey] {
+            do {
+                guard let bytes = try repo.getBytesIfExists(key) else { continue }
+                let info = try SealedDocument.open(RepositoryInfo.self, from: bytes, what: "\(key) in \(repo.location)")
+                guard info.format <= currentFormat else {
+                    throw CoreError(.repoCorrupt, "repository \(repo.location) has format \(info.format); this cairn reads up to \(currentFormat)",
+                                    hint: "upgrade cairn")
+                }
+                return info
+            } catch let e as CoreError where e.code == .repoCorrupt {
+                firstError = firstError ?? e
+            }
+        }
+        if let firstError { throw firstError }
+        return nil
+    }
+
+    /// Loads and requires an initialised repository.
+    public static func require(from repo: any Repository) throws -> RepositoryInfo {
+        guard let info = try load(from: repo) else {
+            throw CoreError(.repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
+                            hint: "run `cairn init` to create it for this cluster")
+        }
+        return info
+    }
+
+    /// Throws `repo.foreign` unless the repository belongs to this cluster, `pg.version` on a major mismatch.
+    public func checkBelongs(to cluster: ClusterInfo, repo: any Repository) throws {
+        if cluster.systemIdentifier != systemIdentifier {
+            throw CoreError(.repoForeign,
+                            "repository \(repo.location) belongs to cluster \(systemIdentifier), not to this cluster (\(cluster.systemIdentifier))",
+                            hint: "point repository at this cluster's own location (another prefix or path); never share one repository between clusters")
+        }
+        if cluster.majorVersion != pgMajor {
+            throw CoreError(.pgVersion,
+                            "repository \(repo.location) holds PostgreSQL \(pgMajor) backups but the cluster runs PostgreSQL \(cluster.majorVersion)",
+                            hint: "after a major upgrade, start a new repository (new path or prefix) and run `cairn init`")
+        }
+    }
+}

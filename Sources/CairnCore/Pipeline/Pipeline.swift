@@ -1,0 +1,179 @@
+import CairnBase
+import CairnStorage
+import Crypto
+import Foundation
+
+/// The transfer pipeline: content → SHA-256 → zstd → repository, and back with verification.
+///
+/// Memory is bounded whatever the object size: one zstd context (a few MiB at the default levels; up to
+/// 2 × the 8 MiB window at level 19), a 128 KiB output buffer, and the repository writer's buffers (local:
+/// none; S3: `(concurrency + 2) × partSize`, 48 MiB at the defaults). Nothing is read twice: both digests are
+/// computed while the bytes pass.
+public struct Pipeline: Sendable {
+    /// zstd level (1…19).
+    public var level: Int32
+    /// zstd worker threads (0 = on the calling thread).
+    public var workers: Int32
+
+    public init(level: Int32 = 3, workers: Int32 = 0) {
+        self.level = level
+        self.workers = workers
+    }
+
+    /// Starts storing an object. Write the content, then `finish()` (or `abort()`).
+    public func beginStore(_ repo: any Repository, key: String, options: PutOptions) throws -> StoreStream {
+        let writer = try repo.makeWriter(key, options: options)
+        do {
+            return try StoreStream(writer: writer, compressor: ZstdCompressor(level: level, workers: workers), key: key)
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// Stores a whole in-memory content.
+    @discardableResult
+    public func store(_ repo: any Repository, key: String, bytes: [UInt8], options: PutOptions) throws -> ObjectDigest {
+        let s = try beginStore(repo, key: key, options: options)
+        do {
+            try bytes.withUnsafeBytes { try s.write($0) }
+            return try s.finish()
+        } catch {
+            s.abort()
+            throw error
+        }
+    }
+
+    /// Stores everything read from a file descriptor until end of file.
+    @discardableResult
+    public func store(_ repo: any Repository, key: String, fd: Int32, options: PutOptions) throws -> ObjectDigest {
+        let s = try beginStore(repo, key: key, options: options)
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buf.deallocate() }
+        do {
+            while true {
+                let n = read(fd, buf.baseAddress, buf.count)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CoreError(.localIO, "read failed while storing \(key): \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }
+                try s.write(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            }
+            return try s.finish()
+        } catch {
+            s.abort()
+            throw error
+        }
+    }
+
+    /// Streams an object's content to `sink`, verifying the zstd checksums, the trailer and, when given, the
+    /// expected digest. Throws `data.corrupt` (after the content was passed to the sink: callers write to a
+    /// temporary place and commit only on success).
+    @discardableResult
+    public func load(_ repo: any Repository, key: String, expected: ObjectDigest? = nil,
+                     into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectDigest {
+        let d = try ZstdDecompressor()
+        var plain = SHA256()
+        var stored = SHA256()
+        var plainSize: Int64 = 0
+        var storedSize: Int64 = 0
+        var tail = [UInt8]()
+        tail.reserveCapacity(ObjectFormat.trailerLength * 2)
+        do {
+            try repo.get(key, range: nil) { chunk in
+                stored.update(bufferPointer: chunk)
+                storedSize += Int64(chunk.count)
+                tail.append(contentsOf: chunk.suffix(ObjectFormat.trailerLength))
+                if tail.count > ObjectFormat.trailerLength { tail.removeFirst(tail.count - ObjectFormat.trailerLength) }
+                try d.decompress(chunk) { out in
+                    plain.update(bufferPointer: out)
+                    plainSize += Int64(out.count)
+                    try sink(out)
+                }
+            }
+        } catch let e as CoreError where e.code == .dataCorrupt {
+            throw CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.message)",
+                            hint: Pipeline.damageHint)
+        }
+        let digest = ObjectDigest(size: plainSize, sha256: Hex.encode(plain.finalize()),
+                                  storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
+        func damaged(_ why: String) -> CoreError {
+            CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
+        }
+        guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
+        guard let trailer = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
+        guard trailer.size == plainSize, Hex.encode(trailer.sha256) == digest.sha256 else {
+            throw damaged("its content does not match the digest recorded when it was stored")
+        }
+        if let expected {
+            guard expected.storedSize == storedSize, expected.storedSHA256 == digest.storedSHA256,
+                  expected.size == plainSize, expected.sha256 == digest.sha256 else {
+                throw damaged("it differs from the size and SHA-256 recorded in the manifest")
+            }
+        }
+        return digest
+    }
+
+    static let damageHint = "run `cairn verify` to list every damaged object; restore from another backup or copy of the repository"
+}
+
+/// One object being stored (see ``Pipeline/beginStore(_:key:options:)``).
+public final class StoreStream {
+    private let writer: any ObjectWriter
+    private let compressor: ZstdCompressor
+    private var plain = SHA256()
+    private var stored = SHA256()
+    private var plainSize: Int64 = 0
+    private var storedSize: Int64 = 0
+    private var done = false
+    /// The object key.
+    public let key: String
+
+    init(writer: any ObjectWriter, compressor: ZstdCompressor, key: String) {
+        self.writer = writer
+        self.compressor = compressor
+        self.key = key
+    }
+
+    deinit { if !done { writer.abort() } }
+
+    /// Bytes of content written so far.
+    public var bytesIn: Int64 { plainSize }
+
+    private func emit(_ out: UnsafeRawBufferPointer) throws {
+        stored.update(bufferPointer: out)
+        storedSize += Int64(out.count)
+        try writer.write(out)
+    }
+
+    /// Adds content.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        plain.update(bufferPointer: bytes)
+        plainSize += Int64(bytes.count)
+        try compressor.compress(bytes) { try emit($0) }
+    }
+
+    /// Ends the stream, writes the trailer and commits the object.
+    public func finish() throws -> ObjectDigest {
+        do {
+            try compressor.finish { try emit($0) }
+            let sha = Array(plain.finalize())
+            try ObjectFormat.trailer(size: plainSize, sha256: sha).withUnsafeBytes { try emit($0) }
+            _ = try writer.finish()
+            done = true
+            return ObjectDigest(size: plainSize, sha256: Hex.encode(sha), storedSize: storedSize,
+                                storedSHA256: Hex.encode(stored.finalize()))
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Discards the object.
+    public func abort() {
+        guard !done else { return }
+        done = true
+        writer.abort()
+    }
+}

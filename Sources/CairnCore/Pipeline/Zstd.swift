@@ -1,0 +1,92 @@
+import CZstd
+import CairnBase
+
+/// Streaming zstd compression with content checksums (XXH64 per frame).
+final class ZstdCompressor {
+    private let cctx: OpaquePointer
+    private let out: UnsafeMutableRawBufferPointer
+
+    /// - Parameters:
+    ///   - level: 1…19 (negative levels are fast modes).
+    ///   - workers: zstd worker threads (0 = compress on the calling thread).
+    init(level: Int32, workers: Int32) throws {
+        guard let c = ZSTD_createCCtx() else { throw CoreError(.internal, "cannot allocate a zstd compression context") }
+        cctx = c
+        out = .allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 16)
+        try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set level \(level)")
+        try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "enable checksums")
+        if workers > 0 {
+            // Builds without multithreading refuse this; compress single-threaded then.
+            _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, workers)
+        }
+    }
+
+    deinit {
+        ZSTD_freeCCtx(cctx)
+        out.deallocate()
+    }
+
+    private func check(_ rc: Int, _ what: String) throws {
+        if ZSTD_isError(rc) != 0 {
+            throw CoreError(.internal, "zstd: cannot \(what): \(String(cString: ZSTD_getErrorName(rc)))")
+        }
+    }
+
+    /// Compresses `input`, passing compressed output to `emit` as it becomes available.
+    func compress(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        while inb.pos < inb.size {
+            var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            let rc = ZSTD_compressStream2(cctx, &outb, &inb, ZSTD_e_continue)
+            try check(rc, "compress")
+            if outb.pos > 0 { try emit(UnsafeRawBufferPointer(rebasing: out[0..<outb.pos])) }
+        }
+    }
+
+    /// Ends the frame and emits the rest.
+    func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var inb = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while true {
+            var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            let remaining = ZSTD_compressStream2(cctx, &outb, &inb, ZSTD_e_end)
+            try check(remaining, "finish frame")
+            if outb.pos > 0 { try emit(UnsafeRawBufferPointer(rebasing: out[0..<outb.pos])) }
+            if remaining == 0 { break }
+        }
+    }
+}
+
+/// Streaming zstd decompression. Skippable frames are skipped; checksums are verified by zstd.
+final class ZstdDecompressor {
+    private let dctx: OpaquePointer
+    private let out: UnsafeMutableRawBufferPointer
+    /// True when the input so far ends exactly at a frame boundary.
+    private(set) var atFrameBoundary = true
+
+    init() throws {
+        guard let d = ZSTD_createDCtx() else { throw CoreError(.internal, "cannot allocate a zstd decompression context") }
+        dctx = d
+        out = .allocate(byteCount: ZSTD_DStreamOutSize(), alignment: 16)
+    }
+
+    deinit {
+        ZSTD_freeDCtx(dctx)
+        out.deallocate()
+    }
+
+    /// Decompresses `input`, passing output to `emit`. Throws `data.corrupt` on a damaged stream.
+    func decompress(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        while true {
+            var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            let rc = ZSTD_decompressStream(dctx, &outb, &inb)
+            if ZSTD_isError(rc) != 0 {
+                throw CoreError(.dataCorrupt, "compressed data is damaged (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+            }
+            atFrameBoundary = rc == 0
+            if outb.pos > 0 { try emit(UnsafeRawBufferPointer(rebasing: out[0..<outb.pos])) }
+            // Done when all input is consumed and the output buffer was not filled (nothing left to flush).
+            if inb.pos == inb.size && outb.pos < outb.size { break }
+        }
+    }
+}

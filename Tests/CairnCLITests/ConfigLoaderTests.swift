@@ -1,0 +1,168 @@
+import CairnBase
+import Foundation
+import Testing
+import TestSupport
+@testable import CairnCLI
+
+@Suite struct ConfigLoaderTests {
+    let loader = ConfigLoader(environment: [:])
+
+    @Test func localRepositoryWithDefaults() throws {
+        let c = try loader.load(text: """
+            cluster:
+              connection: host=/tmp port=5432
+            repository:
+              type: local
+              path: /var/lib/cairn/repo
+            """, file: "cairn.yaml")
+        guard case .local(let path) = c.repository else { Issue.record("not local"); return }
+        #expect(path == "/var/lib/cairn/repo")
+        #expect(c.compression.level == 3)
+        #expect(c.limits.parallelism == 4)
+        #expect(c.limits.partSize == 8 << 20)
+        #expect(c.cluster.binDirectory == "/usr/lib/postgresql/15/bin")
+    }
+
+    @Test func s3RepositoryAndEnvironmentOverrides() throws {
+        let text = """
+            repository:
+              type: s3
+              bucket: backups
+              prefix: prod/db1
+              endpoint: https://s3.example.com:9000
+              region: eu-west-1
+              uri_style: path
+              storage_class: STANDARD_IA
+            compression:
+              level: 6
+            limits:
+              part_size: 16MiB
+              io_timeout: 45s
+            """
+        let c = try loader.load(text: text, file: "f.yaml")
+        guard case .s3(let s3) = c.repository else { Issue.record("not s3"); return }
+        #expect(s3.endpoint.absoluteString == "https://s3.example.com:9000")
+        #expect(s3.region == "eu-west-1" && s3.uriStyle == .path && s3.prefix == "prod/db1")
+        #expect(c.limits.partSize == 16 << 20 && c.limits.ioTimeout == 45 && c.compression.level == 6)
+
+        let env = ConfigLoader(environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_REGION": "us-west-2"])
+        let o = try env.load(text: text, file: "f.yaml")
+        guard case .s3(let s3o) = o.repository else { Issue.record("not s3"); return }
+        #expect(s3o.endpoint.absoluteString == "http://127.0.0.1:4566")
+        #expect(s3o.region == "us-west-2")
+        #expect(o.environmentOverrides == ["AWS_ENDPOINT_URL", "AWS_REGION"])
+    }
+
+    @Test func everyProblemIsReportedWithItsLine() throws {
+        let text = """
+            cluster:
+              conection: host=/tmp
+            repository:
+              type: s3
+              bucket: Bad_Bucket
+              endpoint: ftp://nowhere
+              uri_style: virtual
+            compression:
+              level: 42
+            limits:
+              part_size: 1MiB
+              io_timeout: soon
+            """
+        let e = #expect(throws: ConfigError.self) { try loader.load(text: text, file: "/etc/cairn.yaml") }
+        let lines = e?.problems.map { $0.description } ?? []
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:2:") && $0.contains("unknown key \"conection\"") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:5:") && $0.contains("bucket") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:6:") && $0.contains("endpoint") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:7:") && $0.contains("uri_style") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:9:") && $0.contains("between 1 and 19") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:11:") && $0.contains("at least 5.0 MiB") })
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:12:") && $0.contains("duration") })
+        #expect(e?.problems.count == 7)
+        #expect(e?.code == .configInvalid)
+    }
+
+    @Test func yamlSyntaxErrorsHaveALine() {
+        let e = #expect(throws: ConfigError.self) {
+            try loader.load(text: "repository:\n  type: local\n  path: [unclosed\n", file: "c.yaml")
+        }
+        #expect(e?.problems.first?.line != nil)
+        #expect(e?.message.contains("YAML syntax error") == true)
+    }
+
+    @Test func missingRepositoryAndWrongTypes() {
+        let e = #expect(throws: ConfigError.self) { try loader.load(text: "compression: fast\n", file: "c.yaml") }
+        let text = e?.message ?? ""
+        #expect(text.contains("compression must be a mapping"))
+        #expect(text.contains("repository section is missing"))
+    }
+
+    @Test func localOnlyAndS3OnlyKeysAreNotMixed() {
+        let e = #expect(throws: ConfigError.self) {
+            try loader.load(text: "repository:\n  type: local\n  path: relative/path\n  bucket: b\n", file: "c.yaml")
+        }
+        #expect(e?.message.contains("absolute path") == true)
+        #expect(e?.message.contains("repository.bucket applies to type: s3 only") == true)
+    }
+
+    @Test func missingFile() {
+        let e = #expect(throws: ConfigError.self) { try loader.load(path: "/nonexistent/cairn.yaml") }
+        #expect(e?.code == .configMissing)
+        #expect(e?.hint?.contains("--config") == true)
+    }
+
+    @Test func configPathResolution() {
+        #expect(ConfigLoader(environment: [:]).resolvePath(nil) == "cairn.yaml")
+        #expect(ConfigLoader(environment: ["CAIRN_CONFIG": "/etc/c.yaml"]).resolvePath(nil) == "/etc/c.yaml")
+        #expect(ConfigLoader(environment: ["CAIRN_CONFIG": "/etc/c.yaml"]).resolvePath("/x.yaml") == "/x.yaml")
+    }
+
+    @Test func conninfoPasswordsAreRedacted() {
+        #expect(EffectiveSettings.redactConninfo("host=h password=s3cret user=u") == "host=h password=<redacted> user=u")
+        #expect(EffectiveSettings.redactConninfo("host=h password='a b' user=u") == "host=h password=<redacted> user=u")
+        #expect(EffectiveSettings.redactConninfo("postgresql://bob:s3cret@db/x") == "postgresql://bob:<redacted>@db/x")
+        #expect(EffectiveSettings.redactConninfo("host=h") == "host=h")
+    }
+}
+
+@Suite struct CredentialTests {
+    let s3 = Configuration.S3Repo(bucket: "b", prefix: "", endpoint: URL(string: "http://x")!, region: "r", uriStyle: .path,
+                                  caFile: nil, verifyTLS: true, storageClass: nil, serverSideEncryption: nil, kmsKeyId: nil,
+                                  credentialsFile: nil, profile: "default")
+
+    @Test func environmentWins() throws {
+        var withFile = s3
+        withFile.credentialsFile = "/nonexistent"
+        let r = try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "envsecret",
+                                                     "AWS_SESSION_TOKEN": "tok"]).resolve(withFile)
+        #expect(r.credentials.accessKeyId == "AKIAENV" && r.credentials.sessionToken == "tok")
+        #expect(r.source.contains("environment"))
+    }
+
+    @Test func fileWithProfilesAndPermissionWarning() throws {
+        let dir = try TestEnvironment.tempDirectory("creds")
+        let path = dir + "/credentials"
+        try "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n\n[profile backup]\naws_access_key_id=AKIABACKUP\naws_secret_access_key=b\naws_session_token=t\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o644)
+        var cfg = s3
+        cfg.credentialsFile = path
+        let d = try CredentialResolver(environment: [:]).resolve(cfg)
+        #expect(d.credentials.accessKeyId == "AKIADEFAULT")
+        #expect(d.warnings.count == 1 && d.warnings[0].contains("chmod 600"))
+        chmod(path, 0o600)
+        let b = try CredentialResolver(environment: ["AWS_PROFILE": "backup"]).resolve(cfg)
+        #expect(b.credentials.accessKeyId == "AKIABACKUP" && b.credentials.sessionToken == "t" && b.warnings.isEmpty)
+        let e = #expect(throws: BaseError.self) { try CredentialResolver(environment: ["AWS_PROFILE": "nope"]).resolve(cfg) }
+        #expect(e?.message.contains("[nope]") == true)
+    }
+
+    @Test func noCredentialsAtAll() {
+        let e = #expect(throws: BaseError.self) { try CredentialResolver(environment: [:]).resolve(s3) }
+        #expect(e?.code == .configInvalid)
+        #expect(e?.hint?.contains("credentials_file") == true)
+    }
+
+    @Test func halfSetEnvironment() {
+        #expect(throws: BaseError.self) { try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "x"]).resolve(s3) }
+    }
+}

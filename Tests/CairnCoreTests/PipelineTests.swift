@@ -1,0 +1,92 @@
+import CairnBase
+import CairnStorage
+import Foundation
+import Testing
+import TestSupport
+@testable import CairnCore
+
+@Suite struct PipelineTests {
+    static func content(_ n: Int) -> [UInt8] {
+        // Half compressible text, half noise.
+        var x: UInt64 = 88172645463325252
+        return (0..<n).map { i in
+            if (i / 4096) % 2 == 0 { return UInt8(ascii: "a") + UInt8(i % 7) }
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            return UInt8(truncatingIfNeeded: x)
+        }
+    }
+
+    @Test func roundTripRecordsBothDigests() throws {
+        let repo = MemoryRepository()
+        let data = Self.content(3 << 20)
+        let p = Pipeline(level: 3)
+        let d = try p.store(repo, key: "obj", bytes: data, options: .createOnly)
+        #expect(d.size == Int64(data.count))
+        #expect(d.storedSize < d.size)
+        #expect(d.storedSize == (try repo.head("obj")?.size))
+        var back = [UInt8]()
+        let check = try p.load(repo, key: "obj", expected: d) { back.append(contentsOf: $0) }
+        #expect(back == data)
+        #expect(check == d)
+    }
+
+    @Test func emptyContent() throws {
+        let repo = MemoryRepository()
+        let d = try Pipeline().store(repo, key: "e", bytes: [], options: .overwrite)
+        #expect(d.size == 0)
+        var n = 0
+        try Pipeline().load(repo, key: "e", expected: d) { n += $0.count }
+        #expect(n == 0)
+    }
+
+    /// Any zstd tool can read a stored object: the trailer is a skippable frame.
+    @Test func storedObjectsAreStandardZstd() throws {
+        let dir = try TestEnvironment.tempDirectory("zstd")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let repo = LocalRepository(root: dir)
+        let data = Self.content(300_000)
+        try Pipeline().store(repo, key: "x.zst", bytes: data, options: .overwrite)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/zstd")
+        p.arguments = ["-d", "-q", "-f", dir + "/x.zst", "-o", dir + "/x"]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(FileManager.default.contents(atPath: dir + "/x") == Data(data))
+    }
+
+    @Test(arguments: [0, 100, 5000, -1, -20])
+    func everyBitFlipIsDetected(at position: Int) throws {
+        let repo = MemoryRepository()
+        let data = Self.content(20000)
+        let d = try Pipeline().store(repo, key: "o", bytes: data, options: .overwrite)
+        repo.tamper("o") { b in
+            let i = position >= 0 ? position : b.count + position
+            b[i] ^= 0x10
+        }
+        let error = #expect(throws: CoreError.self) {
+            try Pipeline().load(repo, key: "o", expected: nil) { _ in }
+        }
+        #expect(error?.code == .dataCorrupt)
+        // With the manifest's digest the damage is named too.
+        #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "o", expected: d) { _ in } }
+    }
+
+    @Test(arguments: [1, 56, 57, 1000])
+    func truncationIsDetected(dropping n: Int) throws {
+        let repo = MemoryRepository()
+        try Pipeline().store(repo, key: "o", bytes: Self.content(20000), options: .overwrite)
+        repo.tamper("o") { $0.removeLast(n) }
+        let error = #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "o") { _ in } }
+        #expect(error?.code == .dataCorrupt)
+        #expect(error?.message.contains("damaged") == true)
+    }
+
+    @Test func aStoreThatFailsLeavesNothing() throws {
+        let repo = MemoryRepository()
+        let s = try Pipeline().beginStore(repo, key: "half", options: .createOnly)
+        try Self.content(10000).withUnsafeBytes { try s.write($0) }
+        s.abort()
+        #expect(try repo.head("half") == nil)
+    }
+}

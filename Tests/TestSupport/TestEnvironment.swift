@@ -1,0 +1,49 @@
+import CairnStorage
+import Foundation
+
+/// The services the integration tests use, as `scripts/test-env.sh up` describes them in its env.sh.
+///
+/// When `CAIRN_TEST_REQUIRE_SERVICES=1` (set by `scripts/test.sh` and CI) a missing service is a test failure;
+/// otherwise integration tests are skipped, so `swift test` alone still runs the unit tests.
+public enum TestEnvironment {
+    public static let env = ProcessInfo.processInfo.environment
+
+    /// True when the test services are described in the environment.
+    public static var hasServices: Bool { env["CAIRN_TEST_S3_ENDPOINT"] != nil && env["CAIRN_TEST_PGPORT"] != nil }
+
+    /// True when integration tests must run (CI).
+    public static var servicesRequired: Bool { env["CAIRN_TEST_REQUIRE_SERVICES"] == "1" }
+
+    /// Whether integration tests run: services present, or required (then they fail loudly if absent).
+    public static var integrationEnabled: Bool { hasServices || servicesRequired }
+
+    public static func value(_ name: String) -> String {
+        env[name] ?? ""
+    }
+
+    /// A fresh, unique name for a test's repository prefix or folder.
+    public static func uniqueName(_ base: String) -> String {
+        "\(base)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// A new empty folder under the test state directory (or /tmp).
+    public static func tempDirectory(_ base: String) throws -> String {
+        let root = env["CAIRN_TEST_STATE"].map { $0 + "/tmp" } ?? NSTemporaryDirectory() + "cairn-tests"
+        let dir = root + "/" + uniqueName(base)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// S3 settings for the test emulator (plain HTTP unless `tls`), with a unique prefix.
+    public static func s3Settings(prefix: String? = nil, tls: Bool = false, secret: String? = nil,
+                                  bucket: String? = nil, partSize: Int = 5 << 20) -> S3Settings {
+        let endpoint = URL(string: value(tls ? "CAIRN_TEST_S3_TLS_ENDPOINT" : "CAIRN_TEST_S3_ENDPOINT"))!
+        return S3Settings(endpoint: endpoint, bucket: bucket ?? value("CAIRN_TEST_S3_BUCKET"),
+                          prefix: prefix ?? uniqueName("t"), region: value("CAIRN_TEST_S3_REGION"),
+                          uriStyle: .path, caFile: tls ? value("CAIRN_TEST_S3_CA") : nil,
+                          credentials: AWSCredentials(accessKeyId: value("CAIRN_TEST_S3_ACCESS_KEY"),
+                                                      secretAccessKey: secret ?? value("CAIRN_TEST_S3_SECRET_KEY")),
+                          partSize: partSize, concurrency: 4, connectTimeout: 5, stallTimeout: 20,
+                          requestDeadline: 60, maxRetries: 3)
+    }
+}

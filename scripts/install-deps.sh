@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# install-deps.sh — install what Cairn's build and integration tests need on Debian 12 (run as root).
+# Idempotent: installs only what is missing and runs `apt-get update` only when something is.
+# Leaves no system service running that the install started (tests start their own).
+set -euo pipefail
+
+say() { printf '[install-deps] %s\n' "$*"; }
+die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get, pip into the system Python)"
+command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian 12 only"
+
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+# apt has a real (non-virtual) candidate for this package name
+has_candidate() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+pg15_main_online() { command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | awk '$1==15 && $2=="main"' | grep -q online; }
+nginx_service_pid() { local p; p=$(cat /run/nginx.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
+
+# --- Debian packages -------------------------------------------------------------------------------
+want=(postgresql-15 libpq-dev libzstd-dev libcurl4-openssl-dev zstd curl openssl ca-certificates)
+missing=()
+for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
+# contrib is built into postgresql-15 on Debian 12 (postgresql-contrib-15 is only a virtual name there)
+contrib_missing=0
+installed postgresql-contrib-15 || installed postgresql-contrib || contrib_missing=1
+# any nginx flavour (light/core/full) will do; they conflict with each other
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+
+if [ ${#missing[@]} -eq 0 ] && [ $contrib_missing = 0 ]; then
+  say "apt: all packages present"
+else
+  pg_was_up=0; pg15_main_online && pg_was_up=1
+  nginx_was_up=0; [ -n "$(nginx_service_pid || true)" ] && nginx_was_up=1
+  log=$(mktemp /tmp/install-deps.XXXXXX.log)   # apt's chatter goes here; shown only on failure
+  say "apt-get update"
+  apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "apt-get update failed"; }
+  if [ $contrib_missing = 1 ]; then
+    if has_candidate postgresql-contrib-15; then missing+=(postgresql-contrib-15); else missing+=(postgresql-contrib); fi
+  fi
+  # Keep package scripts from starting daemons (default cluster 15/main, nginx on :80), unless a
+  # policy-rc.d is already in place (Docker images ship one); exit 101 = "action forbidden".
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  say "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1 \
+    || { tail -n 20 "$log" >&2; die "apt-get install failed for: ${missing[*]}"; }
+  rm -f "$log"
+  # Belt and braces: stop what the install started anyway (left alone if it ran before we came).
+  if [ $pg_was_up = 0 ] && pg15_main_online; then
+    say "stopping Debian's default cluster 15/main started by the install"
+    pg_ctlcluster 15 main stop || die "could not stop cluster 15/main"
+  fi
+  if [ $nginx_was_up = 0 ] && pid=$(nginx_service_pid); then
+    say "stopping the nginx system service started by the install"
+    service nginx stop >/dev/null 2>&1 || kill "$pid" || die "could not stop nginx (pid $pid)"
+  fi
+fi
+for f in /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl; do
+  [ -x "$f" ] || die "$f missing after install"
+done
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+"$nginx_bin" -V 2>&1 | grep -q -- --with-http_ssl_module || die "$nginx_bin lacks the ssl module"
+say "apt: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'))"
+
+# --- Python packages (into whatever python3 is first on PATH; the test scripts use the same) ---------
+moto_ok() { python3 -c 'import moto, moto.server, flask, flask_cors; assert moto.__version__ == "5.2.1"' 2>/dev/null; }
+pip_want=()
+moto_ok || pip_want+=('moto[server]==5.2.1')
+command -v aws >/dev/null || pip_want+=(awscli)
+if [ ${#pip_want[@]} -eq 0 ]; then
+  say "pip: moto 5.2.1 and awscli present"
+else
+  say "pip install ${pip_want[*]}"
+  # Debian's own python3 is "externally managed" (PEP 668); on a throwaway test machine we install
+  # into it anyway. Both packages in one call so the resolver picks a botocore that suits both.
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q \
+    --disable-pip-version-check "${pip_want[@]}" || die "pip install failed for: ${pip_want[*]}"
+  if command -v pyenv >/dev/null; then pyenv rehash; fi   # new console scripts (aws) need pyenv shims
+  hash -r
+  moto_ok || die "moto[server]==5.2.1 still not importable by $(command -v python3)"
+  command -v aws >/dev/null || die "aws CLI still not on PATH after pip install"
+fi
+say "pip: ok ($(aws --version 2>&1 | cut -d' ' -f1), moto $(python3 -c 'import moto; print(moto.__version__)'))"
