@@ -35,7 +35,8 @@ public struct CairnCommand: AsyncParsableCommand {
         commandName: "cairn",
         abstract: "PostgreSQL backup and restore with proof that restores work.",
         version: CairnVersion.current,
-        subcommands: [InitCommand.self, CheckCommand.self, ConfigCommand.self])
+        subcommands: [InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
+                      InfoCommand.self, WalPushCommand.self, WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self])
 
     public init() {}
 }
@@ -44,7 +45,8 @@ public struct CairnCommand: AsyncParsableCommand {
 public enum CairnMain {
     public static func run(arguments: [String]? = nil) async -> Never {
         do {
-            var command = try CairnCommand.parseAsRoot(arguments)
+            let args = hoistGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
+            var command = try CairnCommand.parseAsRoot(args)
             if let g = (Mirror(reflecting: command).children.first { $0.value is GlobalOptions }?.value as? GlobalOptions) {
                 CairnLogHandler.bootstrap(level: g.level, format: CairnLogHandler.Format(rawValue: g.logFormat) ?? .text)
             } else {
@@ -64,6 +66,35 @@ public enum CairnMain {
             // Help, version and usage errors: ArgumentParser prints them (usage errors exit 64).
             CairnCommand.exit(withError: error)
         }
+    }
+}
+
+extension CairnMain {
+    /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
+    /// after it: move global options written before the subcommand to the end of the arguments.
+    static func hoistGlobalOptions(_ args: [String]) -> [String] {
+        let withValue: Set<String> = ["--config", "--log-level", "--log-format"]
+        let flags: Set<String> = ["-v", "--verbose"]
+        var hoisted: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            let name = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
+            if withValue.contains(name) {
+                if a.contains("=") { hoisted.append(a); i += 1 } else if i + 1 < args.count {
+                    hoisted += [a, args[i + 1]]; i += 2
+                } else { break }
+            } else if flags.contains(a) {
+                hoisted.append(a); i += 1
+            } else {
+                break
+            }
+        }
+        guard !hoisted.isEmpty, i < args.count else { return args }
+        var rest = Array(args[i...])
+        let dashDash = rest.firstIndex(of: "--") ?? rest.count
+        rest.insert(contentsOf: hoisted, at: dashDash)
+        return rest
     }
 }
 

@@ -19,6 +19,12 @@ struct AppContext {
         return AppContext(config: config, environment: env)
     }
 
+    /// The configuration file's absolute path (for commands Cairn writes into PostgreSQL's settings).
+    var absoluteConfigPath: String {
+        let p = config.sourcePath ?? "cairn.yaml"
+        return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+
     /// The repository driver for the configured repository.
     func makeRepository() throws -> any Repository {
         switch config.repository {

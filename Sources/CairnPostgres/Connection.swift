@@ -4,7 +4,7 @@ import Foundation
 
 /// A libpq connection. Not thread-safe: use it from one thread at a time.
 public final class PGConnection {
-    private let conn: OpaquePointer
+    let conn: OpaquePointer
 
     /// Connects with a libpq connection string (`host=… port=… user=… dbname=…`, or a `postgresql://` URI).
     /// `overrides` replace or add keywords (e.g. `["dbname": "template1", "replication": "database"]`).

@@ -10,7 +10,7 @@ public final class MemoryRepository: Repository {
     public init(clock: any WallClock = SystemClock()) { self.clock = clock }
 
     public var location: String { "memory://" }
-    public var capabilities: RepositoryCapabilities { [.atomicCreateOnly, .durableWrites] }
+    public var capabilities: RepositoryCapabilities { [.atomicCreateOnly, .durableWrites, .verifiedWrites] }
 
     @discardableResult
     public func put(_ key: String, _ bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {

@@ -44,6 +44,9 @@ public struct RepositoryCapabilities: OptionSet, Sendable {
     public static let parallelWrites = RepositoryCapabilities(rawValue: 1 << 2)
     /// The repository outlives the process (not the in-memory driver).
     public static let persistent = RepositoryCapabilities(rawValue: 1 << 3)
+    /// A successful write proves the store holds exactly the bytes sent (e.g. S3 checked Content-MD5 and returned
+    /// the MD5 as ETag), so reading the object back adds nothing.
+    public static let verifiedWrites = RepositoryCapabilities(rawValue: 1 << 4)
 }
 
 /// A byte range `[start, end)` of an object; `end == nil` means to the end of the object.

@@ -20,41 +20,105 @@ public enum Run {
         return fallback
     }
 
+    /// A copy of the `cairn` binary that the `postgres` OS user can run (archive_command, restore_command).
+    public static var installedCairn: String {
+        installLock.lock()
+        defer { installLock.unlock() }
+        let dir = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory() + "cairn-tests") + "/bin"
+        let dest = dir + "/cairn"
+        if !installed {
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: dest)
+            try? FileManager.default.copyItem(atPath: cairnBinary, toPath: dest)
+            chmod(dir, 0o755)
+            chmod(dest, 0o755)
+            installed = true
+        }
+        return dest
+    }
+    nonisolated(unsafe) private static var installed = false
+    private static let installLock = NSLock()
+
+    /// Runs `cairn` as the `postgres` OS user.
+    @discardableResult
+    public static func cairnAsPostgres(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        try program("/usr/sbin/runuser", ["-u", "postgres", "--", installedCairn] + args, environment: environment)
+    }
+
     /// Runs a program to completion. `environment` is added to (and overrides) a clean base environment.
+    ///
+    /// Uses posix_spawn and waitpid directly: Foundation's Process reaps children through Dispatch, which starves
+    /// when parallel tests block the (two) cooperative threads. Output is drained while the child runs and once
+    /// more after it exits, never waiting for end-of-file (a daemon the child started may hold the pipe open).
     @discardableResult
     public static func program(_ path: String, _ args: [String], environment: [String: String] = [:],
                                inheritEnvironment: Bool = false, stdin: String? = nil,
                                cwd: String? = nil) throws -> ProcessResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
         var env = inheritEnvironment ? ProcessInfo.processInfo.environment
-            : ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root"]
+            : ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root"]
         for (k, v) in environment { env[k] = v }
-        p.environment = env
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        if let stdin {
-            let inp = Pipe()
-            p.standardInput = inp
-            try p.run()
-            inp.fileHandleForWriting.write(Data(stdin.utf8))
-            try inp.fileHandleForWriting.close()
-        } else {
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else { throw TestFailure("pipe failed") }
+        for fd in outPipe + errPipe + inPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        // A working directory goes through the shell (posix_spawn's chdir action is a GNU extension).
+        let (exe, argList) = cwd.map { ("/bin/sh", ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, path] + args) } ?? (path, [path] + args)
+        let argv: [UnsafeMutablePointer<CChar>?] = argList.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        // The child starts with no blocked signals and default dispositions: test threads may block signals
+        // (a pgbench with SIGALRM blocked would never stop).
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, &attr, argv, envp)
+        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
+        guard rc == 0 else {
+            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
+            throw TestFailure("cannot run \(path): \(String(cString: strerror(rc)))")
         }
-        // Read both pipes concurrently so a chatty child never blocks on a full pipe.
-        let errData = Locked<Data>(Data())
-        let t = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-        t.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while !errData.isSet { usleep(1000) }
-        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData.value, as: UTF8.self))
+        if let stdin { _ = stdin.utf8CString.dropLast().withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) } }
+        close(inPipe[1])
+        let fds = [outPipe[0], errPipe[0]]
+        defer { fds.forEach { close($0) } }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        var buffers = [[UInt8](), [UInt8]()]
+        var open = [true, true]
+        var buf = [UInt8](repeating: 0, count: 65536)
+        func drain() {
+            for (i, fd) in fds.enumerated() where open[i] {
+                while true {
+                    let n = read(fd, &buf, buf.count)
+                    if n > 0 { buffers[i].append(contentsOf: buf[0..<n]); continue }
+                    if n == 0 { open[i] = false }
+                    break
+                }
+            }
+        }
+        var status: Int32 = 0
+        while true {
+            let w = waitpid(pid, &status, WNOHANG)
+            if w == pid || (w < 0 && errno != EINTR) { break }
+            var pfds = fds.enumerated().filter { open[$0.offset] }.map { pollfd(fd: $0.element, events: Int16(POLLIN), revents: 0) }
+            if pfds.isEmpty { usleep(10_000) } else { _ = poll(&pfds, nfds_t(pfds.count), 50) }
+            drain()
+        }
+        drain()
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return ProcessResult(status: code, stdout: String(decoding: buffers[0], as: UTF8.self),
+                             stderr: String(decoding: buffers[1], as: UTF8.self))
     }
 
     /// Runs `cairn` with arguments.
@@ -78,15 +142,4 @@ public enum Run {
 public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
-}
-
-/// A value set once by another thread.
-final class Locked<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    private var done = false
-    init(_ v: T) { self.v = v }
-    func set(_ nv: T) { lock.lock(); v = nv; done = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return done }
-    var value: T { lock.lock(); defer { lock.unlock() }; return v }
 }

@@ -74,14 +74,17 @@ public struct ConfigLoader {
                                                     threads: z?.int("threads", range: 0...64) ?? 0)
 
         // limits
-        let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries"])
+        let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",
+                                                "bundle_size", "prefetch"])
         var limits = Configuration.Limits(
             parallelism: l?.int("parallelism", range: 1...64) ?? 4,
             partSize: l?.size("part_size", min: 5 << 20) ?? 8 << 20,
             connectTimeout: l?.duration("connect_timeout") ?? 10,
             ioTimeout: l?.duration("io_timeout") ?? 30,
             requestTimeout: l?.duration("request_timeout") ?? 300,
-            retries: l?.int("retries", range: 0...50) ?? 6)
+            retries: l?.int("retries", range: 0...50) ?? 6,
+            bundleSize: l?.size("bundle_size", min: 1 << 20) ?? 64 << 20,
+            prefetch: l?.int("prefetch", range: 0...256) ?? 16)
         if limits.partSize > 5 << 30 {
             r.report(line: l?.line("part_size"), "limits.part_size must be at most 5GiB (S3's part limit)")
             limits.partSize = 8 << 20

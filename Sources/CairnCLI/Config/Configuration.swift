@@ -54,6 +54,10 @@ public struct Configuration: Sendable {
         /// The most a single repository request may take, retries included.
         public var requestTimeout: Double
         public var retries: Int
+        /// Uncompressed bytes per backup bundle (the unit of parallel restore).
+        public var bundleSize: Int64
+        /// WAL segments `wal-fetch` prefetches ahead of replay.
+        public var prefetch: Int
     }
 
     public var cluster: Cluster

@@ -21,7 +21,10 @@ public final class S3Repository: Repository {
     }
 
     public var location: String { client.describe(nil) }
-    public var capabilities: RepositoryCapabilities { [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent] }
+    public var capabilities: RepositoryCapabilities {
+        etagIsMD5 ? [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent, .verifiedWrites]
+            : [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent]
+    }
 
     /// Headers every object write carries (storage class, server-side encryption).
     var writeHeaders: [(String, String)] {

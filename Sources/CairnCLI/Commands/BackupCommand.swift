@@ -1,0 +1,93 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import Foundation
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Take a backup into the repository.",
+        discussion: """
+        A full (physical) backup streams a base backup over a replication connection into the repository, keeps \
+        PostgreSQL's backup_manifest, waits until the WAL the backup needs is archived, and writes manifest.json \
+        last: an interrupted backup leaves nothing that list or restore would take for a backup.
+        """)
+
+    enum Kind: String, ExpressibleByArgument, CaseIterable { case full }
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "Backup type: full.") var type: Kind = .full
+    @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout: String = "10m"
+    @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint = false
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        guard Units.parseDuration(walTimeout) != nil else { throw ValidationError("--wal-timeout must be a duration such as 10m") }
+    }
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        var options = BackupOperation.Options()
+        options.fastCheckpoint = !spreadCheckpoint
+        options.walTimeout = Units.parseDuration(walTimeout) ?? 600
+        options.bundleSize = ctx.config.limits.bundleSize
+        let progress = ProgressLine(label: "backup", enabled: !json)
+        let opts = options
+        let manifest = try await Blocking.run {
+            try BackupOperation.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(),
+                                    conninfo: ctx.config.cluster.connection, clock: SystemClock(), options: opts,
+                                    progress: progress.callbacks)
+        }
+        progress.done()
+        if json { return try Output.json(BackupSummary(manifest)) }
+        Output.line("backup \(manifest.id) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
+        Output.line("  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))")
+    }
+}
+
+/// The JSON shape of a backup in `backup`, `list` and `info`.
+struct BackupSummary: Encodable {
+    var id: String
+    var type: String
+    var startTime: Date
+    var stopTime: Date
+    var startLSN: String
+    var stopLSN: String
+    var timeline: UInt32
+    var startWAL: String
+    var stopWAL: String
+    var size: Int64
+    var storedSize: Int64
+    var objects: Int
+    var durationSeconds: Double
+    var pin: String?
+
+    init(_ m: BackupManifest) {
+        id = m.id
+        type = m.kind.rawValue
+        startTime = m.start.time
+        stopTime = m.stop.time
+        startLSN = m.start.lsn.description
+        stopLSN = m.stop.lsn.description
+        timeline = m.stop.timeline
+        startWAL = m.start.wal
+        stopWAL = m.stop.wal
+        size = m.size
+        storedSize = m.storedSize
+        objects = m.allObjects.count
+        durationSeconds = m.durationSeconds
+        pin = m.pin
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, timeline, size, objects, pin
+        case startTime = "start_time"
+        case stopTime = "stop_time"
+        case startLSN = "start_lsn"
+        case stopLSN = "stop_lsn"
+        case startWAL = "start_wal"
+        case stopWAL = "stop_wal"
+        case storedSize = "stored_size"
+        case durationSeconds = "duration_seconds"
+    }
+}

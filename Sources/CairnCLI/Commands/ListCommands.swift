@@ -1,0 +1,133 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import CairnPostgres
+import Foundation
+
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the committed backups.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Print as JSON.") var json = false
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
+        if json { return try Output.json(catalog.backups.map(BackupSummary.init)) }
+        if catalog.backups.isEmpty { return Output.line("no backups in \(try ctx.makeRepository().location)") }
+        Output.line(Table.render(header: ["id", "type", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "took"],
+                                 rows: catalog.backups.map { b in
+            [b.id, b.kind.rawValue, Timestamp.format(b.stop.time), "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
+             Units.formatBytes(b.size), Units.formatBytes(b.storedSize), Units.formatDuration(b.durationSeconds)]
+        }))
+    }
+}
+
+struct InfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show the repository: backups, WAL coverage per timeline, gaps, and the recoverable window.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Print as JSON.") var json = false
+
+    struct Report: Encodable {
+        var location: String
+        var systemIdentifier: String
+        var pgVersion: Int
+        var backups: [BackupSummary]
+        var uncommittedBackups: [String]
+        var damagedManifests: [String]
+        var timelines: [TimelineReport]
+        var recoverableWindow: [RecoverableSpan]
+
+        enum CodingKeys: String, CodingKey {
+            case location, backups, timelines
+            case systemIdentifier = "system_identifier"
+            case pgVersion = "pg_version_num"
+            case uncommittedBackups = "uncommitted_backups"
+            case damagedManifests = "damaged_manifests"
+            case recoverableWindow = "recoverable_window"
+        }
+    }
+
+    struct TimelineReport: Encodable {
+        var timeline: UInt32
+        var parent: UInt32?
+        var branchedAt: String?
+        var firstSegment: String?
+        var lastSegment: String?
+        var segments: Int
+        var storedBytes: Int64
+        var gaps: [String]
+        var newestArchived: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case timeline, parent, segments, gaps
+            case branchedAt = "branched_at"
+            case firstSegment = "first_segment"
+            case lastSegment = "last_segment"
+            case storedBytes = "stored_bytes"
+            case newestArchived = "newest_archived"
+        }
+    }
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let (catalog, location) = try await Blocking.run { () -> (Catalog, String) in
+            let repo = try ctx.makeRepository()
+            return (try Catalog.load(from: repo), repo.location)
+        }
+        let wal = catalog.wal
+        var timelines: [TimelineReport] = []
+        for tli in wal.timelines {
+            let runs = wal.runs(timeline: tli)
+            let segs = wal.segments[tli] ?? [:]
+            var gaps: [String] = []
+            for (a, b) in zip(runs, runs.dropFirst()) {
+                let first = WALSegment(timeline: tli, number: a.upperBound + 1, segmentSize: wal.segmentSize)
+                let last = WALSegment(timeline: tli, number: b.lowerBound - 1, segmentSize: wal.segmentSize)
+                gaps.append(first == last ? first.name : "\(first.name)…\(last.name)")
+            }
+            let hist = wal.histories[tli]?.last
+            timelines.append(TimelineReport(
+                timeline: tli, parent: hist?.parent, branchedAt: hist?.switchPoint.description,
+                firstSegment: runs.first.map { WALSegment(timeline: tli, number: $0.lowerBound, segmentSize: wal.segmentSize).name },
+                lastSegment: runs.last.map { WALSegment(timeline: tli, number: $0.upperBound, segmentSize: wal.segmentSize).name },
+                segments: segs.count, storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
+                newestArchived: segs.values.compactMap(\.stored).max()))
+        }
+        let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
+        let report = Report(location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
+                            backups: catalog.backups.map(BackupSummary.init), uncommittedBackups: catalog.uncommitted,
+                            damagedManifests: catalog.damagedManifests, timelines: timelines, recoverableWindow: window)
+        if json { return try Output.json(report) }
+        Output.line("repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
+        Output.line("backups: \(catalog.backups.count)" + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" } ?? ""))
+        for b in catalog.backups {
+            Output.line("  \(b.id)  \(b.kind.rawValue)  \(b.start.wal)…\(b.stop.wal)  \(Units.formatBytes(b.storedSize)) stored")
+        }
+        if !catalog.uncommitted.isEmpty { Output.line("uncommitted (interrupted or in progress, ignored): \(catalog.uncommitted.joined(separator: ", "))") }
+        if !catalog.damagedManifests.isEmpty { Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))") }
+        Output.line("WAL archive:")
+        if timelines.isEmpty { Output.line("  empty") }
+        for t in timelines {
+            var line = "  timeline \(t.timeline): \(t.segments) segments \(t.firstSegment ?? "-")…\(t.lastSegment ?? "-"), \(Units.formatBytes(t.storedBytes))"
+            if let p = t.parent, let at = t.branchedAt { line += ", branched from timeline \(p) at \(at)" }
+            Output.line(line)
+            for g in t.gaps { Output.line("    GAP: \(g) missing") }
+        }
+        Output.line("recoverable window: \(RecoveryPlanner.describe(window))")
+    }
+}
+
+/// Plain text tables.
+enum Table {
+    static func render(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import CairnPostgres
+import Foundation
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a physical backup and set up recovery to a target.",
+        discussion: """
+        Picks the newest backup that can reach the target on the target timeline (or --backup), verifies every \
+        object's digest while laying it out, and writes the recovery settings (restore_command using cairn \
+        wal-fetch, the target, recovery.signal). Start PostgreSQL on the directory to replay WAL to the target. \
+        A target outside what the repository can reach is refused before anything is written. Run it as the OS \
+        user that will own the cluster.
+        """)
+
+    enum Action: String, ExpressibleByArgument, CaseIterable { case promote, pause, shutdown }
+    enum ArchiveMode: String, ExpressibleByArgument, CaseIterable { case preserve, off }
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "The new data directory (empty or absent).") var targetDir: String?
+    @Option(name: .long, help: "Restore this backup instead of choosing one.") var backup: String?
+    @Option(name: .long, help: "Recover to this time: '2026-11-25 14:32:00' (local time) or with a zone ('…Z', '…+01:00').")
+    var targetTime: String?
+    @Option(name: .long, help: "Recover to this WAL location (e.g. 0/3000060).") var targetLsn: String?
+    @Option(name: .long, help: "Recover to this transaction id.") var targetXid: String?
+    @Option(name: .long, help: "Recover to this restore point (pg_create_restore_point).") var targetName: String?
+    @Flag(name: .long, help: "Stop as soon as the backup is consistent.") var immediate = false
+    @Flag(name: .long, help: "Replay all archived WAL (the default).") var latest = false
+    @Option(name: .long, help: "What PostgreSQL does at the target: promote, pause or shutdown.") var targetAction: Action = .promote
+    @Option(name: .long, help: "Timeline to recover along (default: the newest).") var targetTimeline: UInt32?
+    @Flag(name: .long, help: "Stop just before the target instead of just after it.") var targetExclusive = false
+    @Option(name: .long, parsing: .singleValue, help: "Restore a tablespace elsewhere: OID=DIRECTORY (repeatable).")
+    var tablespaceMap: [String] = []
+    @Option(name: .long, help: "preserve the backup's archive settings, or turn archiving off in the restored cluster.")
+    var archiveMode: ArchiveMode = .preserve
+    @Flag(name: .long, help: "Delete the contents of a non-empty target directory first.") var force = false
+    @Flag(name: .long, help: "Print the plan (backup, WAL range, settings) and write nothing.") var dryRun = false
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        let targets = [targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, latest].filter { $0 }
+        guard targets.count <= 1 else {
+            throw ValidationError("give exactly one target: --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest")
+        }
+        if let t = targetTime, TimeParser.parse(t) == nil {
+            throw ValidationError("--target-time \"\(t)\" is not a time; use e.g. '2026-11-25 14:32:00' or '2026-11-25T14:32:00Z'")
+        }
+        if let l = targetLsn, LSN(l) == nil { throw ValidationError("--target-lsn \"\(l)\" is not an LSN such as 0/3000060") }
+        if let x = targetXid, UInt64(x) == nil { throw ValidationError("--target-xid must be a transaction id (a number)") }
+        if targetDir == nil && !dryRun { throw ValidationError("--target-dir is required (or use --dry-run)") }
+        if let d = targetDir, !d.hasPrefix("/") { throw ValidationError("--target-dir must be an absolute path") }
+        for m in tablespaceMap {
+            let p = m.split(separator: "=", maxSplits: 1)
+            guard p.count == 2, UInt32(p[0]) != nil, p[1].hasPrefix("/") else {
+                throw ValidationError("--tablespace-map takes OID=/absolute/directory, not \"\(m)\"")
+            }
+        }
+    }
+
+    var target: RecoveryTarget {
+        if let t = targetTime, let d = TimeParser.parse(t) { return .time(d) }
+        if let l = targetLsn, let lsn = LSN(l) { return .lsn(lsn) }
+        if let x = targetXid { return .xid(x) }
+        if let n = targetName { return .name(n) }
+        if immediate { return .immediate }
+        return .latest
+    }
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let exe = ShellQuote.quote(Spawn.currentExecutable)
+        let conf = ShellQuote.quote(ctx.absoluteConfigPath)
+        let restoreCommand = "\(exe) --config \(conf) wal-fetch %f %p"
+        var options = RestoreOperation.Options(targetDirectory: targetDir ?? "")
+        options.force = force
+        options.archiveOff = archiveMode == .off
+        options.parallelism = ctx.config.limits.parallelism
+        options.recoveryEndCommand = "\(exe) wal-prefetch --remove-spool --spool pg_wal/cairn-prefetch"
+        for m in tablespaceMap {
+            let p = m.split(separator: "=", maxSplits: 1)
+            options.tablespaceMap[UInt32(p[0])!] = String(p[1])
+        }
+        let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction.rawValue, targetTimeline,
+                                                                 !targetExclusive, self.dryRun)
+        let progress = ProgressLine(label: "restore", enabled: !json)
+        let opts = options
+        let (plan, result) = try await Blocking.run { () -> (RecoveryPlan, RestoreOperation.Result?) in
+            let repo = try ctx.makeRepository()
+            let catalog = try Catalog.load(from: repo)
+            let plan = try RecoveryPlanner.plan(catalog, target: target, timeline: tli, backupId: backup, action: action,
+                                                inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
+            if dryRun { return (plan, nil) }
+            let r = try RestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
+                                             options: opts, clock: SystemClock(), onBytes: { progress.bytes($0) })
+            return (plan, r)
+        }
+        progress.done()
+        if json {
+            if let result { try Output.json(result) } else { try Output.json(plan) }
+            return
+        }
+        Output.line("\(dryRun ? "would restore" : "restored") backup \(plan.backupId) for target \(plan.target) on timeline \(plan.timeline)")
+        Output.line("  WAL needed from \(plan.firstSegment)\(plan.lastNeededSegment.map { " through \($0)" } ?? " to the end of the archive") (archive has \(plan.lastAvailableSegment ?? "none") on this path)")
+        Output.line("  recoverable window: \(RecoveryPlanner.describe(plan.window))")
+        Output.line("  recovery settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):")
+        for s in plan.settings { Output.line("    \(s.name) = '\(s.value)'") }
+        if let r = result {
+            Output.line("  \(r.files) files, \(Units.formatBytes(r.bytes)) in \(Units.formatDuration(r.seconds)) into \(r.targetDirectory)")
+            Output.line("start PostgreSQL on \(r.targetDirectory) to replay WAL, e.g.: pg_ctl -D \(r.targetDirectory) start")
+        }
+    }
+}
+
+/// Parses user-supplied times. Without a zone, the time is local (TZ).
+enum TimeParser {
+    static func parse(_ text: String) -> Date? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if let d = Timestamp.parse(t) { return d }
+        let withZone = ["yyyy-MM-dd HH:mm:ss.SSSSSSXXXXX", "yyyy-MM-dd HH:mm:ss.SSSXXXXX", "yyyy-MM-dd HH:mm:ssXXXXX",
+                        "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXXXX", "yyyy-MM-dd HH:mm:ss.SSSSSSX", "yyyy-MM-dd HH:mm:ssX"]
+        let local = ["yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm:ss.SSS", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss",
+                     "yyyy-MM-dd HH:mm"]
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        for fmt in withZone {
+            f.dateFormat = fmt
+            if let d = f.date(from: t) { return d }
+        }
+        f.timeZone = TimeZone.current
+        for fmt in local {
+            f.dateFormat = fmt
+            if let d = f.date(from: t) { return d }
+        }
+        return nil
+    }
+}
+
+/// Quoting for commands that PostgreSQL runs through the shell.
+enum ShellQuote {
+    static func quote(_ s: String) -> String {
+        if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+=:,@".contains($0) }) { return s }
+        return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}

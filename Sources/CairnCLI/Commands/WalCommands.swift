@@ -1,0 +1,106 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import CairnPostgres
+import Foundation
+
+/// `archive_command = 'cairn wal-push %p'`.
+struct WalPushCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-push",
+        abstract: "Archive one WAL file (for archive_command: cairn wal-push %p).",
+        discussion: """
+        Compresses the file, stores it create-only, confirms size and digest, and only then exits 0. A file already \
+        stored with the same content is a success; with different content it is an error (wal.conflict) and \
+        nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs.
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Path of the WAL file (%p).") var path: String
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let path = self.path
+        let r = try await Blocking.run {
+            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path)
+        }
+        if json { try Output.json(r) }
+    }
+}
+
+/// `restore_command = 'cairn wal-fetch %f %p'`.
+struct WalFetchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-fetch",
+        abstract: "Fetch one WAL file (for restore_command: cairn wal-fetch %f %p).",
+        discussion: """
+        Exit codes follow PostgreSQL's restore_command contract: 0 when the file was written to %p, 1 when the \
+        repository does not have it (the end of the archive), 126 on any other error, which makes PostgreSQL \
+        stop recovery instead of ending it early. Segments are prefetched in parallel ahead of replay \
+        (limits.prefetch).
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Name of the WAL file (%f).") var name: String
+    @Argument(help: "Where to write it (%p).") var path: String
+
+    func run() async throws {
+        do {
+            let ctx = try AppContext.load(global)
+            let (name, path) = (self.name, self.path)
+            let configPath = ctx.absoluteConfigPath
+            let prefetch = ctx.config.limits.prefetch
+            try await Blocking.run {
+                let repo = try ctx.makeRepository()
+                let r = try WalFetch.run(repo: repo, pipeline: ctx.makePipeline(), name: name, dest: path)
+                if case .segment = WALFileName(name), prefetch > 0,
+                   let seg = WALSegment(name: name, segmentSize: try RepositoryInfo.require(from: repo).walSegmentSize) {
+                    let spool = WalFetch.spoolDirectory(forDestination: path)
+                    WalFetch.pruneSpool(spool, before: seg.next.name)
+                    try? Spawn.detached(Spawn.currentExecutable,
+                                        ["--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
+                                         "--count", String(prefetch)])
+                }
+                ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
+            }
+        } catch let e as CoreError where e.code == .walNotFound {
+            throw CommandExit(code: 1)
+        } catch let e as CommandExit {
+            throw e
+        } catch {
+            _ = Output.report(error)
+            throw CommandExit(code: ErrorCode.walFetchFatalExitCode)
+        }
+    }
+}
+
+/// The background prefetcher that `wal-fetch` starts; also removes the spool at the end of recovery.
+struct WalPrefetchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-prefetch",
+        abstract: "Download WAL segments ahead of replay into a spool (started by wal-fetch).",
+        shouldDisplay: false)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The first segment to prefetch.") var first: String?
+    @Option(name: .long, help: "The spool directory.") var spool: String = "pg_wal/cairn-prefetch"
+    @Option(name: .long, help: "How many segments.") var count: Int = 16
+    @Flag(name: .long, help: "Remove the spool (for recovery_end_command).") var removeSpool = false
+
+    func run() async throws {
+        if removeSpool { return WalFetch.removeSpool(spool) }
+        guard let first else { throw ValidationError("give the first segment to prefetch") }
+        let ctx = try AppContext.load(global)
+        let (spool, count) = (self.spool, self.count)
+        _ = try await Blocking.run {
+            let repo = try ctx.makeRepository()
+            let info = try RepositoryInfo.require(from: repo)
+            guard let seg = WALSegment(name: first, segmentSize: info.walSegmentSize) else {
+                throw CoreError(.walInvalidName, "\(first) is not a WAL segment name")
+            }
+            return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), first: seg, count: count, spool: spool,
+                                         parallelism: ctx.config.limits.parallelism)
+        }
+    }
+}

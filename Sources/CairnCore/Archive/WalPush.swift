@@ -1,0 +1,107 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Crypto
+import Foundation
+import Logging
+
+/// `cairn wal-push %p` for `archive_command`: compress, store create-only, confirm, and only then succeed.
+public enum WalPush {
+    public enum Outcome: String, Sendable, Codable {
+        /// Stored now.
+        case stored
+        /// Already in the repository with the same content: nothing to do.
+        case alreadyStored = "already-stored"
+    }
+
+    public struct Result: Sendable, Codable {
+        public var file: String
+        public var key: String
+        public var outcome: Outcome
+        public var size: Int64
+        public var storedSize: Int64
+    }
+
+    static let logger = Logger(label: "cairn.wal-push")
+
+    /// Pushes one file. `path` is as PostgreSQL passes `%p` (relative to the data directory, which is the
+    /// archiver's working directory).
+    public static func run(repo: any Repository, pipeline: Pipeline, path: String) throws -> Result {
+        let name = (path as NSString).lastPathComponent
+        guard let file = WALFileName(name) else {
+            throw CoreError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
+                            hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
+                            hint: "archive_command runs in the data directory; pass %p unchanged")
+        }
+        let bytes = [UInt8](data)
+        let info = try RepositoryInfo.require(from: repo)
+        try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
+
+        let key = Layout.walKey(file)
+        let plainSHA = Hex.encode(SHA256.hash(data: bytes))
+        do {
+            let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly)
+            try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
+            logger.info("archived", metadata: ["file": "\(name)", "stored_bytes": "\(digest.storedSize)"])
+            return Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize)
+        } catch let e as StorageError where e.code == .repoObjectExists {
+            // Already there (an earlier push whose acknowledgement was lost): fine if identical, never overwrite.
+            let existing: ObjectDigest
+            do {
+                existing = try pipeline.load(repo, key: key) { _ in }
+            } catch let c as CoreError where c.code == .dataCorrupt {
+                throw CoreError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
+                                hint: "see runbooks/wal-archiving-failing.md: move the damaged object aside, then let the archiver retry")
+            }
+            guard existing.sha256 == plainSHA else {
+                throw CoreError(.walConflict,
+                                "\(name) is already in the repository with different content (stored SHA-256 \(existing.sha256.prefix(16))…, this file \(plainSHA.prefix(16))…); nothing was overwritten",
+                                hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving-failing.md")
+            }
+            logger.info("already archived with the same content", metadata: ["file": "\(name)"])
+            return Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
+        }
+    }
+
+    /// Refuses a segment of another cluster or another major version.
+    static func checkIdentity(file: WALFileName, bytes: [UInt8], info: RepositoryInfo, repo: any Repository) throws {
+        switch file {
+        case .segment, .partial:
+            guard bytes.count == Int(info.walSegmentSize) else {
+                throw CoreError(.walInvalidName, "\(file) has \(bytes.count) bytes, not the repository's segment size \(info.walSegmentSize)")
+            }
+            guard let id = bytes.withUnsafeBytes({ WALHeader.identity(ofSegment: $0) }) else {
+                throw CoreError(.dataCorrupt, "\(file) does not start with a WAL page header")
+            }
+            if String(id.systemIdentifier) != info.systemIdentifier {
+                throw CoreError(.repoForeign,
+                                "\(file) belongs to cluster \(id.systemIdentifier), but repository \(repo.location) belongs to cluster \(info.systemIdentifier); refusing to push",
+                                hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
+            }
+            if let magic = WALHeader.pageMagic[info.pgMajor], magic != id.magic {
+                throw CoreError(.pgVersion, "\(file) was written by another PostgreSQL major version than the repository's (\(info.pgMajor))",
+                                hint: "after a major upgrade, start a new repository")
+            }
+        case .history, .backupHistory:
+            if let sysid = WALHeader.systemIdentifier(pgControl: "global/pg_control"), String(sysid) != info.systemIdentifier {
+                throw CoreError(.repoForeign, "this cluster (\(sysid)) is not the one repository \(repo.location) belongs to (\(info.systemIdentifier)); refusing to push",
+                                hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
+            }
+        }
+    }
+
+    /// Confirms the stored object: its size, and its content where the store cannot vouch for it (local disks;
+    /// S3 already checked the body's MD5 and the ETag).
+    static func confirm(repo: any Repository, pipeline: Pipeline, key: String, digest: ObjectDigest) throws {
+        guard let h = try repo.head(key), h.size == digest.storedSize else {
+            throw CoreError(.repoIO, "\(key) was not stored completely (expected \(digest.storedSize) bytes)",
+                            hint: "the archiver will retry; check the repository's health")
+        }
+        if !repo.capabilities.contains(.verifiedWrites) {
+            _ = try pipeline.load(repo, key: key, expected: digest) { _ in }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// `cairn backup` (physical): a base backup streamed over a replication connection into bundles, PostgreSQL's
+/// backup_manifest kept, the WAL the backup needs awaited in the repository, and `manifest.json` written last.
+public enum BackupOperation {
+    public struct Options: Sendable {
+        /// Start with an immediate checkpoint (otherwise a spread checkpoint can take minutes).
+        public var fastCheckpoint = true
+        /// Uncompressed bytes per bundle.
+        public var bundleSize: Int64 = 64 << 20
+        /// How long to wait for the backup's WAL to reach the repository.
+        public var walTimeout: Double = 600
+        public init() {}
+    }
+
+    /// Progress callbacks for the terminal.
+    public struct Progress: Sendable {
+        public var onBytes: @Sendable (Int64) -> Void
+        public var onPhase: @Sendable (String) -> Void
+        public init(onBytes: @escaping @Sendable (Int64) -> Void = { _ in }, onPhase: @escaping @Sendable (String) -> Void = { _ in }) {
+            self.onBytes = onBytes
+            self.onPhase = onPhase
+        }
+    }
+
+    static let logger = Logger(label: "cairn.backup")
+
+    /// Takes a full physical backup. Nothing is committed unless every step succeeds.
+    public static func run(repo: any Repository, pipeline: Pipeline, conninfo: String, clock: any WallClock,
+                           options: Options = Options(), progress: Progress = Progress()) throws -> BackupManifest {
+        let began = clock.now()
+        let conn = try PGConnection(conninfo: conninfo)
+        let cluster = try ClusterInfo.read(conn)
+        let info = try RepositoryInfo.require(from: repo)
+        try info.checkBelongs(to: cluster, repo: repo)
+        guard cluster.majorVersion >= 15 else {
+            throw CoreError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))")
+        }
+        let walLevel = try conn.scalar("SHOW wal_level") ?? ""
+        let archiveMode = try conn.scalar("SHOW archive_mode") ?? ""
+        guard walLevel != "minimal" else {
+            throw CoreError(.pgConfig, "wal_level is minimal, so the WAL cannot restore a base backup",
+                            hint: "set wal_level = replica in postgresql.conf and restart PostgreSQL")
+        }
+        guard archiveMode != "off" else {
+            throw CoreError(.pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
+                            hint: "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL")
+        }
+
+        let id = try newBackupId(repo: repo, clock: clock)
+        let startTime = try serverTime(conn)
+        logger.info("backup started", metadata: ["id": "\(id)"])
+        progress.onPhase("streaming base backup \(id)")
+
+        var writers: [(archive: String, oid: UInt32?, location: String?, writer: BundleWriter)] = []
+        var archives: [BackupManifest.Archive] = []
+        var manifestStream: StoreStream?
+        var pgManifest: BackupManifest.Object?
+        var bytes: Int64 = 0
+        let stream = try BaseBackupStream(conninfo: conninfo)
+        func finishCurrentArchive() throws {
+            guard let w = writers.last else { return }
+            let objects = try w.writer.finish()
+            archives.append(BackupManifest.Archive(name: w.archive, tablespaceOid: w.oid, location: w.location, objects: objects))
+        }
+        let result: BaseBackupStream.Result
+        do {
+            result = try stream.run(label: "cairn \(id)", fastCheckpoint: options.fastCheckpoint) { event in
+                switch event {
+                case .archive(let name, let location):
+                    try finishCurrentArchive()
+                    let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
+                    let oid = UInt32(base)
+                    let archive = oid.map { "ts-\($0)" } ?? "base"
+                    writers.append((archive, oid, location,
+                                    BundleWriter(repo: repo, pipeline: pipeline, backupId: id, archive: archive,
+                                                 bundleSize: options.bundleSize)))
+                case .data(let buf):
+                    if let m = manifestStream {
+                        try m.write(buf)
+                    } else {
+                        guard let w = writers.last else { throw CoreError(.backupFailed, "backup data arrived before any archive") }
+                        try w.writer.write(buf)
+                        bytes += Int64(buf.count)
+                        progress.onBytes(bytes)
+                    }
+                case .manifestStart:
+                    try finishCurrentArchive()
+                    manifestStream = try pipeline.beginStore(repo, key: Layout.pgManifestKey(id), options: .createOnly)
+                case .progress:
+                    break
+                }
+            }
+            if let m = manifestStream {
+                pgManifest = BackupManifest.Object(key: m.key, digest: try m.finish())
+                manifestStream = nil
+            } else {
+                try finishCurrentArchive()
+            }
+        } catch {
+            for w in writers { w.writer.abort() }
+            manifestStream?.abort()
+            cleanup(repo: repo, id: id)
+            throw wrap(error, id: id)
+        }
+
+        do {
+            guard result.startTimeline == result.stopTimeline else {
+                throw CoreError(.backupFailed, "the timeline changed during the backup (\(result.startTimeline) → \(result.stopTimeline))",
+                                hint: "a promotion happened while the backup ran; take the backup again")
+            }
+            let stopTime = try serverTime(conn)
+            let seg = cluster.walSegmentSize
+            let start = BackupManifest.Point(lsn: result.startLSN, timeline: result.startTimeline, time: startTime,
+                                             wal: WALSegment(timeline: result.startTimeline, lsn: result.startLSN, segmentSize: seg).name)
+            let stop = BackupManifest.Point(lsn: result.stopLSN, timeline: result.stopTimeline, time: stopTime,
+                                            wal: WALSegment(timeline: result.stopTimeline, lsn: result.stopLSN, segmentSize: seg).name)
+            progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
+            try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
+                         through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
+                         clock: clock, timeout: options.walTimeout)
+
+            let all = archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])
+            let manifest = BackupManifest(
+                format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
+                pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: archives,
+                pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
+                storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
+                durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
+                host: ProcessInfo.processInfo.hostName, pin: nil)
+            try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
+            logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
+            return manifest
+        } catch {
+            cleanup(repo: repo, id: id)
+            throw wrap(error, id: id)
+        }
+    }
+
+    /// A fresh id: the start time, moved on by a second while objects already use it.
+    static func newBackupId(repo: any Repository, clock: any WallClock) throws -> String {
+        var t = clock.now()
+        for _ in 0..<10 {
+            let id = Layout.backupId(at: t, type: "F")
+            if try repo.list(prefix: Layout.backupPrefix(id)).isEmpty { return id }
+            t = t.addingTimeInterval(1)
+        }
+        throw CoreError(.backupFailed, "could not find a free backup id near \(Timestamp.format(clock.now()))")
+    }
+
+    static func serverTime(_ c: PGConnection) throws -> Date {
+        let s = try c.scalar("SELECT extract(epoch FROM clock_timestamp())::text") ?? ""
+        guard let v = Double(s) else { throw CoreError(.pgQuery, "could not read the server's clock") }
+        return Date(timeIntervalSince1970: v)
+    }
+
+    /// Waits until every segment from `first` through `last` is in the repository.
+    static func awaitWAL(repo: any Repository, from first: WALSegment, through last: WALSegment,
+                         clock: any WallClock, timeout: Double) throws {
+        let deadline = clock.now().addingTimeInterval(timeout)
+        var next = first
+        var delay = 0.2
+        while true {
+            while next <= last, try repo.head(Layout.walKey(.segment(next.name))) != nil { next = next.next }
+            if next > last { return }
+            if clock.now() >= deadline {
+                throw CoreError(.walMissing,
+                                "WAL segment \(next.name), needed to make this backup consistent, did not reach the repository within \(Units.formatDuration(timeout))",
+                                hint: "check that archive_command runs `cairn wal-push %p` and look for archiver failures in pg_stat_archiver and the server log")
+            }
+            clock.sleep(seconds: delay)
+            delay = min(delay * 2, 5)
+        }
+    }
+
+    /// Best-effort removal of an uncommitted backup's objects (anything left is garbage for `expire`).
+    static func cleanup(repo: any Repository, id: String) {
+        if let objects = try? repo.list(prefix: Layout.backupPrefix(id)) {
+            try? repo.delete(objects.map(\.key))
+        }
+    }
+
+    static func wrap(_ error: any Error, id: String) -> any Error {
+        let (code, message, hint) = describeError(error)
+        return CoreError(code, "backup \(id) failed and was not committed: \(message)", hint: hint)
+    }
+}

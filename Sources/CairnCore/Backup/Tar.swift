@@ -1,0 +1,273 @@
+import CairnBase
+import Foundation
+
+/// The fields of a tar (ustar/GNU) header that Cairn uses.
+struct TarHeader {
+    var name: String
+    var mode: UInt32
+    var size: Int64
+    var type: UInt8
+    var linkName: String
+
+    static let block = 512
+
+    /// Parses a header block; nil for an all-zero block (end of archive). Throws on a damaged header.
+    static func parse(_ b: UnsafeRawBufferPointer) throws -> TarHeader? {
+        if b.allSatisfy({ $0 == 0 }) { return nil }
+        func str(_ off: Int, _ len: Int) -> String {
+            let slice = b[off..<(off + len)]
+            let end = slice.firstIndex(of: 0) ?? slice.endIndex
+            return String(decoding: b[off..<end], as: UTF8.self)
+        }
+        func octal(_ off: Int, _ len: Int) throws -> Int64 {
+            if b[off] & 0x80 != 0 {  // GNU base-256 for large sizes
+                var v: Int64 = 0
+                for i in (off + 1)..<(off + len) { v = v << 8 | Int64(b[i]) }
+                return v
+            }
+            let s = str(off, len).trimmingCharacters(in: CharacterSet(charactersIn: " \0"))
+            if s.isEmpty { return 0 }
+            guard let v = Int64(s, radix: 8) else { throw CoreError(.dataCorrupt, "tar header with a bad number field: \(s)") }
+            return v
+        }
+        // Checksum: sum of the header bytes with the checksum field taken as spaces.
+        var sum: Int64 = 0
+        for i in 0..<block { sum += Int64((148..<156).contains(i) ? 32 : b[i]) }
+        let stored = try octal(148, 8)
+        guard stored == sum else { throw CoreError(.dataCorrupt, "tar header checksum mismatch") }
+        var name = str(0, 100)
+        if str(257, 5) == "ustar" {
+            let prefix = str(345, 155)
+            if !prefix.isEmpty { name = prefix + "/" + name }
+        }
+        return TarHeader(name: name, mode: UInt32(try octal(100, 8)), size: try octal(124, 12), type: b[156],
+                         linkName: str(157, 100))
+    }
+
+    /// Padding after `size` bytes of data.
+    static func padding(_ size: Int64) -> Int64 { (Int64(block) - size % Int64(block)) % Int64(block) }
+
+    /// True for headers that describe the next entry (GNU long names, pax) rather than a file.
+    var isMeta: Bool { type == UInt8(ascii: "L") || type == UInt8(ascii: "K") || type == UInt8(ascii: "x") || type == UInt8(ascii: "g") }
+}
+
+/// Walks a tar stream as it arrives, calling `onEntry` before each entry's first byte (so a caller can start a
+/// new object there) and `emit` with the entry's bytes. End-of-archive blocks are swallowed.
+final class TarSplitter {
+    private let onEntry: (TarHeader) throws -> Void
+    private let emit: (UnsafeRawBufferPointer) throws -> Void
+    private var header = [UInt8]()
+    private var remaining: Int64 = 0  // data + padding bytes of the current entry still to pass
+    private var inMetaGroup = false
+    private var ended = false
+
+    init(onEntry: @escaping (TarHeader) throws -> Void, emit: @escaping (UnsafeRawBufferPointer) throws -> Void) {
+        self.onEntry = onEntry
+        self.emit = emit
+        header.reserveCapacity(TarHeader.block)
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            if ended { return }
+            if remaining > 0 {
+                let n = Int(min(remaining, Int64(bytes.count - off)))
+                try emit(UnsafeRawBufferPointer(rebasing: bytes[off..<(off + n)]))
+                remaining -= Int64(n)
+                off += n
+                continue
+            }
+            let n = min(TarHeader.block - header.count, bytes.count - off)
+            header.append(contentsOf: bytes[off..<(off + n)])
+            off += n
+            if header.count == TarHeader.block {
+                try header.withUnsafeBytes { h in
+                    guard let parsed = try TarHeader.parse(h) else { ended = true; return }
+                    if !inMetaGroup { try onEntry(parsed) }
+                    inMetaGroup = parsed.isMeta
+                    try emit(h)
+                    remaining = parsed.size + TarHeader.padding(parsed.size)
+                    if parsed.type == UInt8(ascii: "1") || parsed.type == UInt8(ascii: "2") || parsed.type == UInt8(ascii: "5") {
+                        remaining = 0
+                    }
+                }
+                header.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    /// Checks the stream ended at an entry boundary.
+    func finish() throws {
+        if remaining > 0 || !header.isEmpty { throw CoreError(.backupFailed, "the tar stream ended in the middle of an entry") }
+    }
+}
+
+/// Writes the entries of a tar stream under a root folder: regular files, directories and symbolic links.
+/// Entry names that are absolute or contain `..` are refused, so nothing is written outside the root.
+final class TarExtractor {
+    let root: String
+    /// Rewrites symbolic link targets (tablespace remapping); receives (path, target).
+    let linkTarget: (String, String) -> String
+    private var header = [UInt8]()
+    private var longName: String?
+    private var longLink: String?
+    private var collecting: [UInt8]?  // data of a GNU long-name entry
+    private var collectType: UInt8 = 0
+    private var fd: Int32 = -1
+    private var dataLeft: Int64 = 0
+    private var padLeft: Int64 = 0
+    private var ended = false
+    private(set) var files = 0
+    private(set) var bytes: Int64 = 0
+
+    init(root: String, linkTarget: @escaping (String, String) -> String = { $1 }) {
+        self.root = root
+        self.linkTarget = linkTarget
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func feed(_ input: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < input.count && !ended {
+            if dataLeft > 0 {
+                let n = Int(min(dataLeft, Int64(input.count - off)))
+                let chunk = UnsafeRawBufferPointer(rebasing: input[off..<(off + n)])
+                if collecting != nil {
+                    collecting!.append(contentsOf: chunk)
+                } else if fd >= 0 {
+                    try writeAll(chunk)
+                }
+                dataLeft -= Int64(n)
+                off += n
+                if dataLeft == 0 { try endOfData() }
+                continue
+            }
+            if padLeft > 0 {
+                let n = Int(min(padLeft, Int64(input.count - off)))
+                padLeft -= Int64(n)
+                off += n
+                continue
+            }
+            let n = min(TarHeader.block - header.count, input.count - off)
+            header.append(contentsOf: input[off..<(off + n)])
+            off += n
+            if header.count == TarHeader.block {
+                let parsed = try header.withUnsafeBytes { try TarHeader.parse($0) }
+                header.removeAll(keepingCapacity: true)
+                guard let h = parsed else { ended = true; break }
+                try begin(h)
+            }
+        }
+    }
+
+    private func safePath(_ name: String) throws -> String {
+        var n = name
+        while n.hasPrefix("./") { n.removeFirst(2) }
+        while n.hasSuffix("/") { n.removeLast() }
+        let parts = n.split(separator: "/")
+        if n.hasPrefix("/") || parts.contains("..") {
+            throw CoreError(.dataCorrupt, "the backup holds an unsafe path \"\(name)\"; refusing to write outside \(root)")
+        }
+        return n.isEmpty ? root : root + "/" + n
+    }
+
+    /// Bundles restore in parallel, so a file may arrive before the entry of its directory: create parents.
+    private func ensureParent(_ path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        guard parent.count > root.count, access(parent, F_OK) != 0 else { return }
+        try ensureParent(parent)
+        if mkdir(parent, 0o700) != 0 && errno != EEXIST { throw ioError("create directory \(parent)") }
+    }
+
+    private func begin(_ h: TarHeader) throws {
+        let name = longName ?? h.name
+        let link = longLink ?? h.linkName
+        if !h.isMeta { longName = nil; longLink = nil }
+        padLeft = TarHeader.padding(h.size)
+        switch h.type {
+        case UInt8(ascii: "L"), UInt8(ascii: "K"):
+            collecting = []
+            collectType = h.type
+            dataLeft = h.size
+        case UInt8(ascii: "x"), UInt8(ascii: "g"):
+            collecting = []
+            collectType = h.type
+            dataLeft = h.size
+        case UInt8(ascii: "5"):
+            let p = try safePath(name)
+            try ensureParent(p)
+            if mkdir(p, mode_t(h.mode & 0o7777)) != 0 && errno != EEXIST { throw ioError("create directory \(p)") }
+            chmod(p, mode_t(h.mode & 0o7777))
+            padLeft = 0
+        case UInt8(ascii: "2"):
+            let p = try safePath(name)
+            try ensureParent(p)
+            unlink(p)
+            if symlink(linkTarget(name, link), p) != 0 { throw ioError("create symbolic link \(p)") }
+            padLeft = 0
+        case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
+            let p = try safePath(name)
+            try ensureParent(p)
+            fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(h.mode & 0o7777))
+            if fd < 0 { throw ioError("create \(p)") }
+            files += 1
+            dataLeft = h.size
+            if dataLeft == 0 { try endOfData() }
+        default:
+            // Hard links, devices and FIFOs never occur in a PostgreSQL base backup; skip their data.
+            dataLeft = h.size
+        }
+    }
+
+    private func endOfData() throws {
+        if let c = collecting {
+            let text = String(decoding: c.prefix { $0 != 0 }, as: UTF8.self)
+            switch collectType {
+            case UInt8(ascii: "L"): longName = text
+            case UInt8(ascii: "K"): longLink = text
+            default:
+                // pax: take `path` and `linkpath` records ("<len> key=value\n").
+                for rec in text.split(separator: "\n") {
+                    guard let sp = rec.firstIndex(of: " ") else { continue }
+                    let kv = rec[rec.index(after: sp)...]
+                    if kv.hasPrefix("path=") { longName = String(kv.dropFirst(5)) }
+                    if kv.hasPrefix("linkpath=") { longLink = String(kv.dropFirst(9)) }
+                }
+            }
+            collecting = nil
+        }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+
+    private func writeAll(_ b: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < b.count {
+            let n = write(fd, b.baseAddress! + off, b.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("write a restored file")
+            }
+            off += n
+        }
+        bytes += Int64(b.count)
+    }
+
+    /// Checks the stream ended cleanly.
+    func finish() throws {
+        if dataLeft > 0 || (!header.isEmpty && !ended) {
+            throw CoreError(.dataCorrupt, "a backup bundle ended in the middle of a file")
+        }
+    }
+
+    private func ioError(_ what: String) -> CoreError {
+        let e = errno
+        let code: ErrorCode = (e == ENOSPC || e == EDQUOT) ? .repoNoSpace : .localIO
+        return CoreError(code, "cannot \(what): \(String(cString: strerror(e)))",
+                         hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+    }
+}

@@ -1,0 +1,97 @@
+import CairnBase
+import CairnPostgres
+import Foundation
+
+/// `backups/<id>/manifest.json`: everything about one backup. Written last, create-only: a backup without its
+/// manifest does not exist.
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+
+    public enum Kind: String, Codable, Sendable { case full, logical }
+
+    /// Where the backup starts or stops in WAL and time.
+    public struct Point: Codable, Sendable, Equatable {
+        public var lsn: LSN
+        public var timeline: UInt32
+        /// Server time (`now()` on the cluster) at that point.
+        public var time: Date
+        /// The WAL segment holding `lsn`.
+        public var wal: String
+    }
+
+    /// One stored object and its integrity.
+    public struct Object: Codable, Sendable, Equatable {
+        public var key: String
+        public var digest: ObjectDigest
+        /// Files (tar entries) in a bundle.
+        public var files: Int?
+        public var firstPath: String?
+        public var lastPath: String?
+
+        enum CodingKeys: String, CodingKey {
+            case key, digest, files
+            case firstPath = "first_path"
+            case lastPath = "last_path"
+        }
+    }
+
+    /// An archive of a physical backup: the data directory (`base`) or a tablespace.
+    public struct Archive: Codable, Sendable, Equatable {
+        /// `base`, or `ts-<oid>`.
+        public var name: String
+        public var tablespaceOid: UInt32?
+        /// The tablespace's location on the backed-up host.
+        public var location: String?
+        public var objects: [Object]
+
+        enum CodingKeys: String, CodingKey {
+            case name, objects, location
+            case tablespaceOid = "tablespace_oid"
+        }
+    }
+
+    public var format: Int
+    public var id: String
+    public var kind: Kind
+    public var systemIdentifier: String
+    public var pgVersionNum: Int
+    public var walSegmentSize: Int64
+    public var start: Point
+    public var stop: Point
+    public var archives: [Archive]
+    /// PostgreSQL's backup_manifest (physical backups).
+    public var pgManifest: Object?
+    /// Bytes of content (uncompressed) and as stored.
+    public var size: Int64
+    public var storedSize: Int64
+    /// Wall-clock seconds the backup took.
+    public var durationSeconds: Double
+    public var cairnVersion: String
+    public var host: String
+    /// Pinned backups are kept by retention regardless of age.
+    public var pin: String?
+
+    enum CodingKeys: String, CodingKey {
+        case format, id, kind, start, stop, archives, size, host, pin
+        case systemIdentifier = "system_identifier"
+        case pgVersionNum = "pg_version_num"
+        case walSegmentSize = "wal_segment_size"
+        case pgManifest = "pg_manifest"
+        case storedSize = "stored_size"
+        case durationSeconds = "duration_seconds"
+        case cairnVersion = "cairn_version"
+    }
+
+    /// Every object the backup consists of (without the manifest itself).
+    public var allObjects: [Object] { archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) }
+
+    /// The segment holding the start LSN.
+    public var startSegment: WALSegment {
+        WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: walSegmentSize)
+    }
+
+    /// The segment holding the stop LSN (the last one the backup needs to become consistent).
+    public var stopSegment: WALSegment {
+        WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: walSegmentSize)
+    }
+}

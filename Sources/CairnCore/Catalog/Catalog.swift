@@ -1,0 +1,113 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+
+/// What the WAL archive holds, indexed for planning.
+public struct WALArchive: Sendable {
+    /// One archived file.
+    public struct Entry: Sendable, Equatable {
+        public var file: WALFileName
+        public var key: String
+        public var storedSize: Int64
+        /// When it was stored (an upper bound for the commit times it contains).
+        public var stored: Date?
+    }
+
+    public var segmentSize: Int64
+    /// Full segments by timeline and segment number.
+    public var segments: [UInt32: [UInt64: Entry]] = [:]
+    /// Timeline history by timeline (the parsed `0000000N.history` files).
+    public var histories: [UInt32: [TimelineSwitch]] = [:]
+    /// Other files (partial segments, backup history files).
+    public var others: [Entry] = []
+
+    public init(segmentSize: Int64) { self.segmentSize = segmentSize }
+
+    public func entry(_ s: WALSegment) -> Entry? { segments[s.timeline]?[s.number] }
+
+    /// Every timeline with segments or a history file.
+    public var timelines: [UInt32] { Set(segments.keys).union(histories.keys).sorted() }
+
+    /// Contiguous runs of segment numbers on a timeline.
+    public func runs(timeline: UInt32) -> [ClosedRange<UInt64>] {
+        let nums = (segments[timeline] ?? [:]).keys.sorted()
+        var out: [ClosedRange<UInt64>] = []
+        for n in nums {
+            if let last = out.last, last.upperBound + 1 == n {
+                out[out.count - 1] = last.lowerBound...n
+            } else {
+                out.append(n...n)
+            }
+        }
+        return out
+    }
+
+    /// The newest timeline (the present).
+    public var latestTimeline: UInt32 { timelines.last ?? 1 }
+}
+
+/// A snapshot of a repository's committed backups and WAL archive: the input of every planner.
+public struct Catalog: Sendable {
+    public var info: RepositoryInfo
+    /// Committed backups (those with a valid manifest), oldest first.
+    public var backups: [BackupManifest]
+    /// Backup directories without a valid manifest: in progress, interrupted, or damaged.
+    public var uncommitted: [String]
+    /// Manifests that exist but fail their own digest.
+    public var damagedManifests: [String]
+    public var wal: WALArchive
+
+    public init(info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
+                wal: WALArchive) {
+        self.info = info
+        self.backups = backups.sorted { $0.start.time < $1.start.time }
+        self.uncommitted = uncommitted
+        self.damagedManifests = damagedManifests
+        self.wal = wal
+    }
+
+    /// Reads the catalog: lists `backups/` and `wal/`, opens every manifest and history file.
+    public static func load(from repo: any Repository) throws -> Catalog {
+        let info = try RepositoryInfo.require(from: repo)
+        var byId: [String: Bool] = [:]
+        for o in try repo.list(prefix: "backups/") {
+            let parts = o.key.split(separator: "/")
+            guard parts.count >= 3 else { continue }
+            let id = String(parts[1])
+            byId[id] = (byId[id] ?? false) || (parts.count == 3 && parts[2] == "manifest.json")
+        }
+        var backups: [BackupManifest] = []
+        var uncommitted: [String] = []
+        var damaged: [String] = []
+        for (id, hasManifest) in byId.sorted(by: { $0.key < $1.key }) {
+            guard hasManifest else { uncommitted.append(id); continue }
+            do {
+                let m = try SealedDocument.open(BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
+                                                what: "manifest of backup \(id)")
+                backups.append(m)
+            } catch let e as CoreError where e.code == .repoCorrupt {
+                damaged.append(id)
+            }
+        }
+        var wal = WALArchive(segmentSize: info.walSegmentSize)
+        for o in try repo.list(prefix: "wal/") {
+            guard let f = Layout.walFile(fromKey: o.key) else { continue }
+            let e = WALArchive.Entry(file: f, key: o.key, storedSize: o.size, stored: o.lastModified)
+            switch f {
+            case .segment(let name):
+                guard let s = WALSegment(name: name, segmentSize: info.walSegmentSize) else { continue }
+                wal.segments[s.timeline, default: [:]][s.number] = e
+            case .history(let tli):
+                var text = [UInt8]()
+                try Pipeline().load(repo, key: o.key) { text.append(contentsOf: $0) }
+                wal.histories[tli] = TimelineSwitch.parseHistory(String(decoding: text, as: UTF8.self))
+            default:
+                wal.others.append(e)
+            }
+        }
+        return Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal)
+    }
+
+    public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }
+}

@@ -1,0 +1,282 @@
+import CairnBase
+import CairnPostgres
+import Foundation
+
+/// Where recovery should stop.
+public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
+    /// Replay all archived WAL (the default).
+    case latest
+    /// Stop as soon as the backup is consistent.
+    case immediate
+    case time(Date)
+    case lsn(LSN)
+    case xid(String)
+    /// A restore point made with `pg_create_restore_point()`.
+    case name(String)
+
+    public var description: String {
+        switch self {
+        case .latest: return "latest (end of the archive)"
+        case .immediate: return "immediate (end of the backup)"
+        case .time(let d): return "time \(Timestamp.format(d))"
+        case .lsn(let l): return "LSN \(l)"
+        case .xid(let x): return "transaction \(x)"
+        case .name(let n): return "restore point \"\(n)\""
+        }
+    }
+}
+
+/// The chain of timelines that leads to a target timeline, from its history file.
+public struct TimelinePath: Sendable {
+    public let target: UInt32
+    /// Ancestors in order, each with the LSN where its child began.
+    public let switches: [TimelineSwitch]
+
+    public init(target: UInt32, histories: [UInt32: [TimelineSwitch]]) {
+        self.target = target
+        self.switches = histories[target] ?? []
+    }
+
+    /// The timeline that holds `lsn` on this path.
+    public func timeline(at lsn: LSN) -> UInt32 {
+        for s in switches where lsn < s.switchPoint { return s.parent }
+        return target
+    }
+
+    /// The timeline whose file holds segment `n` on this path: the newest timeline that began before the
+    /// segment's end (the segment holding a switch point is read from the child timeline).
+    public func timeline(forSegment n: UInt64, segmentSize: Int64) -> UInt32 {
+        let end = LSN((n + 1) * UInt64(segmentSize))
+        guard let lastSwitch = switches.last else { return target }
+        if lastSwitch.switchPoint < end { return target }
+        // Timeline switches[i].parent begins at switches[i - 1].switchPoint (the first at LSN 0).
+        for i in stride(from: switches.count - 1, through: 1, by: -1) where switches[i - 1].switchPoint < end {
+            return switches[i].parent
+        }
+        return switches[0].parent
+    }
+
+    /// Every timeline on the path, oldest first.
+    public var timelines: [UInt32] { switches.map(\.parent) + [target] }
+
+    /// True when the path runs through `timeline` at `lsn`.
+    public func contains(timeline: UInt32, at lsn: LSN) -> Bool { self.timeline(at: lsn) == timeline }
+}
+
+/// How far one backup can be recovered along a timeline path with the archived WAL.
+public struct BackupReach: Sendable, Equatable {
+    public var backupId: String
+    /// The WAL from the backup's start through its stop segment is all there.
+    public var consistent: Bool
+    /// The first segment missing after the backup's start, if any before the end of the archive.
+    public var firstMissing: String?
+    /// The last contiguous segment from the backup's start.
+    public var lastSegment: WALSegment?
+    /// The end of that segment: no target beyond it is reachable.
+    public var endLSN: LSN
+    /// When that segment was archived: an upper bound for the commit times it holds.
+    public var endTime: Date?
+}
+
+/// A span of time (and WAL) that can be recovered to, from a given backup.
+public struct RecoverableSpan: Sendable, Codable, Equatable {
+    public var backupId: String
+    public var timeline: UInt32
+    public var fromTime: Date
+    public var toTime: Date
+    public var fromLSN: LSN
+    public var toLSN: LSN
+
+    enum CodingKeys: String, CodingKey {
+        case timeline
+        case backupId = "backup"
+        case fromTime = "from_time"
+        case toTime = "to_time"
+        case fromLSN = "from_lsn"
+        case toLSN = "to_lsn"
+    }
+}
+
+/// The decision `cairn restore` executes.
+public struct RecoveryPlan: Sendable, Codable {
+    public var backupId: String
+    public var target: String
+    public var timeline: UInt32
+    /// The first segment replay needs, and the last one when the target bounds it (nil: to the end of the archive).
+    public var firstSegment: String
+    public var lastNeededSegment: String?
+    /// The last segment available on the path from this backup.
+    public var lastAvailableSegment: String?
+    /// Recovery settings to write, in order.
+    public var settings: [Setting]
+    public var window: [RecoverableSpan]
+
+    public struct Setting: Sendable, Codable, Equatable {
+        public var name: String
+        public var value: String
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backupId = "backup"
+        case target, timeline, settings, window
+        case firstSegment = "first_segment"
+        case lastNeededSegment = "last_needed_segment"
+        case lastAvailableSegment = "last_available_segment"
+    }
+}
+
+/// Pure planning of restores: which backup reaches a target, with which WAL, and what the window is.
+public enum RecoveryPlanner {
+    /// How far `backup` reaches along `path`.
+    public static func reach(_ backup: BackupManifest, path: TimelinePath, wal: WALArchive) -> BackupReach {
+        let seg = wal.segmentSize
+        var n = backup.startSegment.number
+        var last: WALSegment?
+        var endTime: Date?
+        var missing: String?
+        let onPath = path.contains(timeline: backup.start.timeline, at: backup.start.lsn)
+            && path.contains(timeline: backup.stop.timeline, at: backup.stop.lsn)
+        if onPath {
+            while true {
+                let tli = path.timeline(forSegment: n, segmentSize: seg)
+                let s = WALSegment(timeline: tli, number: n, segmentSize: seg)
+                guard let e = wal.entry(s) else {
+                    // Past the newest archived segment of the path this is the end of the archive, not a gap.
+                    let newer = path.timelines.contains { t in (wal.segments[t] ?? [:]).keys.contains { $0 > n } }
+                    if newer || n <= backup.stopSegment.number { missing = s.name }
+                    break
+                }
+                last = s
+                endTime = max(endTime ?? .distantPast, e.stored ?? .distantPast)
+                n += 1
+            }
+        }
+        let consistent = onPath && (last.map { $0.number >= backup.stopSegment.number } ?? false)
+        return BackupReach(backupId: backup.id, consistent: consistent, firstMissing: missing, lastSegment: last,
+                           endLSN: last.map { LSN(($0.number + 1) * UInt64(seg)) } ?? backup.stop.lsn,
+                           endTime: endTime)
+    }
+
+    /// The recoverable spans on `timeline` (default: the newest), one per consistent backup, newest first.
+    public static func window(_ catalog: Catalog, timeline: UInt32? = nil) -> [RecoverableSpan] {
+        let path = TimelinePath(target: timeline ?? latestTimeline(catalog), histories: catalog.wal.histories)
+        return catalog.backups.filter { $0.kind == .full }.reversed().compactMap { b in
+            let r = reach(b, path: path, wal: catalog.wal)
+            guard r.consistent else { return nil }
+            return RecoverableSpan(backupId: b.id, timeline: path.target, fromTime: b.stop.time,
+                                   toTime: max(b.stop.time, r.endTime ?? b.stop.time), fromLSN: b.stop.lsn, toLSN: r.endLSN)
+        }
+    }
+
+    /// The newest timeline with WAL, history or a backup.
+    public static func latestTimeline(_ catalog: Catalog) -> UInt32 {
+        max(catalog.wal.latestTimeline, catalog.backups.map(\.stop.timeline).max() ?? 1)
+    }
+
+    /// Chooses the newest backup that reaches `target` on `timeline` (default: the newest) and the settings
+    /// that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
+    public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
+                            action: String = "promote", inclusive: Bool = true, restoreCommand: String,
+                            now: Date) throws -> RecoveryPlan {
+        let tli = timeline ?? latestTimeline(catalog)
+        let path = TimelinePath(target: tli, histories: catalog.wal.histories)
+        let windows = window(catalog, timeline: tli)
+        var candidates = catalog.backups.filter { $0.kind == .full }.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
+        if let backupId {
+            guard let b = catalog.backup(backupId) else {
+                throw CoreError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
+            }
+            guard b.kind == .full else {
+                throw CoreError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
+            }
+            candidates = candidates.filter { $0.0.id == backupId }
+        }
+        guard !candidates.isEmpty else {
+            throw CoreError(.backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
+        }
+        let consistent = candidates.filter { $0.1.consistent }
+        guard !consistent.isEmpty else {
+            let (b, r) = candidates[0]
+            throw CoreError(.walMissing,
+                            "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
+                            hint: "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline")
+        }
+        func refuse(_ why: String) -> CoreError {
+            CoreError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
+                      hint: "choose a target inside the window, or --latest")
+        }
+        let chosen: (BackupManifest, BackupReach)
+        var settings: [RecoveryPlan.Setting] = [.init(name: "restore_command", value: restoreCommand)]
+        var needed: String?
+        switch target {
+        case .time(let t):
+            if t > now { throw refuse("is in the future") }
+            guard let c = consistent.first(where: { $0.0.stop.time <= t && ($0.1.endTime ?? .distantPast) >= t }) else {
+                if let oldest = consistent.last, t < oldest.0.stop.time { throw refuse("is before the oldest reachable point") }
+                throw refuse("is beyond the archived WAL or in a gap")
+            }
+            chosen = c
+            settings.append(.init(name: "recovery_target_time", value: pgTimestamp(t)))
+        case .lsn(let l):
+            guard let c = consistent.first(where: { $0.0.stop.lsn <= l && $0.1.endLSN >= l }) else {
+                if let oldest = consistent.last, l < oldest.0.stop.lsn { throw refuse("is before the oldest reachable point") }
+                throw refuse("is beyond the archived WAL or in a gap")
+            }
+            chosen = c
+            needed = WALSegment(timeline: path.timeline(at: l), lsn: l, segmentSize: catalog.wal.segmentSize).name
+            settings.append(.init(name: "recovery_target_lsn", value: l.description))
+        case .immediate:
+            chosen = consistent[0]
+            needed = chosen.0.stop.wal
+            settings.append(.init(name: "recovery_target", value: "immediate"))
+        case .latest:
+            chosen = consistent[0]
+        case .xid(let x):
+            chosen = consistent[0]
+            settings.append(.init(name: "recovery_target_xid", value: x))
+        case .name(let n):
+            chosen = consistent[0]
+            settings.append(.init(name: "recovery_target_name", value: n))
+        }
+        if target != .latest {
+            if !inclusive && target != .immediate { settings.append(.init(name: "recovery_target_inclusive", value: "off")) }
+            settings.append(.init(name: "recovery_target_action", value: action))
+        }
+        settings.append(.init(name: "recovery_target_timeline", value: timeline == nil ? "latest" : String(tli)))
+        return RecoveryPlan(backupId: chosen.0.id, target: target.description, timeline: tli,
+                            firstSegment: chosen.0.start.wal, lastNeededSegment: needed ?? (target == .latest ? nil : chosen.0.stop.wal),
+                            lastAvailableSegment: chosen.1.lastSegment?.name, settings: settings, window: windows)
+    }
+
+    /// "from 2026-11-24T10:00:00Z to 2026-11-25T09:58:12Z (backup X), …" or "empty".
+    public static func describe(_ spans: [RecoverableSpan]) -> String {
+        guard !spans.isEmpty else { return "empty (no backup with complete WAL)" }
+        let merged = merge(spans)
+        return merged.map { "\(Timestamp.format($0.fromTime)) … \(Timestamp.format($0.toTime)) (LSN \($0.fromLSN) … \($0.toLSN))" }
+            .joined(separator: ", ")
+    }
+
+    /// Spans merged where they overlap, oldest first.
+    public static func merge(_ spans: [RecoverableSpan]) -> [RecoverableSpan] {
+        var out: [RecoverableSpan] = []
+        for s in spans.sorted(by: { $0.fromTime < $1.fromTime }) {
+            if var last = out.last, s.fromTime <= last.toTime {
+                last.toTime = max(last.toTime, s.toTime)
+                last.toLSN = max(last.toLSN, s.toLSN)
+                out[out.count - 1] = last
+            } else {
+                out.append(s)
+            }
+        }
+        return out
+    }
+
+    /// `2026-11-25 14:32:00.123456+00` for recovery_target_time.
+    public static func pgTimestamp(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSS"
+        return f.string(from: d) + "+00"
+    }
+}

@@ -1,0 +1,138 @@
+import CLibPQ
+import CairnBase
+import Foundation
+
+/// A physical base backup streamed over a replication connection with `BASE_BACKUP` (PostgreSQL 15+).
+///
+/// PostgreSQL 15 sends every archive (the main data directory and each tablespace, as tar), progress reports and
+/// the backup manifest inside one COPY stream, so a single connection delivers the whole backup in order, with
+/// no temporary files and no pipes. WAL is not included: it reaches the repository through archiving.
+public final class BaseBackupStream {
+    /// What arrives in the COPY stream.
+    public enum Event {
+        /// A new archive starts: `base.tar` for the data directory, `<oid>.tar` for a tablespace at `location`.
+        case archive(name: String, location: String?)
+        /// Bytes of the current archive, or of the manifest after `manifestStart`.
+        case data(UnsafeRawBufferPointer)
+        /// The backup manifest follows.
+        case manifestStart
+        /// Bytes sent so far.
+        case progress(Int64)
+    }
+
+    /// A tablespace the server reported (the data directory has no oid).
+    public struct Tablespace: Sendable, Codable, Equatable {
+        public var oid: UInt32?
+        public var location: String?
+    }
+
+    public struct Result: Sendable {
+        public var startLSN: LSN
+        public var startTimeline: UInt32
+        public var stopLSN: LSN
+        public var stopTimeline: UInt32
+        public var tablespaces: [Tablespace]
+    }
+
+    private let connection: PGConnection
+
+    /// Opens a physical replication connection.
+    public init(conninfo: String) throws {
+        do {
+            connection = try PGConnection(conninfo: conninfo, overrides: ["replication": "true"])
+        } catch let e as PostgresError where e.code == .pgAuth {
+            throw PostgresError(.pgAuth, e.message,
+                                hint: "the backup needs a replication connection: the user needs the REPLICATION attribute and pg_hba.conf a `replication` line for it")
+        }
+    }
+
+    /// Runs the backup, passing every event to `handler` in order.
+    public func run(label: String, fastCheckpoint: Bool = true, handler: (Event) throws -> Void) throws -> Result {
+        let conn = connection.conn
+        let quoted = label.replacingOccurrences(of: "'", with: "''")
+        let cmd = "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
+        guard PQsendQuery(conn, cmd) == 1 else { throw failure("BASE_BACKUP could not be sent") }
+
+        // 1. start position and timeline
+        let startRow = try nextTuples("BASE_BACKUP start")
+        guard let s = startRow.first, s.count >= 2, let startLSN = LSN(s[0] ?? ""), let startTLI = UInt32(s[1] ?? "") else {
+            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected start position")
+        }
+        // 2. tablespaces
+        let tsRows = try nextTuples("BASE_BACKUP tablespaces")
+        let tablespaces = tsRows.map { Tablespace(oid: $0.first.flatMap { $0.flatMap { UInt32($0) } },
+                                                  location: $0.count > 1 ? $0[1] : nil) }
+        // 3. the COPY stream
+        guard let copy = PQgetResult(conn) else { throw failure("BASE_BACKUP ended before its data") }
+        let status = PQresultStatus(copy)
+        PQclear(copy)
+        guard status == PGRES_COPY_OUT else { throw failure("BASE_BACKUP did not start its data stream") }
+        var bytes: Int64 = 0
+        while true {
+            var buf: UnsafeMutablePointer<CChar>?
+            let n = PQgetCopyData(conn, &buf, 0)
+            if n == -1 { break }
+            if n < -1 { throw failure("the backup stream broke") }
+            guard let b = buf else { continue }
+            defer { PQfreemem(b) }
+            let msg = UnsafeRawBufferPointer(start: b, count: Int(n))
+            guard let type = msg.first else { continue }
+            let body = UnsafeRawBufferPointer(rebasing: msg[1...])
+            switch type {
+            case UInt8(ascii: "n"):
+                let parts = body.split(separator: 0, omittingEmptySubsequences: false)
+                let name = parts.count > 0 ? String(decoding: parts[0], as: UTF8.self) : ""
+                let loc = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : ""
+                try handler(.archive(name: name, location: loc.isEmpty ? nil : loc))
+            case UInt8(ascii: "d"):
+                bytes += Int64(body.count)
+                try handler(.data(body))
+            case UInt8(ascii: "m"):
+                try handler(.manifestStart)
+            case UInt8(ascii: "p"):
+                if body.count >= 8 {
+                    try handler(.progress(Int64(bigEndian: body.loadUnaligned(as: Int64.self))))
+                }
+            default:
+                throw PostgresError(.pgQuery, "BASE_BACKUP sent an unknown message type \(type)")
+            }
+        }
+        // 4. end position
+        let endRow = try nextTuples("BASE_BACKUP end")
+        guard let e = endRow.first, e.count >= 2, let stopLSN = LSN(e[0] ?? ""), let stopTLI = UInt32(e[1] ?? "") else {
+            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected end position")
+        }
+        // 5. command complete
+        while let r = PQgetResult(conn) {
+            let st = PQresultStatus(r)
+            let msg = String(cString: PQresultErrorMessage(r))
+            PQclear(r)
+            if st == PGRES_FATAL_ERROR { throw PostgresError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))") }
+        }
+        return Result(startLSN: startLSN, startTimeline: startTLI, stopLSN: stopLSN, stopTimeline: stopTLI,
+                      tablespaces: tablespaces)
+    }
+
+    private func nextTuples(_ what: String) throws -> [[String?]] {
+        let conn = connection.conn
+        guard let r = PQgetResult(conn) else { throw failure("\(what): no result") }
+        defer { PQclear(r) }
+        guard PQresultStatus(r) == PGRES_TUPLES_OK else {
+            throw PostgresError(.pgQuery, "\(what) failed: \(PGConnection.firstLine(String(cString: PQresultErrorMessage(r))))",
+                                hint: "the server log has details; check max_wal_senders and that no other backup blocks this one")
+        }
+        var rows: [[String?]] = []
+        for i in 0..<PQntuples(r) {
+            rows.append((0..<PQnfields(r)).map { f in PQgetisnull(r, i, f) == 1 ? nil : String(cString: PQgetvalue(r, i, f)) })
+        }
+        return rows
+    }
+
+    private func failure(_ what: String) -> PostgresError {
+        let msg = PGConnection.firstLine(String(cString: PQerrorMessage(connection.conn)))
+        if PQstatus(connection.conn) != CONNECTION_OK {
+            return PostgresError(.pgUnreachable, "\(what): lost the connection to PostgreSQL (\(msg))")
+        }
+        return PostgresError(.pgQuery, "\(what): \(msg)")
+    }
+}
