@@ -6,10 +6,11 @@ public struct LSN: Sendable, Hashable, Comparable, Codable, CustomStringConverti
     public var value: UInt64
     public init(_ value: UInt64) { self.value = value }
 
-    /// Parses `16/B374D848`.
+    /// Parses `16/B374D848`: two groups of 1–8 hex digits, nothing else.
     public init?(_ text: String) {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let hi = UInt32(parts[0], radix: 16), let lo = UInt32(parts[1], radix: 16) else { return nil }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ (1...8).contains($0.count) && $0.allSatisfy(\.isASCIIHexDigit) }),
+              let hi = UInt32(parts[0], radix: 16), let lo = UInt32(parts[1], radix: 16) else { return nil }
         value = UInt64(hi) << 32 | UInt64(lo)
     }
 
@@ -63,7 +64,7 @@ public struct WALSegment: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     /// Parses a 24-character segment name.
     public init?(name: String, segmentSize: Int64) {
-        guard name.count == 24, name.allSatisfy(\.isHexDigit),
+        guard name.count == 24, name.allSatisfy(\.isASCIIHexDigit),
               let tli = UInt32(name.prefix(8), radix: 16),
               let hi = UInt32(name.dropFirst(8).prefix(8), radix: 16),
               let lo = UInt32(name.suffix(8), radix: 16) else { return nil }
@@ -93,7 +94,7 @@ public enum WALFileName: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a file name (no directory). Nil when it is none of the four kinds.
     public init?(_ name: String) {
-        let hex = { (s: Substring) in s.allSatisfy(\.isHexDigit) && s.uppercased() == s }
+        let hex = { (s: Substring) in s.allSatisfy { $0.isASCIIHexDigit && !$0.isLowercase } }
         if name.count == 24, hex(Substring(name)) {
             self = .segment(name)
         } else if name.hasSuffix(".partial"), name.count == 32, hex(name.prefix(24)) {
@@ -133,6 +134,12 @@ public struct TimelineSwitch: Sendable, Equatable, Codable {
     public var switchPoint: LSN
     public var reason: String
 
+    public init(parent: UInt32, switchPoint: LSN, reason: String = "") {
+        self.parent = parent
+        self.switchPoint = switchPoint
+        self.reason = reason
+    }
+
     /// Parses a `0000000N.history` file: lines `parentTLI<TAB>X/Y<TAB>reason`; comments and blanks ignored.
     public static func parseHistory(_ text: String) -> [TimelineSwitch] {
         text.split(whereSeparator: \.isNewline).compactMap { raw in
@@ -144,6 +151,11 @@ public struct TimelineSwitch: Sendable, Equatable, Codable {
                                   reason: f.count > 2 ? f[2].trimmingCharacters(in: .whitespaces) : "")
         }
     }
+}
+
+extension Character {
+    /// 0-9, a-f, A-F only (`isHexDigit` also accepts fullwidth forms).
+    var isASCIIHexDigit: Bool { isASCII && isHexDigit }
 }
 
 /// Reads identity facts from WAL and control files without a connection.

@@ -47,3 +47,15 @@ public enum TestEnvironment {
                           requestDeadline: 60, maxRetries: 3)
     }
 }
+
+/// Figures a test measured, appended to $CAIRN_TEST_STATE/measurements.txt for the closing notes.
+public enum Measurements {
+    public static func record(_ lines: [String]) {
+        let file = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory()) + "/measurements.txt"
+        if !FileManager.default.fileExists(atPath: file) { _ = FileManager.default.createFile(atPath: file, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: file) else { return }
+        h.seekToEndOfFile()
+        h.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        h.closeFile()
+    }
+}

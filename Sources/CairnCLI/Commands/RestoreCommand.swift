@@ -114,25 +114,29 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 }
 
-/// Parses user-supplied times. Without a zone, the time is local (TZ).
+/// Parses user-supplied times, keeping microseconds. Without a zone, the time is local (TZ).
 enum TimeParser {
     static func parse(_ text: String) -> Date? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        if let d = Timestamp.parse(t) { return d }
-        let withZone = ["yyyy-MM-dd HH:mm:ss.SSSSSSXXXXX", "yyyy-MM-dd HH:mm:ss.SSSXXXXX", "yyyy-MM-dd HH:mm:ssXXXXX",
-                        "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXXXX", "yyyy-MM-dd HH:mm:ss.SSSSSSX", "yyyy-MM-dd HH:mm:ssX"]
-        let local = ["yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm:ss.SSS", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss",
-                     "yyyy-MM-dd HH:mm"]
+        var t = text.trimmingCharacters(in: .whitespaces)
+        // DateFormatter keeps only milliseconds: take the fraction apart and add it back.
+        var fraction = 0.0
+        if let r = t.range(of: #"\.[0-9]{1,9}"#, options: .regularExpression) {
+            fraction = Double("0" + t[r]) ?? 0
+            t.removeSubrange(r)
+        }
+        let withZone = ["yyyy-MM-dd HH:mm:ssXXXXX", "yyyy-MM-dd'T'HH:mm:ssXXXXX", "yyyy-MM-dd HH:mm:ssX",
+                        "yyyy-MM-dd'T'HH:mm:ssX", "yyyy-MM-dd HH:mm:ss XXXXX"]
+        let local = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm"]
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         for fmt in withZone {
             f.dateFormat = fmt
-            if let d = f.date(from: t) { return d }
+            if let d = f.date(from: t) { return d.addingTimeInterval(fraction) }
         }
         f.timeZone = TimeZone.current
         for fmt in local {
             f.dateFormat = fmt
-            if let d = f.date(from: t) { return d }
+            if let d = f.date(from: t) { return d.addingTimeInterval(fraction) }
         }
         return nil
     }

@@ -54,13 +54,14 @@ struct WalFetchCommand: AsyncParsableCommand {
             try await Blocking.run {
                 let repo = try ctx.makeRepository()
                 let r = try WalFetch.run(repo: repo, pipeline: ctx.makePipeline(), name: name, dest: path)
-                if case .segment = WALFileName(name), prefetch > 0,
-                   let seg = WALSegment(name: name, segmentSize: try RepositoryInfo.require(from: repo).walSegmentSize) {
+                // A segment's size is the cluster's segment size: no need to read cairn.json for it.
+                if case .segment = WALFileName(name), prefetch > 0, r.size > 0,
+                   let seg = WALSegment(name: name, segmentSize: r.size) {
                     let spool = WalFetch.spoolDirectory(forDestination: path)
                     WalFetch.pruneSpool(spool, before: seg.next.name)
-                    try? Spawn.detached(Spawn.currentExecutable,
+                    if !WalFetch.prefetcherRunning(spool) { try? Spawn.detached(Spawn.currentExecutable,
                                         ["--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
-                                         "--count", String(prefetch)])
+                                         "--count", String(prefetch)]) }
                 }
                 ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
             }

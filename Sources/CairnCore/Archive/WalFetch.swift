@@ -47,6 +47,18 @@ public enum WalFetch {
         return Result(file: name, outcome: .fetched, size: size)
     }
 
+    /// True when a prefetcher holds the spool's lock (so starting another is pointless).
+    public static func prefetcherRunning(_ spool: String) -> Bool {
+        let fd = open(spool + "/.lock", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return true
+    }
+
     /// Downloads and verifies one file into `path` atomically. Throws `wal.not-found` if absent.
     static func download(repo: any Repository, pipeline: Pipeline, file: WALFileName, to path: String) throws -> Int64 {
         let tmp = path + ".cairn-tmp-\(getpid())"
@@ -73,7 +85,7 @@ public enum WalFetch {
         } catch let e as StorageError where e.code == .repoObjectMissing {
             throw CoreError(.walNotFound, "\(file) is not in the repository")
         }
-        guard fsync(fd) == 0 else { throw CoreError(.localIO, "cannot fsync \(tmp): \(String(cString: strerror(errno)))") }
+        // No fsync: PostgreSQL reads the file at once, and after a crash recovery asks for it again.
         guard rename(tmp, path) == 0 else { throw CoreError(.localIO, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
         ok = true
         return digest.size

@@ -104,7 +104,8 @@ final class TarSplitter {
 }
 
 /// Writes the entries of a tar stream under a root folder: regular files, directories and symbolic links.
-/// Entry names that are absolute or contain `..` are refused, so nothing is written outside the root.
+/// Entry names that are absolute or contain `..` are refused, no path is followed through a symbolic link
+/// (an entry below a link, or over one, is refused or replaces the link), so nothing is written outside the root.
 final class TarExtractor {
     let root: String
     /// Rewrites symbolic link targets (tablespace remapping); receives (path, target).
@@ -118,6 +119,8 @@ final class TarExtractor {
     private var dataLeft: Int64 = 0
     private var padLeft: Int64 = 0
     private var ended = false
+    /// Directories already known to be real directories inside the root.
+    private var safeDirectories: Set<String> = []
     private(set) var files = 0
     private(set) var bytes: Int64 = 0
 
@@ -174,11 +177,27 @@ final class TarExtractor {
     }
 
     /// Bundles restore in parallel, so a file may arrive before the entry of its directory: create parents.
+    /// Every parent must be a real directory, never a symbolic link (which could lead outside the root).
     private func ensureParent(_ path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
-        guard parent.count > root.count, access(parent, F_OK) != 0 else { return }
+        guard parent.count > root.count, !safeDirectories.contains(parent) else { return }
         try ensureParent(parent)
-        if mkdir(parent, 0o700) != 0 && errno != EEXIST { throw ioError("create directory \(parent)") }
+        var st = stat()
+        if lstat(parent, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw CoreError(.dataCorrupt, "the backup writes below \(parent), which is not a directory; refusing to follow it")
+            }
+        } else if mkdir(parent, 0o700) != 0 && errno != EEXIST {
+            throw ioError("create directory \(parent)")
+        }
+        safeDirectories.insert(parent)
+    }
+
+    /// Removes a symbolic link (or file) where a directory or file is about to be created, so creation never
+    /// follows a link.
+    private func removeLink(_ path: String) {
+        var st = stat()
+        if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }
     }
 
     private func begin(_ h: TarHeader) throws {
@@ -198,8 +217,10 @@ final class TarExtractor {
         case UInt8(ascii: "5"):
             let p = try safePath(name)
             try ensureParent(p)
+            removeLink(p)
             if mkdir(p, mode_t(h.mode & 0o7777)) != 0 && errno != EEXIST { throw ioError("create directory \(p)") }
             chmod(p, mode_t(h.mode & 0o7777))
+            safeDirectories.insert(p)
             padLeft = 0
         case UInt8(ascii: "2"):
             let p = try safePath(name)
@@ -210,8 +231,10 @@ final class TarExtractor {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
             let p = try safePath(name)
             try ensureParent(p)
-            fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(h.mode & 0o7777))
+            unlink(p)
+            fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if fd < 0 { throw ioError("create \(p)") }
+            fchmod(fd, mode_t(h.mode & 0o7777))  // the archived mode, whatever the umask
             files += 1
             dataLeft = h.size
             if dataLeft == 0 { try endOfData() }

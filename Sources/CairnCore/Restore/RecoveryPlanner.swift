@@ -134,15 +134,19 @@ public enum RecoveryPlanner {
         var last: WALSegment?
         var endTime: Date?
         var missing: String?
+        // The backup's WAL ends just before its stop LSN, which may be exactly where a child timeline begins.
+        let lastByte = LSN(max(backup.stop.lsn.value, 1) - 1)
         let onPath = path.contains(timeline: backup.start.timeline, at: backup.start.lsn)
-            && path.contains(timeline: backup.stop.timeline, at: backup.stop.lsn)
+            && path.contains(timeline: backup.stop.timeline, at: max(lastByte, backup.start.lsn))
         if onPath {
             while true {
                 let tli = path.timeline(forSegment: n, segmentSize: seg)
                 let s = WALSegment(timeline: tli, number: n, segmentSize: seg)
                 guard let e = wal.entry(s) else {
                     // Past the newest archived segment of the path this is the end of the archive, not a gap.
-                    let newer = path.timelines.contains { t in (wal.segments[t] ?? [:]).keys.contains { $0 > n } }
+                    let newer = path.timelines.contains { t in
+                        (wal.segments[t] ?? [:]).keys.contains { $0 > n && path.timeline(forSegment: $0, segmentSize: seg) == t }
+                    }
                     if newer || n <= backup.stopSegment.number { missing = s.name }
                     break
                 }
@@ -218,12 +222,14 @@ public enum RecoveryPlanner {
             chosen = c
             settings.append(.init(name: "recovery_target_time", value: pgTimestamp(t)))
         case .lsn(let l):
-            guard let c = consistent.first(where: { $0.0.stop.lsn <= l && $0.1.endLSN >= l }) else {
+            guard let c = consistent.first(where: { $0.0.stop.lsn <= l && $0.1.endLSN > l }) else {
                 if let oldest = consistent.last, l < oldest.0.stop.lsn { throw refuse("is before the oldest reachable point") }
                 throw refuse("is beyond the archived WAL or in a gap")
             }
             chosen = c
-            needed = WALSegment(timeline: path.timeline(at: l), lsn: l, segmentSize: catalog.wal.segmentSize).name
+            let n = l.segment(size: catalog.wal.segmentSize)
+            needed = WALSegment(timeline: path.timeline(forSegment: n, segmentSize: catalog.wal.segmentSize), number: n,
+                                segmentSize: catalog.wal.segmentSize).name
             settings.append(.init(name: "recovery_target_lsn", value: l.description))
         case .immediate:
             chosen = consistent[0]
@@ -273,10 +279,13 @@ public enum RecoveryPlanner {
 
     /// `2026-11-25 14:32:00.123456+00` for recovery_target_time.
     public static func pgTimestamp(_ d: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSS"
-        return f.string(from: d) + "+00"
+        // DateFormatter keeps only milliseconds; PostgreSQL timestamps have microseconds.
+        let micros = Int64((d.timeIntervalSince1970 * 1_000_000).rounded())
+        var t = time_t(micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000)
+        let frac = micros - Int64(t) * 1_000_000
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, frac)
     }
 }
