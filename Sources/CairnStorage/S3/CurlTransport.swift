@@ -46,8 +46,9 @@ final class CurlTransport: @unchecked Sendable {
     enum BodySink {
         /// Keep the body in `HTTPResponse.body`.
         case collect
-        /// Stream 2xx bodies to the closure; other bodies are collected for the error message.
-        case stream((UnsafeRawBufferPointer) throws -> Void)
+        /// Stream 2xx bodies to the closure; other bodies are collected for the error message. `onHeaders`
+        /// receives the response headers before the first body byte.
+        case stream((UnsafeRawBufferPointer) throws -> Void, onHeaders: ([String: String]) -> Void)
     }
 
     /// Per-transfer state shared with curl's C callbacks.
@@ -58,6 +59,7 @@ final class CurlTransport: @unchecked Sendable {
         var headers: [String: String] = [:]
         var body: [UInt8] = []
         var sink: ((UnsafeRawBufferPointer) throws -> Void)?
+        var onHeaders: (([String: String]) -> Void)?
         var sinkError: (any Error)?
         var delivered: Int64 = 0
     }
@@ -74,7 +76,10 @@ final class CurlTransport: @unchecked Sendable {
 
         let t = Transfer()
         t.upload = body
-        if case .stream(let f) = sink { t.sink = f }
+        if case .stream(let f, let h) = sink {
+            t.sink = f
+            t.onHeaders = h
+        }
 
         ccurl_setopt_str(h, CURLOPT_URL, url)
         ccurl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
@@ -124,6 +129,10 @@ final class CurlTransport: @unchecked Sendable {
             let n = size * nmemb
             let buf = UnsafeRawBufferPointer(start: ptr, count: n)
             if (200..<300).contains(t.status), let sink = t.sink {
+                if let h = t.onHeaders {
+                    h(t.headers)
+                    t.onHeaders = nil
+                }
                 do { try sink(buf) } catch {
                     t.sinkError = error
                     return 0

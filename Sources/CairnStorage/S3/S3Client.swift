@@ -71,8 +71,8 @@ final class S3Client: @unchecked Sendable {
 
     /// Sends a request with retries. With a streaming sink, a retry happens only if no byte was delivered yet
     /// (use ``getObject`` for resumable downloads).
-    func send(_ req: Request, sink: CurlTransport.BodySink, delivered: inout Int64) throws -> HTTPResponse {
-        let deadline = clock.now().addingTimeInterval(settings.requestDeadline)
+    func send(_ req: Request, sink: CurlTransport.BodySink, delivered: inout Int64, deadline: Date? = nil) throws -> HTTPResponse {
+        let deadline = deadline ?? clock.now().addingTimeInterval(settings.requestDeadline)
         let (host, path, base) = address(for: req.key)
         let query = SigV4Signer.canonicalQuery(req.query)
         let url = base + path + (query.isEmpty ? "" : "?" + query)
@@ -131,9 +131,11 @@ final class S3Client: @unchecked Sendable {
 
     /// Downloads an object (or range) to `sink`, resuming from the last delivered byte when the connection drops.
     /// Resumed requests carry `If-Match` with the first response's ETag so a replaced object is never spliced.
+    /// The whole download, resumes included, must finish within `requestDeadline`.
     func getObject(_ key: String, range: ByteRange?, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws
         -> (size: Int64, lastModified: Date?)
     {
+        let deadline = clock.now().addingTimeInterval(settings.requestDeadline)
         var delivered: Int64 = 0
         var etag: String?
         var total: Int64?
@@ -153,8 +155,9 @@ final class S3Client: @unchecked Sendable {
             if let etag { req.headers.append(("If-Match", etag)) }
             req.accept = [416]
             var got: Int64 = 0
+            var firstHeaders: [String: String]?
             do {
-                let r = try send(req, sink: .stream(sink), delivered: &got)
+                let r = try send(req, sink: .stream(sink, onHeaders: { firstHeaders = $0 }), delivered: &got, deadline: deadline)
                 delivered += got
                 if r.status == 416 { return (total ?? start, lastModified) }  // range starts at the end
                 etag = etag ?? r.headers["etag"]
@@ -165,10 +168,15 @@ final class S3Client: @unchecked Sendable {
                     total = Int64(cl)
                 }
                 return (total ?? delivered, lastModified)
-            } catch let e as StorageError where got > 0 && resumes < 10 {
-                // Part of the body arrived before the transfer broke: resume after the last delivered byte.
+            } catch let e as StorageError where got > 0 && resumes < 100 && clock.now() < deadline {
+                // Part of the body arrived before the transfer broke: resume after the last delivered byte,
+                // and only from the same version of the object.
                 delivered += got
                 resumes += 1
+                etag = etag ?? firstHeaders?["etag"]
+                if let cr = firstHeaders?["content-range"], let slash = cr.lastIndex(of: "/"), total == nil {
+                    total = Int64(cr[cr.index(after: slash)...])
+                }
                 logger.warning("resuming S3 download", metadata: ["object": "\(describe(key))", "offset": "\(delivered)",
                                                                   "reason": "\(e.message)"])
             }

@@ -54,10 +54,23 @@ public final class S3Repository: Repository {
         req.contentMD5 = true
         let r: HTTPResponse
         do { r = try client.send(req) } catch let e as StorageError where e.code == .repoObjectExists {
+            // A retry after a lost acknowledgement finds our own object: accept it only if it holds exactly these bytes.
+            if etagIsMD5, try storedETag(key) == Hex.encode(Insecure.MD5.hash(data: body)) {
+                return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
+            }
             throw StorageError.exists(key, in: location)
         }
         try checkETag(r, body: body, what: "PUT \(client.describe(key))")
         return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
+    }
+
+    /// The ETag of a stored object without quotes, or nil when it does not exist.
+    func storedETag(_ key: String) throws -> String? {
+        var req = S3Client.Request(method: "HEAD", key: key)
+        req.accept = [404]
+        let r = try client.send(req)
+        guard r.status != 404 else { return nil }
+        return r.headers["etag"]?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
     }
 
     func checkETag(_ r: HTTPResponse, body: UnsafeRawBufferPointer, what: String) throws {
@@ -198,8 +211,15 @@ public final class S3Repository: Repository {
             if createOnly { req.headers.append(("If-None-Match", "*")) }
             req.body = buf
             req.contentMD5 = true
-            do { return try client.send(req) } catch let e as StorageError where e.code == .repoObjectExists {
-                throw StorageError.exists(key, in: location)
+            do { return try client.send(req) } catch let e as StorageError
+                where e.code == .repoObjectExists || e.code == .repoObjectMissing {
+                // A retry after a lost acknowledgement finds the upload completed (412, or 404 NoSuchUpload):
+                // accept it only if the object's ETag is the one these parts make.
+                if etagIsMD5, let expected = S3Repository.multipartETag(parts.sorted { $0.0 < $1.0 }.map(\.1)), try storedETag(key) == expected {
+                    return HTTPResponse(status: 200, headers: [:], body: Array("<CompleteMultipartUploadResult><ETag>\"\(expected)\"</ETag></CompleteMultipartUploadResult>".utf8))
+                }
+                if e.code == .repoObjectExists { throw StorageError.exists(key, in: location) }
+                throw e
             }
         }
         // CompleteMultipartUpload can answer 200 with an error document. (AWS names the result
@@ -210,6 +230,16 @@ public final class S3Repository: Repository {
             throw StorageError(.repoIO, "POST \(client.describe(key))?uploadId: completing the upload failed (\(code))",
                                retryable: false)
         }
+    }
+
+    /// S3's ETag of a completed multipart upload: MD5 of the concatenated binary part MD5s, then `-<parts>`.
+    static func multipartETag(_ partETags: [String]) -> String? {
+        var all = [UInt8]()
+        for e in partETags {
+            guard let md5 = Hex.decode(e.trimmingCharacters(in: CharacterSet(charactersIn: "\""))), md5.count == 16 else { return nil }
+            all += md5
+        }
+        return Hex.encode(Insecure.MD5.hash(data: all)) + "-\(partETags.count)"
     }
 
     func abortMultipart(_ key: String, uploadId: String) {
