@@ -20,6 +20,11 @@ public enum WalPush {
         public var outcome: Outcome
         public var size: Int64
         public var storedSize: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case file, key, outcome, size
+            case storedSize = "stored_size"
+        }
     }
 
     static let logger = Logger(label: "cairn.wal-push")
