@@ -103,7 +103,9 @@ struct RestoreCommand: AsyncParsableCommand {
             return
         }
         Output.line("\(dryRun ? "would restore" : "restored") backup \(plan.backupId) for target \(plan.target) on timeline \(plan.timeline)")
-        Output.line("  WAL needed from \(plan.firstSegment)\(plan.lastNeededSegment.map { " through \($0)" } ?? " to the end of the archive") (archive has \(plan.lastAvailableSegment ?? "none") on this path)")
+        let until = plan.lastNeededSegment.map { " through \($0)" }
+            ?? (target == .latest ? " to the end of the archive" : " until the target is reached")
+        Output.line("  WAL needed from \(plan.firstSegment)\(until) (the archive has up to \(plan.lastAvailableSegment ?? "none") on this path)")
         Output.line("  recoverable window: \(RecoveryPlanner.describe(plan.window))")
         Output.line("  recovery settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):")
         for s in plan.settings { Output.line("    \(s.name) = '\(s.value)'") }

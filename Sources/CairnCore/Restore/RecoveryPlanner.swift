@@ -250,7 +250,7 @@ public enum RecoveryPlanner {
         }
         settings.append(.init(name: "recovery_target_timeline", value: timeline == nil ? "latest" : String(tli)))
         return RecoveryPlan(backupId: chosen.0.id, target: target.description, timeline: tli,
-                            firstSegment: chosen.0.start.wal, lastNeededSegment: needed ?? (target == .latest ? nil : chosen.0.stop.wal),
+                            firstSegment: chosen.0.start.wal, lastNeededSegment: needed,
                             lastAvailableSegment: chosen.1.lastSegment?.name, settings: settings, window: windows)
     }
 
