@@ -48,6 +48,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case backupFailed = "backup.failed"
     case restoreTarget = "restore.target-unreachable"
     case restoreDirNotEmpty = "restore.dir-not-empty"
+    case restoreTargetNotEmpty = "restore.database-not-empty"
     case restoreFailed = "restore.failed"
 
     // Local environment
@@ -69,7 +70,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .internal: return 70
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
         case .repoTimeout: return 75
-        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .restoreDirNotEmpty, .repoNoSpace: return 73
+        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .restoreDirNotEmpty, .restoreTargetNotEmpty, .repoNoSpace:
+            return 73
         case .repoAuth, .repoAccessDenied, .pgAuth: return 77
         case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget:
             return 78

@@ -16,6 +16,13 @@ public enum Blocking {
     }
 }
 
+extension Blocking {
+    /// Runs best-effort work (cleanup) on a new thread and waits for it.
+    public static func runIgnoringErrors(_ body: @escaping @Sendable () -> Void) async {
+        _ = try? await run { body() }
+    }
+}
+
 /// A fixed set of threads running submitted jobs, with a bound on queued jobs so producers block instead of
 /// buffering without limit. The first error a job throws is kept and returned by `wait()`; after it, queued
 /// jobs are skipped. Every pool must end with `wait()`, which also stops its threads.

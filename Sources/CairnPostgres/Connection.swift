@@ -2,8 +2,9 @@ import CLibPQ
 import CairnBase
 import Foundation
 
-/// A libpq connection. Not thread-safe: use it from one thread at a time.
-public final class PGConnection {
+/// A libpq connection. It may move between threads, but must be used by one thread at a time (callers
+/// serialise their use, e.g. one operation's sequential steps), hence the unchecked conformance.
+public final class PGConnection: @unchecked Sendable {
     let conn: OpaquePointer
 
     /// Connects with a libpq connection string (`host=… port=… user=… dbname=…`, or a `postgresql://` URI).

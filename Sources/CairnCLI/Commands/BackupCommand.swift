@@ -13,20 +13,23 @@ struct BackupCommand: AsyncParsableCommand {
         last: an interrupted backup leaves nothing that list or restore would take for a backup.
         """)
 
-    enum Kind: String, ExpressibleByArgument, CaseIterable { case full }
+    enum Kind: String, ExpressibleByArgument, CaseIterable { case full, logical }
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Backup type: full.") var type: Kind = .full
+    @Option(name: .long, help: "Backup type: full (physical) or logical (pg_dump of each database).") var type: Kind = .full
+    @Option(name: .long, help: "A database for a logical backup (repeatable; default: all).") var database: [String] = []
     @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout: String = "10m"
     @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
         guard Units.parseDuration(walTimeout) != nil else { throw ValidationError("--wal-timeout must be a duration such as 10m") }
+        if type == .full && !database.isEmpty { throw ValidationError("--database applies to --type logical only") }
     }
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        if type == .logical { return try await runLogical(ctx) }
         var options = BackupOperation.Options()
         options.fastCheckpoint = !spreadCheckpoint
         options.walTimeout = Units.parseDuration(walTimeout) ?? 600
@@ -42,6 +45,23 @@ struct BackupCommand: AsyncParsableCommand {
         if json { return try Output.json(BackupSummary(manifest)) }
         Output.line("backup \(manifest.id) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
         Output.line("  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))")
+    }
+}
+
+extension BackupCommand {
+    func runLogical(_ ctx: AppContext) async throws {
+        var options = LogicalBackupOperation.Options()
+        options.databases = database
+        let progress = ProgressLine(label: "logical backup", enabled: !json)
+        let manifest = try await LogicalBackupOperation.run(
+            repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
+            tools: ctx.tools, clock: SystemClock(), options: options, progress: progress.callbacks)
+        progress.done()
+        if json { return try Output.json(BackupSummary(manifest)) }
+        Output.line("logical backup \(manifest.id) committed: \(manifest.databases?.count ?? 0) database(s), \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
+        for d in manifest.databases ?? [] {
+            Output.line("  \(d.name): dump \(Units.formatBytes(d.object.digest.size)) → \(Units.formatBytes(d.object.digest.storedSize)), snapshot at \(Timestamp.format(d.snapshotTime))")
+        }
     }
 }
 
@@ -61,6 +81,7 @@ struct BackupSummary: Encodable {
     var objects: Int
     var durationSeconds: Double
     var pin: String?
+    var databases: [String]?
 
     init(_ m: BackupManifest) {
         id = m.id
@@ -77,10 +98,11 @@ struct BackupSummary: Encodable {
         objects = m.allObjects.count
         durationSeconds = m.durationSeconds
         pin = m.pin
+        databases = m.databases?.map(\.name)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, type, timeline, size, objects, pin
+        case id, type, timeline, size, objects, pin, databases
         case startTime = "start_time"
         case stopTime = "stop_time"
         case startLSN = "start_lsn"

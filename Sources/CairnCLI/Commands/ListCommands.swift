@@ -103,7 +103,8 @@ struct InfoCommand: AsyncParsableCommand {
         Output.line("repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
         Output.line("backups: \(catalog.backups.count)" + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" } ?? ""))
         for b in catalog.backups {
-            Output.line("  \(b.id)  \(b.kind.rawValue)  \(b.start.wal)…\(b.stop.wal)  \(Units.formatBytes(b.storedSize)) stored")
+            let what = b.kind == .logical ? "databases \((b.databases ?? []).map(\.name).joined(separator: ", "))" : "\(b.start.wal)…\(b.stop.wal)"
+            Output.line("  \(b.id)  \(b.kind.rawValue)  \(what)  \(Units.formatBytes(b.storedSize)) stored")
         }
         if !catalog.uncommitted.isEmpty { Output.line("uncommitted (interrupted or in progress, ignored): \(catalog.uncommitted.joined(separator: ", "))") }
         if !catalog.damagedManifests.isEmpty { Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))") }

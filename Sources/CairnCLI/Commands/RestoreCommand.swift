@@ -36,11 +36,31 @@ struct RestoreCommand: AsyncParsableCommand {
     var tablespaceMap: [String] = []
     @Option(name: .long, help: "preserve the backup's archive settings, or turn archiving off in the restored cluster.")
     var archiveMode: ArchiveMode = .preserve
-    @Flag(name: .long, help: "Delete the contents of a non-empty target directory first.") var force = false
+    @Flag(name: .long, help: "Delete the contents of a non-empty target directory first (logical: replace the dump's objects in a non-empty database).") var force = false
+    @Option(name: .long, help: "Logical restore: the database to restore from a logical backup (needs --backup and --into).")
+    var database: String?
+    @Option(name: .long, help: "Logical restore: the database to restore into (created if missing).") var into: String?
+    @Flag(name: .long, help: "Logical restore: apply the backup's roles and tablespaces first.") var globals = false
+    @Option(name: .long, help: "Logical restore: parallel pg_restore jobs (default: limits.parallelism).") var jobs: Int?
+    @Flag(name: .long, help: "Logical restore: do not set object owners.") var noOwner = false
+    @Option(name: .long, help: "Logical restore: where a dump is staged for a parallel restore.") var tempDir: String?
     @Flag(name: .long, help: "Print the plan (backup, WAL range, settings) and write nothing.") var dryRun = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
+        if database != nil || into != nil {
+            guard database != nil, into != nil, backup != nil else {
+                throw ValidationError("a logical restore needs --backup ID, --database NAME and --into TARGETDB")
+            }
+            guard targetDir == nil, targetTime == nil, targetLsn == nil, targetXid == nil, targetName == nil, !immediate, !latest else {
+                throw ValidationError("--database restores a logical backup; it does not take --target-dir or recovery targets")
+            }
+            if let j = jobs, !(1...64).contains(j) { throw ValidationError("--jobs must be between 1 and 64") }
+            return
+        }
+        if globals || noOwner || jobs != nil || tempDir != nil {
+            throw ValidationError("--globals, --jobs, --no-owner and --temp-dir apply to a logical restore (--database)")
+        }
         let targets = [targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, latest].filter { $0 }
         guard targets.count <= 1 else {
             throw ValidationError("give exactly one target: --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest")
@@ -71,6 +91,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        if let database, let into, let backup { return try await runLogical(ctx, backup: backup, database: database, into: into) }
         let exe = ShellQuote.quote(Spawn.currentExecutable)
         let conf = ShellQuote.quote(ctx.absoluteConfigPath)
         let restoreCommand = "\(exe) --config \(conf) wal-fetch %f %p"
@@ -112,6 +133,28 @@ struct RestoreCommand: AsyncParsableCommand {
         if let r = result {
             Output.line("  \(r.files) files, \(Units.formatBytes(r.bytes)) in \(Units.formatDuration(r.seconds)) into \(r.targetDirectory)")
             Output.line("start PostgreSQL on \(r.targetDirectory) to replay WAL, e.g.: pg_ctl -D \(r.targetDirectory) start")
+        }
+    }
+}
+
+extension RestoreCommand {
+    func runLogical(_ ctx: AppContext, backup: String, database: String, into: String) async throws {
+        var options = LogicalRestoreOperation.Options(backupId: backup, database: database, into: into)
+        options.globals = globals
+        options.jobs = jobs ?? ctx.config.limits.parallelism
+        options.force = force
+        options.noOwner = noOwner
+        if let tempDir { options.tempDirectory = tempDir }
+        let repo = try ctx.makeRepository()
+        let catalog = try await Blocking.run { try Catalog.load(from: repo) }
+        let r = try await LogicalRestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog,
+                                                      conninfo: ctx.config.cluster.connection, tools: ctx.tools,
+                                                      clock: SystemClock(), options: options)
+        if json { return try Output.json(r) }
+        Output.line("restored database \"\(r.database)\" of backup \(r.backup) into \"\(r.into)\"\(r.created ? " (created)" : ""): \(Units.formatBytes(r.bytes)) dump in \(Units.formatDuration(r.seconds))")
+        if !r.globalsErrors.isEmpty {
+            Output.line("  roles and tablespaces applied with \(r.globalsErrors.count) error(s) (usually roles that already exist):")
+            for e in r.globalsErrors.prefix(5) { Output.line("    \(e)") }
         }
     }
 }

@@ -71,17 +71,7 @@ public enum WalFetch {
         }
         let digest: ObjectDigest
         do {
-            digest = try pipeline.load(repo, key: Layout.walKey(file)) { buf in
-                var off = 0
-                while off < buf.count {
-                    let n = write(fd, buf.baseAddress! + off, buf.count - off)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw CoreError(.localIO, "cannot write \(tmp): \(String(cString: strerror(errno)))")
-                    }
-                    off += n
-                }
-            }
+            digest = try pipeline.load(repo, key: Layout.walKey(file)) { try FileIO.writeAll(fd, $0) }
         } catch let e as StorageError where e.code == .repoObjectMissing {
             throw CoreError(.walNotFound, "\(file) is not in the repository")
         }

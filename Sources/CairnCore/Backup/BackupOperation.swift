@@ -131,7 +131,7 @@ public enum BackupOperation {
                 pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
                 durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
-                host: ProcessInfo.processInfo.hostName, pin: nil)
+                host: ProcessInfo.processInfo.hostName, pin: nil, databases: nil, globals: nil)
             try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
             logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
             return manifest
@@ -142,10 +142,10 @@ public enum BackupOperation {
     }
 
     /// A fresh id: the start time, moved on by a second while objects already use it.
-    static func newBackupId(repo: any Repository, clock: any WallClock) throws -> String {
+    static func newBackupId(repo: any Repository, clock: any WallClock, type: Character = "F") throws -> String {
         var t = clock.now()
         for _ in 0..<10 {
-            let id = Layout.backupId(at: t, type: "F")
+            let id = Layout.backupId(at: t, type: type)
             if try repo.list(prefix: Layout.backupPrefix(id)).isEmpty { return id }
             t = t.addingTimeInterval(1)
         }

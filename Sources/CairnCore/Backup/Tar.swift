@@ -140,7 +140,8 @@ final class TarExtractor {
                 if collecting != nil {
                     collecting!.append(contentsOf: chunk)
                 } else if fd >= 0 {
-                    try writeAll(chunk)
+                    try FileIO.writeAll(fd, chunk)
+                    bytes += Int64(chunk.count)
                 }
                 dataLeft -= Int64(n)
                 off += n
@@ -265,19 +266,6 @@ final class TarExtractor {
             close(fd)
             fd = -1
         }
-    }
-
-    private func writeAll(_ b: UnsafeRawBufferPointer) throws {
-        var off = 0
-        while off < b.count {
-            let n = write(fd, b.baseAddress! + off, b.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("write a restored file")
-            }
-            off += n
-        }
-        bytes += Int64(b.count)
     }
 
     /// Checks the stream ended cleanly.

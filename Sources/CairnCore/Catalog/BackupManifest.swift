@@ -70,9 +70,30 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var host: String
     /// Pinned backups are kept by retention regardless of age.
     public var pin: String?
+    /// Logical backups: one dump per database.
+    public var databases: [LogicalDatabase]?
+    /// Logical backups: roles and tablespaces (`pg_dumpall --globals-only`).
+    public var globals: Object?
+
+    /// One database of a logical backup.
+    public struct LogicalDatabase: Codable, Sendable, Equatable {
+        public var name: String
+        /// The dump (custom format) of the database.
+        public var object: Object
+        /// Server time when its dump started (its snapshot).
+        public var snapshotTime: Date
+        /// The database's size on the server when it was dumped.
+        public var databaseSize: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case name, object
+            case snapshotTime = "snapshot_time"
+            case databaseSize = "database_size"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case format, id, kind, start, stop, archives, size, host, pin
+        case format, id, kind, start, stop, archives, size, host, pin, databases, globals
         case systemIdentifier = "system_identifier"
         case pgVersionNum = "pg_version_num"
         case walSegmentSize = "wal_segment_size"
@@ -83,7 +104,10 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     }
 
     /// Every object the backup consists of (without the manifest itself).
-    public var allObjects: [Object] { archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) }
+    public var allObjects: [Object] {
+        archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) + (databases ?? []).map(\.object)
+            + (globals.map { [$0] } ?? [])
+    }
 
     /// The segment holding the start LSN.
     public var startSegment: WALSegment {

@@ -11,6 +11,25 @@ public enum Layout {
     public static func bundleKey(_ id: String, archive: String, index: Int) -> String {
         String(format: "backups/%@/%@/%06d.tar.zst", id, archive, index)
     }
+    /// A logical backup's dump of one database (custom format).
+    public static func dumpKey(_ id: String, database: String) -> String { "backups/\(id)/db/\(escape(database)).dump.zst" }
+    /// A logical backup's roles and tablespaces.
+    public static func globalsKey(_ id: String) -> String { "backups/\(id)/globals.sql.zst" }
+
+    /// Database names may hold any character: keep letters, digits, `.`, `_`, `-` and percent-encode the rest.
+    public static func escape(_ name: String) -> String {
+        var out = ""
+        for b in name.utf8 {
+            let c = Character(Unicode.Scalar(b))
+            if b < 0x80 && (c.isLetter || c.isNumber || c == "_" || c == "-" || (c == "." && !out.isEmpty)) {
+                out.append(c)
+            } else {
+                out += String(format: "%%%02X", b)
+            }
+        }
+        return out
+    }
+
     /// PostgreSQL's own backup manifest, kept for pg_verifybackup.
     public static func pgManifestKey(_ id: String) -> String { "backups/\(id)/backup_manifest.zst" }
 

@@ -93,7 +93,7 @@ public enum RestoreOperation {
         }
         if let m = backup.pgManifest {
             try writeFile(root + "/backup_manifest") { fd in
-                try pipeline.load(repo, key: m.key, expected: m.digest) { try writeAll(fd, $0) }
+                try pipeline.load(repo, key: m.key, expected: m.digest) { try FileIO.writeAll(fd, $0) }
             }
         }
         for sub in ["pg_wal", "pg_wal/archive_status"] { mkdir(root + "/" + sub, 0o700) }
@@ -116,7 +116,7 @@ public enum RestoreOperation {
         let fd = open(conf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CoreError(.localIO, "cannot open \(conf): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        try text.utf8CString.dropLast().withUnsafeBytes { try writeAll(fd, $0) }
+        try text.utf8CString.dropLast().withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         try writeFile(root + "/recovery.signal") { _ in }
     }
 
@@ -156,18 +156,6 @@ public enum RestoreOperation {
         guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try body(fd)
-    }
-
-    static func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) throws {
-        var off = 0
-        while off < b.count {
-            let n = write(fd, b.baseAddress! + off, b.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CoreError(.localIO, "write failed: \(String(cString: strerror(errno)))")
-            }
-            off += n
-        }
     }
 
     /// Flushes the restored files to disk before PostgreSQL starts on them.

@@ -1,0 +1,147 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// `cairn restore --backup ID --database NAME --into TARGET`: a database from a logical backup, through
+/// `pg_restore` (in parallel with `--jobs` from a verified local copy of the dump, else streamed).
+public enum LogicalRestoreOperation {
+    public struct Options: Sendable {
+        public var backupId: String
+        public var database: String
+        public var into: String
+        /// Apply the backup's roles and tablespaces first (`psql` of the globals; existing roles are kept).
+        public var globals = false
+        public var jobs = 1
+        /// Restore into a non-empty database, replacing the objects the dump contains (`--clean --if-exists`).
+        public var force = false
+        /// Do not set object owners (`--no-owner`).
+        public var noOwner = false
+        /// Where a dump is staged for a parallel restore.
+        public var tempDirectory = NSTemporaryDirectory()
+
+        public init(backupId: String, database: String, into: String) {
+            self.backupId = backupId
+            self.database = database
+            self.into = into
+        }
+    }
+
+    public struct Result: Sendable, Codable {
+        public var backup: String
+        public var database: String
+        public var into: String
+        public var created: Bool
+        public var bytes: Int64
+        public var seconds: Double
+        /// Errors `psql` reported while applying the globals (typically roles that already exist).
+        public var globalsErrors: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case backup, database, into, created, bytes, seconds
+            case globalsErrors = "globals_errors"
+        }
+    }
+
+    static let logger = Logger(label: "cairn.restore")
+
+    public static func run(repo: any Repository, pipeline: Pipeline, catalog: Catalog, conninfo: String, tools: ToolRunner,
+                           clock: any WallClock, options: Options) async throws -> Result {
+        let began = clock.now()
+        guard let backup = catalog.backup(options.backupId) else {
+            throw CoreError(.backupNotFound, "no committed backup \(options.backupId)", hint: "`cairn list` shows the backups")
+        }
+        guard backup.kind == .logical, let dbs = backup.databases else {
+            throw CoreError(.backupNotFound, "backup \(backup.id) is a physical backup; --database needs a logical one",
+                            hint: "restore a physical backup with --target-dir, or take a logical one with `cairn backup --type logical`")
+        }
+        guard let entry = dbs.first(where: { $0.name == options.database }) else {
+            throw CoreError(.backupNotFound, "backup \(backup.id) has no database \"\(options.database)\"",
+                            hint: "it has: \(dbs.map(\.name).joined(separator: ", "))")
+        }
+        let parsed = try Conninfo(conninfo)
+        let maintenance = parsed.options["dbname"] ?? "postgres"
+        let (serverMajor, exists, empty) = try await Blocking.run { () -> (Int, Bool, Bool) in
+            let c = try PGConnection(conninfo: conninfo)
+            let major = c.serverVersion / 10000
+            let exists = try c.scalar("SELECT 1 FROM pg_database WHERE datname = $1", [options.into]) != nil
+            var empty = true
+            if exists {
+                let t = try PGConnection(conninfo: parsed.with(database: options.into))
+                empty = try t.scalar("""
+                    SELECT count(*) = 0 FROM (
+                      SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                      UNION ALL SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql'
+                      UNION ALL SELECT 1 FROM pg_largeobject_metadata
+                      UNION ALL SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) x
+                    """) == "t"
+            }
+            return (major, exists, empty)
+        }
+        let dumpMajor = backup.pgVersionNum / 10000
+        guard serverMajor >= dumpMajor else {
+            throw CoreError(.pgVersion,
+                            "the dump of \"\(entry.name)\" comes from PostgreSQL \(dumpMajor) and the target server runs PostgreSQL \(serverMajor); dumps restore only into the same or a newer major version",
+                            hint: "restore into a PostgreSQL \(dumpMajor) (or newer) server")
+        }
+        let toolMajor = try await tools.majorVersion("pg_restore")
+        guard toolMajor >= dumpMajor else {
+            throw CoreError(.pgVersion, "pg_restore in \(tools.binDirectory) is version \(toolMajor), older than the dump's PostgreSQL \(dumpMajor)",
+                            hint: "set cluster.bin_directory to the client programs of PostgreSQL \(dumpMajor) or newer")
+        }
+        if exists && !empty && !options.force {
+            throw CoreError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
+                            hint: "restore into a new database name, or pass --force to replace the objects the dump contains")
+        }
+
+        var globalsErrors: [String] = []
+        if options.globals, let g = backup.globals {
+            let (c, env) = parsed.forTool(database: maintenance)
+            let out = try await tools.runWritingInput("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=0", "--dbname=\(c)", "-f", "-"],
+                                                      environment: env) { fd in
+                try pipeline.load(repo, key: g.key, expected: g.digest) { try FileIO.writeAll(fd, $0) }
+            }
+            globalsErrors = out.stderr.split(separator: "\n").filter { $0.contains("ERROR:") }.map(String.init)
+        }
+        var created = false
+        if !exists {
+            let name = options.into
+            try await Blocking.run {
+                let c = try PGConnection(conninfo: conninfo)
+                _ = try c.query("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
+            }
+            created = true
+        }
+
+        let (target, env) = parsed.forTool(database: options.into)
+        var args = ["--dbname=\(target)", "--no-password"]
+        if options.force && exists { args += ["--clean", "--if-exists"] }
+        if options.noOwner { args.append("--no-owner") }
+        let object = entry.object
+        if options.jobs > 1 {
+            // pg_restore --jobs needs a seekable file: stage a verified copy, restore, remove it.
+            let staged = options.tempDirectory + "/cairn-\(backup.id)-\(getpid()).dump"
+            defer { unlink(staged) }
+            try await Blocking.run {
+                let fd = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(staged): \(String(cString: strerror(errno)))",
+                                                     hint: "free space or choose another --temp-dir") }
+                defer { close(fd) }
+                try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }
+            }
+            _ = try await tools.run("pg_restore", args + ["--jobs=\(options.jobs)", staged], environment: env)
+        } else {
+            _ = try await tools.runWritingInput("pg_restore", args, environment: env) { fd in
+                try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }
+            }
+        }
+        logger.info("logical restore done", metadata: ["backup": "\(backup.id)", "database": "\(entry.name)", "into": "\(options.into)"])
+        return Result(backup: backup.id, database: entry.name, into: options.into, created: created,
+                      bytes: object.digest.size, seconds: clock.now().timeIntervalSince(began), globalsErrors: globalsErrors)
+    }
+
+    static func quoteIdentifier(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+}
