@@ -19,7 +19,7 @@ import TestSupport
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
-        let pid = try Run.spawn("/usr/sbin/runuser", ["-u", "postgres", "--", Run.installedCairn, "--config", c.config!, "backup"])
+        let pid = try Run.spawnCairnAsPostgres(["--config", c.config!, "backup"])
         var sawUpload = false
         for _ in 0..<300 {
             let info = try c.cairn(["info", "--json"]).stdout

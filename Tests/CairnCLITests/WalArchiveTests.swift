@@ -90,7 +90,7 @@ import TestSupport
             let path = "\(c.dir)/staging/\(seg)"
             try #require(FileManager.default.fileExists(atPath: path))
             // Kill a first attempt after a random delay (0–60 ms: reading, compressing or uploading).
-            let pid = try Run.spawn("/usr/sbin/runuser", ["-u", "postgres", "--", Run.installedCairn, "--config", c.config!, "wal-push", path])
+            let pid = try Run.spawnCairnAsPostgres(["--config", c.config!, "wal-push", path])
             usleep(UInt32.random(in: 0...60_000) + UInt32(i * 3000))
             kill(pid, SIGKILL)
             let st = Run.wait(pid)

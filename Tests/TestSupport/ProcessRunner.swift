@@ -146,6 +146,12 @@ public enum Run {
         return pid
     }
 
+    /// Starts `cairn ARGS` as the postgres OS user without a wrapper process (setpriv execs in place), so the
+    /// returned pid is cairn itself and `kill -9` hits it.
+    public static func spawnCairnAsPostgres(_ args: [String]) throws -> pid_t {
+        try spawn("/usr/bin/setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", installedCairn] + args)
+    }
+
     /// Waits for a spawned program; returns its exit code (128 + signal when killed).
     @discardableResult
     public static func wait(_ pid: pid_t) -> Int32 {

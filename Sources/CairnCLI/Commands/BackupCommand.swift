@@ -83,7 +83,7 @@ struct BackupSummary: Encodable {
     var pin: String?
     var databases: [String]?
 
-    init(_ m: BackupManifest) {
+    init(_ m: BackupManifest, pin: Pin? = nil) {
         id = m.id
         type = m.kind.rawValue
         startTime = m.start.time
@@ -97,7 +97,7 @@ struct BackupSummary: Encodable {
         storedSize = m.storedSize
         objects = m.allObjects.count
         durationSeconds = m.durationSeconds
-        pin = m.pin
+        self.pin = pin?.reason
         databases = m.databases?.map(\.name)
     }
 

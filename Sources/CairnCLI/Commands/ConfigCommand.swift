@@ -57,6 +57,7 @@ struct EffectiveSettings: Encodable {
     var repository: [String: String]
     var compression: [String: Int]
     var limits: [String: String]
+    var retention: [String: String]
     var environmentOverrides: [String]
 
     init(_ ctx: AppContext) throws {
@@ -90,11 +91,16 @@ struct EffectiveSettings: Encodable {
         limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
                   "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),
                   "request_timeout": Units.formatDuration(l.requestTimeout), "retries": String(l.retries)]
+        let p = c.retention
+        retention = ["source": c.retentionSource, "recovery_window": Units.formatDuration(p.recoveryWindow),
+                     "min_full_backups": String(p.minFullBackups), "logical_backups": Units.formatDuration(p.logicalRetention),
+                     "drill_records": Units.formatDuration(p.drillRetention), "reports": Units.formatDuration(p.reportRetention),
+                     "orphan_safety_age": Units.formatDuration(p.orphanSafetyAge)]
         environmentOverrides = c.environmentOverrides
     }
 
     enum CodingKeys: String, CodingKey {
-        case file, cluster, repository, compression, limits
+        case file, cluster, repository, compression, limits, retention
         case environmentOverrides = "environment_overrides"
     }
 
@@ -104,7 +110,8 @@ struct EffectiveSettings: Encodable {
         }
         var s = "# effective settings from \(file)\n"
         s += block("cluster", cluster) + "\n" + block("repository", repository) + "\n"
-        s += block("compression", compression.mapValues(String.init)) + "\n" + block("limits", limits)
+        s += block("compression", compression.mapValues(String.init)) + "\n" + block("limits", limits) + "\n"
+        s += block("retention", retention)
         if !environmentOverrides.isEmpty { s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))" }
         return s
     }

@@ -12,12 +12,13 @@ struct ListCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
-        if json { return try Output.json(catalog.backups.map(BackupSummary.init)) }
+        if json { return try Output.json(catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id]) }) }
         if catalog.backups.isEmpty { return Output.line("no backups in \(try ctx.makeRepository().location)") }
-        Output.line(Table.render(header: ["id", "type", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "took"],
+        Output.line(Table.render(header: ["id", "type", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "took", "pinned"],
                                  rows: catalog.backups.map { b in
             [b.id, b.kind.rawValue, Timestamp.format(b.stop.time), "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
-             Units.formatBytes(b.size), Units.formatBytes(b.storedSize), Units.formatDuration(b.durationSeconds)]
+             Units.formatBytes(b.size), Units.formatBytes(b.storedSize), Units.formatDuration(b.durationSeconds),
+             catalog.pins[b.id].map { "yes: \($0.reason)" } ?? ""]
         }))
     }
 }
@@ -97,7 +98,7 @@ struct InfoCommand: AsyncParsableCommand {
         }
         let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
         let report = Report(location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
-                            backups: catalog.backups.map(BackupSummary.init), uncommittedBackups: catalog.uncommitted,
+                            backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id]) }, uncommittedBackups: catalog.uncommitted,
                             damagedManifests: catalog.damagedManifests, timelines: timelines, recoverableWindow: window)
         if json { return try Output.json(report) }
         Output.line("repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")

@@ -1,4 +1,5 @@
 import CairnBase
+import CairnCore
 import CairnStorage
 import Foundation
 import Yams
@@ -33,7 +34,7 @@ public struct ConfigLoader {
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
         guard let root = r.parse(text) else { throw ConfigError(problems: r.problems) }
-        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits"])
+        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention"])
         var overrides: [String] = []
 
         // cluster
@@ -93,8 +94,27 @@ public struct ConfigLoader {
             r.report(line: l?.line("request_timeout"), "limits.request_timeout must not be shorter than limits.connect_timeout")
         }
 
+        // retention: a policy file (relative to this file) or the keys inline
+        var retention = RetentionPolicy()
+        var retentionSource = "defaults"
+        if let node = top?.node("retention") {
+            if let rel = node.scalar?.string {
+                let path = rel.hasPrefix("/") ? rel : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(rel)
+                do {
+                    retention = try PolicyLoader.retention(file: path)
+                    retentionSource = path
+                } catch let e as ConfigError {
+                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
+                }
+            } else {
+                retention = PolicyLoader.retention(section: top?.section("retention", allowed: PolicyLoader.retentionKeys), reader: r)
+                retentionSource = "\(file) (inline)"
+            }
+        }
+
         if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
         return Configuration(cluster: cluster, repository: repository, compression: compression, limits: limits,
+                             retention: retention, retentionSource: retentionSource,
                              sourcePath: file, environmentOverrides: overrides)
     }
 

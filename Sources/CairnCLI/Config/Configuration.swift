@@ -1,4 +1,5 @@
 import CairnBase
+import CairnCore
 import CairnStorage
 import Foundation
 
@@ -64,6 +65,11 @@ public struct Configuration: Sendable {
     public var repository: RepositoryKind
     public var compression: Compression
     public var limits: Limits
+    /// The retention policy (`retention:` in cairn.yaml: a policy file's path, relative to cairn.yaml, or the
+    /// keys inline); defaults when absent.
+    public var retention: RetentionPolicy
+    /// Where the retention policy came from, for `config show`.
+    public var retentionSource: String
     /// The file it came from (nil when built in code).
     public var sourcePath: String?
     /// Which environment variables changed a setting, for `config show`.

@@ -131,7 +131,7 @@ public enum BackupOperation {
                 pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
                 durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
-                host: ProcessInfo.processInfo.hostName, pin: nil, databases: nil, globals: nil)
+                host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
             try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
             logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
             return manifest

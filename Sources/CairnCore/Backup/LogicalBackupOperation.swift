@@ -66,7 +66,7 @@ public enum LogicalBackupOperation {
                 pgVersionNum: cluster.versionNum, walSegmentSize: cluster.walSegmentSize, start: start, stop: stop,
                 archives: [], pgManifest: nil, size: all.reduce(0) { $0 + $1.digest.size },
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize }, durationSeconds: clock.now().timeIntervalSince(began),
-                cairnVersion: CairnVersion.current, host: ProcessInfo.processInfo.hostName, pin: nil,
+                cairnVersion: CairnVersion.current, host: ProcessInfo.processInfo.hostName,
                 databases: databases, globals: globals)
             _ = try await Blocking.run { try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly) }
             logger.info("logical backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])

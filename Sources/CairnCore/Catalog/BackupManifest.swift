@@ -68,8 +68,6 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var durationSeconds: Double
     public var cairnVersion: String
     public var host: String
-    /// Pinned backups are kept by retention regardless of age.
-    public var pin: String?
     /// Logical backups: one dump per database.
     public var databases: [LogicalDatabase]?
     /// Logical backups: roles and tablespaces (`pg_dumpall --globals-only`).
@@ -93,7 +91,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, id, kind, start, stop, archives, size, host, pin, databases, globals
+        case format, id, kind, start, stop, archives, size, host, databases, globals
         case systemIdentifier = "system_identifier"
         case pgVersionNum = "pg_version_num"
         case walSegmentSize = "wal_segment_size"

@@ -57,37 +57,47 @@ public struct Catalog: Sendable {
     /// Manifests that exist but fail their own digest.
     public var damagedManifests: [String]
     public var wal: WALArchive
+    /// Pins of committed backups, by backup id.
+    public var pins: [String: Pin]
+    /// Every object under `backups/<id>/`, by backup id (committed or not).
+    public var backupObjects: [String: [ObjectInfo]]
 
     public init(info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
-                wal: WALArchive) {
+                wal: WALArchive, pins: [String: Pin] = [:], backupObjects: [String: [ObjectInfo]] = [:]) {
         self.info = info
         self.backups = backups.sorted { $0.start.time < $1.start.time }
         self.uncommitted = uncommitted
         self.damagedManifests = damagedManifests
         self.wal = wal
+        self.pins = pins
+        self.backupObjects = backupObjects
     }
 
     /// Reads the catalog: lists `backups/` and `wal/`, opens every manifest and history file.
     public static func load(from repo: any Repository) throws -> Catalog {
         let info = try RepositoryInfo.require(from: repo)
-        var byId: [String: Bool] = [:]
+        var objects: [String: [ObjectInfo]] = [:]
         for o in try repo.list(prefix: "backups/") {
             let parts = o.key.split(separator: "/")
             guard parts.count >= 3 else { continue }
-            let id = String(parts[1])
-            byId[id] = (byId[id] ?? false) || (parts.count == 3 && parts[2] == "manifest.json")
+            objects[String(parts[1]), default: []].append(o)
         }
         var backups: [BackupManifest] = []
         var uncommitted: [String] = []
         var damaged: [String] = []
-        for (id, hasManifest) in byId.sorted(by: { $0.key < $1.key }) {
-            guard hasManifest else { uncommitted.append(id); continue }
+        var pins: [String: Pin] = [:]
+        for (id, objs) in objects.sorted(by: { $0.key < $1.key }) {
+            guard objs.contains(where: { $0.key == Layout.manifestKey(id) }) else { uncommitted.append(id); continue }
             do {
                 let m = try SealedDocument.open(BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
                                                 what: "manifest of backup \(id)")
                 backups.append(m)
             } catch let e as CoreError where e.code == .repoCorrupt {
                 damaged.append(id)
+                continue
+            }
+            if objs.contains(where: { $0.key == Pin.key(id) }), let b = try repo.getBytesIfExists(Pin.key(id)) {
+                pins[id] = try? SealedDocument.open(Pin.self, from: b, what: "pin of backup \(id)")
             }
         }
         var wal = WALArchive(segmentSize: info.walSegmentSize)
@@ -106,7 +116,8 @@ public struct Catalog: Sendable {
                 wal.others.append(e)
             }
         }
-        return Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal)
+        return Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
+                       pins: pins, backupObjects: objects)
     }
 
     public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }

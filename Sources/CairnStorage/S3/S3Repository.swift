@@ -232,6 +232,34 @@ public final class S3Repository: Repository {
         }
     }
 
+    /// Aborts multipart uploads under the prefix that started more than `age` seconds ago (left by killed
+    /// writers; they are invisible but cost storage). Returns how many.
+    public func abortStaleUploads(olderThan age: Double, now: Date) throws -> Int {
+        var aborted = 0
+        var keyMarker: String?
+        var idMarker: String?
+        repeat {
+            var req = S3Client.Request(method: "GET", key: nil)
+            req.query = [("uploads", ""), ("prefix", client.fullKey(""))]
+            if let keyMarker { req.query.append(("key-marker", keyMarker)) }
+            if let idMarker { req.query.append(("upload-id-marker", idMarker)) }
+            let r = try client.send(req)
+            guard let xml = XMLElement.parse(r.body) else { break }
+            for u in xml.all("Upload") {
+                guard let k = u.text("Key"), let id = u.text("UploadId"),
+                      let started = u.text("Initiated").flatMap(S3Client.parseISODate),
+                      now.timeIntervalSince(started) > age else { continue }
+                let strip = settings.prefix.isEmpty ? 0 : settings.prefix.count + 1
+                abortMultipart(String(k.dropFirst(strip)), uploadId: id)
+                aborted += 1
+            }
+            let truncated = xml.text("IsTruncated") == "true"
+            keyMarker = truncated ? xml.text("NextKeyMarker") : nil
+            idMarker = truncated ? xml.text("NextUploadIdMarker") : nil
+        } while keyMarker != nil
+        return aborted
+    }
+
     /// S3's ETag of a completed multipart upload: MD5 of the concatenated binary part MD5s, then `-<parts>`.
     static func multipartETag(_ partETags: [String]) -> String? {
         var all = [UInt8]()

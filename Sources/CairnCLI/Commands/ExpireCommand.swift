@@ -1,0 +1,83 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import Foundation
+
+struct ExpireCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "expire",
+        abstract: "Delete what the retention policy no longer needs, keeping the recovery window restorable.",
+        discussion: """
+        Keeps the newest full backup consistent by the start of the recovery window, every later backup, all WAL \
+        from that backup's start onward on the path to the present timeline, the WAL kept backups need, pinned \
+        backups and the newest min_full_backups; deletes the rest, each expired backup's manifest first. \
+        --dry-run prints the plan with a reason for every item; --json gives every object kept or deleted.
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "A retention policy file instead of the one in cairn.yaml.") var policy: String?
+    @Flag(name: .long, help: "Print the plan and delete nothing.") var dryRun = false
+    @Flag(name: .long, help: "Print the plan (and result) as JSON.") var json = false
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let policy = try self.policy.map(PolicyLoader.retention(file:)) ?? ctx.config.retention
+        let dryRun = self.dryRun
+        let (plan, result) = try await Blocking.run { () -> (ExpirePlan, ExpireOperation.Result?) in
+            let repo = try ctx.makeRepository()
+            let catalog = try Catalog.load(from: repo)
+            let plan = ExpirePlanner.plan(catalog, policy: policy, now: Date())
+            if dryRun { return (plan, nil) }
+            return (plan, try ExpireOperation.run(repo: repo, catalog: catalog, plan: plan, policy: policy))
+        }
+        if json {
+            if let result { try Output.json(result) } else { try Output.json(plan) }
+            return
+        }
+        Output.line("recovery window: \(Units.formatDuration(policy.recoveryWindow)), from \(Timestamp.format(plan.windowStart)); anchor backup: \(plan.anchor ?? "none")")
+        for w in plan.warnings { Output.line("WARNING: \(w)") }
+        for d in plan.decisions where d.kind != "history" {
+            let verb = d.action == .keep ? "keep  " : (dryRun ? "would delete" : "delete")
+            Output.line("\(verb) \(d.kind) \(d.subject): \(d.reason)")
+        }
+        let histories = plan.decisions.filter { $0.kind == "history" }.count
+        if histories > 0 { Output.line("keep   \(histories) timeline history file(s): always kept") }
+        if let r = result {
+            Output.line("deleted \(r.deletedObjects) object(s), \(Units.formatBytes(r.deletedBytes))")
+        } else {
+            Output.line("dry run: would delete \(plan.deletions.count) object(s); nothing was deleted")
+        }
+    }
+}
+
+struct PinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pin", abstract: "Keep a backup (and the WAL it needs) regardless of retention.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The backup id.") var id: String
+    @Option(name: .long, help: "Why it is kept (shown by list and expire).") var reason: String
+
+    func validate() throws {
+        if reason.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reason must say why the backup is kept") }
+    }
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let (id, reason) = (self.id, self.reason)
+        let p = try await Blocking.run { try Pin.pin(id, reason: reason, repo: try ctx.makeRepository(), clock: SystemClock()) }
+        Output.line("pinned backup \(id): \(p.reason)")
+    }
+}
+
+struct UnpinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let retention handle a pinned backup again.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The backup id.") var id: String
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let id = self.id
+        try await Blocking.run { try Pin.unpin(id, repo: try ctx.makeRepository()) }
+        Output.line("unpinned backup \(id)")
+    }
+}

@@ -1,0 +1,182 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+
+/// One decision of an expire plan, with its reason.
+public struct ExpireDecision: Sendable, Codable, Equatable {
+    public enum Action: String, Sendable, Codable { case keep, delete }
+    /// What is decided: a backup id, a WAL range (`000000010000000000000003…000000010000000000000009`), or a key.
+    public var subject: String
+    /// `backup`, `wal`, `history`, `orphan`.
+    public var kind: String
+    public var action: Action
+    public var reason: String
+    /// Object keys the decision covers (for deletes: what goes).
+    public var keys: [String]
+}
+
+/// The plan `cairn expire` executes: every backup and WAL range kept or deleted, with the reason.
+public struct ExpirePlan: Sendable, Codable {
+    public var now: Date
+    public var windowStart: Date
+    /// The backup that reaches the window's start (the oldest one the window needs).
+    public var anchor: String?
+    public var decisions: [ExpireDecision]
+    /// Problems the policy cannot fix (the window reaches back before any backup, a gap).
+    public var warnings: [String]
+
+    /// Backups to delete, oldest first: each is uncommitted (manifest deleted) before its data.
+    public var expiredBackups: [String] { decisions.filter { $0.kind == "backup" && $0.action == .delete }.map(\.subject) }
+    /// Every key to delete.
+    public var deletions: [String] { decisions.filter { $0.action == .delete }.flatMap(\.keys) }
+
+    enum CodingKeys: String, CodingKey {
+        case now, anchor, decisions, warnings
+        case windowStart = "window_start"
+    }
+}
+
+/// Pure retention: `(catalog, policy, now) → plan`.
+///
+/// Guarantee: every instant of the recovery window that the repository could restore before the plan, it can
+/// restore after. The planner keeps the newest full backup (on the path to the present timeline) whose
+/// consistency point is at or before the window's start — the anchor — and every later backup, all WAL from the
+/// anchor's start onward on the present path, the WAL each kept backup needs to become consistent, pinned
+/// backups, the newest `minFullBackups` full backups, logical backups younger than their retention, and every
+/// timeline history file. It never expires the last full backup.
+public enum ExpirePlanner {
+    public static func plan(_ catalog: Catalog, policy: RetentionPolicy, now: Date) -> ExpirePlan {
+        let windowStart = now.addingTimeInterval(-policy.recoveryWindow)
+        let wal = catalog.wal
+        let seg = wal.segmentSize
+        let path = TimelinePath(target: RecoveryPlanner.latestTimeline(catalog), histories: wal.histories)
+        let fulls = catalog.backups.filter { $0.kind == .full }.sorted { $0.stop.time < $1.stop.time }
+        let reaches = Dictionary(uniqueKeysWithValues: fulls.map { ($0.id, RecoveryPlanner.reach($0, path: path, wal: wal)) })
+        var warnings: [String] = []
+
+        // The anchor: the newest consistent full backup on the present path that is consistent by the window's start.
+        let onPath = fulls.filter { reaches[$0.id]?.consistent == true }
+        var anchor = onPath.last { $0.stop.time <= windowStart }
+        if anchor == nil, let oldest = onPath.first {
+            anchor = oldest
+            warnings.append("the recovery window starts at \(Timestamp.format(windowStart)), before the oldest restorable backup \(oldest.id) (consistent at \(Timestamp.format(oldest.stop.time))): nothing older exists to keep")
+        }
+        if let a = anchor, let r = reaches[a.id], let end = r.endTime, end < windowStart {
+            warnings.append("backup \(a.id) cannot reach the window start: the WAL archive ends or has a gap at \(r.firstMissing ?? r.lastSegment?.name ?? "?")")
+        }
+
+        // Backups.
+        var keepReasons: [String: [String]] = [:]
+        func keep(_ id: String, _ why: String) { keepReasons[id, default: []].append(why) }
+        if let a = anchor { keep(a.id, "anchor: the newest backup consistent by the window start \(Timestamp.format(windowStart))") }
+        for b in fulls where anchor.map({ b.stop.time > $0.stop.time }) ?? true {
+            keep(b.id, "inside the recovery window (consistent at \(Timestamp.format(b.stop.time)))")
+        }
+        for b in fulls.suffix(policy.minFullBackups) {
+            keep(b.id, "one of the \(policy.minFullBackups) newest full backups (min_full_backups)")
+        }
+        for (id, pin) in catalog.pins where catalog.backup(id) != nil {
+            keep(id, "pinned: \(pin.reason)")
+        }
+        let logicalCutoff = now.addingTimeInterval(-policy.logicalRetention)
+        for b in catalog.backups where b.kind == .logical && b.stop.time >= logicalCutoff {
+            keep(b.id, "logical backup younger than logical_backups retention (\(Units.formatDuration(policy.logicalRetention)))")
+        }
+
+        var decisions: [ExpireDecision] = []
+        for b in catalog.backups {
+            let keys = (catalog.backupObjects[b.id] ?? []).map(\.key)
+            if let reasons = keepReasons[b.id] {
+                decisions.append(.init(subject: b.id, kind: "backup", action: .keep, reason: reasons.joined(separator: "; "), keys: keys))
+            } else {
+                let why = b.kind == .logical
+                    ? "logical backup older than \(Units.formatDuration(policy.logicalRetention))"
+                    : "older than the anchor \(anchor?.id ?? "-"); not needed for the window"
+                // The manifest goes first, so an interrupted expire leaves only uncommitted garbage.
+                let ordered = [Layout.manifestKey(b.id)] + keys.filter { $0 != Layout.manifestKey(b.id) }.sorted()
+                decisions.append(.init(subject: b.id, kind: "backup", action: .delete, reason: why, keys: ordered))
+            }
+        }
+
+        // WAL: which segments are needed, and why.
+        var needed: [UInt32: [UInt64: String]] = [:]
+        func need(_ tli: UInt32, _ n: UInt64, _ why: String) {
+            if needed[tli]?[n] == nil { needed[tli, default: [:]][n] = why }
+        }
+        if let a = anchor {
+            let first = a.startSegment.number
+            for t in path.timelines {
+                for n in (wal.segments[t] ?? [:]).keys where n >= first && path.timeline(forSegment: n, segmentSize: seg) == t {
+                    need(t, n, "on the path to the present from the anchor \(a.id)")
+                }
+            }
+        }
+        for b in catalog.backups where keepReasons[b.id] != nil && b.kind == .full {
+            for n in b.startSegment.number...max(b.startSegment.number, b.stopSegment.number) {
+                need(b.start.timeline, n, "needed by backup \(b.id) to become consistent")
+            }
+        }
+        for tli in wal.segments.keys.sorted() {
+            let numbers = wal.segments[tli]!.keys.sorted()
+            // Group consecutive segments with the same decision into one line.
+            var run: (first: UInt64, last: UInt64, why: String?, keys: [String])?
+            func flush() {
+                guard let r = run else { return }
+                let name = { (n: UInt64) in WALSegment(timeline: tli, number: n, segmentSize: seg).name }
+                let subject = r.first == r.last ? name(r.first) : "\(name(r.first))…\(name(r.last))"
+                if let why = r.why ?? (anchor == nil ? "no restorable full backup yet: the WAL is kept for the first one" : nil) {
+                    decisions.append(.init(subject: subject, kind: "wal", action: .keep, reason: why, keys: r.keys))
+                } else {
+                    let why = anchor.map { a in
+                        path.timelines.contains(tli) && r.last < a.startSegment.number
+                            ? "before the start of the anchor \(a.id)"
+                            : "on timeline \(tli), off the path to the present, and no kept backup needs it"
+                    } ?? "no restorable backup needs it"
+                    decisions.append(.init(subject: subject, kind: "wal", action: .delete, reason: why, keys: r.keys))
+                }
+                run = nil
+            }
+            for n in numbers {
+                let why = needed[tli]?[n]
+                let key = wal.segments[tli]![n]!.key
+                if let r = run, r.last + 1 == n, r.why == why {
+                    run = (r.first, n, why, r.keys + [key])
+                } else {
+                    flush()
+                    run = (n, n, why, [key])
+                }
+            }
+            flush()
+        }
+        // Partial segments and backup history files go with their segment; history files stay.
+        for e in wal.others {
+            let name = e.file.fileName
+            guard let s = WALSegment(name: String(name.prefix(24)), segmentSize: seg) else { continue }
+            let kept = needed[s.timeline]?[s.number] != nil || (anchor.map { s.number >= $0.startSegment.number } ?? true)
+            decisions.append(.init(subject: name, kind: "wal", action: kept ? .keep : .delete,
+                                   reason: kept ? "belongs to a kept part of the archive" : "belongs to an expired part of the archive",
+                                   keys: [e.key]))
+        }
+        for tli in wal.histories.keys.sorted() {
+            decisions.append(.init(subject: String(format: "%08X.history", tli), kind: "history", action: .keep,
+                                   reason: "timeline history is always kept (PostgreSQL uses it to choose new timeline ids)",
+                                   keys: [Layout.walKey(.history(timeline: tli))]))
+        }
+
+        // Uncommitted backups: garbage once older than the safety age (a younger one may still be running).
+        for id in catalog.uncommitted {
+            let objs = catalog.backupObjects[id] ?? []
+            let newest = objs.compactMap(\.lastModified).max() ?? .distantPast
+            if now.timeIntervalSince(newest) > policy.orphanSafetyAge {
+                decisions.append(.init(subject: id, kind: "orphan", action: .delete,
+                                       reason: "uncommitted (interrupted backup or expire), untouched for over \(Units.formatDuration(policy.orphanSafetyAge))",
+                                       keys: objs.map(\.key).sorted()))
+            } else {
+                decisions.append(.init(subject: id, kind: "orphan", action: .keep,
+                                       reason: "uncommitted but recent: a backup may be running", keys: objs.map(\.key)))
+            }
+        }
+        return ExpirePlan(now: now, windowStart: windowStart, anchor: anchor?.id, decisions: decisions, warnings: warnings)
+    }
+}
