@@ -166,3 +166,45 @@ import TestSupport
         #expect(throws: BaseError.self) { try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "x"]).resolve(s3) }
     }
 }
+
+@Suite struct RetentionPolicyConfigTests {
+    @Test func policyFileRelativeToTheConfigAndInline() throws {
+        let dir = try TestEnvironment.tempDirectory("policy")
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try "recovery_window: 14d\nmin_full_backups: 3\nlogical_backups: 60d\n".write(toFile: dir + "/policies/retention.yaml", atomically: true, encoding: .utf8)
+        let base = "repository:\n  type: local\n  path: /r\n"
+        let c = try ConfigLoader(environment: [:]).load(text: base + "retention: policies/retention.yaml\n", file: dir + "/cairn.yaml")
+        #expect(c.retention.recoveryWindow == 14 * 86400)
+        #expect(c.retention.minFullBackups == 3)
+        #expect(c.retention.logicalRetention == 60 * 86400)
+        #expect(c.retentionSource == dir + "/policies/retention.yaml")
+        let inline = try ConfigLoader(environment: [:]).load(text: base + "retention:\n  recovery_window: 7d\n", file: dir + "/cairn.yaml")
+        #expect(inline.retention.recoveryWindow == 7 * 86400)
+        #expect(inline.retention.minFullBackups == 1)
+        #expect(try ConfigLoader(environment: [:]).load(text: base, file: dir + "/cairn.yaml").retention.recoveryWindow == 30 * 86400)
+    }
+
+    @Test func theShippedExamplePolicyIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../policies/retention.yaml").standardized.path
+        let p = try PolicyLoader.retention(file: path)
+        #expect(p.recoveryWindow == 30 * 86400)
+        #expect(p.minFullBackups == 2)
+    }
+
+    @Test func badPoliciesAreReportedWithLines() throws {
+        let dir = try TestEnvironment.tempDirectory("policy-bad")
+        let path = dir + "/retention.yaml"
+        try "recovery_window: forever\nmin_full_backups: 0\nkeep_everything: yes\norphan_safety_age: 5s\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let e = #expect(throws: ConfigError.self) { try PolicyLoader.retention(file: path) }
+        let text = e?.message ?? ""
+        #expect(e?.code == .policyInvalid)
+        #expect(text.contains("\(path):1: recovery_window must be a duration"))
+        #expect(text.contains("\(path):2: min_full_backups must be between 1"))
+        #expect(text.contains("\(path):3: unknown key \"keep_everything\""))
+        #expect(text.contains("\(path):4: orphan_safety_age must be at least 1m"))
+        let missing = #expect(throws: ConfigError.self) {
+            try ConfigLoader(environment: [:]).load(text: "repository:\n  type: local\n  path: /r\nretention: nope.yaml\n", file: dir + "/cairn.yaml")
+        }
+        #expect(missing?.message.contains("nope.yaml") == true)
+    }
+}
