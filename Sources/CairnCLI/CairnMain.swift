@@ -36,7 +36,8 @@ public struct CairnCommand: AsyncParsableCommand {
         abstract: "PostgreSQL backup and restore with proof that restores work.",
         version: CairnVersion.current,
         subcommands: [InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
-                      InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, WalPushCommand.self,
+                      InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self,
+                      DrillCommand.self, WalPushCommand.self,
                       WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self])
 
     public init() {}

@@ -44,7 +44,7 @@ public struct Conninfo: Sendable, Equatable {
     }
 
     /// Quotes a value for a keyword/value connection string.
-    static func quote(_ v: String) -> String {
+    public static func quote(_ v: String) -> String {
         if !v.isEmpty && !v.contains(where: { $0 == " " || $0 == "'" || $0 == "\\" || $0 == "=" }) { return v }
         return "'" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }

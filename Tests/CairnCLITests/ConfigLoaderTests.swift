@@ -208,3 +208,26 @@ import TestSupport
         #expect(missing?.message.contains("nope.yaml") == true)
     }
 }
+
+@Suite struct DrillPolicyConfigTests {
+    @Test func theShippedExamplePolicyIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../policies/drills.yaml").standardized.path
+        let p = try PolicyLoader.drills(file: path)
+        #expect(p.backup == .random && p.target == .random)
+        #expect(p.assertions.count == 1 && p.assertions[0].database == "*")
+        #expect(p.timeout == 3600)
+    }
+
+    @Test func badDrillPoliciesAreReportedWithLines() throws {
+        let dir = try TestEnvironment.tempDirectory("drill-policy")
+        let path = dir + "/drills.yaml"
+        try "backup: oldest\nscratch_directory: tmp\nassertions:\n  - name: x\n  - sql: SELECT 1\n    db: app\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let e = #expect(throws: ConfigError.self) { try PolicyLoader.drills(file: path) }
+        let text = e?.message ?? ""
+        #expect(text.contains("\(path):1: backup must be one of \"latest\", \"random\""))
+        #expect(text.contains("\(path):2: scratch_directory must be an absolute path"))
+        #expect(text.contains("assertions[0].sql is required"))
+        #expect(text.contains("assertions[1].name is required"))
+        #expect(text.contains("unknown key \"db\""))
+    }
+}

@@ -36,12 +36,21 @@ struct BackupCommand: AsyncParsableCommand {
         options.bundleSize = ctx.config.limits.bundleSize
         let progress = ProgressLine(label: "backup", enabled: !json)
         let opts = options
-        let manifest = try await Blocking.run {
-            try BackupOperation.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(),
-                                    conninfo: ctx.config.cluster.connection, clock: SystemClock(), options: opts,
-                                    progress: progress.callbacks)
+        let repo = try ctx.makeRepository()
+        let started = Date()
+        let manifest: BackupManifest
+        do {
+            manifest = try await Blocking.run {
+                try BackupOperation.run(repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
+                                        clock: SystemClock(), options: opts, progress: progress.callbacks)
+            }
+        } catch {
+            progress.done()
+            await JobLog.record(repo, job: "backup-full", started: started, error: error)
+            throw error
         }
         progress.done()
+        await JobLog.record(repo, job: "backup-full", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
         Output.line("backup \(manifest.id) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
         Output.line("  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))")
@@ -53,10 +62,20 @@ extension BackupCommand {
         var options = LogicalBackupOperation.Options()
         options.databases = database
         let progress = ProgressLine(label: "logical backup", enabled: !json)
-        let manifest = try await LogicalBackupOperation.run(
-            repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
-            tools: ctx.tools, clock: SystemClock(), options: options, progress: progress.callbacks)
+        let repo = try ctx.makeRepository()
+        let started = Date()
+        let manifest: BackupManifest
+        do {
+            manifest = try await LogicalBackupOperation.run(
+                repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
+                tools: ctx.tools, clock: SystemClock(), options: options, progress: progress.callbacks)
+        } catch {
+            progress.done()
+            await JobLog.record(repo, job: "backup-logical", started: started, error: error)
+            throw error
+        }
         progress.done()
+        await JobLog.record(repo, job: "backup-logical", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
         Output.line("logical backup \(manifest.id) committed: \(manifest.databases?.count ?? 0) database(s), \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
         for d in manifest.databases ?? [] {

@@ -23,13 +23,21 @@ struct ExpireCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         let policy = try self.policy.map(PolicyLoader.retention(file:)) ?? ctx.config.retention
         let dryRun = self.dryRun
-        let (plan, result) = try await Blocking.run { () -> (ExpirePlan, ExpireOperation.Result?) in
-            let repo = try ctx.makeRepository()
-            let catalog = try Catalog.load(from: repo)
-            let plan = ExpirePlanner.plan(catalog, policy: policy, now: Date())
-            if dryRun { return (plan, nil) }
-            return (plan, try ExpireOperation.run(repo: repo, catalog: catalog, plan: plan, policy: policy))
+        let repo = try ctx.makeRepository()
+        let started = Date()
+        let plan: ExpirePlan, result: ExpireOperation.Result?
+        do {
+            (plan, result) = try await Blocking.run { () -> (ExpirePlan, ExpireOperation.Result?) in
+                let catalog = try Catalog.load(from: repo)
+                let plan = ExpirePlanner.plan(catalog, policy: policy, now: Date())
+                if dryRun { return (plan, nil) }
+                return (plan, try ExpireOperation.run(repo: repo, catalog: catalog, plan: plan, policy: policy))
+            }
+        } catch {
+            if !dryRun { await JobLog.record(repo, job: "expire", started: started, error: error) }
+            throw error
         }
+        if let result { await JobLog.record(repo, job: "expire", started: started, bytes: result.deletedBytes) }
         if json {
             if let result { try Output.json(result) } else { try Output.json(plan) }
             return

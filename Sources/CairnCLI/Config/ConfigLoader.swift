@@ -34,7 +34,7 @@ public struct ConfigLoader {
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
         guard let root = r.parse(text) else { throw ConfigError(problems: r.problems) }
-        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention"])
+        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention", "drills"])
         var overrides: [String] = []
 
         // cluster
@@ -99,7 +99,7 @@ public struct ConfigLoader {
         var retentionSource = "defaults"
         if let node = top?.node("retention") {
             if let rel = node.scalar?.string {
-                let path = rel.hasPrefix("/") ? rel : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(rel)
+                let path = resolve(rel, relativeTo: file)
                 do {
                     retention = try PolicyLoader.retention(file: path)
                     retentionSource = path
@@ -112,9 +112,22 @@ public struct ConfigLoader {
             }
         }
 
+        var drills = DrillPolicy()
+        if let node = top?.node("drills") {
+            if let rel = node.scalar?.string {
+                do {
+                    drills = try PolicyLoader.drills(file: resolve(rel, relativeTo: file))
+                } catch let e as ConfigError {
+                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
+                }
+            } else {
+                drills = PolicyLoader.drills(section: top?.section("drills", allowed: PolicyLoader.drillKeys), reader: r)
+            }
+        }
+
         if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
         return Configuration(cluster: cluster, repository: repository, compression: compression, limits: limits,
-                             retention: retention, retentionSource: retentionSource,
+                             retention: retention, retentionSource: retentionSource, drills: drills,
                              sourcePath: file, environmentOverrides: overrides)
     }
 
@@ -172,6 +185,11 @@ public struct ConfigLoader {
                                     uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
                                     storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
                                     credentialsFile: credFile, profile: rs.string("profile") ?? "default")
+    }
+
+    /// A path in a configuration file, relative to that file.
+    func resolve(_ path: String, relativeTo file: String) -> String {
+        path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
     }
 
     static func validBucket(_ b: String) -> Bool {

@@ -70,6 +70,8 @@ public struct Configuration: Sendable {
     public var retention: RetentionPolicy
     /// Where the retention policy came from, for `config show`.
     public var retentionSource: String
+    /// The drill policy (`drills:` in cairn.yaml: a file path relative to cairn.yaml, or inline); defaults when absent.
+    public var drills: DrillPolicy
     /// The file it came from (nil when built in code).
     public var sourcePath: String?
     /// Which environment variables changed a setting, for `config show`.

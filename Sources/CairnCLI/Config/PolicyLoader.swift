@@ -8,6 +8,53 @@ public enum PolicyLoader {
     static let retentionKeys = ["recovery_window", "min_full_backups", "logical_backups", "drill_records", "reports",
                                 "orphan_safety_age"]
 
+    static let drillKeys = ["backup", "target", "scratch_directory", "timeout", "checks", "assertions"]
+
+    /// Parses a drill policy from a file.
+    public static func drills(file path: String) throws -> DrillPolicy {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(.policyInvalid, problems: [ConfigProblem(file: path, line: nil, message: "drill policy file not found or not readable")],
+                              hint: "point drills: in cairn.yaml (or --policy) at a readable file, e.g. policies/drills.yaml")
+        }
+        let r = YAMLReader(file: path)
+        guard let root = r.parse(String(decoding: data, as: UTF8.self)) else { throw ConfigError(.policyInvalid, problems: r.problems) }
+        let policy = drills(section: r.section(root, path: "", allowed: drillKeys), reader: r)
+        if !r.problems.isEmpty { throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the drill policy") }
+        return policy
+    }
+
+    /// Reads drill keys from a mapping.
+    static func drills(section s: YAMLReader.Section?, reader r: YAMLReader) -> DrillPolicy {
+        var p = DrillPolicy()
+        if let b = s?.choice("backup", DrillPolicy.BackupChoice.allCases.map(\.rawValue)) { p.backup = .init(rawValue: b)! }
+        if let t = s?.choice("target", DrillPolicy.TargetChoice.allCases.map(\.rawValue)) { p.target = .init(rawValue: t)! }
+        if let d = s?.string("scratch_directory") {
+            if d.hasPrefix("/") { p.scratchDirectory = d } else { r.report(line: s?.line("scratch_directory"), "scratch_directory must be an absolute path") }
+        }
+        if let t = s?.duration("timeout") { p.timeout = t }
+        if let c = s?.section("checks", allowed: ["pg_verifybackup", "pg_amcheck", "read_all_tables"]) {
+            p.verifyBackup = c.bool("pg_verifybackup") ?? true
+            p.amcheck = c.bool("pg_amcheck") ?? true
+            p.readAllTables = c.bool("read_all_tables") ?? true
+        }
+        if let node = s?.node("assertions") {
+            guard let seq = node.sequence else {
+                r.report(node, "assertions must be a list of {name, database, sql}")
+                return p
+            }
+            for (i, item) in seq.enumerated() {
+                guard let a = r.section(item, path: "assertions[\(i)]", allowed: ["name", "database", "sql"]) else { continue }
+                let name = a.string("name"), sql = a.string("sql")
+                if name == nil { _ = a.require("name") }
+                if sql == nil { _ = a.require("sql", "a query that returns true when the data is right") }
+                if let name, let sql {
+                    p.assertions.append(.init(name: name, database: a.string("database") ?? "*", sql: sql))
+                }
+            }
+        }
+        return p
+    }
+
     /// Parses a retention policy from a file.
     public static func retention(file path: String) throws -> RetentionPolicy {
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -1,0 +1,136 @@
+import ArgumentParser
+import CairnBase
+import CairnCore
+import CairnPostgres
+import CairnStorage
+import Dispatch
+import Foundation
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check every object, manifest and the WAL archive's continuity, without starting PostgreSQL.",
+        discussion: """
+        Reads every object of every committed backup and every WAL object and checks it against its manifest or its \
+        own trailer; names every missing WAL segment on each timeline; lists objects no manifest references. \
+        Objects verified by an earlier run (same size and modification time) are skipped unless --full. Every \
+        problem is reported, then the command fails once.
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Read every object again, ignoring what earlier runs verified.") var full = false
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let full = self.full
+        let started = Date()
+        let repo = try ctx.makeRepository()
+        let result: VerifyOperation.Result
+        do {
+            result = try await Blocking.run {
+                try VerifyOperation.run(repo: repo, pipeline: ctx.makePipeline(), full: full,
+                                        parallelism: ctx.config.limits.parallelism, clock: SystemClock())
+            }
+        } catch {
+            await JobLog.record(repo, job: "verify", started: started, error: error)
+            throw error
+        }
+        await JobLog.record(repo, job: "verify", started: started, bytes: result.bytesRead,
+                            error: result.ok ? nil : CoreError(.dataCorrupt, "\(result.problems.count) problem(s)"))
+        if json { try Output.json(result) } else {
+            Output.line("verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")")
+            for p in result.problems { Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)") }
+            Output.line(result.ok ? "repository OK" : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
+        }
+        if !result.ok {
+            let damaged = result.problems.contains { $0.kind.hasPrefix("damaged") }
+            throw CommandExit(code: (damaged ? ErrorCode.dataCorrupt : ErrorCode.walMissing).exitCode)
+        }
+    }
+}
+
+struct DrillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drill",
+        abstract: "Prove that a backup restores: restore into a scratch cluster, replay WAL, check, record the RTO.",
+        discussion: """
+        Picks a backup (--backup, else the drill policy: latest or random in the window) and a target (--target-time, \
+        else a random point the backup can reach, its end, or the end of the archive), restores into a scratch folder, \
+        starts a temporary PostgreSQL (archiving off, its own port, trust only on its private socket), replays WAL \
+        from the repository, then runs pg_verifybackup, pg_amcheck, reads every table and runs the policy's SQL \
+        assertions. The record (verdict, checks, RTO by phase) goes to drills/<id>.json; the scratch cluster is \
+        removed, also on failure or interrupt. Exit 0 when the drill passes, 65 when it fails.
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "Drill this backup.") var backup: String?
+    @Option(name: .long, help: "Recover to this time (like restore --target-time).") var targetTime: String?
+    @Option(name: .long, help: "A drill policy file instead of the one in cairn.yaml.") var policy: String?
+    @Flag(name: .long, help: "Print the record as JSON.") var json = false
+
+    func validate() throws {
+        if let t = targetTime, TimeParser.parse(t) == nil { throw ValidationError("--target-time \"\(t)\" is not a time") }
+    }
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let policy = try self.policy.map(PolicyLoader.drills(file:)) ?? ctx.config.drills
+        let exe = ShellQuote.quote(Spawn.currentExecutable)
+        var options = DrillOperation.Options(restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath)) wal-fetch %f %p",
+                                             user: (try? Conninfo(ctx.config.cluster.connection).options["user"] ?? nil) ?? NSUserName())
+        options.backupId = backup
+        options.targetTime = targetTime.flatMap(TimeParser.parse)
+        options.parallelism = ctx.config.limits.parallelism
+        options.recoveryWindow = ctx.config.retention.recoveryWindow
+        let interrupts = Interrupts.cleanScratchOnSignal()
+        defer { withExtendedLifetime(interrupts) {} }
+        let repo = try ctx.makeRepository()
+        let started = Date()
+        let record: DrillRecord
+        do {
+            let catalog = try await Blocking.run { try Catalog.load(from: repo) }
+            record = try await DrillOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
+                                                  options: options, tools: ctx.tools, clock: SystemClock())
+        } catch {
+            await JobLog.record(repo, job: "drill", started: started, error: error)
+            throw error
+        }
+        await JobLog.record(repo, job: "drill", started: started, subject: record.id,
+                            error: record.verdict == .pass ? nil : CoreError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
+        if json { try Output.json(record) } else {
+            Output.line("drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")")
+            for c in record.checks { Output.line("  \(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail) (\(Units.formatDuration(c.seconds)))") }
+            let r = record.rto
+            Output.line("  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds)), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))")
+        }
+        if record.verdict == .fail { throw CommandExit(code: ErrorCode.dataCorrupt.exitCode) }
+    }
+}
+
+/// Job records for the report, metrics and doctor (best-effort: recording never fails a job).
+enum JobLog {
+    static func record(_ repo: any Repository, job: String, started: Date, subject: String? = nil, bytes: Int64? = nil,
+                       error: (any Error)? = nil) async {
+        let r = JobRecord(job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
+                          subject: subject, bytes: bytes, error: error)
+        await Blocking.runIgnoringErrors { r.save(to: repo) }
+    }
+}
+
+/// SIGINT/SIGTERM during a drill: stop and remove the scratch cluster, then exit 130.
+enum Interrupts {
+    static func cleanScratchOnSignal() -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler {
+                ScratchCleanup.cleanAll()
+                Output.stderr("cairn: error: interrupted; the scratch cluster was stopped and removed [interrupted]")
+                exit(ErrorCode.interrupted.exitCode)
+            }
+            s.resume()
+            return s
+        }
+    }
+}

@@ -1,0 +1,247 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// `cairn verify`: checks the repository without PostgreSQL.
+///
+/// - every object of every committed backup: read in full, zstd checksums, trailer, and size and SHA-256 (stored and
+///   content) against the manifest; every manifest's own seal;
+/// - every WAL object: read in full against its own trailer (segments must hold a whole segment);
+/// - WAL continuity on each timeline from the oldest backup's start to the newest segment, naming every missing
+///   segment;
+/// - objects no manifest references (interrupted backups, strays).
+///
+/// It keeps state in `verify/state.json`: an object verified before with the same size and modification time is
+/// not read again unless `full` is set. Every problem is collected; the run fails once, at the end.
+public enum VerifyOperation {
+    public struct Problem: Codable, Sendable, Equatable {
+        public enum Severity: String, Codable, Sendable { case error, warning }
+        /// `damaged-object`, `missing-object`, `damaged-manifest`, `missing-wal`, `unreferenced`.
+        public var kind: String
+        public var subject: String
+        public var detail: String
+        public var severity: Severity
+    }
+
+    public struct Result: Codable, Sendable {
+        public var started: Date
+        public var finished: Date
+        public var full: Bool
+        public var objectsChecked: Int
+        public var objectsSkipped: Int
+        public var bytesRead: Int64
+        public var backupsChecked: Int
+        public var walSegments: Int
+        public var missingSegments: [String]
+        public var problems: [Problem]
+
+        /// No error-severity problem.
+        public var ok: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case started, finished, full, problems, ok
+            case objectsChecked = "objects_checked"
+            case objectsSkipped = "objects_skipped"
+            case bytesRead = "bytes_read"
+            case backupsChecked = "backups_checked"
+            case walSegments = "wal_segments"
+            case missingSegments = "missing_segments"
+        }
+
+        init(started: Date, finished: Date, full: Bool, objectsChecked: Int, objectsSkipped: Int, bytesRead: Int64,
+             backupsChecked: Int, walSegments: Int, missingSegments: [String], problems: [Problem]) {
+            self.started = started
+            self.finished = finished
+            self.full = full
+            self.objectsChecked = objectsChecked
+            self.objectsSkipped = objectsSkipped
+            self.bytesRead = bytesRead
+            self.backupsChecked = backupsChecked
+            self.walSegments = walSegments
+            self.missingSegments = missingSegments
+            self.problems = problems
+            ok = !problems.contains { $0.severity == .error }
+        }
+    }
+
+    /// What earlier runs verified: key → (size, modification time).
+    struct State: Codable {
+        struct Entry: Codable, Equatable {
+            var size: Int64
+            var modified: Date?
+        }
+        var verified: [String: Entry]
+    }
+
+    static let stateKey = "verify/state.json"
+    static let logger = Logger(label: "cairn.verify")
+
+    /// Known top-level prefixes of a repository.
+    static let knownPrefixes = ["cairn.json", "backups/", "wal/", "verify/", "drills/", "reports/", "history/", "probe/", "locks/"]
+
+    public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock) throws -> Result {
+        let started = clock.now()
+        let catalog = try Catalog.load(from: repo)
+        let all = try repo.list(prefix: "")
+        let listing = Dictionary(all.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        let previous: State = full ? State(verified: [:])
+            : ((try? repo.getBytesIfExists(stateKey)).flatMap { $0 }.flatMap { try? SealedDocument.open(State.self, from: $0, what: stateKey) }
+                ?? State(verified: [:]))
+
+        let problems = Collector()
+        var jobs: [(key: String, expected: ObjectDigest?, wholeSegment: Int64?)] = []
+        var referenced = Set<String>()
+        for b in catalog.backups {
+            referenced.insert(Layout.manifestKey(b.id))
+            referenced.insert(Pin.key(b.id))
+            for o in b.allObjects {
+                referenced.insert(o.key)
+                if listing[o.key] == nil {
+                    problems.add(.init(kind: "missing-object", subject: o.key, detail: "listed in the manifest of backup \(b.id) but not in the repository", severity: .error))
+                } else {
+                    jobs.append((o.key, o.digest, nil))
+                }
+            }
+        }
+        for id in catalog.damagedManifests {
+            problems.add(.init(kind: "damaged-manifest", subject: Layout.manifestKey(id), detail: "the manifest fails its own digest: backup \(id) cannot be used", severity: .error))
+            for o in catalog.backupObjects[id] ?? [] { referenced.insert(o.key) }
+        }
+        var walCount = 0
+        for (_, segs) in catalog.wal.segments {
+            for (_, e) in segs {
+                referenced.insert(e.key)
+                jobs.append((e.key, nil, catalog.wal.segmentSize))
+                walCount += 1
+            }
+        }
+        for e in catalog.wal.others {
+            referenced.insert(e.key)
+            jobs.append((e.key, nil, e.file.fileName.hasSuffix(".partial") ? catalog.wal.segmentSize : nil))
+        }
+        for tli in catalog.wal.histories.keys {
+            let k = Layout.walKey(.history(timeline: tli))
+            referenced.insert(k)
+            jobs.append((k, nil, nil))
+        }
+
+        // Read what is new or changed, in parallel.
+        let verified = LockedState(previous.verified)
+        let counters = Counters()
+        let pool = WorkerPool(threads: max(1, parallelism), maxQueued: parallelism * 2, name: "cairn-verify")
+        for job in jobs.sorted(by: { $0.key < $1.key }) {
+            let info = listing[job.key]!
+            if let seen = previous.verified[job.key], seen.size == info.size, seen.modified == info.lastModified {
+                counters.skip()
+                continue
+            }
+            pool.submit {
+                do {
+                    let d = try pipeline.load(repo, key: job.key, expected: job.expected) { _ in }
+                    if let whole = job.wholeSegment, d.size != whole {
+                        throw CoreError(.dataCorrupt, "object \(job.key) holds \(d.size) bytes, not a whole WAL segment (\(whole))")
+                    }
+                    verified.set(job.key, .init(size: info.size, modified: info.lastModified))
+                } catch {
+                    verified.remove(job.key)
+                    let (code, message, _) = describeError(error)
+                    problems.add(.init(kind: code == .repoObjectMissing ? "missing-object" : "damaged-object", subject: job.key,
+                                       detail: message, severity: .error))
+                }
+                counters.read(info.size)
+            }
+        }
+        try pool.wait()
+
+        // WAL continuity on each timeline.
+        let missing = missingSegments(catalog)
+        for (tli, names) in missing {
+            for range in compact(names, segmentSize: catalog.wal.segmentSize) {
+                problems.add(.init(kind: "missing-wal", subject: range, detail: "missing from the archive of timeline \(tli)", severity: .error))
+            }
+        }
+
+        // Objects no manifest references.
+        for o in all where !referenced.contains(o.key) && !o.key.hasPrefix("verify/") && !o.key.hasPrefix("drills/")
+            && !o.key.hasPrefix("reports/") && !o.key.hasPrefix("history/") && !o.key.hasPrefix("locks/")
+            && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey {
+            let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
+                : "not an object cairn writes"
+            problems.add(.init(kind: "unreferenced", subject: o.key, detail: why, severity: .warning))
+        }
+
+        let state = State(verified: verified.snapshot.filter { listing[$0.key] != nil })
+        _ = try? repo.put(stateKey, try SealedDocument.seal(state), options: .overwrite)
+        let result = Result(started: started, finished: clock.now(), full: full, objectsChecked: counters.checked,
+                            objectsSkipped: counters.skipped, bytesRead: counters.bytes, backupsChecked: catalog.backups.count,
+                            walSegments: walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
+        _ = try? repo.put("verify/runs/\(Layout.backupId(at: started, type: "Z")).json", try SealedDocument.seal(result), options: .overwrite)
+        return result
+    }
+
+    /// Missing segment names per timeline: from the oldest backup's start on that timeline (or where the timeline
+    /// begins) to its newest segment.
+    static func missingSegments(_ catalog: Catalog) -> [(UInt32, [String])] {
+        let wal = catalog.wal
+        var out: [(UInt32, [String])] = []
+        for tli in wal.segments.keys.sorted() {
+            let nums = wal.segments[tli]!.keys
+            guard let newest = nums.max() else { continue }
+            let backupStarts = catalog.backups.filter { $0.kind == .full && $0.start.timeline == tli }.map(\.startSegment.number)
+            let begins = wal.histories[tli]?.last.map { $0.switchPoint.segment(size: wal.segmentSize) }
+            let first = backupStarts.min() ?? begins ?? nums.min()!
+            guard first <= newest else { continue }
+            let names = (first...newest).filter { wal.segments[tli]?[$0] == nil }
+                .map { WALSegment(timeline: tli, number: $0, segmentSize: wal.segmentSize).name }
+            if !names.isEmpty { out.append((tli, names)) }
+        }
+        return out
+    }
+
+    /// "A…B (n segments)" ranges of consecutive names.
+    static func compact(_ names: [String], segmentSize: Int64) -> [String] {
+        let segs = names.compactMap { WALSegment(name: $0, segmentSize: segmentSize) }.sorted()
+        var out: [String] = []
+        var start: WALSegment?
+        var prev: WALSegment?
+        func flush() {
+            guard let s = start, let p = prev else { return }
+            out.append(s == p ? s.name : "\(s.name)…\(p.name) (\(p.number - s.number + 1) segments)")
+        }
+        for s in segs {
+            if let p = prev, p.next == s { prev = s; continue }
+            flush()
+            start = s
+            prev = s
+        }
+        flush()
+        return out
+    }
+
+    final class Collector: @unchecked Sendable {
+        private let lock = NSLock()
+        private var items: [Problem] = []
+        func add(_ p: Problem) { lock.lock(); items.append(p); lock.unlock() }
+        var all: [Problem] { lock.lock(); defer { lock.unlock() }; return items.sorted { ($0.severity.rawValue, $0.subject) < ($1.severity.rawValue, $1.subject) } }
+    }
+
+    final class Counters: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var checked = 0
+        private(set) var skipped = 0
+        private(set) var bytes: Int64 = 0
+        func skip() { lock.lock(); skipped += 1; lock.unlock() }
+        func read(_ n: Int64) { lock.lock(); checked += 1; bytes += n; lock.unlock() }
+    }
+
+    final class LockedState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var map: [String: State.Entry]
+        init(_ m: [String: State.Entry]) { map = m }
+        func set(_ k: String, _ e: State.Entry) { lock.lock(); map[k] = e; lock.unlock() }
+        func remove(_ k: String) { lock.lock(); map[k] = nil; lock.unlock() }
+        var snapshot: [String: State.Entry] { lock.lock(); defer { lock.unlock() }; return map }
+    }
+}
