@@ -132,4 +132,50 @@ import TestSupport
         #expect(field(second.stdout, "objects_checked") == 0)
         Measurements.record(["verify incremental (s3): first run read \(r1) B in \(field(first.stdout, "objects_checked")) objects; repeat read \(r2) B; after one new segment read \(r3) B in \(field(third.stdout, "objects_checked")) objects; --full read \(rf) B"])
     }
+
+    /// A month with several drills: the report in three formats, the HTML rendered by headless Chromium.
+    @Test func theMonthlyReportShowsEveryDrill() throws {
+        let c = try Self.makeCluster("report", repo: .local)
+        defer { c.destroy() }
+        var ids: [String: String] = [:]
+        for (name, extra) in [("pass1", ""), ("pass2", ""), ("fail", "assertions:\n  - name: impossible\n    database: postgres\n    sql: SELECT false\n")] {
+            let policy = c.dir + "/\(name).yaml"
+            try "backup: latest\ntarget: end\nscratch_directory: \(c.dir)/drills\n\(extra)".write(toFile: policy, atomically: true, encoding: .utf8)
+            try Run.shell("chown postgres \(policy)")
+            let r = try c.cairn(["drill", "--policy", policy, "--json"])
+            ids[name] = r.stdout.split(separator: "\"").first { $0.hasSuffix("D") && $0.count == 16 }.map(String.init)
+        }
+        #expect(ids.count == 3)
+        #expect(try c.cairn(["verify"]).status == 0)
+        let f = DateFormatter()
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM"
+        let month = f.string(from: Date())
+        let out = c.dir + "/report"
+        try Run.shell("mkdir -p \(out) && chown postgres \(out)")
+        let r = try c.cairn(["report", "--month", month, "--output", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("NOT VERIFIED \(month)"), "one drill failed: \(r.stdout)")
+        let md = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        let json = try String(contentsOfFile: out + "/report.json", encoding: .utf8)
+        for (name, id) in ids {
+            #expect(md.contains("| \(id) |"))
+            #expect(json.contains("\"\(id)\""))
+            #expect(md.contains(name == "fail" ? "FAIL: assertion: impossible" : "PASS"))
+        }
+        #expect(FileManager.default.fileExists(atPath: c.dir + "/repo/reports/\(month)/report.html"))
+
+        // Headless Chromium renders the page offline to a PNG, and its text carries the verdicts.
+        let chromium = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+        let shot = try Run.program("/usr/bin/chromium", chromium + ["--screenshot=\(out)/report.png", "--window-size=1100,2600",
+                                                                   "file://\(out)/report.html"], environment: ["HOME": out])
+        #expect(shot.status == 0, "\(shot.stderr)")
+        let png = try #require(FileManager.default.contents(atPath: out + "/report.png"))
+        #expect(png.count > 20_000 && png.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
+        let dom = try Run.program("/usr/bin/chromium", chromium + ["--dump-dom", "file://\(out)/report.html"], environment: ["HOME": out])
+        let text = dom.stdout.replacingOccurrences(of: "<[^>]+>", with: " ", options: .regularExpression)
+        #expect(text.contains("PASS") && text.contains("FAIL: assertion: impossible"))
+        for id in ids.values { #expect(text.contains(id)) }
+        #expect(text.contains("NOT VERIFIED \(month)"))
+    }
 }

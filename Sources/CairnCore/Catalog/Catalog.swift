@@ -61,6 +61,8 @@ public struct Catalog: Sendable {
     public var pins: [String: Pin]
     /// Every object under `backups/<id>/`, by backup id (committed or not).
     public var backupObjects: [String: [ObjectInfo]]
+    /// Drill records, reports, job history and verify runs (`drills/`, `reports/`, `history/`, `verify/runs/`).
+    public var records: [ObjectInfo] = []
 
     public init(info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
                 wal: WALArchive, pins: [String: Pin] = [:], backupObjects: [String: [ObjectInfo]] = [:]) {
@@ -116,8 +118,10 @@ public struct Catalog: Sendable {
                 wal.others.append(e)
             }
         }
-        return Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
-                       pins: pins, backupObjects: objects)
+        var c = Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
+                        pins: pins, backupObjects: objects)
+        for prefix in ["drills/", "reports/", "history/", "verify/runs/"] { c.records += try repo.list(prefix: prefix) }
+        return c
     }
 
     public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }

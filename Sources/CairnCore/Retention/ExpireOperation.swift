@@ -63,7 +63,7 @@ public enum ExpireOperation {
         for start in stride(from: 0, to: walKeys.count, by: 1000) {
             delete(Array(walKeys[start..<min(start + 1000, walKeys.count)]), what: "WAL")
         }
-        for d in plan.decisions where d.kind == "orphan" && d.action == .delete {
+        for d in plan.decisions where (d.kind == "orphan" || d.kind == "record") && d.action == .delete {
             delete(d.keys, what: "uncommitted backup \(d.subject)")
         }
         if let local = repo as? LocalRepository {

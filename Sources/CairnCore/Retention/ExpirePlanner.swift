@@ -177,6 +177,18 @@ public enum ExpirePlanner {
                                        reason: "uncommitted but recent: a backup may be running", keys: objs.map(\.key)))
             }
         }
+        // Drill records, reports, job history and verify runs, by age.
+        var expiredRecords: [String: [String]] = [:]
+        for o in catalog.records {
+            let age = now.timeIntervalSince(o.lastModified ?? now)
+            let (limit, what) = o.key.hasPrefix("drills/") ? (policy.drillRetention, "drill records")
+                : o.key.hasPrefix("reports/") ? (policy.reportRetention, "reports")
+                : (policy.reportRetention, o.key.hasPrefix("history/") ? "job history" : "verify runs")
+            if age > limit { expiredRecords["\(what) older than \(Units.formatDuration(limit))", default: []].append(o.key) }
+        }
+        for (why, keys) in expiredRecords.sorted(by: { $0.key < $1.key }) {
+            decisions.append(.init(subject: "\(keys.count) record(s)", kind: "record", action: .delete, reason: why, keys: keys.sorted()))
+        }
         return ExpirePlan(now: now, windowStart: windowStart, anchor: anchor?.id, decisions: decisions, warnings: warnings)
     }
 }

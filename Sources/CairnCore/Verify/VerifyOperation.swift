@@ -181,6 +181,14 @@ public enum VerifyOperation {
         return result
     }
 
+    /// Every recorded verify run, oldest first.
+    public static func loadRuns(from repo: any Repository) throws -> [Result] {
+        try repo.list(prefix: "verify/runs/").compactMap { o in
+            guard let b = try? repo.getBytes(o.key) else { return nil }
+            return try? SealedDocument.open(Result.self, from: b, what: o.key)
+        }.sorted { $0.started < $1.started }
+    }
+
     /// Missing segment names per timeline: from the oldest backup's start on that timeline (or where the timeline
     /// begins) to its newest segment.
     static func missingSegments(_ catalog: Catalog) -> [(UInt32, [String])] {
