@@ -29,12 +29,14 @@ import TestSupport
         try c.switchAndWaitForArchive()
         let b2 = try c.cairn(["backup", "--json"])
         #expect(b2.status == 0, "\(b2.stderr)")
-        // Steady activity after the second backup: a batch every second for 26 s.
-        var commits: [(Date, Int)] = []
+        // Steady activity after the second backup: a batch every second for 26 s. Each commit happens between two
+        // server timestamps taken before and after it, so the gaps between batches hold no commit.
+        var batches: [(before: Double, after: Double, count: Int)] = []
         for i in 0..<26 {
+            let before = Double(try c.psql("SELECT extract(epoch FROM clock_timestamp())"))!
             try c.psql("INSERT INTO t (v) SELECT 'batch-\(i)' FROM generate_series(1, 10)")
-            let n = Int(try c.psql("SELECT count(*) FROM t"))!
-            commits.append((Date(), n))
+            let row = try c.psql("SELECT extract(epoch FROM clock_timestamp()) || ' ' || count(*) FROM t").split(separator: " ")
+            batches.append((before, Double(row[0])!, Int(row[1])!))
             usleep(1_000_000)
         }
         try c.switchAndWaitForArchive()
@@ -56,9 +58,11 @@ import TestSupport
         let list = try c.cairn(["list", "--json"]).stdout
         #expect(!list.contains(id1))
 
-        // Restore to (just after) the earliest point of the window.
-        let target = windowStart.addingTimeInterval(1.5)
-        let expected = commits.last { $0.0 <= target }?.1
+        // Restore to the earliest quiet moment of the window: the middle of the first gap between batches after its start.
+        let gaps = zip(batches, batches.dropFirst()).map { (mid: ($0.after + $1.before) / 2, count: $0.count) }
+        let pick = try #require(gaps.first { $0.mid > windowStart.timeIntervalSince1970 + 1 })
+        let target = Date(timeIntervalSince1970: pick.mid)
+        let expected = pick.count
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let dir = c.dir + "/r"

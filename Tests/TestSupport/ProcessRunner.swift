@@ -71,17 +71,8 @@ public enum Run {
         let argv: [UnsafeMutablePointer<CChar>?] = argList.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
-        // The child starts with no blocked signals and default dispositions: test threads may block signals
-        // (a pgbench with SIGALRM blocked would never stop).
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
+        var attr = cleanSignalsAttributes()
         defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t(), all = sigset_t()
-        sigemptyset(&empty)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, exe, &actions, &attr, argv, envp)
         close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
@@ -123,15 +114,8 @@ public enum Run {
 
     /// Starts a program without waiting (output discarded); returns its pid. Reap it with `wait(_:)`.
     public static func spawn(_ path: String, _ args: [String]) throws -> pid_t {
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
+        var attr = cleanSignalsAttributes()
         defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t(), all = sigset_t()
-        sigemptyset(&empty)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -150,6 +134,20 @@ public enum Run {
     /// returned pid is cairn itself and `kill -9` hits it.
     public static func spawnCairnAsPostgres(_ args: [String]) throws -> pid_t {
         try spawn("/usr/bin/setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", installedCairn] + args)
+    }
+
+    /// Spawn attributes for a child with no blocked signals and default dispositions: test threads may block
+    /// signals (a pgbench with SIGALRM blocked would never stop). Destroy them after use.
+    static func cleanSignalsAttributes() -> posix_spawnattr_t {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return attr
     }
 
     /// Waits for a spawned program; returns its exit code (128 + signal when killed).

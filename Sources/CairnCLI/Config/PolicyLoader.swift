@@ -12,14 +12,25 @@ public enum PolicyLoader {
 
     /// Parses a drill policy from a file.
     public static func drills(file path: String) throws -> DrillPolicy {
+        try load(path, name: "drill", example: "policies/drills.yaml", allowed: drillKeys, read: drills(section:reader:))
+    }
+
+    /// Parses a retention policy from a file.
+    public static func retention(file path: String) throws -> RetentionPolicy {
+        try load(path, name: "retention", example: "policies/retention.yaml", allowed: retentionKeys, read: retention(section:reader:))
+    }
+
+    /// Reads a policy file: YAML syntax, known keys, then the policy's own checks; every problem with file:line.
+    static func load<P>(_ path: String, name: String, example: String, allowed: [String],
+                        read: (YAMLReader.Section?, YAMLReader) -> P) throws -> P {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(.policyInvalid, problems: [ConfigProblem(file: path, line: nil, message: "drill policy file not found or not readable")],
-                              hint: "point drills: in cairn.yaml (or --policy) at a readable file, e.g. policies/drills.yaml")
+            throw ConfigError(.policyInvalid, problems: [ConfigProblem(file: path, line: nil, message: "\(name) policy file not found or not readable")],
+                              hint: "point \(name == "drill" ? "drills" : name): in cairn.yaml (or --policy) at a readable file, e.g. \(example)")
         }
         let r = YAMLReader(file: path)
         guard let root = r.parse(String(decoding: data, as: UTF8.self)) else { throw ConfigError(.policyInvalid, problems: r.problems) }
-        let policy = drills(section: r.section(root, path: "", allowed: drillKeys), reader: r)
-        if !r.problems.isEmpty { throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the drill policy") }
+        let policy = read(r.section(root, path: "", allowed: allowed), r)
+        if !r.problems.isEmpty { throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the \(name) policy") }
         return policy
     }
 
@@ -53,19 +64,6 @@ public enum PolicyLoader {
             }
         }
         return p
-    }
-
-    /// Parses a retention policy from a file.
-    public static func retention(file path: String) throws -> RetentionPolicy {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(.policyInvalid, problems: [ConfigProblem(file: path, line: nil, message: "retention policy file not found or not readable")],
-                              hint: "point retention: in cairn.yaml (or --policy) at a readable file, e.g. policies/retention.yaml")
-        }
-        let r = YAMLReader(file: path)
-        guard let root = r.parse(String(decoding: data, as: UTF8.self)) else { throw ConfigError(.policyInvalid, problems: r.problems) }
-        let policy = retention(section: r.section(root, path: "", allowed: retentionKeys), reader: r)
-        if !r.problems.isEmpty { throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the retention policy") }
-        return policy
     }
 
     /// Reads retention keys from a mapping (a policy file's top level, or `retention:` inline in cairn.yaml).

@@ -4,10 +4,6 @@ import CairnStorage
 import Foundation
 import Logging
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `cairn drill`: proves that a backup restores. It restores into a scratch folder, starts a temporary PostgreSQL
 /// (archiving off, its own port and socket, trust only on its private socket), replays WAL from the repository to a
 /// target, checks the result, records the verdict and the RTO in `drills/<id>.json`, and always removes the scratch
@@ -233,7 +229,7 @@ struct Drill {
     /// Settings that make the scratch server safe: archiving off (already), its own port and socket, trust only on
     /// its private socket, no SSL files from the original host, logs to the drill folder.
     mutating func prepareServer(ssl: Bool) throws {
-        port = Drill.freePort()
+        port = LocalPort.free()
         try FileManager.default.createDirectory(atPath: socket, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let hba = folder + "/pg_hba.conf"
         try "local all all trust\n".write(toFile: hba, atomically: true, encoding: .utf8)
@@ -372,17 +368,5 @@ struct Drill {
                 return "true in \(targets.joined(separator: ", "))"
             }
         }
-    }
-
-    static func freePort() -> Int {
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }
