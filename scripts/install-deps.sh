@@ -16,7 +16,7 @@ pg15_main_online() { command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/
 nginx_service_pid() { local p; p=$(cat /run/nginx.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
 
 # --- Debian packages -------------------------------------------------------------------------------
-want=(postgresql-15 libpq-dev libzstd-dev libcurl4-openssl-dev zstd curl openssl ca-certificates chromium)
+want=(postgresql-15 libpq-dev libzstd-dev libcurl4-openssl-dev zstd curl openssl ca-certificates chromium prometheus)
 missing=()
 for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
 # contrib is built into postgresql-15 on Debian 12 (postgresql-contrib-15 is only a virtual name there)

@@ -37,7 +37,8 @@ public struct CairnCommand: AsyncParsableCommand {
         version: CairnVersion.current,
         subcommands: [InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
                       InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self,
-                      DrillCommand.self, ReportCommand.self, WalPushCommand.self,
+                      DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
+                      WalPushCommand.self,
                       WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self])
 
     public init() {}

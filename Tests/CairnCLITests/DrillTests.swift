@@ -26,10 +26,15 @@ import TestSupport
         """
     }
 
-    static func makeCluster(_ name: String, repo: RepoKind) throws -> ScratchCluster {
+    /// A cluster with a backup and later WAL; `files` are written into its folder before the configuration is used.
+    static func makeCluster(_ name: String, repo: RepoKind, extra: String = "", files: [String: String] = [:]) throws -> ScratchCluster {
         let c = try ScratchCluster(name: name) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills && chown postgres \(dir)/drills")
-            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, extra: drillPolicy(dir))
+            for (file, text) in files {
+                try text.write(toFile: dir + "/" + file, atomically: true, encoding: .utf8)
+                try Run.shell("chown postgres \(dir)/\(file)")
+            }
+            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, extra: drillPolicy(dir) + "\n" + extra)
         }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE orders (id serial PRIMARY KEY, item text, big text)")

@@ -21,6 +21,7 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout: String = "10m"
     @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
+    @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
         guard Units.parseDuration(walTimeout) != nil else { throw ValidationError("--wal-timeout must be a duration such as 10m") }
@@ -29,7 +30,12 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        if type == .logical { return try await runLogical(ctx) }
+        try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: try ctx.makeRepository()) {
+            if type == .logical { try await runLogical(ctx) } else { try await runFull(ctx) }
+        }
+    }
+
+    func runFull(_ ctx: AppContext) async throws {
         var options = BackupOperation.Options()
         options.fastCheckpoint = !spreadCheckpoint
         options.walTimeout = Units.parseDuration(walTimeout) ?? 600

@@ -58,6 +58,7 @@ struct EffectiveSettings: Encodable {
     var compression: [String: Int]
     var limits: [String: String]
     var retention: [String: String]
+    var daemon: [String: String]
     var environmentOverrides: [String]
 
     init(_ ctx: AppContext) throws {
@@ -96,11 +97,12 @@ struct EffectiveSettings: Encodable {
                      "min_full_backups": String(p.minFullBackups), "logical_backups": Units.formatDuration(p.logicalRetention),
                      "drill_records": Units.formatDuration(p.drillRetention), "reports": Units.formatDuration(p.reportRetention),
                      "orphan_safety_age": Units.formatDuration(p.orphanSafetyAge)]
+        daemon = ["schedule": c.schedulePath ?? "(none)", "metrics_listen": c.metricsListen]
         environmentOverrides = c.environmentOverrides
     }
 
     enum CodingKeys: String, CodingKey {
-        case file, cluster, repository, compression, limits, retention
+        case file, cluster, repository, compression, limits, retention, daemon
         case environmentOverrides = "environment_overrides"
     }
 
@@ -111,7 +113,7 @@ struct EffectiveSettings: Encodable {
         var s = "# effective settings from \(file)\n"
         s += block("cluster", cluster) + "\n" + block("repository", repository) + "\n"
         s += block("compression", compression.mapValues(String.init)) + "\n" + block("limits", limits) + "\n"
-        s += block("retention", retention)
+        s += block("retention", retention) + "\n" + block("daemon", daemon)
         if !environmentOverrides.isEmpty { s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))" }
         return s
     }

@@ -35,5 +35,11 @@ enum ConfigExample {
       io_timeout: 30s             # a transfer without progress this long is retried
       request_timeout: 5m         # one repository request, retries included
       retries: 6
+
+    # retention: policies/retention.yaml   # recovery window, pins, ages (relative to this file)
+    # drills: policies/drills.yaml         # drill targets and SQL assertions
+    # schedule: policies/schedule.yaml     # jobs for `cairn daemon` / `cairn schedule print-crontab`
+    # metrics:
+    #   listen: 127.0.0.1:9187             # /metrics and /healthz of `cairn daemon`
     """
 }

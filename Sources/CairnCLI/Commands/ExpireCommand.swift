@@ -18,9 +18,14 @@ struct ExpireCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A retention policy file instead of the one in cairn.yaml.") var policy: String?
     @Flag(name: .long, help: "Print the plan and delete nothing.") var dryRun = false
     @Flag(name: .long, help: "Print the plan (and result) as JSON.") var json = false
+    @OptionGroup var lock: JobLockOptions
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        try await lock.withLock("expire", repo: try ctx.makeRepository()) { try await locked(ctx) }
+    }
+
+    func locked(_ ctx: AppContext) async throws {
         let policy = try self.policy.map(PolicyLoader.retention(file:)) ?? ctx.config.retention
         let dryRun = self.dryRun
         let repo = try ctx.makeRepository()

@@ -17,6 +17,7 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The month, YYYY-MM (default: the previous month).") var month: String?
     @Option(name: .long, help: "Also write report.md, report.html and report.json into this folder.") var output: String?
     @Flag(name: .long, help: "Print the report model as JSON.") var json = false
+    @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
         if let m = month, ReportBuilder.interval(m) == nil { throw ValidationError("--month must be YYYY-MM, e.g. 2026-11") }
@@ -31,6 +32,10 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        try await lock.withLock("report", repo: try ctx.makeRepository()) { try await locked(ctx) }
+    }
+
+    func locked(_ ctx: AppContext) async throws {
         let month = self.month ?? Self.previousMonth(Date())
         let repo = try ctx.makeRepository()
         let started = Date()

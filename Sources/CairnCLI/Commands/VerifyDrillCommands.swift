@@ -20,9 +20,14 @@ struct VerifyCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Read every object again, ignoring what earlier runs verified.") var full = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
+    @OptionGroup var lock: JobLockOptions
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        try await lock.withLock("verify", repo: try ctx.makeRepository()) { try await locked(ctx) }
+    }
+
+    func locked(_ ctx: AppContext) async throws {
         let full = self.full
         let started = Date()
         let repo = try ctx.makeRepository()
@@ -68,6 +73,7 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Recover to this time (like restore --target-time).") var targetTime: String?
     @Option(name: .long, help: "A drill policy file instead of the one in cairn.yaml.") var policy: String?
     @Flag(name: .long, help: "Print the record as JSON.") var json = false
+    @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
         if let t = targetTime, TimeParser.parse(t) == nil { throw ValidationError("--target-time \"\(t)\" is not a time") }
@@ -75,6 +81,10 @@ struct DrillCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
+        try await lock.withLock("drill", repo: try ctx.makeRepository()) { try await locked(ctx) }
+    }
+
+    func locked(_ ctx: AppContext) async throws {
         let policy = try self.policy.map(PolicyLoader.drills(file:)) ?? ctx.config.drills
         let exe = ShellQuote.quote(Spawn.currentExecutable)
         var options = DrillOperation.Options(restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath)) wal-fetch %f %p",
@@ -83,8 +93,8 @@ struct DrillCommand: AsyncParsableCommand {
         options.targetTime = targetTime.flatMap(TimeParser.parse)
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryWindow = ctx.config.retention.recoveryWindow
-        let interrupts = Interrupts.cleanScratchOnSignal()
-        defer { withExtendedLifetime(interrupts) {} }
+        let interrupt = Interrupts.add("the scratch cluster was stopped and removed") { ScratchCleanup.cleanAll() }
+        defer { Interrupts.remove(interrupt) }
         let repo = try ctx.makeRepository()
         let started = Date()
         let record: DrillRecord
@@ -115,22 +125,5 @@ enum JobLog {
         let r = JobRecord(job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
                           subject: subject, bytes: bytes, error: error)
         await Blocking.runIgnoringErrors { r.save(to: repo) }
-    }
-}
-
-/// SIGINT/SIGTERM during a drill: stop and remove the scratch cluster, then exit 130.
-enum Interrupts {
-    static func cleanScratchOnSignal() -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { sig in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler {
-                ScratchCleanup.cleanAll()
-                Output.stderr("cairn: error: interrupted; the scratch cluster was stopped and removed [interrupted]")
-                exit(ErrorCode.interrupted.exitCode)
-            }
-            s.resume()
-            return s
-        }
     }
 }

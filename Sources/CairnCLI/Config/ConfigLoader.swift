@@ -34,7 +34,7 @@ public struct ConfigLoader {
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
         guard let root = r.parse(text) else { throw ConfigError(problems: r.problems) }
-        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention", "drills"])
+        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention", "drills", "schedule", "metrics"])
         var overrides: [String] = []
 
         // cluster
@@ -125,9 +125,27 @@ public struct ConfigLoader {
             }
         }
 
+        var schedulePath: String?
+        if let node = top?.node("schedule") {
+            if let rel = node.scalar?.string {
+                let path = resolve(rel, relativeTo: file)
+                do { _ = try PolicyLoader.schedule(file: path); schedulePath = path } catch let e as ConfigError {
+                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
+                }
+            } else {
+                r.report(node, "schedule must name the schedule policy file, e.g. schedule: policies/schedule.yaml")
+            }
+        }
+        let m = top?.section("metrics", allowed: ["listen"])
+        let listen = m?.string("listen") ?? "127.0.0.1:9187"
+        if MetricsAddress.parse(listen) == nil {
+            r.report(line: m?.line("listen"), "metrics.listen must be HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9187, not \"\(listen)\"")
+        }
+
         if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
         return Configuration(cluster: cluster, repository: repository, compression: compression, limits: limits,
-                             retention: retention, retentionSource: retentionSource, drills: drills,
+                             retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
+                             metricsListen: listen, drills: drills,
                              sourcePath: file, environmentOverrides: overrides)
     }
 

@@ -70,6 +70,10 @@ public struct Configuration: Sendable {
     public var retention: RetentionPolicy
     /// Where the retention policy came from, for `config show`.
     public var retentionSource: String
+    /// The schedule policy file (`schedule:` in cairn.yaml, relative to it), for `daemon` and `schedule`.
+    public var schedulePath: String?
+    /// Where the daemon serves `/metrics` and `/healthz` (`metrics.listen`, default 127.0.0.1:9187).
+    public var metricsListen: String
     /// The drill policy (`drills:` in cairn.yaml: a file path relative to cairn.yaml, or inline); defaults when absent.
     public var drills: DrillPolicy
     /// The file it came from (nil when built in code).

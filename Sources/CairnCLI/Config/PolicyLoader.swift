@@ -15,6 +15,46 @@ public enum PolicyLoader {
         try load(path, name: "drill", example: "policies/drills.yaml", allowed: drillKeys, read: drills(section:reader:))
     }
 
+    /// Parses a schedule policy from a file.
+    public static func schedule(file path: String) throws -> SchedulePolicy {
+        try load(path, name: "schedule", example: "policies/schedule.yaml", allowed: ["time_zone", "missed_runs", "jobs"],
+                 read: schedule(section:reader:))
+    }
+
+    /// Reads schedule keys: defaults (`time_zone`, `missed_runs`) and `jobs` by name.
+    static func schedule(section s: YAMLReader.Section?, reader r: YAMLReader) -> SchedulePolicy {
+        func zone(_ sec: YAMLReader.Section?, _ fallback: TimeZone) -> TimeZone {
+            guard let name = sec?.string("time_zone") else { return fallback }
+            guard let tz = TimeZone(identifier: name) else {
+                r.report(line: sec?.line("time_zone"), "\(sec.map { $0.path.isEmpty ? "" : $0.path + "." } ?? "")time_zone \"\(name)\" is not a time zone name such as UTC or Europe/Berlin")
+                return fallback
+            }
+            return tz
+        }
+        let defaultZone = zone(s, TimeZone(identifier: "UTC")!)
+        let defaultMissed = s?.choice("missed_runs", SchedulePolicy.MissedRuns.allCases.map(\.rawValue))
+            .flatMap(SchedulePolicy.MissedRuns.init(rawValue:)) ?? .runOnce
+        var jobs: [SchedulePolicy.Job] = []
+        if let js = s?.section("jobs", allowed: SchedulePolicy.jobNames) {
+            for name in SchedulePolicy.jobNames {
+                guard let j = js.section(name, allowed: ["cron", "time_zone", "jitter", "max_run_time", "missed_runs"]) else { continue }
+                guard let text = j.string("cron") else { _ = j.require("cron", "a 5-field cron expression or @daily"); continue }
+                do {
+                    let cron = try CronExpression(text)
+                    jobs.append(.init(name: name, cron: cron, timeZone: zone(j, defaultZone), jitter: j.duration("jitter") ?? 0,
+                                      maxRunTime: j.duration("max_run_time") ?? 6 * 3600,
+                                      missed: j.choice("missed_runs", SchedulePolicy.MissedRuns.allCases.map(\.rawValue))
+                                          .flatMap(SchedulePolicy.MissedRuns.init(rawValue:)) ?? defaultMissed))
+                } catch let e as CronExpression.ParseError {
+                    r.report(line: j.line("cron"), "jobs.\(name).cron: \(e.description)")
+                } catch {}
+            }
+        } else if s?.node("jobs") == nil {
+            r.report(line: nil, "jobs is missing: name the jobs to run (\(SchedulePolicy.jobNames.joined(separator: ", ")))")
+        }
+        return SchedulePolicy(jobs: jobs)
+    }
+
     /// Parses a retention policy from a file.
     public static func retention(file path: String) throws -> RetentionPolicy {
         try load(path, name: "retention", example: "policies/retention.yaml", allowed: retentionKeys, read: retention(section:reader:))

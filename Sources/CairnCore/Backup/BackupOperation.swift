@@ -104,7 +104,7 @@ public enum BackupOperation {
         } catch {
             for w in writers { w.writer.abort() }
             manifestStream?.abort()
-            cleanup(repo: repo, id: id)
+            cleanup(repo: repo, keys: writers.flatMap(\.writer.objects).map(\.key))
             throw wrap(error, id: id)
         }
 
@@ -132,11 +132,12 @@ public enum BackupOperation {
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
                 durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
                 host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
+            try Interruption.check()
             try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
             logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
             return manifest
         } catch {
-            cleanup(repo: repo, id: id)
+            cleanup(repo: repo, keys: (archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])).map(\.key))
             throw wrap(error, id: id)
         }
     }
@@ -177,11 +178,11 @@ public enum BackupOperation {
         }
     }
 
-    /// Best-effort removal of an uncommitted backup's objects (anything left is garbage for `expire`).
-    static func cleanup(repo: any Repository, id: String) {
-        if let objects = try? repo.list(prefix: Layout.backupPrefix(id)) {
-            try? repo.delete(objects.map(\.key))
-        }
+    /// Best-effort removal of the objects a failed backup stored itself (anything left is garbage for `expire`).
+    /// Only what this run wrote: an object it found already there belongs to someone else.
+    static func cleanup(repo: any Repository, keys: [String]) {
+        guard !keys.isEmpty else { return }
+        try? repo.delete(keys)
     }
 
     static func wrap(_ error: any Error, id: String) -> any Error {

@@ -42,11 +42,13 @@ public enum LogicalBackupOperation {
         let id = try await Blocking.run { try BackupOperation.newBackupId(repo: repo, clock: clock, type: "L") }
         logger.info("logical backup started", metadata: ["id": "\(id)", "databases": "\(dbs.count)"])
 
+        var written: [String] = []
         do {
             progress.onPhase("dumping roles and tablespaces")
             let (gConn, gEnv) = parsed.forTool(database: nil)
             let globals = try await dump(tool: "pg_dumpall", ["--globals-only", "--dbname=\(gConn)"], env: gEnv,
                                          key: Layout.globalsKey(id), repo: repo, pipeline: pipeline, tools: tools)
+            written.append(globals.key)
             var databases: [BackupManifest.LogicalDatabase] = []
             var total: Int64 = 0
             for (name, size) in dbs {
@@ -55,6 +57,7 @@ public enum LogicalBackupOperation {
                 let (c, env) = parsed.forTool(database: name)
                 let object = try await dump(tool: "pg_dump", ["--format=custom", "--compress=0", "--dbname=\(c)"], env: env,
                                             key: Layout.dumpKey(id, database: name), repo: repo, pipeline: pipeline, tools: tools)
+                written.append(object.key)
                 databases.append(.init(name: name, object: object, snapshotTime: snapshot, databaseSize: size))
                 total += object.digest.size
                 progress.onBytes(total)
@@ -68,11 +71,14 @@ public enum LogicalBackupOperation {
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize }, durationSeconds: clock.now().timeIntervalSince(began),
                 cairnVersion: CairnVersion.current, host: ProcessInfo.processInfo.hostName,
                 databases: databases, globals: globals)
-            _ = try await Blocking.run { try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly) }
+            _ = try await Blocking.run {
+                try Interruption.check()
+                return try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
+            }
             logger.info("logical backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
             return manifest
         } catch {
-            await Blocking.runIgnoringErrors { BackupOperation.cleanup(repo: repo, id: id) }
+            await Blocking.runIgnoringErrors { [written] in BackupOperation.cleanup(repo: repo, keys: written) }
             throw BackupOperation.wrap(error, id: id)
         }
     }

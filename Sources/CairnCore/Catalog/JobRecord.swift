@@ -42,7 +42,7 @@ public struct JobRecord: Codable, Sendable, Equatable {
         host = ProcessInfo.processInfo.hostName
     }
 
-    static func month(_ d: Date) -> String {
+    public static func month(_ d: Date) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")

@@ -36,6 +36,7 @@ public enum DrillOperation {
         let id = Layout.backupId(at: started, type: "D")
         let folder = policy.scratchDirectory + "/" + id
         do {
+            try Interruption.check()
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw CoreError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
@@ -59,7 +60,10 @@ public enum DrillOperation {
             rto: .init(restoreSeconds: drill.restoreSeconds, replaySeconds: drill.replaySeconds, checksSeconds: drill.checksSeconds,
                        totalSeconds: finished.timeIntervalSince(started)),
             started: started, finished: finished, host: ProcessInfo.processInfo.hostName, bytesRestored: drill.bytes)
-        _ = try await Blocking.run { try repo.put(DrillRecord.key(id), try SealedDocument.seal(record), options: .createOnly) }
+        _ = try await Blocking.run {
+            try Interruption.check()
+            return try repo.put(DrillRecord.key(id), try SealedDocument.seal(record), options: .createOnly)
+        }
         logger.info("drill finished", metadata: ["id": "\(id)", "verdict": "\(record.verdict.rawValue)"])
         return record
     }
@@ -230,6 +234,7 @@ struct Drill {
     /// its private socket, no SSL files from the original host, logs to the drill folder.
     mutating func prepareServer(ssl: Bool) throws {
         port = LocalPort.free()
+        try Interruption.check()
         try FileManager.default.createDirectory(atPath: socket, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let hba = folder + "/pg_hba.conf"
         try "local all all trust\n".write(toFile: hba, atomically: true, encoding: .utf8)

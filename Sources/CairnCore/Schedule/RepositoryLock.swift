@@ -1,0 +1,90 @@
+import CairnBase
+import CairnStorage
+import Foundation
+import Synchronization
+
+/// "One run of a kind at a time", across every host that shares the repository: a create-only object
+/// `locks/<name>.json` with an expiry. A lock left by a crash is taken over once expired, or at once when it was
+/// taken on this host by a process that no longer exists.
+///
+/// Not every S3-compatible store makes conditional writes atomic under concurrency (some emulators and older
+/// servers let two simultaneous `If-None-Match: *` PUTs both succeed, the later one winning). So after a write
+/// that succeeded, the lock waits `settle` seconds and reads the object back: only the holder it names proceeds.
+public final class RepositoryLock: @unchecked Sendable {
+    /// What the lock object says.
+    public struct Holder: Codable, Sendable, Equatable {
+        public var job: String
+        public var host: String
+        public var pid: Int32
+        public var acquired: Date
+        public var expires: Date
+        /// Unique per acquisition: how a holder recognises its own lock (times lose precision in JSON).
+        public var token: String
+
+        public init(job: String, host: String, pid: Int32, acquired: Date, expires: Date, token: String = UUID().uuidString) {
+            self.job = job
+            self.host = host
+            self.pid = pid
+            self.acquired = acquired
+            self.expires = expires
+            self.token = token
+        }
+    }
+
+    public let name: String
+    public let holder: Holder
+    private let repo: any Repository
+    private let released = Mutex(false)
+
+    public static func key(_ name: String) -> String { "locks/\(name).json" }
+
+    private init(name: String, holder: Holder, repo: any Repository) {
+        self.name = name
+        self.holder = holder
+        self.repo = repo
+    }
+
+    /// Takes the lock for `ttl` seconds, or throws `repo.locked` naming who holds it.
+    public static func acquire(_ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
+                               settle: Double = 1) throws -> RepositoryLock {
+        let now = clock.now()
+        let me = Holder(job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now, expires: now.addingTimeInterval(ttl))
+        for attempt in 0..<2 {
+            do {
+                try repo.put(key(name), try SealedDocument.seal(me), options: .createOnly)
+                if settle > 0 { clock.sleep(seconds: settle) }
+                let now = try repo.getBytesIfExists(key(name)).flatMap { try? SealedDocument.open(Holder.self, from: $0, what: key(name)) }
+                guard let now, now.token == me.token else {
+                    throw CoreError(.repoLocked, "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
+                                    hint: "nothing to do: that run goes ahead")
+                }
+                return RepositoryLock(name: name, holder: me, repo: repo)
+            } catch let e as StorageError where e.code == .repoObjectExists && attempt == 0 {
+                let other = (try? repo.getBytesIfExists(key(name))).flatMap { $0 }.flatMap {
+                    try? SealedDocument.open(Holder.self, from: $0, what: key(name))
+                }
+                guard let other else { try? repo.delete([key(name)]); continue }  // unreadable: a broken lock
+                let stale = other.expires < now || (other.host == me.host && kill(other.pid, 0) != 0 && errno == ESRCH)
+                if stale {
+                    try? repo.delete([key(name)])
+                    continue
+                }
+                throw CoreError(.repoLocked,
+                                "\(name) is already running on \(other.host) (pid \(other.pid)) since \(Timestamp.format(other.acquired))",
+                                hint: "wait for it to finish; if that process is gone, the lock expires at \(Timestamp.format(other.expires))")
+            }
+        }
+        throw CoreError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
+    }
+
+    /// Releases the lock (only if it is still ours).
+    public func release() {
+        guard !released.withLock({ r in defer { r = true }; return r }) else { return }
+        if let b = try? repo.getBytesIfExists(RepositoryLock.key(name)),
+           let current = try? SealedDocument.open(Holder.self, from: b, what: name), current.token == holder.token {
+            try? repo.delete([RepositoryLock.key(name)])
+        }
+    }
+
+    deinit { release() }
+}
