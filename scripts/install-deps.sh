@@ -16,7 +16,7 @@ pg15_main_online() { command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/
 nginx_service_pid() { local p; p=$(cat /run/nginx.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
 
 # --- Debian packages -------------------------------------------------------------------------------
-want=(postgresql-15 libpq-dev libzstd-dev libcurl4-openssl-dev zstd curl openssl ca-certificates chromium prometheus)
+want=(postgresql-15 libpq-dev libzstd-dev libcurl4-openssl-dev zstd curl openssl ca-certificates chromium prometheus tmux)
 missing=()
 for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
 # contrib is built into postgresql-15 on Debian 12 (postgresql-contrib-15 is only a virtual name there)
@@ -84,3 +84,13 @@ else
   command -v aws >/dev/null || die "aws CLI still not on PATH after pip install"
 fi
 say "pip: ok ($(aws --version 2>&1 | cut -d' ' -f1), moto $(python3 -c 'import moto; print(moto.__version__)'))"
+# The runbook tests (Tests/CairnCLITests/RunbookTests.swift) run `aws` as the postgres OS user, who cannot use
+# a python3 under /root (pyenv): then the system python3 gets an aws CLI of its own, in /usr/local/bin.
+if ! runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version >/dev/null 2>&1; then
+  /usr/bin/python3 -m pip --version >/dev/null 2>&1 || die "/usr/bin/python3 has no pip (apt-get install python3-pip)"
+  say "pip install awscli into /usr/bin/python3 (an aws CLI the postgres user can run)"
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore /usr/bin/python3 -m pip install -q \
+    --disable-pip-version-check awscli || die "pip install awscli failed for /usr/bin/python3"
+  runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version >/dev/null 2>&1 \
+    || die "the postgres user still cannot run aws"
+fi

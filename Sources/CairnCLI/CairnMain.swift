@@ -14,10 +14,14 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log format on stderr: text or json.")
     var logFormat: String = "text"
 
-    @Flag(name: .shortAndLong, help: "Log progress (same as --log-level info).")
+    @Flag(name: .shortAndLong, help: "Log progress (same as --log-level info); without a terminal, print progress lines.")
     var verbose = false
 
+    @Flag(name: .shortAndLong, help: "Only errors: no progress display, log level error.")
+    var quiet = false
+
     func validate() throws {
+        guard !(quiet && verbose) else { throw ValidationError("--quiet and --verbose contradict each other; choose one") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
@@ -26,7 +30,7 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
-    var level: Logger.Level { verbose ? .info : Logger.Level(rawValue: logLevel) ?? .warning }
+    var level: Logger.Level { quiet ? .error : verbose ? .info : Logger.Level(rawValue: logLevel) ?? .warning }
 }
 
 /// The `cairn` command line.
@@ -36,7 +40,7 @@ public struct CairnCommand: AsyncParsableCommand {
         abstract: "PostgreSQL backup and restore with proof that restores work.",
         version: CairnVersion.current,
         subcommands: [InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
-                      InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self,
+                      InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self, DoctorCommand.self,
                       DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
                       WalPushCommand.self,
                       WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self])

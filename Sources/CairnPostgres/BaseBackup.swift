@@ -18,6 +18,8 @@ public final class BaseBackupStream {
         case manifestStart
         /// Bytes sent so far.
         case progress(Int64)
+        /// PostgreSQL's estimate of the bytes the backup will send (all tablespaces), before any data.
+        case estimate(Int64)
     }
 
     /// A tablespace the server reported (the data directory has no oid).
@@ -50,7 +52,7 @@ public final class BaseBackupStream {
     public func run(label: String, fastCheckpoint: Bool = true, handler: (Event) throws -> Void) throws -> Result {
         let conn = connection.conn
         let quoted = label.replacingOccurrences(of: "'", with: "''")
-        let cmd = "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
+        let cmd = "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, PROGRESS true, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
         guard PQsendQuery(conn, cmd) == 1 else { throw failure("BASE_BACKUP could not be sent") }
 
         // 1. start position and timeline
@@ -62,6 +64,9 @@ public final class BaseBackupStream {
         let tsRows = try nextTuples("BASE_BACKUP tablespaces")
         let tablespaces = tsRows.map { Tablespace(oid: $0.first.flatMap { $0.flatMap { UInt32($0) } },
                                                   location: $0.count > 1 ? $0[1] : nil) }
+        // With PROGRESS, each tablespace row carries its size in kB.
+        let sizes = tsRows.compactMap { $0.count > 2 ? $0[2].flatMap { Int64($0) } : nil }
+        if !sizes.isEmpty { try handler(.estimate(sizes.reduce(0, +) * 1024)) }
         // 3. the COPY stream
         guard let copy = PQgetResult(conn) else { throw failure("BASE_BACKUP ended before its data") }
         let status = PQresultStatus(copy)

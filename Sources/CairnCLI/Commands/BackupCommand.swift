@@ -40,7 +40,7 @@ struct BackupCommand: AsyncParsableCommand {
         options.fastCheckpoint = !spreadCheckpoint
         options.walTimeout = Units.parseDuration(walTimeout) ?? 600
         options.bundleSize = ctx.config.limits.bundleSize
-        let progress = ProgressLine(label: "backup", enabled: !json)
+        let progress = ProgressLine(label: "backup", global: global, json: json)
         let opts = options
         let repo = try ctx.makeRepository()
         let started = Date()
@@ -67,7 +67,7 @@ extension BackupCommand {
     func runLogical(_ ctx: AppContext) async throws {
         var options = LogicalBackupOperation.Options()
         options.databases = database
-        let progress = ProgressLine(label: "logical backup", enabled: !json)
+        let progress = ProgressLine(label: "logical backup", global: global, json: json)
         let repo = try ctx.makeRepository()
         let started = Date()
         let manifest: BackupManifest

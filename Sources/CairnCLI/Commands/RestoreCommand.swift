@@ -106,7 +106,7 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction.rawValue, targetTimeline,
                                                                  !targetExclusive, self.dryRun)
-        let progress = ProgressLine(label: "restore", enabled: !json)
+        let progress = ProgressLine(label: "restore", global: global, json: json)
         let opts = options
         let (plan, result) = try await Blocking.run { () -> (RecoveryPlan, RestoreOperation.Result?) in
             let repo = try ctx.makeRepository()
@@ -115,7 +115,8 @@ struct RestoreCommand: AsyncParsableCommand {
                                                 inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
             if dryRun { return (plan, nil) }
             let r = try RestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
-                                             options: opts, clock: SystemClock(), onBytes: { progress.bytes($0) })
+                                             options: opts, clock: SystemClock(), onTotal: { progress.setTotal($0) },
+                                             onBytes: { progress.bytes($0) })
             return (plan, r)
         }
         progress.done()

@@ -97,6 +97,9 @@ struct DrillCommand: AsyncParsableCommand {
         defer { Interrupts.remove(interrupt) }
         let repo = try ctx.makeRepository()
         let started = Date()
+        let progress = ProgressLine(label: "drill", global: global, json: json)
+        options.progress = progress.callbacks
+        defer { progress.done() }
         let record: DrillRecord
         do {
             let catalog = try await Blocking.run { try Catalog.load(from: repo) }

@@ -21,9 +21,13 @@ public enum BackupOperation {
     public struct Progress: Sendable {
         public var onBytes: @Sendable (Int64) -> Void
         public var onPhase: @Sendable (String) -> Void
-        public init(onBytes: @escaping @Sendable (Int64) -> Void = { _ in }, onPhase: @escaping @Sendable (String) -> Void = { _ in }) {
+        /// The expected total of `onBytes`, when known (an estimate).
+        public var onTotal: @Sendable (Int64) -> Void
+        public init(onBytes: @escaping @Sendable (Int64) -> Void = { _ in }, onPhase: @escaping @Sendable (String) -> Void = { _ in },
+                    onTotal: @escaping @Sendable (Int64) -> Void = { _ in }) {
             self.onBytes = onBytes
             self.onPhase = onPhase
+            self.onTotal = onTotal
         }
     }
 
@@ -91,6 +95,8 @@ public enum BackupOperation {
                 case .manifestStart:
                     try finishCurrentArchive()
                     manifestStream = try pipeline.beginStore(repo, key: Layout.pgManifestKey(id), options: .createOnly)
+                case .estimate(let total):
+                    progress.onTotal(total)
                 case .progress:
                     break
                 }

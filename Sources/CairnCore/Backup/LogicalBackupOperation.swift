@@ -2,6 +2,7 @@ import CairnBase
 import CairnPostgres
 import CairnStorage
 import Foundation
+import Synchronization
 import Logging
 
 /// `cairn backup --type logical`: `pg_dump -Fc` of each database (its own compression off: Cairn's zstd does it)
@@ -86,10 +87,19 @@ public enum LogicalBackupOperation {
     /// Streams a tool's standard output into one object.
     static func dump(tool: String, _ args: [String], env: [String: String], key: String, repo: any Repository,
                      pipeline: Pipeline, tools: ToolRunner) async throws -> BackupManifest.Object {
-        let digest = try await tools.runReadingOutput(tool, args, environment: env) { fd in
-            try pipeline.store(repo, key: key, fd: fd, options: .createOnly)
+        let stored = Mutex(false)
+        do {
+            let digest = try await tools.runReadingOutput(tool, args, environment: env) { fd in
+                let d = try pipeline.store(repo, key: key, fd: fd, options: .createOnly)
+                stored.withLock { $0 = true }
+                return d
+            }
+            return BackupManifest.Object(key: key, digest: digest)
+        } catch {
+            // The tool failed after its (truncated) output was stored: that object is ours to remove.
+            if stored.withLock({ $0 }) { await Blocking.runIgnoringErrors { try? repo.delete([key]) } }
+            throw error
         }
-        return BackupManifest.Object(key: key, digest: digest)
     }
 
     static func point(_ c: PGConnection, segmentSize: Int64) throws -> BackupManifest.Point {

@@ -20,6 +20,8 @@ public enum DrillOperation {
         public var user: String
         public var parallelism = 4
         public var recoveryWindow: Double = 30 * 86400
+        /// Each step's name as it starts, and the restore's bytes.
+        public var progress = BackupOperation.Progress()
 
         public init(restoreCommand: String, user: String) {
             self.restoreCommand = restoreCommand
@@ -46,6 +48,7 @@ public enum DrillOperation {
         defer { ScratchCleanup.clean(folder: folder) }
         logger.info("drill started", metadata: ["id": "\(id)", "backup": "\(backup.id)"])
         var drill = Drill(id: id, folder: folder, user: options.user, tools: tools, clock: clock, started: started)
+        drill.progress = options.progress
         if backup.kind == .logical {
             try await drill.logical(repo: repo, pipeline: pipeline, backup: backup, policy: policy)
         } else {
@@ -109,6 +112,7 @@ struct Drill {
     var data: String { folder + "/data" }
     var socket: String { folder + "/sock" }
     var port = 0
+    var progress = BackupOperation.Progress()
 
     init(id: String, folder: String, user: String, tools: ToolRunner, clock: any WallClock, started: Date) {
         self.id = id
@@ -123,6 +127,7 @@ struct Drill {
 
     mutating func check(_ name: String, _ body: () async throws -> String) async {
         let t = clock.now()
+        progress.onPhase(name)
         do {
             let detail = try await body()
             checks.append(.init(name: name, ok: true, detail: detail, seconds: clock.now().timeIntervalSince(t)))
@@ -155,10 +160,11 @@ struct Drill {
         for a in backup.archives { if let oid = a.tablespaceOid { restoreOptions.tablespaceMap[oid] = folder + "/ts-\(oid)" } }
         let t0 = clock.now()
         let opts = restoreOptions
-        let clock = self.clock
+        let (clock, progress) = (self.clock, self.progress)
         await check("restore") {
             let r = try await Blocking.run {
-                try RestoreOperation.run(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock)
+                try RestoreOperation.run(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock,
+                                         onTotal: progress.onTotal, onBytes: progress.onBytes)
             }
             return "\(r.files) files, \(Units.formatBytes(r.bytes)) from backup \(backup.id), every object's digest verified"
         }

@@ -45,9 +45,11 @@ public enum RestoreOperation {
         }
     }
 
-    /// Restores the plan's backup into the target directory.
+    /// Restores the plan's backup into the target directory. `onTotal` receives the bytes to write, `onBytes` the
+    /// bytes written so far.
     public static func run(repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan, options: Options,
-                           clock: any WallClock, onBytes: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> Result {
+                           clock: any WallClock, onTotal: @Sendable (Int64) -> Void = { _ in },
+                           onBytes: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> Result {
         let began = clock.now()
         guard let backup = catalog.backup(plan.backupId) else {
             throw CoreError(.backupNotFound, "no committed backup \(plan.backupId)")
@@ -71,6 +73,7 @@ public enum RestoreOperation {
         // Largest bundles first, so the long ones do not start last.
         let jobs = backup.archives.flatMap { a in a.objects.map { (a.name, $0) } }
             .sorted { $0.1.digest.size > $1.1.digest.size }
+        onTotal(jobs.reduce(0) { $0 + $1.1.digest.size })
         for (archive, object) in jobs {
             let dir = roots[archive]!
             let submitted = pool.submit {

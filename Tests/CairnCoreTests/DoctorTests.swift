@@ -1,0 +1,114 @@
+import CairnBase
+import CairnCore
+import Foundation
+import Testing
+
+/// The doctor's judgement over gathered facts: each misconfiguration is a finding with its fix, a healthy setup
+/// passes, and the exit code follows the worst finding.
+@Suite struct DoctorTests {
+    static let now = Date(timeIntervalSince1970: 1_795_000_000)
+
+    static func healthy() -> DoctorFacts {
+        var f = DoctorFacts()
+        f.settings = .init(walLevel: "replica", archiveMode: "on", archiveCommand: "/usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p",
+                           archiveTimeout: 60)
+        f.archiver = .init(archivedCount: 500, lastArchivedTime: now.addingTimeInterval(-30), failedCount: 2,
+                           lastFailedWAL: "000000010000000000000003", lastFailedTime: now.addingTimeInterval(-10 * 86400))
+        f.readyWALFiles = 0
+        f.serverSkew = 0.2
+        f.repositoryLocation = "s3://backups/prod"
+        f.transport = .tls
+        f.repositorySkew = 1
+        f.retentionSource = "policies/retention.yaml"
+        f.expectedFullInterval = 86400
+        f.catalog = .init(newestFull: now.addingTimeInterval(-5 * 3600), oldestBackup: now.addingTimeInterval(-40 * 86400),
+                          windowStart: now.addingTimeInterval(-31 * 86400), windowEnd: now.addingTimeInterval(-40),
+                          lastDrill: (now.addingTimeInterval(-2 * 86400), true, nil), lastPassingDrill: now.addingTimeInterval(-2 * 86400))
+        return f
+    }
+
+    static func finding(_ findings: [Doctor.Finding], _ check: String) -> Doctor.Finding? { findings.first { $0.check == check } }
+
+    @Test func aHealthySetupPasses() {
+        let findings = Doctor.evaluate(Self.healthy(), now: Self.now)
+        #expect(Doctor.worst(findings) == .ok, "\(findings.filter { $0.severity != .ok })")
+        for check in ["wal_level", "archive_mode", "archive_command", "archive_timeout", "archiver", "archive_backlog", "repository",
+                      "tls", "clock_skew", "newest_full_backup", "drill", "retention", "window"] {
+            #expect(Self.finding(findings, check) != nil, "check \(check) is reported")
+        }
+        #expect(Doctor.worst(findings).exitCode == 0)
+    }
+
+    @Test func aMisconfiguredClusterGetsEachProblemWithItsFix() {
+        var f = Self.healthy()
+        f.settings = .init(walLevel: "minimal", archiveMode: "off", archiveCommand: "(disabled)", archiveTimeout: 0)
+        f.catalog = .init(newestFull: nil, oldestBackup: nil, windowStart: nil, windowEnd: nil, lastDrill: nil, lastPassingDrill: nil)
+        f.retentionSource = "defaults"
+        let findings = Doctor.evaluate(f, now: Self.now)
+        let expected: [(String, Doctor.Severity, String)] = [
+            ("wal_level", .critical, "wal_level = replica"), ("archive_mode", .critical, "archive_mode = on"),
+            ("archive_command", .critical, "wal-push %p"), ("archive_timeout", .warning, "archive_timeout = '60s'"),
+            ("newest_full_backup", .critical, "cairn backup"), ("drill", .warning, "cairn drill"), ("retention", .info, "retention:"),
+        ]
+        for (check, severity, fix) in expected {
+            let x = Self.finding(findings, check)
+            #expect(x?.severity == severity, "\(check): \(String(describing: x))")
+            #expect(x?.fix?.contains(fix) == true, "\(check) fix: \(String(describing: x?.fix))")
+        }
+        #expect(Doctor.worst(findings).exitCode == 2)
+    }
+
+    @Test func archivingFailuresBacklogAndStaleness() {
+        var f = Self.healthy()
+        f.archiver = .init(archivedCount: 10, lastArchivedTime: Self.now.addingTimeInterval(-3600), failedCount: 40,
+                           lastFailedWAL: "00000001000000000000002A", lastFailedTime: Self.now.addingTimeInterval(-20))
+        f.readyWALFiles = 40
+        f.catalog?.windowEnd = Self.now.addingTimeInterval(-3600)
+        f.catalog?.newestFull = Self.now.addingTimeInterval(-3 * 86400)
+        f.catalog?.lastDrill = (Self.now.addingTimeInterval(-3600), false, "pg_amcheck")
+        let findings = Doctor.evaluate(f, now: Self.now)
+        #expect(Self.finding(findings, "archiver")?.severity == .critical)
+        #expect(Self.finding(findings, "archiver")?.explanation.contains("00000001000000000000002A") == true)
+        #expect(Self.finding(findings, "archive_backlog")?.severity == .warning)
+        #expect(Self.finding(findings, "window_end")?.severity == .warning)
+        #expect(Self.finding(findings, "newest_full_backup")?.severity == .warning)
+        #expect(Self.finding(findings, "drill")?.severity == .critical)
+        #expect(Self.finding(findings, "drill")?.explanation.contains("pg_amcheck") == true)
+        // Recovered a while ago: a warning within a day, nothing after.
+        f = Self.healthy()
+        f.archiver?.lastFailedTime = Self.now.addingTimeInterval(-3600)
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "archiver")?.severity == .warning)
+    }
+
+    @Test(arguments: [(0.0, Doctor.Severity.ok), (45, .warning), (-45, .warning), (400, .critical), (-1000, .critical)])
+    func clockSkew(skew: Double, severity: Doctor.Severity) {
+        var f = Self.healthy()
+        f.repositorySkew = skew
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "clock_skew")?.severity == severity)
+    }
+
+    @Test func transportAndWindowCoverage() {
+        var f = Self.healthy()
+        f.transport = .plainHTTP(host: "minio.internal")
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "tls")?.severity == .critical)
+        f.transport = .plainHTTP(host: "127.0.0.1")
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "tls")?.severity == .info)
+        f.transport = .local
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "off_site")?.severity == .warning)
+        // A young repository does not cover the window yet: information, not a problem.
+        f = Self.healthy()
+        f.catalog?.oldestBackup = Self.now.addingTimeInterval(-3 * 86400)
+        f.catalog?.windowStart = Self.now.addingTimeInterval(-3 * 86400)
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "window")?.severity == .info)
+        // Old backups exist but the window starts late: something is missing.
+        f.catalog?.oldestBackup = Self.now.addingTimeInterval(-60 * 86400)
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "window")?.severity == .warning)
+        // Unreachable parts are reported, not guessed.
+        f = DoctorFacts()
+        f.clusterError = "connection refused"
+        f.repositoryError = "bucket missing"
+        let findings = Doctor.evaluate(f, now: Self.now)
+        #expect(findings.map(\.check) == ["cluster", "repository"])
+        #expect(findings.allSatisfy { $0.severity == .critical && $0.fix != nil })
+    }
+}
