@@ -32,6 +32,7 @@ import TestSupport
         #expect(try c.cairn(["init"]).status == 0)
         try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 10 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
         #expect(try c.cairn(["schedule"]).stdout.contains("backup-full"))
+        #expect(try c.cairn(["schedule", "show", "--json"]).stdout.contains("\"cron\" : \"* * * * *\""))
         let crontab = try c.cairn(["schedule", "print-crontab"]).stdout
         #expect(crontab.contains("* * * * * timeout --signal=TERM --kill-after=30 300 "))
         #expect(crontab.contains("backup --lock-ttl 600 --log-format json"))

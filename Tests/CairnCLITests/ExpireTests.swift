@@ -86,7 +86,8 @@ import TestSupport
         let id1 = try #require(b1.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
         usleep(1_100_000)
         #expect(try c.cairn(["backup"]).status == 0)
-        #expect(try c.cairn(["pin", id1, "--reason", "audit 2026"]).status == 0)
+        let pinned = try c.cairn(["pin", id1, "--reason", "audit 2026", "--json"])
+        #expect(pinned.status == 0 && pinned.stdout.contains("\"reason\" : \"audit 2026\""), "\(pinned.stdout)")
         usleep(1_100_000)  // the second backup is now older than the 1 s window: it is the anchor, the first only pinned
         #expect(try c.cairn(["list"]).stdout.contains("yes: audit 2026"))
         let e1 = try c.cairn(["expire"])
@@ -100,7 +101,7 @@ import TestSupport
         try r.start()
         try r.waitUntilPromoted()
         r.destroy()
-        #expect(try c.cairn(["unpin", id1]).status == 0)
+        #expect(try c.cairn(["unpin", id1, "--json"]).stdout.contains("\"pinned\" : false"))
         #expect(try c.cairn(["unpin", id1]).status == ErrorCode.backupNotFound.exitCode)
         #expect(try c.cairn(["pin", "20000101T000000F", "--reason", "x"]).status == ErrorCode.backupNotFound.exitCode)
         #expect(try c.cairn(["expire"]).status == 0)

@@ -113,6 +113,9 @@ import CairnStorage
         #expect(r.status == ErrorCode.configInvalid.exitCode)
         #expect(r.stderr.contains("\(path):4: repository.uri_style"))
         #expect(r.stderr.contains("\(path):6: limits.parallelism"))
+        try "cluster:\n  connection: \"host=/tmp\"\nrepository:\n  type: local\n  path: \(dir)/repo\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let ok = try Run.cairn(["config", "validate", path, "--json"])
+        #expect(ok.status == 0 && ok.stdout.contains("\"ok\" : true"), "\(ok.stdout)\(ok.stderr)")
         let none = try Run.cairn(["check"], cwd: dir + "/..")
         #expect(none.status == ErrorCode.configMissing.exitCode)
     }

@@ -28,18 +28,29 @@ struct ConfigCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check a configuration file and report every problem with its file:line.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The file to check (default: the configuration file in use).") var file: String?
+        @Flag(name: .long, help: "Print the result as JSON (problems are reported as errors, with their exit code).") var json = false
+
+        struct Result: Encodable {
+            var file: String
+            var ok = true
+            var credentialsFrom: String?
+            var warnings: [String] = []
+            enum CodingKeys: String, CodingKey { case file, ok, warnings; case credentialsFrom = "credentials_from" }
+        }
 
         func run() async throws {
             let loader = ConfigLoader()
             let path = file ?? loader.resolvePath(global.config)
             let config = try loader.load(path: path)
+            var result = Result(file: path)
             if case .s3(let s3) = config.repository {
                 let (_, source, warnings) = try CredentialResolver(environment: loader.environment).resolve(s3)
-                for w in warnings { Output.stderr("warning: \(w)") }
-                Output.line("\(path): ok (S3 credentials from \(source))")
-            } else {
-                Output.line("\(path): ok")
+                result.credentialsFrom = source
+                result.warnings = warnings
             }
+            if json { return try Output.json(result) }
+            for w in result.warnings { Output.stderr("warning: \(w)") }
+            Output.line("\(path): ok\(result.credentialsFrom.map { " (S3 credentials from \($0))" } ?? "")")
         }
     }
 

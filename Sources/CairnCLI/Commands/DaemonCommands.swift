@@ -119,11 +119,30 @@ struct ScheduleCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the jobs and their next runs.")
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "The schedule policy file.") var schedule: String?
+        @Flag(name: .long, help: "Print the jobs as JSON.") var json = false
+
+        struct Job: Encodable {
+            var job, cron, timeZone, command: String
+            var next: Date?
+            var jitterSeconds, maxRunTimeSeconds: Double
+            enum CodingKeys: String, CodingKey {
+                case job, cron, command, next
+                case timeZone = "time_zone", jitterSeconds = "jitter_seconds", maxRunTimeSeconds = "max_run_time_seconds"
+            }
+        }
 
         func run() async throws {
             let (_, policy) = try ScheduleCommand.policy(global, schedule)
             let now = Date()
-            for s in SchedulePlanner.plan(policy, lastConsidered: [:], now: now) {
+            let states = SchedulePlanner.plan(policy, lastConsidered: [:], now: now)
+            if json {
+                return try Output.json(states.compactMap { s -> Job? in
+                    guard let job = policy.jobs.first(where: { $0.name == s.job }) else { return nil }
+                    return Job(job: job.name, cron: job.cron.text, timeZone: job.timeZone.identifier, command: job.arguments.joined(separator: " "),
+                               next: s.next, jitterSeconds: job.jitter, maxRunTimeSeconds: job.maxRunTime)
+                })
+            }
+            for s in states {
                 let job = policy.jobs.first { $0.name == s.job }!
                 Output.line("\(job.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(job.cron.text) (\(job.timeZone.identifier)) next \(s.next.map(Timestamp.format) ?? "never")")
             }

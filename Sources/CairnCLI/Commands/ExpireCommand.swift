@@ -69,6 +69,7 @@ struct PinCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The backup id.") var id: String
     @Option(name: .long, help: "Why it is kept (shown by list and expire).") var reason: String
+    @Flag(name: .long, help: "Print the pin as JSON.") var json = false
 
     func validate() throws {
         if reason.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reason must say why the backup is kept") }
@@ -78,7 +79,12 @@ struct PinCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         let (id, reason) = (self.id, self.reason)
         let p = try await Blocking.run { try Pin.pin(id, reason: reason, repo: try ctx.makeRepository(), clock: SystemClock()) }
-        Output.line("pinned backup \(id): \(p.reason)")
+        if json {
+            struct Result: Encodable { var backup: String; var pinned = true; var pin: Pin }
+            try Output.json(Result(backup: id, pin: p))
+        } else {
+            Output.line("pinned backup \(id): \(p.reason)")
+        }
     }
 }
 
@@ -86,11 +92,17 @@ struct UnpinCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let retention handle a pinned backup again.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The backup id.") var id: String
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func run() async throws {
         let ctx = try AppContext.load(global)
         let id = self.id
         try await Blocking.run { try Pin.unpin(id, repo: try ctx.makeRepository()) }
-        Output.line("unpinned backup \(id)")
+        if json {
+            struct Result: Encodable { var backup: String; var pinned = false }
+            try Output.json(Result(backup: id))
+        } else {
+            Output.line("unpinned backup \(id)")
+        }
     }
 }

@@ -32,15 +32,18 @@ struct VerifyCommand: AsyncParsableCommand {
         let started = Date()
         let repo = try ctx.makeRepository()
         let result: VerifyOperation.Result
+        let progress = ProgressLine(label: "verify", global: global, json: json)
+        defer { progress.done() }
         do {
             result = try await Blocking.run {
                 try VerifyOperation.run(repo: repo, pipeline: ctx.makePipeline(), full: full,
-                                        parallelism: ctx.config.limits.parallelism, clock: SystemClock())
+                                        parallelism: ctx.config.limits.parallelism, clock: SystemClock(), progress: progress.callbacks)
             }
         } catch {
             await JobLog.record(repo, job: "verify", started: started, error: error)
             throw error
         }
+        progress.done()
         await JobLog.record(repo, job: "verify", started: started, bytes: result.bytesRead,
                             error: result.ok ? nil : CoreError(.dataCorrupt, "\(result.problems.count) problem(s)"))
         if json { try Output.json(result) } else {
@@ -109,6 +112,7 @@ struct DrillCommand: AsyncParsableCommand {
             await JobLog.record(repo, job: "drill", started: started, error: error)
             throw error
         }
+        progress.done()
         await JobLog.record(repo, job: "drill", started: started, subject: record.id,
                             error: record.verdict == .pass ? nil : CoreError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
         if json { try Output.json(record) } else {

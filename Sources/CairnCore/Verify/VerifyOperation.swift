@@ -81,7 +81,8 @@ public enum VerifyOperation {
     /// Known top-level prefixes of a repository.
     static let knownPrefixes = ["cairn.json", "backups/", "wal/", "verify/", "drills/", "reports/", "history/", "probe/", "locks/"]
 
-    public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock) throws -> Result {
+    public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock,
+                           progress: BackupOperation.Progress = .init()) throws -> Result {
         let started = clock.now()
         let catalog = try Catalog.load(from: repo)
         let all = try repo.list(prefix: "")
@@ -131,12 +132,15 @@ public enum VerifyOperation {
         let verified = LockedState(previous.verified)
         let counters = Counters()
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: parallelism * 2, name: "cairn-verify")
-        for job in jobs.sorted(by: { $0.key < $1.key }) {
+        let toRead = jobs.sorted(by: { $0.key < $1.key }).filter { job in
             let info = listing[job.key]!
-            if let seen = previous.verified[job.key], seen.size == info.size, seen.modified == info.lastModified {
-                counters.skip()
-                continue
-            }
+            guard let seen = previous.verified[job.key], seen.size == info.size, seen.modified == info.lastModified else { return true }
+            counters.skip()
+            return false
+        }
+        progress.onTotal(toRead.reduce(0) { $0 + listing[$1.key]!.size })
+        for job in toRead {
+            let info = listing[job.key]!
             pool.submit {
                 do {
                     let d = try pipeline.load(repo, key: job.key, expected: job.expected) { _ in }
@@ -150,7 +154,7 @@ public enum VerifyOperation {
                     problems.add(.init(kind: code == .repoObjectMissing ? "missing-object" : "damaged-object", subject: job.key,
                                        detail: message, severity: .error))
                 }
-                counters.read(info.size)
+                progress.onBytes(counters.read(info.size))
             }
         }
         try pool.wait()
@@ -241,7 +245,8 @@ public enum VerifyOperation {
         private(set) var skipped = 0
         private(set) var bytes: Int64 = 0
         func skip() { lock.lock(); skipped += 1; lock.unlock() }
-        func read(_ n: Int64) { lock.lock(); checked += 1; bytes += n; lock.unlock() }
+        /// Counts an object read; returns the bytes read so far.
+        func read(_ n: Int64) -> Int64 { lock.lock(); defer { lock.unlock() }; checked += 1; bytes += n; return bytes }
     }
 
     final class LockedState: @unchecked Sendable {
