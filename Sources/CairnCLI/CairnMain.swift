@@ -81,7 +81,7 @@ extension CairnMain {
     /// after it: move global options written before the subcommand to the end of the arguments.
     static func hoistGlobalOptions(_ args: [String]) -> [String] {
         let withValue: Set<String> = ["--config", "--log-level", "--log-format"]
-        let flags: Set<String> = ["-v", "--verbose"]
+        let flags: Set<String> = ["-v", "--verbose", "-q", "--quiet"]
         var hoisted: [String] = []
         var i = 0
         while i < args.count {

@@ -31,6 +31,7 @@ import Testing
         #expect(CairnMain.hoistGlobalOptions(["--config", "/c.yaml", "wal-push", "pg_wal/x"]) == ["wal-push", "pg_wal/x", "--config", "/c.yaml"])
         #expect(CairnMain.hoistGlobalOptions(["--config=/c.yaml", "-v", "config", "show"]) == ["config", "show", "--config=/c.yaml", "-v"])
         #expect(CairnMain.hoistGlobalOptions(["backup", "--config", "/c"]) == ["backup", "--config", "/c"])
+        #expect(CairnMain.hoistGlobalOptions(["--config", "/c", "--quiet", "backup"]) == ["backup", "--config", "/c", "--quiet"])
         #expect(CairnMain.hoistGlobalOptions(["--config", "/c", "x", "--", "--y"]) == ["x", "--config", "/c", "--", "--y"])
     }
 }
