@@ -3,7 +3,8 @@
 # bench/README.md. CAIRN_BIN (default: this repository's .build/release/cairn) is copied under
 # $BENCH_STATE so the postgres OS user can run it from archive_command and restore_command.
 # Settings map as: COMPRESS_TYPE must be zst (Cairn stores zstd only), COMPRESS_LEVEL -> compression.level,
-# PROCESS_MAX -> limits.parallelism (parallel part uploads, parallel bundle restores, WAL prefetch).
+# PROCESS_MAX -> limits.parallelism (parallel part uploads, parallel bundle restores, WAL prefetch) and
+# compression.threads (zstd workers), as pgBackRest's process-max parallelises compression.
 # ARCHIVE_ASYNC=y is refused: Cairn has no asynchronous wal-push yet (issue #10).
 CAIRN_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CAIRN_SRC_BIN=${CAIRN_BIN:-$CAIRN_PLUGIN_DIR/../.build/release/cairn}
@@ -47,6 +48,7 @@ tool_setup() {
     fi
     echo "compression:"
     echo "  level: $COMPRESS_LEVEL"
+    echo "  threads: ${PROCESS_MAX:-2}"          # zstd workers: pgBackRest's process-max compresses in parallel too
     echo "limits:"
     echo "  parallelism: ${PROCESS_MAX:-2}"
   } > "$CAIRN_CONF"
