@@ -103,6 +103,12 @@ import Testing
         // Old backups exist but the window starts late: something is missing.
         f.catalog?.oldestBackup = Self.now.addingTimeInterval(-60 * 86400)
         #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "window")?.severity == .warning)
+        // A promotion whose history file never reached the repository.
+        f = Self.healthy()
+        f.timeline = 2
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "timeline_history")?.fix == "cairn wal-push $PGDATA/pg_wal/00000002.history")
+        f.catalog?.historyTimelines = [2]
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "timeline_history") == nil)
         // Unreachable parts are reported, not guessed.
         f = DoctorFacts()
         f.clusterError = "connection refused"

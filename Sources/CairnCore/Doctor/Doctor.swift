@@ -177,6 +177,11 @@ public enum Doctor {
                 add("window", .critical, "no backup can be made consistent: the WAL it needs is missing from the repository",
                     fix: "check archiving (runbooks/wal-archiving.md), then cairn backup")
             }
+            if let tli = f.timeline, tli > 1, !catalog.historyTimelines.contains(tli) {
+                let name = String(format: "%08X.history", tli)
+                add("timeline_history", .critical, "the cluster runs on timeline \(tli) but \(name) is not in the repository: restores cannot follow the timeline switch (it is not archived when archiving was off at promotion)",
+                    fix: "cairn wal-push $PGDATA/pg_wal/\(name)")
+            }
         }
         return out
     }

@@ -45,6 +45,8 @@ public struct DoctorFacts: Sendable {
         public var windowEnd: Date?
         public var lastDrill: (time: Date, passed: Bool, failedCheck: String?)?
         public var lastPassingDrill: Date?
+        /// Timelines whose `.history` file is in the repository.
+        public var historyTimelines: Set<UInt32> = []
 
         public init(newestFull: Date? = nil, oldestBackup: Date? = nil, windowStart: Date? = nil, windowEnd: Date? = nil,
                     lastDrill: (time: Date, passed: Bool, failedCheck: String?)? = nil, lastPassingDrill: Date? = nil) {
@@ -70,6 +72,8 @@ public struct DoctorFacts: Sendable {
     public var readyWALFiles: Int?
     /// PostgreSQL's clock minus this host's, in seconds.
     public var serverSkew: Double?
+    /// The cluster's current timeline (`pg_control_checkpoint()`).
+    public var timeline: UInt32?
     public var repositoryError: String?
     public var repositoryLocation = ""
     public var transport = Transport.local
@@ -97,7 +101,7 @@ public struct DoctorFacts: Sendable {
             let row = try c.query("""
                 SELECT archived_count::text, extract(epoch FROM last_archived_time)::text, failed_count::text, last_failed_wal,
                        extract(epoch FROM last_failed_time)::text, extract(epoch FROM clock_timestamp())::text,
-                       current_setting('data_directory', true)
+                       current_setting('data_directory', true), (SELECT timeline_id FROM pg_control_checkpoint())::text
                 FROM pg_stat_archiver
                 """).first ?? []
             let after = clock.now()
@@ -108,6 +112,7 @@ public struct DoctorFacts: Sendable {
             if let server = date(5) {
                 serverSkew = server.timeIntervalSince(before.addingTimeInterval(after.timeIntervalSince(before) / 2))
             }
+            timeline = row.count > 7 ? row[7].flatMap { UInt32($0) } : nil
             let dir = dataDirectory ?? (row.count > 6 ? row[6] : nil)
             if let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_wal/archive_status") {
                 readyWALFiles = names.filter { $0.hasSuffix(".ready") }.count
@@ -134,6 +139,7 @@ public struct DoctorFacts: Sendable {
                 windowStart: spans.first?.fromTime, windowEnd: spans.last?.toTime,
                 lastDrill: drills.last.map { ($0.finished, $0.verdict == .pass, $0.failedCheck) },
                 lastPassingDrill: drills.last { $0.verdict == .pass }?.finished)
+            self.catalog?.historyTimelines = Set(catalog.wal.histories.keys)
         } catch {
             repositoryError = describeError(error).message
         }
