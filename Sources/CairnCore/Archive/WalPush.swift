@@ -46,7 +46,6 @@ public enum WalPush {
         try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
 
         let key = Layout.walKey(file)
-        let plainSHA = Hex.encode(SHA256.hash(data: bytes))
         do {
             let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly)
             try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
@@ -59,12 +58,14 @@ public enum WalPush {
                 existing = try pipeline.load(repo, key: key) { _ in }
             } catch let c as CoreError where c.code == .dataCorrupt {
                 throw CoreError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
-                                hint: "see runbooks/wal-archiving-failing.md: move the damaged object aside, then let the archiver retry")
+                                hint: "see runbooks/wal-archiving.md: move the damaged object aside, then let the archiver retry")
             }
+            // Only needed here, so the usual push hashes the segment once (inside the pipeline).
+            let plainSHA = Hex.encode(SHA256.hash(data: bytes))
             guard existing.sha256 == plainSHA else {
                 throw CoreError(.walConflict,
                                 "\(name) is already in the repository with different content (stored SHA-256 \(existing.sha256.prefix(16))…, this file \(plainSHA.prefix(16))…); nothing was overwritten",
-                                hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving-failing.md")
+                                hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
             }
             logger.info("already archived with the same content", metadata: ["file": "\(name)"])
             return Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
