@@ -64,10 +64,13 @@ public enum CairnMain {
             } else {
                 try command.run()
             }
+            Interrupts.waitIfInterrupted()
             exit(0)
         } catch let e as CommandExit {
+            Interrupts.waitIfInterrupted()
             exit(e.code)
         } catch let e as any CairnError {
+            Interrupts.waitIfInterrupted()
             exit(Output.report(e))
         } catch {
             // Help, version and usage errors: ArgumentParser prints them (usage errors exit 64).

@@ -6,6 +6,7 @@ import CairnStorage
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The lock every job command takes, so overlapping runs (cron, daemons on several hosts) are refused.
 struct JobLockOptions: ParsableArguments {
@@ -16,19 +17,21 @@ struct JobLockOptions: ParsableArguments {
     /// Takes `locks/<job>.json`, runs `body`, releases the lock.
     func withLock<T>(_ job: String, repo: any Repository, _ body: () async throws -> T) async throws -> T {
         let ttl = Double(lockTtl)
-        let lock = try await Blocking.run { try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock()) }
+        let token = UUID().uuidString
         let started = Date()
-        // Interrupted (the daemon stopping, a timeout, Ctrl-C): say so in the job history and free the lock at once,
-        // so another host need not wait for it to expire.
+        // Interrupted (the daemon stopping, a timeout, Ctrl-C), even while the lock is being taken: say so in the job
+        // history and free the lock at once, so another host need not wait for it to expire.
+        let acquired = Mutex(false)
         let interrupt = Interrupts.add("the \(job) lock was released") {
+            guard acquired.withLock({ $0 }) else { return RepositoryLock.release(job, token: token, repo: repo) }
             JobRecord(job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
                       error: CoreError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
-            lock.release()
+            RepositoryLock.release(job, token: token, repo: repo)
         }
-        defer {
-            Interrupts.remove(interrupt)
-            lock.release()
-        }
+        defer { Interrupts.remove(interrupt) }
+        let lock = try await Blocking.run { try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token) }
+        acquired.withLock { $0 = true }
+        defer { lock.release() }
         return try await body()
     }
 }

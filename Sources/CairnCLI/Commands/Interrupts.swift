@@ -13,6 +13,15 @@ enum Interrupts {
         var next = 0
     }
     private static let state = Mutex(State())
+    /// Held by the signal handler from before it sets the interrupt flag until it exits the process.
+    private static let handling = NSLock()
+
+    /// When an interrupt is being handled, lets the handler finish its clean-up and exit (never returns then):
+    /// the operation's own error path must not end the process half-way through it.
+    static func waitIfInterrupted() {
+        guard Interruption.requested else { return }
+        handling.lock()
+    }
 
     /// Registers `action` (described by `what`, e.g. "the scratch cluster was removed") until `remove(_:)`.
     static func add(_ what: String, _ action: @escaping @Sendable () -> Void) -> Int {
@@ -30,6 +39,7 @@ enum Interrupts {
         signal(sig, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler {
+            handling.lock()
             Interruption.request()
             let actions = state.withLock { s in defer { s.actions = [] }; return s.actions }
             for a in actions.reversed() { a.run() }

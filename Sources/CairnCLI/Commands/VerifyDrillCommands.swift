@@ -96,7 +96,14 @@ struct DrillCommand: AsyncParsableCommand {
         options.targetTime = targetTime.flatMap(TimeParser.parse)
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryWindow = ctx.config.retention.recoveryWindow
-        let interrupt = Interrupts.add("the scratch cluster was stopped and removed") { ScratchCleanup.cleanAll() }
+        let interrupt = Interrupts.add("the scratch cluster was stopped and removed") {
+            let folders = ScratchCleanup.cleanAll()
+            // Restore threads stop at their next file, but may have written meanwhile: sweep until it is gone.
+            for _ in 0..<10 where folders.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
+                usleep(200_000)
+                for f in folders { try? FileManager.default.removeItem(atPath: f) }
+            }
+        }
         defer { Interrupts.remove(interrupt) }
         let repo = try ctx.makeRepository()
         let started = Date()

@@ -202,6 +202,7 @@ final class TarExtractor {
     }
 
     private func begin(_ h: TarHeader) throws {
+        try Interruption.check()  // an interrupt stops the restore between files, before its clean-up is undone
         let name = longName ?? h.name
         let link = longLink ?? h.linkName
         if !h.isMeta { longName = nil; longLink = nil }

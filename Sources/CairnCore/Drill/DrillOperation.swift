@@ -37,15 +37,16 @@ public enum DrillOperation {
         let backup = try choose(catalog, policy: policy, options: options, now: started)
         let id = Layout.backupId(at: started, type: "D")
         let folder = policy.scratchDirectory + "/" + id
+        // Registered before it exists, so an interrupt from here on removes it (and the check below stops us).
+        ScratchCleanup.register(folder: folder, data: folder + "/data")
+        defer { ScratchCleanup.clean(folder: folder) }
+        try Interruption.check()
         do {
-            try Interruption.check()
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw CoreError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
                             hint: "set scratch_directory in the drill policy to a folder the cairn user can write")
         }
-        ScratchCleanup.register(folder: folder, data: folder + "/data")
-        defer { ScratchCleanup.clean(folder: folder) }
         logger.info("drill started", metadata: ["id": "\(id)", "backup": "\(backup.id)"])
         var drill = Drill(id: id, folder: folder, user: options.user, tools: tools, clock: clock, started: started)
         drill.progress = options.progress

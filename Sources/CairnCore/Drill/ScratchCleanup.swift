@@ -16,9 +16,12 @@ public enum ScratchCleanup {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
-    /// Stops and removes every registered scratch cluster (from a signal handler's queue).
-    public static func cleanAll() {
-        for folder in active.withLock({ Array($0.keys) }) { clean(folder: folder) }
+    /// Stops and removes every registered scratch cluster (from a signal handler's queue); returns their folders.
+    @discardableResult
+    public static func cleanAll() -> [String] {
+        let folders = active.withLock { Array($0.keys) }
+        for folder in folders { clean(folder: folder) }
+        return folders
     }
 
     /// Immediate shutdown of the postmaster of `data`, waiting up to 10 s for it to go.

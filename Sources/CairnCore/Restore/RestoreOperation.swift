@@ -51,6 +51,7 @@ public enum RestoreOperation {
                            clock: any WallClock, onTotal: @Sendable (Int64) -> Void = { _ in },
                            onBytes: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> Result {
         let began = clock.now()
+        try Interruption.check()
         guard let backup = catalog.backup(plan.backupId) else {
             throw CoreError(.backupNotFound, "no committed backup \(plan.backupId)")
         }
@@ -77,6 +78,7 @@ public enum RestoreOperation {
         for (archive, object) in jobs {
             let dir = roots[archive]!
             let submitted = pool.submit {
+                try Interruption.check()
                 let x = TarExtractor(root: dir, linkTarget: relink)
                 try pipeline.load(repo, key: object.key, expected: object.digest) { buf in
                     try x.feed(buf)
@@ -94,6 +96,7 @@ public enum RestoreOperation {
             throw CoreError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
                             hint: hint ?? "delete \(root) and run the restore again")
         }
+        try Interruption.check()
         if let m = backup.pgManifest {
             try writeFile(root + "/backup_manifest") { fd in
                 try pipeline.load(repo, key: m.key, expected: m.digest) { try FileIO.writeAll(fd, $0) }

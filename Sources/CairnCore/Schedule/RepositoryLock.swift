@@ -45,10 +45,13 @@ public final class RepositoryLock: @unchecked Sendable {
     }
 
     /// Takes the lock for `ttl` seconds, or throws `repo.locked` naming who holds it.
+    /// `token` identifies this acquisition, so an interrupt arriving while it runs can still release it
+    /// (``release(_:token:repo:)``).
     public static func acquire(_ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
-                               settle: Double = 1) throws -> RepositoryLock {
+                               settle: Double = 1, token: String = UUID().uuidString) throws -> RepositoryLock {
         let now = clock.now()
-        let me = Holder(job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now, expires: now.addingTimeInterval(ttl))
+        let me = Holder(job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now,
+                        expires: now.addingTimeInterval(ttl), token: token)
         for attempt in 0..<2 {
             do {
                 try repo.put(key(name), try SealedDocument.seal(me), options: .createOnly)
@@ -80,9 +83,14 @@ public final class RepositoryLock: @unchecked Sendable {
     /// Releases the lock (only if it is still ours).
     public func release() {
         guard !released.withLock({ r in defer { r = true }; return r }) else { return }
-        if let b = try? repo.getBytesIfExists(RepositoryLock.key(name)),
-           let current = try? SealedDocument.open(Holder.self, from: b, what: name), current.token == holder.token {
-            try? repo.delete([RepositoryLock.key(name)])
+        RepositoryLock.release(name, token: holder.token, repo: repo)
+    }
+
+    /// Deletes `locks/<name>.json` if the holder it names has `token` (best effort).
+    public static func release(_ name: String, token: String, repo: any Repository) {
+        if let b = try? repo.getBytesIfExists(key(name)),
+           let current = try? SealedDocument.open(Holder.self, from: b, what: name), current.token == token {
+            try? repo.delete([key(name)])
         }
     }
 
