@@ -37,13 +37,8 @@ import TestSupport
         let next = try c.cairn(["backup"])
         #expect(next.status == 0, "\(next.stderr)")
         try c.switchAndWaitForArchive()
-        let dir = c.dir + "/restored"
-        try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        #expect(try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off"]).status == 0)
-        let r = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        let r = try c.restoreAndStart()
         defer { r.destroy() }
-        try r.start()
-        try r.waitUntilPromoted()
         #expect(try Self.digest(r, "pgbench_accounts") == expected)
     }
 

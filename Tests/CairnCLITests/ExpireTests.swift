@@ -65,14 +65,8 @@ import TestSupport
         let expected = pick.count
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let dir = c.dir + "/r"
-        try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--target-time", f.string(from: target), "--archive-mode", "off"])
-        #expect(r.status == 0, "\(r.stderr)")
-        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        let restored = try c.restoreAndStart(["--target-time", f.string(from: target)])
         defer { restored.destroy() }
-        try restored.start()
-        try restored.waitUntilPromoted()
         #expect(Int(try restored.psql("SELECT count(*) FROM t")) == expected)
     }
 
@@ -94,13 +88,7 @@ import TestSupport
         #expect(e1.stdout.contains("keep   backup \(id1): pinned: audit 2026"), "\(e1.stdout)")
         #expect(try c.cairn(["list"]).stdout.contains(id1))
         // The WAL the pinned backup needs stays too: it still restores.
-        let dir = c.dir + "/r"
-        try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        #expect(try c.cairn(["restore", "--backup", id1, "--immediate", "--target-dir", dir + "/data", "--archive-mode", "off"]).status == 0)
-        let r = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
-        try r.start()
-        try r.waitUntilPromoted()
-        r.destroy()
+        try c.restoreAndStart(["--backup", id1, "--immediate"]).destroy()
         #expect(try c.cairn(["unpin", id1, "--json"]).stdout.contains("\"pinned\" : false"))
         #expect(try c.cairn(["unpin", id1]).status == ErrorCode.backupNotFound.exitCode)
         #expect(try c.cairn(["pin", "20000101T000000F", "--reason", "x"]).status == ErrorCode.backupNotFound.exitCode)
@@ -144,13 +132,8 @@ import TestSupport
         #expect(catalog.uncommitted.isEmpty || catalog.uncommitted.allSatisfy { id in
             (catalog.backupObjects[id] ?? []).allSatisfy { Date().timeIntervalSince($0.lastModified ?? Date()) < 60 }
         })
-        let dir = c.dir + "/r"
-        try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        #expect(try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off"]).status == 0)
-        let r = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        let r = try c.restoreAndStart()
         defer { r.destroy() }
-        try r.start()
-        try r.waitUntilPromoted()
         #expect(try r.psql("SELECT sum(abalance) FROM pgbench_accounts") == expected)
         Measurements.record(["expire kill -9 trials: 3 (\(killedMidway) killed before finishing)"])
     }

@@ -11,18 +11,6 @@ import TestSupport
         try c.psql("SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)")
     }
 
-    /// Restores with `args` into a new directory, starts it, waits for promotion and returns it.
-    static func restoreAndStart(_ source: ScratchCluster, _ args: [String]) throws -> ScratchCluster {
-        let dir = source.dir + "/restore-\(UInt32.random(in: 0...UInt32.max))"
-        try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
-        let r = try source.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off"] + args)
-        guard r.status == 0 else { throw TestFailure("restore \(args) failed (\(r.status)): \(r.stderr)") }
-        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: source.config)
-        try restored.start()
-        try restored.waitUntilPromoted()
-        return restored
-    }
-
     @Test(arguments: RepoKind.allCases)
     func backupUnderLoadThenRestoreToATimeBetweenTwoCommits(repo: RepoKind) throws {
         let c = try ScratchCluster(name: "pitr-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
@@ -55,7 +43,7 @@ import TestSupport
         let latest = try Self.tableDigest(c)
         try c.switchAndWaitForArchive()
 
-        let restored = try Self.restoreAndStart(c, ["--target-time", target])
+        let restored = try c.restoreAndStart(["--target-time", target])
         defer { restored.destroy() }
         #expect(try Self.tableDigest(restored) == expected)
         #expect(try restored.psql("SELECT count(*) FROM t WHERE v LIKE 'batch-b-%'") == "0")
@@ -91,7 +79,7 @@ import TestSupport
 
         for (args, expected) in [(["--immediate"], atBackup), (["--target-name", "before_b"], afterA),
                                  (["--target-lsn", lsnB], afterB), (["--latest"], afterC)] {
-            let r = try Self.restoreAndStart(c, args)
+            let r = try c.restoreAndStart(args)
             #expect(try Self.tableDigest(r) == expected, "restore \(args)")
             r.destroy()
         }
@@ -147,7 +135,7 @@ import TestSupport
         let first = try b.cairn(["list", "--json"]).stdout
         let firstId = try #require(first.split(separator: "\"").dropFirst().first { $0.hasSuffix("F") }.map(String.init))
         for extra in [[], ["--backup", firstId]] {
-            let r2 = try Self.restoreAndStart(b, ["--target-lsn", lsn] + extra)
+            let r2 = try b.restoreAndStart(["--target-lsn", lsn] + extra)
             #expect(try Self.tableDigest(r2) == expected, "restore \(extra)")
             #expect(try r2.psql("SELECT count(*) FROM t WHERE v = 'after-target'") == "0")
             r2.destroy()

@@ -104,6 +104,19 @@ public final class ScratchCluster: @unchecked Sendable {
     }
 
     /// Removes the cluster's files (after stopping it).
+    /// Restores this cluster's repository with `args` (archiving off) into a new folder, starts the result and
+    /// waits until it is promoted.
+    public func restoreAndStart(_ args: [String] = []) throws -> ScratchCluster {
+        let dir = dir + "/restore-\(UInt32.random(in: 0...UInt32.max))"
+        try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
+        let r = try cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off"] + args)
+        guard r.status == 0 else { throw TestFailure("restore \(args) failed (\(r.status)): \(r.stderr)") }
+        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: config)
+        try restored.start()
+        try restored.waitUntilPromoted()
+        return restored
+    }
+
     public func destroy() {
         stop(mode: "immediate")
         try? FileManager.default.removeItem(atPath: dir)
