@@ -29,6 +29,10 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     // Data integrity
     case dataCorrupt = "data.corrupt"
 
+    // Encryption keys
+    case keyMissing = "key.missing"
+    case keyMismatch = "key.mismatch"
+
     // PostgreSQL
     case pgUnreachable = "pg.unreachable"
     case pgAuth = "pg.auth"
@@ -72,8 +76,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .repoTimeout: return 75
         case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .restoreDirNotEmpty, .restoreTargetNotEmpty, .repoNoSpace:
             return 73
-        case .repoAuth, .repoAccessDenied, .pgAuth: return 77
-        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget:
+        case .repoAuth, .repoAccessDenied, .pgAuth, .keyMismatch: return 77
+        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget, .keyMissing:
             return 78
         case .interrupted: return 130
         }

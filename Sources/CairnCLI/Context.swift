@@ -25,8 +25,28 @@ struct AppContext {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
-    /// The repository driver for the configured repository.
+    /// The repository driver for the configured repository, behind client-side encryption when configured.
     func makeRepository() throws -> any Repository {
+        let base = try makeDriver()
+        guard let master = try masterKey() else { return base }
+        return EncryptedRepository(base: base, master: master)
+    }
+
+    /// The configured master key (nil when the repository is plain); warns when its file is readable by others.
+    func masterKey() throws -> MasterKey? {
+        switch config.encryption {
+        case nil: return nil
+        case .environment(let name): return try MasterKey.load(variable: name, environment: environment)
+        case .file(let path):
+            var warnings: [String] = []
+            let k = try MasterKey.load(file: path, warnings: &warnings)
+            for w in warnings { logger.warning("\(w)") }
+            return k
+        }
+    }
+
+    /// The storage driver itself, without encryption.
+    func makeDriver() throws -> any Repository {
         switch config.repository {
         case .local(let path):
             return LocalRepository(root: path)

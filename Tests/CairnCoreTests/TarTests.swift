@@ -1,6 +1,7 @@
 import CairnBase
 import Foundation
 import Testing
+import TestSupport
 @testable import CairnCore
 
 // Unit tests for Sources/CairnCore/Backup/Tar.swift. Archives are made by the real GNU tar from a small tree that
@@ -57,20 +58,8 @@ private enum TarFormat: String, CaseIterable, Sendable, CustomTestStringConverti
     var testDescription: String { rawValue }
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64), so a failing chunking can be replayed.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var g = SplitMix64(state: seed)
+    var g = SeededGenerator(seed: seed)
     var out = [UInt8]()
     out.reserveCapacity(count + 8)
     while out.count < count { withUnsafeBytes(of: g.next()) { out.append(contentsOf: $0) } }
@@ -93,7 +82,7 @@ private enum Chunking: Sendable, CustomTestStringConvertible {
 
     func ranges(_ count: Int) -> [Range<Int>] {
         var out: [Range<Int>] = []
-        var g = SplitMix64(state: { if case .random(let s) = self { return s } else { return 0 } }())
+        var g = SeededGenerator(seed: { if case .random(let s) = self { return s } else { return 0 } }())
         var off = 0
         while off < count {
             let n: Int

@@ -98,6 +98,11 @@ struct EffectiveSettings: Encodable {
             }
             repository = r
         }
+        switch c.encryption {
+        case nil: repository["encryption"] = "(none)"
+        case .file(let path): repository["encryption"] = "aes-256-gcm, master key in file \(path)"
+        case .environment(let name): repository["encryption"] = "aes-256-gcm, master key in environment variable \(name)"
+        }
         compression = ["level": c.compression.level, "threads": c.compression.threads]
         let l = c.limits
         limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),

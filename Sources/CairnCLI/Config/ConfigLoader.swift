@@ -49,8 +49,9 @@ public struct ConfigLoader {
 
         // repository
         var repository = Configuration.RepositoryKind.local(path: "/var/lib/cairn/repo")
+        var encryption: Configuration.EncryptionKey?
         let repoKeys = ["type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
-                        "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile"]
+                        "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption"]
         if let rs = top?.section("repository", allowed: repoKeys) {
             let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
             if type == "local" {
@@ -65,6 +66,7 @@ public struct ConfigLoader {
                 if rs.node("path") != nil { r.report(line: rs.line("path"), "repository.path applies to type: local only (use bucket and prefix for s3)") }
                 if let s3 = loadS3(rs, r, &overrides) { repository = .s3(s3) }
             }
+            encryption = loadEncryption(rs, r)
         } else if top?.node("repository") == nil {
             r.report(line: nil, "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
         }
@@ -143,7 +145,7 @@ public struct ConfigLoader {
         }
 
         if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        return Configuration(cluster: cluster, repository: repository, compression: compression, limits: limits,
+        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, limits: limits,
                              retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
                              metricsListen: listen, drills: drills,
                              sourcePath: file, environmentOverrides: overrides)
@@ -203,6 +205,31 @@ public struct ConfigLoader {
                                     uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
                                     storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
                                     credentialsFile: credFile, profile: rs.string("profile") ?? "default")
+    }
+
+    /// `repository.encryption`: exactly one of `key_file` (an absolute path) or `key_env` (a variable name).
+    private func loadEncryption(_ rs: YAMLReader.Section, _ r: YAMLReader) -> Configuration.EncryptionKey? {
+        guard let e = rs.section("encryption", allowed: ["key_file", "key_env"]) else { return nil }
+        let file = e.string("key_file"), env = e.string("key_env")
+        switch (file, env) {
+        case (let f?, nil):
+            guard f.hasPrefix("/") else {
+                r.report(line: e.line("key_file"), "repository.encryption.key_file must be an absolute path, not \"\(f)\"")
+                return nil
+            }
+            return .file(f)
+        case (nil, let v?):
+            guard !v.isEmpty, v.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }), !v.first!.isNumber else {
+                r.report(line: e.line("key_env"), "repository.encryption.key_env must name an environment variable (letters, digits, _), not \"\(v)\"")
+                return nil
+            }
+            return .environment(v)
+        case (.some, .some):
+            r.report(line: e.line("key_env"), "repository.encryption takes key_file or key_env, not both")
+        case (nil, nil):
+            r.report(e.node, "repository.encryption needs key_file (a file with the master key) or key_env (a variable holding it); create a key with `cairn key generate --output FILE`")
+        }
+        return nil
     }
 
     /// A path in a configuration file, relative to that file.

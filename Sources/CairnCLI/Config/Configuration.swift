@@ -37,6 +37,14 @@ public struct Configuration: Sendable {
         public var profile: String
     }
 
+    /// Where the master key of client-side encryption comes from (`repository.encryption`).
+    public enum EncryptionKey: Sendable, Equatable {
+        /// A file holding the key (base64 or hex), mode 0600.
+        case file(String)
+        /// An environment variable holding the key.
+        case environment(String)
+    }
+
     public struct Compression: Sendable {
         /// zstd level, 1…19.
         public var level: Int
@@ -63,6 +71,8 @@ public struct Configuration: Sendable {
 
     public var cluster: Cluster
     public var repository: RepositoryKind
+    /// Client-side encryption of the repository (nil: plain).
+    public var encryption: EncryptionKey?
     public var compression: Compression
     public var limits: Limits
     /// The retention policy (`retention:` in cairn.yaml: a policy file's path, relative to cairn.yaml, or the

@@ -6,8 +6,9 @@ import Foundation
 /// `cairn.json`: which cluster a repository belongs to. Written at `cairn init`, with a `cairn.json.copy` twin
 /// so that one damaged copy does not make the repository unusable.
 public struct RepositoryInfo: Codable, Sendable, Equatable {
-    /// The repository layout version this build writes.
-    public static let currentFormat = 1
+    /// The newest repository layout version this build reads: 1 = plain, 2 = client-side encrypted (format 2 makes
+    /// a cairn that predates encryption refuse the repository instead of misreading it).
+    public static let currentFormat = 2
     public static let key = "cairn.json"
     public static let copyKey = "cairn.json.copy"
 
@@ -17,6 +18,8 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     public var walSegmentSize: Int64
     public var created: Date
     public var cairnVersion: String
+    /// The cipher of client-side encryption (`aes-256-gcm`, keys in `keyring.json`); nil for a plain repository.
+    public var encryption: String?
 
     public var pgMajor: Int { pgVersionNum / 10000 }
 
@@ -27,10 +30,12 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
         case walSegmentSize = "wal_segment_size"
         case created
         case cairnVersion = "cairn_version"
+        case encryption
     }
 
-    public init(cluster: ClusterInfo, created: Date, cairnVersion: String) {
-        format = RepositoryInfo.currentFormat
+    public init(cluster: ClusterInfo, created: Date, cairnVersion: String, encryption: String? = nil) {
+        format = encryption == nil ? 1 : 2
+        self.encryption = encryption
         systemIdentifier = cluster.systemIdentifier
         pgVersionNum = cluster.versionNum
         walSegmentSize = cluster.walSegmentSize
@@ -65,7 +70,22 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
             throw CoreError(.repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
                             hint: "run `cairn init` to create it for this cluster")
         }
+        try info.checkEncryption(repo)
         return info
+    }
+
+    /// Throws `key.missing` when the repository is encrypted but `repo` has no master key, `config.invalid` in the
+    /// opposite case.
+    public func checkEncryption(_ repo: any Repository) throws {
+        let keyed = repo is EncryptedRepository
+        if encryption != nil && !keyed {
+            throw CoreError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
+                            hint: Pipeline.keyHint)
+        }
+        if encryption == nil && keyed {
+            throw CoreError(.configInvalid, "repository \(repo.location) is not encrypted, but repository.encryption is configured",
+                            hint: "remove repository.encryption from cairn.yaml to use this repository, or run `cairn init` at a new location to create an encrypted one")
+        }
     }
 
     /// Throws `repo.foreign` unless the repository belongs to this cluster, `pg.version` on a major mismatch.

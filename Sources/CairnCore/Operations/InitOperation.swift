@@ -3,7 +3,8 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 
-/// `cairn init`: creates `cairn.json` (and its `.copy` twin) for a cluster, or confirms an existing one.
+/// `cairn init`: creates `cairn.json` (and its `.copy` twin) for a cluster, or confirms an existing one. On an
+/// ``EncryptedRepository`` it first creates the keyring (or reuses one the master key opens).
 public enum InitOperation {
     /// What `init` did.
     public enum Outcome: String, Sendable, Codable {
@@ -25,18 +26,26 @@ public enum InitOperation {
     /// - Throws: `repo.foreign` when it belongs to another cluster; `repo.io`-family errors from the driver;
     ///   `repo.object-exists` when the location holds other objects but no `cairn.json`.
     public static func run(repo: any Repository, cluster: ClusterInfo, clock: any WallClock) throws -> Result {
+        let encrypted = repo as? EncryptedRepository
         if let existing = try RepositoryInfo.load(from: repo) {
             try existing.checkBelongs(to: cluster, repo: repo)
+            try existing.checkEncryption(repo)
+            _ = try encrypted?.keyring()
             let repaired = try repairTwins(repo: repo, info: existing)
             return Result(outcome: repaired ? .repaired : .existing, location: repo.location, info: existing)
         }
-        let others = try repo.list(prefix: "").filter { !$0.key.hasPrefix("probe/") }
+        let others = try repo.list(prefix: "").filter {
+            !$0.key.hasPrefix("probe/") && $0.key != Keyring.key && $0.key != Keyring.copyKey
+        }
         if !others.isEmpty {
             throw CoreError(.repoObjectExists,
                             "\(repo.location) is not empty (\(others.count) objects, e.g. \(others[0].key)) and has no cairn.json",
                             hint: "choose an empty location for a new repository (another path, or another S3 prefix)")
         }
-        let info = RepositoryInfo(cluster: cluster, created: clock.now(), cairnVersion: CairnVersion.current)
+        // An encrypted repository's keyring comes first: cairn.json is the commit point of `init`.
+        _ = try encrypted?.createKeyringIfMissing(now: clock.now())
+        let info = RepositoryInfo(cluster: cluster, created: clock.now(), cairnVersion: CairnVersion.current,
+                                  encryption: encrypted == nil ? nil : Keyring.cipher)
         let bytes = try SealedDocument.seal(info)
         do {
             try repo.put(RepositoryInfo.key, bytes, options: .createOnly)

@@ -80,21 +80,24 @@ public struct Pipeline: Sendable {
         var storedSize: Int64 = 0
         var tail = [UInt8]()
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
-        do {
-            try repo.get(key, range: nil) { chunk in
-                stored.update(bufferPointer: chunk)
-                storedSize += Int64(chunk.count)
-                tail.append(contentsOf: chunk.suffix(ObjectFormat.trailerLength))
-                if tail.count > ObjectFormat.trailerLength { tail.removeFirst(tail.count - ObjectFormat.trailerLength) }
+        try repo.get(key, range: nil) { chunk in
+            if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !(repo is EncryptedRepository) {
+                throw CoreError(.keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
+                                hint: Pipeline.keyHint)
+            }
+            stored.update(bufferPointer: chunk)
+            storedSize += Int64(chunk.count)
+            tail.append(contentsOf: chunk.suffix(ObjectFormat.trailerLength))
+            if tail.count > ObjectFormat.trailerLength { tail.removeFirst(tail.count - ObjectFormat.trailerLength) }
+            do {
                 try d.decompress(chunk) { out in
                     plain.update(bufferPointer: out)
                     plainSize += Int64(out.count)
                     try sink(out)
                 }
+            } catch let e as ZstdFailure {
+                throw CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
             }
-        } catch let e as CoreError where e.code == .dataCorrupt {
-            throw CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.message)",
-                            hint: Pipeline.damageHint)
         }
         let digest = ObjectDigest(size: plainSize, sha256: Hex.encode(plain.finalize()),
                                   storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
@@ -115,6 +118,7 @@ public struct Pipeline: Sendable {
         return digest
     }
 
+    static let keyHint = "set repository.encryption.key_file (or key_env) in cairn.yaml to the repository's master key"
     static let damageHint = "run `cairn verify` to list every damaged object; restore from another backup or copy of the repository"
 }
 

@@ -81,7 +81,7 @@ final class ZstdDecompressor {
             var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
             let rc = ZSTD_decompressStream(dctx, &outb, &inb)
             if ZSTD_isError(rc) != 0 {
-                throw CoreError(.dataCorrupt, "compressed data is damaged (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+                throw ZstdFailure(why: "compressed data is damaged (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
             }
             atFrameBoundary = rc == 0
             if outb.pos > 0 { try emit(UnsafeRawBufferPointer(rebasing: out[0..<outb.pos])) }
@@ -89,4 +89,9 @@ final class ZstdDecompressor {
             if inb.pos == inb.size && outb.pos < outb.size { break }
         }
     }
+}
+
+/// Damaged compressed data (the pipeline names the object and reports `data.corrupt`).
+struct ZstdFailure: Error {
+    let why: String
 }
