@@ -27,14 +27,16 @@ import TestSupport
     }
 
     /// A cluster with a backup and later WAL; `files` are written into its folder before the configuration is used.
-    static func makeCluster(_ name: String, repo: RepoKind, extra: String = "", files: [String: String] = [:]) throws -> ScratchCluster {
+    static func makeCluster(_ name: String, repo: RepoKind, extra: String = "", files: [String: String] = [:],
+                            masterKey: String? = nil) throws -> ScratchCluster {
         let c = try ScratchCluster(name: name) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills && chown postgres \(dir)/drills")
             for (file, text) in files {
                 try text.write(toFile: dir + "/" + file, atomically: true, encoding: .utf8)
                 try Run.shell("chown postgres \(dir)/\(file)")
             }
-            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, extra: drillPolicy(dir) + "\n" + extra)
+            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, extra: drillPolicy(dir) + "\n" + extra,
+                                             masterKey: masterKey)
         }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE orders (id serial PRIMARY KEY, item text, big text)")

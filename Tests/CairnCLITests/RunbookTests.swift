@@ -14,7 +14,7 @@ enum Runbooks {
 
     /// The runbooks the tests run, in the order of `runbooks/README.md`.
     static let scenarios = ["restore-latest", "restore-pitr", "dropped-table", "wal-archiving", "drill-failed",
-                            "repository-damaged", "move-repository", "disaster-recovery"]
+                            "repository-damaged", "move-repository", "disaster-recovery", "rotate-master-key"]
 
     /// One fenced block: its lines, and the runbook line number (1-based) of its first line.
     struct Block: Equatable {
@@ -152,7 +152,8 @@ enum Runbooks {
         let c = try ScratchCluster(name: "runbook-\(name)") { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills \(dir)/work && chown postgres:postgres \(dir)/drills \(dir)/work && chmod 700 \(dir)/work")
             return try TestRepository.config(.s3, dir: dir, conninfo: conninfo,
-                                             extra: "drills:\n  backup: latest\n  target: end\n  scratch_directory: \(dir)/drills\n  timeout: 5m")
+                                             extra: "drills:\n  backup: latest\n  target: end\n  scratch_directory: \(dir)/drills\n  timeout: 5m",
+                                             masterKey: name == "rotate-master-key" ? Data(MasterKey.generate()).base64EncodedString() : nil)
         }
         do {
             try setUp(c)
@@ -425,6 +426,29 @@ enum Runbooks {
             let timelines = (try Self.json(info.stdout) as? [String: Any])?["timelines"] as? [[String: Any]] ?? []
             #expect(timelines.contains { ($0["timeline"] as? Int) == 2 && (($0["segments"] as? Int) ?? 0) > 0 && ($0["parent"] as? Int) == 1 },
                     "the new host archives timeline 2, with its history: \(info.stdout)")
+
+        case "rotate-master-key":
+            let oldKey = c.dir + "/master.key"
+            let oldConfig = c.dir + "/cairn-old-key.yaml"
+            try FileManager.default.copyItem(atPath: c.config!, toPath: oldConfig)
+            try Run.shell("chown postgres:postgres \(oldConfig)")
+            let oldKeyText = try String(contentsOfFile: oldKey, encoding: .utf8)
+            env["NEW_KEY"] = work + "/master-new.key"
+            let r = try Self.runRunbook(name, c, environment: env)
+            #expect(r.stdout.contains("the configured master key opens the keyring"))
+            #expect(!FileManager.default.fileExists(atPath: oldKey), "the old key file was destroyed")
+            #expect(try String(contentsOfFile: c.config!, encoding: .utf8).contains("key_file: \(work)/master-new.key"))
+            #expect(try Self.backupIds(c).count == 2, "a backup under the new key")
+            #expect(try Run.cairnAsPostgres(["--config", c.config!, "verify", "--full"]).status == 0)
+            // The old key (restored from a copy someone kept) no longer opens the repository.
+            try oldKeyText.write(toFile: oldKey, atomically: true, encoding: .utf8)
+            try Run.shell("chown postgres \(oldKey) && chmod 600 \(oldKey)")
+            let stale = try Run.cairnAsPostgres(["--config", oldConfig, "list"])
+            #expect(stale.status == 77 && stale.stderr.contains("[key.mismatch]"), "\(stale.stderr)")
+            #expect(!(r.stdout + r.stderr).contains(oldKeyText.trimmingCharacters(in: .whitespacesAndNewlines)), "no key is printed")
+            let restored = try c.restoreAndStart()
+            defer { restored.destroy() }
+            #expect(try Self.digest(host: restored.socketDir, port: restored.port) == before)
 
         default:
             Issue.record("no scenario for runbook \(name)")

@@ -8,8 +8,10 @@ public enum RepoKind: String, CaseIterable, Sendable, CustomStringConvertible {
 
 /// Writes cairn configurations (owned by the postgres user, as archive_command needs) for scratch clusters.
 public enum TestRepository {
-    /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`.
-    public static func config(_ kind: RepoKind, dir: String, conninfo: String, limits: [String] = [], extra: String = "") throws -> String {
+    /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
+    /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600).
+    public static func config(_ kind: RepoKind, dir: String, conninfo: String, limits: [String] = [], extra: String = "",
+                              masterKey: String? = nil) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
         switch kind {
@@ -33,6 +35,11 @@ public enum TestRepository {
               uri_style: path
               credentials_file: \(creds)
             """
+        }
+        if let masterKey {
+            try (masterKey + "\n").write(toFile: dir + "/master.key", atomically: true, encoding: .utf8)
+            try Run.shell("chown postgres:postgres \(dir)/master.key && chmod 600 \(dir)/master.key")
+            repo += "\n  encryption:\n    key_file: \(dir)/master.key"
         }
         try """
         cluster:

@@ -20,6 +20,7 @@ struct KeyCommand: AsyncParsableCommand {
     struct Generate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a new random master key to a file (mode 0600; never replaces a file).")
+        @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "The key file to create.") var output: String
 
         func run() async throws {
