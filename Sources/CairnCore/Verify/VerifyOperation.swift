@@ -170,7 +170,7 @@ public enum VerifyOperation {
         // Objects no manifest references.
         for o in all where !referenced.contains(o.key) && !o.key.hasPrefix("verify/") && !o.key.hasPrefix("drills/")
             && !o.key.hasPrefix("reports/") && !o.key.hasPrefix("history/") && !o.key.hasPrefix("locks/")
-            && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey {
+            && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey && o.key != Keyring.key && o.key != Keyring.copyKey {
             let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
                 : "not an object cairn writes"
             problems.add(.init(kind: "unreferenced", subject: o.key, detail: why, severity: .warning))
