@@ -73,13 +73,32 @@ public enum CairnMain {
             Interrupts.waitIfInterrupted()
             exit(Output.report(e))
         } catch {
-            // Help, version and usage errors: ArgumentParser prints them (usage errors exit 64).
+            // Usage errors are reported like every other error (one line, the code, a hint); help and version
+            // requests are printed by ArgumentParser.
+            if CairnCommand.exitCode(for: error) == .validationFailure {
+                exit(Output.report(usageError(error, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))))
+            }
             CairnCommand.exit(withError: error)
         }
     }
 }
 
 extension CairnMain {
+    /// A command-line mistake as a `usage` error: ArgumentParser's message on one line, lowercased like Cairn's own,
+    /// and a hint naming the command's help.
+    static func usageError(_ error: any Error, arguments: [String]) -> BaseError {
+        var message = CairnCommand.message(for: error).split(whereSeparator: \.isNewline).map(String.init)
+            .joined(separator: "; ").trimmingCharacters(in: .whitespaces)
+        if message.hasPrefix("Error: ") { message.removeFirst(7) }
+        if let f = message.first, f.isUppercase, message.dropFirst().first?.isLowercase == true {
+            message = f.lowercased() + message.dropFirst()
+        }
+        while message.hasSuffix(".") { message.removeLast() }
+        let names = Set(CairnCommand.configuration.subcommands.compactMap { $0.configuration.commandName })
+        let command = arguments.first { names.contains($0) }
+        return BaseError(.usage, message, hint: "see `cairn \(command.map { $0 + " " } ?? "")--help`")
+    }
+
     /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
     /// after it: move global options written before the subcommand to the end of the arguments.
     static func hoistGlobalOptions(_ args: [String]) -> [String] {

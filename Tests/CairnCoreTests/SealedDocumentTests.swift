@@ -18,12 +18,17 @@ import Testing
 
     @Test func anyChangeIsDetected() throws {
         let bytes = try SealedDocument.seal(Doc(name: "abc", when: Date(), n: 1))
-        for i in stride(from: 0, to: bytes.count - 2, by: 7) {
-            var b = bytes
-            b[i] ^= 0x01
-            #expect(throws: CoreError.self) { try SealedDocument.open(Doc.self, from: b, what: "doc") }
+        for i in 0..<bytes.count {
+            for bit in [0, 5] {
+                var b = bytes
+                b[i] ^= UInt8(1 << bit)
+                #expect(throws: CoreError.self, "byte \(i) bit \(bit)") { try SealedDocument.open(Doc.self, from: b, what: "doc") }
+            }
         }
-        #expect(throws: CoreError.self) { try SealedDocument.open(Doc.self, from: Array(bytes.dropLast(10)), what: "doc") }
+        // Every truncation, down to the final newline.
+        for n in 0..<bytes.count {
+            #expect(throws: CoreError.self, "cut to \(n)") { try SealedDocument.open(Doc.self, from: Array(bytes.prefix(n)), what: "doc") }
+        }
         #expect(throws: CoreError.self) { try SealedDocument.open(Doc.self, from: [], what: "doc") }
     }
 }

@@ -24,12 +24,15 @@ public enum Run {
     public static var installedCairn: String {
         installLock.lock()
         defer { installLock.unlock() }
-        let dir = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory() + "cairn-tests") + "/bin"
+        // One folder per build: checkouts sharing the test services must not overwrite each other's binary.
+        let build = cairnBinary.split(separator: "/").dropLast().joined(separator: "_")
+        let dir = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory() + "cairn-tests") + "/bin/" + build
         let dest = dir + "/cairn"
         if !installed {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: dest)
             try? FileManager.default.copyItem(atPath: cairnBinary, toPath: dest)
+            chmod((dir as NSString).deletingLastPathComponent, 0o755)
             chmod(dir, 0o755)
             chmod(dest, 0o755)
             installed = true

@@ -85,6 +85,10 @@ struct CheckCommand: AsyncParsableCommand {
                 if let h = i.hint { Output.line("               HINT: \(h)") }
             }
         }
-        if let firstError { throw CommandExit(code: describeError(firstError).code.exitCode) }
+        // The first failure also goes to stderr as the error line every command ends with.
+        if let firstError {
+            let (code, message, hint) = describeError(firstError)
+            throw BaseError(code, message, hint: hint)
+        }
     }
 }

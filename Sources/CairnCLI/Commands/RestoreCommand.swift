@@ -69,6 +69,9 @@ struct RestoreCommand: AsyncParsableCommand {
             throw ValidationError("--target-time \"\(t)\" is not a time; use e.g. '2026-11-25 14:32:00' or '2026-11-25T14:32:00Z'")
         }
         if let l = targetLsn, LSN(l) == nil { throw ValidationError("--target-lsn \"\(l)\" is not an LSN such as 0/3000060") }
+        if let n = targetName, n.isEmpty || n.utf8.count > 63 || n.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            throw ValidationError("--target-name must be a restore point name as pg_create_restore_point takes it: 1 to 63 bytes, no control characters")
+        }
         if let x = targetXid, UInt64(x) == nil { throw ValidationError("--target-xid must be a transaction id (a number)") }
         if targetDir == nil && !dryRun { throw ValidationError("--target-dir is required (or use --dry-run)") }
         if let d = targetDir, !d.hasPrefix("/") { throw ValidationError("--target-dir must be an absolute path") }

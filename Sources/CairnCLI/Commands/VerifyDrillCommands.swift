@@ -52,8 +52,15 @@ struct VerifyCommand: AsyncParsableCommand {
             Output.line(result.ok ? "repository OK" : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
         }
         if !result.ok {
-            let damaged = result.problems.contains { $0.kind.hasPrefix("damaged") }
-            throw CommandExit(code: (damaged ? ErrorCode.dataCorrupt : ErrorCode.walMissing).exitCode)
+            // The problems are listed above (or in the JSON); the error line says what kind and how many.
+            let errors = result.problems.filter { $0.severity == .error }
+            let damaged = errors.filter { $0.kind != "missing-wal" }
+            if !damaged.isEmpty {
+                throw CoreError(.dataCorrupt, "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
+                                hint: "each is listed above; see runbooks/repository-damaged.md")
+            }
+            throw CoreError(.walMissing, "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
+                            hint: "each gap is listed above; see runbooks/wal-archiving.md")
         }
     }
 }

@@ -33,7 +33,7 @@ public struct ConfigLoader {
     /// Loads and validates configuration text (`file` names it in messages).
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
-        guard let root = r.parse(text) else { throw ConfigError(problems: r.problems) }
+        guard let root = r.parse(text) else { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
         let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention", "drills", "schedule", "metrics"])
         var overrides: [String] = []
 
@@ -128,15 +128,22 @@ public struct ConfigLoader {
         }
 
         var schedulePath: String?
+        var schedule: SchedulePolicy?
         if let node = top?.node("schedule") {
             if let rel = node.scalar?.string {
                 let path = resolve(rel, relativeTo: file)
-                do { _ = try PolicyLoader.schedule(file: path); schedulePath = path } catch let e as ConfigError {
+                do { schedule = try PolicyLoader.schedule(file: path); schedulePath = path } catch let e as ConfigError {
                     for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
                 }
             } else {
                 r.report(node, "schedule must name the schedule policy file, e.g. schedule: policies/schedule.yaml")
             }
+        }
+        // A backup may run for its max_run_time: expire must not take its objects for an interrupted backup's.
+        if let b = schedule?.jobs.filter({ $0.name.hasPrefix("backup") }).max(by: { $0.maxRunTime < $1.maxRunTime }),
+           b.maxRunTime > retention.orphanSafetyAge {
+            r.report(line: (top?.node("retention") ?? top?.node("schedule"))?.mark?.line,
+                     "retention orphan_safety_age (\(Units.formatDuration(retention.orphanSafetyAge))) is shorter than jobs.\(b.name).max_run_time (\(Units.formatDuration(b.maxRunTime))) of the schedule: expire could delete a backup that is still running")
         }
         let m = top?.section("metrics", allowed: ["listen"])
         let listen = m?.string("listen") ?? "127.0.0.1:9187"

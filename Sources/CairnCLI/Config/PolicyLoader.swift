@@ -68,7 +68,9 @@ public enum PolicyLoader {
                               hint: "point \(name == "drill" ? "drills" : name): in cairn.yaml (or --policy) at a readable file, e.g. \(example)")
         }
         let r = YAMLReader(file: path)
-        guard let root = r.parse(String(decoding: data, as: UTF8.self)) else { throw ConfigError(.policyInvalid, problems: r.problems) }
+        guard let root = r.parse(String(decoding: data, as: UTF8.self)) else {
+            throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the \(name) policy")
+        }
         let policy = read(r.section(root, path: "", allowed: allowed), r)
         if !r.problems.isEmpty { throw ConfigError(.policyInvalid, problems: r.problems, hint: "fix the \(name) policy") }
         return policy

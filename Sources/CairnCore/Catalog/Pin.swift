@@ -17,9 +17,15 @@ public struct Pin: Codable, Sendable, Equatable {
 
     public static func key(_ id: String) -> String { "backups/\(id)/pin.json" }
 
+    /// An id that can name a backup folder: no `/`, no `.` or `..`, no control characters (anything else is
+    /// simply not found, rather than an invalid object key).
+    static func plausible(_ id: String) -> Bool {
+        !id.isEmpty && id != "." && id != ".." && !id.contains("/") && !id.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }
+    }
+
     /// Pins a committed backup (replacing an earlier pin's reason).
     public static func pin(_ id: String, reason: String, repo: any Repository, clock: any WallClock) throws -> Pin {
-        guard try repo.head(Layout.manifestKey(id)) != nil else {
+        guard plausible(id), try repo.head(Layout.manifestKey(id)) != nil else {
             throw CoreError(.backupNotFound, "no committed backup \(id)", hint: "`cairn list` shows the backups")
         }
         let user = ProcessInfo.processInfo.environment["USER"] ?? String(getuid())
@@ -30,7 +36,7 @@ public struct Pin: Codable, Sendable, Equatable {
 
     /// Removes a pin; throws when the backup was not pinned.
     public static func unpin(_ id: String, repo: any Repository) throws {
-        guard try repo.head(key(id)) != nil else {
+        guard plausible(id), try repo.head(key(id)) != nil else {
             throw CoreError(.backupNotFound, "backup \(id) is not pinned", hint: "`cairn list` shows pinned backups")
         }
         try repo.delete([key(id)])

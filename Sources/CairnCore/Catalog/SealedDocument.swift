@@ -49,11 +49,10 @@ public enum SealedDocument {
         let hexLen = 64
         guard bytes.count >= head.count + mid.count + hexLen + end.count,
               Array(bytes.prefix(head.count)) == head else { throw corrupt("not a sealed document") }
-        var trimmed = bytes
-        while trimmed.last == UInt8(ascii: "\n") || trimmed.last == UInt8(ascii: " ") { trimmed.removeLast() }
-        let endNoNL = Array(end.dropLast())
-        guard Array(trimmed.suffix(endNoNL.count)) == endNoNL else { throw corrupt("truncated") }
-        let hexStart = trimmed.count - endNoNL.count - hexLen
+        // Exactly as sealed, final newline included: a document cut by one byte is a truncated document.
+        let trimmed = bytes
+        guard Array(trimmed.suffix(end.count)) == end else { throw corrupt("truncated") }
+        let hexStart = trimmed.count - end.count - hexLen
         let midStart = hexStart - mid.count
         guard midStart > head.count, Array(trimmed[midStart..<hexStart]) == mid else { throw corrupt("truncated") }
         let digest = String(decoding: trimmed[hexStart..<(hexStart + hexLen)], as: UTF8.self)

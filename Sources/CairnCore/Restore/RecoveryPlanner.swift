@@ -188,6 +188,10 @@ public enum RecoveryPlanner {
         var candidates = catalog.backups.filter { $0.kind == .full }.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
         if let backupId {
             guard let b = catalog.backup(backupId) else {
+                if catalog.damagedManifests.contains(backupId) {
+                    throw CoreError(.repoCorrupt, "the manifest of backup \(backupId) (\(Layout.manifestKey(backupId))) fails its own digest: the backup cannot be used",
+                                    hint: "restore another backup; run `cairn verify` and see runbooks/repository-damaged.md")
+                }
                 throw CoreError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
             }
             guard b.kind == .full else {

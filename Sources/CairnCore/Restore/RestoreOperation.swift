@@ -116,7 +116,10 @@ public enum RestoreOperation {
         var settings = plan.settings
         if let end = options.recoveryEndCommand { settings.append(.init(name: "recovery_end_command", value: end)) }
         if options.archiveOff { settings.append(.init(name: "archive_mode", value: "off")) }
-        for s in settings { lines.append("\(s.name) = '\(s.value.replacingOccurrences(of: "'", with: "''"))'") }
+        // PostgreSQL's configuration parser reads backslash escapes inside quotes: double them, as ALTER SYSTEM does.
+        for s in settings {
+            lines.append("\(s.name) = '\(s.value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''"))'")
+        }
         let text = lines.joined(separator: "\n") + "\n"
         let conf = root + "/postgresql.auto.conf"
         let fd = open(conf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)

@@ -110,6 +110,21 @@ public enum VerifyOperation {
             problems.add(.init(kind: "damaged-manifest", subject: Layout.manifestKey(id), detail: "the manifest fails its own digest: backup \(id) cannot be used", severity: .error))
             for o in catalog.backupObjects[id] ?? [] { referenced.insert(o.key) }
         }
+        // cairn.json and its twin: cairn works with one good copy, so a damaged one would go unnoticed until the
+        // other is damaged too. `cairn init` rewrites it from the good one.
+        for key in [RepositoryInfo.key, RepositoryInfo.copyKey] {
+            do {
+                guard let bytes = try repo.getBytesIfExists(key) else {
+                    problems.add(.init(kind: "missing-object", subject: key, detail: "one of the two copies of the repository's identity is missing; `cairn init` rewrites it", severity: .warning))
+                    continue
+                }
+                guard try SealedDocument.open(RepositoryInfo.self, from: bytes, what: key) == catalog.info else {
+                    throw CoreError(.repoCorrupt, "it differs from the other copy")
+                }
+            } catch let e as CoreError where e.code == .repoCorrupt {
+                problems.add(.init(kind: "damaged-object", subject: key, detail: "\(e.message); `cairn init` rewrites it from the good copy", severity: .error))
+            }
+        }
         var walCount = 0
         for (_, segs) in catalog.wal.segments {
             for (_, e) in segs {
