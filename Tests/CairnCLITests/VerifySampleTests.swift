@@ -12,9 +12,12 @@ struct SampleRepository: Sendable, CustomTestStringConvertible {
     var name: String
     var limits: [String] = []
     var extra: String = ""
+    /// The master key (base64) of an encrypted repository.
+    var masterKey: String?
     var testDescription: String { name }
 
     static let local = SampleRepository(name: "local")
+    static let encrypted = SampleRepository(name: "encrypted", masterKey: Data(MasterKey.generate()).base64EncodedString())
 }
 
 /// `cairn verify` finds every single-bit flip and every truncation in a sample of ≥ 100 stored objects (bundles,
@@ -23,13 +26,14 @@ struct SampleRepository: Sendable, CustomTestStringConvertible {
 /// object is put back. Most checks call the verify operation in-process (an incremental run reads only the
 /// damaged object); every tenth object is checked with the `cairn verify` command as well.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct VerifySampleTests {
-    @Test(arguments: [SampleRepository.local])
+    @Test(arguments: [SampleRepository.local, .encrypted])
     func everyFlipAndTruncationIsFound(_ variant: SampleRepository) throws {
         let seed = TestEnvironment.env["CAIRN_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max >> 1)
         print("verify sample (\(variant.name)): seed \(seed) (set CAIRN_TEST_SEED=\(seed) to repeat)")
         let started = Date()
         let c = try ScratchCluster(name: "verifysample-\(variant.name)") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"] + variant.limits, extra: variant.extra)
+            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"] + variant.limits, extra: variant.extra,
+                                      masterKey: variant.masterKey)
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -60,7 +64,7 @@ struct SampleRepository: Sendable, CustomTestStringConvertible {
         let baseline = try VerifyOperation.run(repo: repo, pipeline: ctx.makePipeline(), full: true, parallelism: 2, clock: SystemClock())
         #expect(baseline.problems.isEmpty, "the undamaged repository: \(baseline.problems)")
 
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var counts = (flips: 0, flipsFound: 0, truncations: 0, truncationsFound: 0, cli: 0)
         var missed: [String] = []
         for (i, key) in keys.enumerated() {
@@ -108,18 +112,5 @@ struct SampleRepository: Sendable, CustomTestStringConvertible {
                 + "detected, each naming exactly the damaged object; \(counts.cli * 1) damages also checked with the cairn verify command; "
                 + String(format: "setup %.1fs, sample %.1fs", setup, Date().timeIntervalSince(started) - setup),
         ])
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a failing sample can be repeated with its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
