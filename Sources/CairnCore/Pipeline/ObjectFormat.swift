@@ -25,20 +25,34 @@ public struct ObjectDigest: Codable, Sendable, Equatable {
     }
 }
 
-/// Cairn's stored object format (version 1).
+/// Cairn's stored object format (version 2).
 ///
 /// An object is a zstd stream of the content (frames with XXH64 checksums), followed by one zstd *skippable
-/// frame* holding a trailer: the magic `CAIRNOB1`, the content size (u64 LE) and the content's SHA-256.
-/// Any zstd tool decompresses an object (skippable frames are ignored), and Cairn verifies the trailer, so an
-/// object proves its own integrity without a manifest — which is how WAL segments are checked.
+/// frame* holding a trailer: the magic `CAIRNOB2`, the content size (u64 LE), the content's SHA-256 and the SHA-256
+/// of every stored byte before the trailer. Any zstd tool decompresses an object (skippable frames are ignored),
+/// and Cairn verifies the trailer, so an object proves its own integrity without a manifest — which is how WAL
+/// segments are checked. The digest of the compressed bytes catches the changes a decoder would not notice (a
+/// flipped bit in a frame's window size decompresses to the same content). Version 1 trailers (`CAIRNOB1`, no
+/// compressed digest) are still read.
 enum ObjectFormat {
-    /// Skippable frame magic (0x184D2A50 + 0xE) and payload length.
+    /// Skippable frame magic (0x184D2A50 + 0xE).
     static let skippableMagic: UInt32 = 0x184D_2A5E
-    static let tag = Array("CAIRNOB1".utf8)
-    static let payloadLength = 8 + 8 + 32
+    static let tag = Array("CAIRNOB2".utf8)
+    static let tagV1 = Array("CAIRNOB1".utf8)
+    static let payloadLength = 8 + 8 + 32 + 32
+    static let payloadLengthV1 = 8 + 8 + 32
     static let trailerLength = 8 + payloadLength
+    static let trailerLengthV1 = 8 + payloadLengthV1
 
-    static func trailer(size: Int64, sha256: [UInt8]) -> [UInt8] {
+    /// What a trailer records.
+    struct Trailer: Equatable {
+        var size: Int64
+        var sha256: [UInt8]
+        /// SHA-256 of the stored bytes before the trailer (nil in version 1).
+        var storedSHA256: [UInt8]?
+    }
+
+    static func trailer(size: Int64, sha256: [UInt8], storedSHA256: [UInt8]) -> [UInt8] {
         var t = [UInt8]()
         t.reserveCapacity(trailerLength)
         appendLE(&t, UInt64(skippableMagic), bytes: 4)
@@ -46,15 +60,27 @@ enum ObjectFormat {
         t += tag
         appendLE(&t, UInt64(size), bytes: 8)
         t += sha256
+        t += storedSHA256
         return t
     }
 
-    /// Parses a trailer; nil when the bytes are not one.
-    static func parseTrailer(_ t: [UInt8]) -> (size: Int64, sha256: [UInt8])? {
-        guard t.count == trailerLength,
-              readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLength),
-              Array(t[8..<16]) == tag else { return nil }
-        return (Int64(bitPattern: readLE(t, 16, 8)), Array(t[24..<56]))
+    /// Parses the trailer at the end of `tail` (the object's last bytes, at least ``trailerLength`` of them when
+    /// the object is that long); nil when they do not end with one. Also returns the trailer's length.
+    static func parseTrailer(_ tail: [UInt8]) -> (trailer: Trailer, length: Int)? {
+        if tail.count >= trailerLength {
+            let t = Array(tail.suffix(trailerLength))
+            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLength), Array(t[8..<16]) == tag {
+                return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: Array(t[56..<88])),
+                        trailerLength)
+            }
+        }
+        if tail.count >= trailerLengthV1 {
+            let t = Array(tail.suffix(trailerLengthV1))
+            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLengthV1), Array(t[8..<16]) == tagV1 {
+                return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: nil), trailerLengthV1)
+            }
+        }
+        return nil
     }
 
     private static func appendLE(_ a: inout [UInt8], _ v: UInt64, bytes: Int) {

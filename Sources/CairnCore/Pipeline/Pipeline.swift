@@ -78,7 +78,9 @@ public struct Pipeline: Sendable {
         var stored = SHA256()
         var plainSize: Int64 = 0
         var storedSize: Int64 = 0
+        // The last bytes (where the trailer is) are held back; everything before them goes into `beforeTrailer`.
         var tail = [UInt8]()
+        var beforeTrailer = SHA256()
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
         try repo.get(key, range: nil) { chunk in
             if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !(repo is EncryptedRepository) {
@@ -87,8 +89,12 @@ public struct Pipeline: Sendable {
             }
             stored.update(bufferPointer: chunk)
             storedSize += Int64(chunk.count)
-            tail.append(contentsOf: chunk.suffix(ObjectFormat.trailerLength))
-            if tail.count > ObjectFormat.trailerLength { tail.removeFirst(tail.count - ObjectFormat.trailerLength) }
+            let release = max(0, tail.count + chunk.count - ObjectFormat.trailerLength)
+            let fromTail = min(release, tail.count)
+            tail.withUnsafeBytes { beforeTrailer.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<fromTail])) }
+            beforeTrailer.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[0..<(release - fromTail)]))
+            tail.removeFirst(fromTail)
+            tail.append(contentsOf: chunk[(release - fromTail)...])
             do {
                 try d.decompress(chunk) { out in
                     plain.update(bufferPointer: out)
@@ -105,9 +111,12 @@ public struct Pipeline: Sendable {
             CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
         }
         guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
-        guard let trailer = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
+        guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
         guard trailer.size == plainSize, Hex.encode(trailer.sha256) == digest.sha256 else {
             throw damaged("its content does not match the digest recorded when it was stored")
+        }
+        if let recorded = trailer.storedSHA256, length == tail.count, Array(beforeTrailer.finalize()) != recorded {
+            throw damaged("its compressed bytes do not match the digest recorded when it was stored")
         }
         if let expected {
             guard expected.storedSize == storedSize, expected.storedSHA256 == digest.storedSHA256,
@@ -163,7 +172,7 @@ public final class StoreStream {
         do {
             try compressor.finish { try emit($0) }
             let sha = Array(plain.finalize())
-            try ObjectFormat.trailer(size: plainSize, sha256: sha).withUnsafeBytes { try emit($0) }
+            try ObjectFormat.trailer(size: plainSize, sha256: sha, storedSHA256: Array(stored.finalize())).withUnsafeBytes { try emit($0) }
             _ = try writer.finish()
             done = true
             return ObjectDigest(size: plainSize, sha256: Hex.encode(sha), storedSize: storedSize,
