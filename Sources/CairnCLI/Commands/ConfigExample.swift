@@ -23,6 +23,8 @@ enum ConfigExample {
       # kms_key_id: arn:aws:kms:...
       # credentials_file: /etc/cairn/aws-credentials    # AWS format, mode 0600; AWS_ACCESS_KEY_ID/... override
       # profile: default
+      # encryption:                                    # client-side AES-256-GCM; set before `cairn init`
+      #   key_file: /etc/cairn/master.key              # from `cairn key generate`; or key_env: CAIRN_MASTER_KEY
 
     compression:
       level: 3                    # zstd 1..19
