@@ -67,6 +67,7 @@ struct EffectiveSettings: Encodable {
     var cluster: [String: String]
     var repository: [String: String]
     var compression: [String: Int]
+    var archive: [String: String]
     var limits: [String: String]
     var retention: [String: String]
     var daemon: [String: String]
@@ -104,6 +105,7 @@ struct EffectiveSettings: Encodable {
         case .environment(let name): repository["encryption"] = "aes-256-gcm, master key in environment variable \(name)"
         }
         compression = ["level": c.compression.level, "threads": c.compression.threads]
+        archive = ["async": String(c.archive.async), "push_ahead": String(c.archive.pushAhead)]
         let l = c.limits
         limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
                   "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),
@@ -118,7 +120,7 @@ struct EffectiveSettings: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case file, cluster, repository, compression, limits, retention, daemon
+        case file, cluster, repository, compression, archive, limits, retention, daemon
         case environmentOverrides = "environment_overrides"
     }
 
@@ -128,7 +130,8 @@ struct EffectiveSettings: Encodable {
         }
         var s = "# effective settings from \(file)\n"
         s += block("cluster", cluster) + "\n" + block("repository", repository) + "\n"
-        s += block("compression", compression.mapValues(String.init)) + "\n" + block("limits", limits) + "\n"
+        s += block("compression", compression.mapValues(String.init)) + "\n" + block("archive", archive) + "\n"
+        s += block("limits", limits) + "\n"
         s += block("retention", retention) + "\n" + block("daemon", daemon)
         if !environmentOverrides.isEmpty { s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))" }
         return s

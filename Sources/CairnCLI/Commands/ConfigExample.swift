@@ -30,6 +30,10 @@ enum ConfigExample {
       level: 3                    # zstd 1..19
       threads: 0                  # zstd worker threads per stream
 
+    archive:
+      async: false                # true: wal-push also pushes the next .ready files, in parallel
+      push_ahead: 32              # the most files one wal-push pushes ahead
+
     limits:
       parallelism: 4              # parallel part uploads, restores, WAL prefetch
       part_size: 8MiB             # multipart part size (5MiB..5GiB)

@@ -12,7 +12,9 @@ struct WalPushCommand: AsyncParsableCommand {
         discussion: """
         Compresses the file, stores it create-only, confirms size and digest, and only then exits 0. A file already \
         stored with the same content is a success; with different content it is an error (wal.conflict) and \
-        nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs.
+        nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs. \
+        With archive.async, it also pushes up to archive.push_ahead further .ready files in parallel \
+        (limits.parallelism) and acknowledges those later from a local record of the confirmed push.
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -22,8 +24,10 @@ struct WalPushCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let path = self.path
+        let ahead = ctx.config.archive.async ? ctx.config.archive.pushAhead : 0
         let r = try await Blocking.run {
-            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path)
+            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path,
+                            pushAhead: ahead, parallelism: ctx.config.limits.parallelism)
         }
         if json { try Output.json(r) }
     }

@@ -34,7 +34,7 @@ public struct ConfigLoader {
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
         guard let root = r.parse(text) else { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "limits", "retention", "drills", "schedule", "metrics"])
+        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "archive", "limits", "retention", "drills", "schedule", "metrics"])
         var overrides: [String] = []
 
         // cluster
@@ -75,6 +75,10 @@ public struct ConfigLoader {
         let z = top?.section("compression", allowed: ["level", "threads"])
         let compression = Configuration.Compression(level: z?.int("level", range: 1...19) ?? 3,
                                                     threads: z?.int("threads", range: 0...64) ?? 0)
+
+        // archive
+        let a = top?.section("archive", allowed: ["async", "push_ahead"])
+        let archive = Configuration.Archive(async: a?.bool("async") ?? false, pushAhead: a?.int("push_ahead", range: 1...1024) ?? 32)
 
         // limits
         let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",
@@ -152,7 +156,7 @@ public struct ConfigLoader {
         }
 
         if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, limits: limits,
+        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, archive: archive, limits: limits,
                              retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
                              metricsListen: listen, drills: drills,
                              sourcePath: file, environmentOverrides: overrides)

@@ -45,6 +45,14 @@ public struct Configuration: Sendable {
         case environment(String)
     }
 
+    /// WAL archiving (`archive:`).
+    public struct Archive: Sendable {
+        /// Asynchronous archiving: `wal-push` pushes further `.ready` files ahead, in parallel.
+        public var async: Bool
+        /// The most files one `wal-push` pushes ahead.
+        public var pushAhead: Int
+    }
+
     public struct Compression: Sendable {
         /// zstd level, 1…19.
         public var level: Int
@@ -74,6 +82,7 @@ public struct Configuration: Sendable {
     /// Client-side encryption of the repository (nil: plain).
     public var encryption: EncryptionKey?
     public var compression: Compression
+    public var archive: Archive
     public var limits: Limits
     /// The retention policy (`retention:` in cairn.yaml: a policy file's path, relative to cairn.yaml, or the
     /// keys inline); defaults when absent.

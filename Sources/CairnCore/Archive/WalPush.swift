@@ -12,6 +12,8 @@ public enum WalPush {
         case stored
         /// Already in the repository with the same content: nothing to do.
         case alreadyStored = "already-stored"
+        /// Stored and confirmed earlier by a push ahead (asynchronous archiving); acknowledged from its record.
+        case pushedAhead = "pushed-ahead"
     }
 
     public struct Result: Sendable, Codable {
@@ -30,8 +32,36 @@ public enum WalPush {
     static let logger = Logger(label: "cairn.wal-push")
 
     /// Pushes one file. `path` is as PostgreSQL passes `%p` (relative to the data directory, which is the
-    /// archiver's working directory).
-    public static func run(repo: any Repository, pipeline: Pipeline, path: String) throws -> Result {
+    /// archiver's working directory). With `pushAhead` > 0 (asynchronous archiving, see ``WalPushAhead``) the file
+    /// may be acknowledged from the record of an earlier push, and up to `pushAhead` further `.ready` files are
+    /// pushed meanwhile on `parallelism` threads; the call returns once all of them are done.
+    public static func run(repo: any Repository, pipeline: Pipeline, path: String, pushAhead: Int = 0, parallelism: Int = 1) throws -> Result {
+        let (file, bytes) = try read(path)
+        if pushAhead > 0, let r = WalPushAhead.acknowledge(path: path, bytes: bytes, location: repo.location) {
+            logger.info("archived earlier by a push ahead", metadata: ["file": "\(r.file)"])
+            return r
+        }
+        let info = try RepositoryInfo.require(from: repo)
+        var pool: WorkerPool?
+        if pushAhead > 0 {
+            WalPushAhead.sweep(spool: WalPushAhead.spool(for: path), walDirectory: (path as NSString).deletingLastPathComponent)
+            let names = WalPushAhead.ready(after: path, limit: pushAhead)
+            if !names.isEmpty {
+                let p = WorkerPool(threads: min(parallelism, names.count), maxQueued: names.count, name: "cairn-push-ahead")
+                WalPushAhead.submit(names, beside: path, location: repo.location, pool: p) { other in
+                    let (f, b) = try read(other)
+                    return try push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
+                }
+                pool = p
+            }
+        }
+        let outcome = Swift.Result { try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info).result }
+        try? pool?.wait()
+        return try outcome.get()
+    }
+
+    /// Reads a file PostgreSQL asks to archive.
+    static func read(_ path: String) throws -> (WALFileName, [UInt8]) {
         let name = (path as NSString).lastPathComponent
         guard let file = WALFileName(name) else {
             throw CoreError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
@@ -41,16 +71,20 @@ public enum WalPush {
             throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
                             hint: "archive_command runs in the data directory; pass %p unchanged")
         }
-        let bytes = [UInt8](data)
-        let info = try RepositoryInfo.require(from: repo)
-        try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
+        return (file, [UInt8](data))
+    }
 
+    /// Stores one file create-only and confirms it; returns the result and the content's SHA-256.
+    static func push(file: WALFileName, bytes: [UInt8], repo: any Repository, pipeline: Pipeline,
+                     info: RepositoryInfo) throws -> (result: Result, sha256: String) {
+        let name = file.fileName
+        try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
         let key = Layout.walKey(file)
         do {
             let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly)
             try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
             logger.info("archived", metadata: ["file": "\(name)", "stored_bytes": "\(digest.storedSize)"])
-            return Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize)
+            return (Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize), digest.sha256)
         } catch let e as StorageError where e.code == .repoObjectExists {
             // Already there (an earlier push whose acknowledgement was lost): fine if identical, never overwrite.
             let existing: ObjectDigest
@@ -68,7 +102,7 @@ public enum WalPush {
                                 hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
             }
             logger.info("already archived with the same content", metadata: ["file": "\(name)"])
-            return Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
+            return (Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize), plainSHA)
         }
     }
 
