@@ -5,7 +5,8 @@
 # Settings map as: COMPRESS_TYPE must be zst (Cairn stores zstd only), COMPRESS_LEVEL -> compression.level,
 # PROCESS_MAX -> limits.parallelism (parallel part uploads, parallel bundle restores, WAL prefetch) and
 # compression.threads (zstd workers), as pgBackRest's process-max parallelises compression.
-# ARCHIVE_ASYNC=y is refused: Cairn has no asynchronous wal-push yet (issue #10).
+# ARCHIVE_ASYNC=y -> archive.async: true (wal-push pushes up to archive.push_ahead further .ready files in
+# parallel and acknowledges them later from records of the confirmed pushes), as pgBackRest's archive-async.
 CAIRN_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CAIRN_SRC_BIN=${CAIRN_BIN:-$CAIRN_PLUGIN_DIR/../.build/release/cairn}
 CAIRN_DIR=$BENCH_STATE/cairn
@@ -17,7 +18,6 @@ tool_version() { "$CAIRN_SRC_BIN" --version | sed 's/^/cairn /'; }
 
 tool_setup() {
   [ -x "$CAIRN_SRC_BIN" ] || { echo "cairn: no binary at $CAIRN_SRC_BIN (swift build -c release, or set CAIRN_BIN)" >&2; return 1; }
-  [ "${ARCHIVE_ASYNC:-n}" = n ] || { echo "cairn: no asynchronous wal-push yet; use MODES=sync" >&2; return 1; }
   if [ "${COMPRESS_TYPE:-zst}" != zst ]; then
     echo "cairn: stores zstd only; using zst instead of ${COMPRESS_TYPE}" >&2
     export COMPRESS_TYPE=zst
@@ -51,6 +51,10 @@ tool_setup() {
     echo "  threads: ${PROCESS_MAX:-2}"          # zstd workers: pgBackRest's process-max compresses in parallel too
     echo "limits:"
     echo "  parallelism: ${PROCESS_MAX:-2}"
+    if [ "${ARCHIVE_ASYNC:-n}" = y ]; then
+      echo "archive:"
+      echo "  async: true"
+    fi
   } > "$CAIRN_CONF"
   chown -R "$PGUSER_OS" "$CAIRN_DIR"
   [ ! -d "$BENCH_STATE/cairn-repo" ] || chown "$PGUSER_OS" "$BENCH_STATE/cairn-repo"

@@ -2,6 +2,15 @@ import Foundation
 
 /// Small file helpers shared by the layers.
 public enum FileIO {
+    /// Reads a file holding a secret (`what` names it in the warning, e.g. "credentials file"). Returns nil when it
+    /// does not exist or cannot be read, and a warning (with the `chmod` to run) when other users may read it.
+    public static func readSecret(_ path: String, what: String) -> (data: Data, warning: String?)? {
+        var st = stat()
+        guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else { return nil }
+        let loose = st.st_mode & 0o077 != 0
+        return (data, loose ? "\(what) \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)" : nil)
+    }
+
     /// Writes the whole buffer to a file descriptor, retrying on EINTR and short writes.
     public static func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) throws {
         var off = 0

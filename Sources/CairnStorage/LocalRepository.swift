@@ -34,14 +34,7 @@ public final class LocalRepository: Repository {
 
     @discardableResult
     public func put(_ key: String, _ bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
-        let w = try makeWriter(key, options: options)
-        do {
-            try bytes.withUnsafeBytes { try w.write($0) }
-            return try w.finish()
-        } catch {
-            w.abort()
-            throw error
-        }
+        try putThroughWriter(key, bytes, options: options)
     }
 
     public func makeWriter(_ key: String, options: PutOptions) throws -> any ObjectWriter {

@@ -130,6 +130,18 @@ extension Repository {
         do { return try getBytes(key) } catch let e as StorageError where e.code == .repoObjectMissing { return nil }
     }
 
+    /// Stores a whole object through ``makeWriter(_:options:)`` (for drivers whose `put` is a streamed write).
+    public func putThroughWriter(_ key: String, _ bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
+        let w = try makeWriter(key, options: options)
+        do {
+            try bytes.withUnsafeBytes { try w.write($0) }
+            return try w.finish()
+        } catch {
+            w.abort()
+            throw error
+        }
+    }
+
     /// Stores bytes, replacing any existing object.
     @discardableResult
     public func put(_ key: String, _ bytes: [UInt8]) throws -> ObjectInfo {

@@ -27,14 +27,11 @@ public struct CredentialResolver {
         }
         let profile = environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? s3.profile
         var warnings: [String] = []
-        var st = stat()
-        guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else {
+        guard let (data, warning) = FileIO.readSecret(path, what: "credentials file") else {
             throw BaseError(.configInvalid, "credentials file \(path) does not exist or is not readable",
                             hint: "create it (mode 0600, owned by the user cairn runs as) or fix repository.credentials_file")
         }
-        if st.st_mode & 0o077 != 0 {
-            warnings.append("credentials file \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
-        }
+        if let warning { warnings.append(warning) }
         let sections = CredentialResolver.parseINI(String(decoding: data, as: UTF8.self))
         guard let sec = sections[profile] else {
             throw BaseError(.configInvalid, "credentials file \(path) has no [\(profile)] profile",

@@ -73,14 +73,7 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
     @discardableResult
     public func put(_ key: String, _ bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
         if EncryptedRepository.isPlain(key) { return try base.put(key, bytes, options: options) }
-        let w = try makeWriter(key, options: options)
-        do {
-            try bytes.withUnsafeBytes { try w.write($0) }
-            return try w.finish()
-        } catch {
-            w.abort()
-            throw error
-        }
+        return try putThroughWriter(key, bytes, options: options)
     }
 
     public func makeWriter(_ key: String, options: PutOptions) throws -> any ObjectWriter {

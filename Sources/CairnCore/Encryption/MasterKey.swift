@@ -41,14 +41,11 @@ public struct MasterKey: Sendable {
 
     /// Reads a key file; `warnings` receives a note when other users may read it.
     public static func load(file path: String, warnings: inout [String]) throws -> MasterKey {
-        var st = stat()
-        guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else {
+        guard let (data, warning) = FileIO.readSecret(path, what: "master key file") else {
             throw CoreError(.configInvalid, "master key file \(path) does not exist or is not readable (uid \(getuid()))",
                             hint: "create it with `cairn key generate --output \(path)` for a new repository, or fix repository.encryption.key_file")
         }
-        if st.st_mode & 0o077 != 0 {
-            warnings.append("master key file \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
-        }
+        if let warning { warnings.append(warning) }
         return try parse(String(decoding: data, as: UTF8.self), source: "file \(path)")
     }
 
