@@ -11,6 +11,26 @@ public enum FileIO {
         return (data, loose ? "\(what) \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)" : nil)
     }
 
+    /// Reads a whole file into one buffer (one allocation, one copy; nil with `errno` set on failure).
+    public static func readAll(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let size = Int(st.st_size)
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, count in
+            while count < size {
+                let n = read(fd, buf.baseAddress! + count, size - count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { failed = n < 0; break }
+                count += n
+            }
+        }
+        return failed || bytes.count != size ? nil : bytes
+    }
+
     /// Writes the whole buffer to a file descriptor, retrying on EINTR and short writes.
     public static func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) throws {
         var off = 0

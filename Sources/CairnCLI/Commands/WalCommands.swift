@@ -25,8 +25,11 @@ struct WalPushCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         let path = self.path
         let ahead = ctx.config.archive.async ? ctx.config.archive.pushAhead : 0
-        let r = try await Blocking.run {
-            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path,
+        // Pushing ahead already runs one segment per thread: zstd's own worker threads would only add overhead.
+        var pipeline = ctx.makePipeline()
+        if ahead > 0 { pipeline.workers = 0 }
+        let r = try await Blocking.run { [pipeline] in
+            try WalPush.run(repo: try ctx.makeRepository(), pipeline: pipeline, path: path,
                             pushAhead: ahead, parallelism: ctx.config.limits.parallelism)
         }
         if json { try Output.json(r) }

@@ -67,11 +67,11 @@ public enum WalPush {
             throw CoreError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
                             hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let bytes = FileIO.readAll(path) else {
             throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
                             hint: "archive_command runs in the data directory; pass %p unchanged")
         }
-        return (file, [UInt8](data))
+        return (file, bytes)
     }
 
     /// Stores one file create-only and confirms it; returns the result and the content's SHA-256.
