@@ -47,14 +47,14 @@ extension CrashCampaignTests {
                 tallies[op]!.add(inFlight ? 128 + SIGKILL : 0)
                 // The archiver's retries are the next run: it catches up once the endpoint is back.
                 try c.switchAndWaitForArchive(timeout: 240)
-                try inv.check(ctx + " after the archiver caught up")
+                try inv.check(ctx + " after the archiver caught up", walFloor: true)
                 continue
             }
             if op == "expire" {
                 #expect(try c.cairn(["backup"]).status == 0)
                 usleep(1_100_000)
             }
-            let before = try inv.check(ctx + " before", walFloor: op == "expire")
+            let before = try inv.check(ctx + " before", walFloor: true)
             let p = try CairnProcess.start(config: c.config!, [op], quiet: true)
             let delay = Campaign.killDelay(trial: trial, baseline: op == "expire" ? 1.5 : baseline, using: &rng)
             let early = p.wait(atMost: delay)
@@ -68,13 +68,13 @@ extension CrashCampaignTests {
             }
             tallies[op]!.add(early == nil ? 128 + SIGKILL : 0)
             if status != 0 { ErrorReport.check(status: status, stderr: p.stderr, ctx) }
-            let after = try inv.check(ctx + " after the crash", walFloor: op == "expire")
+            let after = try inv.check(ctx + " after the crash", walFloor: true)
             if op == "backup" {
                 #expect(after.count == before.count + (status == 0 ? 1 : 0), "\(ctx): only a successful backup is committed")
             }
             let next = try c.cairn([op])
             #expect(next.status == 0, "\(ctx): the next \(op): \(next.stderr)")
-            try inv.check(ctx + " after the next run", walFloor: op == "expire")
+            try inv.check(ctx + " after the next run", walFloor: true)
         }
         try Workload.restoreAndCompare(c, "s3-endpoint seed \(seed)")
         for t in tallies.values where t.total > 0 { t.record() }
