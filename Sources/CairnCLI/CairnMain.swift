@@ -54,7 +54,7 @@ public enum CairnMain {
         do {
             let args = hoistGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
             var command = try CairnCommand.parseAsRoot(args)
-            if let g = (Mirror(reflecting: command).children.first { $0.value is GlobalOptions }?.value as? GlobalOptions) {
+            if let g = globalOptions(of: command) {
                 CairnLogHandler.bootstrap(level: g.level, format: CairnLogHandler.Format(rawValue: g.logFormat) ?? .text)
             } else {
                 CairnLogHandler.bootstrap(level: .warning, format: .text)
@@ -101,6 +101,16 @@ extension CairnMain {
 
     /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
     /// after it: move global options written before the subcommand to the end of the arguments.
+    /// The parsed global options of a command (its `@OptionGroup var global`), so --log-level, --quiet, --verbose and
+    /// --log-format reach the log handler. The property wrapper stores an `OptionGroup<GlobalOptions>`.
+    static func globalOptions(of command: any ParsableCommand) -> GlobalOptions? {
+        for child in Mirror(reflecting: command).children {
+            if let g = child.value as? GlobalOptions { return g }
+            if let g = child.value as? OptionGroup<GlobalOptions> { return g.wrappedValue }
+        }
+        return nil
+    }
+
     static func hoistGlobalOptions(_ args: [String]) -> [String] {
         let withValue: Set<String> = ["--config", "--log-level", "--log-format"]
         let flags: Set<String> = ["-v", "--verbose", "-q", "--quiet"]

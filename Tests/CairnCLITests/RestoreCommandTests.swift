@@ -34,4 +34,15 @@ import Testing
         #expect(CairnMain.hoistGlobalOptions(["--config", "/c", "--quiet", "backup"]) == ["backup", "--config", "/c", "--quiet"])
         #expect(CairnMain.hoistGlobalOptions(["--config", "/c", "x", "--", "--y"]) == ["x", "--config", "/c", "--", "--y"])
     }
+
+    /// The log options reach the log handler (they were parsed, then ignored: the crash campaign's `--quiet` runs
+    /// still printed retry warnings).
+    @Test func globalLogOptionsAreFound() throws {
+        let quiet = CairnMain.globalOptions(of: try CairnCommand.parseAsRoot(CairnMain.hoistGlobalOptions(["--quiet", "list"])))
+        #expect(quiet?.level == .error)
+        let json = CairnMain.globalOptions(of: try CairnCommand.parseAsRoot(["list", "--log-level", "debug", "--log-format", "json"]))
+        #expect(json?.level == .debug)
+        #expect(json?.logFormat == "json")
+        #expect(CairnMain.globalOptions(of: try CairnCommand.parseAsRoot(["wal-push", "x", "-v"]))?.level == .info)
+    }
 }
