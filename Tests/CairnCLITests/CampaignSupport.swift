@@ -22,8 +22,8 @@ struct SeededGenerator: RandomNumberGenerator {
 
 /// Settings and bookkeeping shared by the crash and fault campaigns.
 enum Campaign {
-    /// Trials per operation: `CAIRN_CRASH_TRIALS` (default 3, the CI share; `scripts/crash-campaign.sh` runs 30).
-    static var trials: Int { max(1, Int(TestEnvironment.env["CAIRN_CRASH_TRIALS"] ?? "") ?? 3) }
+    /// Trials per operation: `CAIRN_CRASH_TRIALS` (default 2, the CI share; `scripts/crash-campaign.sh` runs 30).
+    static var trials: Int { max(1, Int(TestEnvironment.env["CAIRN_CRASH_TRIALS"] ?? "") ?? 2) }
 
     /// The campaign's generator; the seed is printed (and goes into every failure message via the caller).
     static func generator(_ name: String) -> (SeededGenerator, UInt64) {

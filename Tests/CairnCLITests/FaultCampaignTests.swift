@@ -7,7 +7,7 @@ import TestSupport
 /// `scripts/fault_proxy.py` with randomly scripted faults (seeded, printed). Each run must either succeed with its
 /// data verifiably intact, or fail with one documented error and nothing partial committed, within a bound
 /// derived from the configured deadlines (a watchdog turns a hang into a failure). Faults injected per kind
-/// (from the proxy's log) go to `Measurements`. `CAIRN_CRASH_TRIALS` runs of each command (default 3).
+/// (from the proxy's log) go to `Measurements`. `CAIRN_CRASH_TRIALS` runs of each command (default 2).
 @Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct FaultCampaignTests {
     /// The deadlines of the configuration under faults (stall_seconds below are chosen around io_timeout).
     static let ioTimeout = 3.0, requestTimeout = 20.0
