@@ -97,6 +97,11 @@ final class S3Client: @unchecked Sendable {
                                   headers: headers.filter { $0.0 != "Content-Length" }, payloadHash: payloadHash,
                                   date: clock.now())
             let wire = headers + [("Host", host)] + sig.headers
+            if logger.logLevel <= .trace {
+                // The signature and a session token are secrets: never logged.
+                let shown = wire.map { ["authorization", "x-amz-security-token"].contains($0.0.lowercased()) ? "\($0.0): <redacted>" : "\($0.0): \($0.1)" }
+                logger.trace("S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)", "headers": "\(shown.joined(separator: "; "))"])
+            }
             let remaining = deadline.timeIntervalSince(clock.now())
             var got: Int64 = 0
             let outcome = try transport.perform(method: req.method, url: url, headers: wire, body: req.body,
@@ -105,6 +110,7 @@ final class S3Client: @unchecked Sendable {
             let error: StorageError
             switch outcome {
             case .response(let r) where (200..<300).contains(r.status) || req.accept.contains(r.status):
+                logger.debug("S3 response", metadata: ["request": "\(what)", "status": "\(r.status)", "attempt": "\(attempt)"])
                 return r
             case .response(let r):
                 error = mapHTTPError(r, what: what)
