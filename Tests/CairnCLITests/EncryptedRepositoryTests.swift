@@ -103,6 +103,15 @@ import TestSupport
         #expect(wrong.status == 77 && wrong.stderr.contains("[key.mismatch]"), "\(wrong.stderr)")
         #expect(!wrong.stderr.contains(try String(contentsOfFile: other, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
 
+        // `config validate` reads the key (and names it by id); a missing key file is a configuration error.
+        let valid = try c.cairn(["config", "validate"])
+        #expect(valid.status == 0 && valid.stdout.contains("(master key "), "\(valid.stdout)\(valid.stderr)")
+        let noFile = c.dir + "/no-file.yaml"
+        try plain.replacingOccurrences(of: "\(c.dir)/master.key", with: "\(c.dir)/absent.key").write(toFile: noFile, atomically: true, encoding: .utf8)
+        try Run.shell("chown postgres \(noFile)")
+        let absent = try Run.cairnAsPostgres(["--config", noFile, "config", "validate"])
+        #expect(absent.status == 78 && absent.stderr.contains("[config.invalid]") && absent.stderr.contains("cairn key generate"), "\(absent.stderr)")
+
         // A flipped bit in one segment and two segments swapped: verify names each, exit 65.
         let walDir = try FileManager.default.subpathsOfDirectory(atPath: c.dir + "/repo/wal")
             .filter { $0.hasSuffix(".zst") }.sorted().map { c.dir + "/repo/wal/" + $0 }

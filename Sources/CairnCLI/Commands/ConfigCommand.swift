@@ -34,8 +34,13 @@ struct ConfigCommand: AsyncParsableCommand {
             var file: String
             var ok = true
             var credentialsFrom: String?
+            var masterKeyId: String?
             var warnings: [String] = []
-            enum CodingKeys: String, CodingKey { case file, ok, warnings; case credentialsFrom = "credentials_from" }
+            enum CodingKeys: String, CodingKey {
+                case file, ok, warnings
+                case credentialsFrom = "credentials_from"
+                case masterKeyId = "master_key_id"
+            }
         }
 
         func run() async throws {
@@ -48,9 +53,15 @@ struct ConfigCommand: AsyncParsableCommand {
                 result.credentialsFrom = source
                 result.warnings = warnings
             }
+            // The master key must be readable and well-formed wherever cairn runs (also as the archiver's user).
+            switch config.encryption {
+            case .file(let path)?: result.masterKeyId = try MasterKey.load(file: path, warnings: &result.warnings).id
+            case .environment(let name)?: result.masterKeyId = try MasterKey.load(variable: name, environment: loader.environment).id
+            case nil: break
+            }
             if json { return try Output.json(result) }
             for w in result.warnings { Output.stderr("warning: \(w)") }
-            Output.line("\(path): ok\(result.credentialsFrom.map { " (S3 credentials from \($0))" } ?? "")")
+            Output.line("\(path): ok\(result.credentialsFrom.map { " (S3 credentials from \($0))" } ?? "")\(result.masterKeyId.map { " (master key \($0))" } ?? "")")
         }
     }
 

@@ -86,7 +86,7 @@ public enum Doctor {
         if let ready = f.readyWALFiles {
             if ready > 16 {
                 add("archive_backlog", .warning, "\(ready) segments wait in pg_wal/archive_status to be archived: archiving is falling behind",
-                    fix: "see runbooks/wal-archiving.md; raise limits.parallelism or check the repository's throughput")
+                    fix: "if archiving fails, see runbooks/wal-archiving.md; if it is only slow, set archive: {async: true} in cairn.yaml so that wal-push pushes the backlog in parallel (limits.parallelism)")
             } else {
                 add("archive_backlog", .ok, "\(ready) segments waiting to be archived")
             }

@@ -80,11 +80,17 @@ public enum RestoreOperation {
             let submitted = pool.submit {
                 try Interruption.check()
                 let x = TarExtractor(root: dir, linkTarget: relink)
-                try pipeline.load(repo, key: object.key, expected: object.digest) { buf in
-                    try x.feed(buf)
-                    onBytes(totals.add(bytes: Int64(buf.count)))
+                do {
+                    try pipeline.load(repo, key: object.key, expected: object.digest) { buf in
+                        try x.feed(buf)
+                        onBytes(totals.add(bytes: Int64(buf.count)))
+                    }
+                    try x.finish()
+                } catch let e as CoreError where e.code == .dataCorrupt && !e.message.contains(object.key) {
+                    // Damage the tar reader noticed before the object's own checks did: still name the object.
+                    throw CoreError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
+                                    hint: Pipeline.damageHint)
                 }
-                try x.finish()
                 totals.add(files: x.files)
             }
             if !submitted { break }
