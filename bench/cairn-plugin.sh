@@ -5,8 +5,8 @@
 # Settings map as: COMPRESS_TYPE must be zst (Cairn stores zstd only), COMPRESS_LEVEL -> compression.level,
 # PROCESS_MAX -> limits.parallelism (parallel part uploads, parallel bundle restores, WAL prefetch) and
 # compression.threads (zstd workers), as pgBackRest's process-max parallelises compression.
-# ARCHIVE_ASYNC=y -> archive.async: true (wal-push pushes up to archive.push_ahead further .ready files in
-# parallel and acknowledges them later from records of the confirmed pushes), as pgBackRest's archive-async.
+# ARCHIVE_ASYNC=y -> archive.async: true (a backlog starts a background worker that pushes the .ready files in
+# parallel; wal-push acknowledges each from the worker's record of its confirmed push), as pgBackRest's archive-async.
 CAIRN_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CAIRN_SRC_BIN=${CAIRN_BIN:-$CAIRN_PLUGIN_DIR/../.build/release/cairn}
 CAIRN_DIR=$BENCH_STATE/cairn

@@ -116,7 +116,7 @@ struct EffectiveSettings: Encodable {
         case .environment(let name): repository["encryption"] = "aes-256-gcm, master key in environment variable \(name)"
         }
         compression = ["level": c.compression.level, "threads": c.compression.threads]
-        archive = ["async": String(c.archive.async), "push_ahead": String(c.archive.pushAhead)]
+        archive = ["async": String(c.archive.async)]
         let l = c.limits
         limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
                   "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),

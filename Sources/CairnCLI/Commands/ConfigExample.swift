@@ -31,8 +31,7 @@ enum ConfigExample {
       threads: 0                  # zstd worker threads per stream
 
     archive:
-      async: false                # true: wal-push also pushes the next .ready files, in parallel
-      push_ahead: 32              # the most files one wal-push pushes ahead
+      async: false                # true: a backlog of .ready files is pushed in parallel by a background worker
 
     limits:
       parallelism: 4              # parallel part uploads, restores, WAL prefetch

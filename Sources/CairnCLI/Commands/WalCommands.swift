@@ -13,8 +13,9 @@ struct WalPushCommand: AsyncParsableCommand {
         Compresses the file, stores it create-only, confirms size and digest, and only then exits 0. A file already \
         stored with the same content is a success; with different content it is an error (wal.conflict) and \
         nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs. \
-        With archive.async, it also pushes up to archive.push_ahead further .ready files in parallel \
-        (limits.parallelism) and acknowledges those later from a local record of the confirmed push.
+        With archive.async, a backlog of .ready files starts a background worker (wal-push-ahead) that pushes \
+        them in parallel (limits.parallelism); wal-push then acknowledges each file from the worker's record of \
+        its confirmed push.
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -24,13 +25,16 @@ struct WalPushCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let path = self.path
-        let ahead = ctx.config.archive.async ? ctx.config.archive.pushAhead : 0
-        // Pushing ahead already runs one segment per thread: zstd's own worker threads would only add overhead.
-        var pipeline = ctx.makePipeline()
-        if ahead > 0 { pipeline.workers = 0 }
-        let r = try await Blocking.run { [pipeline] in
-            try WalPush.run(repo: try ctx.makeRepository(), pipeline: pipeline, path: path,
-                            pushAhead: ahead, parallelism: ctx.config.limits.parallelism)
+        let async = ctx.config.archive.async
+        let configPath = ctx.absoluteConfigPath
+        let wait = ctx.config.limits.requestTimeout
+        let r = try await Blocking.run {
+            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path, async: async,
+                            startWorker: {
+                                let dir = (path as NSString).deletingLastPathComponent
+                                try? Spawn.detached(Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
+                                                    logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
+                            }, waitLimit: wait)
         }
         if json { try Output.json(r) }
     }
@@ -66,7 +70,7 @@ struct WalFetchCommand: AsyncParsableCommand {
                    let seg = WALSegment(name: name, segmentSize: r.size) {
                     let spool = WalFetch.spoolDirectory(forDestination: path)
                     WalFetch.pruneSpool(spool, before: seg.next.name)
-                    if !WalFetch.prefetcherRunning(spool) { try? Spawn.detached(Spawn.currentExecutable,
+                    if !SpoolLock.held(spool) { try? Spawn.detached(Spawn.currentExecutable,
                                         ["--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
                                          "--count", String(prefetch)]) }
                 }
@@ -109,6 +113,29 @@ struct WalPrefetchCommand: AsyncParsableCommand {
             }
             return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), first: seg, count: count, spool: spool,
                                          parallelism: ctx.config.limits.parallelism)
+        }
+    }
+}
+
+/// The push-ahead worker that `wal-push` starts when files wait (archive.async).
+struct WalPushAheadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-push-ahead",
+        abstract: "Push waiting WAL files in parallel and record each confirmed push (started by wal-push).",
+        shouldDisplay: false)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The WAL directory (pg_wal).") var walDirectory: String = "pg_wal"
+
+    func run() async throws {
+        let ctx = try AppContext.load(global)
+        let dir = walDirectory
+        // One segment per thread already: zstd's own worker threads would only add overhead.
+        var pipeline = ctx.makePipeline()
+        pipeline.workers = 0
+        _ = try await Blocking.run { [pipeline] in
+            try WalPushAhead.work(repo: try ctx.makeRepository(), pipeline: pipeline, walDirectory: dir,
+                                  parallelism: ctx.config.limits.parallelism)
         }
     }
 }

@@ -77,8 +77,8 @@ public struct ConfigLoader {
                                                     threads: z?.int("threads", range: 0...64) ?? 0)
 
         // archive
-        let a = top?.section("archive", allowed: ["async", "push_ahead"])
-        let archive = Configuration.Archive(async: a?.bool("async") ?? false, pushAhead: a?.int("push_ahead", range: 1...1024) ?? 32)
+        let a = top?.section("archive", allowed: ["async"])
+        let archive = Configuration.Archive(async: a?.bool("async") ?? false)
 
         // limits
         let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",

@@ -47,10 +47,8 @@ public struct Configuration: Sendable {
 
     /// WAL archiving (`archive:`).
     public struct Archive: Sendable {
-        /// Asynchronous archiving: `wal-push` pushes further `.ready` files ahead, in parallel.
+        /// Asynchronous archiving: a backlog of `.ready` files starts a worker that pushes them in parallel.
         public var async: Bool
-        /// The most files one `wal-push` pushes ahead.
-        public var pushAhead: Int
     }
 
     public struct Compression: Sendable {

@@ -47,17 +47,6 @@ public enum WalFetch {
         return Result(file: name, outcome: .fetched, size: size)
     }
 
-    /// True when a prefetcher holds the spool's lock (so starting another is pointless).
-    public static func prefetcherRunning(_ spool: String) -> Bool {
-        let fd = open(spool + "/.lock", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
-        }
-        return true
-    }
 
     /// Downloads and verifies one file into `path` atomically. Throws `wal.not-found` if absent.
     static func download(repo: any Repository, pipeline: Pipeline, file: WALFileName, to path: String) throws -> Int64 {
@@ -98,10 +87,8 @@ public enum WalFetch {
     public static func prefetch(repo: any Repository, pipeline: Pipeline, first: WALSegment, count: Int,
                                 spool: String, parallelism: Int) throws -> Int {
         mkdir(spool, 0o700)
-        let lockFd = open(spool + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFd >= 0 else { return 0 }
+        guard let lockFd = SpoolLock.acquire(spool) else { return 0 }  // another prefetcher is at work
         defer { close(lockFd) }
-        guard flock(lockFd, LOCK_EX | LOCK_NB) == 0 else { return 0 }  // another prefetcher is at work
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: 1, name: "cairn-prefetch")
         let fetched = Counter()
         var s = first

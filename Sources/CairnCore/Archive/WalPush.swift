@@ -32,32 +32,34 @@ public enum WalPush {
     static let logger = Logger(label: "cairn.wal-push")
 
     /// Pushes one file. `path` is as PostgreSQL passes `%p` (relative to the data directory, which is the
-    /// archiver's working directory). With `pushAhead` > 0 (asynchronous archiving, see ``WalPushAhead``) the file
-    /// may be acknowledged from the record of an earlier push, and up to `pushAhead` further `.ready` files are
-    /// pushed meanwhile on `parallelism` threads; the call returns once all of them are done.
-    public static func run(repo: any Repository, pipeline: Pipeline, path: String, pushAhead: Int = 0, parallelism: Int = 1) throws -> Result {
+    /// archiver's working directory). With `async` (see ``WalPushAhead``) the file is acknowledged from the
+    /// record of the push-ahead worker when it has one; when other files wait too, `startWorker` is called (unless
+    /// a worker runs) and the call waits for the worker's record of this file, up to `waitLimit` seconds, before
+    /// pushing it itself.
+    public static func run(repo: any Repository, pipeline: Pipeline, path: String, async: Bool = false,
+                           startWorker: () -> Void = {}, waitLimit: Double = 60) throws -> Result {
         let (file, bytes) = try read(path)
-        if pushAhead > 0, let r = WalPushAhead.acknowledge(path: path, bytes: bytes, location: repo.location) {
-            logger.info("archived earlier by a push ahead", metadata: ["file": "\(r.file)"])
-            return r
-        }
-        let info = try RepositoryInfo.require(from: repo)
-        var pool: WorkerPool?
-        if pushAhead > 0 {
-            WalPushAhead.sweep(spool: WalPushAhead.spool(for: path), walDirectory: (path as NSString).deletingLastPathComponent)
-            let names = WalPushAhead.ready(after: path, limit: pushAhead)
-            if !names.isEmpty {
-                let p = WorkerPool(threads: min(parallelism, names.count), maxQueued: names.count, name: "cairn-push-ahead")
-                WalPushAhead.submit(names, beside: path, location: repo.location, pool: p) { other in
-                    let (f, b) = try read(other)
-                    return try push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
-                }
-                pool = p
+        if async {
+            WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
+            if let r = WalPushAhead.acknowledge(path: path, bytes: bytes, location: repo.location) {
+                logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
+                return r
+            }
+            let spool = WalPushAhead.spool(for: path)
+            var started: Date?
+            if !SpoolLock.held(spool) && WalPushAhead.backlog(beside: path) {
+                mkdir(spool, 0o700)
+                startWorker()
+                started = Date()
+            }
+            if started != nil || SpoolLock.held(spool),
+               let r = WalPushAhead.waitForRecord(path: path, bytes: bytes, location: repo.location, started: started, timeout: waitLimit) {
+                logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
+                return r
             }
         }
-        let outcome = Swift.Result { try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info).result }
-        try? pool?.wait()
-        return try outcome.get()
+        let info = try RepositoryInfo.require(from: repo)
+        return try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info).result
     }
 
     /// Reads a file PostgreSQL asks to archive.

@@ -3,15 +3,18 @@ import CairnPostgres
 import CairnStorage
 import Crypto
 import Foundation
+import Synchronization
 
-/// Asynchronous archiving (`archive.async: true`): a `wal-push` that finds a backlog of `.ready` files pushes the
-/// next ones too, in parallel, and leaves a record for each one durably stored and confirmed; when PostgreSQL then
-/// asks for such a file, `wal-push` acknowledges it from the record without contacting the repository.
+/// Asynchronous archiving (`archive.async: true`), as pgBackRest's archive-async: when `.ready` files pile up,
+/// `wal-push` starts a detached worker (`cairn wal-push-ahead`) that pushes them, oldest first, on
+/// `limits.parallelism` threads, and leaves a record for each one durably stored and confirmed. PostgreSQL's next
+/// `wal-push` calls are acknowledged from those records without contacting the repository, while the worker
+/// keeps pushing.
 ///
 /// The rule that a file is acknowledged only once stored is kept: a record (`pg_wal/cairn-archive/<file>.ok`) is
 /// written, synced and renamed into place only after the object was stored and confirmed, and it is honoured only
 /// for the same repository location, the same size and the same SHA-256 as the file PostgreSQL hands over now.
-/// A record is used once; records of files that are gone from `pg_wal` are removed.
+/// Records are removed once PostgreSQL has marked their file done (its `.ready` is gone).
 public enum WalPushAhead {
     /// What is known of a file pushed ahead.
     struct Record: Codable, Equatable {
@@ -29,43 +32,56 @@ public enum WalPushAhead {
 
     static let spoolName = "cairn-archive"
 
-    /// `pg_wal/cairn-archive` next to the file (`%p` is `pg_wal/<file>`).
-    static func spool(for path: String) -> String {
-        ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(spoolName)
+    /// `pg_wal/cairn-archive` for a WAL directory.
+    public static func spool(walDirectory: String) -> String {
+        (walDirectory.isEmpty ? "." : walDirectory) + "/" + spoolName
     }
 
-    /// Acknowledges `path` from a record, when one matches the file and `location`; consumes the record.
+    /// The spool next to `%p` (`pg_wal/<file>`).
+    static func spool(for path: String) -> String { spool(walDirectory: (path as NSString).deletingLastPathComponent) }
+
+    /// Acknowledges `path` from its record, when one matches the file and `location`; removes a record that
+    /// does not match.
     static func acknowledge(path: String, bytes: [UInt8], location: String) -> WalPush.Result? {
         let name = (path as NSString).lastPathComponent
         let recordPath = spool(for: path) + "/" + name + ".ok"
         guard let data = FileManager.default.contents(atPath: recordPath) else { return nil }
-        unlink(recordPath)
         guard let r = try? JSONDecoder().decode(Record.self, from: data), r.location == location,
               r.size == Int64(bytes.count), r.sha256 == Hex.encode(SHA256.hash(data: bytes)) else {
-            WalPush.logger.warning("ignoring a stale push-ahead record", metadata: ["file": "\(name)"])
+            unlink(recordPath)
+            WalPush.logger.warning("ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
             return nil
         }
         return WalPush.Result(file: name, key: r.key, outcome: .pushedAhead, size: r.size, storedSize: r.storedSize)
     }
 
-    /// The files waiting in `archive_status` (`.ready`) other than `path`'s, oldest first, at most `limit`, that
-    /// have no record yet.
-    static func ready(after path: String, limit: Int) -> [String] {
-        let dir = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        let spool = spool(for: path)
+    /// Files waiting in `archive_status` (`.ready`) without a record, oldest first, at most `limit`, leaving out
+    /// `excluding`.
+    static func ready(walDirectory dir: String, excluding: Set<String> = [], limit: Int) -> [String] {
+        let spool = spool(walDirectory: dir)
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/archive_status")) ?? [])
             .filter { $0.hasSuffix(".ready") }
             .map { String($0.dropLast(6)) }
-            .filter { $0 != name && WALFileName($0) != nil && !FileManager.default.fileExists(atPath: spool + "/" + $0 + ".ok") }
+            .filter { !excluding.contains($0) && WALFileName($0) != nil && access(spool + "/" + $0 + ".ok", F_OK) != 0 }
         return Array(names.sorted().prefix(limit))
     }
 
-    /// Removes records of files no longer in `pg_wal` (archived and recycled, or handled by another way).
-    static func sweep(spool: String, walDirectory: String) {
+    /// True when files other than `path`'s wait to be archived (a backlog worth a worker).
+    static func backlog(beside path: String) -> Bool {
+        !ready(walDirectory: (path as NSString).deletingLastPathComponent, excluding: [(path as NSString).lastPathComponent], limit: 1).isEmpty
+    }
+
+    /// Removes records of files PostgreSQL no longer waits for (their `.ready` is gone) and leftover temporaries.
+    static func sweep(walDirectory dir: String) {
+        let spool = spool(walDirectory: dir)
         for f in (try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? [] {
-            let file = f.hasSuffix(".ok") ? String(f.dropLast(3)) : f
-            if f.hasSuffix(".tmp") || !FileManager.default.fileExists(atPath: walDirectory + "/" + file) {
+            guard let dot = f.lastIndex(of: "."), [".ok", ".failed", ".tmp"].contains(String(f[dot...])) else { continue }
+            let file = String(f[..<dot])
+            if f.hasSuffix(".tmp") {
+                // A record being written right now is a .tmp too: only leftovers of a crash are old.
+                var st = stat()
+                if stat(spool + "/" + f, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 600 { unlink(spool + "/" + f) }
+            } else if access(dir + "/archive_status/" + file + ".ready", F_OK) != 0 {
                 unlink(spool + "/" + f)
             }
         }
@@ -87,26 +103,75 @@ public enum WalPushAhead {
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
 
-    /// Pushes `names` (files in the same directory as `path`) on `pool`, each leaving a record once stored and
-    /// confirmed. A failure is only logged: PostgreSQL asks for that file later and the push is done (and its
-    /// error reported) then.
-    static func submit(_ names: [String], beside path: String, location: String, pool: WorkerPool,
-                       push: @escaping @Sendable (String) throws -> (result: WalPush.Result, sha256: String)) {
-        let dir = (path as NSString).deletingLastPathComponent
+    /// Waits until the worker has recorded `path` (then acknowledges it), as long as a worker runs or was just
+    /// started; nil when it gave up (the caller then pushes the file itself).
+    static func waitForRecord(path: String, bytes: [UInt8], location: String, started: Date?, timeout: Double) -> WalPush.Result? {
         let spool = spool(for: path)
-        for name in names {
-            pool.submit {
-                do {
-                    try Interruption.check()
-                    let (r, sha) = try push(dir + "/" + name)
-                    try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, sha256: sha),
-                              file: name, spool: spool)
-                } catch {
-                    unlink(spool + "/" + name + ".ok")
-                    WalPush.logger.warning("pushing ahead failed; PostgreSQL will retry it",
-                                           metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
+        let name = (path as NSString).lastPathComponent
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, bytes: bytes, location: location) }
+            if unlink(spool + "/" + name + ".failed") == 0 { return nil }   // the worker could not push it
+            let justStarted = started.map { Date().timeIntervalSince($0) < 2 } ?? false
+            guard SpoolLock.held(spool) || justStarted else {
+                // The worker ended; it may have written the record just before.
+                return access(spool + "/" + name + ".ok", F_OK) == 0 ? acknowledge(path: path, bytes: bytes, location: location) : nil
+            }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    /// The worker: pushes waiting files of `walDirectory`, oldest first, `parallelism` at a time, recording each
+    /// one, until nothing has waited for `idleExit` seconds. Returns how many it stored; 0 at once when another
+    /// worker holds the spool. A failed push is only logged: PostgreSQL's own call for that file pushes it again
+    /// and reports the error.
+    public static func work(repo: any Repository, pipeline: Pipeline, walDirectory dir: String, parallelism: Int,
+                            idleExit: Double = 2) throws -> Int {
+        let spool = spool(walDirectory: dir)
+        guard let lockFd = SpoolLock.acquire(spool) else { return 0 }
+        defer { close(lockFd) }
+        let info = try RepositoryInfo.require(from: repo)
+        let location = repo.location
+        let pool = WorkerPool(threads: max(1, parallelism), maxQueued: 1, name: "cairn-push-ahead")
+        let inFlight = Mutex(Set<String>())
+        let failed = Mutex(Set<String>())   // left to PostgreSQL's own call, which reports the error
+        let stored = Mutex(0)
+        var idleSince = Date()
+        while !Interruption.requested {
+            sweep(walDirectory: dir)
+            let names = ready(walDirectory: dir, excluding: inFlight.withLock { $0 }.union(failed.withLock { $0 }),
+                              limit: max(1, parallelism) * 2)
+            if names.isEmpty {
+                if inFlight.withLock({ $0.isEmpty }) && Date().timeIntervalSince(idleSince) > idleExit { break }
+                usleep(20_000)
+                continue
+            }
+            idleSince = Date()
+            for name in names {
+                inFlight.withLock { _ = $0.insert(name) }
+                pool.submit {
+                    defer { inFlight.withLock { _ = $0.remove(name) } }
+                    do {
+                        let (f, b) = try WalPush.read(dir + "/" + name)
+                        let (r, sha) = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
+                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, sha256: sha),
+                                  file: name, spool: spool)
+                        stored.withLock { $0 += 1 }
+                    } catch {
+                        failed.withLock { _ = $0.insert(name) }
+                        try? Array((describeError(error).message + "\n").utf8).withUnsafeBytes { b in
+                            let fd = open(spool + "/" + name + ".failed", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                            defer { if fd >= 0 { close(fd) } }
+                            if fd >= 0 { try FileIO.writeAll(fd, b) }
+                        }
+                        WalPush.logger.warning("pushing ahead failed; PostgreSQL will retry it",
+                                               metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
+                    }
                 }
             }
         }
+        try? pool.wait()
+        return stored.withLock { $0 }
     }
 }
