@@ -7,7 +7,7 @@ import TestSupport
 
 /// Client-side encryption: the envelope format, tampering, the keyring and key rotation, on the in-memory driver.
 @Suite struct EncryptionTests {
-    static func master(_ seed: UInt8) -> MasterKey { MasterKey(bytes: [UInt8](repeating: seed, count: 32), source: "test key \(seed)") }
+    static func master(_ seed: UInt8) -> MasterKey { try! MasterKey(bytes: [UInt8](repeating: seed, count: 32), source: "test key \(seed)") }
 
     static func encrypted(_ base: MemoryRepository = MemoryRepository(), key: UInt8 = 1) throws -> EncryptedRepository {
         let r = EncryptedRepository(base: base, master: master(key))

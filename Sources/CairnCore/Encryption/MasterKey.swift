@@ -14,8 +14,11 @@ public struct MasterKey: Sendable {
     public let source: String
 
     /// A key from its raw 32 bytes.
-    public init(bytes: [UInt8], source: String) {
-        precondition(bytes.count == 32)
+    public init(bytes: [UInt8], source: String) throws {
+        guard bytes.count == 32 else {
+            throw CoreError(.configInvalid, "the master key in \(source) has \(bytes.count) bytes, not 32",
+                            hint: "create one with `cairn key generate --output FILE`")
+        }
         self.bytes = bytes
         self.source = source
     }
@@ -33,8 +36,8 @@ public struct MasterKey: Sendable {
     /// Parses the text of a key file or variable (surrounding white space ignored).
     public static func parse(_ text: String, source: String) throws -> MasterKey {
         let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        if t.count == 64, let b = Hex.decode(t) { return MasterKey(bytes: b, source: source) }
-        if let d = Data(base64Encoded: t), d.count == 32 { return MasterKey(bytes: Array(d), source: source) }
+        if t.count == 64, let b = Hex.decode(t) { return try MasterKey(bytes: b, source: source) }
+        if let d = Data(base64Encoded: t), d.count == 32 { return try MasterKey(bytes: Array(d), source: source) }
         throw CoreError(.configInvalid, "the master key in \(source) is not 32 bytes written as base64 or 64 hex digits",
                         hint: "create one with `cairn key generate --output FILE`")
     }
@@ -71,6 +74,6 @@ public struct MasterKey: Sendable {
         defer { close(fd) }
         try Array(text.utf8).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         guard fsync(fd) == 0 else { throw CoreError(.localIO, "cannot sync \(path): \(String(cString: strerror(errno)))") }
-        return MasterKey(bytes: bytes, source: "file \(path)")
+        return try MasterKey(bytes: bytes, source: "file \(path)")
     }
 }

@@ -74,7 +74,10 @@ final class ObjectEncryptor {
     /// Writes the header through `emit` at once.
     init(dataKey: SymmetricKey, keyId: String, objectKey: String, emit: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         let idBytes = Array(keyId.utf8)
-        precondition(idBytes.count == ObjectCipher.keyIdLength, "data-key ids are 8 characters")
+        guard idBytes.count == ObjectCipher.keyIdLength else {
+            throw CoreError(.repoCorrupt, "the keyring names data key \"\(keyId)\", but data-key ids are \(ObjectCipher.keyIdLength) characters",
+                            hint: "restore keyring.json from its .copy twin or another copy of the repository")
+        }
         key = SymmetricKey(size: .bits256)
         self.emit = emit
         let box = try AES.GCM.seal(key.withUnsafeBytes { Array($0) }, using: dataKey,
