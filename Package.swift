@@ -24,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
+        // CRC-32C (SSE 4.2 where available) for PostgreSQL-format backup manifests.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+
         // Base: the error model (codes and exit codes), clocks, sizes and durations, threads for blocking work.
         .target(name: "CairnBase", dependencies: [
             .product(name: "Logging", package: "swift-log"),
@@ -42,7 +45,7 @@ let package = Package(
         ]),
         // Core: transfer pipeline, catalog, operations, policies.
         .target(name: "CairnCore", dependencies: [
-            "CairnStorage", "CairnPostgres", "CZstd",
+            "CairnStorage", "CairnPostgres", "CZstd", "CCRC32C",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),

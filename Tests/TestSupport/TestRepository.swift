@@ -11,7 +11,7 @@ public enum TestRepository {
     /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
     /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600).
     public static func config(_ kind: RepoKind, dir: String, conninfo: String, limits: [String] = [], extra: String = "",
-                              masterKey: String? = nil) throws -> String {
+                              masterKey: String? = nil, cluster: [String] = []) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
         switch kind {
@@ -45,6 +45,7 @@ public enum TestRepository {
         cluster:
           connection: "\(conninfo)"
           bin_directory: \(TestCluster.binDirectory)
+        \(cluster.map { "  " + $0 }.joined(separator: "\n"))
         repository:
         \(repo)
         limits:

@@ -8,8 +8,9 @@ struct BackupCommand: AsyncParsableCommand {
         commandName: "backup",
         abstract: "Take a backup into the repository.",
         discussion: """
-        A full (physical) backup streams a base backup over a replication connection into the repository, keeps \
-        PostgreSQL's backup_manifest, waits until the WAL the backup needs is archived, and writes manifest.json \
+        A full (physical) backup reads the data directory between pg_backup_start and pg_backup_stop, \
+        limits.parallelism files at a time (or, with cluster.backup_method: stream or from another host, streams \
+        a base backup over a replication connection), keeps a PostgreSQL backup_manifest, waits until the WAL the backup needs is archived, and writes manifest.json \
         last: an interrupted backup leaves nothing that list or restore would take for a backup.
         """)
 
@@ -40,6 +41,8 @@ struct BackupCommand: AsyncParsableCommand {
         options.fastCheckpoint = !spreadCheckpoint
         options.walTimeout = Units.parseDuration(walTimeout) ?? 600
         options.bundleSize = ctx.config.limits.bundleSize
+        options.method = ctx.config.cluster.backupMethod
+        options.parallelism = ctx.config.limits.parallelism
         let progress = ProgressLine(label: "backup", global: global, json: json)
         let opts = options
         let repo = try ctx.makeRepository()

@@ -7,6 +7,10 @@ enum ConfigExample {
       connection: "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
       data_directory: /var/lib/postgresql/15/main
       bin_directory: /usr/lib/postgresql/15/bin
+      # How full backups read the cluster: files (cairn reads the data directory between pg_backup_start and
+      # pg_backup_stop, limits.parallelism files at a time; needs this host and the postgres OS user), stream
+      # (PostgreSQL sends it over a replication connection; works remotely), auto (files when possible).
+      backup_method: auto
 
     repository:
       type: local                 # local (default) or s3

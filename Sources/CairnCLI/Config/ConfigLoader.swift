@@ -38,11 +38,12 @@ public struct ConfigLoader {
         var overrides: [String] = []
 
         // cluster
-        let c = top?.section("cluster", allowed: ["connection", "data_directory", "bin_directory"])
+        let c = top?.section("cluster", allowed: ["connection", "data_directory", "bin_directory", "backup_method"])
         let cluster = Configuration.Cluster(
             connection: c?.string("connection") ?? "",
             dataDirectory: c?.string("data_directory"),
-            binDirectory: c?.string("bin_directory") ?? Configuration.defaultBinDirectory)
+            binDirectory: c?.string("bin_directory") ?? Configuration.defaultBinDirectory,
+            backupMethod: c?.choice("backup_method", BackupMethod.allCases.map(\.rawValue)).flatMap(BackupMethod.init(rawValue:)) ?? .auto)
         if let d = cluster.dataDirectory, !d.hasPrefix("/") {
             r.report(line: c?.line("data_directory"), "cluster.data_directory must be an absolute path")
         }

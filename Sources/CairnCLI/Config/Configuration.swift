@@ -13,6 +13,9 @@ public struct Configuration: Sendable {
         public var dataDirectory: String?
         /// Folder with pg_basebackup, pg_dump, pg_ctl… for the cluster's major version.
         public var binDirectory: String
+        /// How physical backups read the cluster: `auto` reads the data directory itself when it is on this
+        /// host (`files`), and otherwise has PostgreSQL stream it (`stream`).
+        public var backupMethod: BackupMethod
     }
 
     /// Where the backups go.

@@ -4,8 +4,8 @@ import CairnStorage
 import Foundation
 import Logging
 
-/// `cairn backup` (physical): a base backup streamed over a replication connection into bundles, PostgreSQL's
-/// backup_manifest kept, the WAL the backup needs awaited in the repository, and `manifest.json` written last.
+/// `cairn backup` (physical): a base backup (read from the data directory, or streamed over a replication
+/// connection) cut into bundles, a PostgreSQL backup_manifest kept, the WAL the backup needs awaited in the repository, and `manifest.json` written last.
 public enum BackupOperation {
     public struct Options: Sendable {
         /// Start with an immediate checkpoint (otherwise a spread checkpoint can take minutes).
@@ -14,6 +14,10 @@ public enum BackupOperation {
         public var bundleSize: Int64 = 64 << 20
         /// How long to wait for the backup's WAL to reach the repository.
         public var walTimeout: Double = 600
+        /// How the cluster's files are read.
+        public var method: BackupMethod = .auto
+        /// Files copied at once by the files method.
+        public var parallelism = 4
         public init() {}
     }
 
@@ -57,9 +61,75 @@ public enum BackupOperation {
 
         let id = try newBackupId(repo: repo, clock: clock)
         let startTime = try serverTime(conn)
-        logger.info("backup started", metadata: ["id": "\(id)"])
-        progress.onPhase("streaming base backup \(id)")
+        var dataDirectory: String?
+        switch options.method {
+        case .stream: break
+        case .files: dataDirectory = try FileBackup.usableDataDirectory(conn, cluster: cluster).get()
+        case .auto:
+            switch try FileBackup.usableDataDirectory(conn, cluster: cluster) {
+            case .success(let dir): dataDirectory = dir
+            case .failure(let why): logger.info("streaming the backup: \(why.message)")
+            }
+        }
+        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")"])
+        progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
 
+        var begun: [String] = []
+        let captured: CapturedBackup
+        do {
+            if let dataDirectory {
+                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion, repo: repo,
+                                              pipeline: pipeline, id: id, fastCheckpoint: options.fastCheckpoint,
+                                              lanes: options.parallelism, bundleSize: options.bundleSize, progress: progress,
+                                              begun: &begun)
+            } else {
+                captured = try stream(conninfo: conninfo, repo: repo, pipeline: pipeline, id: id, options: options,
+                                      progress: progress, begun: &begun)
+            }
+        } catch {
+            cleanup(repo: repo, keys: begun)
+            throw wrap(error, id: id)
+        }
+        let archives = captured.archives
+        let pgManifest = captured.pgManifest
+
+        do {
+            guard captured.startTimeline == captured.stopTimeline else {
+                throw CoreError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
+                                hint: "a promotion happened while the backup ran; take the backup again")
+            }
+            let stopTime = try serverTime(conn)
+            let seg = cluster.walSegmentSize
+            let start = BackupManifest.Point(lsn: captured.startLSN, timeline: captured.startTimeline, time: startTime,
+                                             wal: WALSegment(timeline: captured.startTimeline, lsn: captured.startLSN, segmentSize: seg).name)
+            let stop = BackupManifest.Point(lsn: captured.stopLSN, timeline: captured.stopTimeline, time: stopTime,
+                                            wal: WALSegment(timeline: captured.stopTimeline, lsn: captured.stopLSN, segmentSize: seg).name)
+            progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
+            try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
+                         through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
+                         clock: clock, timeout: options.walTimeout)
+
+            let all = archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])
+            let manifest = BackupManifest(
+                format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
+                pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: archives,
+                pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
+                storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
+                durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
+                host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
+            try Interruption.check()
+            try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
+            logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
+            return manifest
+        } catch {
+            cleanup(repo: repo, keys: begun)
+            throw wrap(error, id: id)
+        }
+    }
+
+    /// Streams the base backup over a replication connection (`BASE_BACKUP`), cutting each archive into bundles.
+    static func stream(conninfo: String, repo: any Repository, pipeline: Pipeline, id: String, options: Options,
+                       progress: Progress, begun: inout [String]) throws -> CapturedBackup {
         var writers: [(archive: String, oid: UInt32?, location: String?, writer: BundleWriter)] = []
         var archives: [BackupManifest.Archive] = []
         var manifestStream: StoreStream?
@@ -71,9 +141,9 @@ public enum BackupOperation {
             let objects = try w.writer.finish()
             archives.append(BackupManifest.Archive(name: w.archive, tablespaceOid: w.oid, location: w.location, objects: objects))
         }
-        let result: BaseBackupStream.Result
+        defer { begun += writers.flatMap(\.writer.objects).map(\.key) + (pgManifest.map { [$0.key] } ?? []) }
         do {
-            result = try stream.run(label: "cairn \(id)", fastCheckpoint: options.fastCheckpoint) { event in
+            let result = try stream.run(label: "cairn \(id)", fastCheckpoint: options.fastCheckpoint) { event in
                 switch event {
                 case .archive(let name, let location):
                     try finishCurrentArchive()
@@ -107,44 +177,12 @@ public enum BackupOperation {
             } else {
                 try finishCurrentArchive()
             }
+            return CapturedBackup(archives: archives, pgManifest: pgManifest, startLSN: result.startLSN,
+                                  startTimeline: result.startTimeline, stopLSN: result.stopLSN, stopTimeline: result.stopTimeline)
         } catch {
             for w in writers { w.writer.abort() }
             manifestStream?.abort()
-            cleanup(repo: repo, keys: writers.flatMap(\.writer.objects).map(\.key))
-            throw wrap(error, id: id)
-        }
-
-        do {
-            guard result.startTimeline == result.stopTimeline else {
-                throw CoreError(.backupFailed, "the timeline changed during the backup (\(result.startTimeline) → \(result.stopTimeline))",
-                                hint: "a promotion happened while the backup ran; take the backup again")
-            }
-            let stopTime = try serverTime(conn)
-            let seg = cluster.walSegmentSize
-            let start = BackupManifest.Point(lsn: result.startLSN, timeline: result.startTimeline, time: startTime,
-                                             wal: WALSegment(timeline: result.startTimeline, lsn: result.startLSN, segmentSize: seg).name)
-            let stop = BackupManifest.Point(lsn: result.stopLSN, timeline: result.stopTimeline, time: stopTime,
-                                            wal: WALSegment(timeline: result.stopTimeline, lsn: result.stopLSN, segmentSize: seg).name)
-            progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
-            try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
-                         through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
-                         clock: clock, timeout: options.walTimeout)
-
-            let all = archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])
-            let manifest = BackupManifest(
-                format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
-                pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: archives,
-                pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
-                storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
-                durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
-                host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
-            try Interruption.check()
-            try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
-            logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
-            return manifest
-        } catch {
-            cleanup(repo: repo, keys: (archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])).map(\.key))
-            throw wrap(error, id: id)
+            throw error
         }
     }
 

@@ -44,6 +44,62 @@ struct TarHeader {
                          linkName: str(157, 100))
     }
 
+    /// The header blocks for this entry: one ustar block (the name split into prefix and name where it fits),
+    /// preceded by a GNU long-name entry when it does not. Sizes past the octal field use GNU base-256.
+    func encode(mtime: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var shortName = Array(name.utf8)
+        var prefix: [UInt8] = []
+        if shortName.count > 100 {
+            // ustar: split at a slash into prefix (≤ 155) and name (≤ 100).
+            let bytes = shortName
+            if let cut = bytes.indices.last(where: { bytes[$0] == UInt8(ascii: "/") && $0 <= 155 && bytes.count - $0 - 1 <= 100 }),
+               cut > 0 {
+                prefix = Array(bytes[..<cut])
+                shortName = Array(bytes[(cut + 1)...])
+            } else {
+                out += TarHeader.gnuLong(name, type: "L")
+                shortName = Array(shortName.prefix(100))
+            }
+        }
+        if linkName.utf8.count > 100 { out += TarHeader.gnuLong(linkName, type: "K") }
+        var b = [UInt8](repeating: 0, count: TarHeader.block)
+        func put(_ bytes: [UInt8], _ off: Int, _ len: Int) {
+            for (i, c) in bytes.prefix(len).enumerated() { b[off + i] = c }
+        }
+        func octal(_ v: Int64, _ off: Int, _ len: Int) {
+            let digits = String(v, radix: 8)
+            if digits.count < len {
+                put(Array((String(repeating: "0", count: len - 1 - digits.count) + digits).utf8), off, len - 1)
+            } else {
+                b[off] = 0x80
+                var x = v
+                for i in stride(from: off + len - 1, to: off, by: -1) { b[i] = UInt8(x & 0xff); x >>= 8 }
+            }
+        }
+        put(shortName, 0, 100)
+        octal(Int64(mode), 100, 8)
+        octal(0, 108, 8)
+        octal(0, 116, 8)
+        octal(size, 124, 12)
+        octal(Int64(max(0, mtime)), 136, 12)
+        b[156] = type
+        put(Array(linkName.utf8), 157, 100)
+        put(Array("ustar\u{0}00".utf8), 257, 8)
+        put(prefix, 345, 155)
+        put([UInt8](repeating: 32, count: 8), 148, 8)
+        let sum = b.reduce(0) { $0 + Int($1) }
+        put(Array((String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8)).utf8) + [0, 32], 148, 8)
+        return out + b
+    }
+
+    /// A GNU long-name (`L`) or long-link (`K`) entry carrying `text` for the header after it.
+    private static func gnuLong(_ text: String, type: Unicode.Scalar) -> [UInt8] {
+        let long = Array(text.utf8) + [0]
+        return TarHeader(name: "././@LongLink", mode: 0, size: Int64(long.count), type: UInt8(ascii: type), linkName: "")
+            .encode(mtime: 0) + long + [UInt8](repeating: 0, count: Int(padding(Int64(long.count))))
+    }
+
     /// Padding after `size` bytes of data.
     static func padding(_ size: Int64) -> Int64 { (Int64(block) - size % Int64(block)) % Int64(block) }
 

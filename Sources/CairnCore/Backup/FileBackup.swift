@@ -1,0 +1,146 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// The two ways a physical backup reads the cluster (`cluster.backup_method`).
+public enum BackupMethod: String, Sendable, CaseIterable {
+    /// Files when the data directory is on this host and readable, stream otherwise.
+    case auto
+    /// Cairn reads the data directory itself between `pg_backup_start` and `pg_backup_stop`, several files at a
+    /// time (as pgBackRest and WAL-G do): PostgreSQL does no extra work and compression runs on every core.
+    case files
+    /// PostgreSQL sends the files over a replication connection (`BASE_BACKUP`): works from another host.
+    case stream
+}
+
+/// What a physical backup captured, whichever way it read the cluster.
+struct CapturedBackup {
+    var archives: [BackupManifest.Archive]
+    var pgManifest: BackupManifest.Object?
+    var startLSN: LSN
+    var startTimeline: UInt32
+    var stopLSN: LSN
+    var stopTimeline: UInt32
+}
+
+/// A file-level base backup: `pg_backup_start`, the data directory and tablespaces copied in parallel lanes,
+/// `global/pg_control` last, then `pg_backup_stop`, whose backup_label joins the last bundle, and a PostgreSQL-format backup_manifest so `pg_verifybackup` checks the restored copy.
+enum FileBackup {
+    static let logger = Logger(label: "cairn.backup")
+
+    /// The data directory to read, or why the files method cannot be used (then `auto` streams).
+    static func usableDataDirectory(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CoreError> {
+        let dir = try conn.scalar("SHOW data_directory") ?? ""
+        if try conn.scalar("SELECT pg_is_in_recovery()::text") == "true" {
+            return .failure(CoreError(.pgConfig, "the server is a standby; file-level backups are taken from the primary",
+                                      hint: "set cluster.backup_method: stream (or auto) to back up a standby"))
+        }
+        guard try conn.scalar("SELECT has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE')::text") == "true",
+              try conn.scalar("SELECT has_function_privilege('pg_backup_stop(boolean)', 'EXECUTE')::text") == "true" else {
+            return .failure(CoreError(.pgAuth, "the backup user may not run pg_backup_start and pg_backup_stop",
+                                      hint: "GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO the backup user, or set cluster.backup_method: stream"))
+        }
+        let control = dir + "/global/pg_control"
+        let fd = open(control, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            return .failure(CoreError(.localIO, "cannot read \(control) on this host: \(String(cString: strerror(errno)))",
+                                      hint: "run cairn on the database host as the cluster's OS user, or set cluster.backup_method: stream"))
+        }
+        defer { close(fd) }
+        var id: UInt64 = 0
+        guard read(fd, &id, 8) == 8, String(UInt64(littleEndian: id)) == cluster.systemIdentifier else {
+            return .failure(CoreError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
+                                      hint: "run cairn on the database host, or set cluster.backup_method: stream"))
+        }
+        return .success(dir)
+    }
+
+    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, repo: any Repository, pipeline: Pipeline,
+                    id: String, fastCheckpoint: Bool, lanes: Int, bundleSize: Int64,
+                    progress: BackupOperation.Progress, begun: inout [String]) throws -> CapturedBackup {
+        guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(fastCheckpoint))", ["cairn \(id)"]),
+              let startLSN = LSN(startText) else {
+            throw CoreError(.backupFailed, "pg_backup_start returned no start position")
+        }
+        logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(lanes)"])
+        var entries = try DataDirectory.scan(dataDirectory: dataDirectory)
+        let controlIndex = entries.firstIndex { $0.path == "global/pg_control" }
+        guard let controlIndex else { throw CoreError(.backupFailed, "\(dataDirectory)/global/pg_control is missing") }
+        let control = entries.remove(at: controlIndex)
+        var spaces: [(oid: UInt32, location: String, entries: [DataDirectory.Entry])] = []
+        for e in entries where e.path.hasPrefix("pg_tblspc/") {
+            guard case .symlink(let target) = e.kind, let oid = UInt32(e.path.dropFirst("pg_tblspc/".count)) else { continue }
+            spaces.append((oid, target, try DataDirectory.scan(tablespace: target, majorVersion: majorVersion)))
+        }
+        progress.onTotal((entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size })
+
+        let counted = Counter(progress.onBytes)
+        let lanePipeline = Pipeline(level: pipeline.level, workers: 0)
+        func copier(_ archive: String) -> FileCopier {
+            FileCopier(repo: repo, pipeline: lanePipeline, backupId: id, archive: archive, bundleSize: bundleSize,
+                       onBytes: { counted.add($0) })
+        }
+        let base = copier("base")
+        var copiers: [(FileCopier, UInt32?, String?)] = [(base, nil, nil)]
+        defer { begun += copiers.flatMap { $0.0.committedKeys } }
+        try base.copy(entries, lanes: lanes)
+        for s in spaces {
+            let c = copier("ts-\(s.oid)")
+            copiers.append((c, s.oid, s.location))
+            try c.copy(s.entries, lanes: lanes)
+        }
+
+        // The last bundle: pg_control as late as possible, then what pg_backup_stop returns.
+        let last = base.openBundle()
+        do {
+            try last.add(control)
+            let rows = try conn.query("SELECT lsn::text, labelfile FROM pg_backup_stop(false)")
+            guard let row = rows.first, row.count == 2, let stopLSN = LSN(row[0] ?? ""), let label = row[1] else {
+                throw CoreError(.backupFailed, "pg_backup_stop returned no stop position")
+            }
+            guard let tliLine = label.split(separator: "\n").first(where: { $0.hasPrefix("START TIMELINE: ") }),
+                  let timeline = UInt32(tliLine.dropFirst("START TIMELINE: ".count)) else {
+                throw CoreError(.backupFailed, "the backup_label from pg_backup_stop names no timeline")
+            }
+            let now = Int(Date().timeIntervalSince1970)
+            try last.add(path: "backup_label", content: Array(label.utf8), mtime: now)
+            // No tablespace_map: the archive holds the pg_tblspc links themselves, which a restore may point
+            // elsewhere (--tablespace-map); a tablespace_map file would make recovery recreate the original links.
+            try last.close()
+
+            var files: [FileCopier.Copied] = []
+            var archives: [BackupManifest.Archive] = []
+            for (c, oid, location) in copiers {
+                let prefix = oid.map { "pg_tblspc/\($0)/" } ?? ""
+                files += c.copied.map { var f = $0; f.path = prefix + f.path; return f }
+                archives.append(BackupManifest.Archive(name: c.archive, tablespaceOid: oid, location: location, objects: c.orderedObjects))
+            }
+            let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: timeline, start: startLSN, stop: stopLSN)
+            let key = Layout.pgManifestKey(id)
+            let digest = try pipeline.store(repo, key: key, bytes: text, options: .createOnly)
+            begun.append(key)
+            return CapturedBackup(archives: archives, pgManifest: BackupManifest.Object(key: key, digest: digest),
+                                  startLSN: startLSN, startTimeline: timeline, stopLSN: stopLSN, stopTimeline: timeline)
+        } catch {
+            last.abort()
+            throw error
+        }
+    }
+
+    /// A running total shared by the lanes.
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var total: Int64 = 0
+        private let report: @Sendable (Int64) -> Void
+        init(_ report: @escaping @Sendable (Int64) -> Void) { self.report = report }
+        func add(_ n: Int64) {
+            lock.lock()
+            total += n
+            let t = total
+            lock.unlock()
+            report(t)
+        }
+    }
+}

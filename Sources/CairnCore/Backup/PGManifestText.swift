@@ -1,0 +1,49 @@
+import CairnBase
+import CairnPostgres
+import Crypto
+import Foundation
+
+/// Writes a backup manifest in PostgreSQL's own format (version 1, as `BASE_BACKUP` sends it in PostgreSQL 15),
+/// so `pg_verifybackup` checks a restored file-level backup exactly as it checks a streamed one: every file's
+/// size and CRC-32C, and the manifest's own SHA-256 over everything before its last line.
+enum PGManifestText {
+    static func build(files: [FileCopier.Copied], timeline: UInt32, start: LSN, stop: LSN) -> [UInt8] {
+        var text = "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["
+        for (i, f) in files.enumerated() {
+            text += i == 0 ? "\n" : ",\n"
+            let crc = withUnsafeBytes(of: f.crc32c.littleEndian) { Hex.encode(Array($0)) }
+            text += "{ \"Path\": \(json(f.path)), \"Size\": \(f.size), \"Last-Modified\": \"\(gmt(f.mtime))\", "
+                + "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"\(crc)\" }"
+        }
+        text += "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(start)\", \"End-LSN\": \"\(stop)\" }\n],\n"
+        let checksum = Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
+        text += "\"Manifest-Checksum\": \"\(checksum)\"}\n"
+        return Array(text.utf8)
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS GMT`, as PostgreSQL prints Last-Modified.
+    static func gmt(_ t: Int) -> String {
+        var time = time_t(t)
+        var tm = tm()
+        gmtime_r(&time, &tm)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d GMT", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+    }
+
+    /// A JSON string literal.
+    static func json(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}
