@@ -38,10 +38,9 @@ public enum WalPush {
     /// pushing it itself.
     public static func run(repo: any Repository, pipeline: Pipeline, path: String, async: Bool = false,
                            startWorker: () -> Void = {}, waitLimit: Double = 60) throws -> Result {
-        let (file, bytes) = try read(path)
         if async {
             WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
-            if let r = WalPushAhead.acknowledge(path: path, bytes: bytes, location: repo.location) {
+            if let r = WalPushAhead.acknowledge(path: path, location: repo.location) {
                 logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
                 return r
             }
@@ -53,11 +52,12 @@ public enum WalPush {
                 started = Date()
             }
             if started != nil || SpoolLock.held(spool),
-               let r = WalPushAhead.waitForRecord(path: path, bytes: bytes, location: repo.location, started: started, timeout: waitLimit) {
+               let r = WalPushAhead.waitForRecord(path: path, location: repo.location, started: started, timeout: waitLimit) {
                 logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
                 return r
             }
         }
+        let (file, bytes) = try read(path)
         let info = try RepositoryInfo.require(from: repo)
         return try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info).result
     }

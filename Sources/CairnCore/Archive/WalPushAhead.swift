@@ -13,7 +13,10 @@ import Synchronization
 ///
 /// The rule that a file is acknowledged only once stored is kept: a record (`pg_wal/cairn-archive/<file>.ok`) is
 /// written, synced and renamed into place only after the object was stored and confirmed, and it is honoured only
-/// for the same repository location, the same size and the same SHA-256 as the file PostgreSQL hands over now.
+/// for the same repository location and the very file the worker read: same device, inode, size and modification
+/// and change times (to the nanosecond), checked with one `stat` so an acknowledgement reads nothing. A segment
+/// PostgreSQL has marked `.ready` is never rewritten in place; any other file by that name fails the check and is
+/// pushed again (a repeated push of identical content is harmless, different content is refused).
 /// Records are removed once PostgreSQL has marked their file done (its `.ready` is gone).
 public enum WalPushAhead {
     /// What is known of a file pushed ahead.
@@ -23,10 +26,29 @@ public enum WalPushAhead {
         var size: Int64
         var storedSize: Int64
         var sha256: String
+        /// The file the worker read (nil in records of older versions, which are then not used).
+        var identity: Identity?
 
         enum CodingKeys: String, CodingKey {
-            case location, key, size, sha256
+            case location, key, size, sha256, identity
             case storedSize = "stored_size"
+        }
+    }
+
+    /// What tells a file on disk apart without reading it.
+    struct Identity: Codable, Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var mtimeNanoseconds: Int64
+        var ctimeNanoseconds: Int64
+
+        static func of(_ path: String) -> Identity? {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return nil }
+            return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                            mtimeNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                            ctimeNanoseconds: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
         }
     }
 
@@ -42,12 +64,12 @@ public enum WalPushAhead {
 
     /// Acknowledges `path` from its record, when one matches the file and `location`; removes a record that
     /// does not match.
-    static func acknowledge(path: String, bytes: [UInt8], location: String) -> WalPush.Result? {
+    static func acknowledge(path: String, location: String) -> WalPush.Result? {
         let name = (path as NSString).lastPathComponent
         let recordPath = spool(for: path) + "/" + name + ".ok"
         guard let data = FileManager.default.contents(atPath: recordPath) else { return nil }
         guard let r = try? JSONDecoder().decode(Record.self, from: data), r.location == location,
-              r.size == Int64(bytes.count), r.sha256 == Hex.encode(SHA256.hash(data: bytes)) else {
+              let identity = r.identity, identity.size == r.size, identity == Identity.of(path) else {
             unlink(recordPath)
             WalPush.logger.warning("ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
             return nil
@@ -105,17 +127,17 @@ public enum WalPushAhead {
 
     /// Waits until the worker has recorded `path` (then acknowledges it), as long as a worker runs or was just
     /// started; nil when it gave up (the caller then pushes the file itself).
-    static func waitForRecord(path: String, bytes: [UInt8], location: String, started: Date?, timeout: Double) -> WalPush.Result? {
+    static func waitForRecord(path: String, location: String, started: Date?, timeout: Double) -> WalPush.Result? {
         let spool = spool(for: path)
         let name = (path as NSString).lastPathComponent
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, bytes: bytes, location: location) }
+            if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, location: location) }
             if unlink(spool + "/" + name + ".failed") == 0 { return nil }   // the worker could not push it
             let justStarted = started.map { Date().timeIntervalSince($0) < 2 } ?? false
             guard SpoolLock.held(spool) || justStarted else {
                 // The worker ended; it may have written the record just before.
-                return access(spool + "/" + name + ".ok", F_OK) == 0 ? acknowledge(path: path, bytes: bytes, location: location) : nil
+                return access(spool + "/" + name + ".ok", F_OK) == 0 ? acknowledge(path: path, location: location) : nil
             }
             usleep(10_000)
         }
@@ -153,9 +175,15 @@ public enum WalPushAhead {
                 pool.submit {
                     defer { inFlight.withLock { _ = $0.remove(name) } }
                     do {
+                        let before = Identity.of(dir + "/" + name)
                         let (f, b) = try WalPush.read(dir + "/" + name)
                         let (r, sha) = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
-                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, sha256: sha),
+                        let identity = Identity.of(dir + "/" + name)
+                        guard let identity, identity == before, identity.size == r.size else {
+                            throw CoreError(.localIO, "\(name) changed while it was pushed ahead")
+                        }
+                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, sha256: sha,
+                                         identity: identity),
                                   file: name, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {

@@ -66,7 +66,7 @@ public enum BackupOperation {
         case .stream: break
         case .files: dataDirectory = try FileBackup.usableDataDirectory(conn, cluster: cluster).get()
         case .auto:
-            switch try FileBackup.usableDataDirectory(conn, cluster: cluster) {
+            switch FileBackup.usableDataDirectory(conn, cluster: cluster) {
             case .success(let dir): dataDirectory = dir
             case .failure(let why): logger.info("streaming the backup: \(why.message)")
             }
@@ -208,7 +208,7 @@ public enum BackupOperation {
                          clock: any WallClock, timeout: Double) throws {
         let deadline = clock.now().addingTimeInterval(timeout)
         var next = first
-        var delay = 0.2
+        var delay = 0.05
         while true {
             while next <= last, try repo.head(Layout.walKey(.segment(next.name))) != nil { next = next.next }
             if next > last { return }
@@ -218,7 +218,7 @@ public enum BackupOperation {
                                 hint: "check that archive_command runs `cairn wal-push %p` and look for archiver failures in pg_stat_archiver and the server log")
             }
             clock.sleep(seconds: delay)
-            delay = min(delay * 2, 5)
+            delay = min(delay * 1.5, 2)
         }
     }
 

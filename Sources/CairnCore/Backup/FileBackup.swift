@@ -31,7 +31,17 @@ enum FileBackup {
     static let logger = Logger(label: "cairn.backup")
 
     /// The data directory to read, or why the files method cannot be used (then `auto` streams).
-    static func usableDataDirectory(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CoreError> {
+    static func usableDataDirectory(_ conn: PGConnection, cluster: ClusterInfo) -> Result<String, CoreError> {
+        do {
+            return try probe(conn, cluster: cluster)
+        } catch {
+            let (_, message, _) = describeError(error)
+            return .failure(CoreError(.pgConfig, "cannot tell where the data directory is: \(message)",
+                                      hint: "back up as a superuser (or a member of pg_read_all_settings), or set cluster.backup_method: stream"))
+        }
+    }
+
+    private static func probe(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CoreError> {
         let dir = try conn.scalar("SHOW data_directory") ?? ""
         if try conn.scalar("SELECT pg_is_in_recovery()::text") == "true" {
             return .failure(CoreError(.pgConfig, "the server is a standby; file-level backups are taken from the primary",
@@ -77,9 +87,8 @@ enum FileBackup {
         progress.onTotal((entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size })
 
         let counted = Counter(progress.onBytes)
-        let lanePipeline = Pipeline(level: pipeline.level, workers: 0)
         func copier(_ archive: String) -> FileCopier {
-            FileCopier(repo: repo, pipeline: lanePipeline, backupId: id, archive: archive, bundleSize: bundleSize,
+            FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize,
                        onBytes: { counted.add($0) })
         }
         let base = copier("base")
