@@ -3,8 +3,10 @@
 # bench/README.md. CAIRN_BIN (default: this repository's .build/release/cairn) is copied under
 # $BENCH_STATE so the postgres OS user can run it from archive_command and restore_command.
 # Settings map as: COMPRESS_TYPE must be zst (Cairn stores zstd only), COMPRESS_LEVEL -> compression.level,
-# PROCESS_MAX -> limits.parallelism (parallel part uploads, parallel bundle restores, WAL prefetch) and
-# compression.threads (zstd workers), as pgBackRest's process-max parallelises compression.
+# PROCESS_MAX -> limits.parallelism (files read and compressed at once by a backup, as pgBackRest's process-max;
+# parallel part uploads, bundle restores, WAL pushes and prefetch) and compression.threads (zstd workers, so a
+# lane holding one large file still uses every core). The data directory is on this host, so backups use
+# cluster.backup_method auto -> files (BACKUP_METHOD=stream forces the BASE_BACKUP stream instead).
 # ARCHIVE_ASYNC=y -> archive.async: true (a backlog starts a background worker that pushes the .ready files in
 # parallel; wal-push acknowledges each from the worker's record of its confirmed push), as pgBackRest's archive-async.
 CAIRN_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,6 +32,7 @@ tool_setup() {
     echo "  connection: \"host=$PGHOST port=$PGPORT user=postgres dbname=postgres\""
     echo "  data_directory: $PGDATA"
     echo "  bin_directory: /usr/lib/postgresql/15/bin"
+    echo "  backup_method: ${BACKUP_METHOD:-auto}"
     echo "repository:"
     if [ "${REPO:-s3}" = s3 ]; then
       printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_KEY" "$S3_SECRET" > "$CAIRN_DIR/aws-credentials"

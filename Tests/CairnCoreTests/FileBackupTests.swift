@@ -72,11 +72,11 @@ private func makeDataDirectory() throws -> String {
         let repo = MemoryRepository()
         let pipeline = Pipeline(level: 1)
         let entries = try DataDirectory.scan(dataDirectory: root)
-        let copier = FileCopier(repo: repo, pipeline: pipeline, backupId: "B", archive: "base", bundleSize: 64 << 10,
-                                onBytes: { _ in })
-        try copier.copy(entries, lanes: 3)
+        let copier = FileCopier(repo: repo, pipeline: pipeline, backupId: "B", archive: "base", bundleSize: 4 << 10,
+                                lanes: 3, onBytes: { _ in })
+        try copier.copy(entries)
         let objects = copier.orderedObjects
-        #expect(objects.count >= 3, "small bundles: several of them")
+        #expect(objects.count >= 4, "small bundles: one per file of 4 KiB or more")
         #expect(objects.map(\.key) == (1...objects.count).map { Layout.bundleKey("B", archive: "base", index: $0) })
 
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

@@ -88,17 +88,17 @@ enum FileBackup {
 
         let counted = Counter(progress.onBytes)
         func copier(_ archive: String) -> FileCopier {
-            FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize,
+            FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize, lanes: lanes,
                        onBytes: { counted.add($0) })
         }
         let base = copier("base")
         var copiers: [(FileCopier, UInt32?, String?)] = [(base, nil, nil)]
         defer { begun += copiers.flatMap { $0.0.committedKeys } }
-        try base.copy(entries, lanes: lanes)
+        try base.copy(entries)
         for s in spaces {
             let c = copier("ts-\(s.oid)")
             copiers.append((c, s.oid, s.location))
-            try c.copy(s.entries, lanes: lanes)
+            try c.copy(s.entries)
         }
 
         // The last bundle: pg_control as late as possible, then what pg_backup_stop returns.

@@ -21,8 +21,13 @@ final class FileCopier: @unchecked Sendable {
     let backupId: String
     let archive: String
     let bundleSize: Int64
+    /// Threads copying at once.
+    let lanes: Int
     /// Receives the bytes each read adds.
     let onBytes: @Sendable (Int64) -> Void
+    /// Create-only writes; with several lanes, one part upload per lane, so memory stays at
+    /// lanes × (3 parts + a zstd context) whatever the parallelism.
+    let putOptions: PutOptions
     private let lock = NSLock()
     private var nextIndex = 0
     private(set) var objects: [(index: Int, object: BackupManifest.Object)] = []
@@ -31,26 +36,28 @@ final class FileCopier: @unchecked Sendable {
     var committedKeys: [String] { locked { objects.map(\.object.key) } }
 
     init(repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64,
-         onBytes: @escaping @Sendable (Int64) -> Void) {
+         lanes: Int, onBytes: @escaping @Sendable (Int64) -> Void) {
         self.repo = repo
         self.pipeline = pipeline
         self.backupId = backupId
         self.archive = archive
         self.bundleSize = bundleSize
+        self.lanes = max(1, lanes)
         self.onBytes = onBytes
+        putOptions = PutOptions(createOnly: true, uploadThreads: lanes > 1 ? 1 : nil)
     }
 
     /// The archive's objects in bundle order.
     var orderedObjects: [BackupManifest.Object] { locked { objects.sorted { $0.index < $1.index }.map(\.object) } }
 
     /// Copies `entries` on `lanes` threads: directories and links first (in one bundle), then files by size.
-    func copy(_ entries: [DataDirectory.Entry], lanes: Int) throws {
+    func copy(_ entries: [DataDirectory.Entry]) throws {
         let meta = entries.filter { if case .file = $0.kind { false } else { true } }
         let files = entries.filter { if case .file = $0.kind { true } else { false } }
             .sorted { $0.size > $1.size }
         let queue = JobQueue(jobs: (meta.isEmpty ? [] : [meta]) + files.map { [$0] })
         let pool = WorkerPool(threads: lanes, maxQueued: lanes, name: "cairn-copy")
-        for _ in 0..<max(1, lanes) {
+        for _ in 0..<lanes {
             pool.submit { [self] in
                 let bundle = Bundle(owner: self)
                 do {
@@ -176,7 +183,7 @@ final class FileCopier: @unchecked Sendable {
             if stream == nil {
                 let (i, key) = owner.allocate()
                 index = i
-                stream = try owner.pipeline.beginStore(owner.repo, key: key, options: .createOnly)
+                stream = try owner.pipeline.beginStore(owner.repo, key: key, options: owner.putOptions)
                 files = []
                 firstPath = nil
             }

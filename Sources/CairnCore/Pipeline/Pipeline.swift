@@ -70,9 +70,14 @@ public struct Pipeline: Sendable {
     /// Streams an object's content to `sink`, verifying the zstd checksums, the trailer and, when given, the
     /// expected digest. Throws `data.corrupt` (after the content was passed to the sink: callers write to a
     /// temporary place and commit only on success).
+    ///
+    /// With `expected` and `hashContent: false` (restores), the content's SHA-256 is not recomputed: the stored
+    /// bytes must match the manifest's SHA-256, and the same bytes decode, under zstd's own content checksum,
+    /// to the content whose digest the manifest records. That saves a pass over every restored byte.
     @discardableResult
-    public func load(_ repo: any Repository, key: String, expected: ObjectDigest? = nil,
+    public func load(_ repo: any Repository, key: String, expected: ObjectDigest? = nil, hashContent: Bool = true,
                      into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectDigest {
+        let hashContent = hashContent || expected == nil
         let d = try ZstdDecompressor()
         var plain = SHA256()
         var stored = SHA256()
@@ -97,7 +102,7 @@ public struct Pipeline: Sendable {
             tail.append(contentsOf: chunk[(release - fromTail)...])
             do {
                 try d.decompress(chunk) { out in
-                    plain.update(bufferPointer: out)
+                    if hashContent { plain.update(bufferPointer: out) }
                     plainSize += Int64(out.count)
                     try sink(out)
                 }
@@ -105,11 +110,15 @@ public struct Pipeline: Sendable {
                 throw CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
             }
         }
-        let digest = ObjectDigest(size: plainSize, sha256: Hex.encode(plain.finalize()),
-                                  storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
         func damaged(_ why: String) -> CoreError {
             CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
         }
+        let storedHex = Hex.encode(stored.finalize())
+        if let expected, !hashContent, expected.storedSize != storedSize || expected.storedSHA256 != storedHex {
+            throw damaged("it differs from the size and SHA-256 recorded in the manifest")
+        }
+        let digest = ObjectDigest(size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected!.sha256,
+                                  storedSize: storedSize, storedSHA256: storedHex)
         guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
         guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
         guard trailer.size == plainSize, Hex.encode(trailer.sha256) == digest.sha256 else {

@@ -81,7 +81,7 @@ public enum RestoreOperation {
                 try Interruption.check()
                 let x = TarExtractor(root: dir, linkTarget: relink)
                 do {
-                    try pipeline.load(repo, key: object.key, expected: object.digest) { buf in
+                    try pipeline.load(repo, key: object.key, expected: object.digest, hashContent: false) { buf in
                         try x.feed(buf)
                         onBytes(totals.add(bytes: Int64(buf.count)))
                     }

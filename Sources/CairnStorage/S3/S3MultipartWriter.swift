@@ -13,7 +13,7 @@ final class PartBuffer: @unchecked Sendable {
 }
 
 /// Streams an object into S3: a single PUT when it fits in one part, otherwise a multipart upload with parts
-/// sent by `concurrency` threads. At most `concurrency + 2` part buffers exist at once.
+/// sent by `concurrency` threads (or `PutOptions.uploadThreads`). At most that many + 2 part buffers exist at once.
 ///
 /// Part sizes start at `partSize` and double every 1000 parts, so a stream of unknown length can reach
 /// several TiB within S3's 10,000-part limit.
@@ -85,7 +85,8 @@ final class S3MultipartWriter: ObjectWriter {
         if uploadId == nil {
             if options.createOnly, try repo.head(key) != nil { throw StorageError.exists(key, in: repo.location) }
             uploadId = try repo.createMultipart(key, createOnly: options.createOnly)
-            pool = WorkerPool(threads: repo.settings.concurrency, maxQueued: 1, name: "cairn-upload")
+            pool = WorkerPool(threads: min(repo.settings.concurrency, max(1, options.uploadThreads ?? Int.max)), maxQueued: 1,
+                              name: "cairn-upload")
         }
         let number = nextPart
         nextPart += 1
