@@ -91,6 +91,39 @@ import TestSupport
         #expect(try r.psql("SELECT count(*) FROM scratch") == "0", "unlogged tables come back empty")
     }
 
+    /// A backup user without the files method's privileges: `files` fails with one line and a hint, `auto`
+    /// streams instead; once granted, `files` works.
+    @Test func theFilesMethodNeedsItsPrivilegesAndAutoFallsBackToStreaming() throws {
+        let c = try ScratchCluster(name: "backup-privileges") { dir, conninfo in
+            try TestRepository.config(.local, dir: dir, conninfo: conninfo.replacingOccurrences(of: "user=postgres", with: "user=backuper"),
+                                      cluster: ["backup_method: files"])
+        }
+        defer { c.destroy() }
+        let conf = c.config!
+        try c.psql("CREATE ROLE backuper LOGIN REPLICATION")
+        #expect(try c.cairn(["init"]).status == 0)
+        let refused = try c.cairn(["backup"])
+        #expect(refused.status == ErrorCode.pgConfig.exitCode, "\(refused.stderr)")
+        #expect(refused.stderr.contains("[pg.config]") && refused.stderr.contains("HINT:") && refused.stderr.contains("backup_method: stream"),
+                "\(refused.stderr)")
+
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "backup_method: files", with: "backup_method: auto")
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let streamed = try c.cairn(["--log-level", "info", "backup"])
+        #expect(streamed.status == 0 && streamed.stderr.contains("method=stream"), "\(streamed.stderr)")
+
+        try c.psql("GRANT pg_read_all_settings TO backuper")
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "backup_method: auto", with: "backup_method: files")
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let denied = try c.cairn(["backup"])
+        #expect(denied.status == ErrorCode.pgAuth.exitCode && denied.stderr.contains("GRANT EXECUTE"), "\(denied.stderr)")
+
+        try c.psql("GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO backuper")
+        let files = try c.cairn(["--log-level", "info", "backup"])
+        #expect(files.status == 0 && files.stderr.contains("method=files"), "\(files.stderr)")
+        #expect(try c.cairn(["verify"]).status == 0)
+    }
+
     @Test(arguments: BackupMethodCase.allCases)
     func tablespacesAreBackedUpAndRemapped(method: BackupMethodCase) throws {
         let c = try ScratchCluster(name: "tablespace-\(method)") {
