@@ -52,15 +52,17 @@ public final class S3Repository: Repository {
         if options.createOnly { req.headers.append(("If-None-Match", "*")) }
         req.body = body
         req.contentMD5 = true
+        req.bodyMD5 = Array(Insecure.MD5.hash(data: body))
+        let md5 = Hex.encode(req.bodyMD5!)
         let r: HTTPResponse
         do { r = try client.send(req) } catch let e as StorageError where e.code == .repoObjectExists {
             // A retry after a lost acknowledgement finds our own object: accept it only if it holds exactly these bytes.
-            if etagIsMD5, try storedETag(key) == Hex.encode(Insecure.MD5.hash(data: body)) {
+            if etagIsMD5, try storedETag(key) == md5 {
                 return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
             }
             throw StorageError.exists(key, in: location)
         }
-        try checkETag(r, body: body, what: "PUT \(client.describe(key))")
+        try checkETag(r, md5: md5, what: "PUT \(client.describe(key))")
         return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
     }
 
@@ -73,9 +75,9 @@ public final class S3Repository: Repository {
         return r.headers["etag"]?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
     }
 
-    func checkETag(_ r: HTTPResponse, body: UnsafeRawBufferPointer, what: String) throws {
+    /// Checks the answer's ETag against the hex MD5 of what was sent.
+    func checkETag(_ r: HTTPResponse, md5: String, what: String) throws {
         guard etagIsMD5, let etag = r.headers["etag"] else { return }
-        let md5 = Hex.encode(Insecure.MD5.hash(data: body))
         if etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased() != md5 {
             throw StorageError(.dataCorrupt, "\(what): the stored object's ETag \(etag) does not match the MD5 of what was sent",
                                hint: "the endpoint or a proxy altered the data; retry, and check any proxy between cairn and the store")
@@ -189,11 +191,12 @@ public final class S3Repository: Repository {
         req.query = [("partNumber", String(number)), ("uploadId", uploadId)]
         req.body = body
         req.contentMD5 = true
+        req.bodyMD5 = Array(Insecure.MD5.hash(data: body))
         let r = try client.send(req)
         guard let etag = r.headers["etag"] else {
             throw StorageError(.repoProtocol, "PUT \(client.describe(key)) part \(number): no ETag in the answer")
         }
-        try checkETag(r, body: body, what: "PUT \(client.describe(key)) part \(number)")
+        try checkETag(r, md5: Hex.encode(req.bodyMD5!), what: "PUT \(client.describe(key)) part \(number)")
         return etag
     }
 
