@@ -36,7 +36,7 @@ final class BundleWriter {
         if current == nil {
             index += 1
             current = try pipeline.beginStore(repo, key: Layout.bundleKey(backupId, archive: archive, index: index),
-                                              options: .createOnly)
+                                              options: .createOnly, contentDigest: false)
             files = 0
             firstPath = nil
         }

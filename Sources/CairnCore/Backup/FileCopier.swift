@@ -183,7 +183,7 @@ final class FileCopier: @unchecked Sendable {
             if stream == nil {
                 let (i, key) = owner.allocate()
                 index = i
-                stream = try owner.pipeline.beginStore(owner.repo, key: key, options: owner.putOptions)
+                stream = try owner.pipeline.beginStore(owner.repo, key: key, options: owner.putOptions, contentDigest: false)
                 files = []
                 firstPath = nil
             }

@@ -4,7 +4,8 @@ import CairnBase
 public struct ObjectDigest: Codable, Sendable, Equatable {
     /// Size of the content before compression.
     public var size: Int64
-    /// SHA-256 (hex) of the content before compression.
+    /// SHA-256 (hex) of the content before compression; empty when the object does not record one (backup
+    /// bundles, format 3: each file's CRC-32C is in the PostgreSQL manifest instead).
     public var sha256: String
     /// Size of the object as stored.
     public var storedSize: Int64
@@ -25,20 +26,24 @@ public struct ObjectDigest: Codable, Sendable, Equatable {
     }
 }
 
-/// Cairn's stored object format (version 2).
+/// Cairn's stored object format (versions 2 and 3).
 ///
 /// An object is a zstd stream of the content (frames with XXH64 checksums), followed by one zstd *skippable
 /// frame* holding a trailer: the magic `CAIRNOB2`, the content size (u64 LE), the content's SHA-256 and the SHA-256
 /// of every stored byte before the trailer. Any zstd tool decompresses an object (skippable frames are ignored),
 /// and Cairn verifies the trailer, so an object proves its own integrity without a manifest — which is how WAL
 /// segments are checked. The digest of the compressed bytes catches the changes a decoder would not notice (a
-/// flipped bit in a frame's window size decompresses to the same content). Version 1 trailers (`CAIRNOB1`, no
-/// compressed digest) are still read.
+/// flipped bit in a frame's window size decompresses to the same content). Version 3 (`CAIRNOB3`, backup
+/// bundles) is version 2 with the content digest left out (its field must be zero): the SHA-256 of the stored
+/// bytes and zstd's content checksums already prove the content, every file's CRC-32C is in the PostgreSQL
+/// manifest, and hashing every backed-up byte a second time cost a quarter of a backup's CPU. Version 1 trailers
+/// (`CAIRNOB1`, no compressed digest) are still read.
 enum ObjectFormat {
     /// Skippable frame magic (0x184D2A50 + 0xE).
     static let skippableMagic: UInt32 = 0x184D_2A5E
     static let tag = Array("CAIRNOB2".utf8)
     static let tagV1 = Array("CAIRNOB1".utf8)
+    static let tagV3 = Array("CAIRNOB3".utf8)
     static let payloadLength = 8 + 8 + 32 + 32
     static let payloadLengthV1 = 8 + 8 + 32
     static let trailerLength = 8 + payloadLength
@@ -47,19 +52,21 @@ enum ObjectFormat {
     /// What a trailer records.
     struct Trailer: Equatable {
         var size: Int64
-        var sha256: [UInt8]
+        /// The content's SHA-256 (nil in version 3).
+        var sha256: [UInt8]?
         /// SHA-256 of the stored bytes before the trailer (nil in version 1).
         var storedSHA256: [UInt8]?
     }
 
-    static func trailer(size: Int64, sha256: [UInt8], storedSHA256: [UInt8]) -> [UInt8] {
+    /// A version 2 trailer, or version 3 when `sha256` is nil.
+    static func trailer(size: Int64, sha256: [UInt8]?, storedSHA256: [UInt8]) -> [UInt8] {
         var t = [UInt8]()
         t.reserveCapacity(trailerLength)
         appendLE(&t, UInt64(skippableMagic), bytes: 4)
         appendLE(&t, UInt64(payloadLength), bytes: 4)
-        t += tag
+        t += sha256 == nil ? tagV3 : tag
         appendLE(&t, UInt64(size), bytes: 8)
-        t += sha256
+        t += sha256 ?? [UInt8](repeating: 0, count: 32)
         t += storedSHA256
         return t
     }
@@ -69,9 +76,15 @@ enum ObjectFormat {
     static func parseTrailer(_ tail: [UInt8]) -> (trailer: Trailer, length: Int)? {
         if tail.count >= trailerLength {
             let t = Array(tail.suffix(trailerLength))
-            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLength), Array(t[8..<16]) == tag {
-                return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: Array(t[56..<88])),
-                        trailerLength)
+            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLength) {
+                let version = Array(t[8..<16])
+                if version == tag {
+                    return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: Array(t[56..<88])),
+                            trailerLength)
+                }
+                if version == tagV3, t[24..<56].allSatisfy({ $0 == 0 }) {
+                    return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: nil, storedSHA256: Array(t[56..<88])), trailerLength)
+                }
             }
         }
         if tail.count >= trailerLengthV1 {

@@ -20,11 +20,13 @@ public struct Pipeline: Sendable {
         self.workers = workers
     }
 
-    /// Starts storing an object. Write the content, then `finish()` (or `abort()`).
-    public func beginStore(_ repo: any Repository, key: String, options: PutOptions) throws -> StoreStream {
+    /// Starts storing an object. Write the content, then `finish()` (or `abort()`). Without `contentDigest`
+    /// the object records no SHA-256 of its content (format 3, for backup bundles; see ``ObjectFormat``).
+    public func beginStore(_ repo: any Repository, key: String, options: PutOptions, contentDigest: Bool = true) throws -> StoreStream {
         let writer = try repo.makeWriter(key, options: options)
         do {
-            return try StoreStream(writer: writer, compressor: ZstdCompressor(level: level, workers: workers), key: key)
+            return try StoreStream(writer: writer, compressor: ZstdCompressor(level: level, workers: workers), key: key,
+                                   contentDigest: contentDigest)
         } catch {
             writer.abort()
             throw error
@@ -77,7 +79,7 @@ public struct Pipeline: Sendable {
     @discardableResult
     public func load(_ repo: any Repository, key: String, expected: ObjectDigest? = nil, hashContent: Bool = true,
                      into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectDigest {
-        let hashContent = hashContent || expected == nil
+        let hashContent = (hashContent || expected == nil) && expected?.sha256.isEmpty != true
         let d = try ZstdDecompressor()
         var plain = SHA256()
         var stored = SHA256()
@@ -117,11 +119,11 @@ public struct Pipeline: Sendable {
         if let expected, !hashContent, expected.storedSize != storedSize || expected.storedSHA256 != storedHex {
             throw damaged("it differs from the size and SHA-256 recorded in the manifest")
         }
-        let digest = ObjectDigest(size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected!.sha256,
+        let digest = ObjectDigest(size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected?.sha256 ?? "",
                                   storedSize: storedSize, storedSHA256: storedHex)
         guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
         guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
-        guard trailer.size == plainSize, Hex.encode(trailer.sha256) == digest.sha256 else {
+        guard trailer.size == plainSize, trailer.sha256.map({ Hex.encode($0) == digest.sha256 }) ?? true else {
             throw damaged("its content does not match the digest recorded when it was stored")
         }
         if let recorded = trailer.storedSHA256, length == tail.count, Array(beforeTrailer.finalize()) != recorded {
@@ -129,7 +131,7 @@ public struct Pipeline: Sendable {
         }
         if let expected {
             guard expected.storedSize == storedSize, expected.storedSHA256 == digest.storedSHA256,
-                  expected.size == plainSize, expected.sha256 == digest.sha256 else {
+                  expected.size == plainSize, expected.sha256.isEmpty || expected.sha256 == digest.sha256 else {
                 throw damaged("it differs from the size and SHA-256 recorded in the manifest")
             }
         }
@@ -149,13 +151,15 @@ public final class StoreStream {
     private var plainSize: Int64 = 0
     private var storedSize: Int64 = 0
     private var done = false
+    private let contentDigest: Bool
     /// The object key.
     public let key: String
 
-    init(writer: any ObjectWriter, compressor: ZstdCompressor, key: String) {
+    init(writer: any ObjectWriter, compressor: ZstdCompressor, key: String, contentDigest: Bool = true) {
         self.writer = writer
         self.compressor = compressor
         self.key = key
+        self.contentDigest = contentDigest
     }
 
     deinit { if !done { writer.abort() } }
@@ -171,7 +175,7 @@ public final class StoreStream {
 
     /// Adds content.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        plain.update(bufferPointer: bytes)
+        if contentDigest { plain.update(bufferPointer: bytes) }
         plainSize += Int64(bytes.count)
         try compressor.compress(bytes) { try emit($0) }
     }
@@ -180,11 +184,11 @@ public final class StoreStream {
     public func finish() throws -> ObjectDigest {
         do {
             try compressor.finish { try emit($0) }
-            let sha = Array(plain.finalize())
+            let sha = contentDigest ? Array(plain.finalize()) : nil
             try ObjectFormat.trailer(size: plainSize, sha256: sha, storedSHA256: Array(stored.finalize())).withUnsafeBytes { try emit($0) }
             _ = try writer.finish()
             done = true
-            return ObjectDigest(size: plainSize, sha256: Hex.encode(sha), storedSize: storedSize,
+            return ObjectDigest(size: plainSize, sha256: sha.map { Hex.encode($0) } ?? "", storedSize: storedSize,
                                 storedSHA256: Hex.encode(stored.finalize()))
         } catch {
             abort()
