@@ -22,8 +22,9 @@ public struct PutOptions: Sendable, Equatable {
     /// The write must fail with ``StorageError`` code `repo.object-exists` when the key already exists, and must
     /// never replace an existing object, even under a race with another writer.
     public var createOnly: Bool
-    /// At most this many parallel part uploads for this writer (nil: the driver's setting). Callers that run
-    /// several writers at once lower it, so their buffers together stay within the memory budget.
+    /// At most this many parallel part uploads for this writer (nil: the driver's setting; 0: each part is sent
+    /// by the writing thread, from one buffer). Callers that run several writers at once lower it, so their
+    /// buffers together stay within the memory budget.
     public var uploadThreads: Int?
 
     public init(createOnly: Bool = false, uploadThreads: Int? = nil) {

@@ -25,8 +25,8 @@ final class FileCopier: @unchecked Sendable {
     let lanes: Int
     /// Receives the bytes each read adds.
     let onBytes: @Sendable (Int64) -> Void
-    /// Create-only writes; with several lanes, one part upload per lane, so memory stays at
-    /// lanes × (3 parts + a zstd context) whatever the parallelism.
+    /// Create-only writes; with several lanes, each lane sends its own parts (one part buffer per lane), so
+    /// memory stays at lanes × (one part + a zstd context): the lanes are the parallel uploads.
     let putOptions: PutOptions
     private let lock = NSLock()
     private var nextIndex = 0
@@ -44,7 +44,7 @@ final class FileCopier: @unchecked Sendable {
         self.bundleSize = bundleSize
         self.lanes = max(1, lanes)
         self.onBytes = onBytes
-        putOptions = PutOptions(createOnly: true, uploadThreads: lanes > 1 ? 1 : nil)
+        putOptions = PutOptions(createOnly: true, uploadThreads: lanes > 1 ? 0 : nil)
     }
 
     /// The archive's objects in bundle order.

@@ -13,7 +13,8 @@ final class PartBuffer: @unchecked Sendable {
 }
 
 /// Streams an object into S3: a single PUT when it fits in one part, otherwise a multipart upload with parts
-/// sent by `concurrency` threads (or `PutOptions.uploadThreads`). At most that many + 2 part buffers exist at once.
+/// sent by `concurrency` threads (or `PutOptions.uploadThreads`). At most that many + 2 part buffers exist at once;
+/// with `uploadThreads` 0 the writing thread sends each part itself and one buffer is all there is.
 ///
 /// Part sizes start at `partSize` and double every 1000 parts, so a stream of unknown length can reach
 /// several TiB within S3's 10,000-part limit.
@@ -82,11 +83,14 @@ final class S3MultipartWriter: ObjectWriter {
     private func flushPart() throws {
         guard let buf = current else { return }
         current = nil
+        let inline = options.uploadThreads == 0
         if uploadId == nil {
             if options.createOnly, try repo.head(key) != nil { throw StorageError.exists(key, in: repo.location) }
             uploadId = try repo.createMultipart(key, createOnly: options.createOnly)
-            pool = WorkerPool(threads: min(repo.settings.concurrency, max(1, options.uploadThreads ?? Int.max)), maxQueued: 1,
-                              name: "cairn-upload")
+            if !inline {
+                pool = WorkerPool(threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 1,
+                                  name: "cairn-upload")
+            }
         }
         let number = nextPart
         nextPart += 1
@@ -94,6 +98,13 @@ final class S3MultipartWriter: ObjectWriter {
         let id = uploadId!
         let repo = self.repo, key = self.key
         let ledger = self.ledger
+        if inline {
+            // One buffer: the part is sent from the writing thread, which then refills the same buffer.
+            let etag = try repo.uploadPart(key, uploadId: id, number: number, buf.bytes)
+            ledger.etags.withLock { $0.append((number, etag)) }
+            ledger.free.withLock { $0.append(buf) }
+            return
+        }
         let accepted = pool!.submit {
             let etag = try repo.uploadPart(key, uploadId: id, number: number, buf.bytes)
             ledger.etags.withLock { $0.append((number, etag)) }
@@ -111,7 +122,7 @@ final class S3MultipartWriter: ObjectWriter {
                 _ = try repo.putObject(key, body.bytes, options: options)
             } else {
                 if let c = current, c.count > 0 { try flushPart() }
-                try pool!.wait()
+                try pool?.wait()
                 pool = nil
                 try repo.completeMultipart(key, uploadId: uploadId!, parts: ledger.etags.withLock { $0 },
                                            createOnly: options.createOnly)
