@@ -65,18 +65,18 @@ public enum CairnMain {
                 try command.run()
             }
             Interrupts.waitIfInterrupted()
-            exit(0)
+            terminate(0)
         } catch let e as CommandExit {
             Interrupts.waitIfInterrupted()
-            exit(e.code)
+            terminate(e.code)
         } catch let e as any CairnError {
             Interrupts.waitIfInterrupted()
-            exit(Output.report(e))
+            terminate(Output.report(e))
         } catch {
             // Usage errors are reported like every other error (one line, the code, a hint); help and version
             // requests are printed by ArgumentParser.
             if CairnCommand.exitCode(for: error) == .validationFailure {
-                exit(Output.report(usageError(error, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))))
+                terminate(Output.report(usageError(error, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))))
             }
             CairnCommand.exit(withError: error)
         }
@@ -84,6 +84,14 @@ public enum CairnMain {
 }
 
 extension CairnMain {
+    /// Ends the process once stdout and stderr are flushed, without exit-time destructors: a transfer thread
+    /// may still be releasing its curl handle while OpenSSL's exit handler frees the locks that handle uses
+    /// (a segmentation fault seen once in CI, at the end of `cairn list`). Nothing Cairn writes depends on them.
+    static func terminate(_ code: Int32) -> Never {
+        fflush(nil)  // every output stream
+        _exit(code)
+    }
+
     /// A command-line mistake as a `usage` error: ArgumentParser's message on one line, lowercased like Cairn's own,
     /// and a hint naming the command's help.
     static func usageError(_ error: any Error, arguments: [String]) -> BaseError {

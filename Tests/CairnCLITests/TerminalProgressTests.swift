@@ -37,6 +37,6 @@ import TestSupport
         let quiet = try c.cairn(["backup"])
         #expect(quiet.status == 0 && !quiet.stderr.contains("backup: "), "\(quiet.stderr)")
         let verbose = try c.cairn(["backup", "--verbose"])
-        #expect(verbose.status == 0 && verbose.stderr.contains("backup: streaming base backup") && !verbose.stderr.contains("\r"), "\(verbose.stderr)")
+        #expect(verbose.status == 0 && verbose.stderr.contains("backup: copying base backup") && !verbose.stderr.contains("\r"), "\(verbose.stderr)")
     }
 }

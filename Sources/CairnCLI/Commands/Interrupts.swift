@@ -45,7 +45,7 @@ enum Interrupts {
             for a in actions.reversed() { a.run() }
             let done = actions.map(\.what).filter { !$0.isEmpty }
             Output.stderr("cairn: error: interrupted\(done.isEmpty ? "" : "; " + done.joined(separator: "; ")) [interrupted]")
-            exit(ErrorCode.interrupted.exitCode)
+            CairnMain.terminate(ErrorCode.interrupted.exitCode)
         }
         source.resume()
         return source

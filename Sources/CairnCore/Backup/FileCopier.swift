@@ -130,25 +130,26 @@ final class FileCopier: @unchecked Sendable {
                 }
                 defer { Glibc.close(fd) }
                 posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-                try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
-                let crc = try copyData(fd: fd, size: size, path: e.source)
-                try write(zeros: Int(TarHeader.padding(size)))
+                let s = try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
+                let crc = try copyData(fd: fd, size: size, path: e.source, into: s)
+                try write(zeros: Int(TarHeader.padding(size)), to: s)
                 files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
             }
         }
 
         /// Adds a file whose content is in memory (backup_label).
         func add(path: String, content: [UInt8], mtime: Int) throws {
-            try header(TarHeader(name: path, mode: 0o600, size: Int64(content.count), type: UInt8(ascii: "0"), linkName: ""), mtime: mtime)
-            try content.withUnsafeBytes { try stream!.write($0) }
-            try write(zeros: Int(TarHeader.padding(Int64(content.count))))
+            let s = try header(TarHeader(name: path, mode: 0o600, size: Int64(content.count), type: UInt8(ascii: "0"), linkName: ""),
+                               mtime: mtime)
+            try content.withUnsafeBytes { try s.write($0) }
+            try write(zeros: Int(TarHeader.padding(Int64(content.count))), to: s)
             let crc = content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
             files.append(Copied(path: path, size: Int64(content.count), mtime: mtime, crc32c: crc))
         }
 
         /// Reads exactly `size` bytes: a file that shrank since the scan is padded with zeros and one that grew is
         /// cut, as PostgreSQL's own base backup does (WAL replay repairs both).
-        private func copyData(fd: Int32, size: Int64, path: String) throws -> UInt32 {
+        private func copyData(fd: Int32, size: Int64, path: String, into s: StoreStream) throws -> UInt32 {
             var left = size
             var crc: UInt32 = 0xFFFF_FFFF
             while left > 0 {
@@ -158,32 +159,39 @@ final class FileCopier: @unchecked Sendable {
                     if errno == EINTR { continue }
                     throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
                 }
-                let chunk = n == 0 ? UnsafeRawBufferPointer(start: nil, count: 0) : UnsafeRawBufferPointer(rebasing: buffer[0..<n])
                 if n == 0 {
                     // Truncated while copying: fill with zeros.
                     let z = Int(min(Int64(buffer.count), left))
                     memset(buffer.baseAddress!, 0, z)
                     let zeros = UnsafeRawBufferPointer(rebasing: buffer[0..<z])
                     crc = cairn_crc32c_update(crc, zeros.baseAddress, z)
-                    try stream!.write(zeros)
+                    try s.write(zeros)
                     left -= Int64(z)
                     owner.add(bytes: Int64(z))
                     continue
                 }
+                let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
                 crc = cairn_crc32c_update(crc, chunk.baseAddress, n)
-                try stream!.write(chunk)
+                try s.write(chunk)
                 left -= Int64(n)
                 owner.add(bytes: Int64(n))
             }
             return crc ^ 0xFFFF_FFFF
         }
 
-        private func header(_ h: TarHeader, mtime: Int) throws {
+        /// Writes an entry's header into the open bundle (committing a full one and beginning the next first)
+        /// and returns the bundle's stream for the entry's data.
+        @discardableResult
+        private func header(_ h: TarHeader, mtime: Int) throws -> StoreStream {
             if let s = stream, s.bytesIn >= owner.bundleSize { try close() }
-            if stream == nil {
+            let s: StoreStream
+            if let open = stream {
+                s = open
+            } else {
                 let (i, key) = owner.allocate()
                 index = i
-                stream = try owner.pipeline.beginStore(owner.repo, key: key, options: owner.putOptions, contentDigest: false)
+                s = try owner.pipeline.beginStore(owner.repo, key: key, options: owner.putOptions, contentDigest: false)
+                stream = s
                 files = []
                 firstPath = nil
             }
@@ -191,18 +199,19 @@ final class FileCopier: @unchecked Sendable {
                 firstPath = firstPath ?? h.name
                 lastPath = h.name
             }
-            try h.encode(mtime: mtime).withUnsafeBytes { try stream!.write($0) }
+            try h.encode(mtime: mtime).withUnsafeBytes { try s.write($0) }
+            return s
         }
 
-        private func write(zeros n: Int) throws {
+        private func write(zeros n: Int, to s: StoreStream) throws {
             guard n > 0 else { return }
-            try [UInt8](repeating: 0, count: n).withUnsafeBytes { try stream!.write($0) }
+            try [UInt8](repeating: 0, count: n).withUnsafeBytes { try s.write($0) }
         }
 
         /// Commits the open bundle (two end-of-archive blocks, then the object).
         func close() throws {
             guard let s = stream else { return }
-            try write(zeros: 2 * TarHeader.block)
+            try write(zeros: 2 * TarHeader.block, to: s)
             stream = nil
             let digest = try s.finish()
             owner.committed(index, BackupManifest.Object(key: s.key, digest: digest, files: files.count,
