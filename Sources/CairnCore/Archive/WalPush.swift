@@ -59,7 +59,7 @@ public enum WalPush {
         }
         let (file, bytes) = try read(path)
         let info = try RepositoryInfo.require(from: repo)
-        return try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info).result
+        return try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info)
     }
 
     /// Reads a file PostgreSQL asks to archive.
@@ -76,9 +76,9 @@ public enum WalPush {
         return (file, bytes)
     }
 
-    /// Stores one file create-only and confirms it; returns the result and the content's SHA-256.
+    /// Stores one file create-only and confirms it.
     static func push(file: WALFileName, bytes: [UInt8], repo: any Repository, pipeline: Pipeline,
-                     info: RepositoryInfo) throws -> (result: Result, sha256: String) {
+                     info: RepositoryInfo) throws -> Result {
         let name = file.fileName
         try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
         let key = Layout.walKey(file)
@@ -86,7 +86,7 @@ public enum WalPush {
             let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly)
             try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
             logger.info("archived", metadata: ["file": "\(name)", "stored_bytes": "\(digest.storedSize)"])
-            return (Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize), digest.sha256)
+            return Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize)
         } catch let e as StorageError where e.code == .repoObjectExists {
             // Already there (an earlier push whose acknowledgement was lost): fine if identical, never overwrite.
             let existing: ObjectDigest
@@ -104,7 +104,7 @@ public enum WalPush {
                                 hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
             }
             logger.info("already archived with the same content", metadata: ["file": "\(name)"])
-            return (Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize), plainSHA)
+            return Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
         }
     }
 

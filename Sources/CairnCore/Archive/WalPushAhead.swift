@@ -25,12 +25,11 @@ public enum WalPushAhead {
         var key: String
         var size: Int64
         var storedSize: Int64
-        var sha256: String
         /// The file the worker read (nil in records of older versions, which are then not used).
         var identity: Identity?
 
         enum CodingKeys: String, CodingKey {
-            case location, key, size, sha256, identity
+            case location, key, size, identity
             case storedSize = "stored_size"
         }
     }
@@ -177,13 +176,12 @@ public enum WalPushAhead {
                     do {
                         let before = Identity.of(dir + "/" + name)
                         let (f, b) = try WalPush.read(dir + "/" + name)
-                        let (r, sha) = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
+                        let r = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
                         let identity = Identity.of(dir + "/" + name)
                         guard let identity, identity == before, identity.size == r.size else {
                             throw CoreError(.localIO, "\(name) changed while it was pushed ahead")
                         }
-                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, sha256: sha,
-                                         identity: identity),
+                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
                                   file: name, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {

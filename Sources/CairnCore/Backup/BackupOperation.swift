@@ -5,7 +5,8 @@ import Foundation
 import Logging
 
 /// `cairn backup` (physical): a base backup (read from the data directory, or streamed over a replication
-/// connection) cut into bundles, a PostgreSQL backup_manifest kept, the WAL the backup needs awaited in the repository, and `manifest.json` written last.
+/// connection) cut into bundles, a PostgreSQL backup_manifest kept, the WAL the backup needs awaited in the
+/// repository, and `manifest.json` written last.
 public enum BackupOperation {
     public struct Options: Sendable {
         /// Start with an immediate checkpoint (otherwise a spread checkpoint can take minutes).

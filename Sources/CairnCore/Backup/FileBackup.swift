@@ -3,6 +3,7 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 import Logging
+import Synchronization
 
 /// The two ways a physical backup reads the cluster (`cluster.backup_method`).
 public enum BackupMethod: String, Sendable, CaseIterable {
@@ -86,10 +87,10 @@ enum FileBackup {
         }
         progress.onTotal((entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size })
 
-        let counted = Counter(progress.onBytes)
+        let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
         func copier(_ archive: String) -> FileCopier {
             FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize, lanes: lanes,
-                       onBytes: { counted.add($0) })
+                       onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
         }
         let base = copier("base")
         var copiers: [(FileCopier, UInt32?, String?)] = [(base, nil, nil)]
@@ -135,21 +136,6 @@ enum FileBackup {
         } catch {
             last.abort()
             throw error
-        }
-    }
-
-    /// A running total shared by the lanes.
-    final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var total: Int64 = 0
-        private let report: @Sendable (Int64) -> Void
-        init(_ report: @escaping @Sendable (Int64) -> Void) { self.report = report }
-        func add(_ n: Int64) {
-            lock.lock()
-            total += n
-            let t = total
-            lock.unlock()
-            report(t)
         }
     }
 }

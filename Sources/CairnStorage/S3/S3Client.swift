@@ -31,10 +31,8 @@ final class S3Client: @unchecked Sendable {
         var query: [(String, String)] = []
         var headers: [(String, String)] = []
         var body: UnsafeRawBufferPointer? = nil
-        /// Send `Content-MD5` of the body (S3 then rejects a body damaged in transit).
-        var contentMD5 = false
-        /// The body's MD5 when the caller already computed it (it checks the ETag with it too).
-        var bodyMD5: [UInt8]? = nil
+        /// The body's MD5, sent as `Content-MD5` (S3 then rejects a body damaged in transit).
+        var contentMD5: [UInt8]? = nil
         /// Statuses returned to the caller instead of being turned into errors (e.g. 404 for HEAD).
         var accept: Set<Int> = []
     }
@@ -83,9 +81,7 @@ final class S3Client: @unchecked Sendable {
         if let body = req.body {
             payloadHash = SigV4Signer.sha256Hex(body)
             headers.append(("Content-Length", String(body.count)))
-            if req.contentMD5 {
-                headers.append(("Content-MD5", Data(req.bodyMD5 ?? Array(Insecure.MD5.hash(data: body))).base64EncodedString()))
-            }
+            if let md5 = req.contentMD5 { headers.append(("Content-MD5", Data(md5).base64EncodedString())) }
         } else {
             payloadHash = SigV4Signer.emptyPayloadHash
         }

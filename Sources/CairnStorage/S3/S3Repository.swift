@@ -51,9 +51,9 @@ public final class S3Repository: Repository {
         req.headers = writeHeaders + [("Content-Type", "application/octet-stream")]
         if options.createOnly { req.headers.append(("If-None-Match", "*")) }
         req.body = body
-        req.contentMD5 = true
-        req.bodyMD5 = Array(Insecure.MD5.hash(data: body))
-        let md5 = Hex.encode(req.bodyMD5!)
+        let md5Bytes = Array(Insecure.MD5.hash(data: body))
+        req.contentMD5 = md5Bytes
+        let md5 = Hex.encode(md5Bytes)
         let r: HTTPResponse
         do { r = try client.send(req) } catch let e as StorageError where e.code == .repoObjectExists {
             // A retry after a lost acknowledgement finds our own object: accept it only if it holds exactly these bytes.
@@ -158,7 +158,7 @@ public final class S3Repository: Repository {
                 req.query = [("delete", "")]
                 req.headers = [("Content-Type", "application/xml")]
                 req.body = buf
-                req.contentMD5 = true
+                req.contentMD5 = Array(Insecure.MD5.hash(data: buf))
                 return try client.send(req)
             }
             if let res = XMLElement.parse(r.body) {
@@ -190,13 +190,13 @@ public final class S3Repository: Repository {
         var req = S3Client.Request(method: "PUT", key: key)
         req.query = [("partNumber", String(number)), ("uploadId", uploadId)]
         req.body = body
-        req.contentMD5 = true
-        req.bodyMD5 = Array(Insecure.MD5.hash(data: body))
+        let md5 = Array(Insecure.MD5.hash(data: body))
+        req.contentMD5 = md5
         let r = try client.send(req)
         guard let etag = r.headers["etag"] else {
             throw StorageError(.repoProtocol, "PUT \(client.describe(key)) part \(number): no ETag in the answer")
         }
-        try checkETag(r, md5: Hex.encode(req.bodyMD5!), what: "PUT \(client.describe(key)) part \(number)")
+        try checkETag(r, md5: Hex.encode(md5), what: "PUT \(client.describe(key)) part \(number)")
         return etag
     }
 
@@ -213,7 +213,7 @@ public final class S3Repository: Repository {
             req.headers = [("Content-Type", "application/xml")]
             if createOnly { req.headers.append(("If-None-Match", "*")) }
             req.body = buf
-            req.contentMD5 = true
+            req.contentMD5 = Array(Insecure.MD5.hash(data: buf))
             do { return try client.send(req) } catch let e as StorageError
                 where e.code == .repoObjectExists || e.code == .repoObjectMissing {
                 // A retry after a lost acknowledgement finds the upload completed (412, or 404 NoSuchUpload):
