@@ -20,7 +20,7 @@ RUN swift build -c release --product cairn --static-swift-stdlib \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libpq5 libzstd1 libcurl4 libxml2 ca-certificates tzdata \
+      libpq5 libzstd1 libcurl4 ca-certificates tzdata \
       postgresql-client-15 postgresql-15 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/cairn --create-home cairn \

@@ -16,13 +16,16 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),   // its FlyingSocks
     ],
     targets: [
-        // System libraries (module maps + pkg-config).
-        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // System libraries. zstd is linked; libpq and libcurl (headers from libpq-dev and libcurl4-openssl-dev)
+        // are opened on first use, so that commands that need neither start without loading them and their
+        // dozens of dependencies (half of the CPU of each `wal-push` that PostgreSQL starts).
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CLazyLoad", path: "Sources/CLazyLoad"),
+        .target(name: "CLibPQ", dependencies: ["CLazyLoad"], path: "Sources/CLibPQ"),
+        .target(name: "CCurl", dependencies: ["CLazyLoad"], path: "Sources/CCurl"),
 
         // CRC-32C (SSE 4.2 where available) for PostgreSQL-format backup manifests.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
@@ -57,7 +60,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "FlyingFox", package: "FlyingFox"),
+            .product(name: "FlyingSocks", package: "FlyingFox"),
             .product(name: "Subprocess", package: "swift-subprocess"),
         ]),
         .executableTarget(name: "cairn", dependencies: ["CairnCLI"]),

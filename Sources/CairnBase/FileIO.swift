@@ -13,22 +13,32 @@ public enum FileIO {
 
     /// Reads a whole file into one buffer (one allocation, one copy; nil with `errno` set on failure).
     public static func readAll(_ path: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        return readAll(path, into: &bytes) ? bytes : nil
+    }
+
+    /// Reads a whole file into `buffer`, reusing its memory when it already has the file's size (a worker that
+    /// reads one WAL segment after another then touches no new pages). False with `errno` set on failure.
+    public static func readAll(_ path: String, into buffer: inout [UInt8]) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
+        guard fstat(fd, &st) == 0 else { return false }
         let size = Int(st.st_size)
-        var failed = false
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, count in
-            while count < size {
-                let n = read(fd, buf.baseAddress! + count, size - count)
+        if buffer.count != size { buffer = [UInt8](unsafeUninitializedCapacity: size) { $1 = size } }
+        var done = 0
+        let failed = buffer.withUnsafeMutableBytes { buf -> Bool in
+            while done < size {
+                let n = read(fd, buf.baseAddress! + done, size - done)
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { failed = n < 0; break }
-                count += n
+                if n <= 0 { return n < 0 }
+                done += n
             }
+            return false
         }
-        return failed || bytes.count != size ? nil : bytes
+        if !failed && done < size { errno = EIO }   // the file shrank while it was read
+        return !failed && done == size
     }
 
     /// Writes the whole buffer to a file descriptor, retrying on EINTR and short writes.

@@ -53,7 +53,7 @@ public enum CairnMain {
     public static func run(arguments: [String]? = nil) async -> Never {
         do {
             let args = hoistGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
-            var command = try CairnCommand.parseAsRoot(args)
+            var command = try parse(args)
             if let g = globalOptions(of: command) {
                 CairnLogHandler.bootstrap(level: g.level, format: CairnLogHandler.Format(rawValue: g.logFormat) ?? .text)
             } else {
@@ -107,8 +107,17 @@ extension CairnMain {
         return BaseError(.usage, message, hint: "see `cairn \(command.map { $0 + " " } ?? "")--help`")
     }
 
-    /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
-    /// after it: move global options written before the subcommand to the end of the arguments.
+    /// Parses the arguments. PostgreSQL starts `cairn wal-push` for every WAL file, so those are parsed against
+    /// that command alone: building the whole command tree reflects every command's options, a quarter of the
+    /// CPU of a `wal-push` acknowledged from a push-ahead record. Anything that command alone does not accept
+    /// (help, a mistake) goes through the full tree, which reports it as before.
+    static func parse(_ args: [String]) throws -> any ParsableCommand {
+        if args.first == WalPushCommand.configuration.commandName, let c = try? WalPushCommand.parse(Array(args.dropFirst())) {
+            return c
+        }
+        return try CairnCommand.parseAsRoot(args)
+    }
+
     /// The parsed global options of a command (its `@OptionGroup var global`), so --log-level, --quiet, --verbose and
     /// --log-format reach the log handler. The property wrapper stores an `OptionGroup<GlobalOptions>`.
     static func globalOptions(of command: any ParsableCommand) -> GlobalOptions? {
@@ -119,6 +128,8 @@ extension CairnMain {
         return nil
     }
 
+    /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
+    /// after it: move global options written before the subcommand to the end of the arguments.
     static func hoistGlobalOptions(_ args: [String]) -> [String] {
         let withValue: Set<String> = ["--config", "--log-level", "--log-format"]
         let flags: Set<String> = ["-v", "--verbose", "-q", "--quiet"]

@@ -10,6 +10,7 @@ public final class PGConnection: @unchecked Sendable {
     /// Connects with a libpq connection string (`host=… port=… user=… dbname=…`, or a `postgresql://` URI).
     /// `overrides` replace or add keywords (e.g. `["dbname": "template1", "replication": "database"]`).
     public init(conninfo: String, overrides: [String: String] = [:]) throws {
+        try PGConnection.requireLibpq()
         var keys: [String] = ["fallback_application_name"]
         var values: [String] = ["cairn"]
         keys.append("dbname")
@@ -36,6 +37,17 @@ public final class PGConnection: @unchecked Sendable {
     }
 
     deinit { PQfinish(conn) }
+
+    /// libpq is opened on first use (see `cairn_lazy.h`); nil when it is loaded, otherwise the error to report.
+    private static let libpqMissing: PostgresError? = clibpq_load().map {
+        PostgresError(.pgUnreachable, "cannot load libpq, which connecting to PostgreSQL needs: \(String(cString: $0))",
+                      hint: "install it: apt-get install libpq5")
+    }
+
+    /// Throws when libpq cannot be loaded.
+    static func requireLibpq() throws {
+        if let e = libpqMissing { throw e }
+    }
 
     /// The server's version number, e.g. 150018.
     public var serverVersion: Int { Int(PQserverVersion(conn)) }

@@ -9,6 +9,7 @@ public struct Conninfo: Sendable, Equatable {
 
     /// Parses a connection string with `PQconninfoParse`.
     public init(_ text: String) throws {
+        try PGConnection.requireLibpq()
         var err: UnsafeMutablePointer<CChar>?
         guard let parsed = PQconninfoParse(text, &err) else {
             let msg = err.map { String(cString: $0) } ?? "invalid connection string"

@@ -57,6 +57,13 @@ import TestSupport
         // The next call is acknowledged from its record without the repository.
         let second = try push(ready[1])
         #expect(second.status == 0 && second.stdout.contains("\"outcome\" : \"pushed-ahead\""), "\(second.stdout)\(second.stderr)")
+        // An acknowledgement loads neither libcurl nor libpq (opened on first use, they were half of its CPU);
+        // a command that talks to S3 does load libcurl.
+        let traced = try Run.shell("cd \(c.data) && LD_DEBUG=libs runuser -u postgres -- \(Run.installedCairn) --config \(c.config!) wal-push pg_wal/\(ready[4])", check: false)
+        #expect(traced.status == 0 && traced.stderr.contains("libzstd"), "\(traced.stderr.suffix(2000))")
+        #expect(!traced.stderr.contains("libcurl") && !traced.stderr.contains("libpq"), "\(traced.stderr.suffix(2000))")
+        let s3 = try Run.shell("LD_DEBUG=libs runuser -u postgres -- \(Run.installedCairn) --config \(c.config!) list", check: false)
+        #expect(s3.status == 0 && s3.stderr.contains("libcurl.so.4"), "\(s3.stderr.suffix(2000))")
 
         // A record that does not match the file now in pg_wal (another inode), or that names another repository, is not trusted:
         // it is removed and the file pushed again (by wal-push, or by a worker that then records it correctly).

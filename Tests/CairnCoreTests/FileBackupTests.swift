@@ -5,30 +5,20 @@ import CairnStorage
 import Crypto
 import Foundation
 import Testing
+import TestSupport
 @testable import CairnCore
 
 // Unit tests for the file-level backup's parts (Sources/CairnCore/Backup/DataDirectory.swift, FileCopier.swift,
 // PGManifestText.swift, TarHeader.encode): what is left out of a data directory, that parallel lanes produce
 // bundles GNU tar and Cairn's extractor read back to the same tree, and PostgreSQL's manifest rules.
 
-private func sh(_ command: String) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", command]
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw CoreError(.internal, "command failed: \(command)") }
-    return String(decoding: data, as: UTF8.self)
-}
+private func sh(_ command: String) throws -> String { try Run.shell(command).stdout }
 
 /// A folder shaped like a data directory, with everything a base backup must leave out.
 private func makeDataDirectory() throws -> String {
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-pgdata-\(UUID().uuidString)").path
     let long = String(repeating: "d", count: 70) + "/" + String(repeating: "e", count: 70)
-    try sh("""
+    _ = try sh("""
         set -e; mkdir -p \(root) && cd \(root)
         mkdir -p base/5 global pg_wal/archive_status pg_replslot/slot1 pg_stat_tmp pg_tblspc pg_xact log \(long)
         echo 15 > PG_VERSION; echo conf > postgresql.conf; echo 123 > postmaster.pid; echo x > postmaster.opts

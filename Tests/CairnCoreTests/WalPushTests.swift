@@ -63,6 +63,31 @@ import TestSupport
         #expect(e?.code == .walConflict)
     }
 
+    @Test func contentIsComparedNotHashed() throws {
+        // WAL objects record no content digest (format 3): a second push compares the content itself.
+        let name = "00000003.history"
+        let text = Array("1\t0/4000000\tno recovery target specified\n".utf8)
+        let path = try file(name, text)
+        #expect(try WalPush.run(repo: repo, pipeline: Pipeline(), path: path).outcome == .stored)
+        let object = try repo.getBytes("wal/00000003/00000003.history.zst")
+        let trailer = try #require(ObjectFormat.parseTrailer(Array(object.suffix(ObjectFormat.trailerLength))))
+        #expect(trailer.trailer.sha256 == nil && trailer.trailer.size == Int64(text.count))
+        #expect(try WalPush.run(repo: repo, pipeline: Pipeline(), path: path).outcome == .alreadyStored)
+        for other in [text + Array("2\t0/5000000\tbefore 2026-11-26\n".utf8), Array(text.dropLast(5)), text.map { $0 == 0x31 ? 0x32 : $0 }] {
+            _ = try file(name, other)
+            let e = #expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: path) }
+            #expect(e?.code == .walConflict)
+        }
+        #expect(try repo.getBytes("wal/00000003/00000003.history.zst") == object)
+
+        // A segment stored by an earlier version (streamed, with its content digest) is the same content.
+        let seg = Self.segment(fill: 3)
+        let older = try Pipeline().beginStore(repo, key: "wal/00000001/00000001000000000000000A.zst", options: .createOnly)
+        try seg.withUnsafeBytes { try older.write($0) }
+        _ = try older.finish()
+        #expect(try WalPush.run(repo: repo, pipeline: Pipeline(), path: try file("00000001000000000000000A", seg)).outcome == .alreadyStored)
+    }
+
     @Test func foreignSegmentsWrongSizesAndOtherVersionsAreRefused() throws {
         let foreign = try file("000000010000000000000006", Self.segment(sysid: 42))
         #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: foreign) })?.code == .repoForeign)

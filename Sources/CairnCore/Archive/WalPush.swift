@@ -1,7 +1,6 @@
 import CairnBase
 import CairnPostgres
 import CairnStorage
-import Crypto
 import Foundation
 import Logging
 
@@ -64,16 +63,22 @@ public enum WalPush {
 
     /// Reads a file PostgreSQL asks to archive.
     static func read(_ path: String) throws -> (WALFileName, [UInt8]) {
+        var bytes: [UInt8] = []
+        return (try read(path, into: &bytes), bytes)
+    }
+
+    /// Reads a file PostgreSQL asks to archive into `bytes` (reusing its memory when it has the right size).
+    static func read(_ path: String, into bytes: inout [UInt8]) throws -> WALFileName {
         let name = (path as NSString).lastPathComponent
         guard let file = WALFileName(name) else {
             throw CoreError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
                             hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
         }
-        guard let bytes = FileIO.readAll(path) else {
+        guard FileIO.readAll(path, into: &bytes) else {
             throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
                             hint: "archive_command runs in the data directory; pass %p unchanged")
         }
-        return (file, bytes)
+        return file
     }
 
     /// Stores one file create-only and confirms it.
@@ -83,24 +88,35 @@ public enum WalPush {
         try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
         let key = Layout.walKey(file)
         do {
-            let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly)
+            // No content SHA-256 (format 3): the stored bytes' digest and zstd's checksum prove the content, and a
+            // conflict is found by comparing the content itself (below).
+            let digest = try pipeline.store(repo, key: key, bytes: bytes, options: .createOnly, contentDigest: false)
             try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
             logger.info("archived", metadata: ["file": "\(name)", "stored_bytes": "\(digest.storedSize)"])
             return Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize)
         } catch let e as StorageError where e.code == .repoObjectExists {
             // Already there (an earlier push whose acknowledgement was lost): fine if identical, never overwrite.
             let existing: ObjectDigest
+            var differsAt: Int?
             do {
-                existing = try pipeline.load(repo, key: key) { _ in }
+                var offset = 0
+                existing = try pipeline.load(repo, key: key) { chunk in
+                    if differsAt == nil {
+                        let end = offset + chunk.count
+                        if end > bytes.count || !bytes.withUnsafeBytes({ memcmp($0.baseAddress! + offset, chunk.baseAddress!, chunk.count) == 0 }) {
+                            differsAt = offset
+                        }
+                        offset = end
+                    }
+                }
             } catch let c as CoreError where c.code == .dataCorrupt {
                 throw CoreError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
                                 hint: "see runbooks/wal-archiving.md: move the damaged object aside, then let the archiver retry")
             }
-            // Only needed here, so the usual push hashes the segment once (inside the pipeline).
-            let plainSHA = Hex.encode(SHA256.hash(data: bytes))
-            guard existing.sha256 == plainSHA else {
+            if differsAt == nil, existing.size != Int64(bytes.count) { differsAt = Int(min(existing.size, Int64(bytes.count))) }
+            if let differsAt {
                 throw CoreError(.walConflict,
-                                "\(name) is already in the repository with different content (stored SHA-256 \(existing.sha256.prefix(16))…, this file \(plainSHA.prefix(16))…); nothing was overwritten",
+                                "\(name) is already in the repository with different content (the copies differ from byte \(differsAt) on); nothing was overwritten",
                                 hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
             }
             logger.info("already archived with the same content", metadata: ["file": "\(name)"])
@@ -135,15 +151,11 @@ public enum WalPush {
         }
     }
 
-    /// Confirms the stored object: its size, and its content where the store cannot vouch for it (local disks;
-    /// S3 already checked the body's MD5 and the ETag).
+    /// Confirms the stored object. A store that vouches for its writes (S3 checked the body against its
+    /// Content-MD5 and signed SHA-256, and answered with the MD5 as ETag) has confirmed it already; anywhere else
+    /// (local disks) the object is read back and checked against its size and digests.
     static func confirm(repo: any Repository, pipeline: Pipeline, key: String, digest: ObjectDigest) throws {
-        guard let h = try repo.head(key), h.size == digest.storedSize else {
-            throw CoreError(.repoIO, "\(key) was not stored completely (expected \(digest.storedSize) bytes)",
-                            hint: "the archiver will retry; check the repository's health")
-        }
-        if !repo.capabilities.contains(.verifiedWrites) {
-            _ = try pipeline.load(repo, key: key, expected: digest) { _ in }
-        }
+        guard !repo.capabilities.contains(.verifiedWrites) else { return }
+        _ = try pipeline.load(repo, key: key, expected: digest) { _ in }
     }
 }

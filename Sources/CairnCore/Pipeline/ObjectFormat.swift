@@ -4,8 +4,8 @@ import CairnBase
 public struct ObjectDigest: Codable, Sendable, Equatable {
     /// Size of the content before compression.
     public var size: Int64
-    /// SHA-256 (hex) of the content before compression; empty when the object does not record one (backup
-    /// bundles, format 3: each file's CRC-32C is in the PostgreSQL manifest instead).
+    /// SHA-256 (hex) of the content before compression; empty when the object does not record one (format 3:
+    /// backup bundles, whose files' CRC-32C is in the PostgreSQL manifest, and WAL).
     public var sha256: String
     /// Size of the object as stored.
     public var storedSize: Int64
@@ -34,10 +34,11 @@ public struct ObjectDigest: Codable, Sendable, Equatable {
 /// and Cairn verifies the trailer, so an object proves its own integrity without a manifest — which is how WAL
 /// segments are checked. The digest of the compressed bytes catches the changes a decoder would not notice (a
 /// flipped bit in a frame's window size decompresses to the same content). Version 3 (`CAIRNOB3`, backup
-/// bundles) is version 2 with the content digest left out (its field must be zero): the SHA-256 of the stored
-/// bytes and zstd's content checksums already prove the content, every file's CRC-32C is in the PostgreSQL
-/// manifest, and hashing every backed-up byte a second time cost a quarter of a backup's CPU. Version 1 trailers
-/// (`CAIRNOB1`, no compressed digest) are still read.
+/// bundles and WAL) is version 2 with the content digest left out (its field must be zero): the SHA-256 of the
+/// stored bytes and zstd's content checksums already prove the content; hashing every byte a second time cost a
+/// quarter of a backup's CPU (every bundled file's CRC-32C is in the PostgreSQL manifest), and a WAL push that
+/// finds its segment already stored compares the content itself. Version 1 trailers (`CAIRNOB1`, no compressed
+/// digest) are still read.
 enum ObjectFormat {
     /// Skippable frame magic (0x184D2A50 + 0xE).
     static let skippableMagic: UInt32 = 0x184D_2A5E

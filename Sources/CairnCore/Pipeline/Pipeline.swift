@@ -5,10 +5,10 @@ import Foundation
 
 /// The transfer pipeline: content → SHA-256 → zstd → repository, and back with verification.
 ///
-/// Memory is bounded whatever the object size: one zstd context (a few MiB at the default levels; up to
-/// 2 × the 8 MiB window at level 19), a 128 KiB output buffer, and the repository writer's buffers (local:
-/// none; S3: `(concurrency + 2) × partSize`, 48 MiB at the defaults). Nothing is read twice: both digests are
-/// computed while the bytes pass.
+/// Streamed objects take bounded memory whatever their size: one zstd context (a few MiB at the default levels;
+/// up to 2 × the 8 MiB window at level 19), a 128 KiB output buffer, and the repository writer's buffers (local:
+/// none; S3: `(concurrency + 2) × partSize`, 48 MiB at the defaults); a content already in memory (a WAL file) is
+/// compressed into one buffer next to it. Nothing is read twice: the digests are computed as the bytes pass.
 public struct Pipeline: Sendable {
     /// zstd level (1…19).
     public var level: Int32
@@ -33,17 +33,25 @@ public struct Pipeline: Sendable {
         }
     }
 
-    /// Stores a whole in-memory content.
+    /// Stores a whole in-memory content (a WAL file, a manifest) with one `put`: compressed into one frame in one
+    /// pass, which costs zstd 15–25 % less CPU than streaming it. Without `contentDigest` the object
+    /// records no SHA-256 of its content (format 3; see ``ObjectFormat``).
     @discardableResult
-    public func store(_ repo: any Repository, key: String, bytes: [UInt8], options: PutOptions) throws -> ObjectDigest {
-        let s = try beginStore(repo, key: key, options: options)
-        do {
-            try bytes.withUnsafeBytes { try s.write($0) }
-            return try s.finish()
-        } catch {
-            s.abort()
-            throw error
+    public func store(_ repo: any Repository, key: String, bytes: [UInt8], options: PutOptions,
+                      contentDigest: Bool = true) throws -> ObjectDigest {
+        let sha = contentDigest ? Array(SHA256.hash(data: bytes)) : nil
+        var object = try bytes.withUnsafeBytes {
+            try ZstdCompressor(level: level, workers: workers).compressWhole($0, reserve: ObjectFormat.trailerLength)
         }
+        // The trailer records the digest of the frame; the manifest digest covers the trailer too.
+        var stored = SHA256()
+        stored.update(data: object)
+        let trailer = ObjectFormat.trailer(size: Int64(bytes.count), sha256: sha, storedSHA256: Array(stored.finalize()))
+        stored.update(data: trailer)
+        object += trailer
+        try repo.put(key, object, options: options)
+        return ObjectDigest(size: Int64(bytes.count), sha256: sha.map { Hex.encode($0) } ?? "", storedSize: Int64(object.count),
+                            storedSHA256: Hex.encode(stored.finalize()))
     }
 
     /// Stores everything read from a file descriptor until end of file.

@@ -28,10 +28,17 @@ final class CurlTransport: @unchecked Sendable {
     private let connectTimeout: Double
     private let stallTimeout: Double
 
-    private static let globalInit: Bool = { curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK }()
+    /// Opens and initialises libcurl once, on the first request: nil when ready, otherwise the error to report.
+    private static let loaded: StorageError? = {
+        if let why = ccurl_load() {
+            return StorageError(.repoUnreachable, "cannot load libcurl, which S3 repositories need: \(String(cString: why))",
+                                hint: "install it: apt-get install libcurl4")
+        }
+        let rc = curl_global_init(Int(CURL_GLOBAL_ALL))
+        return rc == CURLE_OK ? nil : StorageError(.internal, "libcurl failed to initialise: \(String(cString: curl_easy_strerror(rc)))")
+    }()
 
     init(caFile: String?, verifyTLS: Bool, connectTimeout: Double, stallTimeout: Double) {
-        _ = CurlTransport.globalInit
         self.caFile = caFile
         self.verifyTLS = verifyTLS
         self.connectTimeout = connectTimeout
@@ -70,6 +77,7 @@ final class CurlTransport: @unchecked Sendable {
     ///   - delivered: on return, how many body bytes reached a streaming sink (for resuming).
     func perform(method: String, url: String, headers: [(String, String)], body: UnsafeRawBufferPointer?,
                  sink: BodySink, timeout: Double, delivered: inout Int64) throws -> TransportOutcome {
+        if let e = CurlTransport.loaded { throw e }
         guard let h = acquire() else { throw StorageError(.internal, "cannot create a curl handle") }
         var keep = true
         defer { release(h, keep: keep) }

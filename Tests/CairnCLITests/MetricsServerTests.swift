@@ -1,0 +1,56 @@
+import Foundation
+import Synchronization
+import Testing
+import TestSupport
+@testable import CairnCLI
+
+/// The daemon's `/metrics` and `/healthz` endpoint: its answers, and a real listening socket.
+@Suite struct MetricsServerTests {
+    static func server(port: UInt16 = 0, healthy: Bool = true) -> MetricsServer {
+        MetricsServer(host: "127.0.0.1", port: port, collect: { "cairn_up 1\n" }, healthy: { healthy })
+    }
+
+    static func answer(_ server: MetricsServer, _ head: String) async -> String {
+        String(decoding: await server.response(to: Array(head.utf8)), as: UTF8.self)
+    }
+
+    @Test func answersScrapesProbesAndMistakes() async {
+        let s = Self.server()
+        let metrics = await Self.answer(s, "GET /metrics?x=1 HTTP/1.1\r\nHost: a")
+        #expect(metrics.hasPrefix("HTTP/1.1 200 OK\r\n") && metrics.hasSuffix("\r\n\r\ncairn_up 1\n"))
+        #expect(metrics.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") && metrics.contains("Content-Length: 11\r\n"))
+        #expect(metrics.contains("Connection: close\r\n"))
+        let head = await Self.answer(s, "HEAD /metrics HTTP/1.0")
+        #expect(head.contains("Content-Length: 11\r\n") && head.hasSuffix("\r\n\r\n"))
+        #expect(await Self.answer(s, "GET /healthz HTTP/1.1").hasSuffix("\r\n\r\nok\n"))
+        #expect(await Self.answer(Self.server(healthy: false), "GET /healthz HTTP/1.1").hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(await Self.answer(s, "GET / HTTP/1.1").hasPrefix("HTTP/1.1 404 "))
+        #expect(await Self.answer(s, "POST /metrics HTTP/1.1").hasPrefix("HTTP/1.1 405 "))
+        for junk in ["", "GET", "GET /metrics", "GET /metrics SPDY/3", "\u{1}\u{2}"] {
+            #expect(await Self.answer(s, junk).hasPrefix("HTTP/1.1 400 "), "\(junk)")
+        }
+    }
+
+    @Test func servesOverTCPAndStopsWhenCancelled() async throws {
+        let port = UInt16(ScratchCluster.freePort())
+        let s = Self.server(port: port)
+        let task = Task { try await s.run() }
+        defer { task.cancel() }
+        var metrics = ""
+        for _ in 0..<50 {
+            metrics = (try? Run.program("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"]).stdout) ?? ""
+            if !metrics.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(metrics == "cairn_up 1\n")
+        // A request that arrives in pieces, and one that is not HTTP.
+        let split = try Run.shell("exec 3<>/dev/tcp/127.0.0.1/\(port); printf 'GET /healthz HT' >&3; sleep 0.2; printf 'TP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3")
+        #expect(split.stdout.hasSuffix("\r\n\r\nok\n"))
+        let junk = try Run.shell("exec 3<>/dev/tcp/127.0.0.1/\(port); printf 'junk\\r\\n\\r\\n' >&3; cat <&3")
+        #expect(junk.stdout.hasPrefix("HTTP/1.1 400 "))
+        task.cancel()
+        _ = await task.result
+        #expect(try Run.program("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/metrics"]).stdout == "000",
+                "the port is closed once the server stopped")
+    }
+}
