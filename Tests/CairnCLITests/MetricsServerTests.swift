@@ -1,5 +1,5 @@
+import CairnBase
 import Foundation
-import Synchronization
 import Testing
 import TestSupport
 @testable import CairnCLI
@@ -31,26 +31,37 @@ import TestSupport
         }
     }
 
+    /// Runs a client command on its own thread: the server needs Swift's cooperative threads, which a blocking
+    /// call here would hold (two on this machine, shared with every other test).
+    static func client(_ command: String) async throws -> String {
+        try await Blocking.run { try Run.shell(command, check: false).stdout }
+    }
+
     @Test func servesOverTCPAndStopsWhenCancelled() async throws {
         let port = UInt16(ScratchCluster.freePort())
         let s = Self.server(port: port)
         let task = Task { try await s.run() }
         defer { task.cancel() }
+        let curl = "curl -s --max-time 10"
         var metrics = ""
         for _ in 0..<50 {
-            metrics = (try? Run.program("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"]).stdout) ?? ""
+            metrics = try await Self.client("\(curl) -f http://127.0.0.1:\(port)/metrics")
             if !metrics.isEmpty { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(metrics == "cairn_up 1\n")
         // A request that arrives in pieces, and one that is not HTTP.
-        let split = try Run.shell("exec 3<>/dev/tcp/127.0.0.1/\(port); printf 'GET /healthz HT' >&3; sleep 0.2; printf 'TP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3")
-        #expect(split.stdout.hasSuffix("\r\n\r\nok\n"))
-        let junk = try Run.shell("exec 3<>/dev/tcp/127.0.0.1/\(port); printf 'junk\\r\\n\\r\\n' >&3; cat <&3")
-        #expect(junk.stdout.hasPrefix("HTTP/1.1 400 "))
+        let tcp = "exec 3<>/dev/tcp/127.0.0.1/\(port)"
+        let split = try await Self.client("\(tcp); printf 'GET /healthz HT' >&3; sleep 0.2; printf 'TP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
+        #expect(split.hasSuffix("\r\n\r\nok\n"))
+        let junk = try await Self.client("\(tcp); printf 'junk\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
+        #expect(junk.hasPrefix("HTTP/1.1 400 "))
+        // A second server on the same port: a one-line error with the setting to change.
+        let taken = await #expect(throws: BaseError.self) { try await Self.server(port: port).run() }
+        #expect(taken?.code == .configInvalid && taken?.hint?.contains("metrics.listen") == true)
         task.cancel()
         _ = await task.result
-        #expect(try Run.program("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/metrics"]).stdout == "000",
+        #expect(try await Self.client("\(curl) -o /dev/null -w %{http_code} http://127.0.0.1:\(port)/metrics") == "000",
                 "the port is closed once the server stopped")
     }
 }

@@ -1,3 +1,4 @@
+import CairnBase
 import FlyingSocks
 import Foundation
 import ServiceLifecycle
@@ -28,10 +29,15 @@ final class MetricsServer: Service, @unchecked Sendable {
         let pool: some AsyncSocketPool = .make()
         try await pool.prepare()
         let socket = try Socket(domain: AF_INET)
-        try socket.setValue(true, for: .localAddressReuse)
-        try socket.bind(to: .inet(ip4: host, port: port))
-        try socket.listen()
         defer { try? socket.close() }
+        do {
+            try socket.setValue(true, for: .localAddressReuse)
+            try socket.bind(to: .inet(ip4: host, port: port))
+            try socket.listen()
+        } catch {
+            throw BaseError(.configInvalid, "cannot serve metrics on \(host):\(port): \(error)",
+                            hint: "another process may hold the port: set metrics.listen in cairn.yaml, or --listen, to a free one")
+        }
         let listener = try AsyncSocket(socket: socket, pool: pool)
         do {
             try await cancelWhenGracefulShutdown {
