@@ -59,8 +59,8 @@ final class MetricsServer: Service, @unchecked Sendable {
         }
     }
 
-    /// Answers one request, within ``requestTimeout``; a client that sends junk, too much, or nothing in time is
-    /// disconnected without an answer.
+    /// Answers one request (400 for one that is not HTTP), within ``requestTimeout``; a client that sends more than
+    /// ``headLimit`` or nothing complete in time is disconnected without an answer.
     func serve(_ client: AsyncSocket) async {
         defer { try? client.close() }
         try? await withThrowingTaskGroup(of: Void.self) { group in
