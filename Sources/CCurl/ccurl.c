@@ -18,14 +18,8 @@ CAIRN_FORWARD_VOID(curl, curl_slist_free_all, (struct curl_slist *l), (l))
 typedef CURLcode (*variadic_fn)(CURL *, int, ...);
 
 // curl_easy_setopt and curl_easy_getinfo are variadic: called through a pointer with each wrapper's typed argument.
-static variadic_fn variadic(variadic_fn *slot, const char *name) {
-    variadic_fn f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (!f) { f = (variadic_fn)cairn_lazy_symbol(&curl, name); __atomic_store_n(slot, f, __ATOMIC_RELEASE); }
-    return f;
-}
-
-static variadic_fn setopt(void) { static variadic_fn fn; return variadic(&fn, "curl_easy_setopt"); }
-static variadic_fn getinfo(void) { static variadic_fn fn; return variadic(&fn, "curl_easy_getinfo"); }
+static variadic_fn setopt(void) { static void *fn; return (variadic_fn)cairn_lazy_cached(&curl, &fn, "curl_easy_setopt"); }
+static variadic_fn getinfo(void) { static void *fn; return (variadic_fn)cairn_lazy_cached(&curl, &fn, "curl_easy_getinfo"); }
 
 CURLcode ccurl_setopt_long(CURL *h, CURLoption o, long v) { return setopt()(h, o, v); }
 CURLcode ccurl_setopt_off(CURL *h, CURLoption o, curl_off_t v) { return setopt()(h, o, v); }

@@ -32,3 +32,12 @@ void *cairn_lazy_symbol(cairn_lazy_lib *lib, const char *name) {
     }
     return p;
 }
+
+void *cairn_lazy_cached(cairn_lazy_lib *lib, void **slot, const char *name) {
+    void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = cairn_lazy_symbol(lib, name);
+        __atomic_store_n(slot, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}

@@ -23,29 +23,22 @@ const char *cairn_lazy_open(cairn_lazy_lib *lib);
 /// symbol still be missing, this prints one line naming both and ends the process with exit code 70.
 void *cairn_lazy_symbol(cairn_lazy_lib *lib, const char *name);
 
+/// `cairn_lazy_symbol`, remembered in `*slot` (a function's own static): looked up once, then one atomic load.
+void *cairn_lazy_cached(cairn_lazy_lib *lib, void **slot, const char *name);
+
 /// Defines `ret name params` to call the library's own `name`, looked up on first use. The definition is
 /// hidden: it is cairn's own symbol, never exported to (and so never interposed on) the library itself.
 #define CAIRN_FORWARD(lib, ret, name, params, args)                                  \
     __attribute__((visibility("hidden"))) ret name params {                          \
-        static ret (*fn) params;                                                     \
-        ret (*f) params = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);                    \
-        if (!f) {                                                                    \
-            f = (ret (*) params)cairn_lazy_symbol(&(lib), #name);                    \
-            __atomic_store_n(&fn, f, __ATOMIC_RELEASE);                              \
-        }                                                                            \
-        return f args;                                                               \
+        static void *fn;                                                             \
+        return ((ret (*) params)cairn_lazy_cached(&(lib), &fn, #name)) args;         \
     }
 
 /// As CAIRN_FORWARD, for functions that return nothing.
 #define CAIRN_FORWARD_VOID(lib, name, params, args)                                  \
     __attribute__((visibility("hidden"))) void name params {                         \
-        static void (*fn) params;                                                    \
-        void (*f) params = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);                   \
-        if (!f) {                                                                    \
-            f = (void (*) params)cairn_lazy_symbol(&(lib), #name);                   \
-            __atomic_store_n(&fn, f, __ATOMIC_RELEASE);                              \
-        }                                                                            \
-        f args;                                                                      \
+        static void *fn;                                                             \
+        ((void (*) params)cairn_lazy_cached(&(lib), &fn, #name)) args;               \
     }
 
 #endif
