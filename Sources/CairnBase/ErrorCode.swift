@@ -25,6 +25,10 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case repoForeign = "repo.foreign"
     case repoCorrupt = "repo.corrupt"
     case repoLocked = "repo.locked"
+    /// The store does not honour create-only writes (`If-None-Match: *`), so it cannot keep WAL safe.
+    case repoCreateOnlyUnsupported = "repo.create-only-unsupported"
+    /// Cairn cannot tell which timeline history is the production cluster's.
+    case repoAmbiguousHistory = "repo.ambiguous-history"
 
     // Data integrity
     case dataCorrupt = "data.corrupt"
@@ -50,6 +54,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     // Backups and restore
     case backupNotFound = "backup.not-found"
     case backupFailed = "backup.failed"
+    /// The write of a backup's commit marker may or may not have landed; its data was kept.
+    case backupCommitUnknown = "backup.commit-unknown"
     case restoreTarget = "restore.target-unreachable"
     case restoreDirNotEmpty = "restore.dir-not-empty"
     case restoreTargetNotEmpty = "restore.database-not-empty"
@@ -73,11 +79,12 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .repoUnreachable, .repoTLS, .pgUnreachable: return 69
         case .internal: return 70
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
-        case .repoTimeout: return 75
-        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .restoreDirNotEmpty, .restoreTargetNotEmpty, .repoNoSpace:
+        case .repoTimeout, .backupCommitUnknown: return 75
+        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty, .restoreTargetNotEmpty, .repoNoSpace:
             return 73
         case .repoAuth, .repoAccessDenied, .pgAuth, .keyMismatch: return 77
-        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget, .keyMissing:
+        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget, .keyMissing,
+             .repoCreateOnlyUnsupported:
             return 78
         case .interrupted: return 130
         }
