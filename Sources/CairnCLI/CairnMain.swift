@@ -43,7 +43,7 @@ public struct CairnCommand: AsyncParsableCommand {
                       InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self, DoctorCommand.self,
                       DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
                       WalPushCommand.self, WalPushAheadCommand.self,
-                      WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self])
+                      WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self, TimelineCommand.self])
 
     public init() {}
 }

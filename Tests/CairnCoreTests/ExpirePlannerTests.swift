@@ -51,9 +51,9 @@ import Testing
                        pins: c.pins, backupObjects: c.backupObjects)
     }
 
-    /// Can the catalog restore instant `t` on the present timeline?
+    /// Can the catalog restore instant `t` on production's timeline?
     static func reachable(_ t: Date, _ c: Catalog) -> Bool {
-        let path = TimelinePath(target: RecoveryPlanner.latestTimeline(c), histories: c.wal.histories)
+        let path = c.lineage.productionPath
         return c.backups.contains { b in
             guard b.kind == .full else { return false }
             let r = RecoveryPlanner.reach(b, path: path, wal: c.wal)
@@ -180,6 +180,91 @@ import Testing
         let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(orphanSafetyAge: 120), now: Self.minute(8))
         #expect(plan.decisions.first { $0.subject == "OLDRUN" }?.action == .delete)
         #expect(plan.decisions.first { $0.subject == "RUNNING" }?.action == .keep)
+    }
+}
+
+// MARK: - Production's history and running jobs
+
+extension ExpirePlannerTests {
+    /// Production on timeline 1 (segments 0…60, backups at 5 and 30); a side copy promoted from segment 40 to
+    /// timeline 2 and archived segments 40…45 into the same repository.
+    static func sideCopy() -> Model {
+        var m = Model()
+        for n in UInt64(0)...60 { m.archive(n) }
+        m.backup("B0", segment: 5)
+        m.backup("B1", segment: 30)
+        m.wal.histories[2] = [TimelineSwitch(parent: 1, switchPoint: at(40, 0x100))]
+        for n in UInt64(40)...45 { m.archive(n, timeline: 2) }
+        return m
+    }
+
+    @Test func aCopysTimelineNeverMakesExpireDeleteProductionsWAL() {
+        // Whether or not the copy is known for what it is, production's timeline 1 past the fork stays.
+        for decided in [false, true] {
+            var c = Self.sideCopy().catalog
+            if decided { c.timelineRecords[2] = TimelineRecord(timeline: 2, verdict: .copy, decidedBy: "test", reason: "", at: Self.t0) }
+            let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(62))
+            let deleted = Set(plan.deletions)
+            for n in UInt64(30)...60 {
+                let key = c.wal.segments[1]![n]!.key
+                #expect(!deleted.contains(key), "production's segment \(n) deleted (copy decided: \(decided))")
+            }
+            #expect(plan.anchor == "B1")
+            #expect(Self.reachable(Self.minute(59), Self.apply(plan, to: c)))
+        }
+    }
+
+    static func lease(_ kind: Lease.Kind, backup: String? = nil, timeline: UInt32? = nil, first: UInt64? = nil,
+                      created: Date = minute(50), expires: Date = minute(200)) -> Lease {
+        Lease(id: "\(kind.rawValue)-test", kind: kind, host: "h", pid: 1, created: created, expires: expires, backup: backup,
+              timeline: timeline, firstSegment: first.map { WALSegment(timeline: timeline ?? 1, number: $0, segmentSize: seg).name })
+    }
+
+    @Test func aRestoresLeaseKeepsItsBackupAndTheWALItReplays() {
+        var m = Model()
+        for n in UInt64(0)...100 { m.archive(n) }
+        for (i, n) in [5, 30, 55, 80].enumerated() { m.backup("B\(i)", segment: UInt64(n)) }
+        var c = m.catalog
+        let policy = RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1)
+        #expect(ExpirePlanner.plan(c, policy: policy, now: Self.minute(102)).expiredBackups == ["B0", "B1", "B2"])
+        c.leases = [Self.lease(.restore, backup: "B0", timeline: 1, first: 5)]
+        let plan = ExpirePlanner.plan(c, policy: policy, now: Self.minute(102))
+        #expect(plan.expiredBackups == ["B1", "B2"])
+        #expect(plan.decisions.first { $0.subject == "B0" }?.reason.contains("being restored") == true)
+        let deleted = Set(plan.deletions)
+        #expect((UInt64(5)...100).allSatisfy { !deleted.contains(c.wal.segments[1]![$0]!.key) })
+        #expect(deleted.contains(c.wal.segments[1]![4]!.key))
+        // An expired lease protects nothing.
+        c.leases = [Self.lease(.restore, backup: "B0", timeline: 1, first: 5, expires: Self.minute(101))]
+        #expect(ExpirePlanner.plan(c, policy: policy, now: Self.minute(102)).expiredBackups == ["B0", "B1", "B2"])
+    }
+
+    @Test func aJobThatHasNotChosenYetOrADrillHoldsEverything() {
+        var m = Model()
+        for n in UInt64(0)...100 { m.archive(n) }
+        for (i, n) in [5, 30, 55, 80].enumerated() { m.backup("B\(i)", segment: UInt64(n)) }
+        for kind in [Lease.Kind.drill, .restore] {
+            var c = m.catalog
+            c.leases = [Self.lease(kind)]
+            let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(102))
+            #expect(plan.deletions.isEmpty, "\(kind)")
+        }
+    }
+
+    @Test func aRunningBackupsObjectsSurviveItsWaitForWAL() {
+        var m = Model()
+        for n in UInt64(0)...5 { m.archive(n) }
+        m.backup("B", segment: 2)
+        var c = m.catalog
+        // Started at minute 7 (its id is its start time), waiting for WAL since: older than the safety age.
+        let running = Layout.backupId(at: Self.minute(7), type: "F")
+        c.uncommitted = ["20260101T000000F", running]
+        c.backupObjects["20260101T000000F"] = [ObjectInfoStub.make("backups/20260101T000000F/base/000001.tar.zst", at: Self.minute(0))]
+        c.backupObjects[running] = [ObjectInfoStub.make("backups/\(running)/base/000001.tar.zst", at: Self.minute(7))]
+        c.leases = [Self.lease(.backup, created: Self.minute(6.9))]
+        let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(orphanSafetyAge: 120), now: Self.minute(100))
+        #expect(plan.decisions.first { $0.subject == running }?.action == .keep)
+        #expect(plan.decisions.first { $0.subject == "20260101T000000F" }?.action == .delete)
     }
 }
 

@@ -81,7 +81,7 @@ import Testing
         // Day 13's run had kept WAL from day 13, hour 1 (segment 313); now 313…336 goes and 337…1057 stays.
         let name = { (n: UInt64) in WALSegment(timeline: 1, number: n, segmentSize: Self.seg).name }
         #expect(lines.contains("delete wal \(name(313))…\(name(336)): before the start of the anchor \(ids[14]!)"))
-        #expect(lines.contains("keep wal \(name(337))…\(name(1057)): on the path to the present from the anchor \(ids[14]!)"))
+        #expect(lines.contains("keep wal \(name(337))…\(name(1057)): on production's history from the anchor \(ids[14]!)"))
         #expect(plan.decisions.filter { $0.action == .delete }.count == 2)
     }
 }

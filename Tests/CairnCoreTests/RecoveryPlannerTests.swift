@@ -31,22 +31,31 @@ private struct Scenario {
     var backups: [BackupManifest] = []
     var wal = WALArchive(segmentSize: segmentSize)
 
-    /// Archives segments `range` of `timeline`; each is stored a minute after it began.
-    mutating func archive(_ range: ClosedRange<UInt64>, timeline: UInt32 = 1) {
+    var records: [UInt32: TimelineRecord] = [:]
+
+    /// Archives segments `range` of `timeline`; each is stored a minute after it began (or `storedAt(n)`).
+    mutating func archive(_ range: ClosedRange<UInt64>, timeline: UInt32 = 1, storedAt: ((UInt64) -> Date)? = nil) {
         for n in range {
             let name = seg(timeline, n)
             wal.segments[timeline, default: [:]][n] = WALArchive.Entry(
                 file: .segment(name), key: "wal/\(String(format: "%08X", timeline))/\(name).zst", storedSize: 1 << 20,
-                stored: minute(Double(n + 1)))
+                stored: storedAt?(n) ?? minute(Double(n + 1)))
         }
+    }
+
+    /// Records what `timeline` is (as init, backup, wal-push or the operator would).
+    mutating func decide(_ timeline: UInt32, _ verdict: TimelineRecord.Verdict) {
+        records[timeline] = TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "test", reason: "test", at: t0)
     }
 
     /// Removes archived segments (a gap).
     mutating func lose(_ n: UInt64, timeline: UInt32 = 1) { wal.segments[timeline]?[n] = nil }
 
-    /// Records `timeline`'s history file: each ancestor and the LSN where its child began.
-    mutating func history(of timeline: UInt32, _ switches: [(parent: UInt32, at: LSN)]) {
+    /// Records `timeline`'s history file: each ancestor and the LSN where its child began. The file is archived
+    /// at `began` (by default half a minute after the last switch point was written).
+    mutating func history(of timeline: UInt32, _ switches: [(parent: UInt32, at: LSN)], began: Date? = nil) {
         wal.histories[timeline] = switches.map { TimelineSwitch(parent: $0.parent, switchPoint: $0.at, reason: "promoted") }
+        wal.historyStored[timeline] = began ?? switches.last.map { timeOf($0.at).addingTimeInterval(30) }
     }
 
     /// A full backup between two LSNs, timed by the model unless told otherwise.
@@ -69,7 +78,9 @@ private struct Scenario {
     var catalog: Catalog {
         let cluster = ClusterInfo(systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
                                   dataDirectory: "/var/lib/postgresql/15/main")
-        return Catalog(info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "test"), backups: backups, wal: wal)
+        var c = Catalog(info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "test"), backups: backups, wal: wal)
+        c.timelineRecords = records
+        return c
     }
 
     func backup(_ id: String) -> BackupManifest { backups.first { $0.id == id }! }
@@ -93,6 +104,13 @@ private struct Scenario {
         s.history(of: 2, [(parent: 1, at: at(20, 0x80_0000))])
         s.archive(20...26, timeline: 2)
         s.backup("B3", from: at(19, 0x28), to: at(21, 0x100))
+        return s
+    }
+
+    /// promoted, with timeline 2 recorded as production's (the standby's promotion was a failover).
+    static var failedOver: Scenario {
+        var s = promoted
+        s.decide(2, .production)
         return s
     }
 }
@@ -289,7 +307,7 @@ extension RecoveryPlannerTests {
             #expect(p.firstSegment == seg(1, 10))
             #expect(p.lastNeededSegment == nil)
             #expect(p.lastAvailableSegment == seg(1, 20))
-            #expect(settings(p) == ["restore_command=\(restoreCommand)", "recovery_target_timeline=latest"])
+            #expect(settings(p) == ["restore_command=\(restoreCommand)", "recovery_target_timeline=1"])
             #expect(p.target == RecoveryTarget.latest.description)
         }
 
@@ -315,7 +333,7 @@ extension RecoveryPlannerTests {
                 "restore_command=\(restoreCommand)",
                 "recovery_target_time=2026-09-21 14:25:20.000000+00",
                 "recovery_target_action=promote",
-                "recovery_target_timeline=latest",
+                "recovery_target_timeline=1",
             ])
             let q = try plan(.oneTimeline, .time(minute(12)), timeline: 1, action: "pause", inclusive: false)
             #expect(settings(q) == [
@@ -364,7 +382,7 @@ extension RecoveryPlannerTests {
                 "restore_command=\(restoreCommand)",
                 "recovery_target_lsn=0/C001234",
                 "recovery_target_action=promote",
-                "recovery_target_timeline=latest",
+                "recovery_target_timeline=1",
             ])
             #expect(try plan(.oneTimeline, .lsn(at(11, 0x7F_FFFF))).backupId == "B1")
             #expect(try plan(.oneTimeline, .lsn(at(11, 0x80_0000))).backupId == "B2")
@@ -396,7 +414,7 @@ extension RecoveryPlannerTests {
                 "restore_command=\(restoreCommand)",
                 "recovery_target=immediate",
                 "recovery_target_action=promote",
-                "recovery_target_timeline=latest",
+                "recovery_target_timeline=1",
             ])
         }
 
@@ -410,7 +428,7 @@ extension RecoveryPlannerTests {
                 "restore_command=\(restoreCommand)",
                 "recovery_target_name=before-upgrade",
                 "recovery_target_action=shutdown",
-                "recovery_target_timeline=latest",
+                "recovery_target_timeline=1",
             ])
         }
 
@@ -418,7 +436,7 @@ extension RecoveryPlannerTests {
 
         @Test(arguments: everyTarget)
         func restoreCommandComesFirstAndTimelineLast(target: RecoveryTarget) throws {
-            for (timeline, value) in [(UInt32?.none, "latest"), (1, "1")] {
+            for (timeline, value) in [(UInt32?.none, "1"), (1, "1")] {
                 let p = try plan(.oneTimeline, target, timeline: timeline, inclusive: false)
                 #expect(p.settings.first == RecoveryPlan.Setting(name: "restore_command", value: restoreCommand))
                 #expect(p.settings.last == RecoveryPlan.Setting(name: "recovery_target_timeline", value: value))
@@ -483,16 +501,30 @@ extension RecoveryPlannerTests {
             #expect(w[1].toTime == minute(21))
         }
 
-        @Test func theLatestTimelineIsTheNewestWithWALHistoryOrABackup() {
-            #expect(RecoveryPlanner.latestTimeline(Scenario.oneTimeline.catalog) == 1)
-            #expect(RecoveryPlanner.latestTimeline(Scenario.promoted.catalog) == 2)
-            var s = Scenario.oneTimeline
-            s.history(of: 4, [(parent: 1, at: at(20))])
-            #expect(RecoveryPlanner.latestTimeline(s.catalog) == 4)
+        @Test func productionIsTheNewestTimelineWithEvidenceNotTheNewestTimeline() {
+            #expect(Scenario.oneTimeline.catalog.lineage.production == 1)
+            #expect(Scenario().catalog.lineage.production == 1)
+            // A promotion nobody vouched for: production stays on the timeline of its backups; 2 is undecided.
+            let promoted = Scenario.promoted.catalog.lineage
+            #expect(promoted.production == 1)
+            #expect(promoted.ambiguous == [2])
+            #expect(Scenario.failedOver.catalog.lineage.production == 2)
+            #expect(Scenario.failedOver.catalog.lineage.ambiguous.isEmpty)
+            var copy = Scenario.promoted
+            copy.decide(2, .copy)
+            #expect(copy.catalog.lineage.production == 1)
+            #expect(copy.catalog.lineage.statuses[2] == .copy)
+            #expect(copy.catalog.lineage.ambiguous.isEmpty)
+            // A backup on a timeline is production's evidence, and its ancestors are production's history.
             var b = Scenario()
-            b.backup("B", from: at(1), to: at(2), timeline: 3)
-            #expect(RecoveryPlanner.latestTimeline(b.catalog) == 3)
-            #expect(RecoveryPlanner.latestTimeline(Scenario().catalog) == 1)
+            b.archive(1...2)
+            b.history(of: 3, [(parent: 1, at: at(1))])
+            b.backup("B", from: at(1, 0x28), to: at(2), timeline: 3)
+            #expect(b.catalog.lineage.production == 3)
+            #expect(b.catalog.lineage.statuses[1] == .production)
+            // An operator's record beats a backup's evidence.
+            b.decide(3, .copy)
+            #expect(b.catalog.lineage.production == 1)
         }
     }
 }
@@ -502,12 +534,13 @@ extension RecoveryPlannerTests {
 extension RecoveryPlannerTests {
     @Suite struct PlansAcrossTimelines {
         @Test func aBackupFromBeforeTheBranchServesTheNewTimeline() throws {
-            let p = try plan(.promoted, .latest)
+            let p = try plan(.failedOver, .latest)
             #expect(p.timeline == 2)
             #expect(p.backupId == "B1")  // B3 is newer but on the abandoned branch
             #expect(p.firstSegment == seg(1, 2))
             #expect(p.lastAvailableSegment == seg(2, 26))
-            #expect(settings(p).last == "recovery_target_timeline=latest")
+            // Never 'latest': PostgreSQL would follow whatever newer history file it can fetch, a copy's too.
+            #expect(settings(p).last == "recovery_target_timeline=2")
 
             let t = try plan(.promoted, .time(minute(25)), timeline: 2)
             #expect(t.backupId == "B1")
@@ -553,6 +586,7 @@ extension RecoveryPlannerTests {
             s.backup("B", from: at(2, 0x28), to: at(3, 0x100))
             s.history(of: 2, [(parent: 1, at: at(3, 0x100))])
             s.archive(3...6, timeline: 2)
+            s.decide(2, .production)
             do {
                 let r = RecoveryPlanner.reach(s.backup("B"), path: TimelinePath(target: 2, histories: s.wal.histories), wal: s.wal)
                 #expect(r.consistent)
@@ -631,6 +665,82 @@ extension RecoveryPlannerTests {
                 #expect(RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.015625)) == "2025-11-25 14:32:00.015625+00")
                 #expect(RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.984375)) == "2025-11-25 14:32:00.984375+00")
             }
+        }
+    }
+}
+
+// MARK: - Production's history (issue: a promoted copy's timeline must never become "the present")
+
+extension RecoveryPlannerTests {
+    @Suite struct ProductionHistory {
+        /// Production on timeline 1 up to segment 30, backed up at segment 2; a side copy restored at minute 10
+        /// promoted to timeline 2 and archived two segments into the same repository.
+        fileprivate static var sideCopy: Scenario {
+            var s = Scenario()
+            s.archive(1...30)
+            s.backup("B1", from: at(2, 0x28), to: at(3, 0x100))
+            s.history(of: 2, [(parent: 1, at: at(10, 0x100))], began: minute(12))
+            s.archive(10...11, timeline: 2, storedAt: { minute(Double($0) + 3) })
+            return s
+        }
+
+        @Test func aCopyNobodyVouchedForMakesRestoresRefuseInsteadOfGuessing() throws {
+            for target in [RecoveryTarget.latest, .immediate, .time(minute(20)), .lsn(at(20))] {
+                let e = #expect(throws: CoreError.self) { try plan(Self.sideCopy, target) }
+                #expect(e?.code == .repoAmbiguousHistory, "\(target)")
+                #expect(e?.message.contains("timeline 2") == true)
+                #expect(e?.hint?.contains("--target-timeline 1|2") == true)
+            }
+            // Told which history to follow, it plans.
+            #expect(try plan(Self.sideCopy, .latest, timeline: 1).lastAvailableSegment == seg(1, 30))
+        }
+
+        @Test func aCopysTimelineIsNeverThePresent() throws {
+            var s = Self.sideCopy
+            s.decide(2, .copy)
+            let p = try plan(s, .latest)
+            #expect(p.timeline == 1)
+            #expect(p.lastAvailableSegment == seg(1, 30))
+            #expect(settings(p).last == "recovery_target_timeline=1")
+            #expect(RecoveryPlanner.window(s.catalog).first?.toLSN == at(31))
+        }
+
+        /// Production on timeline 1 until minute 25; at minute 26 it was restored in place to minute 15, so
+        /// timeline 2 forks at minute 15's LSN and begins at minute 26.5.
+        fileprivate static var restoredInPlace: Scenario {
+            var s = Scenario()
+            s.archive(1...24)
+            s.backup("B1", from: at(2, 0x28), to: at(3, 0x100))
+            s.history(of: 2, [(parent: 1, at: at(15, 0x100))], began: minute(26.5))
+            s.archive(15...30, timeline: 2, storedAt: { minute(Double($0) + 13) })
+            s.decide(2, .production)
+            return s
+        }
+
+        @Test func aTimeBetweenTheForkAndTheNewTimelinesStartIsRecoveredOnTheHistoryThatWasLive() throws {
+            // At minute 20 production was still on timeline 1: along timeline 2 recovery would stop at minute 15.
+            let p = try plan(Self.restoredInPlace, .time(minute(20)))
+            #expect(p.timeline == 1)
+            #expect(settings(p).contains("recovery_target_timeline=1"))
+            #expect(try plan(Self.restoredInPlace, .time(minute(28))).timeline == 2)
+            #expect(try plan(Self.restoredInPlace, .latest).timeline == 2)
+            // Asked for timeline 2 explicitly, the same time is refused rather than stopping at the fork.
+            let e = #expect(throws: CoreError.self) { try plan(Self.restoredInPlace, .time(minute(20)), timeline: 2) }
+            #expect(e?.code == .restoreTarget)
+            #expect(e?.message.contains("before timeline 2 began") == true)
+            #expect(e?.hint?.contains("--target-timeline 1") == true)
+        }
+
+        @Test func aFailoversOldTimelineEndsAtTheForkSoTheGapIsTheForkState() throws {
+            // The old primary's WAL ends at the fork: a time before the new timeline began is the fork's state.
+            var s = Scenario()
+            s.archive(1...19)
+            s.backup("B1", from: at(2, 0x28), to: at(3, 0x100))
+            s.history(of: 2, [(parent: 1, at: at(20, 0x80_0000))], began: minute(22))
+            s.archive(20...26, timeline: 2)
+            s.decide(2, .production)
+            #expect(try plan(s, .time(minute(21))).timeline == 2)
+            #expect(try plan(s, .time(minute(21)), timeline: 2).timeline == 2)
         }
     }
 }

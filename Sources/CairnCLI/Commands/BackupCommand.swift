@@ -31,8 +31,12 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: try ctx.makeRepository()) {
-            if type == .logical { try await runLogical(ctx) } else { try await runFull(ctx) }
+        let repo = try ctx.makeRepository()
+        try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: repo) {
+            // The lease keeps expire off this backup's objects however long it waits for WAL.
+            try await Leases.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { _ in
+                if type == .logical { try await runLogical(ctx) } else { try await runFull(ctx) }
+            }
         }
     }
 
@@ -50,7 +54,11 @@ struct BackupCommand: AsyncParsableCommand {
         let manifest: BackupManifest
         do {
             manifest = try await Blocking.run {
-                try BackupOperation.run(repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
+                // The configured cluster is production: its timeline is production's (refused if recorded as a copy's).
+                if let tli = try TimelineWitness.currentTimeline(try ctx.connect()) {
+                    try TimelineWitness.confirmProduction(tli, repo: repo, clock: SystemClock(), decidedBy: "backup")
+                }
+                return try BackupOperation.run(repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
                                         clock: SystemClock(), options: opts, progress: progress.callbacks)
             }
         } catch {

@@ -16,8 +16,15 @@ struct InitCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let result = try await Blocking.run {
-            let cluster = try ClusterInfo.read(try ctx.connect())
-            return try InitOperation.run(repo: try ctx.makeRepository(), cluster: cluster, clock: SystemClock())
+            let conn = try ctx.connect()
+            let cluster = try ClusterInfo.read(conn)
+            let repo = try ctx.makeRepository()
+            let result = try InitOperation.run(repo: repo, cluster: cluster, clock: SystemClock())
+            // The configured cluster's timeline starts production's recorded history.
+            if let tli = try TimelineWitness.currentTimeline(conn) {
+                try TimelineWitness.confirmProduction(tli, repo: repo, clock: SystemClock(), decidedBy: "init")
+            }
+            return result
         }
         if json { return try Output.json(result) }
         let i = result.info

@@ -38,10 +38,16 @@ struct InfoCommand: AsyncParsableCommand {
         var uncommittedBackups: [String]
         var damagedManifests: [String]
         var timelines: [TimelineReport]
+        /// Production's newest timeline: restores, the window and retention follow its history.
+        var productionTimeline: UInt32
+        /// Timelines that nothing places in production's history or marks as a copy's (restores refuse to guess).
+        var ambiguousTimelines: [UInt32]
         var recoverableWindow: [RecoverableSpan]
 
         enum CodingKeys: String, CodingKey {
             case location, backups, timelines
+            case productionTimeline = "production_timeline"
+            case ambiguousTimelines = "ambiguous_timelines"
             case systemIdentifier = "system_identifier"
             case pgVersion = "pg_version_num"
             case uncommittedBackups = "uncommitted_backups"
@@ -52,6 +58,8 @@ struct InfoCommand: AsyncParsableCommand {
 
     struct TimelineReport: Encodable {
         var timeline: UInt32
+        /// production, copy or undecided (see `cairn timeline`).
+        var status: Lineage.Status
         var parent: UInt32?
         var branchedAt: String?
         var firstSegment: String?
@@ -78,6 +86,7 @@ struct InfoCommand: AsyncParsableCommand {
             return (try Catalog.load(from: repo), repo.location)
         }
         let wal = catalog.wal
+        let lineage = catalog.lineage
         var timelines: [TimelineReport] = []
         for tli in wal.timelines {
             let runs = wal.runs(timeline: tli)
@@ -90,7 +99,7 @@ struct InfoCommand: AsyncParsableCommand {
             }
             let hist = wal.histories[tli]?.last
             timelines.append(TimelineReport(
-                timeline: tli, parent: hist?.parent, branchedAt: hist?.switchPoint.description,
+                timeline: tli, status: lineage.statuses[tli] ?? .undecided, parent: hist?.parent, branchedAt: hist?.switchPoint.description,
                 firstSegment: runs.first.map { WALSegment(timeline: tli, number: $0.lowerBound, segmentSize: wal.segmentSize).name },
                 lastSegment: runs.last.map { WALSegment(timeline: tli, number: $0.upperBound, segmentSize: wal.segmentSize).name },
                 segments: segs.count, storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
@@ -99,7 +108,8 @@ struct InfoCommand: AsyncParsableCommand {
         let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
         let report = Report(location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
                             backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id]) }, uncommittedBackups: catalog.uncommitted,
-                            damagedManifests: catalog.damagedManifests, timelines: timelines, recoverableWindow: window)
+                            damagedManifests: catalog.damagedManifests, timelines: timelines,
+                            productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
         if json { return try Output.json(report) }
         Output.line("repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
         Output.line("backups: \(catalog.backups.count)" + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" } ?? ""))
@@ -112,12 +122,13 @@ struct InfoCommand: AsyncParsableCommand {
         Output.line("WAL archive:")
         if timelines.isEmpty { Output.line("  empty") }
         for t in timelines {
-            var line = "  timeline \(t.timeline): \(t.segments) segments \(t.firstSegment ?? "-")…\(t.lastSegment ?? "-"), \(Units.formatBytes(t.storedBytes))"
+            var line = "  timeline \(t.timeline) (\(t.status == .copy ? "a copy's" : t.status.rawValue)): \(t.segments) segments \(t.firstSegment ?? "-")…\(t.lastSegment ?? "-"), \(Units.formatBytes(t.storedBytes))"
             if let p = t.parent, let at = t.branchedAt { line += ", branched from timeline \(p) at \(at)" }
             Output.line(line)
             for g in t.gaps { Output.line("    GAP: \(g) missing") }
         }
-        Output.line("recoverable window: \(RecoveryPlanner.describe(window))")
+        if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
+        Output.line("recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
     }
 }
 

@@ -34,8 +34,8 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Stop just before the target instead of just after it.") var targetExclusive = false
     @Option(name: .long, parsing: .singleValue, help: "Restore a tablespace elsewhere: OID=DIRECTORY (repeatable).")
     var tablespaceMap: [String] = []
-    @Option(name: .long, help: "preserve the backup's archive settings, or turn archiving off in the restored cluster.")
-    var archiveMode: ArchiveMode = .preserve
+    @Option(name: .long, help: "preserve the backup's archive settings, or turn archiving off in the restored cluster (default: preserve when restoring into production's data directory, off for any other directory).")
+    var archiveMode: ArchiveMode?
     @Flag(name: .long, help: "Delete the contents of a non-empty target directory first (logical: replace the dump's objects in a non-empty database).") var force = false
     @Option(name: .long, help: "Logical restore: the database to restore from a logical backup (needs --backup and --into).")
     var database: String?
@@ -95,14 +95,23 @@ struct RestoreCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         if let database, let into, let backup { return try await runLogical(ctx, backup: backup, database: database, into: into) }
+        let repo = try ctx.makeRepository()
+        // A restore's lease keeps expire off its backup and WAL until recovery ends (released by
+        // recovery_end_command, renewed by wal-fetch while PostgreSQL replays).
+        var lease = try await Blocking.run { try Lease.take(.restore, repo: repo, ttl: Self.leaseTTL, clock: SystemClock()) }
+        var keepLease = false
+        defer { if !keepLease { Lease.release(lease.id, repo: repo) } }
+        try await Blocking.run { try Lease.awaitNoExpire(repo: repo, clock: SystemClock()) }
         let exe = ShellQuote.quote(Spawn.currentExecutable)
         let conf = ShellQuote.quote(ctx.absoluteConfigPath)
-        let restoreCommand = "\(exe) --config \(conf) wal-fetch %f %p"
+        let restoreCommand = "\(exe) --config \(conf) wal-fetch --lease \(lease.id) %f %p"
         var options = RestoreOperation.Options(targetDirectory: targetDir ?? "")
         options.force = force
-        options.archiveOff = archiveMode == .off
+        let archiving = archiveMode.map { ArchiveDecision(mode: $0, why: "--archive-mode \($0.rawValue)") }
+            ?? ArchiveDecision.forTarget(targetDir ?? "", ctx: ctx)
+        options.archiveOff = archiving.mode == .off
         options.parallelism = ctx.config.limits.parallelism
-        options.recoveryEndCommand = "\(exe) wal-prefetch --remove-spool --spool pg_wal/cairn-prefetch"
+        options.recoveryEndCommand = "\(exe) --config \(conf) wal-prefetch --remove-spool --spool pg_wal/cairn-prefetch --release-lease \(lease.id)"
         for m in tablespaceMap {
             let p = m.split(separator: "=", maxSplits: 1)
             options.tablespaceMap[UInt32(p[0])!] = String(p[1])
@@ -111,18 +120,20 @@ struct RestoreCommand: AsyncParsableCommand {
                                                                  !targetExclusive, self.dryRun)
         let progress = ProgressLine(label: "restore", global: global, json: json)
         let opts = options
-        let (plan, result) = try await Blocking.run { () -> (RecoveryPlan, RestoreOperation.Result?) in
-            let repo = try ctx.makeRepository()
+        let (plan, result) = try await Blocking.run { [lease] () -> (RecoveryPlan, RestoreOperation.Result?) in
             let catalog = try Catalog.load(from: repo)
             let plan = try RecoveryPlanner.plan(catalog, target: target, timeline: tli, backupId: backup, action: action,
                                                 inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
             if dryRun { return (plan, nil) }
+            var narrowed = lease
+            try narrowed.narrow(to: plan, repo: repo)
             let r = try RestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
                                              options: opts, clock: SystemClock(), onTotal: { progress.setTotal($0) },
                                              onBytes: { progress.bytes($0) })
             return (plan, r)
         }
         progress.done()
+        keepLease = result != nil
         if json {
             if let result { try Output.json(result) } else { try Output.json(plan) }
             return
@@ -134,6 +145,7 @@ struct RestoreCommand: AsyncParsableCommand {
         Output.line("  recoverable window: \(RecoveryPlanner.describe(plan.window))")
         Output.line("  recovery settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):")
         for s in plan.settings { Output.line("    \(s.name) = '\(s.value)'") }
+        Output.line("  archiving \(archiving.mode == .off ? "off in the restored cluster" : "as configured in the backup"): \(archiving.why)")
         if let r = result {
             Output.line("  \(r.files) files, \(Units.formatBytes(r.bytes)) in \(Units.formatDuration(r.seconds)) into \(r.targetDirectory)")
             Output.line("start PostgreSQL on \(r.targetDirectory) to replay WAL, e.g.: pg_ctl -D \(r.targetDirectory) start")
@@ -142,6 +154,31 @@ struct RestoreCommand: AsyncParsableCommand {
 }
 
 extension RestoreCommand {
+    /// How long a restore's lease lasts without renewal (`wal-fetch` renews it while PostgreSQL replays).
+    static let leaseTTL: Double = 24 * 3600
+
+    /// Whether the restored cluster archives, and why.
+    struct ArchiveDecision {
+        var mode: ArchiveMode
+        var why: String
+
+        /// Archiving stays on only for a restore into production's own data directory (`cluster.data_directory`,
+        /// else what the server reports): a copy anywhere else must not archive into production's repository.
+        static func forTarget(_ target: String, ctx: AppContext) -> ArchiveDecision {
+            let configured = ctx.config.cluster.dataDirectory
+            let production = configured ?? (try? ctx.connect(overrides: ["connect_timeout": "3"]))
+                .flatMap { try? $0.scalar("SELECT current_setting('data_directory')") }
+            guard let production else {
+                return ArchiveDecision(mode: .off, why: "cluster.data_directory is not set and the server could not be asked, so this may be a copy beside production; pass --archive-mode preserve if it replaces production (runbooks/side-restore.md)")
+            }
+            let same = URL(fileURLWithPath: target).standardizedFileURL.resolvingSymlinksInPath().path
+                == URL(fileURLWithPath: production).standardizedFileURL.resolvingSymlinksInPath().path
+            return same
+                ? ArchiveDecision(mode: .preserve, why: "\(target) is production's data directory, so the restored cluster archives as production")
+                : ArchiveDecision(mode: .off, why: "\(target) is not production's data directory (\(production)): a side copy must not archive into production's repository; pass --archive-mode preserve if it replaces production (runbooks/side-restore.md)")
+        }
+    }
+
     func runLogical(_ ctx: AppContext, backup: String, database: String, into: String) async throws {
         var options = LogicalRestoreOperation.Options(backupId: backup, database: database, into: into)
         options.globals = globals

@@ -119,9 +119,12 @@ struct DrillCommand: AsyncParsableCommand {
         defer { progress.done() }
         let record: DrillRecord
         do {
-            let catalog = try await Blocking.run { try Catalog.load(from: repo) }
-            record = try await DrillOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
-                                                  options: options, tools: ctx.tools, clock: SystemClock())
+            // The lease keeps expire off everything while the drill restores and replays.
+            record = try await Leases.holding(.drill, repo: repo, ttl: Double(lock.lockTtl), fence: true) { [options] _ in
+                let catalog = try await Blocking.run { try Catalog.load(from: repo) }
+                return try await DrillOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
+                                                    options: options, tools: ctx.tools, clock: SystemClock())
+            }
         } catch {
             await JobLog.record(repo, job: "drill", started: started, error: error)
             throw error

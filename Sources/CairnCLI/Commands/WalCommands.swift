@@ -2,7 +2,9 @@ import ArgumentParser
 import CairnBase
 import CairnCore
 import CairnPostgres
+import CairnStorage
 import Foundation
+import Logging
 
 /// `archive_command = 'cairn wal-push %p'`.
 struct WalPushCommand: AsyncParsableCommand {
@@ -28,13 +30,22 @@ struct WalPushCommand: AsyncParsableCommand {
         let async = ctx.config.archive.async
         let configPath = ctx.absoluteConfigPath
         let wait = ctx.config.limits.requestTimeout
+        let conninfo = ctx.config.cluster.connection
         let r = try await Blocking.run {
-            try WalPush.run(repo: try ctx.makeRepository(), pipeline: ctx.makePipeline(), path: path, async: async,
-                            startWorker: {
-                                let dir = (path as NSString).deletingLastPathComponent
-                                try? Spawn.detached(Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
-                                                    logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
-                            }, waitLimit: wait)
+            let repo = try ctx.makeRepository()
+            let r = try WalPush.run(repo: repo, pipeline: ctx.makePipeline(), path: path, async: async,
+                                    startWorker: {
+                                        let dir = (path as NSString).deletingLastPathComponent
+                                        try? Spawn.detached(Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
+                                                            logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
+                                    }, waitLimit: wait)
+            // A new timeline's history: record whether production or a copy promoted (the archiver runs in the
+            // data directory of the cluster that archives).
+            if case .history(let tli) = WALFileName(r.file) {
+                TimelineWitness.witnessPromotion(timeline: tli, dataDirectory: FileManager.default.currentDirectoryPath,
+                                                 conninfo: conninfo, repo: repo, clock: SystemClock())
+            }
+            return r
         }
         if json { try Output.json(r) }
     }
@@ -55,6 +66,8 @@ struct WalFetchCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Name of the WAL file (%f).") var name: String
     @Argument(help: "Where to write it (%p).") var path: String
+    @Option(name: .long, help: ArgumentHelp("The restore's lease, renewed while recovery runs.", visibility: .hidden))
+    var lease: String?
 
     func run() async throws {
         do {
@@ -73,6 +86,9 @@ struct WalFetchCommand: AsyncParsableCommand {
                     if !SpoolLock.held(spool) { try? Spawn.detached(Spawn.currentExecutable,
                                         ["--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
                                          "--count", String(prefetch)]) }
+                }
+                if let lease {
+                    LeaseRenewal.renewIfDue(lease, repo: repo, marker: WalFetch.spoolDirectory(forDestination: path) + "/lease-renewed")
                 }
                 ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
             }
@@ -99,8 +115,13 @@ struct WalPrefetchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The spool directory.") var spool: String = "pg_wal/cairn-prefetch"
     @Option(name: .long, help: "How many segments.") var count: Int = 16
     @Flag(name: .long, help: "Remove the spool (for recovery_end_command).") var removeSpool = false
+    @Option(name: .long, help: "Release the restore's lease (for recovery_end_command).") var releaseLease: String?
 
     func run() async throws {
+        if let releaseLease {
+            let ctx = try AppContext.load(global)
+            await Blocking.runIgnoringErrors { if let repo = try? ctx.makeRepository() { Lease.release(releaseLease, repo: repo) } }
+        }
         if removeSpool { return WalFetch.removeSpool(spool) }
         guard let first else { throw ValidationError("give the first segment to prefetch") }
         let ctx = try AppContext.load(global)
@@ -136,6 +157,23 @@ struct WalPushAheadCommand: AsyncParsableCommand {
         _ = try await Blocking.run { [pipeline] in
             try WalPushAhead.work(repo: try ctx.makeRepository(), pipeline: pipeline, walDirectory: dir,
                                   parallelism: ctx.config.limits.parallelism)
+        }
+    }
+}
+
+/// Keeps a restore's lease alive while PostgreSQL replays: renewed at most every 10 minutes, remembered by the
+/// modification time of a marker file in the spool.
+enum LeaseRenewal {
+    static func renewIfDue(_ id: String, repo: any Repository, marker: String, every: Double = 600) {
+        var st = stat()
+        if stat(marker, &st) == 0, Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) < every { return }
+        do {
+            try Lease.renew(id, repo: repo, ttl: RestoreCommand.leaseTTL, clock: SystemClock())
+            mkdir((marker as NSString).deletingLastPathComponent, 0o700)
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            utimes(marker, nil)
+        } catch {
+            Logger(label: "cairn.wal-fetch").warning("could not renew the restore's lease \(id): \(describeError(error).message)")
         }
     }
 }

@@ -19,6 +19,8 @@ public struct WALArchive: Sendable {
     public var segments: [UInt32: [UInt64: Entry]] = [:]
     /// Timeline history by timeline (the parsed `0000000N.history` files).
     public var histories: [UInt32: [TimelineSwitch]] = [:]
+    /// When each history file was stored: about when its timeline began (the promotion archives it at once).
+    public var historyStored: [UInt32: Date] = [:]
     /// Other files (partial segments, backup history files).
     public var others: [Entry] = []
 
@@ -43,8 +45,6 @@ public struct WALArchive: Sendable {
         return out
     }
 
-    /// The newest timeline (the present).
-    public var latestTimeline: UInt32 { timelines.last ?? 1 }
 }
 
 /// A snapshot of a repository's committed backups and WAL archive: the input of every planner.
@@ -63,6 +63,10 @@ public struct Catalog: Sendable {
     public var backupObjects: [String: [ObjectInfo]]
     /// Drill records, reports, job history and verify runs (`drills/`, `reports/`, `history/`, `verify/runs/`).
     public var records: [ObjectInfo] = []
+    /// What the repository knows of each timeline (production or a copy's), by timeline.
+    public var timelineRecords: [UInt32: TimelineRecord] = [:]
+    /// Claims of running jobs (backups, restores, drills) on what they need, expired ones included.
+    public var leases: [Lease] = []
 
     public init(info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
                 wal: WALArchive, pins: [String: Pin] = [:], backupObjects: [String: [ObjectInfo]] = [:]) {
@@ -115,6 +119,7 @@ public struct Catalog: Sendable {
                 var text = [UInt8]()
                 try Pipeline().load(repo, key: o.key) { text.append(contentsOf: $0) }
                 wal.histories[tli] = TimelineSwitch.parseHistory(String(decoding: text, as: UTF8.self))
+                wal.historyStored[tli] = o.lastModified
             default:
                 wal.others.append(e)
             }
@@ -122,8 +127,25 @@ public struct Catalog: Sendable {
         var c = Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
                         pins: pins, backupObjects: objects)
         for prefix in ["drills/", "reports/", "history/", "verify/runs/"] { c.records += try repo.list(prefix: prefix) }
+        c.timelineRecords = try loadTimelineRecords(repo)
+        c.leases = try Lease.all(in: repo)
         return c
     }
+
+    /// Every readable `timelines/<TLI>.json`; a damaged one is left out (the timeline is then undecided).
+    static func loadTimelineRecords(_ repo: any Repository) throws -> [UInt32: TimelineRecord] {
+        var out: [UInt32: TimelineRecord] = [:]
+        for o in try repo.list(prefix: Layout.timelinesPrefix) {
+            guard let b = try repo.getBytesIfExists(o.key),
+                  let r = try? SealedDocument.open(TimelineRecord.self, from: b, what: o.key),
+                  o.key == Layout.timelineKey(r.timeline) else { continue }
+            out[r.timeline] = r
+        }
+        return out
+    }
+
+    /// Which history is production's (see ``Lineage``).
+    public var lineage: Lineage { Lineage(self) }
 
     public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }
 }

@@ -38,6 +38,14 @@ public enum Layout {
         String(format: "wal/%08X/", file.timeline) + file.fileName + ".zst"
     }
 
+    /// What the repository knows of a timeline's history (production or a copy's): ``TimelineRecord``.
+    public static func timelineKey(_ timeline: UInt32) -> String { String(format: "timelines/%08X.json", timeline) }
+    public static let timelinesPrefix = "timelines/"
+
+    /// A running job's claim on what it needs (a restore's or drill's WAL, a backup's uncommitted objects): ``Lease``.
+    public static func leaseKey(_ id: String) -> String { "leases/\(id).json" }
+    public static let leasesPrefix = "leases/"
+
     /// Parses a WAL key back into its file name; nil for other keys.
     public static func walFile(fromKey key: String) -> WALFileName? {
         guard key.hasPrefix("wal/"), key.hasSuffix(".zst") else { return nil }

@@ -47,6 +47,8 @@ public struct DoctorFacts: Sendable {
         public var lastPassingDrill: Date?
         /// Timelines whose `.history` file is in the repository.
         public var historyTimelines: Set<UInt32> = []
+        /// Which history is production's (nil when the catalog could not be read).
+        public var lineage: Lineage?
 
         public init(newestFull: Date? = nil, oldestBackup: Date? = nil, windowStart: Date? = nil, windowEnd: Date? = nil,
                     lastDrill: (time: Date, passed: Bool, failedCheck: String?)? = nil, lastPassingDrill: Date? = nil) {
@@ -101,7 +103,9 @@ public struct DoctorFacts: Sendable {
             let row = try c.query("""
                 SELECT archived_count::text, extract(epoch FROM last_archived_time)::text, failed_count::text, last_failed_wal,
                        extract(epoch FROM last_failed_time)::text, extract(epoch FROM clock_timestamp())::text,
-                       current_setting('data_directory', true), (SELECT timeline_id FROM pg_control_checkpoint())::text
+                       current_setting('data_directory', true),
+                       CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text
+                            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END
                 FROM pg_stat_archiver
                 """).first ?? []
             let after = clock.now()
@@ -140,6 +144,7 @@ public struct DoctorFacts: Sendable {
                 lastDrill: drills.last.map { ($0.finished, $0.verdict == .pass, $0.failedCheck) },
                 lastPassingDrill: drills.last { $0.verdict == .pass }?.finished)
             self.catalog?.historyTimelines = Set(catalog.wal.histories.keys)
+            self.catalog?.lineage = catalog.lineage
         } catch {
             repositoryError = describeError(error).message
         }

@@ -230,7 +230,7 @@ struct Drill {
         case .end: return .immediate
         case .latest: return .latest
         case .random:
-            let path = TimelinePath(target: RecoveryPlanner.latestTimeline(catalog), histories: catalog.wal.histories)
+            let path = catalog.lineage.productionPath
             let reach = RecoveryPlanner.reach(backup, path: path, wal: catalog.wal)
             guard let last = reach.lastSegment, last.startLSN > backup.stop.lsn else { return .immediate }
             return .lsn(LSN(UInt64.random(in: backup.stop.lsn.value..<last.startLSN.value)))

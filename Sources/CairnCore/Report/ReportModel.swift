@@ -155,7 +155,8 @@ public enum ReportBuilder {
                               verdict: $0.verdict.rawValue, failedCheck: $0.failedCheck, rtoSeconds: $0.rto.totalSeconds,
                               restoreSeconds: $0.rto.restoreSeconds, replaySeconds: $0.rto.replaySeconds, checksSeconds: $0.rto.checksSeconds)
         }
-        let (conclusion, verified) = conclude(month: month, backups: backups, days: days, gaps: gaps, verifies: v, drills: dr)
+        let (conclusion, verified) = conclude(month: month, backups: backups, days: days, gaps: gaps, verifies: v, drills: dr,
+                                              ambiguous: catalog.lineage.ambiguous)
         return ReportModel(month: month, generated: now, repository: location, systemIdentifier: catalog.info.systemIdentifier,
                            backups: backups, days: days, walGaps: gaps, verifies: v, drills: dr, conclusion: conclusion,
                            verified: verified, cairnVersion: CairnVersion.current)
@@ -163,7 +164,7 @@ public enum ReportBuilder {
 
     /// The sentence at the top of the report, and whether the month is clean.
     static func conclude(month: String, backups: [ReportModel.Backup], days: [ReportModel.Day], gaps: [String],
-                         verifies: [ReportModel.Verify], drills: [ReportModel.Drill]) -> (String, Bool) {
+                         verifies: [ReportModel.Verify], drills: [ReportModel.Drill], ambiguous: [UInt32] = []) -> (String, Bool) {
         let ok = backups.filter { $0.outcome == "ok" }.count
         let failedBackups = backups.count - ok
         let passed = drills.filter { $0.verdict == "pass" }
@@ -177,6 +178,9 @@ public enum ReportBuilder {
         if failedBackups > 0 { problems.append("\(failedBackups) of \(backups.count) backups failed") }
         if !gaps.isEmpty { problems.append("the WAL archive has \(gaps.count) gap(s)") }
         if verifies.contains(where: { !$0.ok }) { problems.append("repository verification found problems") }
+        if !ambiguous.isEmpty {
+            problems.append("the repository cannot tell whether timeline(s) \(ambiguous.map(String.init).joined(separator: ", ")) are production's history or a copy's (`cairn timeline`)")
+        }
         if fullDays < measured.count { problems.append("\(measured.count - fullDays) day(s) were not fully recoverable") }
         let rtoText = rtos.isEmpty ? "" : ", median RTO \(Units.formatDuration(rtos[rtos.count / 2])), worst \(Units.formatDuration(rtos.last!))"
         let summary = "\(ok) of \(backups.count) backups succeeded, \(passed.count) of \(drills.count) restore drills passed\(rtoText), "

@@ -161,9 +161,10 @@ public enum RecoveryPlanner {
                            endTime: endTime)
     }
 
-    /// The recoverable spans on `timeline` (default: the newest), one per consistent backup, newest first.
+    /// The recoverable spans on `timeline` (default: production's, see ``Lineage``), one per consistent backup,
+    /// newest first.
     public static func window(_ catalog: Catalog, timeline: UInt32? = nil) -> [RecoverableSpan] {
-        let path = TimelinePath(target: timeline ?? latestTimeline(catalog), histories: catalog.wal.histories)
+        let path = TimelinePath(target: timeline ?? catalog.lineage.production, histories: catalog.wal.histories)
         return catalog.backups.filter { $0.kind == .full }.reversed().compactMap { b in
             let r = reach(b, path: path, wal: catalog.wal)
             guard r.consistent else { return nil }
@@ -172,17 +173,35 @@ public enum RecoveryPlanner {
         }
     }
 
-    /// The newest timeline with WAL, history or a backup.
-    public static func latestTimeline(_ catalog: Catalog) -> UInt32 {
-        max(catalog.wal.latestTimeline, catalog.backups.map(\.stop.timeline).max() ?? 1)
+    /// The timeline to recover along: the one given, or production's (for a time target, the timeline of
+    /// production's history that was live at that time). Refuses when the repository cannot tell which history
+    /// is production's, and a time target that a given timeline cannot reach as it was at that time.
+    public static func chooseTimeline(_ catalog: Catalog, target: RecoveryTarget, given: UInt32?) throws -> UInt32 {
+        let lineage = catalog.lineage
+        guard let given else {
+            guard lineage.ambiguous.isEmpty else { throw lineage.ambiguityError() }
+            if case .time(let t) = target { return lineage.productionTimeline(at: t) }
+            return lineage.production
+        }
+        guard given == 1 || lineage.statuses[given] != nil else {
+            throw CoreError(.restoreTarget, "the repository knows no timeline \(given)",
+                            hint: "`cairn timeline` lists the timelines it holds")
+        }
+        if case .time(let t) = target,
+           let d = lineage.divergence(after: t, on: TimelinePath(target: given, histories: catalog.wal.histories)) {
+            throw CoreError(.restoreTarget,
+                            "time \(Timestamp.format(t)) is before timeline \(d.timeline) began (\(Timestamp.format(d.began))), while timeline \(d.parent) went on past the fork: along timeline \(given) recovery would stop at the fork point, not at that time",
+                            hint: "give --target-timeline \(d.parent), or leave it out (cairn then recovers along the history that was live at that time)")
+        }
+        return given
     }
 
-    /// Chooses the newest backup that reaches `target` on `timeline` (default: the newest) and the settings
-    /// that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
+    /// Chooses the newest backup that reaches `target` on `timeline` (default: see ``chooseTimeline``) and the
+    /// settings that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
     public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
                             action: String = "promote", inclusive: Bool = true, restoreCommand: String,
                             now: Date) throws -> RecoveryPlan {
-        let tli = timeline ?? latestTimeline(catalog)
+        let tli = try chooseTimeline(catalog, target: target, given: timeline)
         let path = TimelinePath(target: tli, histories: catalog.wal.histories)
         let windows = window(catalog, timeline: tli)
         var candidates = catalog.backups.filter { $0.kind == .full }.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
@@ -252,7 +271,9 @@ public enum RecoveryPlanner {
             if !inclusive && target != .immediate { settings.append(.init(name: "recovery_target_inclusive", value: "off")) }
             settings.append(.init(name: "recovery_target_action", value: action))
         }
-        settings.append(.init(name: "recovery_target_timeline", value: timeline == nil ? "latest" : String(tli)))
+        // Always the number: with 'latest' PostgreSQL follows the newest history file it can fetch, which may be
+        // a copy's.
+        settings.append(.init(name: "recovery_target_timeline", value: String(tli)))
         return RecoveryPlan(backupId: chosen.0.id, target: target.description, timeline: tli,
                             firstSegment: chosen.0.start.wal, lastNeededSegment: needed,
                             lastAvailableSegment: chosen.1.lastSegment?.name, settings: settings, window: windows)

@@ -42,20 +42,25 @@ public struct ExpirePlan: Sendable, Codable {
 /// Guarantee: every instant of the recovery window that the repository could restore before the plan, it can
 /// restore after. The planner keeps the newest full backup (on the path to the present timeline) whose
 /// consistency point is at or before the window's start — the anchor — and every later backup, all WAL from the
-/// anchor's start onward on the present path, the WAL each kept backup needs to become consistent, pinned
-/// backups, the newest `minFullBackups` full backups, logical backups younger than their retention, and every
-/// timeline history file. It never expires the last full backup.
+/// anchor's start onward on production's history (``Lineage``) and on every other timeline's, the WAL each kept
+/// backup needs to become consistent, pinned backups, the newest `minFullBackups` full backups, logical backups
+/// younger than their retention, and every timeline history file. It never expires the last full backup, and
+/// nothing a running job holds a live ``Lease`` on: a restore's backup and the WAL it replays, a running
+/// backup's uncommitted objects, everything while a drill runs or a restore has not chosen its backup yet.
 public enum ExpirePlanner {
     public static func plan(_ catalog: Catalog, policy: RetentionPolicy, now: Date) -> ExpirePlan {
         let windowStart = now.addingTimeInterval(-policy.recoveryWindow)
         let wal = catalog.wal
         let seg = wal.segmentSize
-        let path = TimelinePath(target: RecoveryPlanner.latestTimeline(catalog), histories: wal.histories)
+        let lineage = catalog.lineage
+        let path = lineage.productionPath
+        let live = catalog.leases.filter { $0.expires > now }
+        let holdAll = live.first { $0.claimsEverything }
         let fulls = catalog.backups.filter { $0.kind == .full }.sorted { $0.stop.time < $1.stop.time }
         let reaches = Dictionary(uniqueKeysWithValues: fulls.map { ($0.id, RecoveryPlanner.reach($0, path: path, wal: wal)) })
         var warnings: [String] = []
 
-        // The anchor: the newest consistent full backup on the present path that is consistent by the window's start.
+        // The anchor: the newest consistent full backup on production's path that is consistent by the window's start.
         let onPath = fulls.filter { reaches[$0.id]?.consistent == true }
         var anchor = onPath.last { $0.stop.time <= windowStart }
         if anchor == nil, let oldest = onPath.first {
@@ -78,6 +83,10 @@ public enum ExpirePlanner {
         }
         for (id, pin) in catalog.pins where catalog.backup(id) != nil {
             keep(id, "pinned: \(pin.reason)")
+        }
+        for l in live { if let id = l.backup, catalog.backup(id) != nil { keep(id, "being restored (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))") } }
+        if let l = holdAll {
+            for b in catalog.backups { keep(b.id, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host)): nothing is deleted until it has chosen what it needs") }
         }
         let logicalCutoff = now.addingTimeInterval(-policy.logicalRetention)
         for b in catalog.backups where b.kind == .logical && b.stop.time >= logicalCutoff {
@@ -105,12 +114,21 @@ public enum ExpirePlanner {
             if needed[tli]?[n] == nil { needed[tli, default: [:]][n] = why }
         }
         if let a = anchor {
-            let first = a.startSegment.number
-            for t in path.timelines {
-                for n in (wal.segments[t] ?? [:]).keys where n >= first && path.timeline(forSegment: n, segmentSize: seg) == t {
-                    need(t, n, "on the path to the present from the anchor \(a.id)")
-                }
+            needAlong(path, from: a.startSegment.number, wal: wal, need, "on production's history from the anchor \(a.id)")
+            // Every other history too (a copy's, or one not yet known to be production's), from the same point:
+            // it ages out with the window, never because another history was taken for the present.
+            for t in wal.timelines where !path.timelines.contains(t) {
+                needAlong(TimelinePath(target: t, histories: wal.histories), from: a.startSegment.number, wal: wal, need,
+                          "on timeline \(t)'s history (\(lineage.statuses[t]?.rawValue ?? "undecided")) after the anchor \(a.id)'s start")
             }
+        }
+        for l in live {
+            guard let tli = l.timeline, let first = l.firstSegment.flatMap({ WALSegment(name: $0, segmentSize: seg) }) else { continue }
+            needAlong(TimelinePath(target: tli, histories: wal.histories), from: first.number, wal: wal, need,
+                      "replayed by a restore (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))")
+        }
+        if let l = holdAll {
+            for t in wal.timelines { for n in (wal.segments[t] ?? [:]).keys { need(t, n, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host))") } }
         }
         for b in catalog.backups where keepReasons[b.id] != nil && b.kind == .full {
             for n in b.startSegment.number...max(b.startSegment.number, b.stopSegment.number) {
@@ -153,7 +171,7 @@ public enum ExpirePlanner {
         for e in wal.others {
             let name = e.file.fileName
             guard let s = WALSegment(name: String(name.prefix(24)), segmentSize: seg) else { continue }
-            let kept = needed[s.timeline]?[s.number] != nil || (anchor.map { s.number >= $0.startSegment.number } ?? true)
+            let kept = needed[s.timeline]?[s.number] != nil || holdAll != nil || (anchor.map { s.number >= $0.startSegment.number } ?? true)
             decisions.append(.init(subject: name, kind: "wal", action: kept ? .keep : .delete,
                                    reason: kept ? "belongs to a kept part of the archive" : "belongs to an expired part of the archive",
                                    keys: [e.key]))
@@ -168,7 +186,10 @@ public enum ExpirePlanner {
         for id in catalog.uncommitted {
             let objs = catalog.backupObjects[id] ?? []
             let newest = objs.compactMap(\.lastModified).max() ?? .distantPast
-            if now.timeIntervalSince(newest) > policy.orphanSafetyAge {
+            if let l = claim(onUncommitted: id, live) {
+                decisions.append(.init(subject: id, kind: "orphan", action: .keep,
+                                       reason: "a \(l.kind.rawValue) that may be writing it is running (lease \(l.id) on \(l.host))", keys: objs.map(\.key)))
+            } else if now.timeIntervalSince(newest) > policy.orphanSafetyAge {
                 decisions.append(.init(subject: id, kind: "orphan", action: .delete,
                                        reason: "uncommitted (interrupted backup or expire), untouched for over \(Units.formatDuration(policy.orphanSafetyAge))",
                                        keys: objs.map(\.key).sorted()))
@@ -190,5 +211,24 @@ public enum ExpirePlanner {
             decisions.append(.init(subject: "\(keys.count) record(s)", kind: "record", action: .delete, reason: why, keys: keys.sorted()))
         }
         return ExpirePlan(now: now, windowStart: windowStart, anchor: anchor?.id, decisions: decisions, warnings: warnings)
+    }
+
+    /// Marks every archived segment of `path` from segment `first` on as needed.
+    static func needAlong(_ path: TimelinePath, from first: UInt64, wal: WALArchive,
+                          _ need: (UInt32, UInt64, String) -> Void, _ why: String) {
+        for t in path.timelines {
+            for n in (wal.segments[t] ?? [:]).keys where n >= first && path.timeline(forSegment: n, segmentSize: wal.segmentSize) == t {
+                need(t, n, why)
+            }
+        }
+    }
+
+    /// The live lease that protects uncommitted backup `id`: a running backup's (it started before the lease was
+    /// taken, less a minute of clock skew, is not its own) or any lease that claims everything.
+    static func claim(onUncommitted id: String, _ live: [Lease]) -> Lease? {
+        live.first { l in
+            l.claimsEverything
+                || (l.kind == .backup && String(id.prefix(15)) >= String(Layout.backupId(at: l.created.addingTimeInterval(-60), type: "F").prefix(15)))
+        }
     }
 }

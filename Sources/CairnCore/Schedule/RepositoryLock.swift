@@ -80,6 +80,12 @@ public final class RepositoryLock: @unchecked Sendable {
         throw CoreError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
     }
 
+    /// Who holds lock `name` now, or nil (a missing or unreadable lock object).
+    public static func current(_ name: String, repo: any Repository) throws -> Holder? {
+        guard let b = try repo.getBytesIfExists(key(name)) else { return nil }
+        return try? SealedDocument.open(Holder.self, from: b, what: key(name))
+    }
+
     /// Releases the lock (only if it is still ours).
     public func release() {
         guard !released.withLock({ r in defer { r = true }; return r }) else { return }

@@ -182,9 +182,17 @@ public enum VerifyOperation {
             }
         }
 
+        // Which history is production's: restores refuse to guess while it is ambiguous.
+        let lineage = catalog.lineage
+        if !lineage.ambiguous.isEmpty {
+            problems.add(.init(kind: "ambiguous-history", subject: lineage.ambiguous.map { "timeline \($0)" }.joined(separator: ", "),
+                               detail: lineage.ambiguityError().message, severity: .warning))
+        }
+
         // Objects no manifest references.
         for o in all where !referenced.contains(o.key) && !o.key.hasPrefix("verify/") && !o.key.hasPrefix("drills/")
             && !o.key.hasPrefix("reports/") && !o.key.hasPrefix("history/") && !o.key.hasPrefix("locks/")
+            && !o.key.hasPrefix(Layout.timelinesPrefix) && !o.key.hasPrefix(Layout.leasesPrefix)
             && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey && o.key != Keyring.key && o.key != Keyring.copyKey {
             let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
                 : "not an object cairn writes"

@@ -1,0 +1,80 @@
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Logging
+
+/// Records which timelines are production's, from what Cairn can prove (see ``Lineage``).
+public enum TimelineWitness {
+    static let logger = Logger(label: "cairn.lineage")
+
+    /// The timeline the server `conn` reaches is on now: its current WAL file's on a primary (right after a
+    /// promotion too), the last checkpoint's on a standby.
+    public static func currentTimeline(_ conn: PGConnection) throws -> UInt32? {
+        let sql = """
+            SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text
+                        ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END
+            """
+        guard let v = try conn.scalar(sql) else { return nil }
+        return v.count == 8 ? UInt32(v, radix: 16) : UInt32(v)
+    }
+
+    /// `cairn init` and `cairn backup`: the cluster `cluster.connection` reaches is production by configuration,
+    /// so its timeline is production's. Refuses when the repository records that timeline as a copy's: the
+    /// configuration then points at a copy, or production was moved there without saying so.
+    public static func confirmProduction(_ timeline: UInt32, repo: any Repository, clock: any WallClock,
+                                         decidedBy: String) throws {
+        if let r = try TimelineRecord.read(timeline, from: repo) {
+            guard r.verdict == .copy else { return }
+            throw CoreError(.repoAmbiguousHistory,
+                            "the cluster cluster.connection reaches is on timeline \(timeline), which the repository records as a copy's (\(r.decidedBy) on \(r.host) at \(Timestamp.format(r.at)): \(r.reason))",
+                            hint: "if this cluster is production now, record it with `cairn timeline adopt \(timeline)`; otherwise point cluster.connection at production (runbooks/side-restore.md)")
+        }
+        try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: .production, decidedBy: decidedBy,
+                                                reason: "the cluster cluster.connection reaches was on this timeline",
+                                                at: clock.now()), to: repo, replace: false)
+    }
+
+    /// `wal-push` of timeline `timeline`'s history file (a promotion): decides whether the server that archived
+    /// it — the one whose data directory is `dataDirectory`, the archiver's working directory — is production,
+    /// by asking the server `conninfo` reaches. Production when that is the same cluster (a local connection to
+    /// the server whose data directory is this one); a copy when it is provably another running cluster on this
+    /// host; otherwise nothing is recorded and the timeline stays undecided until a backup on it or an operator
+    /// says what it is. Never fails the push: the history file is archived either way.
+    public static func witnessPromotion(timeline: UInt32, dataDirectory: String, conninfo: String,
+                                        repo: any Repository, clock: any WallClock) {
+        do {
+            guard try TimelineRecord.read(timeline, from: repo) == nil else { return }
+            guard let (verdict, reason) = try judgePusher(dataDirectory: dataDirectory, conninfo: conninfo) else { return }
+            let r = try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "wal-push",
+                                                            reason: reason, at: clock.now()), to: repo, replace: false)
+            let level: Logger.Level = r.verdict == .copy ? .warning : .info
+            logger.log(level: level, "timeline \(timeline) recorded as \(r.verdict.rawValue == "copy" ? "a copy's" : "production's"): \(r.reason)")
+        } catch {
+            logger.warning("timeline \(timeline) stays undecided: cannot tell whether the cluster that archived its history is production (\(describeError(error).message)); a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides")
+        }
+    }
+
+    /// Production or copy, with the evidence; nil when it cannot be proven either way.
+    static func judgePusher(dataDirectory: String, conninfo: String) throws -> (TimelineRecord.Verdict, String)? {
+        let conn = try PGConnection(conninfo: conninfo, overrides: ["connect_timeout": "5"])
+        let row = try conn.query("SELECT inet_server_addr()::text, current_setting('data_directory')").first ?? []
+        let address = row.first ?? nil
+        guard address == nil || address == "127.0.0.1/32" || address == "::1/128" else {
+            logger.warning("cluster.connection reaches \(address ?? "?") over the network: which cluster archived the history cannot be proven from here")
+            return nil
+        }
+        guard let serverDir = row.count > 1 ? row[1] : nil else { return nil }
+        let mine = realpath(dataDirectory), theirs = realpath(serverDir)
+        if mine == theirs {
+            return (.production, "archived by the cluster cluster.connection reaches (data directory \(serverDir))")
+        }
+        return (.copy, "archived by the cluster in \(mine), while cluster.connection reaches the one in \(theirs) on this host")
+    }
+
+    static func realpath(_ path: String) -> String {
+        guard let p = Glibc.realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
+    }
+}
