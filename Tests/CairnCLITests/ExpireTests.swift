@@ -2,6 +2,7 @@ import CairnBase
 import CairnCore
 import CairnStorage
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -136,5 +137,89 @@ import TestSupport
         defer { r.destroy() }
         #expect(try r.psql("SELECT sum(abalance) FROM pgbench_accounts") == expected)
         Measurements.record(["expire kill -9 trials: 3 (\(killedMidway) killed before finishing)"])
+    }
+}
+
+// MARK: - Expire never deletes what a running job needs
+
+extension ExpireTests {
+    /// A restore laid out from an old backup but not started yet: an expire that would delete that backup and the
+    /// WAL from its start keeps both until recovery has ended, and the restore then replays to the end.
+    @Test func expireKeepsWhatARestoreStillReplays() throws {
+        let c = try ScratchCluster(name: "expire-lease") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1,
+                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t (id serial, v text)")
+        try c.psql("INSERT INTO t (v) SELECT 'a' FROM generate_series(1, 100)")
+        let b1 = try c.cairn(["backup", "--json"]).stdout
+        let id1 = try #require(b1.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
+        try c.psql("INSERT INTO t (v) SELECT 'b' FROM generate_series(1, 100)")
+        try c.switchAndWaitForArchive()
+        usleep(1_100_000)
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.psql("INSERT INTO t (v) SELECT 'c' FROM generate_series(1, 100)")
+        try c.switchAndWaitForArchive()
+        usleep(1_100_000)
+        #expect(try c.cairn(["expire", "--dry-run"]).stdout.contains("would delete backup \(id1)"))
+
+        let dir = c.dir + "/restore"
+        try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
+        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--backup", id1])
+        #expect(r.status == 0, "\(r.stderr)")
+        let repo = LocalRepository(root: c.dir + "/repo")
+        #expect(try repo.list(prefix: "leases/").count == 1)
+        let e = try c.cairn(["expire"])
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(e.stdout.contains("keep   backup \(id1)") && e.stdout.contains("being restored"), "\(e.stdout)")
+        #expect(e.stdout.contains("replayed by a restore"), "\(e.stdout)")
+
+        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        defer { restored.destroy() }
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try restored.psql("SELECT count(*) FROM t") == "300")
+        // Recovery ended: recovery_end_command released the lease, and the backup can go.
+        #expect(try repo.list(prefix: "leases/").isEmpty)
+        #expect(try c.cairn(["expire"]).stdout.contains("delete backup \(id1)"))
+    }
+
+    /// A backup waiting for its WAL longer than `orphan_safety_age`: an expire meanwhile leaves its objects alone,
+    /// and the backup commits whole.
+    @Test func expireLeavesARunningBackupAlone() throws {
+        let c = try ScratchCluster(name: "expire-running") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1,
+                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t (id serial, v text)")
+        try c.psql("INSERT INTO t (v) SELECT 'a' FROM generate_series(1, 1000)")
+        try c.psql("ALTER SYSTEM SET archive_command = '/bin/false'")
+        try c.psql("SELECT pg_reload_conf()")
+        let result = Mutex<ProcessResult?>(nil)
+        let backup = Thread { result.withLock { $0 = try? c.cairn(["backup", "--wal-timeout", "120s"]) } }
+        backup.start()
+        let repo = LocalRepository(root: c.dir + "/repo")
+        let deadline = Date().addingTimeInterval(60)
+        while try repo.list(prefix: "backups/").isEmpty, Date() < deadline { usleep(200_000) }
+        let objects = try repo.list(prefix: "backups/")
+        #expect(!objects.isEmpty)
+        // As if it had waited for WAL for over an hour: its objects are older than orphan_safety_age.
+        try Run.shell("find \(c.dir)/repo/backups -type f -exec touch -d '-2 hours' {} +")
+        let e = try c.cairn(["expire"])
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(e.stdout.contains("a backup that may be writing it is running"), "\(e.stdout)")
+        #expect(try repo.list(prefix: "backups/").count >= objects.count)
+
+        try c.psql("ALTER SYSTEM RESET archive_command")
+        try c.psql("SELECT pg_reload_conf()")
+        while !backup.isFinished { usleep(100_000) }
+        let r = try #require(result.withLock { $0 })
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try c.cairn(["verify"]).status == 0)
+        #expect(try repo.list(prefix: "leases/").isEmpty)
     }
 }

@@ -107,7 +107,7 @@ import TestSupport
         // Restore and promote with archiving on: the new primary archives timeline 2 into the same repository.
         let bDir = a.dir + "/b"
         try Run.shell("mkdir -p \(bDir) && chown postgres:postgres \(bDir)")
-        let r = try a.cairn(["restore", "--target-dir", bDir + "/data"])
+        let r = try a.cairn(["restore", "--target-dir", bDir + "/data", "--archive-mode", "preserve"])
         #expect(r.status == 0, "\(r.stderr)")
         let b = try ScratchCluster(restoredAt: bDir + "/data", dir: bDir, config: a.config)
         defer { b.destroy() }

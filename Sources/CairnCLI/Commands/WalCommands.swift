@@ -39,10 +39,9 @@ struct WalPushCommand: AsyncParsableCommand {
                                         try? Spawn.detached(Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
                                                             logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
                                     }, waitLimit: wait)
-            // A new timeline's history: record whether production or a copy promoted (the archiver runs in the
-            // data directory of the cluster that archives).
+            // A new timeline's history: record whether production or a copy promoted.
             if case .history(let tli) = WALFileName(r.file) {
-                TimelineWitness.witnessPromotion(timeline: tli, dataDirectory: FileManager.default.currentDirectoryPath,
+                TimelineWitness.witnessPromotion(timeline: tli, dataDirectory: TimelineWitness.dataDirectory(ofWALPath: path),
                                                  conninfo: conninfo, repo: repo, clock: SystemClock())
             }
             return r

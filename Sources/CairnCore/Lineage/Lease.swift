@@ -43,6 +43,7 @@ public struct Lease: Codable, Sendable, Equatable {
 
     /// Takes a new lease for `ttl` seconds.
     public static func take(_ kind: Kind, repo: any Repository, ttl: Double, clock: any WallClock) throws -> Lease {
+        _ = try RepositoryInfo.require(from: repo)  // nothing is written where no repository is
         let now = clock.now()
         let lease = Lease(id: "\(kind.rawValue)-\(UUID().uuidString.lowercased())", kind: kind,
                           host: ProcessInfo.processInfo.hostName, pid: getpid(), created: now,
@@ -96,13 +97,13 @@ public struct Lease: Codable, Sendable, Equatable {
 
     /// Waits while an `expire` holds its lock (after this job wrote its lease), so the catalog the job reads next
     /// is not being deleted from. Gives up after `timeout` seconds with `repo.locked`.
-    public static func awaitNoExpire(repo: any Repository, clock: any WallClock, timeout: Double = 3600) throws {
+    public static func awaitNoExpire(repo: any Repository, clock: any WallClock, timeout: Double = 300) throws {
         let deadline = clock.now().addingTimeInterval(timeout)
         while let holder = try RepositoryLock.current("expire", repo: repo), holder.expires > clock.now(),
               !(holder.host == ProcessInfo.processInfo.hostName && kill(holder.pid, 0) != 0 && errno == ESRCH) {
             guard clock.now() < deadline else {
                 throw CoreError(.repoLocked, "an expire has been running on \(holder.host) (pid \(holder.pid)) since \(Timestamp.format(holder.acquired)); not starting while it may delete what this job needs",
-                                hint: "wait for it to finish and run this again")
+                                hint: "wait for it to finish and run this again; if that process is gone, delete locks/expire.json from the repository")
             }
             try Interruption.check()
             clock.sleep(seconds: 1)

@@ -40,11 +40,16 @@ public enum TimelineWitness {
     /// by asking the server `conninfo` reaches. Production when that is the same cluster (a local connection to
     /// the server whose data directory is this one); a copy when it is provably another running cluster on this
     /// host; otherwise nothing is recorded and the timeline stays undecided until a backup on it or an operator
-    /// says what it is. Never fails the push: the history file is archived either way.
-    public static func witnessPromotion(timeline: UInt32, dataDirectory: String, conninfo: String,
+    /// says what it is. `dataDirectory` nil (the file was not in a data directory's `pg_wal`) decides nothing.
+    /// Never fails the push: the history file is archived either way.
+    public static func witnessPromotion(timeline: UInt32, dataDirectory: String?, conninfo: String,
                                         repo: any Repository, clock: any WallClock) {
         do {
             guard try TimelineRecord.read(timeline, from: repo) == nil else { return }
+            guard let dataDirectory else {
+                logger.warning("timeline \(timeline) stays undecided: its history file was not archived from a data directory's pg_wal, so which cluster promoted cannot be told; a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides")
+                return
+            }
             guard let (verdict, reason) = try judgePusher(dataDirectory: dataDirectory, conninfo: conninfo) else { return }
             let r = try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "wal-push",
                                                             reason: reason, at: clock.now()), to: repo, replace: false)
@@ -53,6 +58,17 @@ public enum TimelineWitness {
         } catch {
             logger.warning("timeline \(timeline) stays undecided: cannot tell whether the cluster that archived its history is production (\(describeError(error).message)); a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides")
         }
+    }
+
+    /// The data directory a WAL file PostgreSQL (or an operator) asks to archive lives in: the parent of its
+    /// `pg_wal` folder, resolved against the working directory (the archiver runs in the data directory and
+    /// passes `pg_wal/<file>`). Nil when the file is not in a data directory's `pg_wal`.
+    public static func dataDirectory(ofWALPath path: String) -> String? {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let wal = (absolute as NSString).deletingLastPathComponent
+        guard (wal as NSString).lastPathComponent == "pg_wal" else { return nil }
+        let dir = (wal as NSString).deletingLastPathComponent
+        return access(dir + "/global/pg_control", F_OK) == 0 ? dir : nil
     }
 
     /// Production or copy, with the evidence; nil when it cannot be proven either way.
