@@ -1,3 +1,4 @@
+import CairnBase
 import CairnCore
 import CairnPostgres
 import CairnStorage
@@ -13,7 +14,7 @@ enum Runbooks {
     }
 
     /// The runbooks the tests run, in the order of `runbooks/README.md`.
-    static let scenarios = ["restore-latest", "restore-pitr", "dropped-table", "wal-archiving", "drill-failed",
+    static let scenarios = ["restore-latest", "restore-pitr", "dropped-table", "side-restore", "wal-archiving", "drill-failed",
                             "repository-damaged", "move-repository", "disaster-recovery", "rotate-master-key"]
 
     /// One fenced block: its lines, and the runbook line number (1-based) of its first line.
@@ -320,6 +321,27 @@ enum Runbooks {
             #expect(try c.psql("SELECT to_regclass('later') IS NOT NULL", database: "app") == "t", "production kept its later writes")
             #expect(try c.psql("SELECT nextval('orders_id_seq')", database: "app") == "1001", "the sequence came back too")
             #expect(!FileManager.default.fileExists(atPath: work + "/side"), "the side cluster is removed")
+
+        case "side-restore":
+            // A copy promoted while production was down archived timeline 2: nothing could tell what it is.
+            c.stop()
+            let copyDir = c.dir + "/stray"
+            try Run.shell("mkdir -p \(copyDir) && chown postgres:postgres \(copyDir)")
+            #expect(try c.cairn(["restore", "--target-dir", copyDir + "/data", "--archive-mode", "preserve"]).status == 0)
+            let copy = try ScratchCluster(restoredAt: copyDir + "/data", dir: copyDir, config: c.config)
+            try copy.start()
+            try copy.waitUntilPromoted()
+            try copy.switchAndWaitForArchive()
+            copy.destroy()
+            try c.start()
+            #expect(try c.cairn(["restore", "--latest", "--dry-run"]).status == ErrorCode.repoAmbiguousHistory.exitCode)
+            env["TL"] = "2"
+            env["REASON"] = "a copy restored for a test"
+            let r = try Self.runRunbook(name, c, environment: env)
+            #expect(r.stdout.contains("undecided"))
+            #expect(try c.cairn(["timeline", "--json"]).stdout.contains("\"copy\""))
+            #expect(try String(contentsOfFile: work + "/copy/postgresql.auto.conf", encoding: .utf8).contains("archive_mode = 'off'"))
+            #expect(try Self.digest(host: c.socketDir, port: c.port) == before)
 
         case "wal-archiving":
             // Archiving breaks: archive_command names a configuration file that was moved away.
