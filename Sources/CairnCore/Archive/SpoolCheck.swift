@@ -45,18 +45,43 @@ struct SpoolCheck: Codable, Equatable {
     }
 
     /// Why the file at `path` is not the segment `name` that the record at `checkPath` describes; nil when it is.
+    /// Reads the file once, in 1 MiB chunks.
     static func problem(path: String, name: String, checkPath: String) -> String? {
         guard let data = FileManager.default.contents(atPath: checkPath),
               let check = try? JSONDecoder().decode(SpoolCheck.self, from: data) else { return "it has no readable check record" }
         guard let segment = WALSegment(name: name, segmentSize: check.segmentSize) else { return "its check record is invalid" }
-        guard let bytes = FileIO.readAll(path) else { return "it cannot be read: \(String(cString: strerror(errno)))" }
-        return bytes.withUnsafeBytes { check.problem(bytes: $0, segment: segment) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "it cannot be opened: \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return "it cannot be read: \(String(cString: strerror(errno)))" }
+        guard Int64(st.st_size) == check.segmentSize else { return "it has \(st.st_size) bytes, not \(check.segmentSize)" }
+        return check.problem(reading: fd, segment: segment)
     }
 
-    /// Why `bytes` are not `segment` as recorded: size, the long page header (magic, flags, page address,
-    /// timeline, system identifier), then the CRC-32C.
-    func problem(bytes: UnsafeRawBufferPointer, segment: WALSegment) -> String? {
-        guard Int64(bytes.count) == segmentSize else { return "it has \(bytes.count) bytes, not \(segmentSize)" }
+    /// Why the content read from `fd` (of the recorded size) is not `segment` as recorded: the long page header
+    /// of its first chunk, then the CRC-32C of all of it.
+    func problem(reading fd: Int32, segment: WALSegment) -> String? {
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { chunk.deallocate() }
+        var crc: UInt32 = 0
+        var offset: Int64 = 0
+        while offset < segmentSize {
+            let n = pread(fd, chunk.baseAddress, Int(min(Int64(chunk.count), segmentSize - offset)), off_t(offset))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return "it cannot be read at byte \(offset)" }
+            let bytes = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+            if offset == 0, let problem = headerProblem(bytes, segment: segment) { return problem }
+            crc = Self.crc32c(bytes, continuing: crc)
+            offset += Int64(n)
+        }
+        guard crc == crc32c else { return String(format: "its CRC-32C is %08x, not the recorded %08x", crc, crc32c) }
+        return nil
+    }
+
+    /// Why the long page header at the start of `bytes` does not belong to `segment` of this repository: magic,
+    /// flags, timeline, page address and system identifier.
+    func headerProblem(_ bytes: UnsafeRawBufferPointer, segment: WALSegment) -> String? {
         guard bytes.count >= 40 else { return "it is too short for a WAL page header" }
         let magic = bytes.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
         if let expected = WALHeader.pageMagic[pgMajor], magic != expected {
@@ -69,8 +94,6 @@ struct SpoolCheck: Codable, Equatable {
         guard pageAddress == segment.startLSN.value else { return "its first page is at \(LSN(pageAddress)), not \(segment.startLSN)" }
         let sysid = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
         guard String(sysid) == systemIdentifier else { return "it belongs to cluster \(sysid), not \(systemIdentifier)" }
-        let crc = Self.crc32c(bytes)
-        guard crc == crc32c else { return String(format: "its CRC-32C is %08x, not the recorded %08x", crc, crc32c) }
         return nil
     }
 }
