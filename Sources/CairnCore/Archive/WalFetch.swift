@@ -9,7 +9,8 @@ import Logging
 /// A segment is served from the spool when the prefetcher already has it (renamed into place: no copy) and it
 /// passes its check (size, long page header, CRC-32C recorded at prefetch), otherwise fetched directly. Either
 /// way its content was verified (zstd checksums, trailer SHA-256) when it was downloaded, and it reaches `%p`
-/// by a rename, so PostgreSQL never reads a partial file. After a segment is served, a detached prefetcher downloads the next segments in parallel.
+/// by a rename, so PostgreSQL never reads a partial file. After a segment is served, a detached prefetcher
+/// downloads the next segments in parallel.
 public enum WalFetch {
     public enum Outcome: String, Sendable, Codable {
         case fetched
@@ -69,6 +70,7 @@ public enum WalFetch {
 
     /// Downloads and verifies one file into `path` atomically. Throws `wal.not-found` if absent.
     static func download(repo: any Repository, pipeline: Pipeline, file: WALFileName, to path: String) throws -> Int64 {
+        // No fsync: PostgreSQL reads the file at once, and after a crash recovery asks for it again.
         try download(repo: repo, pipeline: pipeline, file: file, to: path) { _, _ in }.size
     }
 
