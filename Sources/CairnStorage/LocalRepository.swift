@@ -22,6 +22,15 @@ public final class LocalRepository: Repository {
     }
 
     public var location: String { root }
+    /// The root's real absolute path (symbolic links and relative parts resolved), or the root as configured
+    /// while it does not exist.
+    public var identity: String {
+        guard let resolved = realpath(root, nil) else {
+            return root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
     public var capabilities: RepositoryCapabilities { [.atomicCreateOnly, .durableWrites, .persistent] }
 
     func path(_ key: String) throws -> String {

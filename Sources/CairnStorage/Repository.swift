@@ -86,6 +86,11 @@ public struct ByteRange: Sendable, Equatable {
 public protocol Repository: Sendable {
     /// A human-readable location without secrets, e.g. `s3://bucket/prefix` or `/var/lib/cairn/repo`.
     var location: String { get }
+    /// Everything that tells this store apart from any other, without secrets: what a record about the store
+    /// (e.g. a push-ahead acknowledgement) must match before it is trusted. Two repositories with the same
+    /// identity are the same store; the same ``location`` is not enough (a bucket of the same name on another
+    /// endpoint). The default is ``location``; drivers add what their location leaves out.
+    var identity: String { get }
     /// What this driver guarantees.
     var capabilities: RepositoryCapabilities { get }
 
@@ -125,6 +130,9 @@ public protocol ObjectWriter: AnyObject {
 }
 
 extension Repository {
+    /// The location, for drivers whose location names the store completely.
+    public var identity: String { location }
+
     /// Reads a whole object into memory (for small objects: manifests, `cairn.json`).
     public func getBytes(_ key: String) throws -> [UInt8] {
         var out = [UInt8]()

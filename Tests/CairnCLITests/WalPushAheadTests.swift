@@ -97,4 +97,47 @@ import TestSupport
         defer { restored.destroy() }
         #expect(try restored.psql("SELECT count(*) FROM t") == expected)
     }
+
+    /// Records name the store's identity, endpoint included: after the configuration moves to a bucket of the
+    /// same name and prefix behind another endpoint, a record of the first cannot acknowledge a file the second
+    /// never received.
+    @Test func aRecordDoesNotAcknowledgeForTheSameBucketOnAnotherEndpoint() throws {
+        let c = try ScratchCluster(name: "pushahead-endpoint") {
+            try TestRepository.config(.s3, dir: $0, conninfo: $1, limits: ["parallelism: 2"], extra: "archive:\n  async: true")
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("ALTER SYSTEM SET archive_command = '/bin/false'")
+        try c.psql("SELECT pg_reload_conf()")
+        try c.psql("CREATE TABLE t (i int)")
+        for i in 0..<4 { try c.psql("INSERT INTO t VALUES (\(i)); SELECT pg_switch_wal()") }
+        let status = c.data + "/pg_wal/archive_status"
+        let ready = try FileManager.default.contentsOfDirectory(atPath: status).filter { $0.hasSuffix(".ready") }
+            .map { String($0.dropLast(6)) }.filter { $0.count == 24 }.sorted()
+        #expect(ready.count >= 4)
+        func push(_ name: String) throws -> ProcessResult {
+            try Run.shell("cd \(c.data) && runuser -u postgres -- \(Run.installedCairn) --config \(c.config!) wal-push --json pg_wal/\(name)", check: false)
+        }
+        let first = try push(ready[0])
+        #expect(first.status == 0 && first.stdout.contains("\"outcome\" : \"pushed-ahead\""), "\(first.stdout)\(first.stderr)")
+        let deadline = Date().addingTimeInterval(60)
+        while Self.workerRunning() && Date() < deadline { usleep(100_000) }
+        let spool = c.data + "/pg_wal/cairn-archive"
+        let last = ready[ready.count - 1]
+        #expect(FileManager.default.fileExists(atPath: "\(spool)/\(last).ok"), "the worker recorded \(last)")
+
+        // The other endpoint of the emulator (plain HTTP), same bucket and prefix: a store that, as far as cairn
+        // can know, never received the file (here it really lacks it).
+        let key = "wal/\(last.prefix(8))/\(last).zst"
+        let raw = try ExpireTests.repository(c)
+        try raw.delete([key])
+        let conf = try String(contentsOfFile: c.config!, encoding: .utf8)
+            .replacingOccurrences(of: TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT"), with: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"))
+        #expect(conf.contains(TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT")))
+        try conf.write(toFile: c.config!, atomically: true, encoding: .utf8)
+        let again = try push(last)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("\"outcome\" : \"stored\""), "pushed again, not acknowledged from the record: \(again.stdout)")
+        #expect(try raw.head(key) != nil, "the segment is in the second store")
+    }
 }

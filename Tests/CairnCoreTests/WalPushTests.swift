@@ -11,20 +11,22 @@ import TestSupport
     static let sysid: UInt64 = 7_300_000_000_000_000_123
     let repo = MemoryRepository()
     let dir: String
+    let info = RepositoryInfo(cluster: ClusterInfo(systemIdentifier: String(Self.sysid), versionNum: 150018,
+                                                   walSegmentSize: 1 << 20, dataDirectory: nil),
+                              created: Date(), cairnVersion: "test")
 
     init() throws {
         dir = try TestEnvironment.tempDirectory("walpush-unit")
-        let info = RepositoryInfo(cluster: ClusterInfo(systemIdentifier: String(Self.sysid), versionNum: 150018,
-                                                       walSegmentSize: 1 << 20, dataDirectory: nil),
-                                  created: Date(), cairnVersion: "test")
         try repo.put(RepositoryInfo.key, try SealedDocument.seal(info))
     }
 
-    /// A 1 MiB segment with a long page header for `sysid` and some content.
-    static func segment(sysid: UInt64 = sysid, magic: UInt16 = 0xD110, fill: UInt8 = 7) -> [UInt8] {
+    /// A 1 MiB segment with a long page header for `sysid` (timeline 1, segment `number`) and some content.
+    static func segment(sysid: UInt64 = sysid, magic: UInt16 = 0xD110, fill: UInt8 = 7, number: UInt64 = 0) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: 1 << 20)
         withUnsafeBytes(of: magic.littleEndian) { b.replaceSubrange(0..<2, with: $0) }
         withUnsafeBytes(of: UInt16(0x0002).littleEndian) { b.replaceSubrange(2..<4, with: $0) }
+        withUnsafeBytes(of: UInt32(1).littleEndian) { b.replaceSubrange(4..<8, with: $0) }
+        withUnsafeBytes(of: (number << 20).littleEndian) { b.replaceSubrange(8..<16, with: $0) }
         withUnsafeBytes(of: sysid.littleEndian) { b.replaceSubrange(24..<32, with: $0) }
         for i in stride(from: 4096, to: b.count, by: 3) { b[i] = fill &+ UInt8(truncatingIfNeeded: i) }
         return b
@@ -121,22 +123,79 @@ import TestSupport
 
     @Test func prefetchFillsTheSpoolUntilTheEndOfTheArchive() throws {
         for n in 0x10...0x14 {
-            _ = try WalPush.run(repo: repo, pipeline: Pipeline(), path: try file(String(format: "0000000100000000000000%02X", n), Self.segment(fill: UInt8(n))))
+            _ = try WalPush.run(repo: repo, pipeline: Pipeline(),
+                                path: try file(String(format: "0000000100000000000000%02X", n), Self.segment(fill: UInt8(n), number: UInt64(n))))
         }
         let spool = dir + "/pg_wal/cairn-prefetch"
         try FileManager.default.createDirectory(atPath: dir + "/pg_wal", withIntermediateDirectories: true)
         let first = try #require(WALSegment(name: "000000010000000000000011", segmentSize: 1 << 20))
-        let n = try WalFetch.prefetch(repo: repo, pipeline: Pipeline(), first: first, count: 10, spool: spool, parallelism: 3)
+        let n = try WalFetch.prefetch(repo: repo, pipeline: Pipeline(), info: info, first: first, count: 10, spool: spool, parallelism: 3)
         #expect(n == 4)
         let spooled = try FileManager.default.contentsOfDirectory(atPath: spool).filter { $0.count == 24 }.sorted()
         #expect(spooled == ["000000010000000000000011", "000000010000000000000012", "000000010000000000000013", "000000010000000000000014"])
         // wal-fetch takes a spooled segment by renaming it.
         let r = try WalFetch.run(repo: repo, pipeline: Pipeline(), name: "000000010000000000000012", dest: dir + "/pg_wal/RECOVERYXLOG")
         #expect(r.outcome == .fromSpool)
-        #expect(FileManager.default.contents(atPath: dir + "/pg_wal/RECOVERYXLOG") == Data(Self.segment(fill: 0x12)))
+        #expect(FileManager.default.contents(atPath: dir + "/pg_wal/RECOVERYXLOG") == Data(Self.segment(fill: 0x12, number: 0x12)))
         WalFetch.pruneSpool(spool, before: "000000010000000000000014")
         #expect(try FileManager.default.contentsOfDirectory(atPath: spool).filter { $0.count == 24 } == ["000000010000000000000014"])
         WalFetch.removeSpool(spool)
         #expect(!FileManager.default.fileExists(atPath: spool))
+    }
+
+    /// Spools segments 0x20…0x23, damages them in `damage` ways, and expects each to be fetched from the
+    /// repository instead, equal to its stored copy.
+    @Test func aDamagedSpooledSegmentIsNotServed() throws {
+        for n in 0x20...0x25 {
+            _ = try WalPush.run(repo: repo, pipeline: Pipeline(),
+                                path: try file(String(format: "0000000100000000000000%02X", n), Self.segment(fill: UInt8(n), number: UInt64(n))))
+        }
+        let spool = dir + "/pg_wal/cairn-prefetch"
+        try FileManager.default.createDirectory(atPath: dir + "/pg_wal", withIntermediateDirectories: true)
+        let first = try #require(WALSegment(name: "000000010000000000000020", segmentSize: 1 << 20))
+        #expect(try WalFetch.prefetch(repo: repo, pipeline: Pipeline(), info: info, first: first, count: 6, spool: spool, parallelism: 2) == 6)
+        let damage: [(String, (inout [UInt8]) -> Void)] = [
+            ("zeros of the right size", { $0 = [UInt8](repeating: 0, count: $0.count) }),
+            ("one flipped byte", { $0[$0.count / 2] ^= 0x10 }),
+            ("a foreign page header", { $0[30] ^= 1 }),
+            ("another segment's content", { $0 = WalPushTests.segment(fill: 0x99, number: 0x77) }),
+        ]
+        for (i, (what, change)) in damage.enumerated() {
+            let name = String(format: "0000000100000000000000%02X", 0x20 + i)
+            var bytes = try #require(FileIO.readAll(spool + "/" + name))
+            change(&bytes)
+            try Data(bytes).write(to: URL(fileURLWithPath: spool + "/" + name))
+            let out = dir + "/pg_wal/RECOVERYXLOG"
+            let r = try WalFetch.run(repo: repo, pipeline: Pipeline(), name: name, dest: out)
+            #expect(r.outcome == .fetched, "\(what)")
+            #expect(FileManager.default.contents(atPath: out) == Data(Self.segment(fill: UInt8(0x20 + i), number: UInt64(0x20 + i))), "\(what)")
+            #expect(!FileManager.default.fileExists(atPath: spool + "/" + name), "\(what): the bad copy is deleted")
+        }
+        // Without its check record a spooled segment is not trusted either; an intact one is served.
+        #expect(unlink(spool + "/000000010000000000000024.check") == 0)
+        #expect(try WalFetch.run(repo: repo, pipeline: Pipeline(), name: "000000010000000000000024", dest: dir + "/pg_wal/a").outcome == .fetched)
+        #expect(try WalFetch.run(repo: repo, pipeline: Pipeline(), name: "000000010000000000000025", dest: dir + "/pg_wal/b").outcome == .fromSpool)
+        #expect(FileManager.default.contents(atPath: dir + "/pg_wal/b") == Data(Self.segment(fill: 0x25, number: 0x25)))
+        #expect(!FileManager.default.fileExists(atPath: spool + "/000000010000000000000025.check"), "the record goes with its segment")
+    }
+
+    @Test func aMissingRepositoryIsNotTheEndOfTheArchive() throws {
+        let root = dir + "/mnt/repo"
+        let local = LocalRepository(root: root)
+        try local.put(RepositoryInfo.key, try SealedDocument.seal(info))
+        _ = try WalPush.run(repo: local, pipeline: Pipeline(), path: try file("000000010000000000000030", Self.segment(number: 0x30)))
+        // A segment the archive does not have, in a repository that is there: the end of the archive.
+        let absent = #expect(throws: CoreError.self) {
+            try WalFetch.run(repo: local, pipeline: Pipeline(), name: "000000010000000000000031", dest: dir + "/x")
+        }
+        #expect(absent?.code == .walNotFound)
+        // The repository moved away (an unmounted mount point is an empty folder): not "not found".
+        try FileManager.default.moveItem(atPath: root, toPath: dir + "/moved")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let gone = #expect(throws: CoreError.self) {
+            try WalFetch.run(repo: local, pipeline: Pipeline(), name: "000000010000000000000030", dest: dir + "/x")
+        }
+        #expect(gone?.code == .repoUninitialized)
+        #expect(gone?.message.contains("unmounted") == true)
     }
 }

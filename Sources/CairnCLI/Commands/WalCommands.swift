@@ -57,9 +57,11 @@ struct WalFetchCommand: AsyncParsableCommand {
         abstract: "Fetch one WAL file (for restore_command: cairn wal-fetch %f %p).",
         discussion: """
         Exit codes follow PostgreSQL's restore_command contract: 0 when the file was written to %p, 1 when the \
-        repository does not have it (the end of the archive), 126 on any other error, which makes PostgreSQL \
+        repository does not have it (the end of the archive; said only after the repository's cairn.json was \
+        read, so an unmounted or moved repository is an error), 126 on any other error, which makes PostgreSQL \
         stop recovery instead of ending it early. Segments are prefetched in parallel ahead of replay \
-        (limits.prefetch).
+        (limits.prefetch), fsynced into a spool, and checked again (size, page header, CRC-32C) before one is \
+        served; a bad spooled copy is fetched again.
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -131,7 +133,7 @@ struct WalPrefetchCommand: AsyncParsableCommand {
             guard let seg = WALSegment(name: first, segmentSize: info.walSegmentSize) else {
                 throw CoreError(.walInvalidName, "\(first) is not a WAL segment name")
             }
-            return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), first: seg, count: count, spool: spool,
+            return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
                                          parallelism: ctx.config.limits.parallelism)
         }
     }

@@ -39,7 +39,7 @@ public enum WalPush {
                            startWorker: () -> Void = {}, waitLimit: Double = 60) throws -> Result {
         if async {
             WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
-            if let r = WalPushAhead.acknowledge(path: path, location: repo.location) {
+            if let r = WalPushAhead.acknowledge(path: path, store: repo.identity) {
                 logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
                 return r
             }
@@ -51,7 +51,7 @@ public enum WalPush {
                 started = Date()
             }
             if started != nil || SpoolLock.held(spool),
-               let r = WalPushAhead.waitForRecord(path: path, location: repo.location, started: started, timeout: waitLimit) {
+               let r = WalPushAhead.waitForRecord(path: path, store: repo.identity, started: started, timeout: waitLimit) {
                 logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
                 return r
             }

@@ -13,7 +13,8 @@ import Synchronization
 ///
 /// The rule that a file is acknowledged only once stored is kept: a record (`pg_wal/cairn-archive/<file>.ok`) is
 /// written, synced and renamed into place only after the object was stored and confirmed, and it is honoured only
-/// for the same repository location and the very file the worker read: same device, inode, size and modification
+/// for the same store (``Repository/identity``: a bucket of the same name on another endpoint is another store)
+/// and the very file the worker read: same device, inode, size and modification
 /// and change times (to the nanosecond), checked with one `stat` so an acknowledgement reads nothing. A segment
 /// PostgreSQL has marked `.ready` is never rewritten in place; any other file by that name fails the check and is
 /// pushed again (a repeated push of identical content is harmless, different content is refused).
@@ -21,7 +22,9 @@ import Synchronization
 public enum WalPushAhead {
     /// What is known of a file pushed ahead.
     struct Record: Codable, Equatable {
-        var location: String
+        /// The identity of the store that holds the file (``Repository/identity``: endpoint, region, bucket and
+        /// prefix, or a real path), not just its location.
+        var store: String
         var key: String
         var size: Int64
         var storedSize: Int64
@@ -29,7 +32,7 @@ public enum WalPushAhead {
         var identity: Identity?
 
         enum CodingKeys: String, CodingKey {
-            case location, key, size, identity
+            case store, key, size, identity
             case storedSize = "stored_size"
         }
     }
@@ -61,13 +64,13 @@ public enum WalPushAhead {
     /// The spool next to `%p` (`pg_wal/<file>`).
     static func spool(for path: String) -> String { spool(walDirectory: (path as NSString).deletingLastPathComponent) }
 
-    /// Acknowledges `path` from its record, when one matches the file and `location`; removes a record that
-    /// does not match.
-    static func acknowledge(path: String, location: String) -> WalPush.Result? {
+    /// Acknowledges `path` from its record, when one matches the file and `store` (the repository's
+    /// ``Repository/identity``); removes a record that does not match.
+    static func acknowledge(path: String, store: String) -> WalPush.Result? {
         let name = (path as NSString).lastPathComponent
         let recordPath = spool(for: path) + "/" + name + ".ok"
         guard let data = FileManager.default.contents(atPath: recordPath) else { return nil }
-        guard let r = try? JSONDecoder().decode(Record.self, from: data), r.location == location,
+        guard let r = try? JSONDecoder().decode(Record.self, from: data), r.store == store,
               let identity = r.identity, identity.size == r.size, identity == Identity.of(path) else {
             unlink(recordPath)
             WalPush.logger.warning("ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
@@ -126,17 +129,17 @@ public enum WalPushAhead {
 
     /// Waits until the worker has recorded `path` (then acknowledges it), as long as a worker runs or was just
     /// started; nil when it gave up (the caller then pushes the file itself).
-    static func waitForRecord(path: String, location: String, started: Date?, timeout: Double) -> WalPush.Result? {
+    static func waitForRecord(path: String, store: String, started: Date?, timeout: Double) -> WalPush.Result? {
         let spool = spool(for: path)
         let name = (path as NSString).lastPathComponent
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, location: location) }
+            if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, store: store) }
             if unlink(spool + "/" + name + ".failed") == 0 { return nil }   // the worker could not push it
             let justStarted = started.map { Date().timeIntervalSince($0) < 2 } ?? false
             guard SpoolLock.held(spool) || justStarted else {
                 // The worker ended; it may have written the record just before.
-                return access(spool + "/" + name + ".ok", F_OK) == 0 ? acknowledge(path: path, location: location) : nil
+                return access(spool + "/" + name + ".ok", F_OK) == 0 ? acknowledge(path: path, store: store) : nil
             }
             usleep(10_000)
         }
@@ -153,7 +156,7 @@ public enum WalPushAhead {
         guard let lockFd = SpoolLock.acquire(spool) else { return 0 }
         defer { close(lockFd) }
         let info = try RepositoryInfo.require(from: repo)
-        let location = repo.location
+        let store = repo.identity
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: 1, name: "cairn-push-ahead")
         let inFlight = Mutex(Set<String>())
         let failed = Mutex(Set<String>())   // left to PostgreSQL's own call, which reports the error
@@ -186,7 +189,7 @@ public enum WalPushAhead {
                         guard let identity, identity == before, identity.size == r.size else {
                             throw CoreError(.localIO, "\(name) changed while it was pushed ahead")
                         }
-                        try write(Record(location: location, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
+                        try write(Record(store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
                                   file: name, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {

@@ -25,6 +25,8 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
     }
 
     public var location: String { base.location }
+    /// The wrapped store's identity.
+    public var identity: String { base.identity }
     public var capabilities: RepositoryCapabilities { base.capabilities }
 
     /// Keys stored as they are.

@@ -32,17 +32,29 @@ public enum RestoreOperation {
 
     static let logger = Logger(label: "cairn.restore")
 
-    /// Checks the target directories before anything is written.
+    /// Checks every target directory (the data directory and each tablespace's) before anything is written or
+    /// deleted, then creates or (with `force`) empties them. Refuses, whatever `force` says, a directory that is,
+    /// lies inside or contains the data directory or a tablespace of a PostgreSQL server running on this host.
     public static func prepare(_ backup: BackupManifest, options: Options) throws {
-        try prepareDirectory(options.targetDirectory, force: options.force)
-        for a in backup.archives where a.tablespaceOid != nil {
-            let dir = options.tablespaceMap[a.tablespaceOid!] ?? a.location ?? ""
+        let targets = try targetDirectories(backup, options: options)
+        let running = RunningCluster.scan()
+        for dir in targets { try checkDirectory(dir, force: options.force, running: running) }
+        for dir in targets { try emptyOrCreate(dir) }
+    }
+
+    /// The main target directory and each tablespace's (mapped, or its original location).
+    static func targetDirectories(_ backup: BackupManifest, options: Options) throws -> [String] {
+        var dirs = [options.targetDirectory]
+        for a in backup.archives {
+            guard let oid = a.tablespaceOid else { continue }
+            let dir = options.tablespaceMap[oid] ?? a.location ?? ""
             guard dir.hasPrefix("/") else {
-                throw CoreError(.restoreFailed, "tablespace \(a.tablespaceOid!) has no location to restore to",
-                                hint: "pass --tablespace-map \(a.tablespaceOid!)=/new/location")
+                throw CoreError(.restoreFailed, "tablespace \(oid) has no location to restore to",
+                                hint: "pass --tablespace-map \(oid)=/new/location")
             }
-            try prepareDirectory(dir, force: options.force)
+            dirs.append(dir)
         }
+        return dirs
     }
 
     /// Restores the plan's backup into the target directory. `onTotal` receives the bytes to write, `onBytes` the
@@ -116,26 +128,132 @@ public enum RestoreOperation {
                       seconds: clock.now().timeIntervalSince(began))
     }
 
-    /// Appends the recovery settings to `postgresql.auto.conf` and creates `recovery.signal`.
+    /// The comment lines around the settings block cairn writes into `postgresql.auto.conf`.
+    static let blockBegin = "# BEGIN recovery settings of cairn restore (replaced by the next restore; do not edit)"
+    static let blockEnd = "# END recovery settings of cairn restore"
+    /// What an earlier cairn (before the markers) wrote as the block's first line.
+    static let legacyBlockStart = "# Recovery settings written by cairn restore"
+    /// The prefix of lines cairn comments out.
+    static let removedPrefix = "# removed by cairn restore: "
+    /// The recovery settings cairn manages: earlier lines setting them would change this restore.
+    static let managedSettings: Set<String> = [
+        "restore_command", "recovery_end_command", "archive_cleanup_command", "recovery_target", "recovery_target_name",
+        "recovery_target_time", "recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive",
+        "recovery_target_timeline", "recovery_target_action",
+    ]
+
+    /// Rewrites `postgresql.auto.conf` atomically with this restore's recovery settings and creates
+    /// `recovery.signal`.
     static func writeRecoverySettings(root: String, plan: RecoveryPlan, options: Options, clock: any WallClock) throws {
-        var lines = ["", "# Recovery settings written by cairn restore at \(Timestamp.format(clock.now())): backup \(plan.backupId), target \(plan.target)"]
         var settings = plan.settings
         if let end = options.recoveryEndCommand { settings.append(.init(name: "recovery_end_command", value: end)) }
         if options.archiveOff { settings.append(.init(name: "archive_mode", value: "off")) }
+        let conf = root + "/postgresql.auto.conf"
+        let existing = (try? String(contentsOfFile: conf, encoding: .utf8)) ?? ""
+        let header = "# written at \(Timestamp.format(clock.now())): backup \(plan.backupId), target \(plan.target)"
+        let text = rewriteAutoConf(existing, header: header, settings: settings, archiveOff: options.archiveOff)
+        try replaceFile(conf, with: text)
+        try writeFile(root + "/recovery.signal") { _ in }
+    }
+
+    /// `postgresql.auto.conf` text with `settings` as its one cairn block: an earlier cairn block is dropped, every
+    /// other line that sets a managed recovery setting (and `archive_mode` when `archiveOff`) is commented out
+    /// with ``removedPrefix``, the rest is kept as it is, and the new block is appended between ``blockBegin`` and
+    /// ``blockEnd``.
+    static func rewriteAutoConf(_ existing: String, header: String, settings: [RecoveryPlan.Setting], archiveOff: Bool) -> String {
+        var managed = managedSettings.union(settings.map { $0.name.lowercased() })
+        if archiveOff { managed.insert("archive_mode") }
+        var lines = dropCairnBlocks(existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+        while lines.last?.isEmpty == true { lines.removeLast() }
+        lines = lines.map { line in
+            settingName(line).map { managed.contains($0) } == true ? removedPrefix + line : line
+        }
+        lines += [blockBegin, header]
         // PostgreSQL's configuration parser reads backslash escapes inside quotes: double them, as ALTER SYSTEM does.
         for s in settings {
             lines.append("\(s.name) = '\(s.value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''"))'")
         }
-        let text = lines.joined(separator: "\n") + "\n"
-        let conf = root + "/postgresql.auto.conf"
-        let fd = open(conf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot open \(conf): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        try text.utf8CString.dropLast().withUnsafeBytes { try FileIO.writeAll(fd, $0) }
-        try writeFile(root + "/recovery.signal") { _ in }
+        lines.append(blockEnd)
+        return lines.joined(separator: "\n") + "\n"
     }
 
-    static func prepareDirectory(_ dir: String, force: Bool) throws {
+    /// `lines` without the blocks an earlier cairn restore wrote: from ``blockBegin`` to ``blockEnd`` (a begin
+    /// marker without an end loses only its own line), and the first line of an older unmarked block (its
+    /// settings are managed ones, commented out afterwards).
+    static func dropCairnBlocks(_ lines: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < lines.count {
+            let line = lines[i].trimmingCharacters(in: .whitespaces)
+            if line == blockBegin, let end = lines[(i + 1)...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == blockEnd }) {
+                i = end + 1
+                continue
+            }
+            if line != blockBegin && line != blockEnd && !line.hasPrefix(legacyBlockStart) { out.append(lines[i]) }
+            i += 1
+        }
+        return out
+    }
+
+    /// The lower-cased name of the setting a configuration line sets (`name = value` or `name value`), or nil for
+    /// comments, blank lines and directives without a value.
+    static func settingName(_ line: String) -> String? {
+        let t = line.trimmingCharacters(in: .whitespaces)
+        guard let first = t.first, first.isLetter || first == "_" else { return nil }
+        let name = t.prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }
+        let rest = t.dropFirst(name.count).trimmingCharacters(in: .whitespaces)
+        return rest.isEmpty ? nil : name.lowercased()
+    }
+
+    /// Replaces `path` with `text` atomically and durably: a temporary file, fsynced, renamed over it, and the
+    /// directory fsynced.
+    static func replaceFile(_ path: String, with text: String) throws {
+        let tmp = path + ".cairn-tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try Array(text.utf8).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
+        guard fsync(fd) == 0, rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw CoreError(.localIO, "cannot replace \(path): \(reason)")
+        }
+        let dfd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Refuses `dir` when it belongs to a running cluster, is not a directory, or is not empty without `force`.
+    /// Deletes nothing.
+    static func checkDirectory(_ dir: String, force: Bool, running: [RunningCluster]) throws {
+        for cluster in running {
+            if let live = cluster.overlap(with: dir) {
+                let what = live == cluster.dataDirectory ? "the data directory" : "the tablespace \(live)"
+                throw CoreError(.restoreDirNotEmpty,
+                                "\(dir) overlaps \(what) of the PostgreSQL server running with pid \(cluster.pid) and data directory \(cluster.dataDirectory)",
+                                hint: "stop that server first (pg_ctl stop -D \(cluster.dataDirectory)), or restore its tablespaces elsewhere with --tablespace-map OID=/other/dir")
+            }
+        }
+        var st = stat()
+        guard stat(dir, &st) == 0 else { return }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw CoreError(.restoreDirNotEmpty, "\(dir) exists and is not a directory")
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        guard !entries.isEmpty else { return }
+        guard force else {
+            throw CoreError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
+                            hint: "restore into an empty directory, or pass --force to delete its contents first")
+        }
+        // The scan above sees only processes this user may inspect: the postmaster.pid check stays.
+        if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
+           let pid = Int32(pidText.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 {
+            throw CoreError(.restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
+                            hint: "stop it first (pg_ctl stop -D \(dir)); cairn never restores over a running cluster")
+        }
+    }
+
+    /// Creates `dir`, or empties it when it exists (after ``checkDirectory(_:force:running:)`` allowed it).
+    static func emptyOrCreate(_ dir: String) throws {
         var st = stat()
         if stat(dir, &st) != 0 {
             do {
@@ -147,21 +265,8 @@ public enum RestoreOperation {
             }
             return
         }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw CoreError(.restoreDirNotEmpty, "\(dir) exists and is not a directory")
-        }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        if !entries.isEmpty {
-            guard force else {
-                throw CoreError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
-                                hint: "restore into an empty directory, or pass --force to delete its contents first")
-            }
-            if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
-               let pid = Int32(pidText.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 {
-                throw CoreError(.restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
-                                hint: "stop it first (pg_ctl stop -D \(dir)); cairn never restores over a running cluster")
-            }
-            for e in entries { try? FileManager.default.removeItem(atPath: dir + "/" + e) }
+        for e in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            try? FileManager.default.removeItem(atPath: dir + "/" + e)
         }
         chmod(dir, 0o700)
     }

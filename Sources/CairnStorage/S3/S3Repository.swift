@@ -21,6 +21,16 @@ public final class S3Repository: Repository {
     }
 
     public var location: String { client.describe(nil) }
+    /// The location with the endpoint (scheme, host and port, the default port spelled out) and the region:
+    /// a bucket of the same name on another endpoint is another store.
+    public var identity: String {
+        let e = settings.endpoint
+        let scheme = (e.scheme ?? "https").lowercased()
+        let port = e.port ?? (scheme == "http" ? 80 : 443)
+        var host = (e.host ?? "localhost").lowercased()
+        if host.contains(":") { host = "[\(host)]" }
+        return "\(location) endpoint=\(scheme)://\(host):\(port) region=\(settings.region)"
+    }
     public var capabilities: RepositoryCapabilities {
         etagIsMD5 ? [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent, .verifiedWrites]
             : [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent]
