@@ -1,5 +1,6 @@
 import CairnBase
 import CairnCore
+import CairnPostgres
 import Foundation
 import Testing
 
@@ -116,5 +117,33 @@ import Testing
         let findings = Doctor.evaluate(f, now: Self.now)
         #expect(findings.map(\.check) == ["cluster", "repository"])
         #expect(findings.allSatisfy { $0.severity == .critical && $0.fix != nil })
+    }
+
+    /// Production's history: the live cluster's timeline against the repository's records.
+    @Test func theLiveTimelineIsCheckedAgainstProductionsHistory() {
+        var wal = WALArchive(segmentSize: 16 << 20)
+        wal.histories[2] = [TimelineSwitch(parent: 1, switchPoint: LSN(5 << 24))]
+        wal.histories[3] = [TimelineSwitch(parent: 1, switchPoint: LSN(6 << 24))]
+        let record = { (t: UInt32, v: TimelineRecord.Verdict) in
+            TimelineRecord(timeline: t, verdict: v, decidedBy: "test", reason: "test", at: Self.now)
+        }
+        func lineageFinding(_ records: [UInt32: TimelineRecord], live: UInt32) -> [Doctor.Finding] {
+            var f = Self.healthy()
+            f.timeline = live
+            f.catalog?.lineage = Lineage(wal: wal, records: records, backupTimelines: [1])
+            return Doctor.evaluate(f, now: Self.now).filter { $0.check.hasPrefix("lineage") }
+        }
+        let decided = [2: record(2, .copy), 3: record(3, .production)]
+        #expect(lineageFinding(decided, live: 3).map(\.severity) == [.ok])
+        let onCopy = lineageFinding(decided, live: 2)
+        #expect(onCopy.first?.severity == .critical)
+        #expect(onCopy.first?.fix?.contains("cairn timeline adopt 2") == true)
+        // Timeline 3 undecided: the live cluster on it is a warning; on timeline 1 the ambiguity is named.
+        let undecided = lineageFinding([2: record(2, .copy)], live: 3)
+        #expect(undecided.map(\.severity) == [.warning])
+        #expect(undecided.first?.explanation.contains("not yet recorded as production's") == true)
+        let ambiguous = lineageFinding([2: record(2, .copy)], live: 1)
+        #expect(ambiguous.map(\.check) == ["lineage", "lineage_ambiguous"])
+        #expect(ambiguous.last?.severity == .warning)
     }
 }

@@ -98,7 +98,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let repo = try ctx.makeRepository()
         // A restore's lease keeps expire off its backup and WAL until recovery ends (released by
         // recovery_end_command, renewed by wal-fetch while PostgreSQL replays).
-        var lease = try await Blocking.run { try Lease.take(.restore, repo: repo, ttl: Self.leaseTTL, clock: SystemClock()) }
+        let lease = try await Blocking.run { try Lease.take(.restore, repo: repo, ttl: Self.leaseTTL, clock: SystemClock()) }
         var keepLease = false
         defer { if !keepLease { Lease.release(lease.id, repo: repo) } }
         try await Blocking.run { try Lease.awaitNoExpire(repo: repo, clock: SystemClock()) }
