@@ -65,6 +65,11 @@ enum FileBackup {
             return .failure(CoreError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
                                       hint: "run cairn on the database host, or set cluster.backup_method: stream"))
         }
+        // The same system identifier is not enough: a standby or a copy of the cluster has it too.
+        if case .failure(let m) = try LocalServerProof.matches(conn: conn, dataDirectory: dir) {
+            return .failure(CoreError(.pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
+                                      hint: "run cairn on the host of the server the connection reaches (check VIPs and target_session_attrs), or set cluster.backup_method: stream"))
+        }
         return .success(dir)
     }
 
