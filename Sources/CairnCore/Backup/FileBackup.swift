@@ -24,6 +24,9 @@ struct CapturedBackup {
     var startTimeline: UInt32
     var stopLSN: LSN
     var stopTimeline: UInt32
+
+    /// Every object the manifest will reference: the bundles, then the PostgreSQL manifest.
+    var objects: [BackupManifest.Object] { archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) }
 }
 
 /// A file-level base backup: `pg_backup_start`, the data directory and tablespaces copied in parallel lanes,
