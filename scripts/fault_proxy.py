@@ -27,10 +27,14 @@ Actions (one kind per rule; "delay_seconds" may be added to any):
   {"delay_seconds": S}              wait S s, then forward normally
   {"drop_request": true}            read the request, close (FIN) without answering
   {"forward_then_status": 500, "code": ..., "message": ...}  forward, answer an S3 error instead
+  {"ignore_if_none_match": true}    forward; if upstream refuses an If-None-Match write (412), answer 200
+                                    with the ETag of the body (from Content-MD5): a store that acknowledges a
+                                    create-only write over an existing object. (The header is signed by SigV4,
+                                    so it cannot be stripped; the object keeps its old bytes.)
   {}                                forward normally (just logged with the rule's index)
 N counts raw body bytes after the response head (for a chunked response incl. the chunk framing).
 """
-import argparse, asyncio, contextlib, fcntl, json, os, pathlib, re, signal, socket, struct, sys, termios, time
+import argparse, asyncio, base64, contextlib, fcntl, json, os, pathlib, re, signal, socket, struct, sys, termios, time
 from http import HTTPStatus
 from xml.sax.saxutils import escape
 
@@ -41,7 +45,7 @@ DEFAULT_CODES = {400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey", 4
                  409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange", 429: "SlowDown",
                  500: "InternalError", 501: "NotImplemented", 502: "BadGateway", 503: "SlowDown"}
 KINDS = ("status", "reset_after_bytes", "truncate_after_bytes", "stall_after_bytes", "drop_request",
-         "forward_then_status")
+         "forward_then_status", "ignore_if_none_match")
 ACTION_KEYS = set(KINDS) | {"stall_seconds", "delay_seconds", "code", "message", "headers"}
 QUIET = False
 
@@ -116,7 +120,7 @@ class Rule:
         kinds += ["stall_seconds"] if "stall_seconds" in a and "stall_after_bytes" not in a else []
         if len(kinds) > 1 or ("stall_after_bytes" in a and "stall_seconds" not in a):
             raise ValueError(f"one action kind per rule (stall_after_bytes needs stall_seconds), got {a!r}")
-        for key in set(a) - {"code", "message", "headers", "drop_request"}:    # the numbers
+        for key in set(a) - {"code", "message", "headers", "drop_request", "ignore_if_none_match"}:    # the numbers
             low, high = (200, 599) if key in ("status", "forward_then_status") else (0, 1e12)
             if not isinstance(a[key], (int, float)) or not low <= a[key] <= high:
                 raise ValueError(f"{key} must be a number in [{low}, {high:g}], got {a[key]!r}")
@@ -232,6 +236,11 @@ async def proxy(upstream, req, body, writer):
         entry["upstream_status"] = int(head.first[1])
         if "forward_then_status" in a:
             await error(int(a["forward_then_status"]), a)
+            return keep
+        if a.get("ignore_if_none_match") and entry["upstream_status"] == 412 and "if-none-match" in req.headers:
+            etag = base64.b64decode(req.headers.get("content-md5", "")).hex()
+            entry["status_sent"] = 200
+            await send_all(writer, response(200, b"", "application/xml", method, {"ETag": f'"{etag}"'}))
             return keep
         cut = next((int(a[k]) for k in ("reset_after_bytes", "truncate_after_bytes", "stall_after_bytes")
                     if k in a), None)

@@ -124,6 +124,49 @@ import TestSupport
         #expect(try c.cairn(["verify"]).status == 0)
     }
 
+    /// Issue #25: on a standby host whose connection reaches the primary, the path the primary reports as its data
+    /// directory holds, on this host, a copy with the same system identifier. Here a private mount namespace binds
+    /// a lagging standby's data directory over the primary's path: `files` refuses (the postmaster.pid there is the
+    /// standby's), `auto` streams from the primary, and the backup restores the primary's data.
+    @Test func filesMethodRefusesAnotherServersFiles() throws {
+        let c = try ScratchCluster(name: "identity") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1, cluster: ["backup_method: files"])
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        // The copy: a standby with no primary_conninfo, so it stays at the point of its base backup.
+        let sdir = c.dir + "/standby"
+        try Run.shell("mkdir -p \(sdir) && chown postgres:postgres \(sdir)")
+        try Run.shell("runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -D \(sdir)/data -X stream")
+        try Run.shell("runuser -u postgres -- touch \(sdir)/data/standby.signal")
+        let s = try ScratchCluster(restoredAt: sdir + "/data", dir: sdir)
+        defer { s.destroy() }
+        try s.start()
+        try c.psql("INSERT INTO t SELECT g FROM generate_series(1001, 5000) g")
+        let expected = try Self.digest(c, "t")
+        #expect(try s.psql("SELECT count(*) FROM t") == "1000")
+
+        func backupOverTheCopy() throws -> ProcessResult {
+            try Run.shell("unshare -m sh -c 'mount --bind \(s.data) \(c.data) && exec runuser -u postgres -- "
+                          + "\(Run.installedCairn) --config \(c.config!) --log-level info backup --json'", check: false)
+        }
+        let refused = try backupOverTheCopy()
+        #expect(refused.status == ErrorCode.pgConfig.exitCode, "\(refused.stderr)")
+        #expect(refused.stderr.contains("may hold another server's files") && refused.stderr.contains("port \(s.port)"), "\(refused.stderr)")
+        #expect(try c.cairn(["list", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]")
+
+        try String(contentsOfFile: c.config!, encoding: .utf8).replacingOccurrences(of: "backup_method: files", with: "backup_method: auto")
+            .write(toFile: c.config!, atomically: true, encoding: .utf8)
+        let streamed = try backupOverTheCopy()
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        #expect(streamed.stderr.contains("method=stream") && streamed.stderr.contains("may hold another server's files"), "\(streamed.stderr)")
+        try c.switchAndWaitForArchive()
+        let r = try c.restoreAndStart()
+        defer { r.destroy() }
+        #expect(try Self.digest(r, "t") == expected)
+    }
+
     @Test(arguments: BackupMethodCase.allCases)
     func tablespacesAreBackedUpAndRemapped(method: BackupMethodCase) throws {
         let c = try ScratchCluster(name: "tablespace-\(method)") {

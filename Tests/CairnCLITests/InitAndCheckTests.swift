@@ -135,3 +135,42 @@ import CairnStorage
         #expect(!r.stdout.contains("AKIAFROMENVIRONMENT1"))
     }
 }
+
+/// Issue #25: `init` and `check` prove the store refuses a create-only write over an existing object.
+@Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct CreateOnlyProbeTests {
+    @Test(arguments: RepoKind.allCases)
+    func checkProvesCreateOnlyWrites(repo: RepoKind) throws {
+        let dir = try TestEnvironment.tempDirectory("cli-createonly-\(repo)")
+        let config = repo == .local ? try TestCluster.localConfig(repo: dir + "/repo", in: dir)
+                                    : try TestCluster.s3Config(prefix: TestEnvironment.uniqueName("createonly"), in: dir, tls: true)
+        #expect(try Run.cairn(["init", "--config", config]).status == 0)
+        let check = try Run.cairn(["check", "--config", config])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stdout.contains("create-only    ok"), "\(check.stdout)")
+    }
+
+    /// A store that acknowledges a create-only write over an existing object (the fault proxy answers its 412
+    /// with 200: If-None-Match is signed, so the proxy cannot strip it): `init` refuses, `check` fails the line.
+    @Test func aStoreThatIgnoresIfNoneMatchIsRefused() throws {
+        let proxy = try FaultProxy()
+        let dir = try TestEnvironment.tempDirectory("cli-createonly-proxy")
+        let config = try TestCluster.s3Config(prefix: TestEnvironment.uniqueName("createonly"), in: dir)
+        try String(contentsOfFile: config, encoding: .utf8)
+            .replacingOccurrences(of: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), with: proxy.endpoint.absoluteString)
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try proxy.script(#"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#)
+        let refused = try Run.cairn(["init", "--config", config])
+        #expect(refused.status == ErrorCode.repoCreateOnlyUnsupported.exitCode, "\(refused.stderr)")
+        #expect(refused.stderr.contains("[repo.create-only-unsupported]") && refused.stderr.contains("HINT:"), "\(refused.stderr)")
+        #expect(try proxy.log().contains { ($0["status_sent"] as? Int) == 200 && ($0["upstream_status"] as? Int) == 412 })
+        let check = try Run.cairn(["check", "--config", config])
+        #expect(check.status == ErrorCode.repoUninitialized.exitCode, "init created nothing: \(check.stdout)")
+
+        try proxy.reset()
+        #expect(try Run.cairn(["init", "--config", config]).status == 0)
+        try proxy.script(#"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#)
+        let failed = try Run.cairn(["check", "--config", config])
+        #expect(failed.status == ErrorCode.repoCreateOnlyUnsupported.exitCode, "\(failed.stdout)\(failed.stderr)")
+        #expect(failed.stdout.contains("repository     ok") && failed.stdout.contains("create-only    FAIL"), "\(failed.stdout)")
+    }
+}

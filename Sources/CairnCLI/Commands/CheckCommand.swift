@@ -5,7 +5,8 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 
-/// `cairn check`: configuration, cluster connection and repository, each reported on its own line.
+/// `cairn check`: configuration, cluster connection, repository and the store's create-only writes, each reported
+/// on its own line.
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
@@ -72,6 +73,14 @@ struct CheckCommand: AsyncParsableCommand {
             items.append(Item(name: "repository", ok: true, detail: detail))
         } catch {
             fail("repository", error)
+        }
+        if items.last?.name == "repository" && items.last?.ok == true {
+            do {
+                try await Blocking.run { try RepositoryProbe.proveCreateOnly(repo: try ctx.makeRepository()) }
+                items.append(Item(name: "create-only", ok: true, detail: "the store refuses to replace an object on a create-only write"))
+            } catch {
+                fail("create-only", error)
+            }
         }
         try finish(items, firstError)
     }

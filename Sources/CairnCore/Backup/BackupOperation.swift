@@ -38,7 +38,8 @@ public enum BackupOperation {
 
     static let logger = Logger(label: "cairn.backup")
 
-    /// Takes a full physical backup. Nothing is committed unless every step succeeds.
+    /// Takes a full physical backup. Nothing is committed unless every step succeeds; see ``BackupCommit`` for
+    /// what is kept when the commit itself fails.
     public static func run(repo: any Repository, pipeline: Pipeline, conninfo: String, clock: any WallClock,
                            options: Options = Options(), progress: Progress = Progress()) throws -> BackupManifest {
         let began = clock.now()
@@ -77,6 +78,7 @@ public enum BackupOperation {
 
         var begun: [String] = []
         let captured: CapturedBackup
+        let manifest: BackupManifest
         do {
             if let dataDirectory {
                 captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion, repo: repo,
@@ -87,45 +89,43 @@ public enum BackupOperation {
                 captured = try stream(conninfo: conninfo, repo: repo, pipeline: pipeline, id: id, options: options,
                                       progress: progress, begun: &begun)
             }
+            manifest = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
+                                            repo: repo, clock: clock, options: options, progress: progress)
         } catch {
             cleanup(repo: repo, keys: begun)
             throw wrap(error, id: id)
         }
-        let archives = captured.archives
-        let pgManifest = captured.pgManifest
+        try BackupCommit.commit(manifest, objects: captured.objects, repo: repo, written: begun)
+        logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
+        return manifest
+    }
 
-        do {
-            guard captured.startTimeline == captured.stopTimeline else {
-                throw CoreError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
-                                hint: "a promotion happened while the backup ran; take the backup again")
-            }
-            let stopTime = try serverTime(conn)
-            let seg = cluster.walSegmentSize
-            let start = BackupManifest.Point(lsn: captured.startLSN, timeline: captured.startTimeline, time: startTime,
-                                             wal: WALSegment(timeline: captured.startTimeline, lsn: captured.startLSN, segmentSize: seg).name)
-            let stop = BackupManifest.Point(lsn: captured.stopLSN, timeline: captured.stopTimeline, time: stopTime,
-                                            wal: WALSegment(timeline: captured.stopTimeline, lsn: captured.stopLSN, segmentSize: seg).name)
-            progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
-            try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
-                         through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
-                         clock: clock, timeout: options.walTimeout)
-
-            let all = archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? [])
-            let manifest = BackupManifest(
-                format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
-                pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: archives,
-                pgManifest: pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
-                storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
-                durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
-                host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
-            try Interruption.check()
-            try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
-            logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
-            return manifest
-        } catch {
-            cleanup(repo: repo, keys: begun)
-            throw wrap(error, id: id)
+    /// Checks the timeline, waits for the backup's WAL to reach the repository and describes the backup.
+    static func awaitConsistency(_ captured: CapturedBackup, conn: PGConnection, cluster: ClusterInfo, id: String, startTime: Date,
+                                 began: Date, repo: any Repository, clock: any WallClock, options: Options,
+                                 progress: Progress) throws -> BackupManifest {
+        guard captured.startTimeline == captured.stopTimeline else {
+            throw CoreError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
+                            hint: "a promotion happened while the backup ran; take the backup again")
         }
+        let stopTime = try serverTime(conn)
+        let seg = cluster.walSegmentSize
+        let start = BackupManifest.Point(lsn: captured.startLSN, timeline: captured.startTimeline, time: startTime,
+                                         wal: WALSegment(timeline: captured.startTimeline, lsn: captured.startLSN, segmentSize: seg).name)
+        let stop = BackupManifest.Point(lsn: captured.stopLSN, timeline: captured.stopTimeline, time: stopTime,
+                                        wal: WALSegment(timeline: captured.stopTimeline, lsn: captured.stopLSN, segmentSize: seg).name)
+        progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
+        try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
+                     through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
+                     clock: clock, timeout: options.walTimeout)
+        let all = captured.objects
+        return BackupManifest(
+            format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
+            pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: captured.archives,
+            pgManifest: captured.pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
+            storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
+            durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
+            host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
     }
 
     /// Streams the base backup over a replication connection (`BASE_BACKUP`), cutting each archive into bundles.

@@ -24,6 +24,9 @@ struct CapturedBackup {
     var startTimeline: UInt32
     var stopLSN: LSN
     var stopTimeline: UInt32
+
+    /// Every object the manifest will reference: the bundles, then the PostgreSQL manifest.
+    var objects: [BackupManifest.Object] { archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) }
 }
 
 /// A file-level base backup: `pg_backup_start`, the data directory and tablespaces copied in parallel lanes,
@@ -64,6 +67,11 @@ enum FileBackup {
         guard read(fd, &id, 8) == 8, String(UInt64(littleEndian: id)) == cluster.systemIdentifier else {
             return .failure(CoreError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
                                       hint: "run cairn on the database host, or set cluster.backup_method: stream"))
+        }
+        // The same system identifier is not enough: a standby or a copy of the cluster has it too.
+        if case .failure(let m) = try LocalServerProof.matches(conn: conn, dataDirectory: dir) {
+            return .failure(CoreError(.pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
+                                      hint: "run cairn on the host of the server the connection reaches (check VIPs and target_session_attrs), or set cluster.backup_method: stream"))
         }
         return .success(dir)
     }

@@ -44,6 +44,7 @@ public enum LogicalBackupOperation {
         logger.info("logical backup started", metadata: ["id": "\(id)", "databases": "\(dbs.count)"])
 
         var written: [String] = []
+        var committing = false
         do {
             progress.onPhase("dumping roles and tablespaces")
             let (gConn, gEnv) = parsed.forTool(database: nil)
@@ -72,13 +73,13 @@ public enum LogicalBackupOperation {
                 storedSize: all.reduce(0) { $0 + $1.digest.storedSize }, durationSeconds: clock.now().timeIntervalSince(began),
                 cairnVersion: CairnVersion.current, host: ProcessInfo.processInfo.hostName,
                 databases: databases, globals: globals)
-            _ = try await Blocking.run {
-                try Interruption.check()
-                return try repo.put(Layout.manifestKey(id), try SealedDocument.seal(manifest), options: .createOnly)
-            }
+            committing = true
+            try await Blocking.run { [written] in try BackupCommit.commit(manifest, objects: all, repo: repo, written: written) }
             logger.info("logical backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
             return manifest
         } catch {
+            // The commit step cleans up (or deliberately keeps the data) itself.
+            if committing { throw error }
             await Blocking.runIgnoringErrors { [written] in BackupOperation.cleanup(repo: repo, keys: written) }
             throw BackupOperation.wrap(error, id: id)
         }

@@ -24,7 +24,8 @@ public enum InitOperation {
 
     /// Creates or confirms the repository for `cluster`.
     /// - Throws: `repo.foreign` when it belongs to another cluster; `repo.io`-family errors from the driver;
-    ///   `repo.object-exists` when the location holds other objects but no `cairn.json`.
+    ///   `repo.object-exists` when the location holds other objects but no `cairn.json`;
+    ///   `repo.create-only-unsupported` when a new repository's store does not honour create-only writes.
     public static func run(repo: any Repository, cluster: ClusterInfo, clock: any WallClock) throws -> Result {
         let encrypted = repo as? EncryptedRepository
         if let existing = try RepositoryInfo.load(from: repo) {
@@ -42,6 +43,8 @@ public enum InitOperation {
                             "\(repo.location) is not empty (\(others.count) objects, e.g. \(others[0].key)) and has no cairn.json",
                             hint: "choose an empty location for a new repository (another path, or another S3 prefix)")
         }
+        // A store that lets a create-only write replace an object cannot keep production's WAL safe.
+        try RepositoryProbe.proveCreateOnly(repo: repo)
         // An encrypted repository's keyring comes first: cairn.json is the commit point of `init`.
         _ = try encrypted?.createKeyringIfMissing(now: clock.now())
         let info = RepositoryInfo(cluster: cluster, created: clock.now(), cairnVersion: CairnVersion.current,

@@ -35,4 +35,37 @@ public enum RepositoryProbe {
         try repo.delete([key])
         return Result(location: repo.location, roundTripMs: Int(clock.now().timeIntervalSince(start) * 1000), skewSeconds: skew)
     }
+
+    /// Proves the store honours create-only writes (S3: `If-None-Match: *`), on which WAL safety rests: writes
+    /// `probe/create-only-<uuid>` create-only, writes it again create-only with other bytes, and expects that
+    /// second write to fail with `repo.object-exists` and the first bytes to remain. Removes the probe object.
+    /// - Throws: `repo.create-only-unsupported` when the store accepted the second write or replaced the object;
+    ///   the driver's errors when a request fails.
+    public static func proveCreateOnly(repo: any Repository) throws {
+        let key = "probe/create-only-\(UUID().uuidString.lowercased())"
+        let first = Array("cairn create-only probe: first write".utf8)
+        let second = Array("cairn create-only probe: second write, which the store must refuse".utf8)
+        try repo.put(key, first, options: .createOnly)
+        defer { try? repo.delete([key]) }
+        let refused = try secondWriteRefused(repo: repo, key: key, bytes: second)
+        let kept = try repo.getBytes(key) == first
+        guard refused && kept else {
+            let what = kept ? "accepted a create-only write over an existing object (reporting success without writing)"
+                            : "replaced an existing object on a create-only write"
+            throw CoreError(.repoCreateOnlyUnsupported,
+                            "\(repo.location) \(what), so a WAL file written by another cluster could silently replace production's",
+                            hint: "use a store that honours conditional writes (If-None-Match: *): AWS S3, MinIO, SeaweedFS, Ceph RGW 18 or later")
+        }
+        try repo.delete([key])
+    }
+
+    /// Writes `bytes` create-only over an existing `key`: true when the store refused with `repo.object-exists`.
+    static func secondWriteRefused(repo: any Repository, key: String, bytes: [UInt8]) throws -> Bool {
+        do {
+            try repo.put(key, bytes, options: .createOnly)
+            return false
+        } catch let e as any CairnError where e.code == .repoObjectExists {
+            return true
+        }
+    }
 }
