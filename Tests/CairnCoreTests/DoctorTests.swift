@@ -133,7 +133,7 @@ import Testing
             f.catalog?.lineage = Lineage(wal: wal, records: records, backupTimelines: [1])
             return Doctor.evaluate(f, now: Self.now).filter { $0.check.hasPrefix("lineage") }
         }
-        let decided = [2: record(2, .copy), 3: record(3, .production)]
+        let decided: [UInt32: TimelineRecord] = [2: record(2, .copy), 3: record(3, .production)]
         #expect(lineageFinding(decided, live: 3).map(\.severity) == [.ok])
         let onCopy = lineageFinding(decided, live: 2)
         #expect(onCopy.first?.severity == .critical)

@@ -8,12 +8,12 @@ import Logging
 /// Two rules from issue #25 live here. Before committing, every object the manifest references must still be in
 /// the repository with its stored size (a backup that waited longer than `orphan_safety_age` may have lost its
 /// uncommitted objects to a concurrent `cairn expire`). After a failed manifest write, the backup's objects are
-/// deleted only when the manifest is known not to exist: a write whose reply was lost may have committed it.
+/// never deleted: a write whose reply was lost may have committed it, or may still land.
 enum BackupCommit {
     static let logger = Logger(label: "cairn.backup")
 
     /// Checks the objects, then writes `manifest.json` for `manifest`. On any failure before the manifest write,
-    /// and on a manifest write that provably did not land, removes `written` (the objects this run stored).
+    /// removes `written` (the objects this run stored); after a failed manifest write, keeps them.
     /// - Throws: `backup.failed` (objects missing, a different manifest exists, or the write failed and nothing was
     ///   committed); `backup.commit-unknown` when the manifest may or may not exist (nothing is deleted then).
     static func commit(_ manifest: BackupManifest, objects: [BackupManifest.Object], repo: any Repository,
@@ -69,8 +69,12 @@ enum BackupCommit {
             throw CoreError(.backupFailed, "backup \(id) was not committed: \(key) already exists with other content; its data was kept",
                             hint: "another process wrote this backup's manifest; run `cairn list` and `cairn verify`")
         case nil:
-            BackupOperation.cleanup(repo: repo, keys: written)
-            throw BackupOperation.wrap(error, id: id)
+            // Not there now, but a write whose reply was lost may still land (a proxy answered before the store
+            // did): deleting the data could leave a committed manifest without it. The objects stay as an
+            // uncommitted backup, which `cairn expire` removes after orphan_safety_age.
+            let (code, message, hint) = describeError(error)
+            throw CoreError(code, "backup \(id) failed and was not committed: writing \(key) failed (\(message)); its data was left for `cairn expire`",
+                            hint: hint)
         }
     }
 }

@@ -71,21 +71,24 @@ public enum TimelineWitness {
         return access(dir + "/global/pg_control", F_OK) == 0 ? dir : nil
     }
 
-    /// Production or copy, with the evidence; nil when it cannot be proven either way.
+    /// Production or copy, with the evidence; nil when it cannot be proven either way. Production: the server
+    /// `conninfo` reaches is the postmaster of `dataDirectory` (its `postmaster.pid` names that server's port and
+    /// start time, see ``LocalServerProof``). A copy: over a local connection, that server runs from another data
+    /// directory on this host.
     static func judgePusher(dataDirectory: String, conninfo: String) throws -> (TimelineRecord.Verdict, String)? {
         let conn = try PGConnection(conninfo: conninfo, overrides: ["connect_timeout": "5"])
-        let row = try conn.query("SELECT inet_server_addr()::text, current_setting('data_directory')").first ?? []
+        let row = try conn.query("SELECT inet_server_addr()::text, current_setting('data_directory', true)").first ?? []
         let address = row.first ?? nil
-        guard address == nil || address == "127.0.0.1/32" || address == "::1/128" else {
-            logger.warning("cluster.connection reaches \(address ?? "?") over the network: which cluster archived the history cannot be proven from here")
+        let local = address == nil || address == "127.0.0.1/32" || address == "::1/128"
+        let mine = realpath(dataDirectory)
+        if local, case .success = try LocalServerProof.matches(conn: conn, dataDirectory: dataDirectory) {
+            return (.production, "archived by the cluster cluster.connection reaches (data directory \(mine))")
+        }
+        guard local, let serverDir = row.count > 1 ? row[1] : nil, realpath(serverDir) != mine else {
+            logger.warning("which cluster archived the history cannot be proven: cluster.connection reaches \(local ? "a server this host cannot match to \(mine)" : "\(address ?? "?") over the network")")
             return nil
         }
-        guard let serverDir = row.count > 1 ? row[1] : nil else { return nil }
-        let mine = realpath(dataDirectory), theirs = realpath(serverDir)
-        if mine == theirs {
-            return (.production, "archived by the cluster cluster.connection reaches (data directory \(serverDir))")
-        }
-        return (.copy, "archived by the cluster in \(mine), while cluster.connection reaches the one in \(theirs) on this host")
+        return (.copy, "archived by the cluster in \(mine), while cluster.connection reaches the one in \(realpath(serverDir)) on this host")
     }
 
     static func realpath(_ path: String) -> String {
