@@ -119,6 +119,15 @@ import Testing
         #expect(findings.allSatisfy { $0.severity == .critical && $0.fix != nil })
     }
 
+    @Test func aStoreThatReplacesCreateOnlyWritesIsCritical() {
+        var f = Self.healthy()
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "create_only")?.severity == .ok)
+        f.createOnlyError = "s3://backups/prod replaced an existing object on a create-only write"
+        let x = Self.finding(Doctor.evaluate(f, now: Self.now), "create_only")
+        #expect(x?.severity == .critical)
+        #expect(x?.fix?.contains("If-None-Match") == true)
+    }
+
     /// Production's history: the live cluster's timeline against the repository's records.
     @Test func theLiveTimelineIsCheckedAgainstProductionsHistory() {
         var wal = WALArchive(segmentSize: 16 << 20)

@@ -97,6 +97,11 @@ public enum Doctor {
             add("repository", .critical, "the repository is not usable: \(err)", fix: "`cairn check` shows the details; see runbooks/error-codes.md")
         } else {
             add("repository", .ok, "\(f.repositoryLocation) is reachable and writable")
+            if let e = f.createOnlyError {
+                add("create_only", .critical, e, fix: "use a store that honours conditional writes (If-None-Match: *): AWS S3, MinIO, SeaweedFS, Ceph RGW 18 or later")
+            } else {
+                add("create_only", .ok, "the store refuses a create-only write over an existing object: archived WAL cannot be replaced")
+            }
             switch f.transport {
             case .local:
                 add("off_site", .warning, "the repository is a folder on this host (\(f.repositoryLocation)): it is not an off-site copy and is lost with the machine",

@@ -81,6 +81,8 @@ public struct DoctorFacts: Sendable {
     public var transport = Transport.local
     /// The repository's clock minus this host's, in seconds (from the probe object's modification time).
     public var repositorySkew: Double?
+    /// Why the store failed the create-only probe (``RepositoryProbe/proveCreateOnly(repo:)``), nil when it passed.
+    public var createOnlyError: String?
     public var catalog: CatalogFacts?
     public var recoveryWindow: Double = 30 * 86400
     public var retentionSource = "defaults"
@@ -135,6 +137,7 @@ public struct DoctorFacts: Sendable {
         do {
             let probe = try RepositoryProbe.run(repo: repo, clock: clock)
             repositorySkew = probe.skewSeconds
+            do { try RepositoryProbe.proveCreateOnly(repo: repo) } catch { createOnlyError = describeError(error).message }
             let catalog = try Catalog.load(from: repo)
             let spans = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
             let drills = try DrillRecord.loadAll(from: repo)
