@@ -53,6 +53,28 @@ import TestSupport
         #expect(o.environmentOverrides == ["AWS_ENDPOINT_URL", "AWS_REGION"])
     }
 
+    @Test func anUnknownKeyNamesTheKeyThatWasMeant() throws {
+        let text = """
+            cluster:
+              bin_directry: /usr/lib/postgresql/15/bin
+            repository:
+              type: local
+              path: /r
+            compresion:
+              level: 3
+            limits:
+              whatever: 1
+            """
+        let e = #expect(throws: ConfigError.self) { try loader.load(text: text, file: "/etc/cairn.yaml") }
+        let lines = e?.problems.map { $0.description } ?? []
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:2:") && $0.contains("unknown key \"bin_directry\" in cluster: did you mean \"bin_directory\"?") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:6:") && $0.contains("unknown key \"compresion\" in the top level: did you mean \"compression\"?") }, "\(lines)")
+        // Nothing close: the known keys instead of a guess.
+        #expect(lines.contains { $0.contains("unknown key \"whatever\" in limits (known keys: ") && !$0.contains("did you mean") }, "\(lines)")
+        #expect(YAMLReader.nearest("paralelism", in: ["parallelism", "part_size"]) == "parallelism")
+        #expect(YAMLReader.nearest("db", in: ["database", "name", "sql"]) == nil)
+    }
+
     @Test func everyProblemIsReportedWithItsLine() throws {
         let text = """
             cluster:
