@@ -28,7 +28,7 @@ struct CheckCommand: AsyncParsableCommand {
         var firstError: (any Error)?
         func fail(_ name: String, _ error: any Error) {
             let (code, message, hint) = describeError(error)
-            items.append(Item(name: name, ok: false, detail: message, code: code.rawValue, hint: hint))
+            items.append(Item(name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue, hint: hint.map(Redaction.redact)))
             firstError = firstError ?? error
         }
 
