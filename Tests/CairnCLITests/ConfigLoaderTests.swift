@@ -238,6 +238,18 @@ import TestSupport
         #expect(p.backup == .random && p.target == .random)
         #expect(p.assertions.count == 1 && p.assertions[0].database == "*")
         #expect(p.timeout == 3600)
+        #expect(p.verification == .init(dayCoverage: 1, drillInterval: 7 * 86400))
+    }
+
+    @Test func verificationRequirementsAreRead() throws {
+        let dir = try TestEnvironment.tempDirectory("drill-verification")
+        let path = dir + "/drills.yaml"
+        try "verification:\n  day_coverage: 99.5%\n  drill_interval: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try PolicyLoader.drills(file: path).verification == .init(dayCoverage: 0.995, drillInterval: 3 * 86400))
+        try "verification:\n  day_coverage: 120%\n  drill_intervall: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let e = #expect(throws: ConfigError.self) { try PolicyLoader.drills(file: path) }
+        #expect(e?.message.contains("\(path):2: verification.day_coverage must be a percentage") == true, "\(e?.message ?? "")")
+        #expect(e?.message.contains("unknown key \"drill_intervall\" in verification: did you mean \"drill_interval\"?") == true)
     }
 
     @Test func badDrillPoliciesAreReportedWithLines() throws {
