@@ -19,11 +19,15 @@ enum Output {
         FileHandle.standardError.write(Data((s + "\n").utf8))
     }
 
-    /// Prints an error as `cairn: error: <message> [code]` plus `HINT: …`, and returns its exit code.
+    /// Prints an error as `cairn: error: <message> [code]` plus `HINT: …`, and returns its exit code. A message of
+    /// several lines (a summary, then one line per problem) carries the code on its first line. Secret-looking
+    /// values (a server setting or a command quoted in the message) are redacted.
     static func report(_ error: any Error) -> Int32 {
         let (code, message, hint) = describeError(error)
-        stderr("cairn: error: \(message) [\(code.rawValue)]")
-        if let hint { stderr("HINT: \(hint)") }
+        var lines = Redaction.redact(message).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines[0] = "cairn: error: \(lines[0]) [\(code.rawValue)]"
+        for l in lines { stderr(l) }
+        if let hint { stderr("HINT: \(Redaction.redact(hint))") }
         return code.exitCode
     }
 }

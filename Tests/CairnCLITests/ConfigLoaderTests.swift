@@ -53,6 +53,28 @@ import TestSupport
         #expect(o.environmentOverrides == ["AWS_ENDPOINT_URL", "AWS_REGION"])
     }
 
+    @Test func anUnknownKeyNamesTheKeyThatWasMeant() throws {
+        let text = """
+            cluster:
+              bin_directry: /usr/lib/postgresql/15/bin
+            repository:
+              type: local
+              path: /r
+            compresion:
+              level: 3
+            limits:
+              whatever: 1
+            """
+        let e = #expect(throws: ConfigError.self) { try loader.load(text: text, file: "/etc/cairn.yaml") }
+        let lines = e?.problems.map { $0.description } ?? []
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:2:") && $0.contains("unknown key \"bin_directry\" in cluster: did you mean \"bin_directory\"?") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:6:") && $0.contains("unknown key \"compresion\" in the top level: did you mean \"compression\"?") }, "\(lines)")
+        // Nothing close: the known keys instead of a guess.
+        #expect(lines.contains { $0.contains("unknown key \"whatever\" in limits (known keys: ") && !$0.contains("did you mean") }, "\(lines)")
+        #expect(YAMLReader.nearest("paralelism", in: ["parallelism", "part_size"]) == "parallelism")
+        #expect(YAMLReader.nearest("db", in: ["database", "name", "sql"]) == nil)
+    }
+
     @Test func everyProblemIsReportedWithItsLine() throws {
         let text = """
             cluster:
@@ -216,6 +238,18 @@ import TestSupport
         #expect(p.backup == .random && p.target == .random)
         #expect(p.assertions.count == 1 && p.assertions[0].database == "*")
         #expect(p.timeout == 3600)
+        #expect(p.verification == .init(dayCoverage: 1, drillInterval: 7 * 86400))
+    }
+
+    @Test func verificationRequirementsAreRead() throws {
+        let dir = try TestEnvironment.tempDirectory("drill-verification")
+        let path = dir + "/drills.yaml"
+        try "verification:\n  day_coverage: 99.5%\n  drill_interval: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try PolicyLoader.drills(file: path).verification == .init(dayCoverage: 0.995, drillInterval: 3 * 86400))
+        try "verification:\n  day_coverage: 120%\n  drill_intervall: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let e = #expect(throws: ConfigError.self) { try PolicyLoader.drills(file: path) }
+        #expect(e?.message.contains("\(path):2: verification.day_coverage must be a percentage") == true, "\(e?.message ?? "")")
+        #expect(e?.message.contains("unknown key \"drill_intervall\" in verification: did you mean \"drill_interval\"?") == true)
     }
 
     @Test func badDrillPoliciesAreReportedWithLines() throws {

@@ -78,6 +78,30 @@ import TestSupport
         #expect(t.stdout.contains("FAIL plan"))
     }
 
+    /// Started as root, the drill runs as the cluster's owner (PostgreSQL's server programs refuse root): it passes,
+    /// what it creates belongs to that user, so the next drill as that user passes too; a failed drill says why on
+    /// stderr also with --json.
+    @Test func aDrillStartedAsRootRunsAsTheClusterOwner() throws {
+        let c = try Self.makeCluster("drill-root", repo: .local)
+        defer { c.destroy() }
+        try FileManager.default.removeItem(atPath: c.dir + "/drills")  // the drill creates its scratch folder
+        let config = try #require(c.config)
+        let r = try Run.program(Run.installedCairn, ["--config", config, "drill", "--json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("\"verdict\" : \"pass\""))
+        for dir in ["drills", "repo/drills"] {
+            #expect(try Run.shell("stat -c %U \(c.dir)/\(dir)").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "postgres",
+                    "\(dir) belongs to the cluster's owner")
+        }
+        let again = try c.cairn(["drill", "--json"])
+        #expect(again.status == 0, "the next drill as postgres: \(again.stderr)")
+        let failed = try Run.program(Run.installedCairn, ["--config", config, "drill", "--json", "--target-time", "2099-01-01 00:00:00+00"])
+        #expect(failed.status == ErrorCode.dataCorrupt.exitCode)
+        #expect(failed.stdout.contains("\"verdict\" : \"fail\""))
+        #expect(failed.stderr.contains("FAILED at plan:"), "the verdict on stderr: \(failed.stderr)")
+        #expect(Self.drillFolderIsEmpty(c))
+    }
+
     @Test func aDamagedObjectFailsTheDrillAndVerifyNamesIt() throws {
         let c = try Self.makeCluster("drill-damaged", repo: .local)
         defer { c.destroy() }

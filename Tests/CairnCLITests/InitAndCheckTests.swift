@@ -14,7 +14,7 @@ import CairnStorage
         let check0 = try Run.cairn(["check", "--config", config])
         #expect(check0.status == ErrorCode.repoUninitialized.exitCode)
         #expect(check0.stdout.contains("cluster        ok"))
-        #expect(check0.stdout.contains("cairn init"))
+        #expect(check0.stderr.contains("HINT:") && check0.stderr.contains("cairn init"), "the failure and its fix, once: \(check0.stderr)")
 
         let i = try Run.cairn(["init", "--config", config])
         #expect(i.status == 0, "\(i.stderr)")
@@ -118,6 +118,18 @@ import CairnStorage
         #expect(ok.status == 0 && ok.stdout.contains("\"ok\" : true"), "\(ok.stdout)\(ok.stderr)")
         let none = try Run.cairn(["check"], cwd: dir + "/..")
         #expect(none.status == ErrorCode.configMissing.exitCode)
+    }
+
+    @Test func checkPrintsAConfigurationErrorOnce() throws {
+        let dir = try TestEnvironment.tempDirectory("cli-check-once")
+        let path = dir + "/cairn.yaml"
+        try "repository:\n  type: local\n  path: \(dir)/repo\nlimits:\n  paralelism: 2\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try Run.cairn(["check", "--config", path])
+        #expect(r.status == ErrorCode.configInvalid.exitCode)
+        let all = r.stdout + r.stderr
+        #expect(all.components(separatedBy: "unknown key \"paralelism\"").count == 2, "said once:\n\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.hasPrefix("cairn: error: "), "\(r.stderr)")
+        #expect(r.stdout.contains("configuration  FAIL see the error below [config.invalid]"), "\(r.stdout)")
     }
 
     @Test func configShowRedactsSecretsAndNamesOverrides() throws {

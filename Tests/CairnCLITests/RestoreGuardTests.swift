@@ -57,6 +57,23 @@ import TestSupport
         #expect(try Self.tree(ts) == before)
     }
 
+    /// Issue #26: one run names every problem: the target is not empty and there is no backup.
+    @Test func aRestoreReportsEveryProblemAtOnce() throws {
+        let c = try ScratchCluster(name: "restore-problems") { try TestRepository.config(.local, dir: $0, conninfo: $1) }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        let target = c.dir + "/restore/data"
+        try Run.shell("mkdir -p \(target) && touch \(target)/marker && chown -R postgres:postgres \(c.dir)/restore")
+        let r = try c.cairn(["restore", "--target-dir", target])
+        #expect(r.status == ErrorCode.restoreDirNotEmpty.exitCode, "\(r.stdout)\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.first == "cairn: error: 2 problems stop the restore; nothing was written [restore.dir-not-empty]", "\(r.stderr)")
+        #expect(lines.contains { $0.contains("\(target) is not empty") }, "\(r.stderr)")
+        #expect(lines.contains { $0.contains("[backup.not-found]") }, "\(r.stderr)")
+        #expect(lines.last?.hasPrefix("HINT: ") == true)
+        #expect(FileManager.default.fileExists(atPath: target + "/marker"))
+    }
+
     static func blocks(_ dir: String) throws -> Int {
         try String(contentsOfFile: dir + "/postgresql.auto.conf", encoding: .utf8)
             .components(separatedBy: "# BEGIN recovery settings of cairn restore").count - 1

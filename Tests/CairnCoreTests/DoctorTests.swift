@@ -59,6 +59,25 @@ import Testing
         #expect(Doctor.worst(findings).exitCode == 2)
     }
 
+    @Test func inlineCredentialsInArchiveCommandAreRedactedAndWarnedAbout() throws {
+        var f = Self.healthy()
+        f.settings?.archiveCommand = "env AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI PGPASSWORD=hunter2 /usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p"
+        var findings = Doctor.evaluate(f, now: Self.now)
+        let json = String(decoding: try JSONEncoder().encode(findings), as: UTF8.self)
+        for secret in ["wJalrXUtnFEMI", "hunter2"] { #expect(!json.contains(secret), "doctor echoes \(secret)") }
+        #expect(Self.finding(findings, "archive_command")?.explanation.contains("AWS_SECRET_ACCESS_KEY=<redacted>") == true)
+        let warning = try #require(Self.finding(findings, "archive_command_credentials"))
+        #expect(warning.severity == .warning)
+        #expect(warning.explanation.contains("AWS_SECRET_ACCESS_KEY, PGPASSWORD") && warning.explanation.contains("every database user"))
+        #expect(warning.fix?.contains("credentials_file") == true)
+        // Not cairn's command: the critical finding quotes it, redacted.
+        f.settings?.archiveCommand = "aws --endpoint-url https://minio:minio123@s3.local s3 cp %p s3://b/%f"
+        findings = Doctor.evaluate(f, now: Self.now)
+        #expect(Self.finding(findings, "archive_command")?.explanation.contains("https://minio:<redacted>@s3.local") == true)
+        #expect(!String(decoding: try JSONEncoder().encode(findings), as: UTF8.self).contains("minio123"))
+        #expect(Self.finding(Doctor.evaluate(Self.healthy(), now: Self.now), "archive_command_credentials") == nil)
+    }
+
     @Test func archivingFailuresBacklogAndStaleness() {
         var f = Self.healthy()
         f.archiver = .init(archivedCount: 10, lastArchivedTime: Self.now.addingTimeInterval(-3600), failedCount: 40,

@@ -53,10 +53,74 @@ import Testing
         #expect(m.conclusion.contains("2 day(s) were not fully recoverable"))
         #expect(m.backups.map(\.id) == ["20261105T010000F"])
         // Before the uncovered days, the month reads as verified.
+        // (The drills were 11 days before: allowed by a policy asking for one every 14 days.)
         let early = try ReportBuilder.build(month: "2026-11", catalog: Self.catalog(), jobs: jobs, drills: drills, verifies: [],
-                                            location: "s3://b/p", now: Self.day(20))
+                                            location: "s3://b/p", now: Self.day(20), requirements: .init(drillInterval: 14 * 86400))
         #expect(early.verified, "\(early.conclusion)")
         #expect(early.conclusion.hasPrefix("VERIFIED 2026-11: 1 of 1 backups succeeded, 2 of 2 restore drills passed"))
+    }
+
+    /// A repository created on Nov 15 at 11:00 (its first backup), with WAL archived every hour from then on.
+    static func firstMonthCatalog(hours: Int) -> Catalog {
+        let origin = day(14).addingTimeInterval(11 * 3600)
+        var wal = WALArchive(segmentSize: seg)
+        for h in 0..<hours {
+            let name = WALSegment(timeline: 1, number: UInt64(h), segmentSize: seg).name
+            wal.segments[1, default: [:]][UInt64(h)] = .init(file: .segment(name), key: Layout.walKey(.segment(name)), storedSize: 1,
+                                                             stored: origin.addingTimeInterval(Double(h) * 3600))
+        }
+        let b = BackupManifest(format: 1, id: "20261115T110000F", kind: .full, systemIdentifier: "42", pgVersionNum: 150018, walSegmentSize: seg,
+                               start: .init(lsn: LSN(UInt64(seg)), timeline: 1, time: origin.addingTimeInterval(-60), wal: "000000010000000000000001"),
+                               stop: .init(lsn: LSN(UInt64(seg) + 100), timeline: 1, time: origin, wal: "000000010000000000000001"),
+                               archives: [], size: 100, storedSize: 50, durationSeconds: 60, cairnVersion: "t", host: "h")
+        let info = RepositoryInfo(cluster: ClusterInfo(systemIdentifier: "42", versionNum: 150018, walSegmentSize: seg, dataDirectory: nil),
+                                  created: origin.addingTimeInterval(-120), cairnVersion: "t")
+        return Catalog(info: info, backups: [b], wal: wal)
+    }
+
+    /// Issue #26: the first month said "VERIFIED … 0 of 0 completed days" and showed days before the repository as
+    /// "not over yet". Days before the first backup are "before the repository"; VERIFIED needs a completed day.
+    @Test func aFirstMonthIsVerifiedOnlyOnceADayIsProven() throws {
+        let drill = Self.drill("20261115T150000D", at: 14 + 15 / 24.0, pass: true, rto: 60)
+        let sameDay = try ReportBuilder.build(month: "2026-11", catalog: Self.firstMonthCatalog(hours: 8), jobs: [], drills: [drill],
+                                              verifies: [], location: "/r", now: Self.day(14 + 20 / 24.0))
+        #expect(!sameDay.verified)
+        #expect(sameDay.conclusion.hasPrefix("NOT VERIFIED 2026-11: no day since the first backup"), "\(sameDay.conclusion)")
+        #expect(sameDay.days[0].state == .beforeRepository && sameDay.days[13].state == .beforeRepository)
+        #expect(sameDay.days[14].state == .notOver && sameDay.days[29].state == .notOver)
+        let md = MarkdownReport.render(sameDay), html = HTMLReport.render(sameDay)
+        #expect(md.contains("| 2026-11-01 | before the repository (not counted) |"), "\(md)")
+        #expect(md.contains("| 2026-11-15 | not over yet |"))
+        #expect(html.contains("11-01<br><b>before the repository</b>") && !html.contains("–"), "the grid says what each day is")
+
+        // Two days later: the first backup's day (from the backup on) and the next are proven.
+        let twoDays = try ReportBuilder.build(month: "2026-11", catalog: Self.firstMonthCatalog(hours: 48), jobs: [], drills: [drill],
+                                              verifies: [], location: "/r", now: Self.day(16 + 1 / 24.0))
+        #expect(twoDays.days[14].state == .measured && twoDays.days[14].coverage == 1 && twoDays.days[15].coverage == 1)
+        #expect(twoDays.verified, "\(twoDays.conclusion)")
+        #expect(twoDays.conclusion.contains("2 of 2 completed days were fully recoverable (14 day(s) before the first backup not counted)"))
+    }
+
+    @Test func verifiedNeedsTheDrillPolicysRecencyAndCoverage() throws {
+        let drill = Self.drill("20261115T150000D", at: 14 + 15 / 24.0, pass: true, rto: 60)
+        let catalog = Self.firstMonthCatalog(hours: 250)
+        let stale = try ReportBuilder.build(month: "2026-11", catalog: catalog, jobs: [], drills: [drill], verifies: [], location: "/r",
+                                            now: Self.day(24))
+        #expect(!stale.verified)
+        #expect(stale.conclusion.contains("went without a passing restore drill"), "\(stale.conclusion)")
+        #expect(stale.conclusion.contains("the drill policy asks for one every 7d"), "\(stale.conclusion)")
+        let relaxed = try ReportBuilder.build(month: "2026-11", catalog: catalog, jobs: [], drills: [drill], verifies: [], location: "/r",
+                                              now: Self.day(24), requirements: .init(drillInterval: 14 * 86400))
+        #expect(relaxed.verified, "\(relaxed.conclusion)")
+        // WAL up to Nov 20 15:00 only: Nov 20 is 62.5 % covered; a 60 % requirement accepts it, the default does not.
+        let short = Self.firstMonthCatalog(hours: 5 * 24 + 5)
+        let strict = try ReportBuilder.build(month: "2026-11", catalog: short, jobs: [], drills: [drill], verifies: [], location: "/r",
+                                             now: Self.day(20), requirements: .init(drillInterval: 14 * 86400))
+        #expect(!strict.verified && strict.conclusion.contains("1 day(s) were not fully recoverable"), "\(strict.conclusion)")
+        let lenient = try ReportBuilder.build(month: "2026-11", catalog: short, jobs: [], drills: [drill], verifies: [], location: "/r",
+                                              now: Self.day(20), requirements: .init(dayCoverage: 0.6, drillInterval: 14 * 86400))
+        #expect(lenient.verified, "\(lenient.conclusion)")
+        #expect(lenient.conclusion.contains("completed days were at least 60% recoverable"))
     }
 
     @Test func failuresGapsAndMissingDrillsAreNamed() throws {
@@ -88,6 +152,10 @@ import Testing
         }
         #expect(md.contains(m.conclusion) && html.contains(HTMLReport.esc(m.conclusion)))
         #expect(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"), "self-contained")
+        // The RTO chart's legend names each phase with its bars' colour.
+        for (phase, color) in [("restore", "#4285f4"), ("WAL replay", "#fbbc04"), ("checks", "#34a853")] {
+            #expect(html.contains("fill=\"\(color)\"/><text x=") && html.contains(">\(phase)</text></g>"), "legend for \(phase)")
+        }
         let e = JSONEncoder()
         e.dateEncodingStrategy = .iso8601
         let d = JSONDecoder()

@@ -28,7 +28,7 @@ struct CheckCommand: AsyncParsableCommand {
         var firstError: (any Error)?
         func fail(_ name: String, _ error: any Error) {
             let (code, message, hint) = describeError(error)
-            items.append(Item(name: name, ok: false, detail: message, code: code.rawValue, hint: hint))
+            items.append(Item(name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue, hint: hint.map(Redaction.redact)))
             firstError = firstError ?? error
         }
 
@@ -89,12 +89,19 @@ struct CheckCommand: AsyncParsableCommand {
         if json {
             try Output.json(items)
         } else {
-            for i in items {
-                Output.line("\(i.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(i.ok ? "ok  " : "FAIL") \(i.detail)\(i.code.map { " [\($0)]" } ?? "")")
+            // The first failure is printed once, as the error line every command ends with (stderr): its row
+            // points there instead of repeating it. Later failures have no other line, so their rows say it all.
+            let first = items.firstIndex { !$0.ok }
+            for (n, i) in items.enumerated() {
+                let name = i.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                if n == first {
+                    Output.line("\(name) FAIL see the error below\(i.code.map { " [\($0)]" } ?? "")")
+                    continue
+                }
+                Output.line("\(name) \(i.ok ? "ok  " : "FAIL") \(i.detail)\(i.code.map { " [\($0)]" } ?? "")")
                 if let h = i.hint { Output.line("               HINT: \(h)") }
             }
         }
-        // The first failure also goes to stderr as the error line every command ends with.
         if let firstError {
             let (code, message, hint) = describeError(firstError)
             throw BaseError(code, message, hint: hint)

@@ -43,7 +43,7 @@ struct ReportCommand: AsyncParsableCommand {
             let catalog = try Catalog.load(from: repo)
             return try ReportBuilder.build(month: month, catalog: catalog, jobs: try JobRecord.load(month: month, from: repo),
                                            drills: try DrillRecord.loadAll(from: repo), verifies: try VerifyOperation.loadRuns(from: repo),
-                                           location: repo.location, now: Date())
+                                           location: repo.location, now: Date(), requirements: ctx.config.drills.verification)
         }
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -122,9 +122,13 @@ struct RestoreCommand: AsyncParsableCommand {
         let opts = options
         let (plan, result) = try await Blocking.run { [lease] () -> (RecoveryPlan, RestoreOperation.Result?) in
             let catalog = try Catalog.load(from: repo)
-            let plan = try RecoveryPlanner.plan(catalog, target: target, timeline: tli, backupId: backup, action: action,
-                                                inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
-            if dryRun { return (plan, nil) }
+            let makePlan = {
+                try RecoveryPlanner.plan(catalog, target: target, timeline: tli, backupId: backup, action: action,
+                                         inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
+            }
+            if dryRun { return (try makePlan(), nil) }
+            // Every problem at once (target directories, backup and target, tablespace map), before anything is written.
+            let plan = try RestoreOperation.check(catalog: catalog, options: opts, plan: makePlan)
             var narrowed = lease
             try narrowed.narrow(to: plan, repo: repo)
             let r = try RestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,

@@ -90,8 +90,20 @@ struct DrillCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ctx = try AppContext.load(global)
+        var ctx = try AppContext.load(global)
+        if ServerUser.isRoot { ctx = try runAsClusterOwner(ctx) }
         try await lock.withLock("drill", repo: try ctx.makeRepository()) { try await locked(ctx) }
+    }
+
+    /// PostgreSQL's server programs refuse root: started as root, the drill switches to the cluster's owner before
+    /// any work, so the scratch folder, the restored files and whatever it writes belong to that user. The
+    /// configuration is then read again as that user, so what the scratch server's restore_command (always run as
+    /// that user) cannot read fails here, not after the restore.
+    func runAsClusterOwner(_ ctx: AppContext) throws -> AppContext {
+        let user = try ServerUser.resolve(dataDirectory: ctx.config.cluster.dataDirectory)
+        try ServerUser.become(user)
+        ctx.logger.notice("cairn was started as root: the drill runs as \(user.name) (uid \(user.uid)), the cluster's owner")
+        return try AppContext.load(global)
     }
 
     func locked(_ ctx: AppContext) async throws {
@@ -138,7 +150,12 @@ struct DrillCommand: AsyncParsableCommand {
             let r = record.rto
             Output.line("  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds)), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))")
         }
-        if record.verdict == .fail { throw CommandExit(code: ErrorCode.dataCorrupt.exitCode) }
+        if record.verdict == .fail {
+            // The verdict on stderr too, so that a failed drill says why also with --json (stdout is the record).
+            let failed = record.checks.first { !$0.ok }
+            Output.stderr("cairn: drill \(record.id) of backup \(record.backupId) FAILED at \(failed?.name ?? record.failedCheck ?? "?"): \(failed?.detail ?? "-") (see runbooks/drill-failed.md)")
+            throw CommandExit(code: ErrorCode.dataCorrupt.exitCode)
+        }
     }
 }
 

@@ -8,7 +8,7 @@ public enum PolicyLoader {
     static let retentionKeys = ["recovery_window", "min_full_backups", "logical_backups", "drill_records", "reports",
                                 "orphan_safety_age"]
 
-    static let drillKeys = ["backup", "target", "scratch_directory", "timeout", "checks", "assertions"]
+    static let drillKeys = ["backup", "target", "scratch_directory", "timeout", "checks", "assertions", "verification"]
 
     /// Parses a drill policy from a file.
     public static func drills(file path: String) throws -> DrillPolicy {
@@ -89,6 +89,16 @@ public enum PolicyLoader {
             p.verifyBackup = c.bool("pg_verifybackup") ?? true
             p.amcheck = c.bool("pg_amcheck") ?? true
             p.readAllTables = c.bool("read_all_tables") ?? true
+        }
+        if let v = s?.section("verification", allowed: ["day_coverage", "drill_interval"]) {
+            if let text = v.string("day_coverage") {
+                let number = Double(text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "%", with: "")
+                    .trimmingCharacters(in: .whitespaces))
+                if let number, (0...100).contains(number) { p.verification.dayCoverage = number / 100 } else {
+                    r.report(line: v.line("day_coverage"), "verification.day_coverage must be a percentage between 0% and 100%, not \"\(text)\"")
+                }
+            }
+            if let d = v.duration("drill_interval") { p.verification.drillInterval = d }
         }
         if let node = s?.node("assertions") {
             guard let seq = node.sequence else {

@@ -78,11 +78,41 @@ public final class YAMLReader {
         for (k, _) in m {
             guard let key = k.string else { report(k, "\(path) has a key that is not a string"); continue }
             if !allowed.contains(key) {
-                let known = allowed.sorted().joined(separator: ", ")
-                report(k, "unknown key \"\(key)\" in \(path.isEmpty ? "the top level" : path) (known keys: \(known))")
+                let place = path.isEmpty ? "the top level" : path
+                if let meant = Self.nearest(key, in: allowed) {
+                    report(k, "unknown key \"\(key)\" in \(place): did you mean \"\(meant)\"?")
+                } else {
+                    report(k, "unknown key \"\(key)\" in \(place) (known keys: \(allowed.sorted().joined(separator: ", ")))")
+                }
             }
         }
         return s
+    }
+
+    /// The known key a mistyped `key` most likely meant: the closest by edit distance (a swap of two neighbours
+    /// counts once), if it is close enough to be a typo (a third of the key's length, at least 1); nil otherwise.
+    static func nearest(_ key: String, in known: [String]) -> String? {
+        let typed = Array(key.lowercased())
+        let limit = max(1, typed.count / 3)
+        let scored = known.sorted().map { ($0, editDistance(typed, Array($0.lowercased()))) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= limit else { return nil }
+        return best.0
+    }
+
+    /// Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions of neighbours.
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[a.count][b.count]
     }
 
     /// A mapping's typed accessors.

@@ -36,7 +36,7 @@ public enum Doctor {
 
         // The cluster.
         if let err = f.clusterError {
-            add("cluster", .critical, "cannot query the cluster: \(err)", fix: "check cluster.connection in cairn.yaml and that PostgreSQL runs (`cairn check`)")
+            add("cluster", .critical, "cannot query the cluster: \(Redaction.redact(err))", fix: "check cluster.connection in cairn.yaml and that PostgreSQL runs (`cairn check`)")
         } else if let s = f.settings {
             if s.walLevel == "minimal" {
                 add("wal_level", .critical, "wal_level is minimal: the WAL cannot restore a base backup",
@@ -50,7 +50,15 @@ public enum Doctor {
             } else {
                 add("archive_mode", .ok, "archive_mode is \(s.archiveMode)")
             }
-            let cmd = s.archiveCommand.trimmingCharacters(in: .whitespaces)
+            // The command is the server's, not Cairn's: never echo a secret it carries.
+            let raw = s.archiveCommand.trimmingCharacters(in: .whitespaces)
+            let cmd = Redaction.redact(raw)
+            let inline = Redaction.inlineSecrets(in: raw)
+            if !inline.isEmpty {
+                add("archive_command_credentials", .warning,
+                    "archive_command sets credentials inline (\(inline.joined(separator: ", "))): every database user can read archive_command (SHOW archive_command), so every one of them can read these",
+                    fix: "put the credentials in the file repository.credentials_file names (mode 0600, owned by the postgres user), then ALTER SYSTEM SET archive_command = '\(f.walPushCommand)'; SELECT pg_reload_conf();")
+            }
             if cmd.contains("cairn") && cmd.contains("wal-push") && cmd.contains("%p") {
                 add("archive_command", .ok, "archive_command runs cairn wal-push: \(cmd)")
             } else {
@@ -94,7 +102,7 @@ public enum Doctor {
 
         // The repository.
         if let err = f.repositoryError {
-            add("repository", .critical, "the repository is not usable: \(err)", fix: "`cairn check` shows the details; see runbooks/error-codes.md")
+            add("repository", .critical, "the repository is not usable: \(Redaction.redact(err))", fix: "`cairn check` shows the details; see runbooks/error-codes.md")
         } else {
             add("repository", .ok, "\(f.repositoryLocation) is reachable and writable")
             if let e = f.createOnlyError {

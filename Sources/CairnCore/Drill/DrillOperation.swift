@@ -45,7 +45,7 @@ public enum DrillOperation {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw CoreError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
-                            hint: "set scratch_directory in the drill policy to a folder the cairn user can write")
+                            hint: "make \(policy.scratchDirectory) writable by \(NSUserName()) (uid \(getuid())), the user the drill runs as, or set scratch_directory in the drill policy to a folder it can write")
         }
         logger.info("drill started", metadata: ["id": "\(id)", "backup": "\(backup.id)"])
         var drill = Drill(id: id, folder: folder, user: options.user, tools: tools, clock: clock, started: started)

@@ -21,6 +21,19 @@ public struct DrillPolicy: Sendable, Equatable {
         }
     }
 
+    /// What the monthly report requires before it calls a month VERIFIED.
+    public struct Verification: Sendable, Equatable {
+        /// Each completed day since the first backup must be recoverable for at least this share of it (0…1).
+        public var dayCoverage: Double = 1
+        /// Never longer than this (seconds) without a passing drill, from the first backup on.
+        public var drillInterval: Double = 7 * 86400
+
+        public init(dayCoverage: Double = 1, drillInterval: Double = 7 * 86400) {
+            self.dayCoverage = dayCoverage
+            self.drillInterval = drillInterval
+        }
+    }
+
     public var backup: BackupChoice = .latest
     public var target: TargetChoice = .random
     /// Drills restore under this folder (one subfolder per drill, always removed afterwards).
@@ -31,6 +44,7 @@ public struct DrillPolicy: Sendable, Equatable {
     public var amcheck = true
     public var readAllTables = true
     public var assertions: [Assertion] = []
+    public var verification = Verification()
 
     public init() {}
 }

@@ -23,11 +23,28 @@ public struct ReportModel: Codable, Sendable, Equatable {
     }
 
     public struct Day: Codable, Sendable, Equatable {
+        /// What the report can say about a day.
+        public enum State: String, Codable, Sendable {
+            /// Ended before the first backup: nothing could be recoverable, and the day is not counted.
+            case beforeRepository = "before_repository"
+            /// Not ended yet.
+            case notOver = "not_over"
+            /// Ended after the first backup: its coverage is measured.
+            case measured
+        }
+
         /// `2026-11-05`.
         public var date: String
-        /// Fraction of the day (0…1) inside the recoverable window; nil for days that have not ended or that ended
-        /// before the repository was created.
+        public var state: State
+        /// Fraction of the day (0…1) inside the recoverable window, counted from the first backup on the day it was
+        /// taken; nil unless the day is measured.
         public var coverage: Double?
+
+        public init(date: String, state: State, coverage: Double? = nil) {
+            self.date = date
+            self.state = state
+            self.coverage = coverage
+        }
     }
 
     public struct Drill: Codable, Sendable, Equatable {
@@ -102,8 +119,11 @@ public enum ReportBuilder {
         return (start, end)
     }
 
+    /// The report of `month` as of `now`. `drills` may hold every drill (earlier ones count for drill recency);
+    /// `requirements` are the drill policy's conditions for VERIFIED.
     public static func build(month: String, catalog: Catalog, jobs: [JobRecord], drills: [DrillRecord],
-                             verifies: [VerifyOperation.Result], location: String, now: Date) throws -> ReportModel {
+                             verifies: [VerifyOperation.Result], location: String, now: Date,
+                             requirements: DrillPolicy.Verification = .init()) throws -> ReportModel {
         guard let (start, end) = interval(month) else {
             throw CoreError(.usage, "--month must be YYYY-MM, not \"\(month)\"")
         }
@@ -123,27 +143,8 @@ public enum ReportBuilder {
         }
         backups.sort { $0.time < $1.time }
 
-        // Coverage of each day by the recoverable window (as the repository holds it now).
-        let spans = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
-        var days: [ReportModel.Day] = []
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd"
-        var d = start
-        while d < end {
-            let next = d.addingTimeInterval(86400)
-            var coverage: Double?
-            // Days before the repository existed are not counted; days that have not ended are not measured yet.
-            if next <= now && next > catalog.info.created {
-                let covered = spans.reduce(0.0) { acc, s in
-                    acc + max(0, min(next, s.toTime).timeIntervalSince(max(d, s.fromTime)))
-                }
-                coverage = min(1, covered / 86400)
-            }
-            days.append(.init(date: f.string(from: d), coverage: coverage))
-            d = next
-        }
+        let origin = firstBackup(catalog, jobs: jobs)
+        let days = classifyDays(start: start, end: end, origin: origin, spans: RecoveryPlanner.merge(RecoveryPlanner.window(catalog)), now: now)
 
         let gaps = VerifyOperation.missingSegments(catalog).flatMap { VerifyOperation.compact($0.1, segmentSize: catalog.wal.segmentSize) }
         let v = verifies.filter { inMonth($0.started) }.map {
@@ -155,25 +156,91 @@ public enum ReportBuilder {
                               verdict: $0.verdict.rawValue, failedCheck: $0.failedCheck, rtoSeconds: $0.rto.totalSeconds,
                               restoreSeconds: $0.rto.restoreSeconds, replaySeconds: $0.rto.replaySeconds, checksSeconds: $0.rto.checksSeconds)
         }
+        let recency = drillRecency(drills, from: max(start, origin ?? start), to: min(end, now), interval: requirements.drillInterval)
         let (conclusion, verified) = conclude(month: month, backups: backups, days: days, gaps: gaps, verifies: v, drills: dr,
-                                              ambiguous: catalog.lineage.ambiguous)
+                                              ambiguous: catalog.lineage.ambiguous, requirements: requirements,
+                                              origin: origin, recencyProblem: recency)
         return ReportModel(month: month, generated: now, repository: location, systemIdentifier: catalog.info.systemIdentifier,
                            backups: backups, days: days, walGaps: gaps, verifies: v, drills: dr, conclusion: conclusion,
                            verified: verified, cairnVersion: CairnVersion.current)
     }
 
-    /// The sentence at the top of the report, and whether the month is clean.
+    /// When the repository's first backup became consistent: the oldest committed backup's end, or an earlier
+    /// successful backup recorded in the month's history (expired since). Nil when there was none.
+    static func firstBackup(_ catalog: Catalog, jobs: [JobRecord]) -> Date? {
+        let committed = catalog.backups.map(\.stop.time)
+        let recorded = jobs.filter { $0.job.hasPrefix("backup") && $0.outcome == .ok }.map(\.finished)
+        return (committed + recorded).min()
+    }
+
+    /// Every day of the month: before the first backup (not counted), not over yet, or measured — the share of the
+    /// day inside the recoverable window (as the repository holds it now), from the first backup on.
+    static func classifyDays(start: Date, end: Date, origin: Date?, spans: [RecoverableSpan], now: Date) -> [ReportModel.Day] {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        var days: [ReportModel.Day] = []
+        var d = start
+        while d < end {
+            let next = d.addingTimeInterval(86400)
+            let date = f.string(from: d)
+            if let origin, next > origin {
+                if next > now {
+                    days.append(.init(date: date, state: .notOver))
+                } else {
+                    let from = max(d, origin)
+                    let covered = spans.reduce(0.0) { acc, s in acc + max(0, min(next, s.toTime).timeIntervalSince(max(from, s.fromTime))) }
+                    days.append(.init(date: date, state: .measured, coverage: min(1, covered / next.timeIntervalSince(from))))
+                }
+            } else {
+                days.append(.init(date: date, state: next <= now ? .beforeRepository : .notOver))
+            }
+            d = next
+        }
+        return days
+    }
+
+    /// The drill policy's recency requirement over `from…to`: nil when a passing drill (of any month) finished at
+    /// least every `interval`, else what went unproven for longest.
+    static func drillRecency(_ drills: [DrillRecord], from: Date, to: Date, interval: Double) -> String? {
+        guard to > from else { return nil }
+        let passes = drills.filter { $0.verdict == .pass && $0.finished <= to }.map(\.finished).sorted()
+        var since = passes.last { $0 <= from } ?? from
+        var longest: (Date, Date) = (since, since)
+        for t in passes where t > from {
+            if t.timeIntervalSince(since) > longest.1.timeIntervalSince(longest.0) { longest = (since, t) }
+            since = t
+        }
+        if to.timeIntervalSince(since) > longest.1.timeIntervalSince(longest.0) { longest = (since, to) }
+        let gap = longest.1.timeIntervalSince(longest.0)
+        guard gap > interval else { return nil }
+        return "\(Units.formatDuration(gap.rounded())) went without a passing restore drill (\(Timestamp.format(longest.0)) to \(Timestamp.format(longest.1))); the drill policy asks for one every \(Units.formatDuration(interval))"
+    }
+
+    /// The sentence at the top of the report, and whether the month is verified: everything ran cleanly and the
+    /// drill policy's requirements (day coverage, drill recency) are met for at least one completed day.
     static func conclude(month: String, backups: [ReportModel.Backup], days: [ReportModel.Day], gaps: [String],
-                         verifies: [ReportModel.Verify], drills: [ReportModel.Drill], ambiguous: [UInt32] = []) -> (String, Bool) {
+                         verifies: [ReportModel.Verify], drills: [ReportModel.Drill], ambiguous: [UInt32] = [],
+                         requirements: DrillPolicy.Verification = .init(), origin: Date? = nil,
+                         recencyProblem: String? = nil) -> (String, Bool) {
         let ok = backups.filter { $0.outcome == "ok" }.count
         let failedBackups = backups.count - ok
         let passed = drills.filter { $0.verdict == "pass" }
         let failedDrills = drills.count - passed.count
         let measured = days.compactMap(\.coverage)
-        let fullDays = measured.filter { $0 >= 0.999 }.count
+        let threshold = min(requirements.dayCoverage, 0.999)
+        let fullDays = measured.filter { $0 >= threshold }.count
+        let before = days.filter { $0.state == .beforeRepository }.count
         let rtos = passed.map(\.rtoSeconds).sorted()
         var problems: [String] = []
+        if origin == nil {
+            problems.append("the repository has no backup")
+        } else if measured.isEmpty {
+            problems.append("no day since the first backup (\(Timestamp.format(origin!))) has ended yet, so nothing is proven for a whole day")
+        }
         if drills.isEmpty { problems.append("no restore drill ran") }
+        if let recencyProblem { problems.append(recencyProblem) }
         if failedDrills > 0 { problems.append("\(failedDrills) of \(drills.count) drills failed") }
         if failedBackups > 0 { problems.append("\(failedBackups) of \(backups.count) backups failed") }
         if !gaps.isEmpty { problems.append("the WAL archive has \(gaps.count) gap(s)") }
@@ -181,10 +248,12 @@ public enum ReportBuilder {
         if !ambiguous.isEmpty {
             problems.append("the repository cannot tell whether timeline(s) \(ambiguous.map(String.init).joined(separator: ", ")) are production's history or a copy's (`cairn timeline`)")
         }
-        if fullDays < measured.count { problems.append("\(measured.count - fullDays) day(s) were not fully recoverable") }
+        let share = requirements.dayCoverage >= 0.999 ? "fully" : "at least \(String(format: "%g", requirements.dayCoverage * 100))%"
+        if fullDays < measured.count { problems.append("\(measured.count - fullDays) day(s) were not \(share) recoverable") }
         let rtoText = rtos.isEmpty ? "" : ", median RTO \(Units.formatDuration(rtos[rtos.count / 2])), worst \(Units.formatDuration(rtos.last!))"
         let summary = "\(ok) of \(backups.count) backups succeeded, \(passed.count) of \(drills.count) restore drills passed\(rtoText), "
-            + "\(fullDays) of \(measured.count) completed days were fully recoverable"
+            + "\(fullDays) of \(measured.count) completed days were \(share) recoverable"
+            + (before > 0 ? " (\(before) day(s) before the first backup not counted)" : "")
         if problems.isEmpty {
             return ("VERIFIED \(month): \(summary); no WAL gaps and no verification problems.", true)
         }

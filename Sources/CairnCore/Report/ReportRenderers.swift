@@ -26,7 +26,7 @@ public enum MarkdownReport {
             s += "\n"
         }
         s += "## Recoverable-window coverage by day\n\n| Day | Coverage |\n|---|---|\n"
-        for d in r.days { s += "| \(d.date) | \(d.coverage.map { String(format: "%.1f %%", $0 * 100) } ?? "not over yet") |\n" }
+        for d in r.days { s += "| \(d.date) | \(MarkdownReport.coverage(d)) |\n" }
         s += "\n## WAL archive\n\n"
         s += r.walGaps.isEmpty ? "No gaps.\n\n" : r.walGaps.map { "- missing: \($0)\n" }.joined() + "\n"
         s += "## Repository verification\n\n"
@@ -37,6 +37,15 @@ public enum MarkdownReport {
         }
         s += "---\n\nReviewed and accepted: ______________________  Date: __________\n"
         return s
+    }
+
+    /// A day's coverage cell.
+    static func coverage(_ d: ReportModel.Day) -> String {
+        switch d.state {
+        case .beforeRepository: return "before the repository (not counted)"
+        case .notOver: return "not over yet"
+        case .measured: return String(format: "%.1f %%", (d.coverage ?? 0) * 100)
+        }
     }
 }
 
@@ -90,9 +99,14 @@ public enum HTMLReport {
         }
         h += "<h2>Recoverable-window coverage by day</h2><div class=\"days\">"
         for d in r.days {
-            let (bg, text): (String, String) = d.coverage.map { c in
-                (c >= 0.999 ? "#ceead6" : c > 0 ? "#fde293" : "#f6aea9", String(format: "%.0f%%", c * 100))
-            } ?? ("#eceff1", "–")
+            let (bg, text): (String, String)
+            switch d.state {
+            case .beforeRepository: (bg, text) = ("#f3f4f8", "before the repository")
+            case .notOver: (bg, text) = ("#eceff1", "not over yet")
+            case .measured:
+                let c = d.coverage ?? 0
+                (bg, text) = (c >= 0.999 ? "#ceead6" : c > 0 ? "#fde293" : "#f6aea9", String(format: "%.0f%%", c * 100))
+            }
             h += "<div class=\"day\" style=\"background:\(bg)\">\(esc(String(d.date.suffix(5))))<br><b>\(text)</b></div>"
         }
         h += "</div><h2>WAL archive</h2>"
@@ -116,11 +130,17 @@ public enum HTMLReport {
         let maxRTO = max(drills.map(\.rtoSeconds).max() ?? 1, 0.001)
         let bw = min(60, (w - left) / Double(drills.count) * 0.6)
         var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" role=\"img\" aria-label=\"Drill RTO\">"
-        s += "<text x=\"0\" y=\"12\">RTO (restore / WAL replay / checks), longest \(Units.formatDuration(maxRTO))</text>"
+        s += "<text x=\"0\" y=\"12\">RTO per drill, longest \(Units.formatDuration(maxRTO))</text>"
+        // The legend: which colour is which phase.
+        for (n, (name, color)) in rtoPhases.enumerated() {
+            let x = 520.0 + Double(n) * 120
+            s += "<g class=\"legend\"><rect x=\"\(f(x))\" y=\"2\" width=\"12\" height=\"12\" fill=\"\(color)\"/>"
+                + "<text x=\"\(f(x + 16))\" y=\"12\">\(name)</text></g>"
+        }
         for (i, d) in drills.enumerated() {
             let x = left + (Double(i) + 0.5) * (w - left) / Double(drills.count) - bw / 2
             var y = h - bottom
-            for (v, color) in [(d.restoreSeconds, "#4285f4"), (d.replaySeconds, "#fbbc04"), (d.checksSeconds, "#34a853")] {
+            for (v, color) in zip([d.restoreSeconds, d.replaySeconds, d.checksSeconds], rtoPhases.map(\.1)) {
                 let bh = v / maxRTO * (h - bottom - 30)
                 y -= bh
                 s += "<rect x=\"\(f(x))\" y=\"\(f(y))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(color)\"/>"
@@ -131,6 +151,9 @@ public enum HTMLReport {
         }
         return s + "</svg>"
     }
+
+    /// The phases of a drill's RTO, bottom to top, with their colours.
+    static let rtoPhases = [("restore", "#4285f4"), ("WAL replay", "#fbbc04"), ("checks", "#34a853")]
 
     /// Bars of stored size per backup.
     static func sizeChart(_ backups: [ReportModel.Backup]) -> String {

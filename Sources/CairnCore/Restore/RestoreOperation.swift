@@ -42,6 +42,44 @@ public enum RestoreOperation {
         for dir in targets { try emptyOrCreate(dir) }
     }
 
+    /// Everything that stops a restore, found together before anything is written: the target directories (not
+    /// empty, a running cluster's), the backup and target (none, outside the window: what `plan` throws) and the
+    /// tablespace map. Returns the plan, or throws one error listing every problem (the first one's code).
+    public static func check(catalog: Catalog, options: Options, plan makePlan: () throws -> RecoveryPlan) throws -> RecoveryPlan {
+        var problems: [any Error] = []
+        func record(_ body: () throws -> Void) {
+            do { try body() } catch { problems.append(error) }
+        }
+        let running = RunningCluster.scan()
+        let named = [options.targetDirectory] + options.tablespaceMap.keys.sorted().map { options.tablespaceMap[$0]! }
+        for dir in named { record { try checkDirectory(dir, force: options.force, running: running) } }
+        var plan: RecoveryPlan?
+        record { plan = try makePlan() }
+        if let plan, let backup = catalog.backup(plan.backupId) {
+            record { try checkTablespaceMap(backup, options: options) }
+            record {
+                for dir in try targetDirectories(backup, options: options) where !named.contains(dir) {
+                    record { try checkDirectory(dir, force: options.force, running: running) }
+                }
+            }
+        }
+        guard problems.isEmpty, let plan else {
+            throw CoreError.combining(problems, summary: "stop the restore; nothing was written")
+        }
+        return plan
+    }
+
+    /// Every tablespace `--tablespace-map` names must be one of the backup's.
+    static func checkTablespaceMap(_ backup: BackupManifest, options: Options) throws {
+        let known = Set(backup.archives.compactMap(\.tablespaceOid))
+        let unknown = options.tablespaceMap.keys.filter { !known.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            let has = known.isEmpty ? "it has no tablespaces" : "its tablespaces are \(known.sorted().map(String.init).joined(separator: ", "))"
+            throw CoreError(.usage, "--tablespace-map names tablespace \(unknown.map(String.init).joined(separator: ", ")), which backup \(backup.id) does not have (\(has))",
+                            hint: "use the OIDs `cairn info` lists for that backup (pg_tablespace.oid)")
+        }
+    }
+
     /// The main target directory and each tablespace's (mapped, or its original location).
     static func targetDirectories(_ backup: BackupManifest, options: Options) throws -> [String] {
         var dirs = [options.targetDirectory]
