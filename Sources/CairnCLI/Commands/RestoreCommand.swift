@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnBase
 import CairnCore
 import CairnPostgres
+import CairnStorage
 import Foundation
 
 struct RestoreCommand: AsyncParsableCommand {
@@ -96,52 +97,67 @@ struct RestoreCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         if let database, let into, let backup { return try await runLogical(ctx, backup: backup, database: database, into: into) }
         let repo = try ctx.makeRepository()
-        // A restore's lease keeps expire off its backup and WAL until recovery ends (released by
-        // recovery_end_command, renewed by wal-fetch while PostgreSQL replays).
+        // 1. A lease keeps expire off the backup and WAL until recovery ends (released by recovery_end_command,
+        //    renewed by wal-fetch while PostgreSQL replays); first wait for a running expire to finish.
         let lease = try await Blocking.run { try Lease.take(.restore, repo: repo, ttl: Self.leaseTTL, clock: SystemClock()) }
         var keepLease = false
         defer { if !keepLease { Lease.release(lease.id, repo: repo) } }
         try await Blocking.run { try Lease.awaitNoExpire(repo: repo, clock: SystemClock()) }
-        let exe = ShellQuote.quote(Spawn.currentExecutable)
-        let conf = ShellQuote.quote(ctx.absoluteConfigPath)
-        let restoreCommand = "\(exe) --config \(conf) wal-fetch --lease \(lease.id) %f %p"
-        var options = RestoreOperation.Options(targetDirectory: targetDir ?? "")
-        options.force = force
+        // 2. The options: recovery commands naming the lease, whether the restored cluster archives.
         let archiving = archiveMode.map { ArchiveDecision(mode: $0, why: "--archive-mode \($0.rawValue)") }
             ?? ArchiveDecision.forTarget(targetDir ?? "", ctx: ctx)
-        options.archiveOff = archiving.mode == .off
+        let (options, restoreCommand) = restoreOptions(ctx, lease: lease, archiveOff: archiving.mode == .off)
+        // 3. Plan, check everything, narrow the lease to the plan, lay the backup out.
+        let (plan, result) = try await restore(ctx, repo: repo, lease: lease, options: options, restoreCommand: restoreCommand)
+        keepLease = result != nil
+        // 4. Say what was done.
+        if json { return result != nil ? try Output.json(result!) : try Output.json(plan) }
+        printSummary(plan, result, archiving: archiving)
+    }
+
+    /// The restore's options and its `restore_command`.
+    func restoreOptions(_ ctx: AppContext, lease: Lease, archiveOff: Bool) -> (RestoreOperation.Options, String) {
+        let exe = ShellQuote.quote(Spawn.currentExecutable)
+        let conf = ShellQuote.quote(ctx.absoluteConfigPath)
+        var options = RestoreOperation.Options(targetDirectory: targetDir ?? "")
+        options.force = force
+        options.archiveOff = archiveOff
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryEndCommand = "\(exe) --config \(conf) wal-prefetch --remove-spool --spool pg_wal/cairn-prefetch --release-lease \(lease.id)"
         for m in tablespaceMap {
             let p = m.split(separator: "=", maxSplits: 1)
             options.tablespaceMap[UInt32(p[0])!] = String(p[1])
         }
+        return (options, "\(exe) --config \(conf) wal-fetch --lease \(lease.id) %f %p")
+    }
+
+    /// Plans (a dry run stops there), checks every problem at once before anything is written, narrows the
+    /// lease to the plan, and lays the backup out.
+    func restore(_ ctx: AppContext, repo: any Repository, lease: Lease, options: RestoreOperation.Options,
+                 restoreCommand: String) async throws -> (RecoveryPlan, RestoreOperation.Result?) {
         let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction.rawValue, targetTimeline,
                                                                  !targetExclusive, self.dryRun)
         let progress = ProgressLine(label: "restore", global: global, json: json)
-        let opts = options
-        let (plan, result) = try await Blocking.run { [lease] () -> (RecoveryPlan, RestoreOperation.Result?) in
+        defer { progress.done() }
+        return try await Blocking.run { () -> (RecoveryPlan, RestoreOperation.Result?) in
             let catalog = try Catalog.load(from: repo)
             let makePlan = {
                 try RecoveryPlanner.plan(catalog, target: target, timeline: tli, backupId: backup, action: action,
                                          inclusive: inclusive, restoreCommand: restoreCommand, now: Date())
             }
             if dryRun { return (try makePlan(), nil) }
-            // Every problem at once (target directories, backup and target, tablespace map), before anything is written.
-            let plan = try RestoreOperation.check(catalog: catalog, options: opts, plan: makePlan)
+            let plan = try RestoreOperation.check(catalog: catalog, options: options, plan: makePlan)
             var narrowed = lease
             try narrowed.narrow(to: plan, repo: repo)
             let r = try RestoreOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
-                                             options: opts, clock: SystemClock(), onTotal: { progress.setTotal($0) },
+                                             options: options, clock: SystemClock(), onTotal: { progress.setTotal($0) },
                                              onBytes: { progress.bytes($0) })
             return (plan, r)
         }
-        progress.done()
-        keepLease = result != nil
-        if json {
-            if let result { try Output.json(result) } else { try Output.json(plan) }
-            return
-        }
+    }
+
+    /// The plan and the result, for a person.
+    func printSummary(_ plan: RecoveryPlan, _ result: RestoreOperation.Result?, archiving: ArchiveDecision) {
         Output.line("\(dryRun ? "would restore" : "restored") backup \(plan.backupId) for target \(plan.target) on timeline \(plan.timeline)")
         let until = plan.lastNeededSegment.map { " through \($0)" }
             ?? (target == .latest ? " to the end of the archive" : " until the target is reached")
