@@ -93,8 +93,16 @@ public final class ScratchCluster: @unchecked Sendable {
     }
 
     /// Forces a segment switch and waits until the archiver has archived it.
+    ///
+    /// When nothing was written since the last switch (right after a backup's own switch, seen on 18), the switch is
+    /// a no-op and returns the current segment's first record position (offset ≤ 40, its long page header): then
+    /// everything written so far is in the segment before, which is the one to wait for.
     public func switchAndWaitForArchive(timeout: Double = 120) throws {
-        let seg = try psql("SELECT pg_walfile_name(pg_switch_wal())")
+        let seg = try psql("""
+            SELECT pg_walfile_name(CASE WHEN pg_wal_lsn_diff(l, '0/0') % (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') <= 40
+                                        THEN l - 41 ELSE l END)
+            FROM (SELECT pg_switch_wal() AS l) s
+            """)
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let last = try psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
