@@ -60,6 +60,10 @@ public enum ToolVersions {
                           : "install PostgreSQL \(major)'s programs or set cluster.bin_directory to their folder (e.g. \(conventionalFolders(major: major)[0]))")
     }
 
+    /// The programs `cairn check` proves to be of the cluster's major: those logical backups, restores and drills run.
+    public static let checkedByCheck = ["pg_dump", "pg_dumpall", "pg_restore", "psql", "pg_ctl", "initdb", "postgres",
+                                        "pg_verifybackup", "pg_amcheck"]
+
     /// Majors already read, by program path (a program does not change under a running cairn).
     static let cache = Mutex<[String: Int]>([:])
 }
