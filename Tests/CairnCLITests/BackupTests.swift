@@ -45,10 +45,10 @@ import TestSupport
     /// The files method (cairn reads the data directory) while pgbench writes: the restored copy passes
     /// pg_verifybackup against the PostgreSQL-format manifest, holds nothing PostgreSQL's own base backup leaves
     /// out, and has every row committed before the end of the WAL.
-    @Test(arguments: RepoKind.allCases)
-    func fileLevelBackupUnderLoadVerifiesAndRestores(repo: RepoKind) throws {
-        let c = try ScratchCluster(name: "filebackup-\(repo)") {
-            try TestRepository.config(repo, dir: $0, conninfo: $1, limits: ["bundle_size: 4MiB", "parallelism: 3"],
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    func fileLevelBackupUnderLoadVerifiesAndRestores(repo: RepoKind, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "filebackup-\(repo)-\(major)", major: major) {
+            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major, limits: ["bundle_size: 4MiB", "parallelism: 3"],
                                       cluster: ["backup_method: files"])
         }
         defer { c.destroy() }
@@ -75,7 +75,12 @@ import TestSupport
         #expect(!fm.fileExists(atPath: dir + "/data/postmaster.pid"))
         #expect(!fm.fileExists(atPath: dir + "/data/" + unlogged), "an unlogged relation's main fork is not copied")
         #expect(fm.fileExists(atPath: dir + "/data/" + unlogged + "_init"))
-        #expect(try fm.contentsOfDirectory(atPath: dir + "/data/pg_wal") == ["archive_status"])
+        // 17+ also has pg_wal/summaries (WAL summaries, summarize_wal), sent empty as BASE_BACKUP sends it.
+        #expect(try fm.contentsOfDirectory(atPath: dir + "/data/pg_wal").sorted() == (major.rawValue >= 17 ? ["archive_status", "summaries"] : ["archive_status"]))
+        // 17+ (manifest version 2): the manifest names the cluster, and pg_verifybackup checked it against pg_control.
+        let manifest = try String(contentsOfFile: dir + "/data/backup_manifest", encoding: .utf8)
+        #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": \(major.rawValue >= 17 ? 2 : 1),"))
+        #expect(manifest.contains("\"System-Identifier\": \(try c.psql("SELECT system_identifier FROM pg_control_system()"))") == (major.rawValue >= 17))
         #expect(try String(contentsOfFile: dir + "/data/backup_label", encoding: .utf8).contains("LABEL: cairn "))
         // A damaged file is caught by pg_verifybackup through the manifest's CRC-32C.
         try Run.shell("cp \(dir)/data/PG_VERSION \(dir)/PG_VERSION.ok && printf 14 > \(dir)/data/PG_VERSION")
@@ -167,10 +172,10 @@ import TestSupport
         #expect(try Self.digest(r, "t") == expected)
     }
 
-    @Test(arguments: BackupMethodCase.allCases)
-    func tablespacesAreBackedUpAndRemapped(method: BackupMethodCase) throws {
-        let c = try ScratchCluster(name: "tablespace-\(method)") {
-            try TestRepository.config(.s3, dir: $0, conninfo: $1, cluster: ["backup_method: \(method)"])
+    @Test(arguments: BackupMethodCase.allCases, PGMajor.tested)
+    func tablespacesAreBackedUpAndRemapped(method: BackupMethodCase, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "tablespace-\(method)-\(major)", major: major) {
+            try TestRepository.config(.s3, dir: $0, conninfo: $1, major: major, cluster: ["backup_method: \(method)"])
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)

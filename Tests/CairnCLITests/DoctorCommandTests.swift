@@ -18,7 +18,10 @@ import TestSupport
         for line in ["CRITICAL  archive_mode: archive_mode is off", "fix: ALTER SYSTEM SET archive_mode = on",
                      "CRITICAL  archive_command:", "wal-push %p';", "WARNING   archive_timeout:",
                      "CRITICAL  newest_full_backup: there is no full backup", "fix: cairn backup",
-                     "WARNING   drill: no drill has ever passed", "OK        tls: the repository endpoint uses TLS"] {
+                     "WARNING   drill: no drill has ever passed", "OK        tls: the repository endpoint uses TLS",
+                     // A 15 cluster made without initdb -k: damaged pages would go unnoticed.
+                     "WARNING   data_checksums: data checksums are off", "pg_checksums --enable",
+                     "OK        postgres_version: PostgreSQL 15."] {
             #expect(r.stdout.contains(line), "missing \"\(line)\" in:\n\(r.stdout)")
         }
         let j = try c.cairn(["doctor", "--json"])
@@ -26,12 +29,14 @@ import TestSupport
         #expect(j.stdout.contains("\"worst\" : \"critical\""))
     }
 
-    @Test func aHealthyClusterPasses() throws {
-        let c = try ScratchCluster(name: "doctor-good", settings: ["archive_timeout = 60"]) { dir, conninfo in
+    /// Healthy includes data checksums (initdb -k on 15; the default on 18) and, on 18, summarize_wal = on.
+    @Test(arguments: PGMajor.tested)
+    func aHealthyClusterPasses(major: PGMajor) throws {
+        let c = try ScratchCluster(name: "doctor-good-\(major)", major: major, checksums: true, settings: ["archive_timeout = 60"]) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills && chown postgres \(dir)/drills")
             try "recovery_window: 30d\n".write(toFile: dir + "/retention.yaml", atomically: true, encoding: .utf8)
             try Run.shell("chown postgres \(dir)/retention.yaml")
-            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo,
+            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, major: major,
                                              extra: "retention: retention.yaml\ndrills:\n  target: end\n  scratch_directory: \(dir)/drills\n")
         }
         defer { c.destroy() }
@@ -44,7 +49,9 @@ import TestSupport
         let r = try c.cairn(["doctor", "--json"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(!r.stdout.contains("\"severity\" : \"warning\"") && !r.stdout.contains("\"severity\" : \"critical\""), "\(r.stdout)")
-        for check in ["archive_command", "archiver", "clock_skew", "newest_full_backup", "drill", "window"] {
+        var checks = ["archive_command", "archiver", "clock_skew", "newest_full_backup", "drill", "window", "postgres_version", "data_checksums"]
+        if major.rawValue >= 17 { checks.append("summarize_wal") }
+        for check in checks {
             #expect(r.stdout.contains("\"check\" : \"\(check)\""), "check \(check) in \(r.stdout)")
         }
     }

@@ -27,15 +27,15 @@ import TestSupport
     }
 
     /// A cluster with a backup and later WAL; `files` are written into its folder before the configuration is used.
-    static func makeCluster(_ name: String, repo: RepoKind, extra: String = "", files: [String: String] = [:],
+    static func makeCluster(_ name: String, repo: RepoKind, major: PGMajor = .v15, extra: String = "", files: [String: String] = [:],
                             masterKey: String? = nil) throws -> ScratchCluster {
-        let c = try ScratchCluster(name: name) { dir, conninfo in
+        let c = try ScratchCluster(name: name, major: major) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills && chown postgres \(dir)/drills")
             for (file, text) in files {
                 try text.write(toFile: dir + "/" + file, atomically: true, encoding: .utf8)
                 try Run.shell("chown postgres \(dir)/\(file)")
             }
-            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, extra: drillPolicy(dir) + "\n" + extra,
+            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, major: major, extra: drillPolicy(dir) + "\n" + extra,
                                              masterKey: masterKey)
         }
         #expect(try c.cairn(["init"]).status == 0)
@@ -52,9 +52,9 @@ import TestSupport
         ((try? FileManager.default.contentsOfDirectory(atPath: c.dir + "/drills")) ?? []).isEmpty
     }
 
-    @Test(arguments: RepoKind.allCases)
-    func aHealthyRepositoryPassesAndRecordsTheRTO(repo: RepoKind) throws {
-        let c = try Self.makeCluster("drill-\(repo)", repo: repo)
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    func aHealthyRepositoryPassesAndRecordsTheRTO(repo: RepoKind, major: PGMajor) throws {
+        let c = try Self.makeCluster("drill-\(repo)-\(major)", repo: repo, major: major)
         defer { c.destroy() }
         let r = try c.cairn(["drill", "--json"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")

@@ -16,9 +16,10 @@ import TestSupport
         return LocalRepository(root: c.dir + "/repo")
     }
 
-    @Test func afterExpireTheWindowStartIsStillRestorableAndExpiredObjectsAreGone() throws {
-        let c = try ScratchCluster(name: "expire-s3") {
-            try TestRepository.config(.s3, dir: $0, conninfo: $1,
+    @Test(arguments: PGMajor.tested)
+    func afterExpireTheWindowStartIsStillRestorableAndExpiredObjectsAreGone(major: PGMajor) throws {
+        let c = try ScratchCluster(name: "expire-s3-\(major)", major: major) {
+            try TestRepository.config(.s3, dir: $0, conninfo: $1, major: major,
                                       extra: "retention:\n  recovery_window: 20s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }

@@ -40,9 +40,11 @@ import TestSupport
         return r.stdout.split(separator: "\n").filter { !$0.hasPrefix("\\restrict") && !$0.hasPrefix("\\unrestrict") }.joined(separator: "\n")
     }
 
-    @Test(arguments: RepoKind.allCases)
-    func roundTripIntoANewDatabaseIsIdentical(repo: RepoKind) throws {
-        let c = try ScratchCluster(name: "logical-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    func roundTripIntoANewDatabaseIsIdentical(repo: RepoKind, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "logical-\(repo)-\(major)", major: major) {
+            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try Self.makeApp(c)

@@ -3,17 +3,19 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Backups, WAL archiving and restores on a real PostgreSQL 15, against the local folder and the S3 emulator
-/// (TLS, SigV4 enforced): what `cairn backup` / `cairn restore` promise, checked on the data.
+/// Backups, WAL archiving and restores on real PostgreSQL 15 and 18 clusters, against the local folder and the S3
+/// emulator (TLS, SigV4 enforced): what `cairn backup` / `cairn restore` promise, checked on the data.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct PointInTimeRestoreTests {
     /// A digest of a table's contents, to compare a restore with the source at a point in time.
     static func tableDigest(_ c: ScratchCluster, _ table: String = "t") throws -> String {
         try c.psql("SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)")
     }
 
-    @Test(arguments: RepoKind.allCases)
-    func backupUnderLoadThenRestoreToATimeBetweenTwoCommits(repo: RepoKind) throws {
-        let c = try ScratchCluster(name: "pitr-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases, others: [.s3]))
+    func backupUnderLoadThenRestoreToATimeBetweenTwoCommits(repo: RepoKind, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "pitr-\(repo)-\(major)", major: major) {
+            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL, at timestamptz DEFAULT clock_timestamp())")
@@ -58,9 +60,11 @@ import TestSupport
         #expect(info.stdout.contains("\"recoverable_window\""))
     }
 
-    @Test(arguments: RepoKind.allCases)
-    func immediateLsnRestorePointAndLatest(repo: RepoKind) throws {
-        let c = try ScratchCluster(name: "targets-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    func immediateLsnRestorePointAndLatest(repo: RepoKind, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "targets-\(repo)-\(major)", major: major) {
+            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text)")
@@ -91,6 +95,40 @@ import TestSupport
         #expect(dry.stdout.contains("would restore backup"))
         #expect(dry.stdout.contains("recovery_target = 'immediate'"))
         #expect(!FileManager.default.fileExists(atPath: target))
+    }
+
+    /// Issue #18's acceptance case: a table dropped by mistake comes back, with exactly the rows committed before
+    /// the target time, and what happened after the target (the drop, later rows) does not.
+    @Test(arguments: PGMajor.tested)
+    func aDroppedTableComesBackWithExactlyTheRowsCommittedBeforeTheTarget(major: PGMajor) throws {
+        let c = try ScratchCluster(name: "dropped-\(major)", major: major) {
+            try TestRepository.config(.local, dir: $0, conninfo: $1, major: major)
+        }
+        defer { c.destroy() }
+        #expect(try c.psql("SHOW server_version_num").hasPrefix(String(major.rawValue)))
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL)")
+        try c.psql("CREATE TABLE keep (id int)")
+        try c.psql("INSERT INTO t (v) SELECT 'before-backup-' || g FROM generate_series(1, 3000) g")
+        #expect(try c.cairn(["backup"]).status == 0)
+        // Commits after the backup, each its own transaction: all of them precede the target.
+        for i in 1...5 { try c.psql("INSERT INTO t (v) SELECT 'after-backup-\(i)-' || g FROM generate_series(1, 100) g") }
+        let expected = try Self.tableDigest(c)
+        usleep(1_100_000)
+        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        usleep(1_100_000)
+        try c.psql("INSERT INTO t (v) VALUES ('after-target')")
+        try c.psql("INSERT INTO keep VALUES (1)")
+        try c.psql("DROP TABLE t")
+        try c.switchAndWaitForArchive()
+
+        let restored = try c.restoreAndStart(["--target-time", target])
+        defer { restored.destroy() }
+        #expect(try restored.psql("SHOW server_version_num").hasPrefix(String(major.rawValue)))
+        #expect(try Self.tableDigest(restored) == expected)
+        #expect(try restored.psql("SELECT count(*) FROM t") == "3500")
+        #expect(try restored.psql("SELECT count(*) FROM t WHERE v = 'after-target'") == "0")
+        #expect(try restored.psql("SELECT count(*) FROM keep") == "0", "nothing committed after the target")
     }
 
     @Test func restoreAfterATimelineSwitch() throws {

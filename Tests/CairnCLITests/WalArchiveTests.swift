@@ -1,13 +1,16 @@
 import CairnBase
+import CairnPostgres
 import Foundation
 import Testing
 import TestSupport
 
 /// `wal-push` and `wal-fetch` as PostgreSQL runs them, on the local folder and the S3 emulator.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct WalArchiveTests {
-    @Test(arguments: RepoKind.allCases)
-    func pushIsIdempotentAndNeverOverwritesDifferentContent(repo: RepoKind) throws {
-        let c = try ScratchCluster(name: "walpush-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
+    @Test(arguments: PGMajor.matrix(RepoKind.allCases, others: [.s3]))
+    func pushIsIdempotentAndNeverOverwritesDifferentContent(repo: RepoKind, major: PGMajor) throws {
+        let c = try ScratchCluster(name: "walpush-\(repo)-\(major)", major: major) {
+            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
@@ -20,6 +23,8 @@ import TestSupport
         #expect(try c.cairn(["wal-fetch", seg, "\(work)/\(seg)"]).status == 0)
         let original = try #require(FileManager.default.contents(atPath: "\(work)/\(seg)"))
         #expect(original.count == 16 << 20)
+        // The segment's page magic is the major's (wal-push checked it against the repository's major when archiving).
+        #expect(original.prefix(2).withUnsafeBytes { $0.loadUnaligned(as: UInt16.self) } == WALHeader.pageMagic[major.rawValue])
         let again = try c.cairn(["wal-push", "\(work)/\(seg)", "--json"])
         #expect(again.status == 0, "\(again.stderr)")
         // (S3 recognises the identical object at the driver level and reports it stored; both mean "it is there".)

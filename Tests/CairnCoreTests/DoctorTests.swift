@@ -174,4 +174,47 @@ import Testing
         #expect(ambiguous.map(\.check) == ["lineage", "lineage_ambiguous"])
         #expect(ambiguous.last?.severity == .warning)
     }
+
+    @Test func dataChecksumsOffIsAWarningThatSaysWhyAndHow() {
+        var f = Self.healthy()
+        f.server = .init(versionNum: 150018, dataChecksums: false, summarizeWAL: nil)
+        let findings = Doctor.evaluate(f, now: Self.now)
+        let x = Self.finding(findings, "data_checksums")
+        #expect(x?.severity == .warning)
+        #expect(x?.explanation.contains("not detected") == true && x?.explanation.contains("backups") == true
+                && x?.explanation.contains("drills") == true, "\(String(describing: x))")
+        #expect(x?.fix?.contains("pg_checksums --enable") == true && x?.fix?.contains("initdb --data-checksums") == true)
+        #expect(Self.finding(findings, "summarize_wal") == nil, "15 has no summarize_wal")
+        #expect(Self.finding(findings, "postgres_version")?.severity == .ok)
+        #expect(Self.finding(findings, "postgres_version")?.explanation.hasPrefix("PostgreSQL 15.18:") == true)
+        #expect(Doctor.worst(findings) == .warning)
+        f.server?.dataChecksums = true
+        #expect(Doctor.worst(Doctor.evaluate(f, now: Self.now)) == .ok)
+    }
+
+    @Test func onPostgreSQL17AndLaterSummarizeWalIsRecommended() {
+        var f = Self.healthy()
+        f.server = .init(versionNum: 180006, dataChecksums: true, summarizeWAL: false)
+        var findings = Doctor.evaluate(f, now: Self.now)
+        let x = Self.finding(findings, "summarize_wal")
+        #expect(x?.severity == .info)
+        #expect(x?.explanation.contains("incremental") == true)
+        #expect(x?.fix == "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();")
+        #expect(Self.finding(findings, "data_checksums")?.severity == .ok)
+        #expect(Self.finding(findings, "postgres_version")?.explanation.hasPrefix("PostgreSQL 18.6:") == true)
+        #expect(Doctor.worst(findings).exitCode == 0, "a recommendation, not a problem")
+        f.server?.summarizeWAL = true
+        findings = Doctor.evaluate(f, now: Self.now)
+        #expect(Self.finding(findings, "summarize_wal")?.severity == .ok)
+    }
+
+    @Test(arguments: [(140010, Doctor.Severity.critical), (150018, .ok), (160004, .info), (170002, .info), (180006, .ok),
+                      (190001, .warning)])
+    func theServerVersionAgainstWhatIsTested(versionNum: Int, severity: Doctor.Severity) {
+        var f = Self.healthy()
+        f.server = .init(versionNum: versionNum, dataChecksums: true, summarizeWAL: versionNum >= 170000 ? true : nil)
+        let x = Self.finding(Doctor.evaluate(f, now: Self.now), "postgres_version")
+        #expect(x?.severity == severity, "\(versionNum): \(String(describing: x))")
+        if severity != .ok { #expect(x?.fix != nil) }
+    }
 }

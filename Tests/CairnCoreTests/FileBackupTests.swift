@@ -55,6 +55,18 @@ private func makeDataDirectory() throws -> String {
         #expect(link?.kind == .symlink(target: "/somewhere/else"))
     }
 
+    @Test func walSummariesOfPostgreSQL17AndLaterAreAnEmptyFolder() throws {
+        let root = try makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let without = Set(try DataDirectory.scan(dataDirectory: root).map(\.path))
+        #expect(!without.contains("pg_wal/summaries"), "a 15 data directory has no summaries folder, and gets none")
+        _ = try sh("cd \(root) && mkdir pg_wal/summaries && head -c 100 /dev/zero > pg_wal/summaries/0000000100000000010000000001000000.summary")
+        let with = try DataDirectory.scan(dataDirectory: root)
+        let summaries = try #require(with.first { $0.path == "pg_wal/summaries" }, "the folder is kept, as BASE_BACKUP keeps it")
+        #expect(summaries.kind == .directory)
+        #expect(!with.contains { $0.path.hasPrefix("pg_wal/summaries/") }, "its contents are left out")
+    }
+
     @Test func parallelLanesWriteBundlesThatRestoreTheSameTree() throws {
         let root = try makeDataDirectory()
         let out = root + "-restored"
@@ -122,5 +134,21 @@ private func makeDataDirectory() throws -> String {
         let sum = Hex.encode(Array(SHA256.hash(data: Array(body.utf8))))
         #expect(lines[lines.count - 2] == "\"Manifest-Checksum\": \"\(sum)\"}")
         _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
+    }
+
+    @Test func theManifestOfPostgreSQL17AndLaterIsVersion2WithTheSystemIdentifier() throws {
+        let files = [FileCopier.Copied(path: "PG_VERSION", size: 3, mtime: 0, crc32c: 1)]
+        let v1 = String(decoding: PGManifestText.build(files: files, timeline: 1, start: LSN(0x28), stop: LSN(0x100)), as: UTF8.self)
+        #expect(v1.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["))
+        #expect(!v1.contains("System-Identifier"))
+        let text = String(decoding: PGManifestText.build(files: files, timeline: 1, start: LSN(0x28), stop: LSN(0x100),
+                                                         systemIdentifier: 7_714_903_482_510_200_216), as: UTF8.self)
+        // As PostgreSQL 18's BASE_BACKUP writes it: the identifier as a bare number on the second line.
+        #expect(text.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": 7714903482510200216,\n\"Files\": ["))
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let body = lines.dropLast(2).joined(separator: "\n") + "\n"
+        #expect(lines[lines.count - 2] == "\"Manifest-Checksum\": \"\(Hex.encode(Array(SHA256.hash(data: Array(body.utf8)))))\"}")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect((json["System-Identifier"] as? NSNumber)?.uint64Value == 7_714_903_482_510_200_216)
     }
 }

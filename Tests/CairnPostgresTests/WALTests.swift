@@ -369,8 +369,9 @@ extension WALTests {
         }
 
         @Test func pageMagicOfEverySupportedVersion() {
-            #expect(WALHeader.pageMagic.keys.sorted() == [12, 13, 14, 15, 16, 17])
+            #expect(WALHeader.pageMagic.keys.sorted() == [12, 13, 14, 15, 16, 17, 18])
             #expect(WALHeader.pageMagic[15] == 0xD110)
+            #expect(WALHeader.pageMagic[18] == 0xD118)  // od -t x2 of an 18.6 segment's first page: d118 0002
             #expect(Set(WALHeader.pageMagic.values).count == WALHeader.pageMagic.count)
         }
 

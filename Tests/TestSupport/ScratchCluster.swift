@@ -5,21 +5,26 @@ import Foundation
 import Glibc
 #endif
 
-/// A throwaway PostgreSQL 15 cluster owned by the `postgres` OS user, for one test. It archives with
-/// `cairn wal-push` into the repository of `config` when one is given.
+/// A throwaway PostgreSQL cluster (15 unless told another ``PGMajor``) owned by the `postgres` OS user, for one
+/// test. It archives with `cairn wal-push` into the repository of `config` when one is given.
 public final class ScratchCluster: @unchecked Sendable {
     public let dir: String
     public let data: String
     public let socketDir: String
     public let port: Int
-    public let bin = TestCluster.binDirectory
+    /// The cluster's major and the folder of its programs (initdb, pg_ctl, psql, pgbench).
+    public let major: PGMajor
+    public let bin: String
     /// The cairn configuration this cluster archives with.
     public private(set) var config: String?
 
     /// Creates, configures and starts a new cluster. `repository` writes the cairn configuration for the
     /// cluster (given its directory and connection string) and returns its path; the cluster then archives into it.
-    public init(name: String, settings: [String] = [],
+    /// `checksums` turns data checksums on or off at initdb (nil: the major's default, off on 15, on on 18).
+    public init(name: String, major: PGMajor = .v15, checksums: Bool? = nil, settings: [String] = [],
                 repository: ((_ dir: String, _ conninfo: String) throws -> String)? = nil) throws {
+        self.major = major
+        bin = major.bin
         dir = try ScratchCluster.makeDirectory(name)
         data = dir + "/data"
         socketDir = dir + "/sock"
@@ -27,20 +32,24 @@ public final class ScratchCluster: @unchecked Sendable {
         try Run.shell("mkdir -p \(socketDir) && chown postgres:postgres \(dir) \(socketDir)")
         let config = try repository?(dir, "host=\(socketDir) port=\(port) user=postgres dbname=postgres")
         self.config = config
-        try asPostgres("\(bin)/initdb -D \(data) -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null")
+        let sums = checksums.map { $0 ? " --data-checksums" : (major.checksumsByDefault ? " --no-data-checksums" : "") } ?? ""
+        try asPostgres("\(bin)/initdb -D \(data) -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8\(sums) >/dev/null")
         var conf = [
             "listen_addresses = ''", "port = \(port)", "unix_socket_directories = '\(socketDir)'",
             "wal_level = replica", "max_wal_senders = 5", "shared_buffers = 32MB", "fsync = on",
             "archive_mode = on",
             "archive_command = '\(config.map { "\(Run.installedCairn) --config \($0) wal-push %p" } ?? "/bin/true")'",
         ]
-        conf += settings
+        conf += major.settings + settings
         try (conf.joined(separator: "\n") + "\n").appendLines(to: data + "/postgresql.conf")
         try start()
     }
 
-    /// Wraps an existing data directory (a restore), giving it its own port and socket.
+    /// Wraps an existing data directory (a restore), giving it its own port and socket; its programs are those of
+    /// the major in its PG_VERSION.
     public init(restoredAt data: String, dir: String, config: String? = nil) throws {
+        major = PGMajor.of(dataDirectory: data)
+        bin = major.bin
         self.dir = dir
         self.config = config
         self.data = data
@@ -84,8 +93,16 @@ public final class ScratchCluster: @unchecked Sendable {
     }
 
     /// Forces a segment switch and waits until the archiver has archived it.
+    ///
+    /// When nothing was written since the last switch (right after a backup's own switch, seen on 18), the switch is
+    /// a no-op and returns the current segment's first record position (offset ≤ 40, its long page header): then
+    /// everything written so far is in the segment before, which is the one to wait for.
     public func switchAndWaitForArchive(timeout: Double = 120) throws {
-        let seg = try psql("SELECT pg_walfile_name(pg_switch_wal())")
+        let seg = try psql("""
+            SELECT pg_walfile_name(CASE WHEN pg_wal_lsn_diff(l, '0/0') % (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') <= 40
+                                        THEN l - 41 ELSE l END)
+            FROM (SELECT pg_switch_wal() AS l) s
+            """)
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let last = try psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")

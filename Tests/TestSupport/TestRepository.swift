@@ -9,9 +9,10 @@ public enum RepoKind: String, CaseIterable, Sendable, CustomStringConvertible {
 /// Writes cairn configurations (owned by the postgres user, as archive_command needs) for scratch clusters.
 public enum TestRepository {
     /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
-    /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600).
-    public static func config(_ kind: RepoKind, dir: String, conninfo: String, limits: [String] = [], extra: String = "",
-                              masterKey: String? = nil, cluster: [String] = []) throws -> String {
+    /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600). `cluster.bin_directory` is
+    /// that of `major` (the cluster's).
+    public static func config(_ kind: RepoKind, dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
+                              extra: String = "", masterKey: String? = nil, cluster: [String] = []) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
         switch kind {
@@ -44,7 +45,7 @@ public enum TestRepository {
         try """
         cluster:
           connection: "\(conninfo)"
-          bin_directory: \(TestCluster.binDirectory)
+          bin_directory: \(major.bin)
         \(cluster.map { "  " + $0 }.joined(separator: "\n"))
         repository:
         \(repo)

@@ -60,6 +60,17 @@ struct CheckCommand: AsyncParsableCommand {
             }
         }()
 
+        // The programs cairn runs for this cluster (logical backups, restores, drills) must be of its major.
+        if let cluster {
+            do {
+                let tools = try await ctx.tools.matching(major: cluster.majorVersion, ToolVersions.checkedByCheck, for: "the cluster")
+                items.append(Item(name: "programs", ok: true,
+                                  detail: "PostgreSQL \(cluster.majorVersion)'s programs in \(tools.binDirectory)\(ctx.tools.isConfigured ? "" : " (found by the major)")"))
+            } catch {
+                fail("programs", error)
+            }
+        }
+
         do {
             let detail = try await Blocking.run { () -> String in
                 let repo = try ctx.makeRepository()

@@ -89,7 +89,7 @@ struct EffectiveSettings: Encodable {
         file = c.sourcePath ?? "-"
         cluster = ["connection": EffectiveSettings.redactConninfo(c.cluster.connection),
                    "data_directory": c.cluster.dataDirectory ?? "(from the server)",
-                   "bin_directory": c.cluster.binDirectory, "backup_method": c.cluster.backupMethod.rawValue]
+                   "bin_directory": c.cluster.binDirectory ?? "(by the major: /usr/lib/postgresql/<major>/bin or pg_config --bindir)", "backup_method": c.cluster.backupMethod.rawValue]
         switch c.repository {
         case .local(let path):
             repository = ["type": "local", "path": path]

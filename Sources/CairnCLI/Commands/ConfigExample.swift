@@ -6,6 +6,8 @@ enum ConfigExample {
       # libpq connection (keywords or a postgresql:// URI). Passwords belong in ~/.pgpass, not here.
       connection: "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
       data_directory: /var/lib/postgresql/15/main
+      # PostgreSQL's programs (pg_dump, pg_restore, pg_ctl, pg_verifybackup…) of the cluster's major. Optional:
+      # without it cairn looks in /usr/lib/postgresql/<major>/bin, /usr/pgsql-<major>/bin, then pg_config --bindir.
       bin_directory: /usr/lib/postgresql/15/bin
       # How full backups read the cluster: files (cairn reads the data directory between pg_backup_start and
       # pg_backup_stop, limits.parallelism files at a time; needs this host and the postgres OS user), stream

@@ -42,7 +42,7 @@ public struct ConfigLoader {
         let cluster = Configuration.Cluster(
             connection: c?.string("connection") ?? "",
             dataDirectory: c?.string("data_directory"),
-            binDirectory: c?.string("bin_directory") ?? Configuration.defaultBinDirectory,
+            binDirectory: c?.string("bin_directory"),
             backupMethod: c?.choice("backup_method", BackupMethod.allCases.map(\.rawValue)).flatMap(BackupMethod.init(rawValue:)) ?? .auto)
         if let d = cluster.dataDirectory, !d.hasPrefix("/") {
             r.report(line: c?.line("data_directory"), "cluster.data_directory must be an absolute path")

@@ -11,8 +11,9 @@ public struct Configuration: Sendable {
         public var connection: String
         /// The data directory (needed for restore defaults and `doctor`; read from the server otherwise).
         public var dataDirectory: String?
-        /// Folder with pg_basebackup, pg_dump, pg_ctl… for the cluster's major version.
-        public var binDirectory: String
+        /// Folder with pg_dump, pg_restore, pg_ctl… of the cluster's major version. Nil (not set): found by the
+        /// major of the server (or of the backup a drill restores), see `ToolVersions.locate`.
+        public var binDirectory: String?
         /// How physical backups read the cluster: `auto` reads the data directory itself when it is on this
         /// host (`files`), and otherwise has PostgreSQL stream it (`stream`).
         public var backupMethod: BackupMethod
@@ -100,6 +101,4 @@ public struct Configuration: Sendable {
     public var sourcePath: String?
     /// Which environment variables changed a setting, for `config show`.
     public var environmentOverrides: [String]
-
-    public static let defaultBinDirectory = "/usr/lib/postgresql/15/bin"
 }

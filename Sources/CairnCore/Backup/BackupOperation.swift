@@ -48,7 +48,8 @@ public enum BackupOperation {
         let info = try RepositoryInfo.require(from: repo)
         try info.checkBelongs(to: cluster, repo: repo)
         guard cluster.majorVersion >= 15 else {
-            throw CoreError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))")
+            throw CoreError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))",
+                            hint: "upgrade the cluster to PostgreSQL 15 or later (tested: 15 and 18)")
         }
         let walLevel = try conn.scalar("SHOW wal_level") ?? ""
         let archiveMode = try conn.scalar("SHOW archive_mode") ?? ""

@@ -62,6 +62,11 @@ enum DataDirectory {
                 if name == "pg_wal" {
                     out.append(Entry(path: "pg_wal/archive_status", source: e.source + "/archive_status", kind: .directory,
                                      mode: e.mode, mtime: e.mtime))
+                    // PostgreSQL 17+ keeps WAL summaries there; BASE_BACKUP sends the folder empty, and so do we.
+                    if FileManager.default.fileExists(atPath: e.source + "/summaries") {
+                        out.append(Entry(path: "pg_wal/summaries", source: e.source + "/summaries", kind: .directory,
+                                         mode: e.mode, mtime: e.mtime))
+                    }
                 }
                 continue
             }

@@ -135,7 +135,10 @@ enum FileBackup {
                 files += c.copied.map { var f = $0; f.path = prefix + f.path; return f }
                 archives.append(BackupManifest.Archive(name: c.archive, tablespaceOid: oid, location: location, objects: c.orderedObjects))
             }
-            let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: timeline, start: startLSN, stop: stopLSN)
+            // PostgreSQL 17+ writes manifest version 2, which names the cluster (pg_verifybackup checks it).
+            let sysid = majorVersion >= 17 ? try conn.scalar("SELECT system_identifier::text FROM pg_control_system()").flatMap { UInt64($0) } : nil
+            let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: timeline, start: startLSN, stop: stopLSN,
+                                            systemIdentifier: sysid)
             let key = Layout.pgManifestKey(id)
             let digest = try pipeline.store(repo, key: key, bytes: text, options: .createOnly)
             begun.append(key)

@@ -40,6 +40,7 @@ public enum LogicalBackupOperation {
             }
             return (conn, cluster, chosen, try point(conn, segmentSize: cluster.walSegmentSize))
         }
+        let tools = try await tools.matching(major: cluster.majorVersion, ["pg_dump", "pg_dumpall"], for: "the cluster")
         let id = try await Blocking.run { try BackupOperation.newBackupId(repo: repo, clock: clock, type: "L") }
         logger.info("logical backup started", metadata: ["id": "\(id)", "databases": "\(dbs.count)"])
 

@@ -3,12 +3,15 @@ import CairnPostgres
 import Crypto
 import Foundation
 
-/// Writes a backup manifest in PostgreSQL's own format (version 1, as `BASE_BACKUP` sends it in PostgreSQL 15),
-/// so `pg_verifybackup` checks a restored file-level backup exactly as it checks a streamed one: every file's
-/// size and CRC-32C, and the manifest's own SHA-256 over everything before its last line.
+/// Writes a backup manifest in PostgreSQL's own format, so `pg_verifybackup` checks a restored file-level backup
+/// exactly as it checks a streamed one: every file's size and CRC-32C, and the manifest's own SHA-256 over
+/// everything before its last line. Version 1 as `BASE_BACKUP` sends it up to PostgreSQL 16; with a
+/// `systemIdentifier` (PostgreSQL 17 and later) version 2, which adds `System-Identifier` and which
+/// `pg_verifybackup` 17+ checks against the restored `global/pg_control`.
 enum PGManifestText {
-    static func build(files: [FileCopier.Copied], timeline: UInt32, start: LSN, stop: LSN) -> [UInt8] {
-        var text = "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["
+    static func build(files: [FileCopier.Copied], timeline: UInt32, start: LSN, stop: LSN, systemIdentifier: UInt64? = nil) -> [UInt8] {
+        var text = systemIdentifier.map { "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": \($0),\n\"Files\": [" }
+            ?? "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["
         for (i, f) in files.enumerated() {
             text += i == 0 ? "\n" : ",\n"
             let crc = withUnsafeBytes(of: f.crc32c.littleEndian) { Hex.encode(Array($0)) }

@@ -77,6 +77,7 @@ public enum Doctor {
                 add("archive_timeout", .ok, "archive_timeout is \(Units.formatDuration(s.archiveTimeout)), which bounds the RPO of a quiet database")
             }
         }
+        if let server = f.server { serverFindings(server, add) }
         if let a = f.archiver {
             if let failed = a.lastFailedTime, failed > (a.lastArchivedTime ?? .distantPast) {
                 add("archiver", .critical, "archiving is failing: the last attempt (\(a.lastFailedWAL ?? "?"), \(age(failed)) ago) failed and none succeeded since; \(a.failedCount) failures in all",

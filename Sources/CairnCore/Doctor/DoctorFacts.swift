@@ -70,6 +70,8 @@ public struct DoctorFacts: Sendable {
 
     public var clusterError: String?
     public var settings: Settings?
+    /// The server's version, data checksums and WAL summaries (DoctorServerChecks.swift).
+    public var server: Server?
     public var archiver: Archiver?
     public var readyWALFiles: Int?
     /// PostgreSQL's clock minus this host's, in seconds.
@@ -101,6 +103,7 @@ public struct DoctorFacts: Sendable {
             let timeout = try c.scalar("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'").flatMap(Double.init) ?? 0
             settings = Settings(walLevel: try show("wal_level"), archiveMode: try show("archive_mode"),
                                 archiveCommand: try show("archive_command"), archiveTimeout: timeout)
+            server = try Server.read(c)
             let before = clock.now()
             let row = try c.query("""
                 SELECT archived_count::text, extract(epoch FROM last_archived_time)::text, failed_count::text, last_failed_wal,

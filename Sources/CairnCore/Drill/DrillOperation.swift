@@ -35,6 +35,8 @@ public enum DrillOperation {
                            tools: ToolRunner, clock: any WallClock) async throws -> DrillRecord {
         let started = clock.now()
         let backup = try choose(catalog, policy: policy, options: options, now: started)
+        // The programs of the backup's major (a PostgreSQL 18 backup needs 18's pg_ctl and pg_verifybackup).
+        let tools = try await tools.matching(major: backup.pgVersionNum / 10000, Drill.programs, for: "backup \(backup.id)")
         let id = Layout.backupId(at: started, type: "D")
         let folder = policy.scratchDirectory + "/" + id
         // Registered before it exists, so an interrupt from here on removes it (and the check below stops us).
@@ -125,6 +127,9 @@ struct Drill {
     }
 
     var conninfo: String { "host=\(socket) port=\(port) user=\(user) dbname=postgres" }
+
+    /// The PostgreSQL programs a drill runs, whose major must be the backup's.
+    static let programs = ["initdb", "pg_ctl", "postgres", "pg_verifybackup", "pg_amcheck", "pg_dump", "pg_restore", "psql"]
 
     mutating func check(_ name: String, _ body: () async throws -> String) async {
         let t = clock.now()

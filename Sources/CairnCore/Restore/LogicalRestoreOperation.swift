@@ -87,11 +87,8 @@ public enum LogicalRestoreOperation {
                             "the dump of \"\(entry.name)\" comes from PostgreSQL \(dumpMajor) and the target server runs PostgreSQL \(serverMajor); dumps restore only into the same or a newer major version",
                             hint: "restore into a PostgreSQL \(dumpMajor) (or newer) server")
         }
-        let toolMajor = try await tools.majorVersion("pg_restore")
-        guard toolMajor >= dumpMajor else {
-            throw CoreError(.pgVersion, "pg_restore in \(tools.binDirectory) is version \(toolMajor), older than the dump's PostgreSQL \(dumpMajor)",
-                            hint: "set cluster.bin_directory to the client programs of PostgreSQL \(dumpMajor) or newer")
-        }
+        // The target server's programs (not older than the dump's, checked above): pg_restore reads newer dumps' formats.
+        let tools = try await tools.matching(major: serverMajor, ["pg_restore", "psql"], for: "the target server")
         if exists && !empty && !options.force {
             throw CoreError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
                             hint: "restore into a new database name, or pass --force to replace the objects the dump contains")
