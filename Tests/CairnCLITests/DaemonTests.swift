@@ -75,10 +75,12 @@ import TestSupport
         kill(b, SIGTERM)
         #expect(Run.wait(b) == 0)
         daemons = [a]
-        let before = try Self.committedBackups(c).count
-        try Self.waitFor("a backup in progress", timeout: 120) {
-            !(try Catalog.load(from: ExpireTests.repository(c)).uncommitted.isEmpty)
+        // A backup holds its lease (leases/backup-…) from start to commit: one LIST sees it, where loading the
+        // whole catalog to look for uncommitted objects could miss a short run.
+        try Self.waitFor("a backup in progress", timeout: 150) {
+            !(try ExpireTests.repository(c).list(prefix: Layout.leasesPrefix + "backup-").isEmpty)
         }
+        let before = try Self.committedBackups(c).count
         kill(a, SIGTERM)
         let start = Date()
         #expect(Run.wait(a) == 0)

@@ -37,8 +37,10 @@ import TestSupport
         try Self.setBinDirectory(c, PGMajor.v15.bin)
         let check = try c.cairn(["check"])
         #expect(check.status == ErrorCode.pgVersion.exitCode, "\(check.stdout)\(check.stderr)")
-        #expect(check.stdout.contains("is PostgreSQL 15 but the cluster is PostgreSQL 18"), "\(check.stdout)")
-        #expect(check.stdout.contains("HINT: point cluster.bin_directory at PostgreSQL 18's programs"), "\(check.stdout)")
+        // check's first failure is the error line (stderr); its row points there.
+        #expect(check.stdout.contains("programs       FAIL see the error below [pg.version]"), "\(check.stdout)")
+        #expect(check.stderr.contains("is PostgreSQL 15 but the cluster is PostgreSQL 18"), "\(check.stderr)")
+        #expect(check.stderr.contains("HINT: point cluster.bin_directory at PostgreSQL 18's programs"), "\(check.stderr)")
         let logical = try c.cairn(["backup", "--type", "logical"])
         #expect(logical.status == ErrorCode.pgVersion.exitCode, "\(logical.stderr)")
         #expect(logical.stderr.contains("pg_dump in \(PGMajor.v15.bin) is PostgreSQL 15 but the cluster is PostgreSQL 18"), "\(logical.stderr)")
@@ -52,7 +54,7 @@ import TestSupport
         try Self.setBinDirectory(c, nil)
         let unset = try c.cairn(["check"])
         #expect(unset.status == ErrorCode.pgVersion.exitCode, "\(unset.stdout)")
-        #expect(unset.stdout.contains("PostgreSQL 18") && unset.stdout.contains("cluster.bin_directory"), "\(unset.stdout)")
+        #expect(unset.stderr.contains("PostgreSQL 18") && unset.stderr.contains("cluster.bin_directory"), "\(unset.stderr)")
     }
 
     @Test func withoutBinDirectoryTheProgramsAreFoundByTheMajor() throws {
