@@ -7,10 +7,11 @@ public enum Redaction {
     public static let placeholder = "<redacted>"
 
     /// `NAME=value`, `--name=value`, `name = 'value'` (libpq): the name, then the value (quoted or up to a blank).
-    static let assignment = try! NSRegularExpression(
+    /// (Constant patterns: nil never happens in practice, and then ``redact(_:)`` hides the whole text.)
+    static let assignment = try? NSRegularExpression(
         pattern: #"(?<![A-Za-z0-9_.-])(?:--?)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'";&|]+)"#)
     /// `scheme://user:password@host`: the password.
-    static let urlPassword = try! NSRegularExpression(pattern: #"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s'"]+):([^@/\s'"]+)@"#)
+    static let urlPassword = try? NSRegularExpression(pattern: #"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s'"]+):([^@/\s'"]+)@"#)
 
     /// Whether a setting's name says it holds a secret: it mentions a secret, password, token or credential, or it
     /// is a key (`AWS_SECRET_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CAIRN_MASTER_KEY`, `PGPASSWORD`, `password`).
@@ -23,6 +24,9 @@ public enum Redaction {
     /// `text` with the value of every secret-looking assignment and every URL's password replaced by
     /// ``placeholder``; everything else unchanged.
     public static func redact(_ text: String) -> String {
+        // Most text (every wal-push log line) holds neither: no regular expression is compiled for it, so no ICU.
+        guard text.contains("=") || text.contains("://") else { return text }
+        guard let urlPassword, assignment != nil else { return placeholder }
         var out = text
         for (_, value) in secretAssignments(out).reversed() { out.replaceSubrange(value, with: placeholder) }
         let ns = out as NSString
@@ -37,6 +41,7 @@ public enum Redaction {
         var names: [String] = []
         for (name, _) in secretAssignments(text) where !names.contains(name) { names.append(name) }
         let ns = text as NSString
+        guard let urlPassword else { return names }
         if !urlPassword.matches(in: text, range: NSRange(location: 0, length: ns.length)).isEmpty { names.append("a password in a URL") }
         return names
     }
@@ -44,6 +49,7 @@ public enum Redaction {
     /// Each secret-looking assignment: its name and the range of its value.
     static func secretAssignments(_ text: String) -> [(String, Range<String.Index>)] {
         let ns = text as NSString
+        guard let assignment else { return [] }
         return assignment.matches(in: text, range: NSRange(location: 0, length: ns.length)).compactMap { m in
             let name = ns.substring(with: m.range(at: 1))
             guard isSecretName(name), let value = Range(m.range(at: 2), in: text) else { return nil }
