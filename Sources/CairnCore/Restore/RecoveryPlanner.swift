@@ -196,14 +196,11 @@ public enum RecoveryPlanner {
         return given
     }
 
-    /// Chooses the newest backup that reaches `target` on `timeline` (default: see ``chooseTimeline``) and the
-    /// settings that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
-    public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
-                            action: String = "promote", inclusive: Bool = true, restoreCommand: String,
-                            now: Date) throws -> RecoveryPlan {
-        let tli = try chooseTimeline(catalog, target: target, given: timeline)
-        let path = TimelinePath(target: tli, histories: catalog.wal.histories)
-        let windows = window(catalog, timeline: tli)
+    /// The full backups (or only `backupId`), newest first, that become consistent along `path`, with how far
+    /// each reaches. Throws naming the problem when there is none.
+    static func consistentBackups(_ catalog: Catalog, path: TimelinePath,
+                                  backupId: String?) throws -> [(BackupManifest, BackupReach)] {
+        let tli = path.target
         var candidates = catalog.backups.filter { $0.kind == .full }.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
         if let backupId {
             guard let b = catalog.backup(backupId) else {
@@ -228,6 +225,18 @@ public enum RecoveryPlanner {
                             "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
                             hint: "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline")
         }
+        return consistent
+    }
+
+    /// Chooses the newest backup that reaches `target` on `timeline` (default: see ``chooseTimeline``) and the
+    /// settings that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
+    public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
+                            action: String = "promote", inclusive: Bool = true, restoreCommand: String,
+                            now: Date) throws -> RecoveryPlan {
+        let tli = try chooseTimeline(catalog, target: target, given: timeline)
+        let path = TimelinePath(target: tli, histories: catalog.wal.histories)
+        let windows = window(catalog, timeline: tli)
+        let consistent = try consistentBackups(catalog, path: path, backupId: backupId)
         func refuse(_ why: String) -> CoreError {
             CoreError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
                       hint: "choose a target inside the window, or --latest")
