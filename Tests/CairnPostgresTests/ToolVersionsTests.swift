@@ -1,6 +1,7 @@
 import CairnBase
 import Foundation
 import Testing
+import TestSupport
 @testable import CairnPostgres
 
 /// Programs of the right major: version parsing, finding the folder by major, and the mismatch error.
@@ -41,8 +42,7 @@ import Testing
         let dir = NSTemporaryDirectory() + "cairn-fakebin-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for t in tools {
-            try "#!/bin/sh\necho '\(t) (PostgreSQL) \(major).2'\n".write(toFile: dir + "/" + t, atomically: true, encoding: .utf8)
-            chmod(dir + "/" + t, 0o755)
+            try Run.writeScript("#!/bin/sh\necho '\(t) (PostgreSQL) \(major).2'\n", to: dir + "/" + t)
         }
         return dir
     }
@@ -72,8 +72,7 @@ import Testing
         let dir = NSTemporaryDirectory() + "cairn-fakebin-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "#!/bin/sh\necho hello\n".write(toFile: dir + "/pg_dump", atomically: true, encoding: .utf8)
-        chmod(dir + "/pg_dump", 0o755)
+        try Run.writeScript("#!/bin/sh\necho hello\n", to: dir + "/pg_dump")
         await #expect(throws: PostgresError.self) {
             _ = try await ToolRunner(binDirectory: dir).matching(major: 15, ["pg_dump"], for: "the cluster")
         }

@@ -31,15 +31,37 @@ public enum Run {
         if !installed {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: dest)
-            try? FileManager.default.copyItem(atPath: cairnBinary, toPath: dest)
+            if let binary = FileManager.default.contents(atPath: cairnBinary) { try? writeExecutable(binary, to: dest) }
             chmod((dir as NSString).deletingLastPathComponent, 0o755)
             chmod(dir, 0o755)
-            chmod(dest, 0o755)
             installed = true
         }
         return dest
     }
     nonisolated(unsafe) private static var installed = false
+
+    /// Writes a program that tests then run, with close-on-exec: a child that another test spawns while the file is
+    /// being written must not inherit the write descriptor, or running the program fails with "Text file busy".
+    public static func writeExecutable(_ bytes: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                offset += n
+            }
+        }
+        fchmod(fd, 0o755)
+    }
+
+    /// A shell script written as `writeExecutable` does.
+    public static func writeScript(_ text: String, to path: String) throws {
+        try writeExecutable(Data(text.utf8), to: path)
+    }
     private static let installLock = NSLock()
 
     /// Runs `cairn` as the `postgres` OS user.
