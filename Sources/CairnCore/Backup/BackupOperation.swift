@@ -19,6 +19,11 @@ public enum BackupOperation {
         public var method: BackupMethod = .auto
         /// Files copied at once by the files method.
         public var parallelism = 4
+        /// `full`, `incr` or `diff` (see ``ParentChoice`` for when an incremental becomes a full backup).
+        public var kind: BackupManifest.Kind = .full
+        /// Called with the parent an incremental chose, before its file list is read: the caller claims the
+        /// parent's chain (a lease) so a concurrent `expire` keeps it.
+        public var onParent: (@Sendable (String) throws -> Void)?
         public init() {}
     }
 
@@ -62,7 +67,6 @@ public enum BackupOperation {
                             hint: "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL")
         }
 
-        let id = try newBackupId(repo: repo, clock: clock)
         let startTime = try serverTime(conn)
         var dataDirectory: String?
         switch options.method {
@@ -74,7 +78,12 @@ public enum BackupOperation {
             case .failure(let why): logger.info("streaming the backup: \(why.message)")
             }
         }
-        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")"])
+        let parent = try ParentChoice.parent(kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
+                                             files: dataDirectory != nil, claim: options.onParent)
+        let kind = parent == nil ? .full : options.kind
+        let id = try newBackupId(repo: repo, clock: clock, type: kind.idLetter)
+        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")", "type": "\(kind.rawValue)",
+                                                 "parent": "\(parent?.id ?? "none")"])
         progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
 
         var begun: [String] = []
@@ -84,14 +93,17 @@ public enum BackupOperation {
             if let dataDirectory {
                 captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion, repo: repo,
                                               pipeline: pipeline, id: id, fastCheckpoint: options.fastCheckpoint,
-                                              lanes: options.parallelism, bundleSize: options.bundleSize, progress: progress,
-                                              begun: &begun)
+                                              lanes: options.parallelism, bundleSize: options.bundleSize, parent: parent,
+                                              progress: progress, begun: &begun)
             } else {
                 captured = try stream(conninfo: conninfo, repo: repo, pipeline: pipeline, id: id, options: options,
                                       progress: progress, begun: &begun)
             }
-            manifest = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
-                                            repo: repo, clock: clock, options: options, progress: progress)
+            var m = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
+                                         repo: repo, clock: clock, options: options, progress: progress)
+            m.kind = kind
+            m.parent = parent?.id
+            manifest = m
         } catch {
             cleanup(repo: repo, keys: begun)
             throw wrap(error, id: id)

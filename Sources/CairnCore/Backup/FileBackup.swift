@@ -77,7 +77,7 @@ enum FileBackup {
     }
 
     static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, repo: any Repository, pipeline: Pipeline,
-                    id: String, fastCheckpoint: Bool, lanes: Int, bundleSize: Int64,
+                    id: String, fastCheckpoint: Bool, lanes: Int, bundleSize: Int64, parent: IncrementalParent? = nil,
                     progress: BackupOperation.Progress, begun: inout [String]) throws -> CapturedBackup {
         guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(fastCheckpoint))", ["cairn \(id)"]),
               let startLSN = LSN(startText) else {
@@ -96,8 +96,9 @@ enum FileBackup {
         progress.onTotal((entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size })
 
         let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
-        func copier(_ archive: String) -> FileCopier {
+        func copier(_ archive: String, prefix: String = "") -> FileCopier {
             FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize, lanes: lanes,
+                       parent: parent, manifestPrefix: prefix,
                        onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
         }
         let base = copier("base")
@@ -105,7 +106,7 @@ enum FileBackup {
         defer { begun += copiers.flatMap { $0.0.committedKeys } }
         try base.copy(entries)
         for s in spaces {
-            let c = copier("ts-\(s.oid)")
+            let c = copier("ts-\(s.oid)", prefix: "pg_tblspc/\(s.oid)/")
             copiers.append((c, s.oid, s.location))
             try c.copy(s.entries)
         }

@@ -165,7 +165,7 @@ public enum RecoveryPlanner {
     /// newest first.
     public static func window(_ catalog: Catalog, timeline: UInt32? = nil) -> [RecoverableSpan] {
         let path = TimelinePath(target: timeline ?? catalog.lineage.production, histories: catalog.wal.histories)
-        return catalog.backups.filter { $0.kind == .full }.reversed().compactMap { b in
+        return catalog.restorableBackups.reversed().compactMap { b in
             let r = reach(b, path: path, wal: catalog.wal)
             guard r.consistent else { return nil }
             return RecoverableSpan(backupId: b.id, timeline: path.target, fromTime: b.stop.time,
@@ -201,7 +201,7 @@ public enum RecoveryPlanner {
     static func consistentBackups(_ catalog: Catalog, path: TimelinePath,
                                   backupId: String?) throws -> [(BackupManifest, BackupReach)] {
         let tli = path.target
-        var candidates = catalog.backups.filter { $0.kind == .full }.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
+        var candidates = catalog.restorableBackups.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
         if let backupId {
             guard let b = catalog.backup(backupId) else {
                 if catalog.damagedManifests.contains(backupId) {
@@ -210,9 +210,10 @@ public enum RecoveryPlanner {
                 }
                 throw CoreError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
             }
-            guard b.kind == .full else {
+            guard b.kind.isPhysical else {
                 throw CoreError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
             }
+            _ = try catalog.chain(backupId)  // every backup it builds on is there
             candidates = candidates.filter { $0.0.id == backupId }
         }
         guard !candidates.isEmpty else {

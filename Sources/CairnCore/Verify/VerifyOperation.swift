@@ -174,6 +174,13 @@ public enum VerifyOperation {
         }
         try pool.wait()
 
+        // Incremental chains: every backup a backup builds on is there.
+        for b in catalog.backups where b.parent != nil {
+            if case .failure(let e) = Swift.Result(catching: { try catalog.chain(b.id) }) {
+                problems.add(.init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
+            }
+        }
+
         // WAL continuity on each timeline.
         let missing = missingSegments(catalog)
         for (tli, names) in missing {
@@ -197,6 +204,15 @@ public enum VerifyOperation {
             let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
                 : "not an object cairn writes"
             problems.add(.init(kind: "unreferenced", subject: o.key, detail: why, severity: .warning))
+        }
+
+        // A damaged or missing object breaks every backup that builds on its backup too.
+        for p in problems.all where p.severity == .error && (p.kind == "damaged-object" || p.kind == "missing-object") {
+            guard p.subject.hasPrefix("backups/"), let id = p.subject.split(separator: "/").dropFirst().first.map(String.init) else { continue }
+            for d in catalog.dependents(of: id) {
+                problems.add(.init(kind: "broken-chain", subject: d.id, detail: "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
+                                   severity: .error))
+            }
         }
 
         let state = State(verified: verified.snapshot.filter { listing[$0.key] != nil })
@@ -224,7 +240,7 @@ public enum VerifyOperation {
         for tli in wal.segments.keys.sorted() {
             let nums = wal.segments[tli]!.keys
             guard let newest = nums.max() else { continue }
-            let backupStarts = catalog.backups.filter { $0.kind == .full && $0.start.timeline == tli }.map(\.startSegment.number)
+            let backupStarts = catalog.backups.filter { $0.kind.isPhysical && $0.start.timeline == tli }.map(\.startSegment.number)
             let begins = wal.histories[tli]?.last.map { $0.switchPoint.segment(size: wal.segmentSize) }
             let first = backupStarts.min() ?? begins ?? nums.min()!
             guard first <= newest else { continue }
