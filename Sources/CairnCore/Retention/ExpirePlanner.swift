@@ -98,6 +98,11 @@ public enum ExpirePlanner {
             keep(b.id, "logical backup younger than logical_backups retention (\(Units.formatDuration(policy.logicalRetention)))")
         }
 
+        // A kept incremental or differential backup keeps every backup it builds on.
+        for id in Array(keepReasons.keys) {
+            for b in ((try? catalog.chain(id)) ?? []).dropLast() { keep(b.id, "backup \(id) builds on it") }
+        }
+
         var decisions: [ExpireDecision] = []
         for b in catalog.backups {
             let keys = (catalog.backupObjects[b.id] ?? []).map(\.key)
@@ -134,10 +139,6 @@ public enum ExpirePlanner {
         }
         if let l = holdAll {
             for t in wal.timelines { for n in (wal.segments[t] ?? [:]).keys { need(t, n, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host))") } }
-        }
-        // A kept incremental or differential backup keeps every backup it builds on.
-        for id in Array(keepReasons.keys) {
-            for b in ((try? catalog.chain(id)) ?? []).dropLast() { keep(b.id, "backup \(id) builds on it") }
         }
         for b in catalog.backups where keepReasons[b.id] != nil && b.kind.isPhysical {
             for n in b.startSegment.number...max(b.startSegment.number, b.stopSegment.number) {
