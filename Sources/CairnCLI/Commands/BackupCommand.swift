@@ -131,8 +131,10 @@ struct BackupSummary: Encodable {
     var databases: [String]?
     /// The backup an incremental or differential builds on.
     var parent: String?
+    /// Bytes stored by the whole chain a restore of this backup reads (incremental and differential backups).
+    var chainStoredSize: Int64?
 
-    init(_ m: BackupManifest, pin: Pin? = nil) {
+    init(_ m: BackupManifest, pin: Pin? = nil, catalog: Catalog? = nil) {
         id = m.id
         type = m.kind.rawValue
         startTime = m.start.time
@@ -149,6 +151,7 @@ struct BackupSummary: Encodable {
         self.pin = pin?.reason
         databases = m.databases?.map(\.name)
         parent = m.parent
+        if m.parent != nil { chainStoredSize = catalog?.chainStoredSize(m.id) }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -161,5 +164,6 @@ struct BackupSummary: Encodable {
         case stopWAL = "stop_wal"
         case storedSize = "stored_size"
         case durationSeconds = "duration_seconds"
+        case chainStoredSize = "chain_stored_size"
     }
 }

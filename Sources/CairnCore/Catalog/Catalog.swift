@@ -165,6 +165,11 @@ public struct Catalog: Sendable {
         return chain
     }
 
+    /// Bytes stored by `id`'s whole chain (what its restore reads); nil when a link is missing.
+    public func chainStoredSize(_ id: String) -> Int64? {
+        (try? chain(id)).map { $0.reduce(0) { $0 + $1.storedSize } }
+    }
+
     /// Physical backups whose whole chain is in the repository, oldest first: what a restore can start from.
     public var restorableBackups: [BackupManifest] {
         backups.filter { $0.kind.isPhysical && (try? chain($0.id)) != nil }
