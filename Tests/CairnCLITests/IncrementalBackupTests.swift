@@ -11,7 +11,7 @@ import TestSupport
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct IncrementalBackupTests {
     /// Takes a backup and returns its JSON summary's fields.
     static func backup(_ c: ScratchCluster, _ type: String) throws -> (id: String, type: String, parent: String?, stored: Int64, stderr: String) {
-        let r = try c.cairn(["backup", "--type", type, "--json"])
+        let r = try c.cairn(["--log-level", "info", "backup", "--type", type, "--json"])
         guard r.status == 0 else { throw TestFailure("backup --type \(type) failed (\(r.status)): \(r.stderr)") }
         let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
         return (json["id"] as? String ?? "", json["type"] as? String ?? "", json["parent"] as? String,
@@ -45,6 +45,15 @@ import TestSupport
         let i1 = try Self.backup(c, "incr")
         #expect(i1.type == "incr" && i1.parent == full.id && i1.id.hasSuffix("I"), "\(i1)")
         #expect(i1.stored * 5 < full.stored, "an incremental after a 1 % change stores \(i1.stored) bytes, the full \(full.stored)")
+        // On 17+ the WAL summaries name the changed blocks, and only those are read; on 15 every page's LSN is.
+        let read = try #require(i1.stderr.firstMatch(of: /read_bytes=(\d+) total_bytes=(\d+)/), "\(i1.stderr)")
+        let (readBytes, totalBytes) = (Int64(read.1)!, Int64(read.2)!)
+        if major.rawValue >= 17 {
+            #expect(i1.stderr.contains("changed_blocks=wal-summaries"), "\(i1.stderr)")
+            #expect(readBytes * 5 < totalBytes, "read \(readBytes) of \(totalBytes)")
+        } else {
+            #expect(i1.stderr.contains("changed_blocks=page-lsn"), "\(i1.stderr)")
+        }
 
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN 200001 AND 204000")
         let i2 = try Self.backup(c, "incr")

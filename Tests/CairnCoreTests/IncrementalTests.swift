@@ -170,4 +170,28 @@ private func digests(_ root: String) throws -> String {
             #expect(e.message == "the backup chain is incomplete: no backup holds PG_VERSION", "\(e.message)")
         }
     }
+
+    @Test func theWalSummariesNameWhatAnIncrementalReads() {
+        let c = ChangedBlocks()
+        c.add(tablespace: 1663, database: 5, node: 16384, block: 3, isLimit: false)
+        c.add(tablespace: 1663, database: 5, node: 16384, block: 131_072 + 9, isLimit: false)
+        c.add(tablespace: 1663, database: 5, node: 16385, block: 2, isLimit: true)
+        c.add(tablespace: 1663, database: 7, node: 0, block: 0, isLimit: true)  // database 7 created since
+        c.add(tablespace: 1664, database: 0, node: 1262, block: 0, isLimit: false)
+        let bs = Int64(RelationBlocks.blockSize)
+        #expect(c.selection(path: "base/5/16384", size: 10 * bs, parentBlocks: 8) == .blocks([3, 8, 9]), "changed, then past the parent's length")
+        #expect(c.selection(path: "base/5/16384.1", size: 10 * bs, parentBlocks: 10) == .blocks([9]), "absolute block numbers across segments")
+        #expect(c.selection(path: "base/5/16385", size: 4 * bs, parentBlocks: 6) == .blocks([2, 3]), "truncated to 2 and grown again")
+        #expect(c.selection(path: "base/5/16385.1", size: 4 * bs, parentBlocks: 6) == .whole, "truncated below this segment")
+        #expect(c.selection(path: "base/7/16400", size: 4 * bs, parentBlocks: 4) == .whole, "a database created since")
+        #expect(c.selection(path: "global/1262", size: 2 * bs, parentBlocks: 2) == .blocks([0]))
+        #expect(c.selection(path: "base/5/99999", size: 2 * bs, parentBlocks: 2) == .blocks([]), "unchanged")
+        #expect(c.selection(path: "base/5/16384_vm", size: bs, parentBlocks: 1) == nil)
+        // The summaries must cover the whole range without a hole.
+        #expect(ChangedBlocks.covers([(LSN(0x10), LSN(0x50)), (LSN(0x50), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x10), LSN(0x50)), (LSN(0x60), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x30), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x10), LSN(0x70))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([], from: LSN(0x20), to: LSN(0x80)))
+    }
 }

@@ -76,12 +76,29 @@ enum FileBackup {
         return .success(dir)
     }
 
+    /// The WAL summaries' changed blocks for an incremental, or nil (every page is read) when the server has none
+    /// for the range or may not show them.
+    static func changedBlocks(_ conn: PGConnection, majorVersion: Int, since: LSN, until: LSN) -> ChangedBlocks? {
+        do {
+            let timeline = UInt32(try conn.scalar("SELECT timeline_id::text FROM pg_control_checkpoint()") ?? "") ?? 0
+            return try ChangedBlocks.load(conn, majorVersion: majorVersion, timeline: timeline, from: since, to: until, clock: SystemClock())
+        } catch {
+            logger.info("reading every relation page for the incremental: the WAL summaries cannot be read: \(describeError(error).message)")
+            return nil
+        }
+    }
+
     static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, repo: any Repository, pipeline: Pipeline,
                     id: String, fastCheckpoint: Bool, lanes: Int, bundleSize: Int64, parent: IncrementalParent? = nil,
                     progress: BackupOperation.Progress, begun: inout [String]) throws -> CapturedBackup {
         guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(fastCheckpoint))", ["cairn \(id)"]),
               let startLSN = LSN(startText) else {
             throw CoreError(.backupFailed, "pg_backup_start returned no start position")
+        }
+        var parent = parent
+        if var p = parent {
+            p.changed = changedBlocks(conn, majorVersion: majorVersion, since: p.threshold, until: startLSN)
+            parent = p
         }
         logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(lanes)"])
         var entries = try DataDirectory.scan(dataDirectory: dataDirectory)
@@ -93,7 +110,8 @@ enum FileBackup {
             guard case .symlink(let target) = e.kind, let oid = UInt32(e.path.dropFirst("pg_tblspc/".count)) else { continue }
             spaces.append((oid, target, try DataDirectory.scan(tablespace: target, majorVersion: majorVersion)))
         }
-        progress.onTotal((entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size })
+        let total = (entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size }
+        progress.onTotal(total)
 
         let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
         func copier(_ archive: String, prefix: String = "") -> FileCopier {
@@ -109,6 +127,12 @@ enum FileBackup {
             let c = copier("ts-\(s.oid)", prefix: "pg_tblspc/\(s.oid)/")
             copiers.append((c, s.oid, s.location))
             try c.copy(s.entries)
+        }
+
+        if let p = parent {
+            logger.info("incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
+                        metadata: ["parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
+                                   "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"])
         }
 
         // The last bundle: pg_control as late as possible, then what pg_backup_stop returns.

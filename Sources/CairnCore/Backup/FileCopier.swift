@@ -151,6 +151,8 @@ final class FileCopier: @unchecked Sendable {
                 case .whole: break
                 case .blocks(let parentBlocks):
                     return try addBlocks(e, fd: fd, size: size, parentBlocks: parentBlocks)
+                case .selected(let blocks):
+                    return try addSelected(e, fd: fd, size: size, blocks: blocks)
                 case .unlessUnchanged(let crc):
                     return try addUnlessUnchanged(e, fd: fd, size: size, parentCRC: crc)
                 }
@@ -198,6 +200,46 @@ final class FileCopier: @unchecked Sendable {
             }
             if !numbers.isEmpty { try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers)) }
             owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: nil))
+        }
+
+        /// An incremental's relation file with the WAL summaries: only `blocks` are read (consecutive ones at once),
+        /// in ``BlockDelta`` entries; no entry when there are none.
+        private func addSelected(_ e: DataDirectory.Entry, fd: Int32, size: Int64, blocks: [UInt32]) throws {
+            let bs = RelationBlocks.blockSize
+            if keep == nil { keep = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * bs, alignment: 64) }
+            var numbers: [UInt32] = []
+            var i = 0
+            while i < blocks.count {
+                // A run of consecutive blocks, at most what fits in the read buffer and the entry.
+                var n = 1
+                while i + n < blocks.count && blocks[i + n] == blocks[i] + UInt32(n) && n < buffer.count / bs
+                    && numbers.count + n < BlockDelta.maxBlocks { n += 1 }
+                try preadPadded(fd: fd, n * bs, at: Int64(blocks[i]) * Int64(bs), path: e.source)
+                keep!.baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: buffer.baseAddress!, byteCount: n * bs)
+                numbers += blocks[i..<(i + n)]
+                owner.add(bytes: Int64(n * bs))
+                if numbers.count == BlockDelta.maxBlocks {
+                    try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers))
+                    numbers = []
+                }
+                i += n
+            }
+            if !numbers.isEmpty { try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers)) }
+            owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: nil))
+        }
+
+        /// Reads `n` bytes at `offset` into the buffer, zeros past the end of a file that shrank.
+        private func preadPadded(fd: Int32, _ n: Int, at offset: Int64, path: String) throws {
+            var got = 0
+            while got < n {
+                let r = pread(fd, buffer.baseAddress! + got, n - got, off_t(offset + Int64(got)))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
+                got += r
+            }
         }
 
         /// One ``BlockDelta`` entry with the first `delta.blocks.count` blocks of `keep`.

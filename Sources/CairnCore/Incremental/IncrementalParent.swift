@@ -9,6 +9,8 @@ public struct IncrementalParent: Sendable {
     public var threshold: LSN
     /// Every file at the parent, with the parent's sizes and checksums.
     public var files: PGManifestFiles
+    /// The blocks changed since, from the server's WAL summaries (17+); nil: every page's LSN is read instead.
+    public var changed: ChangedBlocks?
 
     public init(id: String, threshold: LSN, files: PGManifestFiles) {
         self.id = id
@@ -24,8 +26,11 @@ public struct IncrementalParent: Sendable {
     public enum Copy: Equatable, Sendable {
         /// The whole file: new since the parent, not a relation, or its layout is unusual.
         case whole
-        /// The blocks changed since the parent, and those past `parentBlocks` (the file's length in the parent).
+        /// The blocks changed since the parent, and those past `parentBlocks` (the file's length in the parent),
+        /// found by reading every page's LSN.
         case blocks(parentBlocks: Int64)
+        /// Only these blocks (relative to the file, ascending), as the WAL summaries name them.
+        case selected([UInt32])
         /// Left out when its content equals the parent's (this CRC-32C), stored whole otherwise.
         case unlessUnchanged(crc32c: UInt32)
     }
@@ -34,7 +39,13 @@ public struct IncrementalParent: Sendable {
     public func copy(path: String, size: Int64) -> Copy {
         guard path != "global/pg_control", let p = files.files[path] else { return .whole }
         let block = Int64(RelationBlocks.blockSize)
-        if RelationBlocks.isMainFork(path) && size % block == 0 { return .blocks(parentBlocks: p.size / block) }
+        if RelationBlocks.isMainFork(path) && size % block == 0 {
+            switch changed?.selection(path: path, size: size, parentBlocks: p.size / block) {
+            case .whole: return .whole
+            case .blocks(let blocks): return .selected(blocks)
+            case nil: return .blocks(parentBlocks: p.size / block)
+            }
+        }
         if size == p.size, size <= Self.compareWholeLimit, let crc = p.crc32c { return .unlessUnchanged(crc32c: crc) }
         return .whole
     }
