@@ -150,4 +150,43 @@ import TestSupport
         #expect(refused.status == ErrorCode.dataCorrupt.exitCode, "\(refused.stderr)")
         #expect(refused.stderr.contains(key), "\(refused.stderr)")
     }
+
+    /// On 18, Cairn's chain and PostgreSQL's own (`pg_basebackup --incremental`, put together by
+    /// `pg_combinebackup`), taken of the same quiet cluster, restore to the same database.
+    @Test(.enabled(if: PGMajor.tested.contains(.v18)))
+    func aChainRestoresWhatPgCombinebackupRestores() throws {
+        let major = PGMajor.v18
+        let c = try ScratchCluster(name: "incr-combine", major: major) {
+            try TestRepository.config(.local, dir: $0, conninfo: $1, major: major, cluster: ["backup_method: files"])
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        let pgbench = "runuser -u postgres -- \(c.bin)/pgbench -h \(c.socketDir) -p \(c.port) -U postgres"
+        let basebackup = "runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -c fast"
+        try Run.shell("\(pgbench) -i -q -s 3 postgres >/dev/null 2>&1")
+        try c.psql("VACUUM")
+        _ = try Self.backup(c, "full")
+        try Run.shell("\(basebackup) -D \(c.dir)/pg-full")
+        try Run.shell("\(pgbench) -n -c 2 -t 1500 postgres >/dev/null 2>&1")
+        try c.psql("CREATE TABLE later AS SELECT g FROM generate_series(1, 30000) g")
+        try c.psql("DELETE FROM pgbench_accounts WHERE aid > 250000")
+        try c.psql("VACUUM pgbench_accounts")
+        // Quiet from here on: both incrementals see the same data.
+        let i1 = try Self.backup(c, "incr")
+        #expect(i1.type == "incr")
+        try Run.shell("\(basebackup) -D \(c.dir)/pg-incr --incremental=\(c.dir)/pg-full/backup_manifest")
+        try Run.shell("runuser -u postgres -- \(c.bin)/pg_combinebackup -o \(c.dir)/combined \(c.dir)/pg-full \(c.dir)/pg-incr")
+        try c.switchAndWaitForArchive()
+
+        let combined = try ScratchCluster(restoredAt: c.dir + "/combined", dir: c.dir, config: nil)
+        defer { combined.stop() }
+        try Run.shell("echo \"archive_mode = off\" >> \(c.dir)/combined/postgresql.auto.conf")  // never into the repository
+        try combined.start()
+        let ours = try c.restoreAndStart(["--backup", i1.id, "--immediate"])
+        defer { ours.destroy() }
+        for db in ["postgres"] {
+            #expect(try LogicalBackupTests.plainDump(ours, db) == (try LogicalBackupTests.plainDump(combined, db)))
+        }
+        #expect(try ours.psql("SELECT count(*) FROM pgbench_accounts") == "250000")
+    }
 }
