@@ -189,4 +189,38 @@ import TestSupport
         }
         #expect(try ours.psql("SELECT count(*) FROM pgbench_accounts") == "250000")
     }
+
+    /// `kill -9` while an incremental uploads: nothing is committed, and the next incremental builds on the full
+    /// backup and restores exactly.
+    @Test func aKilledIncrementalCommitsNothing() throws {
+        let c = try ScratchCluster(name: "incr-kill") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB", "parallelism: 1"],
+                                      cluster: ["backup_method: files"])
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        let full = try Self.backup(c, "full")
+        try c.psql("UPDATE pgbench_accounts SET abalance = abalance + 1")  // every page changes
+        let pid = try Run.spawnCairnAsPostgres(["--config", c.config!, "backup", "--type", "incr"])
+        var sawUpload = false
+        for _ in 0..<500 {
+            let objects = (try? FileManager.default.contentsOfDirectory(atPath: c.dir + "/repo/backups")) ?? []
+            if objects.contains(where: { $0.hasSuffix("I") }) { sawUpload = true; break }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        #expect(Run.wait(pid) == 128 + SIGKILL)
+        #expect(sawUpload, "the incremental was killed while uploading")
+        let list = try c.cairn(["list", "--json"]).stdout
+        #expect(!list.contains("\"incr\""), "\(list)")
+
+        let expected = try BackupTests.digest(c, "pgbench_accounts")
+        let next = try Self.backup(c, "incr")
+        #expect(next.type == "incr" && next.parent == full.id)
+        try c.switchAndWaitForArchive()
+        let r = try c.restoreAndStart(["--backup", next.id, "--immediate"])
+        defer { r.destroy() }
+        #expect(try BackupTests.digest(r, "pgbench_accounts") == expected)
+    }
 }
