@@ -160,7 +160,7 @@ public enum BackupOperation {
                     try finishCurrentArchive()
                     let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
                     let oid = UInt32(base)
-                    let archive = oid.map { "ts-\($0)" } ?? "base"
+                    let archive = Layout.archiveName(tablespace: oid)
                     writers.append((archive, oid, location,
                                     BundleWriter(repo: repo, pipeline: pipeline, backupId: id, archive: archive,
                                                  bundleSize: options.bundleSize)))

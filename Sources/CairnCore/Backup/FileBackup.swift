@@ -95,12 +95,12 @@ enum FileBackup {
                        lanes: options.parallelism,
                        onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
         }
-        let base = copier("base")
+        let base = copier(Layout.archiveName(tablespace: nil))
         var copiers: [ArchiveCopier] = [ArchiveCopier(copier: base, oid: nil, location: nil)]
         defer { target.wrote(copiers.flatMap { $0.copier.committedKeys }) }
         try base.copy(files.entries)
         for s in files.spaces {
-            let c = copier("ts-\(s.oid)")
+            let c = copier(Layout.archiveName(tablespace: s.oid))
             copiers.append(ArchiveCopier(copier: c, oid: s.oid, location: s.location))
             try c.copy(s.entries)
         }

@@ -9,8 +9,8 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// The newest repository layout version this build reads: 1 = plain, 2 = client-side encrypted (format 2 makes
     /// a cairn that predates encryption refuse the repository instead of misreading it).
     public static let currentFormat = 2
-    public static let key = "cairn.json"
-    public static let copyKey = "cairn.json.copy"
+    public static let key = Layout.repositoryInfoKey
+    public static let copyKey = Layout.repositoryInfoCopyKey
 
     public var format: Int
     public var systemIdentifier: String

@@ -31,8 +31,7 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
 
     /// Keys stored as they are.
     public static func isPlain(_ key: String) -> Bool {
-        key == RepositoryInfo.key || key == RepositoryInfo.copyKey || key == Keyring.key || key == Keyring.copyKey
-            || key.hasPrefix("locks/") || key.hasPrefix("probe/")
+        Layout.identityKeys.contains(key) || key.hasPrefix(Layout.locksPrefix) || key.hasPrefix(Layout.probePrefix)
     }
 
     /// The keyring and its data keys (read once).

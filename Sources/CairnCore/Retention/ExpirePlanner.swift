@@ -268,9 +268,9 @@ public enum ExpirePlanner {
             var expiredRecords: [String: [String]] = [:]
             for o in catalog.records {
                 let age = now.timeIntervalSince(o.lastModified ?? now)
-                let (limit, what) = o.key.hasPrefix("drills/") ? (policy.drillRetention, "drill records")
-                    : o.key.hasPrefix("reports/") ? (policy.reportRetention, "reports")
-                    : (policy.reportRetention, o.key.hasPrefix("history/") ? "job history" : "verify runs")
+                let (limit, what) = o.key.hasPrefix(Layout.drillsPrefix) ? (policy.drillRetention, "drill records")
+                    : o.key.hasPrefix(Layout.reportsPrefix) ? (policy.reportRetention, "reports")
+                    : (policy.reportRetention, o.key.hasPrefix(Layout.historyPrefix) ? "job history" : "verify runs")
                 if age > limit { expiredRecords["\(what) older than \(Units.formatDuration(limit))", default: []].append(o.key) }
             }
             return expiredRecords.sorted(by: { $0.key < $1.key }).map { why, keys in

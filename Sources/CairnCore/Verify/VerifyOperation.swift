@@ -75,11 +75,8 @@ public enum VerifyOperation {
         var verified: [String: Entry]
     }
 
-    static let stateKey = "verify/state.json"
+    static let stateKey = Layout.verifyStateKey
     static let logger = Logger(label: "cairn.verify")
-
-    /// Known top-level prefixes of a repository.
-    static let knownPrefixes = ["cairn.json", "backups/", "wal/", "verify/", "drills/", "reports/", "history/", "probe/", "locks/"]
 
     public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock,
                            progress: BackupOperation.Progress = .init()) throws -> Result {
@@ -103,7 +100,7 @@ public enum VerifyOperation {
         let result = Result(started: started, finished: clock.now(), full: full, objectsChecked: read.counters.checked,
                             objectsSkipped: read.counters.skipped, bytesRead: read.counters.bytes, backupsChecked: catalog.backups.count,
                             walSegments: inventory.walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
-        _ = try? repo.put("verify/runs/\(Layout.backupId(at: started, type: "Z")).json", try SealedDocument.seal(result), options: .overwrite)
+        _ = try? repo.put(Layout.verifyRunKey(started: started), try SealedDocument.seal(result), options: .overwrite)
         return result
     }
 
@@ -241,21 +238,25 @@ public enum VerifyOperation {
         }
     }
 
-    /// Objects no manifest references, outside the prefixes of cairn's own records.
+    /// Objects no manifest references, outside cairn's identity and records (``Layout/recordPrefixes``).
     static func checkUnreferenced(_ all: [ObjectInfo], referenced: Set<String>, problems: Collector) {
-        for o in all where !referenced.contains(o.key) && !o.key.hasPrefix("verify/") && !o.key.hasPrefix("drills/")
-            && !o.key.hasPrefix("reports/") && !o.key.hasPrefix("history/") && !o.key.hasPrefix("locks/")
-            && !o.key.hasPrefix(Layout.timelinesPrefix) && !o.key.hasPrefix(Layout.leasesPrefix)
-            && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey && o.key != Keyring.key && o.key != Keyring.copyKey {
-            let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
-                : "not an object cairn writes"
-            problems.add(.init(kind: "unreferenced", subject: o.key, detail: why, severity: .warning))
+        for o in all where !referenced.contains(o.key) {
+            if let p = unreferencedProblem(o.key) { problems.add(p) }
         }
+    }
+
+    /// What an object no manifest references means: nothing for cairn's identity and records, an interrupted
+    /// backup under `backups/`, a stranger elsewhere.
+    static func unreferencedProblem(_ key: String) -> Problem? {
+        guard !Layout.isRecordOrIdentity(key) else { return nil }
+        let why = key.hasPrefix(Layout.backupsPrefix) ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
+            : "not an object cairn writes"
+        return Problem(kind: "unreferenced", subject: key, detail: why, severity: .warning)
     }
 
     /// Every recorded verify run, oldest first.
     public static func loadRuns(from repo: any Repository) throws -> [Result] {
-        try repo.list(prefix: "verify/runs/").compactMap { o in
+        try repo.list(prefix: Layout.verifyRunsPrefix).compactMap { o in
             guard let b = try? repo.getBytes(o.key) else { return nil }
             return try? SealedDocument.open(Result.self, from: b, what: o.key)
         }.sorted { $0.started < $1.started }
