@@ -77,7 +77,7 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// Throws `key.missing` when the repository is encrypted but `repo` has no master key, `config.invalid` in the
     /// opposite case.
     public func checkEncryption(_ repo: any Repository) throws {
-        let keyed = repo is EncryptedRepository
+        let keyed = repo.capabilities.contains(.decrypts)
         if encryption != nil && !keyed {
             throw CoreError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
                             hint: Pipeline.keyHint)

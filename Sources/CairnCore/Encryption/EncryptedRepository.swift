@@ -27,7 +27,7 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
     public var location: String { base.location }
     /// The wrapped store's identity.
     public var identity: String { base.identity }
-    public var capabilities: RepositoryCapabilities { base.capabilities }
+    public var capabilities: RepositoryCapabilities { base.capabilities.union(.decrypts) }
 
     /// Keys stored as they are.
     public static func isPlain(_ key: String) -> Bool {
