@@ -50,29 +50,45 @@ public final class BaseBackupStream {
 
     /// Runs the backup, passing every event to `handler` in order.
     public func run(label: String, fastCheckpoint: Bool = true, handler: (Event) throws -> Void) throws -> Result {
-        let conn = connection.conn
         let quoted = label.replacingOccurrences(of: "'", with: "''")
         let cmd = "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, PROGRESS true, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
-        guard PQsendQuery(conn, cmd) == 1 else { throw failure("BASE_BACKUP could not be sent") }
+        guard PQsendQuery(connection.conn, cmd) == 1 else { throw failure("BASE_BACKUP could not be sent") }
+        let start = try position("start")
+        let tablespaces = try readTablespaces(handler)
+        try readCopyStream(handler)
+        let stop = try position("end")
+        try awaitCompletion()
+        return Result(startLSN: start.lsn, startTimeline: start.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline,
+                      tablespaces: tablespaces)
+    }
 
-        // 1. start position and timeline
-        let startRow = try nextTuples("BASE_BACKUP start")
-        guard let s = startRow.first, s.count >= 2, let startLSN = LSN(s[0] ?? ""), let startTLI = UInt32(s[1] ?? "") else {
-            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected start position")
+    /// The start or end position and timeline (a one-row result).
+    private func position(_ which: String) throws -> (lsn: LSN, timeline: UInt32) {
+        let row = try nextTuples("BASE_BACKUP \(which)")
+        guard let s = row.first, s.count >= 2, let lsn = LSN(s[0] ?? ""), let tli = UInt32(s[1] ?? "") else {
+            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected \(which) position")
         }
-        // 2. tablespaces
+        return (lsn, tli)
+    }
+
+    /// The tablespaces, with the estimated total size passed on as an event.
+    private func readTablespaces(_ handler: (Event) throws -> Void) throws -> [Tablespace] {
         let tsRows = try nextTuples("BASE_BACKUP tablespaces")
         let tablespaces = tsRows.map { Tablespace(oid: $0.first.flatMap { $0.flatMap { UInt32($0) } },
                                                   location: $0.count > 1 ? $0[1] : nil) }
         // With PROGRESS, each tablespace row carries its size in kB.
         let sizes = tsRows.compactMap { $0.count > 2 ? $0[2].flatMap { Int64($0) } : nil }
         if !sizes.isEmpty { try handler(.estimate(sizes.reduce(0, +) * 1024)) }
-        // 3. the COPY stream
+        return tablespaces
+    }
+
+    /// The COPY stream: every archive, its data, the manifest and progress messages, as events.
+    private func readCopyStream(_ handler: (Event) throws -> Void) throws {
+        let conn = connection.conn
         guard let copy = PQgetResult(conn) else { throw failure("BASE_BACKUP ended before its data") }
         let status = PQresultStatus(copy)
         PQclear(copy)
         guard status == PGRES_COPY_OUT else { throw failure("BASE_BACKUP did not start its data stream") }
-        var bytes: Int64 = 0
         while true {
             var buf: UnsafeMutablePointer<CChar>?
             let n = PQgetCopyData(conn, &buf, 0)
@@ -80,42 +96,41 @@ public final class BaseBackupStream {
             if n < -1 { throw failure("the backup stream broke") }
             guard let b = buf else { continue }
             defer { PQfreemem(b) }
-            let msg = UnsafeRawBufferPointer(start: b, count: Int(n))
-            guard let type = msg.first else { continue }
-            let body = UnsafeRawBufferPointer(rebasing: msg[1...])
-            switch type {
-            case UInt8(ascii: "n"):
-                let parts = body.split(separator: 0, omittingEmptySubsequences: false)
-                let name = parts.count > 0 ? String(decoding: parts[0], as: UTF8.self) : ""
-                let loc = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : ""
-                try handler(.archive(name: name, location: loc.isEmpty ? nil : loc))
-            case UInt8(ascii: "d"):
-                bytes += Int64(body.count)
-                try handler(.data(body))
-            case UInt8(ascii: "m"):
-                try handler(.manifestStart)
-            case UInt8(ascii: "p"):
-                if body.count >= 8 {
-                    try handler(.progress(Int64(bigEndian: body.loadUnaligned(as: Int64.self))))
-                }
-            default:
-                throw PostgresError(.pgQuery, "BASE_BACKUP sent an unknown message type \(type)")
+            try dispatch(UnsafeRawBufferPointer(start: b, count: Int(n)), handler)
+        }
+    }
+
+    /// One COPY message as an event: `n` a new archive, `d` data, `m` the manifest begins, `p` progress.
+    private func dispatch(_ msg: UnsafeRawBufferPointer, _ handler: (Event) throws -> Void) throws {
+        guard let type = msg.first else { return }
+        let body = UnsafeRawBufferPointer(rebasing: msg[1...])
+        switch type {
+        case UInt8(ascii: "n"):
+            let parts = body.split(separator: 0, omittingEmptySubsequences: false)
+            let name = parts.count > 0 ? String(decoding: parts[0], as: UTF8.self) : ""
+            let loc = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : ""
+            try handler(.archive(name: name, location: loc.isEmpty ? nil : loc))
+        case UInt8(ascii: "d"):
+            try handler(.data(body))
+        case UInt8(ascii: "m"):
+            try handler(.manifestStart)
+        case UInt8(ascii: "p"):
+            if body.count >= 8 {
+                try handler(.progress(Int64(bigEndian: body.loadUnaligned(as: Int64.self))))
             }
+        default:
+            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unknown message type \(type)")
         }
-        // 4. end position
-        let endRow = try nextTuples("BASE_BACKUP end")
-        guard let e = endRow.first, e.count >= 2, let stopLSN = LSN(e[0] ?? ""), let stopTLI = UInt32(e[1] ?? "") else {
-            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected end position")
-        }
-        // 5. command complete
-        while let r = PQgetResult(conn) {
+    }
+
+    /// Reads the results up to command completion; an error among them fails the backup.
+    private func awaitCompletion() throws {
+        while let r = PQgetResult(connection.conn) {
             let st = PQresultStatus(r)
             let msg = String(cString: PQresultErrorMessage(r))
             PQclear(r)
             if st == PGRES_FATAL_ERROR { throw PostgresError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))") }
         }
-        return Result(startLSN: startLSN, startTimeline: startTLI, stopLSN: stopLSN, stopTimeline: stopTLI,
-                      tablespaces: tablespaces)
     }
 
     private func nextTuples(_ what: String) throws -> [[String?]] {

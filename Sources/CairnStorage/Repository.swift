@@ -54,6 +54,9 @@ public struct RepositoryCapabilities: OptionSet, Sendable {
     /// A successful write proves the store holds exactly the bytes sent (e.g. S3 checked Content-MD5 and returned
     /// the MD5 as ETag), so reading the object back adds nothing.
     public static let verifiedWrites = RepositoryCapabilities(rawValue: 1 << 4)
+    /// Objects are encrypted on write and decrypted on read by a layer holding the master key: stored bytes that
+    /// are ciphertext are expected (without it, they mean that a key is missing).
+    public static let decrypts = RepositoryCapabilities(rawValue: 1 << 5)
 }
 
 /// A byte range `[start, end)` of an object; `end == nil` means to the end of the object.

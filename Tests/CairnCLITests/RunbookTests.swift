@@ -105,6 +105,14 @@ enum Runbooks {
         }
     }
 
+    /// Each scenario has its own test in ``RunbookTests`` (one `@Test` per runbook).
+    @Test func everyScenarioHasItsTest() throws {
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
+        for scenario in Runbooks.scenarios {
+            #expect(source.contains("try scenario(\"\(scenario)\")"), "RunbookTests has a test for \(scenario).md")
+        }
+    }
+
     @Test func theParserTakesOnlyShTestedBlocks() {
         let text = """
         # T
@@ -270,44 +278,74 @@ enum Runbooks {
         return victim
     }
 
-    @Test(arguments: Runbooks.scenarios)
-    func runbookWorks(_ name: String) throws {
+    /// One runbook's scenario: its cluster (see ``prepare``), the folder its scripts run in, and the digest of
+    /// `app.orders` before anything happened.
+    struct Scenario {
+        let name: String
+        let c: ScratchCluster
+        var work: String { c.dir + "/work" }
+        let before: String
+
+        /// Runs the runbook's tested blocks with `env`.
+        @discardableResult
+        func run(_ env: [String: String]) throws -> ProcessResult { try RunbookTests.runRunbook(name, c, environment: env) }
+    }
+
+    /// Prepares runbook `name`'s cluster, runs `body` with the scenario and the base environment, then stops any
+    /// server the runbook left running and removes the cluster.
+    func scenario(_ name: String, _ body: (Scenario, inout [String: String]) throws -> Void) throws {
+        try #require(Runbooks.scenarios.contains(name), "\(name) is one of Runbooks.scenarios")
         let began = Date()
         let c = try Self.prepare(name)
         defer {
             Self.stopServers(under: c.dir + "/work")
             c.destroy()
         }
-        let work = c.dir + "/work"
         var env = Self.baseEnvironment(c)
-        let before = try Self.digest(host: c.socketDir, port: c.port)
-        #expect(before.hasPrefix("1000:"))
+        let s = Scenario(name: name, c: c, before: try Self.digest(host: c.socketDir, port: c.port))
+        #expect(s.before.hasPrefix("1000:"))
+        try body(s, &env)
+        Measurements.record(["runbook \(name).md: test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"])
+    }
 
-        switch name {
-        case "restore-latest":
+    @Test func restoreLatest() throws {
+        try scenario("restore-latest") { s, env in
+            let c = s.c
+            let before = s.before
             c.stop()
             try Run.shell("find \(c.data) -mindepth 1 -delete")
-            try Self.runRunbook(name, c, environment: env)
+            try s.run(env)
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before)
             #expect(try c.psql("SELECT pg_is_in_recovery()") == "f")
             #expect(try c.psql("SELECT timeline_id FROM pg_control_checkpoint()") == "2")
             #expect(try Self.backupIds(c).count == 2, "the runbook took a fresh backup")
+        }
+    }
 
-        case "restore-pitr":
+    @Test func restorePointInTime() throws {
+        try scenario("restore-pitr") { s, env in
+            let c = s.c
+            let before = s.before
             usleep(1_000_000)
             env["TARGET"] = try Self.serverTime(c)
             usleep(1_000_000)
             try c.psql("UPDATE orders SET amount = 0", database: "app")
             try c.switchAndWaitForArchive()
             #expect(try Self.digest(host: c.socketDir, port: c.port) != before)
-            try Self.runRunbook(name, c, environment: env)
+            try s.run(env)
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before, "the cluster is back at TARGET")
             #expect(try c.psql("SELECT pg_is_in_recovery()") == "f")
             let autoConf = try String(contentsOfFile: c.data + "/postgresql.auto.conf", encoding: .utf8)
             #expect(!autoConf.contains("recovery_target_time ="), "the target was removed from the settings")
             #expect(try Self.backupIds(c).count == 2)
+        }
+    }
 
-        case "dropped-table":
+    @Test func droppedTable() throws {
+        try scenario("dropped-table") { s, env in
+            let c = s.c
+            let work = s.work
+            let before = s.before
             usleep(1_000_000)
             env["TARGET"] = try Self.serverTime(c)
             usleep(1_000_000)
@@ -316,13 +354,19 @@ enum Runbooks {
             env["DB"] = "app"
             env["TABLE"] = "orders"
             env["SIDE_PORT"] = String(LocalPort.free())
-            try Self.runRunbook(name, c, environment: env)
+            try s.run(env)
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before, "orders is back with its 1000 rows")
             #expect(try c.psql("SELECT to_regclass('later') IS NOT NULL", database: "app") == "t", "production kept its later writes")
             #expect(try c.psql("SELECT nextval('orders_id_seq')", database: "app") == "1001", "the sequence came back too")
             #expect(!FileManager.default.fileExists(atPath: work + "/side"), "the side cluster is removed")
+        }
+    }
 
-        case "side-restore":
+    @Test func sideRestore() throws {
+        try scenario("side-restore") { s, env in
+            let c = s.c
+            let work = s.work
+            let before = s.before
             // A copy promoted while production was down archived timeline 2: nothing could tell what it is.
             c.stop()
             let copyDir = c.dir + "/stray"
@@ -337,13 +381,18 @@ enum Runbooks {
             #expect(try c.cairn(["restore", "--latest", "--dry-run"]).status == ErrorCode.repoAmbiguousHistory.exitCode)
             env["TL"] = "2"
             env["REASON"] = "a copy restored for a test"
-            let r = try Self.runRunbook(name, c, environment: env)
+            let r = try s.run(env)
             #expect(r.stdout.contains("undecided"))
             #expect(try c.cairn(["timeline", "--json"]).stdout.contains("\"copy\""))
             #expect(try String(contentsOfFile: work + "/copy/postgresql.auto.conf", encoding: .utf8).contains("archive_mode = 'off'"))
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before)
+        }
+    }
 
-        case "wal-archiving":
+    @Test func walArchiving() throws {
+        try scenario("wal-archiving") { s, env in
+            let c = s.c
+            let before = s.before
             // Archiving breaks: archive_command names a configuration file that was moved away.
             try c.psql("ALTER SYSTEM SET archive_command = '\(Run.installedCairn) --config \(c.dir)/moved-away.yaml wal-push %p'")
             try c.psql("SELECT pg_reload_conf()")
@@ -357,7 +406,7 @@ enum Runbooks {
             #expect(try c.psql("SELECT failed_count > 0 FROM pg_stat_archiver") == "t", "archiving is failing before the runbook")
             let ready: () throws -> String = { try Run.shell("find \(c.data)/pg_wal/archive_status -name '*.ready' | wc -l").stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
             #expect(try ready() != "0")
-            let r = try Self.runRunbook(name, c, environment: env)
+            let r = try s.run(env)
             #expect(r.stdout.contains("archive_command FAILED"), "step 2 shows the failure")
             #expect(r.stderr.contains("[config.missing]"), "step 2 shows cairn's error code")
             #expect(try ready() == "0")
@@ -367,14 +416,18 @@ enum Runbooks {
             let last = timelines.compactMap { $0["last_segment"] as? String }.max() ?? ""
             #expect(last >= seg, "the repository has \(seg) (newest: \(last))")
             #expect(timelines.allSatisfy { ($0["gaps"] as? [Any])?.isEmpty ?? true })
+        }
+    }
 
-        case "drill-failed":
+    @Test func drillFailed() throws {
+        try scenario("drill-failed") { s, env in
+            let c = s.c
             let second = try c.cairn(["backup", "--json"])
             let b2 = try #require((try Self.json(second.stdout) as? [String: Any])?["id"] as? String, "\(second.stderr)")
             let b1 = try #require(try Self.backupIds(c).first)
             let repo = Self.repository(prefix: try Self.prefix(of: c.config!))
             _ = try Self.damageFirstBundle(of: b2, in: repo)
-            let r = try Self.runRunbook(name, c, environment: env)
+            let r = try s.run(env)
             #expect(r.stdout.contains("FAIL restore"), "step 1 names the failing check")
             let ids = try Self.backupIds(c)
             #expect(ids.count == 3, "a fresh backup was taken")
@@ -383,12 +436,16 @@ enum Runbooks {
             #expect(drills.contains { $0.backupId == b2 && $0.verdict == .fail })
             #expect(drills.contains { $0.backupId == b1 && $0.verdict == .pass }, "the other backup was drilled")
             #expect(drills.contains { $0.backupId == b3 && $0.verdict == .pass }, "the fresh backup was drilled")
+        }
+    }
 
-        case "repository-damaged":
+    @Test func repositoryDamaged() throws {
+        try scenario("repository-damaged") { s, env in
+            let c = s.c
             let b1 = try #require(try Self.backupIds(c).first)
             let repo = Self.repository(prefix: try Self.prefix(of: c.config!))
             let victim = try Self.damageFirstBundle(of: b1, in: repo)
-            let r = try Self.runRunbook(name, c, environment: env)
+            let r = try s.run(env)
             #expect(r.stdout.contains("ERROR damaged-object \(victim)"), "step 1 names the damaged object")
             let ids = try Self.backupIds(c)
             #expect(ids.count == 2)
@@ -396,8 +453,12 @@ enum Runbooks {
             #expect(try repo.head("backups/\(b2)/pin.json") != nil, "the new backup is pinned")
             #expect(try DrillRecord.loadAll(from: repo).contains { $0.backupId == b2 && $0.verdict == .pass })
             #expect(try repo.head(victim) != nil, "nothing was deleted by hand")
+        }
+    }
 
-        case "move-repository":
+    @Test func moveRepository() throws {
+        try scenario("move-repository") { s, env in
+            let c = s.c
             let oldPrefix = try Self.prefix(of: c.config!)
             let newPrefix = TestEnvironment.uniqueName("moved")
             let newConfig = c.dir + "/cairn-new.yaml"
@@ -413,7 +474,7 @@ enum Runbooks {
             env["AWS_DEFAULT_REGION"] = TestEnvironment.value("CAIRN_TEST_S3_REGION")
             env["AWS_ENDPOINT_URL"] = TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT")
             env["AWS_CA_BUNDLE"] = TestEnvironment.value("CAIRN_TEST_S3_CA")
-            try Self.runRunbook(name, c, environment: env)
+            try s.run(env)
             let verify = try Run.cairnAsPostgres(["--config", newConfig, "verify", "--full"])
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
             #expect(try Self.backupIds(c, config: newConfig).count == 2, "the old backup was copied and a new one taken")
@@ -425,8 +486,14 @@ enum Runbooks {
             let key = "wal/\(seg.prefix(8))/\(seg).zst"
             #expect(try Self.repository(prefix: newPrefix).head(key) != nil, "\(seg) was archived to the new prefix")
             #expect(try Self.repository(prefix: oldPrefix).head(key) == nil, "\(seg) was not archived to the old prefix")
+        }
+    }
 
-        case "disaster-recovery":
+    @Test func disasterRecovery() throws {
+        try scenario("disaster-recovery") { s, env in
+            let c = s.c
+            let work = s.work
+            let before = s.before
             c.stop()  // the old host is gone
             let port = LocalPort.free()
             let newConfig = c.dir + "/cairn-newhost.yaml"
@@ -438,7 +505,7 @@ enum Runbooks {
             env["PGDATA"] = work + "/pgdata"
             env["PGHOST"] = work
             env["PGPORT"] = String(port)
-            try Self.runRunbook(name, c, environment: env)
+            try s.run(env)
             #expect(try Self.digest(host: work, port: port) == before)
             #expect(try Self.psql(host: work, port: port, "SELECT pg_is_in_recovery()") == "f")
             #expect(try Self.psql(host: work, port: port, "SHOW archive_mode") == "on")
@@ -448,15 +515,21 @@ enum Runbooks {
             let timelines = (try Self.json(info.stdout) as? [String: Any])?["timelines"] as? [[String: Any]] ?? []
             #expect(timelines.contains { ($0["timeline"] as? Int) == 2 && (($0["segments"] as? Int) ?? 0) > 0 && ($0["parent"] as? Int) == 1 },
                     "the new host archives timeline 2, with its history: \(info.stdout)")
+        }
+    }
 
-        case "rotate-master-key":
+    @Test func rotateMasterKey() throws {
+        try scenario("rotate-master-key") { s, env in
+            let c = s.c
+            let work = s.work
+            let before = s.before
             let oldKey = c.dir + "/master.key"
             let oldConfig = c.dir + "/cairn-old-key.yaml"
             try FileManager.default.copyItem(atPath: c.config!, toPath: oldConfig)
             try Run.shell("chown postgres:postgres \(oldConfig)")
             let oldKeyText = try String(contentsOfFile: oldKey, encoding: .utf8)
             env["NEW_KEY"] = work + "/master-new.key"
-            let r = try Self.runRunbook(name, c, environment: env)
+            let r = try s.run(env)
             #expect(r.stdout.contains("the configured master key opens the keyring"))
             #expect(!FileManager.default.fileExists(atPath: oldKey), "the old key file was destroyed")
             #expect(try String(contentsOfFile: c.config!, encoding: .utf8).contains("key_file: \(work)/master-new.key"))
@@ -471,10 +544,6 @@ enum Runbooks {
             let restored = try c.restoreAndStart()
             defer { restored.destroy() }
             #expect(try Self.digest(host: restored.socketDir, port: restored.port) == before)
-
-        default:
-            Issue.record("no scenario for runbook \(name)")
         }
-        Measurements.record(["runbook \(name).md: test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"])
     }
 }

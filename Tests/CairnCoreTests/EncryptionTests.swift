@@ -33,6 +33,19 @@ import TestSupport
         if size > 64 { #expect(!raw.dropFirst(ObjectCipher.headerLength).starts(with: data.prefix(32)), "content is not stored in clear") }
     }
 
+    /// The encryption layer says it decrypts through a capability, which a wrapper around it passes on (no type
+    /// check): the pipeline reads ciphertext through it, and without it names the missing key.
+    @Test func decryptingIsACapability() throws {
+        let base = MemoryRepository()
+        let repo = try Self.encrypted(base)
+        #expect(!base.capabilities.contains(.decrypts))
+        #expect(repo.capabilities == base.capabilities.union(.decrypts))
+        let digest = try Pipeline().store(repo, key: "wal/x", bytes: Array("some WAL".utf8), options: .createOnly)
+        #expect(try Pipeline().load(repo, key: "wal/x", expected: nil) { _ in }.size == digest.size)
+        let withoutKey = #expect(throws: CoreError.self) { try Pipeline().load(base, key: "wal/x", expected: nil) { _ in } }
+        #expect(withoutKey?.code == .keyMissing)
+    }
+
     @Test func sizesThatNoObjectHasAreRejected() {
         #expect(ObjectCipher.plainSize(ofStored: 10) == nil)
         #expect(ObjectCipher.plainSize(ofStored: Int64(ObjectCipher.headerLength + 15)) == nil)

@@ -119,7 +119,7 @@ private let now = minute(30)
 private let restoreCommand = "cairn wal-fetch %f %p"
 
 private func plan(_ s: Scenario, _ target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
-                  action: String = "promote", inclusive: Bool = true) throws -> RecoveryPlan {
+                  action: RecoveryTargetAction = .promote, inclusive: Bool = true) throws -> RecoveryPlan {
     try RecoveryPlanner.plan(s.catalog, target: target, timeline: timeline, backupId: backupId, action: action,
                              inclusive: inclusive, restoreCommand: restoreCommand, now: now)
 }
@@ -335,7 +335,7 @@ extension RecoveryPlannerTests {
                 "recovery_target_action=promote",
                 "recovery_target_timeline=1",
             ])
-            let q = try plan(.oneTimeline, .time(minute(12)), timeline: 1, action: "pause", inclusive: false)
+            let q = try plan(.oneTimeline, .time(minute(12)), timeline: 1, action: .pause, inclusive: false)
             #expect(settings(q) == [
                 "restore_command=\(restoreCommand)",
                 "recovery_target_time=2026-09-21 14:25:20.000000+00",
@@ -423,7 +423,7 @@ extension RecoveryPlannerTests {
             #expect(x.backupId == "B2")
             #expect(settings(x).dropFirst().first == "recovery_target_xid=4711")
             #expect(settings(x).contains("recovery_target_inclusive=off"))
-            let n = try plan(.oneTimeline, .name("before-upgrade"), action: "shutdown")
+            let n = try plan(.oneTimeline, .name("before-upgrade"), action: .shutdown)
             #expect(settings(n) == [
                 "restore_command=\(restoreCommand)",
                 "recovery_target_name=before-upgrade",

@@ -23,80 +23,79 @@ struct CheckCommand: AsyncParsableCommand {
         var hint: String?
     }
 
-    func run() async throws {
+    /// The rows so far, and the first failure (the command's error).
+    struct Results {
         var items: [Item] = []
         var firstError: (any Error)?
-        func fail(_ name: String, _ error: any Error) {
-            let (code, message, hint) = describeError(error)
-            items.append(Item(name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue, hint: hint.map(Redaction.redact)))
-            firstError = firstError ?? error
-        }
 
-        let ctx: AppContext
-        do {
-            ctx = try AppContext.load(global)
-            items.append(Item(name: "configuration", ok: true, detail: ctx.config.sourcePath ?? "-"))
-        } catch {
-            fail("configuration", error)
-            return try finish(items, firstError)
-        }
-
-        let cluster: ClusterInfo? = await {
+        /// Runs one check: a row with its detail when it passes (and its value for later checks), else a row with
+        /// the error (nil).
+        mutating func record<T>(_ name: String, _ body: () async throws -> (T, String)) async -> T? {
             do {
-                let info = try await Blocking.run { () -> (ClusterInfo, String) in
-                    let c = try ctx.connect()
-                    let info = try ClusterInfo.read(c)
-                    let walLevel = try c.scalar("SHOW wal_level") ?? "?"
-                    let archiveMode = try c.scalar("SHOW archive_mode") ?? "?"
-                    return (info, "wal_level=\(walLevel), archive_mode=\(archiveMode)")
-                }
-                let v = info.0.versionNum
-                items.append(Item(name: "cluster", ok: true,
-                                  detail: "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.0.systemIdentifier), \(info.1)"))
-                return info.0
+                let (value, detail) = try await body()
+                items.append(Item(name: name, ok: true, detail: detail))
+                return value
             } catch {
-                fail("cluster", error)
+                let (code, message, hint) = describeError(error)
+                items.append(Item(name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue, hint: hint.map(Redaction.redact)))
+                firstError = firstError ?? error
                 return nil
             }
-        }()
-
-        // The programs cairn runs for this cluster (logical backups, restores, drills) must be of its major.
-        if let cluster {
-            do {
-                let tools = try await ctx.tools.matching(major: cluster.majorVersion, ToolVersions.checkedByCheck, for: "the cluster")
-                items.append(Item(name: "programs", ok: true,
-                                  detail: "PostgreSQL \(cluster.majorVersion)'s programs in \(tools.binDirectory)\(ctx.tools.isConfigured ? "" : " (found by the major)")"))
-            } catch {
-                fail("programs", error)
-            }
         }
-
-        do {
-            let detail = try await Blocking.run { () -> String in
-                let repo = try ctx.makeRepository()
-                let probe = try RepositoryProbe.run(repo: repo)
-                var detail = "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms)"
-                let info = try RepositoryInfo.require(from: repo)
-                if let cluster { try info.checkBelongs(to: cluster, repo: repo) }
-                detail += "; initialised for cluster \(info.systemIdentifier)"
-                return detail
-            }
-            items.append(Item(name: "repository", ok: true, detail: detail))
-        } catch {
-            fail("repository", error)
-        }
-        if items.last?.name == "repository" && items.last?.ok == true {
-            do {
-                try await Blocking.run { try RepositoryProbe.proveCreateOnly(repo: try ctx.makeRepository()) }
-                items.append(Item(name: "create-only", ok: true, detail: "the store refuses to replace an object on a create-only write"))
-            } catch {
-                fail("create-only", error)
-            }
-        }
-        try finish(items, firstError)
     }
 
-    private func finish(_ items: [Item], _ firstError: (any Error)?) throws {
+    func run() async throws {
+        var results = Results()
+        guard let ctx = await results.record("configuration", {
+            let ctx = try AppContext.load(global)
+            return (ctx, ctx.config.sourcePath ?? "-")
+        }) else { return try finish(results) }
+        let cluster = await results.record("cluster") { try await clusterRow(ctx) }
+        // The programs cairn runs for this cluster (logical backups, restores, drills) must be of its major.
+        if let cluster { _ = await results.record("programs") { ((), try await programsRow(ctx, cluster)) } }
+        if await results.record("repository", { ((), try await repositoryRow(ctx, cluster: cluster)) }) != nil {
+            _ = await results.record("create-only") {
+                try await Blocking.run { try RepositoryProbe.proveCreateOnly(repo: try ctx.makeRepository()) }
+                return ((), "the store refuses to replace an object on a create-only write")
+            }
+        }
+        try finish(results)
+    }
+
+    /// The cluster's identity and version, with its WAL settings.
+    private func clusterRow(_ ctx: AppContext) async throws -> (ClusterInfo, String) {
+        let info = try await Blocking.run { () -> (ClusterInfo, String) in
+            let c = try ctx.connect()
+            let info = try ClusterInfo.read(c)
+            let walLevel = try c.scalar("SHOW wal_level") ?? "?"
+            let archiveMode = try c.scalar("SHOW archive_mode") ?? "?"
+            return (info, "wal_level=\(walLevel), archive_mode=\(archiveMode)")
+        }
+        let v = info.0.versionNum
+        return (info.0, "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.0.systemIdentifier), \(info.1)")
+    }
+
+    /// Where the programs of the cluster's major are.
+    private func programsRow(_ ctx: AppContext, _ cluster: ClusterInfo) async throws -> String {
+        let tools = try await ctx.tools.matching(major: cluster.majorVersion, ToolVersions.checkedByCheck, for: "the cluster")
+        return "PostgreSQL \(cluster.majorVersion)'s programs in \(tools.binDirectory)\(ctx.tools.isConfigured ? "" : " (found by the major)")"
+    }
+
+    /// The repository is reachable, writable and initialised for this cluster.
+    private func repositoryRow(_ ctx: AppContext, cluster: ClusterInfo?) async throws -> String {
+        try await Blocking.run { () -> String in
+            let repo = try ctx.makeRepository()
+            let probe = try RepositoryProbe.run(repo: repo)
+            var detail = "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms)"
+            let info = try RepositoryInfo.require(from: repo)
+            if let cluster { try info.checkBelongs(to: cluster, repo: repo) }
+            detail += "; initialised for cluster \(info.systemIdentifier)"
+            return detail
+        }
+    }
+
+    private func finish(_ results: Results) throws {
+        let (items, firstError) = (results.items, results.firstError)
         if json {
             try Output.json(items)
         } else {

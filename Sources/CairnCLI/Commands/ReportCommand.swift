@@ -52,7 +52,7 @@ struct ReportCommand: AsyncParsableCommand {
                                           ("report.html", Array(HTMLReport.render(model).utf8)),
                                           ("report.json", Array(try e.encode(model)))]
         try await Blocking.run {
-            for (name, bytes) in files { try repo.put("reports/\(month)/\(name)", bytes, options: .overwrite) }
+            for (name, bytes) in files { try repo.put(Layout.reportKey(month: month, file: name), bytes, options: .overwrite) }
         }
         if let output {
             do {

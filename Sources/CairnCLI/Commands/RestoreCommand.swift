@@ -17,7 +17,6 @@ struct RestoreCommand: AsyncParsableCommand {
         user that will own the cluster.
         """)
 
-    enum Action: String, ExpressibleByArgument, CaseIterable { case promote, pause, shutdown }
     enum ArchiveMode: String, ExpressibleByArgument, CaseIterable { case preserve, off }
 
     @OptionGroup var global: GlobalOptions
@@ -30,7 +29,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Recover to this restore point (pg_create_restore_point).") var targetName: String?
     @Flag(name: .long, help: "Stop as soon as the backup is consistent.") var immediate = false
     @Flag(name: .long, help: "Replay all archived WAL (the default).") var latest = false
-    @Option(name: .long, help: "What PostgreSQL does at the target: promote, pause or shutdown.") var targetAction: Action = .promote
+    @Option(name: .long, help: "What PostgreSQL does at the target: promote, pause or shutdown.") var targetAction: RecoveryTargetAction = .promote
     @Option(name: .long, help: "Timeline to recover along (default: the newest).") var targetTimeline: UInt32?
     @Flag(name: .long, help: "Stop just before the target instead of just after it.") var targetExclusive = false
     @Option(name: .long, parsing: .singleValue, help: "Restore a tablespace elsewhere: OID=DIRECTORY (repeatable).")
@@ -135,7 +134,7 @@ struct RestoreCommand: AsyncParsableCommand {
     /// lease to the plan, and lays the backup out.
     func restore(_ ctx: AppContext, repo: any Repository, lease: Lease, options: RestoreOperation.Options,
                  restoreCommand: String) async throws -> (RecoveryPlan, RestoreOperation.Result?) {
-        let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction.rawValue, targetTimeline,
+        let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction, targetTimeline,
                                                                  !targetExclusive, self.dryRun)
         let progress = ProgressLine(label: "restore", global: global, json: json)
         defer { progress.done() }
@@ -255,3 +254,5 @@ enum ShellQuote {
         return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }
+
+extension RecoveryTargetAction: ExpressibleByArgument {}

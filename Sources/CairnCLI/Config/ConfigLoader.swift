@@ -36,8 +36,28 @@ public struct ConfigLoader {
         guard let root = r.parse(text) else { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
         let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "archive", "limits", "retention", "drills", "schedule", "metrics"])
         var overrides: [String] = []
+        let cluster = loadCluster(top, r)
+        let (repository, encryption) = loadRepository(top, r, &overrides)
+        let z = top?.section("compression", allowed: ["level", "threads"])
+        let compression = Configuration.Compression(level: z?.int("level", range: 1...19) ?? 3,
+                                                    threads: z?.int("threads", range: 0...64) ?? 0)
+        let archive = Configuration.Archive(async: top?.section("archive", allowed: ["async"])?.bool("async") ?? false)
+        let limits = loadLimits(top, r)
+        let (retention, retentionSource) = try loadRetention(top, r, file: file)
+        let drills = try loadDrills(top, r, file: file)
+        let (schedulePath, schedule) = try loadSchedule(top, r, file: file)
+        checkOrphanSafetyAge(retention, schedule, top, r)
+        let listen = loadMetricsListen(top, r)
 
-        // cluster
+        if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
+        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, archive: archive, limits: limits,
+                             retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
+                             metricsListen: listen, drills: drills,
+                             sourcePath: file, environmentOverrides: overrides)
+    }
+
+    /// `cluster`: how to reach the cluster, its data and program directories, the backup method.
+    private func loadCluster(_ top: YAMLReader.Section?, _ r: YAMLReader) -> Configuration.Cluster {
         let c = top?.section("cluster", allowed: ["connection", "data_directory", "bin_directory", "backup_method"])
         let cluster = Configuration.Cluster(
             connection: c?.string("connection") ?? "",
@@ -47,8 +67,12 @@ public struct ConfigLoader {
         if let d = cluster.dataDirectory, !d.hasPrefix("/") {
             r.report(line: c?.line("data_directory"), "cluster.data_directory must be an absolute path")
         }
+        return cluster
+    }
 
-        // repository
+    /// `repository`: a local folder or an S3 bucket (with overrides from the environment), and the encryption key.
+    private func loadRepository(_ top: YAMLReader.Section?, _ r: YAMLReader,
+                                _ overrides: inout [String]) -> (Configuration.RepositoryKind, Configuration.EncryptionKey?) {
         var repository = Configuration.RepositoryKind.local(path: "/var/lib/cairn/repo")
         var encryption: Configuration.EncryptionKey?
         let repoKeys = ["type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
@@ -71,17 +95,11 @@ public struct ConfigLoader {
         } else if top?.node("repository") == nil {
             r.report(line: nil, "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
         }
+        return (repository, encryption)
+    }
 
-        // compression
-        let z = top?.section("compression", allowed: ["level", "threads"])
-        let compression = Configuration.Compression(level: z?.int("level", range: 1...19) ?? 3,
-                                                    threads: z?.int("threads", range: 0...64) ?? 0)
-
-        // archive
-        let a = top?.section("archive", allowed: ["async"])
-        let archive = Configuration.Archive(async: a?.bool("async") ?? false)
-
-        // limits
+    /// `limits`: parallelism, part and bundle sizes, timeouts, retries, prefetch.
+    private func loadLimits(_ top: YAMLReader.Section?, _ r: YAMLReader) -> Configuration.Limits {
         let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",
                                                 "bundle_size", "prefetch"])
         var limits = Configuration.Limits(
@@ -100,67 +118,69 @@ public struct ConfigLoader {
         if limits.requestTimeout < limits.connectTimeout {
             r.report(line: l?.line("request_timeout"), "limits.request_timeout must not be shorter than limits.connect_timeout")
         }
+        return limits
+    }
 
-        // retention: a policy file (relative to this file) or the keys inline
-        var retention = RetentionPolicy()
-        var retentionSource = "defaults"
-        if let node = top?.node("retention") {
-            if let rel = node.scalar?.string {
-                let path = resolve(rel, relativeTo: file)
-                do {
-                    retention = try PolicyLoader.retention(file: path)
-                    retentionSource = path
-                } catch let e as ConfigError {
-                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
-                }
-            } else {
-                retention = PolicyLoader.retention(section: top?.section("retention", allowed: PolicyLoader.retentionKeys), reader: r)
-                retentionSource = "\(file) (inline)"
-            }
+    /// `retention`: a policy file (relative to this file) or the keys inline; and where it came from.
+    private func loadRetention(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> (RetentionPolicy, String) {
+        guard let node = top?.node("retention") else { return (RetentionPolicy(), "defaults") }
+        if let rel = node.scalar?.string {
+            let path = resolve(rel, relativeTo: file)
+            guard let retention = try policyFile(node, r, { try PolicyLoader.retention(file: path) }) else { return (RetentionPolicy(), "defaults") }
+            return (retention, path)
         }
+        return (PolicyLoader.retention(section: top?.section("retention", allowed: PolicyLoader.retentionKeys), reader: r), "\(file) (inline)")
+    }
 
-        var drills = DrillPolicy()
-        if let node = top?.node("drills") {
-            if let rel = node.scalar?.string {
-                do {
-                    drills = try PolicyLoader.drills(file: resolve(rel, relativeTo: file))
-                } catch let e as ConfigError {
-                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
-                }
-            } else {
-                drills = PolicyLoader.drills(section: top?.section("drills", allowed: PolicyLoader.drillKeys), reader: r)
-            }
+    /// `drills`: a policy file (relative to this file) or the keys inline.
+    private func loadDrills(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> DrillPolicy {
+        guard let node = top?.node("drills") else { return DrillPolicy() }
+        if let rel = node.scalar?.string {
+            return try policyFile(node, r, { try PolicyLoader.drills(file: resolve(rel, relativeTo: file)) }) ?? DrillPolicy()
         }
+        return PolicyLoader.drills(section: top?.section("drills", allowed: PolicyLoader.drillKeys), reader: r)
+    }
 
-        var schedulePath: String?
-        var schedule: SchedulePolicy?
-        if let node = top?.node("schedule") {
-            if let rel = node.scalar?.string {
-                let path = resolve(rel, relativeTo: file)
-                do { schedule = try PolicyLoader.schedule(file: path); schedulePath = path } catch let e as ConfigError {
-                    for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
-                }
-            } else {
-                r.report(node, "schedule must name the schedule policy file, e.g. schedule: policies/schedule.yaml")
-            }
+    /// `schedule`: the schedule policy file (relative to this file), and its path.
+    private func loadSchedule(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> (String?, SchedulePolicy?) {
+        guard let node = top?.node("schedule") else { return (nil, nil) }
+        guard let rel = node.scalar?.string else {
+            r.report(node, "schedule must name the schedule policy file, e.g. schedule: policies/schedule.yaml")
+            return (nil, nil)
         }
-        // A backup may run for its max_run_time: expire must not take its objects for an interrupted backup's.
+        let path = resolve(rel, relativeTo: file)
+        guard let schedule = try policyFile(node, r, { try PolicyLoader.schedule(file: path) }) else { return (nil, nil) }
+        return (path, schedule)
+    }
+
+    /// Loads the policy file `node` names; its problems are reported (at `node`'s line when they have none) and
+    /// give nil.
+    private func policyFile<T>(_ node: Node, _ r: YAMLReader, _ load: () throws -> T) throws -> T? {
+        do {
+            return try load()
+        } catch let e as ConfigError {
+            for p in e.problems { r.report(line: p.line == nil ? node.mark?.line : nil, p.description) }
+            return nil
+        }
+    }
+
+    /// A backup may run for its max_run_time: expire must not take its objects for an interrupted backup's.
+    private func checkOrphanSafetyAge(_ retention: RetentionPolicy, _ schedule: SchedulePolicy?, _ top: YAMLReader.Section?, _ r: YAMLReader) {
         if let b = schedule?.jobs.filter({ $0.name.hasPrefix("backup") }).max(by: { $0.maxRunTime < $1.maxRunTime }),
            b.maxRunTime > retention.orphanSafetyAge {
             r.report(line: (top?.node("retention") ?? top?.node("schedule"))?.mark?.line,
                      "retention orphan_safety_age (\(Units.formatDuration(retention.orphanSafetyAge))) is shorter than jobs.\(b.name).max_run_time (\(Units.formatDuration(b.maxRunTime))) of the schedule: expire could delete a backup that is still running")
         }
+    }
+
+    /// `metrics.listen`: the HOST:PORT the daemon's metrics endpoint listens on.
+    private func loadMetricsListen(_ top: YAMLReader.Section?, _ r: YAMLReader) -> String {
         let m = top?.section("metrics", allowed: ["listen"])
         let listen = m?.string("listen") ?? "127.0.0.1:9187"
         if MetricsAddress.parse(listen) == nil {
             r.report(line: m?.line("listen"), "metrics.listen must be HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9187, not \"\(listen)\"")
         }
-
-        if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, archive: archive, limits: limits,
-                             retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
-                             metricsListen: listen, drills: drills,
-                             sourcePath: file, environmentOverrides: overrides)
+        return listen
     }
 
     private func loadS3(_ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]) -> Configuration.S3Repo? {

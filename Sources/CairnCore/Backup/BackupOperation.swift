@@ -49,6 +49,42 @@ public enum BackupOperation {
                            options: Options = Options(), progress: Progress = Progress()) throws -> BackupManifest {
         let began = clock.now()
         let conn = try PGConnection(conninfo: conninfo)
+        let cluster = try checkCluster(conn, repo: repo)
+        let startTime = try serverTime(conn)
+        let dataDirectory = try chooseDataDirectory(conn, cluster: cluster, method: options.method)
+        let parent = try ParentChoice.parent(kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
+                                             files: dataDirectory != nil, claim: options.onParent)
+        let kind = parent == nil ? .full : options.kind
+        let id = try newBackupId(repo: repo, clock: clock, type: kind.idLetter)
+        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")",
+                                                 "type": "\(kind.rawValue)", "parent": "\(parent?.id ?? "none")"])
+        progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
+
+        let target = BackupTarget(id: id, repo: repo, pipeline: pipeline, options: options, progress: progress)
+        let captured: CapturedBackup
+        var manifest: BackupManifest
+        do {
+            if let dataDirectory {
+                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion,
+                                              parent: parent, into: target)
+            } else {
+                captured = try stream(conninfo: conninfo, into: target)
+            }
+            manifest = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
+                                            repo: repo, clock: clock, options: options, progress: progress)
+            (manifest.kind, manifest.parent) = (kind, parent?.id)
+        } catch {
+            cleanup(repo: repo, keys: target.written)
+            throw wrap(error, id: id)
+        }
+        try BackupCommit.commit(manifest, objects: captured.objects, repo: repo, written: target.written)
+        logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
+        return manifest
+    }
+
+    /// The cluster is this repository's, PostgreSQL 15 or later, and its WAL can reach the repository
+    /// (wal_level above minimal, archive_mode on).
+    static func checkCluster(_ conn: PGConnection, repo: any Repository) throws -> ClusterInfo {
         let cluster = try ClusterInfo.read(conn)
         let info = try RepositoryInfo.require(from: repo)
         try info.checkBelongs(to: cluster, repo: repo)
@@ -66,51 +102,23 @@ public enum BackupOperation {
             throw CoreError(.pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
                             hint: "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL")
         }
+        return cluster
+    }
 
-        let startTime = try serverTime(conn)
-        var dataDirectory: String?
-        switch options.method {
-        case .stream: break
-        case .files: dataDirectory = try FileBackup.usableDataDirectory(conn, cluster: cluster).get()
+    /// The data directory to read the files from, or nil to stream the backup (`auto` streams when the files
+    /// method cannot be used, saying why).
+    static func chooseDataDirectory(_ conn: PGConnection, cluster: ClusterInfo, method: BackupMethod) throws -> String? {
+        switch method {
+        case .stream: return nil
+        case .files: return try FileBackup.usableDataDirectory(conn, cluster: cluster).get()
         case .auto:
             switch FileBackup.usableDataDirectory(conn, cluster: cluster) {
-            case .success(let dir): dataDirectory = dir
-            case .failure(let why): logger.info("streaming the backup: \(why.message)")
+            case .success(let dir): return dir
+            case .failure(let why):
+                logger.info("streaming the backup: \(why.message)")
+                return nil
             }
         }
-        let parent = try ParentChoice.parent(kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
-                                             files: dataDirectory != nil, claim: options.onParent)
-        let kind = parent == nil ? .full : options.kind
-        let id = try newBackupId(repo: repo, clock: clock, type: kind.idLetter)
-        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")", "type": "\(kind.rawValue)",
-                                                 "parent": "\(parent?.id ?? "none")"])
-        progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
-
-        var begun: [String] = []
-        let captured: CapturedBackup
-        let manifest: BackupManifest
-        do {
-            if let dataDirectory {
-                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion, repo: repo,
-                                              pipeline: pipeline, id: id, fastCheckpoint: options.fastCheckpoint,
-                                              lanes: options.parallelism, bundleSize: options.bundleSize, parent: parent,
-                                              progress: progress, begun: &begun)
-            } else {
-                captured = try stream(conninfo: conninfo, repo: repo, pipeline: pipeline, id: id, options: options,
-                                      progress: progress, begun: &begun)
-            }
-            var m = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
-                                         repo: repo, clock: clock, options: options, progress: progress)
-            m.kind = kind
-            m.parent = parent?.id
-            manifest = m
-        } catch {
-            cleanup(repo: repo, keys: begun)
-            throw wrap(error, id: id)
-        }
-        try BackupCommit.commit(manifest, objects: captured.objects, repo: repo, written: begun)
-        logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
-        return manifest
     }
 
     /// Checks the timeline, waits for the backup's WAL to reach the repository and describes the backup.
@@ -142,8 +150,8 @@ public enum BackupOperation {
     }
 
     /// Streams the base backup over a replication connection (`BASE_BACKUP`), cutting each archive into bundles.
-    static func stream(conninfo: String, repo: any Repository, pipeline: Pipeline, id: String, options: Options,
-                       progress: Progress, begun: inout [String]) throws -> CapturedBackup {
+    static func stream(conninfo: String, into target: BackupTarget) throws -> CapturedBackup {
+        let (repo, pipeline, id, options, progress) = (target.repo, target.pipeline, target.id, target.options, target.progress)
         var writers: [(archive: String, oid: UInt32?, location: String?, writer: BundleWriter)] = []
         var archives: [BackupManifest.Archive] = []
         var manifestStream: StoreStream?
@@ -155,7 +163,7 @@ public enum BackupOperation {
             let objects = try w.writer.finish()
             archives.append(BackupManifest.Archive(name: w.archive, tablespaceOid: w.oid, location: w.location, objects: objects))
         }
-        defer { begun += writers.flatMap(\.writer.objects).map(\.key) + (pgManifest.map { [$0.key] } ?? []) }
+        defer { target.wrote(writers.flatMap(\.writer.objects).map(\.key) + (pgManifest.map { [$0.key] } ?? [])) }
         do {
             let result = try stream.run(label: "cairn \(id)", fastCheckpoint: options.fastCheckpoint) { event in
                 switch event {
@@ -163,7 +171,7 @@ public enum BackupOperation {
                     try finishCurrentArchive()
                     let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
                     let oid = UInt32(base)
-                    let archive = oid.map { "ts-\($0)" } ?? "base"
+                    let archive = Layout.archiveName(tablespace: oid)
                     writers.append((archive, oid, location,
                                     BundleWriter(repo: repo, pipeline: pipeline, backupId: id, archive: archive,
                                                  bundleSize: options.bundleSize)))
@@ -198,6 +206,28 @@ public enum BackupOperation {
             manifestStream?.abort()
             throw error
         }
+    }
+
+    /// One physical backup as it is written: its id, where and how it is stored, and the keys it has stored so far
+    /// (a failed backup removes exactly those).
+    final class BackupTarget {
+        let id: String
+        let repo: any Repository
+        let pipeline: Pipeline
+        let options: Options
+        let progress: Progress
+        private(set) var written: [String] = []
+
+        init(id: String, repo: any Repository, pipeline: Pipeline, options: Options, progress: Progress) {
+            self.id = id
+            self.repo = repo
+            self.pipeline = pipeline
+            self.options = options
+            self.progress = progress
+        }
+
+        /// Records keys this backup stored.
+        func wrote(_ keys: [String]) { written += keys }
     }
 
     /// A fresh id: the start time, moved on by a second while objects already use it.

@@ -88,19 +88,61 @@ enum FileBackup {
         }
     }
 
-    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, repo: any Repository, pipeline: Pipeline,
-                    id: String, fastCheckpoint: Bool, lanes: Int, bundleSize: Int64, parent: IncrementalParent? = nil,
-                    progress: BackupOperation.Progress, begun: inout [String]) throws -> CapturedBackup {
-        guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(fastCheckpoint))", ["cairn \(id)"]),
+    /// Copies the data directory and tablespaces between `pg_backup_start` and `pg_backup_stop`; for an
+    /// incremental (`parent`), only what changed since the parent (see ``IncrementalParent``).
+    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, parent: IncrementalParent? = nil,
+                    into target: BackupOperation.BackupTarget) throws -> CapturedBackup {
+        let (id, options) = (target.id, target.options)
+        guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(options.fastCheckpoint))", ["cairn \(id)"]),
               let startLSN = LSN(startText) else {
             throw CoreError(.backupFailed, "pg_backup_start returned no start position")
         }
-        var parent = parent
-        if var p = parent {
+        let parent = parent.map { p in
+            var p = p
             p.changed = changedBlocks(conn, majorVersion: majorVersion, since: p.threshold, until: startLSN)
-            parent = p
+            return p
         }
-        logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(lanes)"])
+        logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(options.parallelism)"])
+        let files = try scan(dataDirectory, majorVersion: majorVersion)
+        let total = (files.entries + files.spaces.flatMap(\.entries)).reduce(files.control.size) { $0 + $1.size }
+        target.progress.onTotal(total)
+
+        let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
+        let progress = target.progress
+        func copier(_ archive: String, tablespace: UInt32?) -> FileCopier {
+            FileCopier(repo: target.repo, pipeline: target.pipeline, backupId: id, archive: archive, bundleSize: options.bundleSize,
+                       lanes: options.parallelism, parent: parent, manifestPrefix: tablespace.map { "pg_tblspc/\($0)/" } ?? "",
+                       onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
+        }
+        let base = copier(Layout.archiveName(tablespace: nil), tablespace: nil)
+        var copiers: [ArchiveCopier] = [ArchiveCopier(copier: base, oid: nil, location: nil)]
+        defer { target.wrote(copiers.flatMap { $0.copier.committedKeys }) }
+        try base.copy(files.entries)
+        for s in files.spaces {
+            let c = copier(Layout.archiveName(tablespace: s.oid), tablespace: s.oid)
+            copiers.append(ArchiveCopier(copier: c, oid: s.oid, location: s.location))
+            try c.copy(s.entries)
+        }
+        if let p = parent {
+            logger.info("incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
+                        metadata: ["parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
+                                   "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"])
+        }
+        let stop = try finishLastBundle(base, control: files.control, conn: conn)
+        let pgManifest = try storePGManifest(copiers, start: startLSN, stop: stop, majorVersion: majorVersion, conn: conn, into: target)
+        return CapturedBackup(archives: copiers.map(\.archive), pgManifest: pgManifest,
+                              startLSN: startLSN, startTimeline: stop.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline)
+    }
+
+    /// The files to copy: the data directory's (without pg_control, copied last) and each tablespace's.
+    struct Files {
+        var entries: [DataDirectory.Entry]
+        var control: DataDirectory.Entry
+        var spaces: [(oid: UInt32, location: String, entries: [DataDirectory.Entry])]
+    }
+
+    /// Lists the data directory and the tablespaces its pg_tblspc links point to.
+    static func scan(_ dataDirectory: String, majorVersion: Int) throws -> Files {
         var entries = try DataDirectory.scan(dataDirectory: dataDirectory)
         let controlIndex = entries.firstIndex { $0.path == "global/pg_control" }
         guard let controlIndex else { throw CoreError(.backupFailed, "\(dataDirectory)/global/pg_control is missing") }
@@ -110,32 +152,23 @@ enum FileBackup {
             guard case .symlink(let target) = e.kind, let oid = UInt32(e.path.dropFirst("pg_tblspc/".count)) else { continue }
             spaces.append((oid, target, try DataDirectory.scan(tablespace: target, majorVersion: majorVersion)))
         }
-        let total = (entries + spaces.flatMap(\.entries)).reduce(control.size) { $0 + $1.size }
-        progress.onTotal(total)
+        return Files(entries: entries, control: control, spaces: spaces)
+    }
 
-        let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
-        func copier(_ archive: String, prefix: String = "") -> FileCopier {
-            FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: archive, bundleSize: bundleSize, lanes: lanes,
-                       parent: parent, manifestPrefix: prefix,
-                       onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
-        }
-        let base = copier("base")
-        var copiers: [(FileCopier, UInt32?, String?)] = [(base, nil, nil)]
-        defer { begun += copiers.flatMap { $0.0.committedKeys } }
-        try base.copy(entries)
-        for s in spaces {
-            let c = copier("ts-\(s.oid)", prefix: "pg_tblspc/\(s.oid)/")
-            copiers.append((c, s.oid, s.location))
-            try c.copy(s.entries)
-        }
+    /// The copier of one archive (the data directory's, or a tablespace's with its oid and location).
+    struct ArchiveCopier {
+        var copier: FileCopier
+        var oid: UInt32?
+        var location: String?
 
-        if let p = parent {
-            logger.info("incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
-                        metadata: ["parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
-                                   "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"])
+        var archive: BackupManifest.Archive {
+            BackupManifest.Archive(name: copier.archive, tablespaceOid: oid, location: location, objects: copier.orderedObjects)
         }
+    }
 
-        // The last bundle: pg_control as late as possible, then what pg_backup_stop returns.
+    /// The last bundle: pg_control as late as possible, then `pg_backup_stop` and the backup_label it returns.
+    /// Returns the stop position and the backup's timeline.
+    static func finishLastBundle(_ base: FileCopier, control: DataDirectory.Entry, conn: PGConnection) throws -> (lsn: LSN, timeline: UInt32) {
         let last = base.openBundle()
         do {
             try last.add(control)
@@ -152,26 +185,28 @@ enum FileBackup {
             // No tablespace_map: the archive holds the pg_tblspc links themselves, which a restore may point
             // elsewhere (--tablespace-map); a tablespace_map file would make recovery recreate the original links.
             try last.close()
-
-            var files: [FileCopier.Copied] = []
-            var archives: [BackupManifest.Archive] = []
-            for (c, oid, location) in copiers {
-                let prefix = oid.map { "pg_tblspc/\($0)/" } ?? ""
-                files += c.copied.map { var f = $0; f.path = prefix + f.path; return f }
-                archives.append(BackupManifest.Archive(name: c.archive, tablespaceOid: oid, location: location, objects: c.orderedObjects))
-            }
-            // PostgreSQL 17+ writes manifest version 2, which names the cluster (pg_verifybackup checks it).
-            let sysid = majorVersion >= 17 ? try conn.scalar("SELECT system_identifier::text FROM pg_control_system()").flatMap { UInt64($0) } : nil
-            let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: timeline, start: startLSN, stop: stopLSN,
-                                            systemIdentifier: sysid)
-            let key = Layout.pgManifestKey(id)
-            let digest = try pipeline.store(repo, key: key, bytes: text, options: .createOnly)
-            begun.append(key)
-            return CapturedBackup(archives: archives, pgManifest: BackupManifest.Object(key: key, digest: digest),
-                                  startLSN: startLSN, startTimeline: timeline, stopLSN: stopLSN, stopTimeline: timeline)
+            return (stopLSN, timeline)
         } catch {
             last.abort()
             throw error
         }
+    }
+
+    /// A PostgreSQL-format backup_manifest of every copied file, so `pg_verifybackup` checks the restored copy.
+    static func storePGManifest(_ copiers: [ArchiveCopier], start: LSN, stop: (lsn: LSN, timeline: UInt32), majorVersion: Int,
+                                conn: PGConnection, into target: BackupOperation.BackupTarget) throws -> BackupManifest.Object {
+        var files: [FileCopier.Copied] = []
+        for c in copiers {
+            let prefix = c.oid.map { "pg_tblspc/\($0)/" } ?? ""
+            files += c.copier.copied.map { var f = $0; f.path = prefix + f.path; return f }
+        }
+        // PostgreSQL 17+ writes manifest version 2, which names the cluster (pg_verifybackup checks it).
+        let sysid = majorVersion >= 17 ? try conn.scalar("SELECT system_identifier::text FROM pg_control_system()").flatMap { UInt64($0) } : nil
+        let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: stop.timeline, start: start, stop: stop.lsn,
+                                        systemIdentifier: sysid)
+        let key = Layout.pgManifestKey(target.id)
+        let digest = try target.pipeline.store(target.repo, key: key, bytes: text, options: .createOnly)
+        target.wrote([key])
+        return BackupManifest.Object(key: key, digest: digest)
     }
 }

@@ -83,7 +83,7 @@ public struct Catalog: Sendable {
     public static func load(from repo: any Repository) throws -> Catalog {
         let info = try RepositoryInfo.require(from: repo)
         var objects: [String: [ObjectInfo]] = [:]
-        for o in try repo.list(prefix: "backups/") {
+        for o in try repo.list(prefix: Layout.backupsPrefix) {
             let parts = o.key.split(separator: "/")
             guard parts.count >= 3 else { continue }
             objects[String(parts[1]), default: []].append(o)
@@ -108,7 +108,7 @@ public struct Catalog: Sendable {
             }
         }
         var wal = WALArchive(segmentSize: info.walSegmentSize)
-        for o in try repo.list(prefix: "wal/") {
+        for o in try repo.list(prefix: Layout.walPrefix) {
             guard let f = Layout.walFile(fromKey: o.key) else { continue }
             let e = WALArchive.Entry(file: f, key: o.key, storedSize: o.size, stored: o.lastModified)
             switch f {
@@ -126,7 +126,7 @@ public struct Catalog: Sendable {
         }
         var c = Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
                         pins: pins, backupObjects: objects)
-        for prefix in ["drills/", "reports/", "history/", "verify/runs/"] { c.records += try repo.list(prefix: prefix) }
+        for prefix in Layout.agedRecordPrefixes { c.records += try repo.list(prefix: prefix) }
         c.timelineRecords = try loadTimelineRecords(repo)
         c.leases = try Lease.all(in: repo)
         return c

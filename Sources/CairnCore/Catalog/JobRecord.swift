@@ -52,7 +52,8 @@ public struct JobRecord: Codable, Sendable, Equatable {
 
     /// `history/2026-11/20261125T153012Z-backup-full-1a2b.json`.
     public var key: String {
-        "history/\(JobRecord.month(started))/\(Layout.backupId(at: started, type: "Z"))-\(job)-\(String(UInt16.random(in: 0...UInt16.max), radix: 16)).json"
+        Layout.jobRecordsPrefix(month: JobRecord.month(started))
+            + "\(Layout.backupId(at: started, type: "Z"))-\(job)-\(String(UInt16.random(in: 0...UInt16.max), radix: 16)).json"
     }
 
     /// Stores the record; failures to record never fail the job itself.
@@ -62,7 +63,7 @@ public struct JobRecord: Codable, Sendable, Equatable {
 
     /// Every record of a month (`yyyy-MM`), oldest first; unreadable records are skipped.
     public static func load(month: String, from repo: any Repository) throws -> [JobRecord] {
-        try repo.list(prefix: "history/\(month)/").compactMap { o in
+        try repo.list(prefix: Layout.jobRecordsPrefix(month: month)).compactMap { o in
             guard let b = try? repo.getBytes(o.key) else { return nil }
             return try? SealedDocument.open(JobRecord.self, from: b, what: o.key)
         }.sorted { $0.started < $1.started }

@@ -15,7 +15,7 @@ public struct Pin: Codable, Sendable, Equatable {
         case pinnedAt = "pinned_at"
     }
 
-    public static func key(_ id: String) -> String { "backups/\(id)/pin.json" }
+    public static func key(_ id: String) -> String { Layout.pinKey(id) }
 
     /// An id that can name a backup folder: no `/`, no `.` or `..`, no control characters (anything else is
     /// simply not found, rather than an invalid object key).

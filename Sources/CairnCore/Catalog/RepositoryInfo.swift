@@ -9,8 +9,8 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// The newest repository layout version this build reads: 1 = plain, 2 = client-side encrypted (format 2 makes
     /// a cairn that predates encryption refuse the repository instead of misreading it).
     public static let currentFormat = 2
-    public static let key = "cairn.json"
-    public static let copyKey = "cairn.json.copy"
+    public static let key = Layout.repositoryInfoKey
+    public static let copyKey = Layout.repositoryInfoCopyKey
 
     public var format: Int
     public var systemIdentifier: String
@@ -77,7 +77,7 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// Throws `key.missing` when the repository is encrypted but `repo` has no master key, `config.invalid` in the
     /// opposite case.
     public func checkEncryption(_ repo: any Repository) throws {
-        let keyed = repo is EncryptedRepository
+        let keyed = repo.capabilities.contains(.decrypts)
         if encryption != nil && !keyed {
             throw CoreError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
                             hint: Pipeline.keyHint)

@@ -150,16 +150,37 @@ struct Drill {
                            policy: DrillPolicy, options: DrillOperation.Options) async throws {
         let target = chooseTarget(catalog, backup: backup, policy: policy, options: options)
         targetDescription = target.description
-        // A plan that cannot be made (missing WAL, target out of reach) is the drill's finding, not an error.
+        guard let plan = await planRecovery(catalog, target: target, backup: backup, options: options) else { return }
+        await restoreFiles(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, backup: backup, options: options)
+        if failed { return }
+        let verifySeconds = await verifyRestoredFiles(backup, policy: policy)
+        try prepareServer(ssl: false)
+        let log = await replay(policy: policy)
+        if failed { return }
+        await checkTargetReached(target, plan: plan, catalog: catalog, log: log)
+        let t3 = clock.now()
+        await runChecks(policy: policy)
+        checksSeconds = clock.now().timeIntervalSince(t3) + verifySeconds
+    }
+
+    /// The recovery plan for `target` from `backup`. A plan that cannot be made (missing WAL, target out of reach)
+    /// is the drill's finding, not an error: nil.
+    mutating func planRecovery(_ catalog: Catalog, target: RecoveryTarget, backup: BackupManifest,
+                               options: DrillOperation.Options) async -> RecoveryPlan? {
         var planned: RecoveryPlan?
         let now = clock.now()
         await check("plan") {
-            let p = try RecoveryPlanner.plan(catalog, target: target, backupId: backup.id, action: "promote",
+            let p = try RecoveryPlanner.plan(catalog, target: target, backupId: backup.id, action: .promote,
                                              restoreCommand: options.restoreCommand, now: now)
             planned = p
             return "backup \(p.backupId), WAL from \(p.firstSegment) on timeline \(p.timeline)"
         }
-        guard let plan = planned else { return }
+        return planned
+    }
+
+    /// Lays the backup out in the drill folder (tablespaces beside it, archiving off), every digest verified.
+    mutating func restoreFiles(repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan,
+                               backup: BackupManifest, options: DrillOperation.Options) async {
         var restoreOptions = RestoreOperation.Options(targetDirectory: data)
         restoreOptions.archiveOff = true
         restoreOptions.parallelism = options.parallelism
@@ -176,8 +197,10 @@ struct Drill {
         }
         restoreSeconds = clock.now().timeIntervalSince(t0)
         bytes = backup.size
-        if failed { return }
+    }
 
+    /// `pg_verifybackup` of the restored files when the backup has PostgreSQL's manifest; returns the seconds it took.
+    mutating func verifyRestoredFiles(_ backup: BackupManifest, policy: DrillPolicy) async -> Double {
         let t1 = clock.now()
         if backup.pgManifest != nil && policy.verifyBackup {
             let (data, tools) = (self.data, self.tools)
@@ -186,11 +209,13 @@ struct Drill {
                 return "the restored files match PostgreSQL's backup manifest"
             }
         }
-        var extraChecks = clock.now().timeIntervalSince(t1)
+        return clock.now().timeIntervalSince(t1)
+    }
 
-        try prepareServer(ssl: false)
+    /// Starts the scratch server and waits until it has replayed WAL and been promoted; returns its log.
+    mutating func replay(policy: DrillPolicy) async -> String {
         let t2 = clock.now()
-        let (data, folder, tools) = (self.data, self.folder, self.tools)
+        let (data, folder, tools, clock) = (self.data, self.folder, self.tools, self.clock)
         let conn = conninfo
         await check("recovery") {
             _ = try await tools.run("pg_ctl", ["-D", data, "-l", folder + "/postgres.log", "-W", "start"])
@@ -200,7 +225,11 @@ struct Drill {
         replaySeconds = clock.now().timeIntervalSince(t2)
         let log = (try? String(contentsOfFile: folder + "/postgres.log", encoding: .utf8)) ?? ""
         reachedTime = Drill.lastTransactionTime(log)
-        if failed { return }
+        return log
+    }
+
+    /// Replay stopped at the target: for `latest`, at the end of the archive (stopping earlier means a gap).
+    mutating func checkTargetReached(_ target: RecoveryTarget, plan: RecoveryPlan, catalog: Catalog, log: String) async {
         let newest = plan.lastAvailableSegment
         let archiveEnd = catalog.wal.segments.values.flatMap { $0.values }.map { $0.file.fileName }
             .filter { $0.count == 24 && String($0.prefix(8)) == String(format: "%08X", plan.timeline) }.max()
@@ -221,10 +250,6 @@ struct Drill {
                 return String(line.drop { $0 != "r" }.prefix(200))
             }
         }
-        let t3 = clock.now()
-        await runChecks(policy: policy)
-        checksSeconds = clock.now().timeIntervalSince(t3) + extraChecks
-        extraChecks = 0
     }
 
     /// A random LSN the backup can reach (not a time: PostgreSQL stops at an LSN target without needing a later

@@ -57,11 +57,11 @@ public struct DrillRecord: Codable, Sendable, Equatable {
         case bytesRestored = "bytes_restored"
     }
 
-    public static func key(_ id: String) -> String { "drills/\(id).json" }
+    public static func key(_ id: String) -> String { Layout.drillKey(id) }
 
     /// Every drill record, oldest first (unreadable ones skipped).
     public static func loadAll(from repo: any Repository) throws -> [DrillRecord] {
-        try repo.list(prefix: "drills/").compactMap { o in
+        try repo.list(prefix: Layout.drillsPrefix).compactMap { o in
             guard o.key.hasSuffix(".json"), let b = try? repo.getBytes(o.key) else { return nil }
             return try? SealedDocument.open(DrillRecord.self, from: b, what: o.key)
         }.sorted { $0.started < $1.started }

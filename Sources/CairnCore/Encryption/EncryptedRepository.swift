@@ -27,12 +27,11 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
     public var location: String { base.location }
     /// The wrapped store's identity.
     public var identity: String { base.identity }
-    public var capabilities: RepositoryCapabilities { base.capabilities }
+    public var capabilities: RepositoryCapabilities { base.capabilities.union(.decrypts) }
 
     /// Keys stored as they are.
     public static func isPlain(_ key: String) -> Bool {
-        key == RepositoryInfo.key || key == RepositoryInfo.copyKey || key == Keyring.key || key == Keyring.copyKey
-            || key.hasPrefix("locks/") || key.hasPrefix("probe/")
+        Layout.identityKeys.contains(key) || key.hasPrefix(Layout.locksPrefix) || key.hasPrefix(Layout.probePrefix)
     }
 
     /// The keyring and its data keys (read once).

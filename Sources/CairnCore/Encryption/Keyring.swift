@@ -10,8 +10,8 @@ import Foundation
 /// few data keys here and rewrites no data. Every rotation also adds a fresh data key for new objects, so data
 /// written afterwards never depends on a key the old master key could unwrap.
 public struct Keyring: Codable, Sendable, Equatable {
-    public static let key = "keyring.json"
-    public static let copyKey = "keyring.json.copy"
+    public static let key = Layout.keyringKey
+    public static let copyKey = Layout.keyringCopyKey
     public static let cipher = "aes-256-gcm"
 
     /// One data key.

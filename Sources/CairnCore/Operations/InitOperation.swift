@@ -36,7 +36,7 @@ public enum InitOperation {
             return Result(outcome: repaired ? .repaired : .existing, location: repo.location, info: existing)
         }
         let others = try repo.list(prefix: "").filter {
-            !$0.key.hasPrefix("probe/") && $0.key != Keyring.key && $0.key != Keyring.copyKey
+            !$0.key.hasPrefix(Layout.probePrefix) && $0.key != Keyring.key && $0.key != Keyring.copyKey
         }
         if !others.isEmpty {
             throw CoreError(.repoObjectExists,

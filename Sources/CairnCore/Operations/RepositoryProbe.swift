@@ -18,7 +18,7 @@ public enum RepositoryProbe {
         let start = clock.now()
         _ = try repo.list(prefix: RepositoryInfo.key)
         let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" }
-        let key = "probe/\(host)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let key = Layout.probeKey("\(host)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let payload = Array("cairn probe \(Timestamp.format(clock.now()))".utf8)
         let before = clock.now()
         try repo.put(key, payload, options: .createOnly)
@@ -42,7 +42,7 @@ public enum RepositoryProbe {
     /// - Throws: `repo.create-only-unsupported` when the store accepted the second write or replaced the object;
     ///   the driver's errors when a request fails.
     public static func proveCreateOnly(repo: any Repository) throws {
-        let key = "probe/create-only-\(UUID().uuidString.lowercased())"
+        let key = Layout.probeKey("create-only-\(UUID().uuidString.lowercased())")
         let first = Array("cairn create-only probe: first write".utf8)
         let second = Array("cairn create-only probe: second write, which the store must refuse".utf8)
         try repo.put(key, first, options: .createOnly)

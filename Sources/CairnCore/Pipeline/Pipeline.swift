@@ -98,7 +98,7 @@ public struct Pipeline: Sendable {
         var beforeTrailer = SHA256()
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
         try repo.get(key, range: nil) { chunk in
-            if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !(repo is EncryptedRepository) {
+            if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !repo.capabilities.contains(.decrypts) {
                 throw CoreError(.keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
                                 hint: Pipeline.keyHint)
             }

@@ -57,7 +57,13 @@ public enum HTMLReport {
     }
 
     public static func render(_ r: ReportModel) -> String {
-        var h = """
+        head(r) + drillsSection(r) + backupsSection(r) + coverageSection(r) + walSection(r) + verifySection(r)
+            + "<footer>Reviewed and accepted: ______________________ &nbsp; Date: __________</footer></body></html>\n"
+    }
+
+    /// The page up to the drills: style, title, conclusion, repository, and the drills' heading.
+    static func head(_ r: ReportModel) -> String {
+        """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><title>Restore-verification report \(esc(r.month))</title>
         <style>
@@ -75,6 +81,11 @@ public enum HTMLReport {
         <p>Repository <code>\(esc(r.repository))</code>, cluster \(esc(r.systemIdentifier)). Generated \(esc(Timestamp.format(r.generated))) by cairn \(esc(r.cairnVersion)).</p>
         <h2>Restore drills</h2>
         """
+    }
+
+    /// The drills (under the heading `head` ends with): an RTO chart and a table.
+    static func drillsSection(_ r: ReportModel) -> String {
+        var h = ""
         if r.drills.isEmpty { h += "<p>No drill ran this month.</p>" } else {
             h += rtoChart(r.drills)
             h += "<table><tr><th>Drill</th><th>Time</th><th>Backup</th><th>Target</th><th>Verdict</th><th>RTO</th><th>Restore</th><th>WAL replay</th><th>Checks</th></tr>"
@@ -86,7 +97,12 @@ public enum HTMLReport {
             }
             h += "</table>"
         }
-        h += "<h2>Backups</h2>"
+        return h
+    }
+
+    /// The month's backups: a size chart and a table.
+    static func backupsSection(_ r: ReportModel) -> String {
+        var h = "<h2>Backups</h2>"
         if r.backups.isEmpty { h += "<p>No backup was taken this month.</p>" } else {
             h += sizeChart(r.backups)
             h += "<table><tr><th>Backup</th><th>Type</th><th>Time</th><th>Outcome</th><th>Stored</th><th>In repository</th></tr>"
@@ -97,7 +113,12 @@ public enum HTMLReport {
             }
             h += "</table>"
         }
-        h += "<h2>Recoverable-window coverage by day</h2><div class=\"days\">"
+        return h
+    }
+
+    /// The recoverable window's coverage, day by day.
+    static func coverageSection(_ r: ReportModel) -> String {
+        var h = "<h2>Recoverable-window coverage by day</h2><div class=\"days\">"
         for d in r.days {
             let (bg, text): (String, String)
             switch d.state {
@@ -109,9 +130,20 @@ public enum HTMLReport {
             }
             h += "<div class=\"day\" style=\"background:\(bg)\">\(esc(String(d.date.suffix(5))))<br><b>\(text)</b></div>"
         }
-        h += "</div><h2>WAL archive</h2>"
+        h += "</div>"
+        return h
+    }
+
+    /// The WAL archive's gaps.
+    static func walSection(_ r: ReportModel) -> String {
+        var h = "<h2>WAL archive</h2>"
         h += r.walGaps.isEmpty ? "<p>No gaps.</p>" : "<ul>" + r.walGaps.map { "<li>missing: \(esc($0))</li>" }.joined() + "</ul>"
-        h += "<h2>Repository verification</h2>"
+        return h
+    }
+
+    /// The month's `cairn verify` runs.
+    static func verifySection(_ r: ReportModel) -> String {
+        var h = "<h2>Repository verification</h2>"
         if r.verifies.isEmpty { h += "<p>No <code>cairn verify</code> ran this month.</p>" } else {
             h += "<table><tr><th>Time</th><th>Result</th><th>Objects read</th><th>Problems</th><th>Full</th></tr>"
             for v in r.verifies {
@@ -120,7 +152,6 @@ public enum HTMLReport {
             }
             h += "</table>"
         }
-        h += "<footer>Reviewed and accepted: ______________________ &nbsp; Date: __________</footer></body></html>\n"
         return h
     }
 

@@ -49,6 +49,27 @@ public enum LogicalRestoreOperation {
     public static func run(repo: any Repository, pipeline: Pipeline, catalog: Catalog, conninfo: String, tools: ToolRunner,
                            clock: any WallClock, options: Options) async throws -> Result {
         let began = clock.now()
+        let (backup, entry) = try chooseDump(catalog, options)
+        let parsed = try Conninfo(conninfo)
+        let target = try await inspectTarget(conninfo, parsed, into: options.into)
+        try checkMajor(backup, entry, serverMajor: target.serverMajor)
+        // The target server's programs (not older than the dump's, checked above): pg_restore reads newer dumps' formats.
+        let tools = try await tools.matching(major: target.serverMajor, ["pg_restore", "psql"], for: "the target server")
+        if target.exists && !target.empty && !options.force {
+            throw CoreError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
+                            hint: "restore into a new database name, or pass --force to replace the objects the dump contains")
+        }
+        let globalsErrors = try await applyGlobals(backup, repo: repo, pipeline: pipeline, parsed: parsed, tools: tools, options: options)
+        if !target.exists { try await createDatabase(options.into, conninfo: conninfo) }
+        try await restoreDump(entry.object, of: backup, repo: repo, pipeline: pipeline, parsed: parsed, tools: tools,
+                              replacing: options.force && target.exists, options: options)
+        logger.info("logical restore done", metadata: ["backup": "\(backup.id)", "database": "\(entry.name)", "into": "\(options.into)"])
+        return Result(backup: backup.id, database: entry.name, into: options.into, created: !target.exists,
+                      bytes: entry.object.digest.size, seconds: clock.now().timeIntervalSince(began), globalsErrors: globalsErrors)
+    }
+
+    /// The committed logical backup `options` names, and its dump of the database.
+    static func chooseDump(_ catalog: Catalog, _ options: Options) throws -> (BackupManifest, BackupManifest.LogicalDatabase) {
         guard let backup = catalog.backup(options.backupId) else {
             throw CoreError(.backupNotFound, "no committed backup \(options.backupId)", hint: "`cairn list` shows the backups")
         }
@@ -60,15 +81,27 @@ public enum LogicalRestoreOperation {
             throw CoreError(.backupNotFound, "backup \(backup.id) has no database \"\(options.database)\"",
                             hint: "it has: \(dbs.map(\.name).joined(separator: ", "))")
         }
-        let parsed = try Conninfo(conninfo)
-        let maintenance = parsed.options["dbname"] ?? "postgres"
-        let (serverMajor, exists, empty) = try await Blocking.run { () -> (Int, Bool, Bool) in
+        return (backup, entry)
+    }
+
+    /// What the restore finds on the target server.
+    struct TargetState {
+        var serverMajor: Int
+        /// The target database exists.
+        var exists: Bool
+        /// It holds no user objects (tables, extensions, large objects, functions).
+        var empty: Bool
+    }
+
+    /// The target server's major, and whether the target database exists and is empty.
+    static func inspectTarget(_ conninfo: String, _ parsed: Conninfo, into: String) async throws -> TargetState {
+        try await Blocking.run { () -> TargetState in
             let c = try PGConnection(conninfo: conninfo)
             let major = c.serverVersion / 10000
-            let exists = try c.scalar("SELECT 1 FROM pg_database WHERE datname = $1", [options.into]) != nil
+            let exists = try c.scalar("SELECT 1 FROM pg_database WHERE datname = $1", [into]) != nil
             var empty = true
             if exists {
-                let t = try PGConnection(conninfo: parsed.with(database: options.into))
+                let t = try PGConnection(conninfo: parsed.with(database: into))
                 empty = try t.scalar("""
                     SELECT count(*) = 0 FROM (
                       SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -79,65 +112,64 @@ public enum LogicalRestoreOperation {
                         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) x
                     """) == "t"
             }
-            return (major, exists, empty)
+            return TargetState(serverMajor: major, exists: exists, empty: empty)
         }
+    }
+
+    /// Dumps restore only into the same or a newer major version.
+    static func checkMajor(_ backup: BackupManifest, _ entry: BackupManifest.LogicalDatabase, serverMajor: Int) throws {
         let dumpMajor = backup.pgVersionNum / 10000
         guard serverMajor >= dumpMajor else {
             throw CoreError(.pgVersion,
                             "the dump of \"\(entry.name)\" comes from PostgreSQL \(dumpMajor) and the target server runs PostgreSQL \(serverMajor); dumps restore only into the same or a newer major version",
                             hint: "restore into a PostgreSQL \(dumpMajor) (or newer) server")
         }
-        // The target server's programs (not older than the dump's, checked above): pg_restore reads newer dumps' formats.
-        let tools = try await tools.matching(major: serverMajor, ["pg_restore", "psql"], for: "the target server")
-        if exists && !empty && !options.force {
-            throw CoreError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
-                            hint: "restore into a new database name, or pass --force to replace the objects the dump contains")
-        }
+    }
 
-        var globalsErrors: [String] = []
-        if options.globals, let g = backup.globals {
-            let (c, env) = parsed.forTool(database: maintenance)
-            let out = try await tools.runWritingInput("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=0", "--dbname=\(c)", "-f", "-"],
-                                                      environment: env) { fd in
-                try pipeline.load(repo, key: g.key, expected: g.digest) { try FileIO.writeAll(fd, $0) }
-            }
-            globalsErrors = out.stderr.split(separator: "\n").filter { $0.contains("ERROR:") }.map(String.init)
+    /// With `--globals`, the backup's roles and tablespaces through `psql`; returns the errors it reported.
+    static func applyGlobals(_ backup: BackupManifest, repo: any Repository, pipeline: Pipeline, parsed: Conninfo,
+                             tools: ToolRunner, options: Options) async throws -> [String] {
+        guard options.globals, let g = backup.globals else { return [] }
+        let (c, env) = parsed.forTool(database: parsed.options["dbname"] ?? "postgres")
+        let out = try await tools.runWritingInput("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=0", "--dbname=\(c)", "-f", "-"],
+                                                  environment: env) { fd in
+            try pipeline.load(repo, key: g.key, expected: g.digest) { try FileIO.writeAll(fd, $0) }
         }
-        var created = false
-        if !exists {
-            let name = options.into
-            try await Blocking.run {
-                let c = try PGConnection(conninfo: conninfo)
-                _ = try c.query("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
-            }
-            created = true
-        }
+        return out.stderr.split(separator: "\n").filter { $0.contains("ERROR:") }.map(String.init)
+    }
 
+    /// Creates the target database from template0.
+    static func createDatabase(_ name: String, conninfo: String) async throws {
+        try await Blocking.run {
+            let c = try PGConnection(conninfo: conninfo)
+            _ = try c.query("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
+        }
+    }
+
+    /// `pg_restore` of the dump: streamed, or with `--jobs` from a verified staged copy (it needs a seekable file).
+    static func restoreDump(_ object: BackupManifest.Object, of backup: BackupManifest, repo: any Repository, pipeline: Pipeline,
+                            parsed: Conninfo, tools: ToolRunner, replacing: Bool, options: Options) async throws {
         let (target, env) = parsed.forTool(database: options.into)
         var args = ["--dbname=\(target)", "--no-password"]
-        if options.force && exists { args += ["--clean", "--if-exists"] }
+        if replacing { args += ["--clean", "--if-exists"] }
         if options.noOwner { args.append("--no-owner") }
-        let object = entry.object
-        if options.jobs > 1 {
-            // pg_restore --jobs needs a seekable file: stage a verified copy, restore, remove it.
-            let staged = options.tempDirectory + "/cairn-\(backup.id)-\(getpid()).dump"
-            defer { unlink(staged) }
-            try await Blocking.run {
-                let fd = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(staged): \(String(cString: strerror(errno)))",
-                                                     hint: "free space or choose another --temp-dir") }
-                defer { close(fd) }
-                try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }
-            }
-            _ = try await tools.run("pg_restore", args + ["--jobs=\(options.jobs)", staged], environment: env)
-        } else {
+        guard options.jobs > 1 else {
             _ = try await tools.runWritingInput("pg_restore", args, environment: env) { fd in
                 try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }
             }
+            return
         }
-        logger.info("logical restore done", metadata: ["backup": "\(backup.id)", "database": "\(entry.name)", "into": "\(options.into)"])
-        return Result(backup: backup.id, database: entry.name, into: options.into, created: created,
-                      bytes: object.digest.size, seconds: clock.now().timeIntervalSince(began), globalsErrors: globalsErrors)
+        // pg_restore --jobs needs a seekable file: stage a verified copy, restore, remove it.
+        let staged = options.tempDirectory + "/cairn-\(backup.id)-\(getpid()).dump"
+        defer { unlink(staged) }
+        try await Blocking.run {
+            let fd = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(staged): \(String(cString: strerror(errno)))",
+                                                 hint: "free space or choose another --temp-dir") }
+            defer { close(fd) }
+            try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }
+        }
+        _ = try await tools.run("pg_restore", args + ["--jobs=\(options.jobs)", staged], environment: env)
     }
 
     static func quoteIdentifier(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }

@@ -26,6 +26,11 @@ public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What PostgreSQL does when recovery reaches its target (`recovery_target_action`).
+public enum RecoveryTargetAction: String, Sendable, CaseIterable {
+    case promote, pause, shutdown
+}
+
 /// The chain of timelines that leads to a target timeline, from its history file.
 public struct TimelinePath: Sendable {
     public let target: UInt32
@@ -196,12 +201,18 @@ public enum RecoveryPlanner {
         return given
     }
 
-    /// The full backups (or only `backupId`), newest first, that become consistent along `path`, with how far
+    /// A full backup and how far it reaches along the path of a recovery.
+    public struct Candidate: Sendable {
+        public var backup: BackupManifest
+        public var reach: BackupReach
+    }
+
+    /// The physical backups with a complete chain (or only `backupId`), newest first, that become consistent along `path`, with how far
     /// each reaches. Throws naming the problem when there is none.
-    static func consistentBackups(_ catalog: Catalog, path: TimelinePath,
-                                  backupId: String?) throws -> [(BackupManifest, BackupReach)] {
+    static func consistentBackups(_ catalog: Catalog, path: TimelinePath, backupId: String?) throws -> [Candidate] {
         let tli = path.target
-        var candidates = catalog.restorableBackups.reversed().map { ($0, reach($0, path: path, wal: catalog.wal)) }
+        var candidates = catalog.restorableBackups.reversed()
+            .map { Candidate(backup: $0, reach: reach($0, path: path, wal: catalog.wal)) }
         if let backupId {
             guard let b = catalog.backup(backupId) else {
                 if catalog.damagedManifests.contains(backupId) {
@@ -214,14 +225,14 @@ public enum RecoveryPlanner {
                 throw CoreError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
             }
             _ = try catalog.chain(backupId)  // every backup it builds on is there
-            candidates = candidates.filter { $0.0.id == backupId }
+            candidates = candidates.filter { $0.backup.id == backupId }
         }
         guard !candidates.isEmpty else {
             throw CoreError(.backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
         }
-        let consistent = candidates.filter { $0.1.consistent }
+        let consistent = candidates.filter { $0.reach.consistent }
         guard !consistent.isEmpty else {
-            let (b, r) = candidates[0]
+            let (b, r) = (candidates[0].backup, candidates[0].reach)
             throw CoreError(.walMissing,
                             "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
                             hint: "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline")
@@ -232,61 +243,78 @@ public enum RecoveryPlanner {
     /// Chooses the newest backup that reaches `target` on `timeline` (default: see ``chooseTimeline``) and the
     /// settings that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
     public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
-                            action: String = "promote", inclusive: Bool = true, restoreCommand: String,
+                            action: RecoveryTargetAction = .promote, inclusive: Bool = true, restoreCommand: String,
                             now: Date) throws -> RecoveryPlan {
         let tli = try chooseTimeline(catalog, target: target, given: timeline)
         let path = TimelinePath(target: tli, histories: catalog.wal.histories)
         let windows = window(catalog, timeline: tli)
         let consistent = try consistentBackups(catalog, path: path, backupId: backupId)
-        func refuse(_ why: String) -> CoreError {
+        let choice = try choose(target, among: consistent, path: path, segmentSize: catalog.wal.segmentSize, now: now) { why in
             CoreError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
                       hint: "choose a target inside the window, or --latest")
         }
-        let chosen: (BackupManifest, BackupReach)
-        var settings: [RecoveryPlan.Setting] = [.init(name: "restore_command", value: restoreCommand)]
-        var needed: String?
+        let settings = recoverySettings(target, stop: choice.targetSetting, timeline: tli, action: action, inclusive: inclusive,
+                                        restoreCommand: restoreCommand)
+        let chosen = choice.candidate
+        return RecoveryPlan(backupId: chosen.backup.id, target: target.description, timeline: tli,
+                            firstSegment: chosen.backup.start.wal, lastNeededSegment: choice.lastNeeded,
+                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows)
+    }
+
+    /// The backup a target recovers from, the setting that stops PostgreSQL there, and the last segment replay needs
+    /// when the target bounds it.
+    struct Choice {
+        var candidate: Candidate
+        var targetSetting: RecoveryPlan.Setting?
+        var lastNeeded: String?
+    }
+
+    /// The newest consistent backup whose reach contains `target` (for a target without a position, the newest);
+    /// `refuse` says why none does.
+    static func choose(_ target: RecoveryTarget, among consistent: [Candidate], path: TimelinePath, segmentSize: Int64,
+                       now: Date, refuse: (String) -> CoreError) throws -> Choice {
         switch target {
         case .time(let t):
             if t > now { throw refuse("is in the future") }
-            guard let c = consistent.first(where: { $0.0.stop.time <= t && ($0.1.endTime ?? .distantPast) >= t }) else {
-                if let oldest = consistent.last, t < oldest.0.stop.time { throw refuse("is before the oldest reachable point") }
+            guard let c = consistent.first(where: { $0.backup.stop.time <= t && ($0.reach.endTime ?? .distantPast) >= t }) else {
+                if let oldest = consistent.last, t < oldest.backup.stop.time { throw refuse("is before the oldest reachable point") }
                 throw refuse("is beyond the archived WAL or in a gap")
             }
-            chosen = c
-            settings.append(.init(name: "recovery_target_time", value: pgTimestamp(t)))
+            return Choice(candidate: c, targetSetting: .init(name: "recovery_target_time", value: pgTimestamp(t)))
         case .lsn(let l):
-            guard let c = consistent.first(where: { $0.0.stop.lsn <= l && $0.1.endLSN > l }) else {
-                if let oldest = consistent.last, l < oldest.0.stop.lsn { throw refuse("is before the oldest reachable point") }
+            guard let c = consistent.first(where: { $0.backup.stop.lsn <= l && $0.reach.endLSN > l }) else {
+                if let oldest = consistent.last, l < oldest.backup.stop.lsn { throw refuse("is before the oldest reachable point") }
                 throw refuse("is beyond the archived WAL or in a gap")
             }
-            chosen = c
-            let n = l.segment(size: catalog.wal.segmentSize)
-            needed = WALSegment(timeline: path.timeline(forSegment: n, segmentSize: catalog.wal.segmentSize), number: n,
-                                segmentSize: catalog.wal.segmentSize).name
-            settings.append(.init(name: "recovery_target_lsn", value: l.description))
+            let n = l.segment(size: segmentSize)
+            let needed = WALSegment(timeline: path.timeline(forSegment: n, segmentSize: segmentSize), number: n,
+                                    segmentSize: segmentSize).name
+            return Choice(candidate: c, targetSetting: .init(name: "recovery_target_lsn", value: l.description), lastNeeded: needed)
         case .immediate:
-            chosen = consistent[0]
-            needed = chosen.0.stop.wal
-            settings.append(.init(name: "recovery_target", value: "immediate"))
+            return Choice(candidate: consistent[0], targetSetting: .init(name: "recovery_target", value: "immediate"),
+                          lastNeeded: consistent[0].backup.stop.wal)
         case .latest:
-            chosen = consistent[0]
+            return Choice(candidate: consistent[0])
         case .xid(let x):
-            chosen = consistent[0]
-            settings.append(.init(name: "recovery_target_xid", value: x))
+            return Choice(candidate: consistent[0], targetSetting: .init(name: "recovery_target_xid", value: x))
         case .name(let n):
-            chosen = consistent[0]
-            settings.append(.init(name: "recovery_target_name", value: n))
+            return Choice(candidate: consistent[0], targetSetting: .init(name: "recovery_target_name", value: n))
         }
+    }
+
+    /// The recovery settings, in order: restore_command, the target and what to do there, and the timeline.
+    static func recoverySettings(_ target: RecoveryTarget, stop: RecoveryPlan.Setting?, timeline tli: UInt32,
+                                 action: RecoveryTargetAction, inclusive: Bool, restoreCommand: String) -> [RecoveryPlan.Setting] {
+        var settings: [RecoveryPlan.Setting] = [.init(name: "restore_command", value: restoreCommand)]
+        if let stop { settings.append(stop) }
         if target != .latest {
             if !inclusive && target != .immediate { settings.append(.init(name: "recovery_target_inclusive", value: "off")) }
-            settings.append(.init(name: "recovery_target_action", value: action))
+            settings.append(.init(name: "recovery_target_action", value: action.rawValue))
         }
         // Always the number: with 'latest' PostgreSQL follows the newest history file it can fetch, which may be
         // a copy's.
         settings.append(.init(name: "recovery_target_timeline", value: String(tli)))
-        return RecoveryPlan(backupId: chosen.0.id, target: target.description, timeline: tli,
-                            firstSegment: chosen.0.start.wal, lastNeededSegment: needed,
-                            lastAvailableSegment: chosen.1.lastSegment?.name, settings: settings, window: windows)
+        return settings
     }
 
     /// "from 2026-11-24T10:00:00Z to 2026-11-25T09:58:12Z (backup X), …" or "empty".

@@ -36,7 +36,7 @@ public final class RepositoryLock: @unchecked Sendable {
     private let repo: any Repository
     private let released = Mutex(false)
 
-    public static func key(_ name: String) -> String { "locks/\(name).json" }
+    public static func key(_ name: String) -> String { Layout.lockKey(name) }
 
     private init(name: String, holder: Holder, repo: any Repository) {
         self.name = name

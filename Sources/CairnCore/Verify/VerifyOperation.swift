@@ -75,11 +75,8 @@ public enum VerifyOperation {
         var verified: [String: Entry]
     }
 
-    static let stateKey = "verify/state.json"
+    static let stateKey = Layout.verifyStateKey
     static let logger = Logger(label: "cairn.verify")
-
-    /// Known top-level prefixes of a repository.
-    static let knownPrefixes = ["cairn.json", "backups/", "wal/", "verify/", "drills/", "reports/", "history/", "probe/", "locks/"]
 
     public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock,
                            progress: BackupOperation.Progress = .init()) throws -> Result {
@@ -87,31 +84,108 @@ public enum VerifyOperation {
         let catalog = try Catalog.load(from: repo)
         let all = try repo.list(prefix: "")
         let listing = Dictionary(all.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-        let previous: State = full ? State(verified: [:])
-            : ((try? repo.getBytesIfExists(stateKey)).flatMap { $0 }.flatMap { try? SealedDocument.open(State.self, from: $0, what: stateKey) }
-                ?? State(verified: [:]))
-
+        let previous = full ? State(verified: [:]) : previousState(repo)
         let problems = Collector()
-        var jobs: [(key: String, expected: ObjectDigest?, wholeSegment: Int64?)] = []
+
+        let inventory = inventory(catalog, listing: listing, problems: problems)
+        try checkIdentity(repo, catalog: catalog, problems: problems)
+        let read = try readObjects(inventory.jobs, listing: listing, previous: previous, repo: repo, pipeline: pipeline,
+                                   parallelism: parallelism, problems: problems, progress: progress)
+        checkChains(catalog, problems: problems)
+        let missing = checkContinuity(catalog, problems: problems)
+        checkLineage(catalog, problems: problems)
+        checkUnreferenced(all, referenced: inventory.referenced, problems: problems)
+
+        let state = State(verified: read.verified.snapshot.filter { listing[$0.key] != nil })
+        _ = try? repo.put(stateKey, try SealedDocument.seal(state), options: .overwrite)
+        let result = Result(started: started, finished: clock.now(), full: full, objectsChecked: read.counters.checked,
+                            objectsSkipped: read.counters.skipped, bytesRead: read.counters.bytes, backupsChecked: catalog.backups.count,
+                            walSegments: inventory.walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
+        _ = try? repo.put(Layout.verifyRunKey(started: started), try SealedDocument.seal(result), options: .overwrite)
+        return result
+    }
+
+    /// Incremental chains: a backup whose parent is not a committed backup, or whose chain holds a damaged or
+    /// missing object (found by the reads before), cannot be restored: `broken-chain` names it and why.
+    static func checkChains(_ catalog: Catalog, problems: Collector) {
+        for b in catalog.backups where b.parent != nil {
+            if case .failure(let e) = Swift.Result(catching: { try catalog.chain(b.id) }) {
+                problems.add(.init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
+            }
+        }
+        for p in problems.all where p.severity == .error && (p.kind == "damaged-object" || p.kind == "missing-object") {
+            guard p.subject.hasPrefix(Layout.backupsPrefix), let id = p.subject.split(separator: "/").dropFirst().first.map(String.init) else { continue }
+            for d in catalog.dependents(of: id) {
+                problems.add(.init(kind: "broken-chain", subject: d.id,
+                                   detail: "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
+                                   severity: .error))
+            }
+        }
+    }
+
+    /// What earlier runs verified (nothing when the state is missing or damaged).
+    static func previousState(_ repo: any Repository) -> State {
+        (try? repo.getBytesIfExists(stateKey)).flatMap { $0 }.flatMap { try? SealedDocument.open(State.self, from: $0, what: stateKey) }
+            ?? State(verified: [:])
+    }
+
+    /// One object to read in full.
+    struct ReadJob {
+        var key: String
+        /// The size and SHA-256 the manifest records (backup objects).
+        var expected: ObjectDigest?
+        /// The size the content must have (WAL segments).
+        var wholeSegment: Int64?
+    }
+
+    /// The objects to read and every key the catalog accounts for.
+    struct Inventory {
+        var jobs: [ReadJob] = []
         var referenced = Set<String>()
+        var walCount = 0
+    }
+
+    /// Every committed backup's objects (missing ones are problems), damaged manifests, and every WAL object.
+    static func inventory(_ catalog: Catalog, listing: [String: ObjectInfo], problems: Collector) -> Inventory {
+        var inv = Inventory()
         for b in catalog.backups {
-            referenced.insert(Layout.manifestKey(b.id))
-            referenced.insert(Pin.key(b.id))
+            inv.referenced.insert(Layout.manifestKey(b.id))
+            inv.referenced.insert(Pin.key(b.id))
             for o in b.allObjects {
-                referenced.insert(o.key)
+                inv.referenced.insert(o.key)
                 if listing[o.key] == nil {
                     problems.add(.init(kind: "missing-object", subject: o.key, detail: "listed in the manifest of backup \(b.id) but not in the repository", severity: .error))
                 } else {
-                    jobs.append((o.key, o.digest, nil))
+                    inv.jobs.append(ReadJob(key: o.key, expected: o.digest, wholeSegment: nil))
                 }
             }
         }
         for id in catalog.damagedManifests {
             problems.add(.init(kind: "damaged-manifest", subject: Layout.manifestKey(id), detail: "the manifest fails its own digest: backup \(id) cannot be used", severity: .error))
-            for o in catalog.backupObjects[id] ?? [] { referenced.insert(o.key) }
+            for o in catalog.backupObjects[id] ?? [] { inv.referenced.insert(o.key) }
         }
-        // cairn.json and its twin: cairn works with one good copy, so a damaged one would go unnoticed until the
-        // other is damaged too. `cairn init` rewrites it from the good one.
+        for (_, segs) in catalog.wal.segments {
+            for (_, e) in segs {
+                inv.referenced.insert(e.key)
+                inv.jobs.append(ReadJob(key: e.key, expected: nil, wholeSegment: catalog.wal.segmentSize))
+                inv.walCount += 1
+            }
+        }
+        for e in catalog.wal.others {
+            inv.referenced.insert(e.key)
+            inv.jobs.append(ReadJob(key: e.key, expected: nil, wholeSegment: e.file.fileName.hasSuffix(".partial") ? catalog.wal.segmentSize : nil))
+        }
+        for tli in catalog.wal.histories.keys {
+            let k = Layout.walKey(.history(timeline: tli))
+            inv.referenced.insert(k)
+            inv.jobs.append(ReadJob(key: k, expected: nil, wholeSegment: nil))
+        }
+        return inv
+    }
+
+    /// cairn.json and its twin: cairn works with one good copy, so a damaged one would go unnoticed until the
+    /// other is damaged too. `cairn init` rewrites it from the good one.
+    static func checkIdentity(_ repo: any Repository, catalog: Catalog, problems: Collector) throws {
         for key in [RepositoryInfo.key, RepositoryInfo.copyKey] {
             do {
                 guard let bytes = try repo.getBytesIfExists(key) else {
@@ -125,25 +199,12 @@ public enum VerifyOperation {
                 problems.add(.init(kind: "damaged-object", subject: key, detail: "\(e.message); `cairn init` rewrites it from the good copy", severity: .error))
             }
         }
-        var walCount = 0
-        for (_, segs) in catalog.wal.segments {
-            for (_, e) in segs {
-                referenced.insert(e.key)
-                jobs.append((e.key, nil, catalog.wal.segmentSize))
-                walCount += 1
-            }
-        }
-        for e in catalog.wal.others {
-            referenced.insert(e.key)
-            jobs.append((e.key, nil, e.file.fileName.hasSuffix(".partial") ? catalog.wal.segmentSize : nil))
-        }
-        for tli in catalog.wal.histories.keys {
-            let k = Layout.walKey(.history(timeline: tli))
-            referenced.insert(k)
-            jobs.append((k, nil, nil))
-        }
+    }
 
-        // Read what is new or changed, in parallel.
+    /// Reads what is new or changed since the last run, in parallel: what is verified now, and the counts.
+    static func readObjects(_ jobs: [ReadJob], listing: [String: ObjectInfo], previous: State, repo: any Repository,
+                            pipeline: Pipeline, parallelism: Int, problems: Collector,
+                            progress: BackupOperation.Progress) throws -> (verified: LockedState, counters: Counters) {
         let verified = LockedState(previous.verified)
         let counters = Counters()
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: parallelism * 2, name: "cairn-verify")
@@ -173,60 +234,48 @@ public enum VerifyOperation {
             }
         }
         try pool.wait()
+        return (verified, counters)
+    }
 
-        // Incremental chains: every backup a backup builds on is there.
-        for b in catalog.backups where b.parent != nil {
-            if case .failure(let e) = Swift.Result(catching: { try catalog.chain(b.id) }) {
-                problems.add(.init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
-            }
-        }
-
-        // WAL continuity on each timeline.
+    /// WAL continuity on each timeline: every missing range is a problem. Returns the missing names per timeline.
+    static func checkContinuity(_ catalog: Catalog, problems: Collector) -> [(UInt32, [String])] {
         let missing = missingSegments(catalog)
         for (tli, names) in missing {
             for range in compact(names, segmentSize: catalog.wal.segmentSize) {
                 problems.add(.init(kind: "missing-wal", subject: range, detail: "missing from the archive of timeline \(tli)", severity: .error))
             }
         }
+        return missing
+    }
 
-        // Which history is production's: restores refuse to guess while it is ambiguous.
+    /// Which history is production's: restores refuse to guess while it is ambiguous.
+    static func checkLineage(_ catalog: Catalog, problems: Collector) {
         let lineage = catalog.lineage
         if !lineage.ambiguous.isEmpty {
             problems.add(.init(kind: "ambiguous-history", subject: lineage.ambiguous.map { "timeline \($0)" }.joined(separator: ", "),
                                detail: lineage.ambiguityError().message, severity: .warning))
         }
+    }
 
-        // Objects no manifest references.
-        for o in all where !referenced.contains(o.key) && !o.key.hasPrefix("verify/") && !o.key.hasPrefix("drills/")
-            && !o.key.hasPrefix("reports/") && !o.key.hasPrefix("history/") && !o.key.hasPrefix("locks/")
-            && !o.key.hasPrefix(Layout.timelinesPrefix) && !o.key.hasPrefix(Layout.leasesPrefix)
-            && o.key != RepositoryInfo.key && o.key != RepositoryInfo.copyKey && o.key != Keyring.key && o.key != Keyring.copyKey {
-            let why = o.key.hasPrefix("backups/") ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
-                : "not an object cairn writes"
-            problems.add(.init(kind: "unreferenced", subject: o.key, detail: why, severity: .warning))
+    /// Objects no manifest references, outside cairn's identity and records (``Layout/recordPrefixes``).
+    static func checkUnreferenced(_ all: [ObjectInfo], referenced: Set<String>, problems: Collector) {
+        for o in all where !referenced.contains(o.key) {
+            if let p = unreferencedProblem(o.key) { problems.add(p) }
         }
+    }
 
-        // A damaged or missing object breaks every backup that builds on its backup too.
-        for p in problems.all where p.severity == .error && (p.kind == "damaged-object" || p.kind == "missing-object") {
-            guard p.subject.hasPrefix("backups/"), let id = p.subject.split(separator: "/").dropFirst().first.map(String.init) else { continue }
-            for d in catalog.dependents(of: id) {
-                problems.add(.init(kind: "broken-chain", subject: d.id, detail: "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
-                                   severity: .error))
-            }
-        }
-
-        let state = State(verified: verified.snapshot.filter { listing[$0.key] != nil })
-        _ = try? repo.put(stateKey, try SealedDocument.seal(state), options: .overwrite)
-        let result = Result(started: started, finished: clock.now(), full: full, objectsChecked: counters.checked,
-                            objectsSkipped: counters.skipped, bytesRead: counters.bytes, backupsChecked: catalog.backups.count,
-                            walSegments: walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
-        _ = try? repo.put("verify/runs/\(Layout.backupId(at: started, type: "Z")).json", try SealedDocument.seal(result), options: .overwrite)
-        return result
+    /// What an object no manifest references means: nothing for cairn's identity and records, an interrupted
+    /// backup under `backups/`, a stranger elsewhere.
+    static func unreferencedProblem(_ key: String) -> Problem? {
+        guard !Layout.isRecordOrIdentity(key) else { return nil }
+        let why = key.hasPrefix(Layout.backupsPrefix) ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
+            : "not an object cairn writes"
+        return Problem(kind: "unreferenced", subject: key, detail: why, severity: .warning)
     }
 
     /// Every recorded verify run, oldest first.
     public static func loadRuns(from repo: any Repository) throws -> [Result] {
-        try repo.list(prefix: "verify/runs/").compactMap { o in
+        try repo.list(prefix: Layout.verifyRunsPrefix).compactMap { o in
             guard let b = try? repo.getBytes(o.key) else { return nil }
             return try? SealedDocument.open(Result.self, from: b, what: o.key)
         }.sorted { $0.started < $1.started }

@@ -76,16 +76,7 @@ final class S3Client: @unchecked Sendable {
         let (host, path, base) = address(for: req.key)
         let query = SigV4Signer.canonicalQuery(req.query)
         let url = base + path + (query.isEmpty ? "" : "?" + query)
-        var headers = req.headers
-        let payloadHash: String
-        if let body = req.body {
-            payloadHash = SigV4Signer.sha256Hex(body)
-            headers.append(("Content-Length", String(body.count)))
-            if let md5 = req.contentMD5 { headers.append(("Content-MD5", Data(md5).base64EncodedString())) }
-        } else {
-            payloadHash = SigV4Signer.emptyPayloadHash
-        }
-        headers.append(("x-amz-content-sha256", payloadHash))
+        let (headers, payloadHash) = payloadHeaders(req)
         let what = "\(req.method) \(describe(req.key))"
 
         var attempt = 0
@@ -95,11 +86,7 @@ final class S3Client: @unchecked Sendable {
                                   headers: headers.filter { $0.0 != "Content-Length" }, payloadHash: payloadHash,
                                   date: clock.now())
             let wire = headers + [("Host", host)] + sig.headers
-            if logger.logLevel <= .trace {
-                // The signature and a session token are secrets: never logged.
-                let shown = wire.map { ["authorization", "x-amz-security-token"].contains($0.0.lowercased()) ? "\($0.0): <redacted>" : "\($0.0): \($0.1)" }
-                logger.trace("S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)", "headers": "\(shown.joined(separator: "; "))"])
-            }
+            traceRequest(what, attempt: attempt, headers: wire)
             let remaining = deadline.timeIntervalSince(clock.now())
             var got: Int64 = 0
             let outcome = try transport.perform(method: req.method, url: url, headers: wire, body: req.body,
@@ -119,18 +106,42 @@ final class S3Client: @unchecked Sendable {
             let backoff = min(5.0, 0.1 * pow(2, Double(attempt - 1))) * Double.random(in: 0.5...1.0)
             guard error.retryable, got == 0, attempt <= settings.maxRetries,
                   now.addingTimeInterval(backoff + 0.5) < deadline else {
-                if error.retryable && attempt > 1 {
-                    throw StorageError(error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
-                                       "\(error.message) (gave up after \(attempt) attempts in "
-                                       + "\(Units.formatDuration(settings.requestDeadline - deadline.timeIntervalSince(now))))",
-                                       hint: error.hint)
-                }
-                throw error
+                throw givingUp(error, attempts: attempt, elapsed: settings.requestDeadline - deadline.timeIntervalSince(now))
             }
             logger.warning("retrying S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)",
                                                               "reason": "\(error.message)"])
             clock.sleep(seconds: backoff)
         }
+    }
+
+    /// The request's headers with those its body implies (length, MD5, payload hash), and the payload hash.
+    private func payloadHeaders(_ req: Request) -> (headers: [(String, String)], payloadHash: String) {
+        var headers = req.headers
+        let payloadHash: String
+        if let body = req.body {
+            payloadHash = SigV4Signer.sha256Hex(body)
+            headers.append(("Content-Length", String(body.count)))
+            if let md5 = req.contentMD5 { headers.append(("Content-MD5", Data(md5).base64EncodedString())) }
+        } else {
+            payloadHash = SigV4Signer.emptyPayloadHash
+        }
+        headers.append(("x-amz-content-sha256", payloadHash))
+        return (headers, payloadHash)
+    }
+
+    /// Logs a request's headers at trace level. The signature and a session token are secrets: never logged.
+    private func traceRequest(_ what: String, attempt: Int, headers wire: [(String, String)]) {
+        guard logger.logLevel <= .trace else { return }
+        let shown = wire.map { ["authorization", "x-amz-security-token"].contains($0.0.lowercased()) ? "\($0.0): <redacted>" : "\($0.0): \($0.1)" }
+        logger.trace("S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)", "headers": "\(shown.joined(separator: "; "))"])
+    }
+
+    /// The error a request fails with when it is not retried again: after retries, it says how many and how long.
+    private func givingUp(_ error: StorageError, attempts: Int, elapsed: Double) -> StorageError {
+        guard error.retryable && attempts > 1 else { return error }
+        return StorageError(error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
+                            "\(error.message) (gave up after \(attempts) attempts in \(Units.formatDuration(elapsed)))",
+                            hint: error.hint)
     }
 
     /// Downloads an object (or range) to `sink`, resuming from the last delivered byte when the connection drops.
