@@ -125,7 +125,7 @@ final class FileCopier: @unchecked Sendable {
                 let fd = open(e.source, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else {
                     if errno == ENOENT { return }
-                    throw CoreError(.localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
+                    throw CairnError(.localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
                                     hint: "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream")
                 }
                 defer { Glibc.close(fd) }
@@ -157,7 +157,7 @@ final class FileCopier: @unchecked Sendable {
                 let n = read(fd, buffer.baseAddress, want)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
                 }
                 if n == 0 {
                     // Truncated while copying: fill with zeros.

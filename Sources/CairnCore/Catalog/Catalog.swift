@@ -98,7 +98,7 @@ public struct Catalog: Sendable {
                 let m = try SealedDocument.open(BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
                                                 what: "manifest of backup \(id)")
                 backups.append(m)
-            } catch let e as CoreError where e.code == .repoCorrupt || e.code == .dataCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt || e.code == .dataCorrupt {
                 // A changed sealed manifest fails its digest; a changed encrypted one fails to decrypt.
                 damaged.append(id)
                 continue
