@@ -49,7 +49,7 @@ public enum FileIO {
             if n < 0 {
                 if errno == EINTR { continue }
                 let e = errno
-                throw BaseError(e == ENOSPC ? .repoNoSpace : .localIO, "write failed: \(String(cString: strerror(e)))",
+                throw CairnError(e == ENOSPC ? .repoNoSpace : .localIO, "write failed: \(String(cString: strerror(e)))",
                                 hint: e == ENOSPC ? "free space on the target file system" : nil)
             }
             off += n

@@ -119,6 +119,6 @@ public enum Interruption {
 
     /// Throws `interrupted` once an interrupt arrived.
     public static func check() throws {
-        if requested { throw BaseError(.interrupted, "the operation was interrupted by a signal") }
+        if requested { throw CairnError(.interrupted, "the operation was interrupted by a signal") }
     }
 }

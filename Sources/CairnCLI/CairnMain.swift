@@ -69,7 +69,7 @@ public enum CairnMain {
         } catch let e as CommandExit {
             Interrupts.waitIfInterrupted()
             terminate(e.code)
-        } catch let e as any CairnError {
+        } catch let e as any ReportableError {
             Interrupts.waitIfInterrupted()
             terminate(Output.report(e))
         } catch {
@@ -94,7 +94,7 @@ extension CairnMain {
 
     /// A command-line mistake as a `usage` error: ArgumentParser's message on one line, lowercased like Cairn's own,
     /// and a hint naming the command's help.
-    static func usageError(_ error: any Error, arguments: [String]) -> BaseError {
+    static func usageError(_ error: any Error, arguments: [String]) -> CairnError {
         var message = CairnCommand.message(for: error).split(whereSeparator: \.isNewline).map(String.init)
             .joined(separator: "; ").trimmingCharacters(in: .whitespaces)
         if message.hasPrefix("Error: ") { message.removeFirst(7) }
@@ -104,7 +104,7 @@ extension CairnMain {
         while message.hasSuffix(".") { message.removeLast() }
         let names = Set(CairnCommand.configuration.subcommands.compactMap { $0.configuration.commandName })
         let command = arguments.first { names.contains($0) }
-        return BaseError(.usage, message, hint: "see `cairn \(command.map { $0 + " " } ?? "")--help`")
+        return CairnError(.usage, message, hint: "see `cairn \(command.map { $0 + " " } ?? "")--help`")
     }
 
     /// Parses the arguments. PostgreSQL starts `cairn wal-push` for every WAL file, so those are parsed against

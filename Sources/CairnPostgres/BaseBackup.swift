@@ -42,8 +42,8 @@ public final class BaseBackupStream {
     public init(conninfo: String) throws {
         do {
             connection = try PGConnection(conninfo: conninfo, overrides: ["replication": "true"])
-        } catch let e as PostgresError where e.code == .pgAuth {
-            throw PostgresError(.pgAuth, e.message,
+        } catch let e as CairnError where e.code == .pgAuth {
+            throw CairnError(.pgAuth, e.message,
                                 hint: "the backup needs a replication connection: the user needs the REPLICATION attribute and pg_hba.conf a `replication` line for it")
         }
     }
@@ -66,7 +66,7 @@ public final class BaseBackupStream {
     private func position(_ which: String) throws -> (lsn: LSN, timeline: UInt32) {
         let row = try nextTuples("BASE_BACKUP \(which)")
         guard let s = row.first, s.count >= 2, let lsn = LSN(s[0] ?? ""), let tli = UInt32(s[1] ?? "") else {
-            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unexpected \(which) position")
+            throw CairnError(.pgQuery, "BASE_BACKUP sent an unexpected \(which) position")
         }
         return (lsn, tli)
     }
@@ -119,7 +119,7 @@ public final class BaseBackupStream {
                 try handler(.progress(Int64(bigEndian: body.loadUnaligned(as: Int64.self))))
             }
         default:
-            throw PostgresError(.pgQuery, "BASE_BACKUP sent an unknown message type \(type)")
+            throw CairnError(.pgQuery, "BASE_BACKUP sent an unknown message type \(type)")
         }
     }
 
@@ -129,7 +129,7 @@ public final class BaseBackupStream {
             let st = PQresultStatus(r)
             let msg = String(cString: PQresultErrorMessage(r))
             PQclear(r)
-            if st == PGRES_FATAL_ERROR { throw PostgresError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))") }
+            if st == PGRES_FATAL_ERROR { throw CairnError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))") }
         }
     }
 
@@ -138,7 +138,7 @@ public final class BaseBackupStream {
         guard let r = PQgetResult(conn) else { throw failure("\(what): no result") }
         defer { PQclear(r) }
         guard PQresultStatus(r) == PGRES_TUPLES_OK else {
-            throw PostgresError(.pgQuery, "\(what) failed: \(PGConnection.firstLine(String(cString: PQresultErrorMessage(r))))",
+            throw CairnError(.pgQuery, "\(what) failed: \(PGConnection.firstLine(String(cString: PQresultErrorMessage(r))))",
                                 hint: "the server log has details; check max_wal_senders and that no other backup blocks this one")
         }
         var rows: [[String?]] = []
@@ -148,11 +148,11 @@ public final class BaseBackupStream {
         return rows
     }
 
-    private func failure(_ what: String) -> PostgresError {
+    private func failure(_ what: String) -> CairnError {
         let msg = PGConnection.firstLine(String(cString: PQerrorMessage(connection.conn)))
         if PQstatus(connection.conn) != CONNECTION_OK {
-            return PostgresError(.pgUnreachable, "\(what): lost the connection to PostgreSQL (\(msg))")
+            return CairnError(.pgUnreachable, "\(what): lost the connection to PostgreSQL (\(msg))")
         }
-        return PostgresError(.pgQuery, "\(what): \(msg)")
+        return CairnError(.pgQuery, "\(what): \(msg)")
     }
 }

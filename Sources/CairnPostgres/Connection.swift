@@ -26,7 +26,7 @@ public final class PGConnection: @unchecked Sendable {
         var kp: [UnsafePointer<CChar>?] = kc.map { UnsafePointer($0) } + [nil]
         var vp: [UnsafePointer<CChar>?] = vc.map { UnsafePointer($0) } + [nil]
         guard let c = PQconnectdbParams(&kp, &vp, 1) else {
-            throw PostgresError(.internal, "libpq could not allocate a connection")
+            throw CairnError(.internal, "libpq could not allocate a connection")
         }
         conn = c
         if PQstatus(conn) != CONNECTION_OK {
@@ -39,8 +39,8 @@ public final class PGConnection: @unchecked Sendable {
     deinit { PQfinish(conn) }
 
     /// libpq is opened on first use (see `cairn_lazy.h`); nil when it is loaded, otherwise the error to report.
-    private static let libpqMissing: PostgresError? = clibpq_load().map {
-        PostgresError(.pgUnreachable, "cannot load libpq, which connecting to PostgreSQL needs: \(String(cString: $0))",
+    private static let libpqMissing: CairnError? = clibpq_load().map {
+        CairnError(.pgUnreachable, "cannot load libpq, which connecting to PostgreSQL needs: \(String(cString: $0))",
                       hint: "install it: apt-get install libpq5")
     }
 
@@ -60,16 +60,16 @@ public final class PGConnection: @unchecked Sendable {
         guard let res = ptrs.withUnsafeBufferPointer({
             PQexecParams(conn, sql, Int32(params.count), nil, $0.baseAddress, nil, nil, 0)
         }) else {
-            throw PostgresError(.pgQuery, "query failed: \(PGConnection.firstLine(String(cString: PQerrorMessage(conn))))")
+            throw CairnError(.pgQuery, "query failed: \(PGConnection.firstLine(String(cString: PQerrorMessage(conn))))")
         }
         defer { PQclear(res) }
         let status = PQresultStatus(res)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
             let msg = PGConnection.firstLine(String(cString: PQresultErrorMessage(res)))
             if PQstatus(conn) != CONNECTION_OK {
-                throw PostgresError(.pgUnreachable, "lost the connection to PostgreSQL: \(msg)")
+                throw CairnError(.pgUnreachable, "lost the connection to PostgreSQL: \(msg)")
             }
-            throw PostgresError(.pgQuery, "query failed: \(msg)")
+            throw CairnError(.pgQuery, "query failed: \(msg)")
         }
         var rows: [[String?]] = []
         let n = PQntuples(res), m = PQnfields(res)
@@ -99,15 +99,15 @@ public final class PGConnection: @unchecked Sendable {
         } ?? "unknown error"
     }
 
-    static func classifyConnectError(_ msg: String) -> PostgresError {
+    static func classifyConnectError(_ msg: String) -> CairnError {
         let lower = msg.lowercased()
         if lower.contains("password authentication failed") || lower.contains("no password supplied")
             || lower.contains("peer authentication failed") || lower.contains("no pg_hba.conf entry")
             || lower.contains("role") && lower.contains("does not exist") {
-            return PostgresError(.pgAuth, "PostgreSQL refused the connection: \(msg)",
+            return CairnError(.pgAuth, "PostgreSQL refused the connection: \(msg)",
                                  hint: "check cluster.connection (user, password via ~/.pgpass or PGPASSFILE) and pg_hba.conf")
         }
-        return PostgresError(.pgUnreachable, "cannot connect to PostgreSQL: \(msg)",
+        return CairnError(.pgUnreachable, "cannot connect to PostgreSQL: \(msg)",
                              hint: "check that the server runs and that cluster.connection (host, port) points at it")
     }
 }

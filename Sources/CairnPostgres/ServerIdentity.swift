@@ -51,7 +51,7 @@ public enum LocalServerProof {
     public static func matches(conn: PGConnection, dataDirectory: String) throws -> Result<Void, Mismatch> {
         let row = try conn.query("SELECT floor(extract(epoch FROM pg_postmaster_start_time()))::bigint::text, current_setting('port')")
         guard let r = row.first, r.count == 2, let start = Int64(r[0] ?? ""), let port = Int(r[1] ?? "") else {
-            throw PostgresError(.pgQuery, "the server did not report its start time and port")
+            throw CairnError(.pgQuery, "the server did not report its start time and port")
         }
         return matches(serverStartTime: start, serverPort: port, dataDirectory: dataDirectory)
     }

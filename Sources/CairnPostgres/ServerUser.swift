@@ -58,7 +58,7 @@ public enum ServerUser {
                                byID: (uid_t) -> OSUser? = OSUser.withID, byName: (String) -> OSUser? = OSUser.named) throws -> OSUser {
         if let dir = dataDirectory, let uid = owner(dir), uid != 0, let user = byID(uid) { return user }
         if let user = byName("postgres"), user.uid != 0 { return user }
-        throw PostgresError(.configInvalid, "cairn runs as root, and PostgreSQL's server programs refuse to: there is no cluster owner to run them as (\(dataDirectory.map { "\($0) is missing or owned by root" } ?? "cluster.data_directory is not set") and there is no postgres account)",
+        throw CairnError(.configInvalid, "cairn runs as root, and PostgreSQL's server programs refuse to: there is no cluster owner to run them as (\(dataDirectory.map { "\($0) is missing or owned by root" } ?? "cluster.data_directory is not set") and there is no postgres account)",
                             hint: "run cairn as the OS user that owns the cluster (e.g. runuser -u postgres -- cairn ...), or set cluster.data_directory to the cluster's data directory")
     }
 
@@ -66,11 +66,11 @@ public enum ServerUser {
     /// file it creates belongs to that user and every program it starts runs as that user.
     public static func become(_ user: OSUser) throws {
         guard initgroups(user.name, user.gid) == 0, setgid(user.gid) == 0, setuid(user.uid) == 0 else {
-            throw PostgresError(.localIO, "cannot switch from root to the OS user \(user.name) (uid \(user.uid)): \(String(cString: strerror(errno)))",
+            throw CairnError(.localIO, "cannot switch from root to the OS user \(user.name) (uid \(user.uid)): \(String(cString: strerror(errno)))",
                                 hint: "run cairn as \(user.name) (e.g. runuser -u \(user.name) -- cairn ...)")
         }
         guard getuid() == user.uid, geteuid() == user.uid else {
-            throw PostgresError(.localIO, "switching to the OS user \(user.name) did not take effect",
+            throw CairnError(.localIO, "switching to the OS user \(user.name) did not take effect",
                                 hint: "run cairn as \(user.name) (e.g. runuser -u \(user.name) -- cairn ...)")
         }
         setenv("HOME", user.home, 1)

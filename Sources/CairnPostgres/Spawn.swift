@@ -33,7 +33,7 @@ public enum Spawn {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
         guard rc == 0 else {
-            throw PostgresError(.internal, "cannot start \(path): \(String(cString: strerror(rc)))")
+            throw CairnError(.internal, "cannot start \(path): \(String(cString: strerror(rc)))")
         }
     }
 

@@ -1,3 +1,4 @@
+import CairnBase
 import Foundation
 
 /// Facts about a cluster that the repository records and checks.
@@ -27,7 +28,7 @@ public struct ClusterInfo: Sendable, Equatable, Codable {
         let segsize = try c.scalar("SELECT setting::bigint * (CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END) FROM pg_settings WHERE name = 'wal_segment_size'")
         let datadir = try? c.scalar("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
         guard c.serverVersion >= 100000 else {
-            throw PostgresError(.pgVersion, "PostgreSQL \(c.serverVersion / 10000) is not supported",
+            throw CairnError(.pgVersion, "PostgreSQL \(c.serverVersion / 10000) is not supported",
                                 hint: "cairn backs up PostgreSQL 15 and later (tested on 15 and 18; see the README's supported versions)")
         }
         return ClusterInfo(systemIdentifier: sysid, versionNum: c.serverVersion,

@@ -25,7 +25,7 @@ public struct ToolRunner: Sendable {
     func path(_ tool: String) throws -> String {
         let p = binDirectory + "/" + tool
         guard FileManager.default.isExecutableFile(atPath: p) else {
-            throw PostgresError(.pgTool, "\(tool) not found in \(binDirectory)",
+            throw CairnError(.pgTool, "\(tool) not found in \(binDirectory)",
                                 hint: "set cluster.bin_directory to the folder with PostgreSQL's client programs (e.g. /usr/lib/postgresql/15/bin)")
         }
         return p
@@ -51,7 +51,7 @@ public struct ToolRunner: Sendable {
                 error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)).terminationStatus
         } catch {
             _ = try? await consumed
-            throw PostgresError(.pgTool, "cannot run \(tool): \(error)")
+            throw CairnError(.pgTool, "cannot run \(tool): \(error)", cause: error)
         }
         let result = try await consumed
         if case .failure(let e) = result { throw e }
@@ -79,7 +79,7 @@ public struct ToolRunner: Sendable {
                 error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)).terminationStatus
         } catch {
             _ = try? await produced
-            throw PostgresError(.pgTool, "cannot run \(tool): \(error)")
+            throw CairnError(.pgTool, "cannot run \(tool): \(error)", cause: error)
         }
         let result = try await produced
         let stderr = readAll(errFD)
@@ -116,12 +116,12 @@ public struct ToolRunner: Sendable {
         case .exited(let code): how = "exit \(code)"
         case .signaled(let sig): how = "signal \(sig)"
         }
-        throw PostgresError(.pgTool, "\(tool) failed (\(how))\(detail.isEmpty ? "" : ": \(detail)")")
+        throw CairnError(.pgTool, "\(tool) failed (\(how))\(detail.isEmpty ? "" : ": \(detail)")")
     }
 
     private func makePipe() throws -> (Int32, Int32) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw PostgresError(.localIO, "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw CairnError(.localIO, "cannot create a pipe: \(String(cString: strerror(errno)))") }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return (fds[0], fds[1])
     }
@@ -129,7 +129,7 @@ public struct ToolRunner: Sendable {
     private func anonymousFile() throws -> Int32 {
         var template = Array((NSTemporaryDirectory() + "cairn-tool-XXXXXX").utf8CString)
         let fd = mkstemp(&template)
-        guard fd >= 0 else { throw PostgresError(.localIO, "cannot create a temporary file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create a temporary file: \(String(cString: strerror(errno)))") }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return fd

@@ -52,8 +52,8 @@ public enum ToolVersions {
     }
 
     /// The error for a program of the wrong major.
-    static func mismatch(tool: String, folder: String, toolMajor: Int, major: Int, subject: String, configured: Bool) -> PostgresError {
-        PostgresError(.pgVersion,
+    static func mismatch(tool: String, folder: String, toolMajor: Int, major: Int, subject: String, configured: Bool) -> CairnError {
+        CairnError(.pgVersion,
                       "\(tool) in \(folder) is PostgreSQL \(toolMajor) but \(subject) is PostgreSQL \(major): each major needs its own programs",
                       hint: configured
                           ? "point cluster.bin_directory at PostgreSQL \(major)'s programs (e.g. \(conventionalFolders(major: major)[0]))"
@@ -81,7 +81,7 @@ extension ToolRunner {
         var runner = self
         if !isConfigured {
             guard let dir = await ToolVersions.locate(major: major) else {
-                throw PostgresError(.pgVersion, "no PostgreSQL \(major) programs found for \(subject) (looked in \(ToolVersions.conventionalFolders(major: major).joined(separator: ", ")) and for pg_config on PATH)",
+                throw CairnError(.pgVersion, "no PostgreSQL \(major) programs found for \(subject) (looked in \(ToolVersions.conventionalFolders(major: major).joined(separator: ", ")) and for pg_config on PATH)",
                                     hint: "install PostgreSQL \(major)'s client programs, or set cluster.bin_directory to their folder")
             }
             runner = ToolRunner(binDirectory: dir)
@@ -96,7 +96,7 @@ extension ToolRunner {
             } else {
                 let out = try await runner.run(tool, ["--version"]).stdout
                 guard let m = ToolVersions.parseMajor(out) else {
-                    throw PostgresError(.pgTool, "\(path) --version printed no PostgreSQL version (\(out.trimmingCharacters(in: .whitespacesAndNewlines).prefix(80)))",
+                    throw CairnError(.pgTool, "\(path) --version printed no PostgreSQL version (\(out.trimmingCharacters(in: .whitespacesAndNewlines).prefix(80)))",
                                         hint: "cluster.bin_directory must hold PostgreSQL's own programs")
                 }
                 toolMajor = m

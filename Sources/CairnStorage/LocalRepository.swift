@@ -36,7 +36,7 @@ public final class LocalRepository: Repository {
     func path(_ key: String) throws -> String {
         try validateKey(key)
         if key.contains(Self.tempMarker) {
-            throw StorageError(.repoProtocol, "invalid object key \"\(key)\": contains \(Self.tempMarker)")
+            throw CairnError(.repoProtocol, "invalid object key \"\(key)\": contains \(Self.tempMarker)")
         }
         return root + "/" + key
     }
@@ -62,13 +62,13 @@ public final class LocalRepository: Repository {
         let p = try path(key)
         let fd = open(p, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
-            if errno == ENOENT || errno == ENOTDIR { throw StorageError.missing(key, in: location) }
+            if errno == ENOENT || errno == ENOTDIR { throw CairnError.missing(key, in: location) }
             throw errnoError(errno, "open \(p)")
         }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw errnoError(errno, "stat \(p)") }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw StorageError.missing(key, in: location) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw CairnError.missing(key, in: location) }
         let size = Int64(st.st_size)
         var offset = min(range?.start ?? 0, size)
         let end = min(range?.end ?? size, size)
@@ -82,7 +82,7 @@ public final class LocalRepository: Repository {
                 if errno == EINTR { continue }
                 throw errnoError(errno, "read \(p)")
             }
-            if n == 0 { throw StorageError(.repoIO, "object \(key) in \(location) ended early at byte \(offset)") }
+            if n == 0 { throw CairnError(.repoIO, "object \(key) in \(location) ended early at byte \(offset)") }
             try sink(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
             offset += Int64(n)
         }
@@ -184,7 +184,7 @@ public final class LocalRepository: Repository {
         var st = stat()
         if stat(dir, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR { return }
-            throw StorageError(.repoIO, "\(dir) exists and is not a directory", hint: "remove it or choose another repository path")
+            throw CairnError(.repoIO, "\(dir) exists and is not a directory", hint: "remove it or choose another repository path")
         }
         let parent = (dir as NSString).deletingLastPathComponent
         if parent != dir && !parent.isEmpty { try makeDirectories(parent) }
@@ -197,20 +197,20 @@ public final class LocalRepository: Repository {
         if fd >= 0 { _ = fsync(fd); close(fd) }
     }
 
-    func errnoError(_ err: Int32, _ what: String) -> StorageError {
+    func errnoError(_ err: Int32, _ what: String) -> CairnError {
         let reason = String(cString: strerror(err))
         switch err {
         case EACCES, EPERM:
-            return StorageError(.repoAccessDenied, "cannot \(what): \(reason)",
+            return CairnError(.repoAccessDenied, "cannot \(what): \(reason)",
                                 hint: "make \(root) writable by the user cairn runs as (uid \(getuid())), or set repository.path to a folder it owns")
         case EROFS:
-            return StorageError(.repoAccessDenied, "cannot \(what): read-only file system",
+            return CairnError(.repoAccessDenied, "cannot \(what): read-only file system",
                                 hint: "mount \(root) read-write or choose another repository.path")
         case ENOSPC, EDQUOT:
-            return StorageError(.repoNoSpace, "cannot \(what): no space left on device",
+            return CairnError(.repoNoSpace, "cannot \(what): no space left on device",
                                 hint: "free space on the file system holding \(root) (run `cairn expire`) or move the repository")
         default:
-            return StorageError(.repoIO, "cannot \(what): \(reason)")
+            return CairnError(.repoIO, "cannot \(what): \(reason)")
         }
     }
 
@@ -235,7 +235,7 @@ public final class LocalRepository: Repository {
         deinit { abort() }
 
         func write(_ bytes: UnsafeRawBufferPointer) throws {
-            guard fd >= 0 else { throw StorageError(.internal, "write to \(key) after finish or abort") }
+            guard fd >= 0 else { throw CairnError(.internal, "write to \(key) after finish or abort") }
             var off = 0
             while off < bytes.count {
                 let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
@@ -249,7 +249,7 @@ public final class LocalRepository: Repository {
         }
 
         func finish() throws -> ObjectInfo {
-            guard fd >= 0 else { throw StorageError(.internal, "finish of \(key) after finish or abort") }
+            guard fd >= 0 else { throw CairnError(.internal, "finish of \(key) after finish or abort") }
             if fsync(fd) != 0 { let e = errno; abort(); throw repo.errnoError(e, "fsync \(tmp)") }
             close(fd)
             fd = -1
@@ -257,7 +257,7 @@ public final class LocalRepository: Repository {
                 if link(tmp, final) != 0 {
                     let e = errno
                     unlink(tmp)
-                    if e == EEXIST { throw StorageError.exists(key, in: repo.location) }
+                    if e == EEXIST { throw CairnError.exists(key, in: repo.location) }
                     throw repo.errnoError(e, "link \(final)")
                 }
                 unlink(tmp)

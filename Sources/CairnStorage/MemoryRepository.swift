@@ -17,7 +17,7 @@ public final class MemoryRepository: Repository {
         try validateKey(key)
         let now = clock.now()
         try objects.withLock { objs in
-            if options.createOnly, objs[key] != nil { throw StorageError.exists(key, in: location) }
+            if options.createOnly, objs[key] != nil { throw CairnError.exists(key, in: location) }
             objs[key] = (bytes, now)
         }
         return ObjectInfo(key: key, size: Int64(bytes.count), lastModified: now)
@@ -31,7 +31,7 @@ public final class MemoryRepository: Repository {
     @discardableResult
     public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
         try validateKey(key)
-        guard let obj = objects.withLock({ $0[key] }) else { throw StorageError.missing(key, in: location) }
+        guard let obj = objects.withLock({ $0[key] }) else { throw CairnError.missing(key, in: location) }
         let count = Int64(obj.bytes.count)
         let start = min(range?.start ?? 0, count)
         let end = min(range?.end ?? count, count)
@@ -84,12 +84,12 @@ public final class MemoryRepository: Repository {
         }
 
         func write(_ bytes: UnsafeRawBufferPointer) throws {
-            guard !done else { throw StorageError(.internal, "write after finish or abort of \(key)") }
+            guard !done else { throw CairnError(.internal, "write after finish or abort of \(key)") }
             buffer.append(contentsOf: bytes)
         }
 
         func finish() throws -> ObjectInfo {
-            guard !done else { throw StorageError(.internal, "finish after finish or abort of \(key)") }
+            guard !done else { throw CairnError(.internal, "finish after finish or abort of \(key)") }
             done = true
             return try repo.put(key, buffer, options: options)
         }

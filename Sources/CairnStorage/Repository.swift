@@ -19,7 +19,7 @@ public struct ObjectInfo: Sendable, Equatable, Codable {
 
 /// Options for a write.
 public struct PutOptions: Sendable, Equatable {
-    /// The write must fail with ``StorageError`` code `repo.object-exists` when the key already exists, and must
+    /// The write must fail with ``CairnError`` code `repo.object-exists` when the key already exists, and must
     /// never replace an existing object, even under a race with another writer.
     public var createOnly: Bool
     /// At most this many parallel part uploads for this writer (nil: the driver's setting; 0: each part is sent
@@ -145,7 +145,7 @@ extension Repository {
 
     /// Reads a whole object, or nil when it does not exist.
     public func getBytesIfExists(_ key: String) throws -> [UInt8]? {
-        do { return try getBytes(key) } catch let e as StorageError where e.code == .repoObjectMissing { return nil }
+        do { return try getBytes(key) } catch let e as CairnError where e.code == .repoObjectMissing { return nil }
     }
 
     /// Stores a whole object through ``makeWriter(_:options:)`` (for drivers whose `put` is a streamed write).
@@ -169,8 +169,8 @@ extension Repository {
 
 /// Validates a repository key against the contract; drivers call this first.
 public func validateKey(_ key: String) throws {
-    func bad(_ why: String) -> StorageError {
-        StorageError(.repoProtocol, "invalid object key \"\(key)\": \(why)")
+    func bad(_ why: String) -> CairnError {
+        CairnError(.repoProtocol, "invalid object key \"\(key)\": \(why)")
     }
     if key.isEmpty { throw bad("empty") }
     if key.hasPrefix("/") || key.hasSuffix("/") { throw bad("starts or ends with /") }

@@ -174,18 +174,18 @@ import TestSupport
         chmod(path, 0o600)
         let b = try CredentialResolver(environment: ["AWS_PROFILE": "backup"]).resolve(cfg)
         #expect(b.credentials.accessKeyId == "AKIABACKUP" && b.credentials.sessionToken == "t" && b.warnings.isEmpty)
-        let e = #expect(throws: BaseError.self) { try CredentialResolver(environment: ["AWS_PROFILE": "nope"]).resolve(cfg) }
+        let e = #expect(throws: CairnError.self) { try CredentialResolver(environment: ["AWS_PROFILE": "nope"]).resolve(cfg) }
         #expect(e?.message.contains("[nope]") == true)
     }
 
     @Test func noCredentialsAtAll() {
-        let e = #expect(throws: BaseError.self) { try CredentialResolver(environment: [:]).resolve(s3) }
+        let e = #expect(throws: CairnError.self) { try CredentialResolver(environment: [:]).resolve(s3) }
         #expect(e?.code == .configInvalid)
         #expect(e?.hint?.contains("credentials_file") == true)
     }
 
     @Test func halfSetEnvironment() {
-        #expect(throws: BaseError.self) { try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "x"]).resolve(s3) }
+        #expect(throws: CairnError.self) { try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "x"]).resolve(s3) }
     }
 }
 

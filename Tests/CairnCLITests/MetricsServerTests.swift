@@ -57,7 +57,7 @@ import TestSupport
         let junk = try await Self.client("\(tcp); printf 'junk\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
         #expect(junk.hasPrefix("HTTP/1.1 400 "))
         // A second server on the same port: a one-line error with the setting to change.
-        let taken = await #expect(throws: BaseError.self) { try await Self.server(port: port).run() }
+        let taken = await #expect(throws: CairnError.self) { try await Self.server(port: port).run() }
         #expect(taken?.code == .configInvalid && taken?.hint?.contains("metrics.listen") == true)
         task.cancel()
         _ = await task.result

@@ -42,7 +42,7 @@ import TestSupport
         #expect(repo.capabilities == base.capabilities.union(.decrypts))
         let digest = try Pipeline().store(repo, key: "wal/x", bytes: Array("some WAL".utf8), options: .createOnly)
         #expect(try Pipeline().load(repo, key: "wal/x", expected: nil) { _ in }.size == digest.size)
-        let withoutKey = #expect(throws: CoreError.self) { try Pipeline().load(base, key: "wal/x", expected: nil) { _ in } }
+        let withoutKey = #expect(throws: CairnError.self) { try Pipeline().load(base, key: "wal/x", expected: nil) { _ in } }
         #expect(withoutKey?.code == .keyMissing)
     }
 
@@ -74,7 +74,7 @@ import TestSupport
         try repo.put("wal/s", data, options: .createOnly)
         let original = try base.getBytes("wal/s")
         func readFails() -> Bool {
-            do { _ = try repo.getBytes("wal/s"); return false } catch let e as CoreError { return e.code == .dataCorrupt } catch { return false }
+            do { _ = try repo.getBytes("wal/s"); return false } catch let e as CairnError { return e.code == .dataCorrupt } catch { return false }
         }
         var flips = 0, truncations = 0
         for bit in 0..<(original.count * 8) {
@@ -99,7 +99,7 @@ import TestSupport
         let repo = try Self.encrypted(base)
         try repo.put("b", PipelineTests.content(2 * ObjectCipher.chunkSize + 5), options: .createOnly)
         base.tamper("b") { $0 = Array($0.prefix(ObjectCipher.headerLength + 2 * (ObjectCipher.chunkSize + 16))) }
-        #expect(throws: CoreError.self) { _ = try repo.getBytes("b") }
+        #expect(throws: CairnError.self) { _ = try repo.getBytes("b") }
     }
 
     @Test func anObjectMovedToAnotherNameDoesNotOpen() throws {
@@ -109,7 +109,7 @@ import TestSupport
         try repo.put("wal/00000001/B", Array("segment B".utf8), options: .createOnly)
         let a = try base.getBytes("wal/00000001/A")
         base.tamper("wal/00000001/B") { $0 = a }
-        let e = try #require(throws: CoreError.self) { _ = try repo.getBytes("wal/00000001/B") }
+        let e = try #require(throws: CairnError.self) { _ = try repo.getBytes("wal/00000001/B") }
         #expect(e.code == .dataCorrupt)
         #expect(e.message.contains("wal/00000001/B") && e.message.contains("another name"))
     }
@@ -118,9 +118,9 @@ import TestSupport
         let base = MemoryRepository()
         let repo = try Self.encrypted(base)
         try Pipeline().store(base, key: "wal/plain", bytes: [1, 2, 3], options: .createOnly)
-        #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "wal/plain") { _ in } }
+        #expect(throws: CairnError.self) { try Pipeline().load(repo, key: "wal/plain") { _ in } }
         try Pipeline().store(repo, key: "wal/enc", bytes: [1, 2, 3], options: .createOnly)
-        let e = try #require(throws: CoreError.self) { try Pipeline().load(base, key: "wal/enc") { _ in } }
+        let e = try #require(throws: CairnError.self) { try Pipeline().load(base, key: "wal/enc") { _ in } }
         #expect(e.code == .keyMissing)
     }
 
@@ -128,7 +128,7 @@ import TestSupport
         let base = MemoryRepository()
         _ = try Self.encrypted(base, key: 1)
         let wrong = EncryptedRepository(base: base, master: Self.master(2))
-        let e = try #require(throws: CoreError.self) { _ = try wrong.keyring() }
+        let e = try #require(throws: CairnError.self) { _ = try wrong.keyring() }
         #expect(e.code == .keyMismatch)
         #expect(e.message.contains(Self.master(2).id) && e.message.contains(Self.master(1).id))
         #expect(!e.message.contains(Data([UInt8](repeating: 2, count: 32)).base64EncodedString()))
@@ -139,7 +139,7 @@ import TestSupport
         #expect(try MasterKey.parse(Data(bytes).base64EncodedString() + "\n", source: "t").id == MasterKey(bytes: bytes, source: "t").id)
         #expect(try MasterKey.parse(Hex.encode(bytes), source: "t").id == MasterKey(bytes: bytes, source: "t").id)
         for bad in ["", "short", Data(bytes.prefix(16)).base64EncodedString(), String(repeating: "z", count: 64)] {
-            let e = try #require(throws: CoreError.self) { _ = try MasterKey.parse(bad, source: "t") }
+            let e = try #require(throws: CairnError.self) { _ = try MasterKey.parse(bad, source: "t") }
             #expect(e.code == .configInvalid && e.hint != nil)
         }
     }
@@ -161,10 +161,10 @@ import TestSupport
         try after.put("backups/c/y", [9, 9], options: .createOnly)
         #expect(Array(try base.getBytes("backups/c/y")[9..<17]) == Array(r.currentDataKey.utf8), "new objects use the fresh data key")
         let old = EncryptedRepository(base: base, master: Self.master(1))
-        #expect(throws: CoreError.self) { _ = try old.getBytes("backups/b/x") }
-        let same = try #require(throws: CoreError.self) { try KeyRotation.run(repo: base, old: Self.master(2), new: Self.master(2), now: Date()) }
+        #expect(throws: CairnError.self) { _ = try old.getBytes("backups/b/x") }
+        let same = try #require(throws: CairnError.self) { try KeyRotation.run(repo: base, old: Self.master(2), new: Self.master(2), now: Date()) }
         #expect(same.code == .usage)
-        let stranger = try #require(throws: CoreError.self) { try KeyRotation.run(repo: base, old: Self.master(7), new: Self.master(8), now: Date()) }
+        let stranger = try #require(throws: CairnError.self) { try KeyRotation.run(repo: base, old: Self.master(7), new: Self.master(8), now: Date()) }
         #expect(stranger.code == .keyMismatch)
     }
 
@@ -204,7 +204,7 @@ import TestSupport
             for damage in [{ (b: inout [UInt8]) in b[bit / 8] ^= UInt8(1 << (bit % 8)) },
                            { (b: inout [UInt8]) in b = Array(b.prefix(Int.random(in: 0..<original.count, using: &rng))) }] {
                 base.tamper(key) { $0 = original; damage(&$0) }
-                do { try Pipeline().load(repo, key: key, expected: d) { _ in } } catch let e as CoreError where e.code == .dataCorrupt { detected += 1 }
+                do { try Pipeline().load(repo, key: key, expected: d) { _ in } } catch let e as CairnError where e.code == .dataCorrupt { detected += 1 }
             }
         }
         #expect(detected == 240)

@@ -75,10 +75,10 @@ private func digests(_ root: String) throws -> String {
         #expect(decoded.delta == d && decoded.headerSize == 36)
         var badMagic = header
         badMagic[0] ^= 1
-        #expect(throws: CoreError.self) { try BlockDelta.decodeHeader(badMagic, entrySize: d.entrySize) }
-        #expect(throws: CoreError.self) { try BlockDelta.decodeHeader(header, entrySize: d.entrySize + 1) }
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(badMagic, entrySize: d.entrySize) }
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(header, entrySize: d.entrySize + 1) }
         let unordered = BlockDelta(fileSize: 1 << 20, blocks: [5, 4])
-        #expect(throws: CoreError.self) { try BlockDelta.decodeHeader(unordered.encodeHeader(), entrySize: unordered.entrySize) }
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(unordered.encodeHeader(), entrySize: unordered.entrySize) }
     }
 
     @Test func theManifestsFileListReadsBackWithAndWithoutChecksums() throws {
@@ -88,7 +88,7 @@ private func digests(_ root: String) throws -> String {
         #expect(!String(decoding: text, as: UTF8.self).contains("\"Path\": \"base/5/16384\", \"Size\": 16384, \"Last-Modified\": \"1970-01-01 00:00:00 GMT\", \"Checksum"))
         let list = try PGManifestFiles.parse(text)
         #expect(list.files == ["PG_VERSION": .init(size: 3, crc32c: 0xE306_9283), "base/5/16384": .init(size: 16384, crc32c: nil)])
-        #expect(throws: CoreError.self) { try PGManifestFiles.parse(Array("{\"Files\": 3}".utf8)) }
+        #expect(throws: CairnError.self) { try PGManifestFiles.parse(Array("{\"Files\": 3}".utf8)) }
     }
 
     @Test func eachFileIsStoredTheCheapestSafeWay() {
@@ -164,8 +164,8 @@ private func digests(_ root: String) throws -> String {
         #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: out + "/base/5/16384"))).prefix(8192) == page(lsn: 0x100, fill: 0)[...])
 
         // Without the full, the blocks nobody changed are nowhere: the restore says which.
-        #expect(throws: CoreError.self) { try restore([i1, i2]) }
-        do { try restore([i1, i2]) } catch let e as CoreError {
+        #expect(throws: CairnError.self) { try restore([i1, i2]) }
+        do { try restore([i1, i2]) } catch let e as CairnError {
             // PG_VERSION (unchanged since the full) is the first file the missing full held.
             #expect(e.message == "the backup chain is incomplete: no backup holds PG_VERSION", "\(e.message)")
         }

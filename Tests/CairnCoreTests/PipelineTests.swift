@@ -64,12 +64,12 @@ import TestSupport
             let i = position >= 0 ? position : b.count + position
             b[i] ^= 0x10
         }
-        let error = #expect(throws: CoreError.self) {
+        let error = #expect(throws: CairnError.self) {
             try Pipeline().load(repo, key: "o", expected: nil) { _ in }
         }
         #expect(error?.code == .dataCorrupt)
         // With the manifest's digest the damage is named too.
-        #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "o", expected: d) { _ in } }
+        #expect(throws: CairnError.self) { try Pipeline().load(repo, key: "o", expected: d) { _ in } }
     }
 
     @Test(arguments: [1, 56, 57, 1000])
@@ -77,7 +77,7 @@ import TestSupport
         let repo = MemoryRepository()
         try Pipeline().store(repo, key: "o", bytes: Self.content(20000), options: .overwrite)
         repo.tamper("o") { $0.removeLast(n) }
-        let error = #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "o") { _ in } }
+        let error = #expect(throws: CairnError.self) { try Pipeline().load(repo, key: "o") { _ in } }
         #expect(error?.code == .dataCorrupt)
         #expect(error?.message.contains("damaged") == true)
     }
@@ -146,6 +146,6 @@ import TestSupport
         try Pipeline().load(repo, key: "old") { back += $0 }
         #expect(back == data)
         repo.tamper("old") { $0[$0.count - 1] ^= 1 }
-        #expect(throws: CoreError.self) { try Pipeline().load(repo, key: "old") { _ in } }
+        #expect(throws: CairnError.self) { try Pipeline().load(repo, key: "old") { _ in } }
     }
 }

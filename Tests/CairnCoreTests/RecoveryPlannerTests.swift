@@ -353,7 +353,7 @@ extension RecoveryPlannerTests {
             (3.0, "is before the oldest reachable point"),  // B1 stops a moment after minute 3
         ])
         func timeOutsideTheWindowIsRefused(m: Double, why: String) throws {
-            let e = #expect(throws: CoreError.self) { try plan(.oneTimeline, .time(minute(m))) }
+            let e = #expect(throws: CairnError.self) { try plan(.oneTimeline, .time(minute(m))) }
             #expect(e?.code == .restoreTarget)
             #expect(e?.message.contains(why) == true, "\(e?.message ?? "")")
             #expect(e?.message.contains("recoverable window on timeline 1") == true)
@@ -366,7 +366,7 @@ extension RecoveryPlannerTests {
         @Test func timeInAGapIsRefusedButAfterTheGapANewerBackupServes() throws {
             var s = Scenario.oneTimeline
             s.lose(15)
-            let e = #expect(throws: CoreError.self) { try plan(s, .time(minute(17))) }
+            let e = #expect(throws: CairnError.self) { try plan(s, .time(minute(17))) }
             #expect(e?.code == .restoreTarget)
             #expect(e?.message.contains("recoverable window") == true)
             s.backup("B4", from: at(16, 0x28), to: at(16, 0x1000))
@@ -397,7 +397,7 @@ extension RecoveryPlannerTests {
             (at(0), "is before the oldest reachable point"),
         ])
         func lsnOutsideTheWindowIsRefused(lsn: LSN, why: String) {
-            let e = #expect(throws: CoreError.self) { try plan(.oneTimeline, .lsn(lsn)) }
+            let e = #expect(throws: CairnError.self) { try plan(.oneTimeline, .lsn(lsn)) }
             #expect(e?.code == .restoreTarget)
             #expect(e?.message.contains(why) == true, "\(e?.message ?? "")")
             #expect(e?.message.contains("recoverable window") == true)
@@ -454,7 +454,7 @@ extension RecoveryPlannerTests {
         }
 
         @Test func anUnknownBackupIsNotFound() {
-            let e = #expect(throws: CoreError.self) { try plan(.oneTimeline, .latest, backupId: "20260101T000000Z") }
+            let e = #expect(throws: CairnError.self) { try plan(.oneTimeline, .latest, backupId: "20260101T000000Z") }
             #expect(e?.code == .backupNotFound)
             #expect(e?.message.contains("20260101T000000Z") == true)
         }
@@ -462,7 +462,7 @@ extension RecoveryPlannerTests {
         @Test func aLogicalBackupCannotBeReplayed() throws {
             var s = Scenario.oneTimeline
             s.backup("L1", from: at(12), to: at(12, 0x10), kind: .logical)
-            let e = #expect(throws: CoreError.self) { try plan(s, .latest, backupId: "L1") }
+            let e = #expect(throws: CairnError.self) { try plan(s, .latest, backupId: "L1") }
             #expect(e?.code == .backupNotFound)
             #expect(e?.message.contains("logical") == true)
             #expect(try plan(s, .latest).backupId == "B2")  // and it is never picked by itself
@@ -471,7 +471,7 @@ extension RecoveryPlannerTests {
         @Test func aRepositoryWithoutBackupsHasNothingToRestore() {
             var s = Scenario()
             s.archive(1...5)
-            let e = #expect(throws: CoreError.self) { try plan(s, .latest) }
+            let e = #expect(throws: CairnError.self) { try plan(s, .latest) }
             #expect(e?.code == .backupNotFound)
         }
 
@@ -480,13 +480,13 @@ extension RecoveryPlannerTests {
             s.archive(1...2)
             s.archive(4...8)
             s.backup("B", from: at(2, 0x28), to: at(4, 0x100))
-            let e = #expect(throws: CoreError.self) { try plan(s, .latest) }
+            let e = #expect(throws: CairnError.self) { try plan(s, .latest) }
             #expect(e?.code == .walMissing)
             #expect(e?.message.contains(seg(1, 3)) == true)
             #expect(e?.message.contains("backup B ") == true)
             #expect(e?.hint != nil)
             // A target in its would-be window is refused the same way: there is no consistent backup at all.
-            #expect(throws: CoreError.self) { try plan(s, .time(minute(6))) }
+            #expect(throws: CairnError.self) { try plan(s, .time(minute(6))) }
         }
 
         @Test func theWindowListsEachConsistentBackupNewestFirst() {
@@ -548,7 +548,7 @@ extension RecoveryPlannerTests {
         }
 
         @Test func aBackupFromAfterTheBranchDoesNotServeTheNewTimeline() throws {
-            let e = #expect(throws: CoreError.self) { try plan(.promoted, .latest, timeline: 2, backupId: "B3") }
+            let e = #expect(throws: CairnError.self) { try plan(.promoted, .latest, timeline: 2, backupId: "B3") }
             #expect(e?.code == .walMissing)
             #expect(e?.message.contains("timeline 2") == true)
             // On its own timeline it is the newest.
@@ -563,7 +563,7 @@ extension RecoveryPlannerTests {
             s.backup("B5", from: at(23, 0x28), to: at(24, 0x100), timeline: 2)
             #expect(try plan(s, .latest).backupId == "B5")
             #expect(try plan(s, .latest, timeline: 1).backupId == "B3")
-            let e = #expect(throws: CoreError.self) { try plan(s, .latest, timeline: 1, backupId: "B5") }
+            let e = #expect(throws: CairnError.self) { try plan(s, .latest, timeline: 1, backupId: "B5") }
             #expect(e?.code == .walMissing)
         }
 
@@ -686,7 +686,7 @@ extension RecoveryPlannerTests {
 
         @Test func aCopyNobodyVouchedForMakesRestoresRefuseInsteadOfGuessing() throws {
             for target in [RecoveryTarget.latest, .immediate, .time(minute(20)), .lsn(at(20))] {
-                let e = #expect(throws: CoreError.self) { try plan(Self.sideCopy, target) }
+                let e = #expect(throws: CairnError.self) { try plan(Self.sideCopy, target) }
                 #expect(e?.code == .repoAmbiguousHistory, "\(target)")
                 #expect(e?.message.contains("timeline 2") == true)
                 #expect(e?.hint?.contains("--target-timeline 1|2") == true)
@@ -725,7 +725,7 @@ extension RecoveryPlannerTests {
             #expect(try plan(Self.restoredInPlace, .time(minute(28))).timeline == 2)
             #expect(try plan(Self.restoredInPlace, .latest).timeline == 2)
             // Asked for timeline 2 explicitly, the same time is refused rather than stopping at the fork.
-            let e = #expect(throws: CoreError.self) { try plan(Self.restoredInPlace, .time(minute(20)), timeline: 2) }
+            let e = #expect(throws: CairnError.self) { try plan(Self.restoredInPlace, .time(minute(20)), timeline: 2) }
             #expect(e?.code == .restoreTarget)
             #expect(e?.message.contains("before timeline 2 began") == true)
             #expect(e?.hint?.contains("--target-timeline 1") == true)

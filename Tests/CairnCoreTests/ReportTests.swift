@@ -126,7 +126,7 @@ import Testing
     @Test func failuresGapsAndMissingDrillsAreNamed() throws {
         let drills = [Self.drill("20261103T020000D", at: 2, pass: false, rto: 30)]
         let jobs = [JobRecord(job: "backup-full", started: Self.day(4), finished: Self.day(4), outcome: .failed,
-                              error: CoreError(.repoTimeout, "the endpoint made no progress"))]
+                              error: CairnError(.repoTimeout, "the endpoint made no progress"))]
         let m = try ReportBuilder.build(month: "2026-11", catalog: Self.catalog(gapAt: 100), jobs: jobs, drills: drills, verifies: [],
                                         location: "/r", now: Self.day(10))
         #expect(m.conclusion.contains("1 of 1 drills failed"))
@@ -135,7 +135,7 @@ import Testing
         #expect(m.walGaps == [WALSegment(timeline: 1, number: 100, segmentSize: Self.seg).name])
         let none = try ReportBuilder.build(month: "2026-11", catalog: Self.catalog(), jobs: [], drills: [], verifies: [], location: "/r", now: Self.day(5))
         #expect(none.conclusion.contains("no restore drill ran"))
-        #expect(throws: CoreError.self) { try ReportBuilder.build(month: "2026-13", catalog: Self.catalog(), jobs: [], drills: [], verifies: [], location: "/r", now: Self.day(5)) }
+        #expect(throws: CairnError.self) { try ReportBuilder.build(month: "2026-13", catalog: Self.catalog(), jobs: [], drills: [], verifies: [], location: "/r", now: Self.day(5)) }
     }
 
     @Test func markdownHtmlAndJsonCarryTheSameFigures() throws {

@@ -45,7 +45,7 @@ import Testing
         do {
             try RepositoryProbe.proveCreateOnly(repo: repo)
             Issue.record("a store that ignores create-only writes passed the probe")
-        } catch let e as CoreError {
+        } catch let e as CairnError {
             #expect(e.code == .repoCreateOnlyUnsupported)
             #expect(e.message.contains(broken == .replaces ? "replaced an existing object" : "accepted a create-only write"), "\(e.message)")
             #expect(e.hint?.contains("If-None-Match") == true)
@@ -56,7 +56,7 @@ import Testing
     @Test func initRefusesAStoreThatIgnoresCreateOnly() throws {
         let repo = IgnoresCreateOnly(.replaces)
         let cluster = ClusterInfo(systemIdentifier: "7300000000000000999", versionNum: 150018, walSegmentSize: 16 << 20, dataDirectory: nil)
-        #expect(throws: CoreError.self) { try InitOperation.run(repo: repo, cluster: cluster, clock: SystemClock()) }
+        #expect(throws: CairnError.self) { try InitOperation.run(repo: repo, cluster: cluster, clock: SystemClock()) }
         #expect(try repo.head(RepositoryInfo.key) == nil, "no cairn.json on a store that cannot keep WAL safe")
     }
 }

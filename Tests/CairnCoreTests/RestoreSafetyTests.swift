@@ -128,7 +128,7 @@ import TestSupport
         let options = RestoreOperation.Options(targetDirectory: dir)
         let plan = { (c: Catalog) in { try RecoveryPlanner.plan(c, target: .latest, restoreCommand: "cairn wal-fetch %f %p", now: ReportTests.day(30)) } }
         let planError = describeError(try #require(#expect(throws: (any Error).self) { try plan(empty)() }))
-        let e = try #require(#expect(throws: CoreError.self) { try RestoreOperation.check(catalog: empty, options: options, plan: plan(empty)) })
+        let e = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: empty, options: options, plan: plan(empty)) })
         let lines = e.message.split(separator: "\n").map(String.init)
         #expect(e.code == .restoreDirNotEmpty)
         #expect(lines.first == "2 problems stop the restore; nothing was written", "\(e.message)")
@@ -138,10 +138,10 @@ import TestSupport
 
         var mapped = options
         mapped.tablespaceMap[16400] = dir + "/ts"
-        let m = try #require(#expect(throws: CoreError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: mapped, plan: plan(ReportTests.catalog())) })
+        let m = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: mapped, plan: plan(ReportTests.catalog())) })
         #expect(m.message.hasPrefix("2 problems") && m.message.contains("--tablespace-map names tablespace 16400"), "\(m.message)")
         // One problem is reported as itself; none gives the plan.
-        let single = try #require(#expect(throws: CoreError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())) })
+        let single = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())) })
         #expect(single.code == .restoreDirNotEmpty && !single.message.contains("stop the restore"), "\(single.message)")
         try FileManager.default.removeItem(atPath: dir + "/marker")
         #expect(try RestoreOperation.check(catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())).backupId == "20261031T010000F")

@@ -144,7 +144,7 @@ import Testing
         // Sub-millisecond digits, which JSON does not keep: the holder must still recognise its own lock.
         let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000.123456))
         let a = try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock)
-        let e = #expect(throws: CoreError.self) { try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock) }
+        let e = #expect(throws: CairnError.self) { try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock) }
         #expect(e?.code == .repoLocked)
         #expect(e?.message.contains(ProcessInfo.processInfo.hostName) == true)
         // Another job is independent.
@@ -162,7 +162,7 @@ import Testing
         // A lock from another host that expired.
         let stale = RepositoryLock.Holder(job: "drill", host: "elsewhere", pid: 1, acquired: clock.now(), expires: clock.now().addingTimeInterval(60))
         try repo.put(RepositoryLock.key("drill"), try SealedDocument.seal(stale))
-        #expect(throws: CoreError.self) { try RepositoryLock.acquire("drill", repo: repo, ttl: 600, clock: clock) }
+        #expect(throws: CairnError.self) { try RepositoryLock.acquire("drill", repo: repo, ttl: 600, clock: clock) }
         clock.advance(61)
         let l = try RepositoryLock.acquire("drill", repo: repo, ttl: 600, clock: clock)
         #expect(l.holder.host == ProcessInfo.processInfo.hostName)
@@ -192,7 +192,7 @@ import Testing
             }
         }
         let repo = MemoryRepository()
-        let e = #expect(throws: CoreError.self) {
+        let e = #expect(throws: CairnError.self) {
             try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: RacingClock(repo))
         }
         #expect(e?.code == .repoLocked)

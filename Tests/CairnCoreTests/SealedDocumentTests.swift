@@ -22,14 +22,14 @@ import Testing
             for bit in [0, 5] {
                 var b = bytes
                 b[i] ^= UInt8(1 << bit)
-                #expect(throws: CoreError.self, "byte \(i) bit \(bit)") { try SealedDocument.open(Doc.self, from: b, what: "doc") }
+                #expect(throws: CairnError.self, "byte \(i) bit \(bit)") { try SealedDocument.open(Doc.self, from: b, what: "doc") }
             }
         }
         // Every truncation, down to the final newline.
         for n in 0..<bytes.count {
-            #expect(throws: CoreError.self, "cut to \(n)") { try SealedDocument.open(Doc.self, from: Array(bytes.prefix(n)), what: "doc") }
+            #expect(throws: CairnError.self, "cut to \(n)") { try SealedDocument.open(Doc.self, from: Array(bytes.prefix(n)), what: "doc") }
         }
-        #expect(throws: CoreError.self) { try SealedDocument.open(Doc.self, from: [], what: "doc") }
+        #expect(throws: CairnError.self) { try SealedDocument.open(Doc.self, from: [], what: "doc") }
     }
 }
 
@@ -50,7 +50,7 @@ import Testing
         _ = try InitOperation.run(repo: repo, cluster: cluster, clock: clock)
         var other = cluster
         other.systemIdentifier = "7399999999999999999"
-        let e = #expect(throws: CoreError.self) { try InitOperation.run(repo: repo, cluster: other, clock: clock) }
+        let e = #expect(throws: CairnError.self) { try InitOperation.run(repo: repo, cluster: other, clock: clock) }
         #expect(e?.code == .repoForeign)
         #expect(e?.hint != nil)
     }
@@ -60,7 +60,7 @@ import Testing
         _ = try InitOperation.run(repo: repo, cluster: cluster, clock: clock)
         var other = cluster
         other.versionNum = 160004
-        #expect(throws: CoreError.self) { try InitOperation.run(repo: repo, cluster: other, clock: clock) }
+        #expect(throws: CairnError.self) { try InitOperation.run(repo: repo, cluster: other, clock: clock) }
     }
 
     @Test func repairsADamagedTwinFromTheOther() throws {
@@ -76,7 +76,7 @@ import Testing
     @Test func refusesANonEmptyLocationWithoutCairnJSON() throws {
         let repo = MemoryRepository()
         try repo.put("somebody/else", [1])
-        let e = #expect(throws: CoreError.self) { try InitOperation.run(repo: repo, cluster: cluster, clock: clock) }
+        let e = #expect(throws: CairnError.self) { try InitOperation.run(repo: repo, cluster: cluster, clock: clock) }
         #expect(e?.code == .repoObjectExists)
     }
 
@@ -85,7 +85,7 @@ import Testing
         _ = try InitOperation.run(repo: repo, cluster: cluster, clock: clock)
         repo.tamper("cairn.json") { $0.removeLast(5) }
         repo.tamper("cairn.json.copy") { $0.removeLast(5) }
-        let e = #expect(throws: CoreError.self) { try RepositoryInfo.load(from: repo) }
+        let e = #expect(throws: CairnError.self) { try RepositoryInfo.load(from: repo) }
         #expect(e?.code == .repoCorrupt)
     }
 }

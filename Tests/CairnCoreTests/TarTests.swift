@@ -389,7 +389,7 @@ extension TarTests {
                 let rec = SplitRecorder()
                 let splitter = rec.splitter()
                 try Chunking.fixed(513).feed(Array(f.archive.prefix(cut))) { try splitter.feed($0) }
-                let e = #expect(throws: CoreError.self, "cut at \(cut)") { try splitter.finish() }
+                let e = #expect(throws: CairnError.self, "cut at \(cut)") { try splitter.finish() }
                 #expect(e?.code == .backupFailed)
                 #expect(e?.message.contains("middle of an entry") == true)
             }
@@ -401,7 +401,7 @@ extension TarTests {
             var damaged = f.archive
             damaged[TarHeader.block + 2] ^= 0x20  // a letter of the second entry's name: the checksum no longer matches
             let splitter = SplitRecorder().splitter()
-            let e = #expect(throws: CoreError.self) {
+            let e = #expect(throws: CairnError.self) {
                 try Chunking.fixed(4096).feed(damaged) { try splitter.feed($0) }
             }
             #expect(e?.code == .dataCorrupt)
@@ -531,7 +531,7 @@ extension TarTests {
             let out = try s.folder("out")
             let root = try s.folder("out/root")
             let x = TarExtractor(root: root)
-            let e = #expect(throws: CoreError.self) {
+            let e = #expect(throws: CairnError.self) {
                 try Chunking.fixed(100).feed(try readBytes(archive)) { try x.feed($0) }
             }
             #expect(e?.code == .dataCorrupt)
@@ -556,7 +556,7 @@ extension TarTests {
 
             let root = try s.folder("out/root")
             let x = TarExtractor(root: root)
-            let e = #expect(throws: CoreError.self) {
+            let e = #expect(throws: CairnError.self) {
                 try Chunking.fixed(512).feed(try readBytes(archive)) { try x.feed($0) }
             }
             #expect(e?.code == .dataCorrupt)
@@ -623,7 +623,7 @@ extension TarTests {
                 let s = try f.scratch.folder("restore-\(cut)")
                 let x = TarExtractor(root: s)
                 try Chunking.fixed(4096).feed(Array(f.archive.prefix(cut))) { try x.feed($0) }
-                let e = #expect(throws: CoreError.self, "cut at \(cut)") { try x.finish() }
+                let e = #expect(throws: CairnError.self, "cut at \(cut)") { try x.finish() }
                 #expect(e?.code == .dataCorrupt)
             }
         }
@@ -638,7 +638,7 @@ extension TarTests {
             var damaged = f.archive
             damaged[probe.entryOffsets[2] + 1] ^= 0x01
             let x = TarExtractor(root: try f.scratch.folder("restore"))
-            let e = #expect(throws: CoreError.self) {
+            let e = #expect(throws: CairnError.self) {
                 try Chunking.fixed(4096).feed(damaged) { try x.feed($0) }
             }
             #expect(e?.code == .dataCorrupt)
@@ -708,13 +708,13 @@ extension TarTests {
             var badSize = good
             badSize.replaceSubrange(124..<136, with: Array("0000000009x\0".utf8))
             Self.setChecksum(&badSize)
-            let e1 = #expect(throws: CoreError.self) { try badSize.withUnsafeBytes { try TarHeader.parse($0) } }
+            let e1 = #expect(throws: CairnError.self) { try badSize.withUnsafeBytes { try TarHeader.parse($0) } }
             #expect(e1?.code == .dataCorrupt)
             #expect(e1?.message.contains("bad number field") == true)
 
             var badSum = good
             badSum[0] ^= 0x01
-            let e2 = #expect(throws: CoreError.self) { try badSum.withUnsafeBytes { try TarHeader.parse($0) } }
+            let e2 = #expect(throws: CairnError.self) { try badSum.withUnsafeBytes { try TarHeader.parse($0) } }
             #expect(e2?.message.contains("checksum") == true)
         }
 

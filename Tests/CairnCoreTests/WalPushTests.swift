@@ -61,7 +61,7 @@ import TestSupport
         #expect(try WalPush.run(repo: repo, pipeline: Pipeline(), path: path).outcome == .stored)
         #expect(try WalPush.run(repo: repo, pipeline: Pipeline(level: 9), path: path).outcome == .alreadyStored)
         _ = try file("000000010000000000000005", Self.segment(fill: 1))
-        let e = #expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: path) }
+        let e = #expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: path) }
         #expect(e?.code == .walConflict)
     }
 
@@ -77,7 +77,7 @@ import TestSupport
         #expect(try WalPush.run(repo: repo, pipeline: Pipeline(), path: path).outcome == .alreadyStored)
         for other in [text + Array("2\t0/5000000\tbefore 2026-11-26\n".utf8), Array(text.dropLast(5)), text.map { $0 == 0x31 ? 0x32 : $0 }] {
             _ = try file(name, other)
-            let e = #expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: path) }
+            let e = #expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: path) }
             #expect(e?.code == .walConflict)
         }
         #expect(try repo.getBytes("wal/00000003/00000003.history.zst") == object)
@@ -92,30 +92,30 @@ import TestSupport
 
     @Test func foreignSegmentsWrongSizesAndOtherVersionsAreRefused() throws {
         let foreign = try file("000000010000000000000006", Self.segment(sysid: 42))
-        #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: foreign) })?.code == .repoForeign)
+        #expect((#expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: foreign) })?.code == .repoForeign)
         let short = try file("000000010000000000000007", Array(Self.segment().prefix(1000)))
-        #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: short) })?.code == .walInvalidName)
+        #expect((#expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: short) })?.code == .walInvalidName)
         let pg14 = try file("000000010000000000000008", Self.segment(magic: 0xD10D))
-        #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: pg14) })?.code == .pgVersion)
+        #expect((#expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: pg14) })?.code == .pgVersion)
         let junk = try file("postmaster.pid", [1, 2, 3])
-        #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: junk) })?.code == .walInvalidName)
+        #expect((#expect(throws: CairnError.self) { try WalPush.run(repo: repo, pipeline: Pipeline(), path: junk) })?.code == .walInvalidName)
         #expect(try repo.list(prefix: "wal/").isEmpty)
     }
 
     @Test func anUninitialisedRepositoryIsRefused() throws {
         let empty = MemoryRepository()
         let path = try file("000000010000000000000009", Self.segment())
-        #expect((#expect(throws: CoreError.self) { try WalPush.run(repo: empty, pipeline: Pipeline(), path: path) })?.code == .repoUninitialized)
+        #expect((#expect(throws: CairnError.self) { try WalPush.run(repo: empty, pipeline: Pipeline(), path: path) })?.code == .repoUninitialized)
     }
 
     @Test func fetchingAMissingFileIsNotFoundAndADamagedOneIsCorrupt() throws {
-        #expect((#expect(throws: CoreError.self) {
+        #expect((#expect(throws: CairnError.self) {
             try WalFetch.run(repo: repo, pipeline: Pipeline(), name: "0000000100000000000000AA", dest: dir + "/x")
         })?.code == .walNotFound)
         let path = try file("00000001000000000000000A", Self.segment())
         _ = try WalPush.run(repo: repo, pipeline: Pipeline(), path: path)
         repo.tamper("wal/00000001/00000001000000000000000A.zst") { $0[$0.count / 2] ^= 1 }
-        #expect((#expect(throws: CoreError.self) {
+        #expect((#expect(throws: CairnError.self) {
             try WalFetch.run(repo: repo, pipeline: Pipeline(), name: "00000001000000000000000A", dest: dir + "/y")
         })?.code == .dataCorrupt)
         #expect(!FileManager.default.fileExists(atPath: dir + "/y"))
@@ -185,14 +185,14 @@ import TestSupport
         try local.put(RepositoryInfo.key, try SealedDocument.seal(info))
         _ = try WalPush.run(repo: local, pipeline: Pipeline(), path: try file("000000010000000000000030", Self.segment(number: 0x30)))
         // A segment the archive does not have, in a repository that is there: the end of the archive.
-        let absent = #expect(throws: CoreError.self) {
+        let absent = #expect(throws: CairnError.self) {
             try WalFetch.run(repo: local, pipeline: Pipeline(), name: "000000010000000000000031", dest: dir + "/x")
         }
         #expect(absent?.code == .walNotFound)
         // The repository moved away (an unmounted mount point is an empty folder): not "not found".
         try FileManager.default.moveItem(atPath: root, toPath: dir + "/moved")
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let gone = #expect(throws: CoreError.self) {
+        let gone = #expect(throws: CairnError.self) {
             try WalFetch.run(repo: local, pipeline: Pipeline(), name: "000000010000000000000030", dest: dir + "/x")
         }
         #expect(gone?.code == .repoUninitialized)

@@ -16,15 +16,15 @@ import TestSupport
     }
 
     @Test func connectionFailuresAreClassified() {
-        let e = #expect(throws: PostgresError.self) { try PGConnection(conninfo: "host=127.0.0.1 port=9 connect_timeout=2") }
+        let e = #expect(throws: CairnError.self) { try PGConnection(conninfo: "host=127.0.0.1 port=9 connect_timeout=2") }
         #expect(e?.code == .pgUnreachable)
-        let a = #expect(throws: PostgresError.self) { try PGConnection(conninfo: TestCluster.conninfo, overrides: ["user": "nobody_here"]) }
+        let a = #expect(throws: CairnError.self) { try PGConnection(conninfo: TestCluster.conninfo, overrides: ["user": "nobody_here"]) }
         #expect(a?.code == .pgAuth)
     }
 
     @Test func queryErrorsCarryPostgresMessage() throws {
         let c = try PGConnection(conninfo: TestCluster.conninfo)
-        let e = #expect(throws: PostgresError.self) { try c.query("SELECT * FROM no_such_table") }
+        let e = #expect(throws: CairnError.self) { try c.query("SELECT * FROM no_such_table") }
         #expect(e?.code == .pgQuery)
         #expect(e?.message.contains("no_such_table") == true)
     }

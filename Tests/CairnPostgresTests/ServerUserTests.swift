@@ -1,3 +1,4 @@
+import CairnBase
 import Foundation
 import Testing
 @testable import CairnPostgres
@@ -18,7 +19,7 @@ import Testing
             #expect(u == Self.postgres)
         }
         #expect(try ServerUser.resolve(dataDirectory: nil, owner: { _ in nil }, byID: Self.byID, byName: { _ in Self.postgres }) == Self.postgres)
-        let e = #expect(throws: PostgresError.self) {
+        let e = #expect(throws: CairnError.self) {
             try ServerUser.resolve(dataDirectory: nil, owner: { _ in nil }, byID: Self.byID, byName: { _ in nil })
         }
         #expect(e?.code == .configInvalid)

@@ -60,7 +60,7 @@ import TestSupport
         do {
             _ = try await ToolRunner(binDirectory: dir).matching(major: 18, ["pg_ctl", "pg_verifybackup"], for: "backup 20261203T010000F")
             Issue.record("a PostgreSQL 15 pg_ctl passed for an 18 backup")
-        } catch let e as PostgresError {
+        } catch let e as CairnError {
             #expect(e.code == .pgVersion)
             #expect(e.message == "pg_ctl in \(dir) is PostgreSQL 15 but backup 20261203T010000F is PostgreSQL 18: each major needs its own programs")
             #expect(e.hint?.contains("cluster.bin_directory") == true)
@@ -73,7 +73,7 @@ import TestSupport
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Run.writeScript("#!/bin/sh\necho hello\n", to: dir + "/pg_dump")
-        await #expect(throws: PostgresError.self) {
+        await #expect(throws: CairnError.self) {
             _ = try await ToolRunner(binDirectory: dir).matching(major: 15, ["pg_dump"], for: "the cluster")
         }
     }
@@ -88,7 +88,7 @@ import TestSupport
         do {
             _ = try await ToolRunner(binDirectory: "").matching(major: 11, ["pg_ctl"], for: "the cluster")
             Issue.record("found programs of PostgreSQL 11")
-        } catch let e as PostgresError {
+        } catch let e as CairnError {
             #expect(e.code == .pgVersion)
             #expect(e.message.contains("PostgreSQL 11"))  // none found, or pg_config's folder is of another major
         }

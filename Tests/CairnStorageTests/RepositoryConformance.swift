@@ -15,7 +15,7 @@ enum Conformance {
     }
 
     static func code(_ body: () throws -> Void) -> ErrorCode? {
-        do { try body(); return nil } catch let e as StorageError { return e.code } catch { return .internal }
+        do { try body(); return nil } catch let e as CairnError { return e.code } catch { return .internal }
     }
 
     static func run(_ repo: any Repository, largeObject: Int) throws {

@@ -10,8 +10,8 @@ import Glibc
 
 /// S3 behaviour against the emulator with SigV4 enforced: errors users meet, batching, paging, headers.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct S3DriverTests {
-    func code(_ body: () throws -> Void) -> StorageError? {
-        do { try body(); return nil } catch let e as StorageError { return e } catch { return nil }
+    func code(_ body: () throws -> Void) -> CairnError? {
+        do { try body(); return nil } catch let e as CairnError { return e } catch { return nil }
     }
 
     @Test func wrongSecretIsReportedAsAuthWithAHint() throws {
@@ -161,7 +161,7 @@ import Glibc
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         try withUnsafePointer(to: &addr) {
             try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                guard bind(fd, $0, len) == 0 else { throw StorageError(.internal, "bind failed") }
+                guard bind(fd, $0, len) == 0 else { throw CairnError(.internal, "bind failed") }
             }
         }
         listen(fd, 16)

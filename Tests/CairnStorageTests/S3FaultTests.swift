@@ -63,7 +63,7 @@ import TestSupport
         let proxy = try FaultProxy()
         let r = repo(proxy)
         try proxy.script(#"[{"match": {"method": "GET"}, "times": 5, "action": {"status": 403, "code": "AccessDenied"}}]"#)
-        let e = #expect(throws: StorageError.self) { _ = try r.getBytes("any") }
+        let e = #expect(throws: CairnError.self) { _ = try r.getBytes("any") }
         #expect(e?.code == .repoAccessDenied)
         #expect(try proxy.log().count == 1)
     }
@@ -74,7 +74,7 @@ import TestSupport
         try r.put("stall/obj", Self.bytes(200_000), options: .overwrite)
         try proxy.script(#"[{"match": {"method": "GET"}, "times": -1, "action": {"stall_after_bytes": 100, "stall_seconds": 30}}]"#)
         let start = Date()
-        let e = #expect(throws: StorageError.self) { _ = try r.getBytes("stall/obj") }
+        let e = #expect(throws: CairnError.self) { _ = try r.getBytes("stall/obj") }
         #expect(e?.code == .repoTimeout || e?.code == .repoIO)
         #expect(Date().timeIntervalSince(start) < 12)
     }
@@ -88,7 +88,7 @@ import TestSupport
         try r.put("lost/ack", [4, 5, 6], options: .createOnly)
         #expect(try r.getBytes("lost/ack") == [4, 5, 6])
         // Different content under the same key is still refused.
-        let e = #expect(throws: StorageError.self) { try r.put("lost/ack", [7], options: .createOnly) }
+        let e = #expect(throws: CairnError.self) { try r.put("lost/ack", [7], options: .createOnly) }
         #expect(e?.code == .repoObjectExists)
     }
 
@@ -109,7 +109,7 @@ import TestSupport
         let r = repo(proxy, deadline: 5, retries: 2)
         try proxy.script(#"[{"match": {"method": "PUT", "query_regex": "partNumber=2"}, "times": -1, "action": {"status": 500}}]"#)
         let w = try r.makeWriter("broken/multipart", options: .overwrite)
-        let e = #expect(throws: StorageError.self) {
+        let e = #expect(throws: CairnError.self) {
             try Self.bytes(16 << 20).withUnsafeBytes { try w.write($0) }
             _ = try w.finish()
         }

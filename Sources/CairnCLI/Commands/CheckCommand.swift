@@ -114,7 +114,7 @@ struct CheckCommand: AsyncParsableCommand {
         }
         if let firstError {
             let (code, message, hint) = describeError(firstError)
-            throw BaseError(code, message, hint: hint)
+            throw CairnError(code, message, hint: hint)
         }
     }
 }

@@ -25,7 +25,7 @@ struct JobLockOptions: ParsableArguments {
         let interrupt = Interrupts.add("the \(job) lock was released") {
             guard acquired.withLock({ $0 }) else { return RepositoryLock.release(job, token: token, repo: repo) }
             JobRecord(job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
-                      error: CoreError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
+                      error: CairnError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
             RepositoryLock.release(job, token: token, repo: repo)
         }
         defer { Interrupts.remove(interrupt) }
@@ -96,11 +96,11 @@ struct MetricsCommand: AsyncParsableCommand {
         let tmp = textfile + ".tmp-\(getpid())"
         do {
             try text.write(toFile: tmp, atomically: false, encoding: .utf8)
-            guard rename(tmp, textfile) == 0 else { throw BaseError(.localIO, String(cString: strerror(errno))) }
+            guard rename(tmp, textfile) == 0 else { throw CairnError(.localIO, String(cString: strerror(errno))) }
         } catch {
             unlink(tmp)
-            throw BaseError(.localIO, "cannot write \(textfile): \(describeError(error).message)",
-                            hint: "the folder must exist and be writable by the cairn user")
+            throw CairnError(.localIO, "cannot write \(textfile): \(describeError(error).message)",
+                            hint: "the folder must exist and be writable by the cairn user", cause: error)
         }
     }
 }
@@ -113,7 +113,7 @@ struct ScheduleCommand: AsyncParsableCommand {
     static func policy(_ global: GlobalOptions, _ file: String?) throws -> (AppContext, SchedulePolicy) {
         let ctx = try AppContext.load(global)
         guard let path = file ?? ctx.config.schedulePath else {
-            throw BaseError(.configInvalid, "no schedule policy (the daemon and the crontab are built from one)", hint: "add `schedule: policies/schedule.yaml` to cairn.yaml or pass --schedule FILE")
+            throw CairnError(.configInvalid, "no schedule policy (the daemon and the crontab are built from one)", hint: "add `schedule: policies/schedule.yaml` to cairn.yaml or pass --schedule FILE")
         }
         return (ctx, try PolicyLoader.schedule(file: path))
     }

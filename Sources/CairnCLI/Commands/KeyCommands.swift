@@ -53,7 +53,7 @@ struct KeyCommand: AsyncParsableCommand {
         func run() async throws {
             let ctx = try AppContext.load(global)
             guard let old = try ctx.masterKey() else {
-                throw CoreError(.configInvalid, "repository.encryption is not configured in \(ctx.absoluteConfigPath)",
+                throw CairnError(.configInvalid, "repository.encryption is not configured in \(ctx.absoluteConfigPath)",
                                 hint: "configure the repository's current master key there first; only an encrypted repository has keys to rotate")
             }
             var warnings: [String] = []
@@ -142,7 +142,7 @@ struct KeyCommand: AsyncParsableCommand {
                 Output.line(view.opens ? "the configured master key opens the keyring" : "the configured master key does NOT open the keyring")
             }
             if master != nil && !view.opens {
-                throw CoreError(.keyMismatch, "the configured master key (id \(master!.id)) does not open the keyring of \(view.location)",
+                throw CairnError(.keyMismatch, "the configured master key (id \(master!.id)) does not open the keyring of \(view.location)",
                                 hint: "configure the master key this repository was created or last rotated with")
             }
         }

@@ -59,7 +59,7 @@ struct ReportCommand: AsyncParsableCommand {
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
                 for (name, bytes) in files { try Data(bytes).write(to: URL(fileURLWithPath: output + "/" + name)) }
             } catch {
-                throw BaseError(.localIO, "cannot write the report into \(output): \(error.localizedDescription)")
+                throw CairnError(.localIO, "cannot write the report into \(output): \(error.localizedDescription)")
             }
         }
         await JobLog.record(repo, job: "report", started: started, subject: month)

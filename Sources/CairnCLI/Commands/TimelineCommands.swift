@@ -69,11 +69,11 @@ struct TimelineDecision: ParsableArguments {
             let repo = try ctx.makeRepository()
             let catalog = try Catalog.load(from: repo)
             guard catalog.lineage.statuses[timeline] != nil else {
-                throw CoreError(.restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
+                throw CairnError(.restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
             }
             let lineage = catalog.lineage
             if verdict == .copy, lineage.productionPath.timelines.contains(timeline), timeline != lineage.production {
-                throw CoreError(.repoAmbiguousHistory,
+                throw CairnError(.repoAmbiguousHistory,
                                 "timeline \(timeline) is an ancestor of production's timeline \(lineage.production): it is part of production's history",
                                 hint: "mark the copy's own timeline instead; `cairn timeline` lists them")
             }

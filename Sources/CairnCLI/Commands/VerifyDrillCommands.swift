@@ -45,7 +45,7 @@ struct VerifyCommand: AsyncParsableCommand {
         }
         progress.done()
         await JobLog.record(repo, job: "verify", started: started, bytes: result.bytesRead,
-                            error: result.ok ? nil : CoreError(.dataCorrupt, "\(result.problems.count) problem(s)"))
+                            error: result.ok ? nil : CairnError(.dataCorrupt, "\(result.problems.count) problem(s)"))
         if json { try Output.json(result) } else {
             Output.line("verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")")
             for p in result.problems { Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)") }
@@ -56,10 +56,10 @@ struct VerifyCommand: AsyncParsableCommand {
             let errors = result.problems.filter { $0.severity == .error }
             let damaged = errors.filter { $0.kind != "missing-wal" }
             if !damaged.isEmpty {
-                throw CoreError(.dataCorrupt, "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
+                throw CairnError(.dataCorrupt, "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
                                 hint: "each is listed above; see runbooks/repository-damaged.md")
             }
-            throw CoreError(.walMissing, "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
+            throw CairnError(.walMissing, "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
                             hint: "each gap is listed above; see runbooks/wal-archiving.md")
         }
     }
@@ -143,7 +143,7 @@ struct DrillCommand: AsyncParsableCommand {
         }
         progress.done()
         await JobLog.record(repo, job: "drill", started: started, subject: record.id,
-                            error: record.verdict == .pass ? nil : CoreError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
+                            error: record.verdict == .pass ? nil : CairnError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
         if json { try Output.json(record) } else {
             Output.line("drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")")
             for c in record.checks { Output.line("  \(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail) (\(Units.formatDuration(c.seconds)))") }

@@ -93,7 +93,7 @@ struct WalFetchCommand: AsyncParsableCommand {
                 }
                 ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
             }
-        } catch let e as CoreError where e.code == .walNotFound {
+        } catch let e as CairnError where e.code == .walNotFound {
             throw CommandExit(code: 1)
         } catch let e as CommandExit {
             throw e
@@ -131,7 +131,7 @@ struct WalPrefetchCommand: AsyncParsableCommand {
             let repo = try ctx.makeRepository()
             let info = try RepositoryInfo.require(from: repo)
             guard let seg = WALSegment(name: first, segmentSize: info.walSegmentSize) else {
-                throw CoreError(.walInvalidName, "\(first) is not a WAL segment name")
+                throw CairnError(.walInvalidName, "\(first) is not a WAL segment name")
             }
             return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
                                          parallelism: ctx.config.limits.parallelism)

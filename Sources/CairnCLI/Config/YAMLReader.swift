@@ -11,7 +11,7 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A configuration or policy file that could not be used: every problem found, not just the first.
-public struct ConfigError: CairnError {
+public struct ConfigError: ReportableError {
     public let code: ErrorCode
     public let problems: [ConfigProblem]
     public let hint: String?

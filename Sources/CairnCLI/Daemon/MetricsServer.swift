@@ -35,8 +35,8 @@ final class MetricsServer: Service, @unchecked Sendable {
             try socket.bind(to: .inet(ip4: host, port: port))
             try socket.listen()
         } catch {
-            throw BaseError(.configInvalid, "cannot serve metrics on \(host):\(port): \(error)",
-                            hint: "another process may hold the port: set metrics.listen in cairn.yaml, or --listen, to a free one")
+            throw CairnError(.configInvalid, "cannot serve metrics on \(host):\(port): \(error)",
+                            hint: "another process may hold the port: set metrics.listen in cairn.yaml, or --listen, to a free one", cause: error)
         }
         let listener = try AsyncSocket(socket: socket, pool: pool)
         do {

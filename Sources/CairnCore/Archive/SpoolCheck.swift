@@ -34,13 +34,13 @@ struct SpoolCheck: Codable, Equatable {
         let final = Self.path(of: segmentPath)
         let tmp = final + ".cairn-tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try Array(try JSONEncoder().encode(self)).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         guard fsync(fd) == 0, rename(tmp, final) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
-            throw CoreError(.localIO, "cannot write \(final): \(reason)")
+            throw CairnError(.localIO, "cannot write \(final): \(reason)")
         }
     }
 

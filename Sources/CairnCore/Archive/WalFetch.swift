@@ -35,7 +35,7 @@ public enum WalFetch {
     /// repository itself is there).
     public static func run(repo: any Repository, pipeline: Pipeline, name: String, dest: String) throws -> Result {
         guard let file = WALFileName(name) else {
-            throw CoreError(.walInvalidName, "\(name) is not a WAL file name", hint: "restore_command must pass %f and %p")
+            throw CairnError(.walInvalidName, "\(name) is not a WAL file name", hint: "restore_command must pass %f and %p")
         }
         if case .segment = file, let size = serveFromSpool(spoolDirectory(forDestination: dest), name: name, dest: dest) {
             return Result(file: name, outcome: .fromSpool, size: size)
@@ -80,7 +80,7 @@ public enum WalFetch {
                          beforeRename: (_ fd: Int32, _ crc32c: UInt32) throws -> Void) throws -> (size: Int64, crc32c: UInt32) {
         let tmp = path + ".cairn-tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         var ok = false
         defer {
             if fd >= 0 { close(fd) }
@@ -93,12 +93,12 @@ public enum WalFetch {
                 try FileIO.writeAll(fd, chunk)
                 crc = SpoolCheck.crc32c(chunk, continuing: crc)
             }
-        } catch let e as StorageError where e.code == .repoObjectMissing {
+        } catch let e as CairnError where e.code == .repoObjectMissing {
             try requireRepository(repo, missing: file)
-            throw CoreError(.walNotFound, "\(file) is not in the repository")
+            throw CairnError(.walNotFound, "\(file) is not in the repository")
         }
         try beforeRename(fd, crc)
-        guard rename(tmp, path) == 0 else { throw CoreError(.localIO, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
+        guard rename(tmp, path) == 0 else { throw CairnError(.localIO, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
         ok = true
         return (digest.size, crc)
     }
@@ -109,8 +109,8 @@ public enum WalFetch {
     static func requireRepository(_ repo: any Repository, missing file: WALFileName) throws {
         do {
             _ = try RepositoryInfo.require(from: repo)
-        } catch let e as CoreError where e.code == .repoUninitialized {
-            throw CoreError(.repoUninitialized,
+        } catch let e as CairnError where e.code == .repoUninitialized {
+            throw CairnError(.repoUninitialized,
                             "\(file) is not in \(repo.location), and neither is the repository's cairn.json: the repository is missing (unmounted or moved?), so the end of the archive cannot be told",
                             hint: "make the repository available at \(repo.location) again (check the mount); recovery stops instead of ending early")
         }
@@ -148,13 +148,13 @@ public enum WalFetch {
                 do {
                     try spoolSegment(repo: repo, pipeline: pipeline, info: info, segment: seg, spool: spool)
                     fetched.add()
-                } catch let e as CoreError where e.code == .walNotFound {
+                } catch let e as CairnError where e.code == .walNotFound {
                     throw e  // the end of the archive: stop queueing more
                 }
             }
             if !ok { break }
         }
-        do { try pool.wait() } catch let e as CoreError where e.code == .walNotFound {}
+        do { try pool.wait() } catch let e as CairnError where e.code == .walNotFound {}
         return fetched.value
     }
 
@@ -164,7 +164,7 @@ public enum WalFetch {
                              spool: String) throws {
         let path = spool + "/" + segment.name
         _ = try download(repo: repo, pipeline: pipeline, file: .segment(segment.name), to: path) { fd, crc in
-            guard fsync(fd) == 0 else { throw CoreError(.localIO, "cannot fsync the prefetched \(segment.name): \(String(cString: strerror(errno)))") }
+            guard fsync(fd) == 0 else { throw CairnError(.localIO, "cannot fsync the prefetched \(segment.name): \(String(cString: strerror(errno)))") }
             try SpoolCheck(crc32c: crc, systemIdentifier: info.systemIdentifier, pgMajor: info.pgMajor,
                            segmentSize: info.walSegmentSize).write(for: path)
         }

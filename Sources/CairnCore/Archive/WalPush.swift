@@ -71,11 +71,11 @@ public enum WalPush {
     static func read(_ path: String, into bytes: inout [UInt8]) throws -> WALFileName {
         let name = (path as NSString).lastPathComponent
         guard let file = WALFileName(name) else {
-            throw CoreError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
+            throw CairnError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
                             hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
         }
         guard FileIO.readAll(path, into: &bytes) else {
-            throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
+            throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
                             hint: "archive_command runs in the data directory; pass %p unchanged")
         }
         return file
@@ -94,7 +94,7 @@ public enum WalPush {
             try confirm(repo: repo, pipeline: pipeline, key: key, digest: digest)
             logger.info("archived", metadata: ["file": "\(name)", "stored_bytes": "\(digest.storedSize)"])
             return Result(file: name, key: key, outcome: .stored, size: digest.size, storedSize: digest.storedSize)
-        } catch let e as StorageError where e.code == .repoObjectExists {
+        } catch let e as CairnError where e.code == .repoObjectExists {
             // Already there (an earlier push whose acknowledgement was lost): fine if identical, never overwrite.
             let existing: ObjectDigest
             var differsAt: Int?
@@ -109,13 +109,13 @@ public enum WalPush {
                         offset = end
                     }
                 }
-            } catch let c as CoreError where c.code == .dataCorrupt {
-                throw CoreError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
+            } catch let c as CairnError where c.code == .dataCorrupt {
+                throw CairnError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
                                 hint: "see runbooks/wal-archiving.md: move the damaged object aside, then let the archiver retry")
             }
             if differsAt == nil, existing.size != Int64(bytes.count) { differsAt = Int(min(existing.size, Int64(bytes.count))) }
             if let differsAt {
-                throw CoreError(.walConflict,
+                throw CairnError(.walConflict,
                                 "\(name) is already in the repository with different content (the copies differ from byte \(differsAt) on); nothing was overwritten",
                                 hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
             }
@@ -129,23 +129,23 @@ public enum WalPush {
         switch file {
         case .segment, .partial:
             guard bytes.count == Int(info.walSegmentSize) else {
-                throw CoreError(.walInvalidName, "\(file) has \(bytes.count) bytes, not the repository's segment size \(info.walSegmentSize)")
+                throw CairnError(.walInvalidName, "\(file) has \(bytes.count) bytes, not the repository's segment size \(info.walSegmentSize)")
             }
             guard let id = bytes.withUnsafeBytes({ WALHeader.identity(ofSegment: $0) }) else {
-                throw CoreError(.dataCorrupt, "\(file) does not start with a WAL page header")
+                throw CairnError(.dataCorrupt, "\(file) does not start with a WAL page header")
             }
             if String(id.systemIdentifier) != info.systemIdentifier {
-                throw CoreError(.repoForeign,
+                throw CairnError(.repoForeign,
                                 "\(file) belongs to cluster \(id.systemIdentifier), but repository \(repo.location) belongs to cluster \(info.systemIdentifier); refusing to push",
                                 hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
             }
             if let magic = WALHeader.pageMagic[info.pgMajor], magic != id.magic {
-                throw CoreError(.pgVersion, "\(file) was written by another PostgreSQL major version than the repository's (\(info.pgMajor))",
+                throw CairnError(.pgVersion, "\(file) was written by another PostgreSQL major version than the repository's (\(info.pgMajor))",
                                 hint: "after a major upgrade, start a new repository")
             }
         case .history, .backupHistory:
             if let sysid = WALHeader.systemIdentifier(pgControl: "global/pg_control"), String(sysid) != info.systemIdentifier {
-                throw CoreError(.repoForeign, "this cluster (\(sysid)) is not the one repository \(repo.location) belongs to (\(info.systemIdentifier)); refusing to push",
+                throw CairnError(.repoForeign, "this cluster (\(sysid)) is not the one repository \(repo.location) belongs to (\(info.systemIdentifier)); refusing to push",
                                 hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
             }
         }

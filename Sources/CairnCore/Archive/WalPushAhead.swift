@@ -117,11 +117,11 @@ public enum WalPushAhead {
         let tmp = spool + "/" + file + ".tmp"
         let bytes = Array(try JSONEncoder().encode(record))
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         guard fsync(fd) == 0, rename(tmp, spool + "/" + file + ".ok") == 0 else {
-            throw CoreError(.localIO, "cannot write the push-ahead record of \(file): \(String(cString: strerror(errno)))")
+            throw CairnError(.localIO, "cannot write the push-ahead record of \(file): \(String(cString: strerror(errno)))")
         }
         let dfd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
@@ -187,7 +187,7 @@ public enum WalPushAhead {
                         let r = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
                         let identity = Identity.of(dir + "/" + name)
                         guard let identity, identity == before, identity.size == r.size else {
-                            throw CoreError(.localIO, "\(name) changed while it was pushed ahead")
+                            throw CairnError(.localIO, "\(name) changed while it was pushed ahead")
                         }
                         try write(Record(store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
                                   file: name, spool: spool)

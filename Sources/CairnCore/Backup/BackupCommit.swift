@@ -41,7 +41,7 @@ enum BackupCommit {
         let bad = objects.filter { listed[$0.key] != $0.digest.storedSize }
         guard bad.isEmpty else {
             let names = bad.prefix(5).map { o in listed[o.key].map { "\(o.key) (\($0) bytes, expected \(o.digest.storedSize))" } ?? "\(o.key) (missing)" }
-            throw CoreError(.backupFailed,
+            throw CairnError(.backupFailed,
                             "\(bad.count) of the backup's \(objects.count) objects are gone or changed before the commit: \(names.joined(separator: ", "))\(bad.count > 5 ? ", …" : "")",
                             hint: "a `cairn expire` removes uncommitted objects older than retention's orphan_safety_age; "
                                 + "raise orphan_safety_age above the longest backup (including its wait for WAL) and take the backup again")
@@ -56,9 +56,9 @@ enum BackupCommit {
             stored = try repo.getBytesIfExists(key)
         } catch {
             let (_, message, _) = describeError(error)
-            throw CoreError(.backupCommitUnknown,
+            throw CairnError(.backupCommitUnknown,
                             "backup \(id) may or may not be committed: writing \(key) failed and reading it back failed too (\(message)); its data was kept",
-                            hint: "`cairn list` shows whether backup \(id) is committed; if it is not, `cairn expire` removes its data after orphan_safety_age")
+                            hint: "`cairn list` shows whether backup \(id) is committed; if it is not, `cairn expire` removes its data after orphan_safety_age", cause: error)
         }
         switch stored {
         case bytes?:
@@ -66,15 +66,15 @@ enum BackupCommit {
             logger.warning("the reply to the manifest write was lost, but the manifest is stored: the backup is committed",
                            metadata: ["id": "\(id)", "error": "\(message)"])
         case .some:
-            throw CoreError(.backupFailed, "backup \(id) was not committed: \(key) already exists with other content; its data was kept",
+            throw CairnError(.backupFailed, "backup \(id) was not committed: \(key) already exists with other content; its data was kept",
                             hint: "another process wrote this backup's manifest; run `cairn list` and `cairn verify`")
         case nil:
             // Not there now, but a write whose reply was lost may still land (a proxy answered before the store
             // did): deleting the data could leave a committed manifest without it. The objects stay as an
             // uncommitted backup, which `cairn expire` removes after orphan_safety_age.
             let (code, message, hint) = describeError(error)
-            throw CoreError(code, "backup \(id) failed and was not committed: writing \(key) failed (\(message)); its data was left for `cairn expire`",
-                            hint: hint)
+            throw CairnError(code, "backup \(id) failed and was not committed: writing \(key) failed (\(message)); its data was left for `cairn expire`",
+                            hint: hint, cause: error)
         }
     }
 }

@@ -89,17 +89,17 @@ public enum BackupOperation {
         let info = try RepositoryInfo.require(from: repo)
         try info.checkBelongs(to: cluster, repo: repo)
         guard cluster.majorVersion >= 15 else {
-            throw CoreError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))",
+            throw CairnError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))",
                             hint: "upgrade the cluster to PostgreSQL 15 or later (tested: 15 and 18)")
         }
         let walLevel = try conn.scalar("SHOW wal_level") ?? ""
         let archiveMode = try conn.scalar("SHOW archive_mode") ?? ""
         guard walLevel != "minimal" else {
-            throw CoreError(.pgConfig, "wal_level is minimal, so the WAL cannot restore a base backup",
+            throw CairnError(.pgConfig, "wal_level is minimal, so the WAL cannot restore a base backup",
                             hint: "set wal_level = replica in postgresql.conf and restart PostgreSQL")
         }
         guard archiveMode != "off" else {
-            throw CoreError(.pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
+            throw CairnError(.pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
                             hint: "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL")
         }
         return cluster
@@ -126,7 +126,7 @@ public enum BackupOperation {
                                  began: Date, repo: any Repository, clock: any WallClock, options: Options,
                                  progress: Progress) throws -> BackupManifest {
         guard captured.startTimeline == captured.stopTimeline else {
-            throw CoreError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
+            throw CairnError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
                             hint: "a promotion happened while the backup ran; take the backup again")
         }
         let stopTime = try serverTime(conn)
@@ -179,7 +179,7 @@ public enum BackupOperation {
                     if let m = manifestStream {
                         try m.write(buf)
                     } else {
-                        guard let w = writers.last else { throw CoreError(.backupFailed, "backup data arrived before any archive") }
+                        guard let w = writers.last else { throw CairnError(.backupFailed, "backup data arrived before any archive") }
                         try w.writer.write(buf)
                         bytes += Int64(buf.count)
                         progress.onBytes(bytes)
@@ -238,12 +238,12 @@ public enum BackupOperation {
             if try repo.list(prefix: Layout.backupPrefix(id)).isEmpty { return id }
             t = t.addingTimeInterval(1)
         }
-        throw CoreError(.backupFailed, "could not find a free backup id near \(Timestamp.format(clock.now()))")
+        throw CairnError(.backupFailed, "could not find a free backup id near \(Timestamp.format(clock.now()))")
     }
 
     static func serverTime(_ c: PGConnection) throws -> Date {
         let s = try c.scalar("SELECT extract(epoch FROM clock_timestamp())::text") ?? ""
-        guard let v = Double(s) else { throw CoreError(.pgQuery, "could not read the server's clock") }
+        guard let v = Double(s) else { throw CairnError(.pgQuery, "could not read the server's clock") }
         return Date(timeIntervalSince1970: v)
     }
 
@@ -257,7 +257,7 @@ public enum BackupOperation {
             while next <= last, try repo.head(Layout.walKey(.segment(next.name))) != nil { next = next.next }
             if next > last { return }
             if clock.now() >= deadline {
-                throw CoreError(.walMissing,
+                throw CairnError(.walMissing,
                                 "WAL segment \(next.name), needed to make this backup consistent, did not reach the repository within \(Units.formatDuration(timeout))",
                                 hint: "check that archive_command runs `cairn wal-push %p` and look for archiver failures in pg_stat_archiver and the server log")
             }
@@ -275,6 +275,6 @@ public enum BackupOperation {
 
     static func wrap(_ error: any Error, id: String) -> any Error {
         let (code, message, hint) = describeError(error)
-        return CoreError(code, "backup \(id) failed and was not committed: \(message)", hint: hint)
+        return CairnError(code, "backup \(id) failed and was not committed: \(message)", hint: hint, cause: error)
     }
 }

@@ -125,7 +125,7 @@ enum DataDirectory {
                 String(validatingCString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
             guard let name else {
-                throw CoreError(.backupFailed, "\(dir) holds a file name that is not valid UTF-8",
+                throw CairnError(.backupFailed, "\(dir) holds a file name that is not valid UTF-8",
                                 hint: "rename it, or set cluster.backup_method: stream to let PostgreSQL send the files")
             }
             if name != "." && name != ".." { names.append(name) }
@@ -133,9 +133,9 @@ enum DataDirectory {
         return names
     }
 
-    private static func ioError(_ what: String) -> CoreError {
+    private static func ioError(_ what: String) -> CairnError {
         let e = errno
-        return CoreError(.localIO, "cannot \(what): \(String(cString: strerror(e)))",
+        return CairnError(.localIO, "cannot \(what): \(String(cString: strerror(e)))",
                          hint: e == EACCES ? "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream" : nil)
     }
 }

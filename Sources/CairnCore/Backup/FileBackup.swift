@@ -35,42 +35,42 @@ enum FileBackup {
     static let logger = Logger(label: "cairn.backup")
 
     /// The data directory to read, or why the files method cannot be used (then `auto` streams).
-    static func usableDataDirectory(_ conn: PGConnection, cluster: ClusterInfo) -> Result<String, CoreError> {
+    static func usableDataDirectory(_ conn: PGConnection, cluster: ClusterInfo) -> Result<String, CairnError> {
         do {
             return try probe(conn, cluster: cluster)
         } catch {
             let (_, message, _) = describeError(error)
-            return .failure(CoreError(.pgConfig, "cannot tell where the data directory is: \(message)",
-                                      hint: "back up as a superuser (or a member of pg_read_all_settings), or set cluster.backup_method: stream"))
+            return .failure(CairnError(.pgConfig, "cannot tell where the data directory is: \(message)",
+                                      hint: "back up as a superuser (or a member of pg_read_all_settings), or set cluster.backup_method: stream", cause: error))
         }
     }
 
-    private static func probe(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CoreError> {
+    private static func probe(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CairnError> {
         let dir = try conn.scalar("SHOW data_directory") ?? ""
         if try conn.scalar("SELECT pg_is_in_recovery()::text") == "true" {
-            return .failure(CoreError(.pgConfig, "the server is a standby; file-level backups are taken from the primary",
+            return .failure(CairnError(.pgConfig, "the server is a standby; file-level backups are taken from the primary",
                                       hint: "set cluster.backup_method: stream (or auto) to back up a standby"))
         }
         guard try conn.scalar("SELECT has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE')::text") == "true",
               try conn.scalar("SELECT has_function_privilege('pg_backup_stop(boolean)', 'EXECUTE')::text") == "true" else {
-            return .failure(CoreError(.pgAuth, "the backup user may not run pg_backup_start and pg_backup_stop",
+            return .failure(CairnError(.pgAuth, "the backup user may not run pg_backup_start and pg_backup_stop",
                                       hint: "GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO the backup user, or set cluster.backup_method: stream"))
         }
         let control = dir + "/global/pg_control"
         let fd = open(control, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            return .failure(CoreError(.localIO, "cannot read \(control) on this host: \(String(cString: strerror(errno)))",
+            return .failure(CairnError(.localIO, "cannot read \(control) on this host: \(String(cString: strerror(errno)))",
                                       hint: "run cairn on the database host as the cluster's OS user, or set cluster.backup_method: stream"))
         }
         defer { close(fd) }
         var id: UInt64 = 0
         guard read(fd, &id, 8) == 8, String(UInt64(littleEndian: id)) == cluster.systemIdentifier else {
-            return .failure(CoreError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
+            return .failure(CairnError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
                                       hint: "run cairn on the database host, or set cluster.backup_method: stream"))
         }
         // The same system identifier is not enough: a standby or a copy of the cluster has it too.
         if case .failure(let m) = try LocalServerProof.matches(conn: conn, dataDirectory: dir) {
-            return .failure(CoreError(.pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
+            return .failure(CairnError(.pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
                                       hint: "run cairn on the host of the server the connection reaches (check VIPs and target_session_attrs), or set cluster.backup_method: stream"))
         }
         return .success(dir)
@@ -95,7 +95,7 @@ enum FileBackup {
         let (id, options) = (target.id, target.options)
         guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(options.fastCheckpoint))", ["cairn \(id)"]),
               let startLSN = LSN(startText) else {
-            throw CoreError(.backupFailed, "pg_backup_start returned no start position")
+            throw CairnError(.backupFailed, "pg_backup_start returned no start position")
         }
         let parent = parent.map { p in
             var p = p
@@ -145,7 +145,7 @@ enum FileBackup {
     static func scan(_ dataDirectory: String, majorVersion: Int) throws -> Files {
         var entries = try DataDirectory.scan(dataDirectory: dataDirectory)
         let controlIndex = entries.firstIndex { $0.path == "global/pg_control" }
-        guard let controlIndex else { throw CoreError(.backupFailed, "\(dataDirectory)/global/pg_control is missing") }
+        guard let controlIndex else { throw CairnError(.backupFailed, "\(dataDirectory)/global/pg_control is missing") }
         let control = entries.remove(at: controlIndex)
         var spaces: [(oid: UInt32, location: String, entries: [DataDirectory.Entry])] = []
         for e in entries where e.path.hasPrefix("pg_tblspc/") {
@@ -174,11 +174,11 @@ enum FileBackup {
             try last.add(control)
             let rows = try conn.query("SELECT lsn::text, labelfile FROM pg_backup_stop(false)")
             guard let row = rows.first, row.count == 2, let stopLSN = LSN(row[0] ?? ""), let label = row[1] else {
-                throw CoreError(.backupFailed, "pg_backup_stop returned no stop position")
+                throw CairnError(.backupFailed, "pg_backup_stop returned no stop position")
             }
             guard let tliLine = label.split(separator: "\n").first(where: { $0.hasPrefix("START TIMELINE: ") }),
                   let timeline = UInt32(tliLine.dropFirst("START TIMELINE: ".count)) else {
-                throw CoreError(.backupFailed, "the backup_label from pg_backup_stop names no timeline")
+                throw CairnError(.backupFailed, "the backup_label from pg_backup_stop names no timeline")
             }
             let now = Int(Date().timeIntervalSince1970)
             try last.add(path: "backup_label", content: Array(label.utf8), mtime: now)

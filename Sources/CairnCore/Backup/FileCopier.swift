@@ -142,7 +142,7 @@ final class FileCopier: @unchecked Sendable {
                 let fd = open(e.source, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else {
                     if errno == ENOENT { return }
-                    throw CoreError(.localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
+                    throw CairnError(.localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
                                     hint: "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream")
                 }
                 defer { Glibc.close(fd) }
@@ -235,7 +235,7 @@ final class FileCopier: @unchecked Sendable {
                 let r = pread(fd, buffer.baseAddress! + got, n - got, off_t(offset + Int64(got)))
                 if r < 0 {
                     if errno == EINTR { continue }
-                    throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
                 }
                 if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
                 got += r
@@ -273,7 +273,7 @@ final class FileCopier: @unchecked Sendable {
                 let r = read(fd, buffer.baseAddress! + got, n - got)
                 if r < 0 {
                     if errno == EINTR { continue }
-                    throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
                 }
                 if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
                 got += r
@@ -290,7 +290,7 @@ final class FileCopier: @unchecked Sendable {
                 let n = read(fd, buffer.baseAddress, want)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw CoreError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
                 }
                 if n == 0 {
                     // Truncated while copying: fill with zeros.

@@ -33,7 +33,7 @@ public enum LogicalBackupOperation {
             if !options.databases.isEmpty {
                 let missing = options.databases.filter { d in !all.contains { $0.0 == d } }
                 guard missing.isEmpty else {
-                    throw CoreError(.backupFailed, "database \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) does not exist or does not accept connections",
+                    throw CairnError(.backupFailed, "database \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) does not exist or does not accept connections",
                                     hint: "the cluster has: \(all.map(\.0).joined(separator: ", "))")
                 }
                 chosen = options.databases.compactMap { d in all.first { $0.0 == d } }

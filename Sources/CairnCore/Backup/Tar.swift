@@ -27,14 +27,14 @@ struct TarHeader {
             }
             let s = str(off, len).trimmingCharacters(in: CharacterSet(charactersIn: " \0"))
             if s.isEmpty { return 0 }
-            guard let v = Int64(s, radix: 8) else { throw CoreError(.dataCorrupt, "tar header with a bad number field: \(s)") }
+            guard let v = Int64(s, radix: 8) else { throw CairnError(.dataCorrupt, "tar header with a bad number field: \(s)") }
             return v
         }
         // Checksum: sum of the header bytes with the checksum field taken as spaces.
         var sum: Int64 = 0
         for i in 0..<block { sum += Int64((148..<156).contains(i) ? 32 : b[i]) }
         let stored = try octal(148, 8)
-        guard stored == sum else { throw CoreError(.dataCorrupt, "tar header checksum mismatch") }
+        guard stored == sum else { throw CairnError(.dataCorrupt, "tar header checksum mismatch") }
         var name = str(0, 100)
         if str(257, 5) == "ustar" {
             let prefix = str(345, 155)
@@ -155,7 +155,7 @@ final class TarSplitter {
 
     /// Checks the stream ended at an entry boundary.
     func finish() throws {
-        if remaining > 0 || !header.isEmpty { throw CoreError(.backupFailed, "the tar stream ended in the middle of an entry") }
+        if remaining > 0 || !header.isEmpty { throw CairnError(.backupFailed, "the tar stream ended in the middle of an entry") }
     }
 }
 
@@ -237,7 +237,7 @@ final class TarExtractor {
         while n.hasSuffix("/") { n.removeLast() }
         let parts = n.split(separator: "/")
         if n.hasPrefix("/") || parts.contains("..") {
-            throw CoreError(.dataCorrupt, "the backup holds an unsafe path \"\(name)\"; refusing to write outside \(root)")
+            throw CairnError(.dataCorrupt, "the backup holds an unsafe path \"\(name)\"; refusing to write outside \(root)")
         }
         return n.isEmpty ? root : root + "/" + n
     }
@@ -251,7 +251,7 @@ final class TarExtractor {
         var st = stat()
         if lstat(parent, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw CoreError(.dataCorrupt, "the backup writes below \(parent), which is not a directory; refusing to follow it")
+                throw CairnError(.dataCorrupt, "the backup writes below \(parent), which is not a directory; refusing to follow it")
             }
         } else if mkdir(parent, 0o700) != 0 && errno != EEXIST {
             throw ioError("create directory \(parent)")
@@ -288,7 +288,7 @@ final class TarExtractor {
              BlockDelta.typeflag where chain != nil:
             try beginInChain(h, name: name)
         case BlockDelta.typeflag:
-            throw CoreError(.dataCorrupt, "the backup holds changed blocks of \(name) outside an incremental chain")
+            throw CairnError(.dataCorrupt, "the backup holds changed blocks of \(name) outside an incremental chain")
         case UInt8(ascii: "5"):
             let p = try safePath(name)
             try ensureParent(p)
@@ -378,14 +378,14 @@ final class TarExtractor {
     /// Checks the stream ended cleanly.
     func finish() throws {
         if dataLeft > 0 || (!header.isEmpty && !ended) {
-            throw CoreError(.dataCorrupt, "a backup bundle ended in the middle of a file")
+            throw CairnError(.dataCorrupt, "a backup bundle ended in the middle of a file")
         }
     }
 
-    private func ioError(_ what: String) -> CoreError {
+    private func ioError(_ what: String) -> CairnError {
         let e = errno
         let code: ErrorCode = (e == ENOSPC || e == EDQUOT) ? .repoNoSpace : .localIO
-        return CoreError(code, "cannot \(what): \(String(cString: strerror(e)))",
+        return CairnError(code, "cannot \(what): \(String(cString: strerror(e)))",
                          hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
     }
 }

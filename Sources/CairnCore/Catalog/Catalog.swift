@@ -98,7 +98,7 @@ public struct Catalog: Sendable {
                 let m = try SealedDocument.open(BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
                                                 what: "manifest of backup \(id)")
                 backups.append(m)
-            } catch let e as CoreError where e.code == .repoCorrupt || e.code == .dataCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt || e.code == .dataCorrupt {
                 // A changed sealed manifest fails its digest; a changed encrypted one fails to decrypt.
                 damaged.append(id)
                 continue
@@ -152,11 +152,11 @@ public struct Catalog: Sendable {
     /// The chain a backup restores from, its full backup first and `id` last (just `id` for a full or logical
     /// backup). Throws `dataCorrupt` when a link is not a committed backup.
     public func chain(_ id: String) throws -> [BackupManifest] {
-        guard var b = backup(id) else { throw CoreError(.backupNotFound, "no committed backup \(id)") }
+        guard var b = backup(id) else { throw CairnError(.backupNotFound, "no committed backup \(id)") }
         var chain = [b]
         while let parent = b.parent {
             guard let p = backup(parent), !chain.contains(where: { $0.id == parent }) else {
-                throw CoreError(.dataCorrupt, "backup \(id) needs backup \(parent), which is \(damagedManifests.contains(parent) ? "damaged" : "not in the repository")",
+                throw CairnError(.dataCorrupt, "backup \(id) needs backup \(parent), which is \(damagedManifests.contains(parent) ? "damaged" : "not in the repository")",
                                 hint: "restore an older backup, or take a new full backup (cairn backup --type full)")
             }
             chain.insert(p, at: 0)

@@ -26,7 +26,7 @@ public struct Pin: Codable, Sendable, Equatable {
     /// Pins a committed backup (replacing an earlier pin's reason).
     public static func pin(_ id: String, reason: String, repo: any Repository, clock: any WallClock) throws -> Pin {
         guard plausible(id), try repo.head(Layout.manifestKey(id)) != nil else {
-            throw CoreError(.backupNotFound, "no committed backup \(id)", hint: "`cairn list` shows the backups")
+            throw CairnError(.backupNotFound, "no committed backup \(id)", hint: "`cairn list` shows the backups")
         }
         let user = ProcessInfo.processInfo.environment["USER"] ?? String(getuid())
         let p = Pin(reason: reason, pinnedAt: clock.now(), by: "\(user)@\(ProcessInfo.processInfo.hostName)")
@@ -37,7 +37,7 @@ public struct Pin: Codable, Sendable, Equatable {
     /// Removes a pin; throws when the backup was not pinned.
     public static func unpin(_ id: String, repo: any Repository) throws {
         guard plausible(id), try repo.head(key(id)) != nil else {
-            throw CoreError(.backupNotFound, "backup \(id) is not pinned", hint: "`cairn list` shows pinned backups")
+            throw CairnError(.backupNotFound, "backup \(id) is not pinned", hint: "`cairn list` shows pinned backups")
         }
         try repo.delete([key(id)])
     }

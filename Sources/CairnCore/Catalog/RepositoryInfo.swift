@@ -52,11 +52,11 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
                 guard let bytes = try repo.getBytesIfExists(key) else { continue }
                 let info = try SealedDocument.open(RepositoryInfo.self, from: bytes, what: "\(key) in \(repo.location)")
                 guard info.format <= currentFormat else {
-                    throw CoreError(.repoCorrupt, "repository \(repo.location) has format \(info.format); this cairn reads up to \(currentFormat)",
+                    throw CairnError(.repoCorrupt, "repository \(repo.location) has format \(info.format); this cairn reads up to \(currentFormat)",
                                     hint: "upgrade cairn")
                 }
                 return info
-            } catch let e as CoreError where e.code == .repoCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt {
                 firstError = firstError ?? e
             }
         }
@@ -67,7 +67,7 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// Loads and requires an initialised repository.
     public static func require(from repo: any Repository) throws -> RepositoryInfo {
         guard let info = try load(from: repo) else {
-            throw CoreError(.repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
+            throw CairnError(.repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
                             hint: "run `cairn init` to create it for this cluster")
         }
         try info.checkEncryption(repo)
@@ -79,11 +79,11 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     public func checkEncryption(_ repo: any Repository) throws {
         let keyed = repo.capabilities.contains(.decrypts)
         if encryption != nil && !keyed {
-            throw CoreError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
+            throw CairnError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
                             hint: Pipeline.keyHint)
         }
         if encryption == nil && keyed {
-            throw CoreError(.configInvalid, "repository \(repo.location) is not encrypted, but repository.encryption is configured",
+            throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted, but repository.encryption is configured",
                             hint: "remove repository.encryption from cairn.yaml to use this repository, or run `cairn init` at a new location to create an encrypted one")
         }
     }
@@ -91,12 +91,12 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// Throws `repo.foreign` unless the repository belongs to this cluster, `pg.version` on a major mismatch.
     public func checkBelongs(to cluster: ClusterInfo, repo: any Repository) throws {
         if cluster.systemIdentifier != systemIdentifier {
-            throw CoreError(.repoForeign,
+            throw CairnError(.repoForeign,
                             "repository \(repo.location) belongs to cluster \(systemIdentifier), not to this cluster (\(cluster.systemIdentifier))",
                             hint: "point repository at this cluster's own location (another prefix or path); never share one repository between clusters")
         }
         if cluster.majorVersion != pgMajor {
-            throw CoreError(.pgVersion,
+            throw CairnError(.pgVersion,
                             "repository \(repo.location) holds PostgreSQL \(pgMajor) backups but the cluster runs PostgreSQL \(cluster.majorVersion)",
                             hint: "after a major upgrade, start a new repository (new path or prefix) and run `cairn init`")
         }

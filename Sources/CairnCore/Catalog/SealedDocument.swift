@@ -42,8 +42,8 @@ public enum SealedDocument {
 
     /// Checks the seal and decodes the body. `what` names the document in errors.
     public static func open<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws -> T {
-        func corrupt(_ why: String) -> CoreError {
-            CoreError(.repoCorrupt, "\(what) is damaged: \(why)",
+        func corrupt(_ why: String) -> CairnError {
+            CairnError(.repoCorrupt, "\(what) is damaged: \(why)",
                       hint: "run `cairn verify`; if only this copy is damaged, cairn uses its .copy twin where one exists")
         }
         let hexLen = 64

@@ -46,7 +46,7 @@ public enum DrillOperation {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw CoreError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
+            throw CairnError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
                             hint: "make \(policy.scratchDirectory) writable by \(NSUserName()) (uid \(getuid())), the user the drill runs as, or set scratch_directory in the drill policy to a folder it can write")
         }
         logger.info("drill started", metadata: ["id": "\(id)", "backup": "\(backup.id)"])
@@ -78,14 +78,14 @@ public enum DrillOperation {
     static func choose(_ catalog: Catalog, policy: DrillPolicy, options: Options, now: Date) throws -> BackupManifest {
         if let id = options.backupId {
             guard let b = catalog.backup(id) else {
-                throw CoreError(.backupNotFound, "no committed backup \(id)", hint: "`cairn list` shows the backups")
+                throw CairnError(.backupNotFound, "no committed backup \(id)", hint: "`cairn list` shows the backups")
             }
             return b
         }
         let spans = RecoveryPlanner.window(catalog)
         let restorable = catalog.backups.filter { b in b.kind == .logical || spans.contains { $0.backupId == b.id } }
         guard let newest = restorable.last else {
-            throw CoreError(.backupNotFound, "the repository has no restorable backup to drill", hint: "take one with `cairn backup`")
+            throw CairnError(.backupNotFound, "the repository has no restorable backup to drill", hint: "take one with `cairn backup`")
         }
         switch policy.backup {
         case .latest:
@@ -236,16 +236,16 @@ struct Drill {
         await check("target reached") {
             switch target {
             case .latest:
-                guard log.contains("archive recovery complete") else { throw CoreError(.restoreFailed, "recovery did not complete") }
+                guard log.contains("archive recovery complete") else { throw CairnError(.restoreFailed, "recovery did not complete") }
                 // Replay must get to the newest archived segment: stopping earlier means a gap.
                 let replayed = Drill.restoredSegments(log).max()
                 if let end = archiveEnd, let replayed, replayed.suffix(16) < end.suffix(16) {
-                    throw CoreError(.walMissing, "replay stopped after \(replayed) but the archive goes on to \(end): the segment after \(newest ?? replayed) is missing")
+                    throw CairnError(.walMissing, "replay stopped after \(replayed) but the archive goes on to \(end): the segment after \(newest ?? replayed) is missing")
                 }
                 return "replayed to the end of the archive (\(replayed ?? "-"))"
             default:
                 guard let line = log.split(separator: "\n").first(where: { $0.contains("recovery stopping") }) else {
-                    throw CoreError(.restoreFailed, "PostgreSQL did not report stopping at the target \(target)")
+                    throw CairnError(.restoreFailed, "PostgreSQL did not report stopping at the target \(target)")
                 }
                 return String(line.drop { $0 != "r" }.prefix(200))
             }
@@ -297,14 +297,14 @@ struct Drill {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             if let fatal = text.split(separator: "\n").first(where: { $0.contains("FATAL:") || $0.contains("PANIC:") }),
                !fatal.contains("the database system is starting up") && !fatal.contains("the database system is not yet accepting connections") {
-                throw CoreError(.restoreFailed, String(fatal.drop { $0 != "F" && $0 != "P" }.prefix(300)))
+                throw CairnError(.restoreFailed, String(fatal.drop { $0 != "F" && $0 != "P" }.prefix(300)))
             }
             if let r = try? await Blocking.run({ try PGConnection(conninfo: conninfo).scalar("SELECT pg_is_in_recovery()") }), r == "f" {
                 return
             }
             try await Task.sleep(nanoseconds: 200_000_000)
         }
-        throw CoreError(.restoreFailed, "recovery did not finish within \(Units.formatDuration(timeout))")
+        throw CairnError(.restoreFailed, "recovery did not finish within \(Units.formatDuration(timeout))")
     }
 
     /// Segments PostgreSQL reported as "restored log file" (from the archive).
@@ -404,7 +404,7 @@ struct Drill {
                             .scalar("SELECT (\(a.sql))::boolean")
                     }
                     guard v == "t" else {
-                        throw CoreError(.restoreFailed, "in database \(db), \"\(a.sql)\" returned \(v ?? "NULL"), not true")
+                        throw CairnError(.restoreFailed, "in database \(db), \"\(a.sql)\" returned \(v ?? "NULL"), not true")
                     }
                 }
                 return "true in \(targets.joined(separator: ", "))"

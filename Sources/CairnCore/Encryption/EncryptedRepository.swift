@@ -94,7 +94,7 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
     public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
         if EncryptedRepository.isPlain(key) { return try base.get(key, range: range, into: sink) }
         guard range == nil else {
-            throw StorageError(.repoProtocol, "byte ranges of encrypted objects are not supported (object \(key))")
+            throw CairnError(.repoProtocol, "byte ranges of encrypted objects are not supported (object \(key))")
         }
         let dec = ObjectDecryptor(objectKey: key) { try self.dataKey($0) }
         do {
@@ -102,7 +102,7 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
             try dec.finish(into: sink)
             return plainInfo(info)
         } catch let f as CipherFailure {
-            throw CoreError(.dataCorrupt, "object \(key) in \(location) is damaged: \(f.why)", hint: Pipeline.damageHint)
+            throw CairnError(.dataCorrupt, "object \(key) in \(location) is damaged: \(f.why)", hint: Pipeline.damageHint)
         }
     }
 

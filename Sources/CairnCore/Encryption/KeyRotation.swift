@@ -32,7 +32,7 @@ public enum KeyRotation {
     /// Rotates `repo` (the plain driver, not an ``EncryptedRepository``) from `old` to `new`.
     public static func run(repo: any Repository, old: MasterKey, new: MasterKey, now: Date) throws -> Result {
         guard old.id != new.id else {
-            throw CoreError(.usage, "the new master key (\(new.source)) is the key already configured (id \(old.id))",
+            throw CairnError(.usage, "the new master key (\(new.source)) is the key already configured (id \(old.id))",
                             hint: "create a new one with `cairn key generate --output FILE`")
         }
         var pool: [String: (entry: Keyring.Entry, key: [UInt8])] = [:]
@@ -49,17 +49,17 @@ public enum KeyRotation {
                     for e in k.keys { pool[e.id] = (e, plain[e.id]!) }
                     if master.id == new.id { resumed = true }
                 }
-            } catch let e as CoreError where e.code == .repoCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt {
                 firstError = firstError ?? e
             }
         }
         guard !pool.isEmpty else {
             if seen.isEmpty, let firstError { throw firstError }
             if seen.isEmpty {
-                throw CoreError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json)",
+                throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json)",
                                 hint: "only an encrypted repository has keys to rotate")
             }
-            throw CoreError(.keyMismatch,
+            throw CairnError(.keyMismatch,
                             "neither the configured master key (id \(old.id)) nor the new one (id \(new.id)) opens the keyring of \(repo.location) (wrapped by \(Set(seen).sorted().joined(separator: ", ")))",
                             hint: "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids")
         }
@@ -70,7 +70,7 @@ public enum KeyRotation {
             let k = try SealedDocument.open(Keyring.self, from: try repo.getBytes(twin), what: "\(twin) in \(repo.location)")
             let keys = try k.unwrap(master: new, location: repo.location)
             guard Set(keys.keys).isSuperset(of: pool.keys) else {
-                throw CoreError(.repoIO, "\(twin) in \(repo.location) did not read back as written; run `cairn key rotate` again")
+                throw CairnError(.repoIO, "\(twin) in \(repo.location) did not read back as written; run `cairn key rotate` again")
             }
         }
         return Result(location: repo.location, oldMasterKeyId: old.id, newMasterKeyId: new.id, rewrapped: pool.count,

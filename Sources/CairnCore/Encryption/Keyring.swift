@@ -70,23 +70,23 @@ public struct Keyring: Codable, Sendable, Equatable {
     ///   entry does not authenticate.
     public func unwrap(master: MasterKey, location: String) throws -> [String: [UInt8]] {
         guard masterKeyId == master.id else {
-            throw CoreError(.keyMismatch,
+            throw CairnError(.keyMismatch,
                             "the master key from \(master.source) (id \(master.id)) is not the key that wraps the keyring of \(location) (id \(masterKeyId))",
                             hint: "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids")
         }
         var out: [String: [UInt8]] = [:]
         for e in keys {
             do {
-                guard let combined = Data(base64Encoded: e.wrapped) else { throw CoreError(.repoCorrupt, "") }
+                guard let combined = Data(base64Encoded: e.wrapped) else { throw CairnError(.repoCorrupt, "") }
                 let raw = try AES.GCM.open(AES.GCM.SealedBox(combined: combined), using: master.key, authenticating: Keyring.aad(e.id))
                 out[e.id] = Array(raw)
             } catch {
-                throw CoreError(.repoCorrupt, "data key \(e.id) in the keyring of \(location) does not authenticate (changed)",
+                throw CairnError(.repoCorrupt, "data key \(e.id) in the keyring of \(location) does not authenticate (changed)",
                                 hint: "the keyring's .copy twin is tried automatically; restore keyring.json from a copy of the repository")
             }
         }
         guard out[current] != nil else {
-            throw CoreError(.repoCorrupt, "the keyring of \(location) names current data key \(current) but does not hold it")
+            throw CairnError(.repoCorrupt, "the keyring of \(location) names current data key \(current) but does not hold it")
         }
         return out
     }
@@ -110,20 +110,20 @@ public struct Keyring: Codable, Sendable, Equatable {
             do {
                 guard let bytes = try repo.getBytesIfExists(key) else { continue }
                 found.append(try SealedDocument.open(Keyring.self, from: bytes, what: "\(key) in \(repo.location)"))
-            } catch let e as CoreError where e.code == .repoCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt {
                 firstError = firstError ?? e
             }
         }
         if found.isEmpty {
             if let firstError { throw firstError }
-            throw CoreError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json), but repository.encryption is configured",
+            throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json), but repository.encryption is configured",
                             hint: "remove repository.encryption from cairn.yaml to use this repository, or point cairn at a new location and run `cairn init` to create an encrypted one")
         }
         var mismatch: (any Error)?
         for k in found {
             do {
                 return (k, try k.unwrap(master: master, location: repo.location), found.count == 2 && found[0] != found[1])
-            } catch let e as CoreError where e.code == .keyMismatch || e.code == .repoCorrupt {
+            } catch let e as CairnError where e.code == .keyMismatch || e.code == .repoCorrupt {
                 mismatch = mismatch ?? e
             }
         }

@@ -75,7 +75,7 @@ final class ObjectEncryptor {
     init(dataKey: SymmetricKey, keyId: String, objectKey: String, emit: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         let idBytes = Array(keyId.utf8)
         guard idBytes.count == ObjectCipher.keyIdLength else {
-            throw CoreError(.repoCorrupt, "the keyring names data key \"\(keyId)\", but data-key ids are \(ObjectCipher.keyIdLength) characters",
+            throw CairnError(.repoCorrupt, "the keyring names data key \"\(keyId)\", but data-key ids are \(ObjectCipher.keyIdLength) characters",
                             hint: "restore keyring.json from its .copy twin or another copy of the repository")
         }
         key = SymmetricKey(size: .bits256)

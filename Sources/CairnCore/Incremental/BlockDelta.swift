@@ -45,19 +45,19 @@ public struct BlockDelta: Equatable, Sendable {
     /// that is not one (wrong magic, block numbers out of order, more data than the entry holds).
     public static func decodeHeader(_ bytes: [UInt8], entrySize: Int64) throws -> (delta: BlockDelta, headerSize: Int)? {
         guard bytes.count >= fixedHeader else { return nil }
-        guard Array(bytes[0..<8]) == magic else { throw CoreError(.dataCorrupt, "a block entry without its magic number") }
+        guard Array(bytes[0..<8]) == magic else { throw CairnError(.dataCorrupt, "a block entry without its magic number") }
         func u32(_ at: Int) -> UInt32 { bytes[at..<(at + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
         let size = bytes[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let count = Int(u32(16))
         let headerSize = fixedHeader + 4 * count
         guard count <= maxBlocks, Int64(headerSize) + Int64(count) * Int64(RelationBlocks.blockSize) == entrySize,
               size <= UInt64(Int64.max) else {
-            throw CoreError(.dataCorrupt, "a block entry whose header does not match its size")
+            throw CairnError(.dataCorrupt, "a block entry whose header does not match its size")
         }
         guard bytes.count >= headerSize else { return nil }
         let numbers = (0..<count).map { u32(fixedHeader + 4 * $0) }
         guard zip(numbers, numbers.dropFirst()).allSatisfy({ $0 < $1 }) else {
-            throw CoreError(.dataCorrupt, "a block entry whose block numbers are out of order")
+            throw CairnError(.dataCorrupt, "a block entry whose block numbers are out of order")
         }
         return (BlockDelta(fileSize: Int64(size), blocks: numbers), headerSize)
     }

@@ -60,9 +60,9 @@ final class BlockPlacer {
 
     /// The entry's end: a whole file's last, partial block.
     func finish() throws {
-        if isDelta && delta == nil { throw CoreError(.dataCorrupt, "a block entry of \(path) ended inside its header") }
+        if isDelta && delta == nil { throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside its header") }
         if !pending.isEmpty {
-            guard !isDelta else { throw CoreError(.dataCorrupt, "a block entry of \(path) ended inside a block") }
+            guard !isDelta else { throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside a block") }
             try pending.withUnsafeBytes { try put($0) }
             pending = []
         }
@@ -73,7 +73,7 @@ final class BlockPlacer {
         defer { index += 1 }
         let number: Int64
         if let d = delta {
-            guard index < d.blocks.count else { throw CoreError(.dataCorrupt, "a block entry of \(path) holds more blocks than it lists") }
+            guard index < d.blocks.count else { throw CairnError(.dataCorrupt, "a block entry of \(path) holds more blocks than it lists") }
             number = Int64(d.blocks[index])
         } else {
             number = Int64(index)
@@ -86,7 +86,7 @@ final class BlockPlacer {
             if n < 0 {
                 if errno == EINTR { continue }
                 let e = errno
-                throw CoreError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
+                throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
                                 hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
             }
             off += n

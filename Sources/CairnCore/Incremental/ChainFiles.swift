@@ -108,18 +108,18 @@ public final class ChainFiles: @unchecked Sendable {
             switch state {
             case .blocks(let b):
                 if let missing = b.firstMissing {
-                    throw CoreError(.dataCorrupt, "the backup chain is incomplete: no backup holds block \(missing) of \(path)",
+                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: no backup holds block \(missing) of \(path)",
                                     hint: "run `cairn verify` to find the damaged or missing backup, and restore an older backup or a full one")
                 }
             case .whole:
                 var st = stat()
                 if stat(target, &st) == 0 && Int64(st.st_size) < file.size {
-                    throw CoreError(.dataCorrupt, "the backup chain is incomplete: \(path) has \(st.st_size) of its \(file.size) bytes",
+                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: \(path) has \(st.st_size) of its \(file.size) bytes",
                                     hint: "run `cairn verify` to find the damaged backup, and restore an older backup or a full one")
                 }
             case nil:
                 guard file.size == 0 else {
-                    throw CoreError(.dataCorrupt, "the backup chain is incomplete: no backup holds \(path)",
+                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: no backup holds \(path)",
                                     hint: "run `cairn verify` to find the damaged or missing backup, and restore an older backup or a full one")
                 }
             }
@@ -127,7 +127,7 @@ public final class ChainFiles: @unchecked Sendable {
             guard fd >= 0, ftruncate(fd, off_t(file.size)) == 0 else {
                 let e = errno
                 if fd >= 0 { close(fd) }
-                throw CoreError(.localIO, "cannot set the size of \(target): \(String(cString: strerror(e)))")
+                throw CairnError(.localIO, "cannot set the size of \(target): \(String(cString: strerror(e)))")
             }
             close(fd)
         }

@@ -22,7 +22,7 @@ extension RestoreOperation {
     /// The complete file list of a physical backup (its PostgreSQL manifest), digest checked.
     static func fileList(_ backup: BackupManifest, repo: any Repository, pipeline: Pipeline) throws -> PGManifestFiles {
         guard let m = backup.pgManifest else {
-            throw CoreError(.dataCorrupt, "backup \(backup.id) has no backup_manifest, so its chain cannot be put together")
+            throw CairnError(.dataCorrupt, "backup \(backup.id) has no backup_manifest, so its chain cannot be put together")
         }
         var bytes: [UInt8] = []
         try pipeline.load(repo, key: m.key, expected: m.digest) { bytes.append(contentsOf: $0) }

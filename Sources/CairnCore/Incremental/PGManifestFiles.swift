@@ -37,12 +37,12 @@ public struct PGManifestFiles: Sendable {
         do {
             doc = try JSONDecoder().decode(Document.self, from: Data(bytes))
         } catch {
-            throw CoreError(.dataCorrupt, "a PostgreSQL backup manifest that cannot be read: \(error)")
+            throw CairnError(.dataCorrupt, "a PostgreSQL backup manifest that cannot be read: \(error)")
         }
         var files: [String: File] = [:]
         for e in doc.files {
             guard let path = e.path ?? e.encodedPath.flatMap({ Hex.decode($0) }).map({ String(decoding: $0, as: UTF8.self) }) else {
-                throw CoreError(.dataCorrupt, "a PostgreSQL backup manifest entry without a path")
+                throw CairnError(.dataCorrupt, "a PostgreSQL backup manifest entry without a path")
             }
             var crc: UInt32?
             if e.algorithm == "CRC32C", let hex = e.checksum, let b = Hex.decode(hex), b.count == 4 {

@@ -73,7 +73,7 @@ public enum ParentChoice {
     /// Incremental backups trust a page's LSN, which a torn page written without full-page images would not honour.
     static func requireFullPageWrites(_ conn: PGConnection) throws {
         guard try conn.scalar("SHOW full_page_writes") != "off" else {
-            throw CoreError(.pgConfig, "full_page_writes is off, so a page changed during a backup cannot be trusted to be replaced by WAL replay",
+            throw CairnError(.pgConfig, "full_page_writes is off, so a page changed during a backup cannot be trusted to be replaced by WAL replay",
                             hint: "set full_page_writes = on (the default) and reload, or take full backups (--type full)")
         }
     }

@@ -102,7 +102,7 @@ public struct Lease: Codable, Sendable, Equatable {
         while let holder = try RepositoryLock.current("expire", repo: repo), holder.expires > clock.now(),
               !(holder.host == ProcessInfo.processInfo.hostName && kill(holder.pid, 0) != 0 && errno == ESRCH) {
             guard clock.now() < deadline else {
-                throw CoreError(.repoLocked, "an expire has been running on \(holder.host) (pid \(holder.pid)) since \(Timestamp.format(holder.acquired)); not starting while it may delete what this job needs",
+                throw CairnError(.repoLocked, "an expire has been running on \(holder.host) (pid \(holder.pid)) since \(Timestamp.format(holder.acquired)); not starting while it may delete what this job needs",
                                 hint: "wait for it to finish and run this again; if that process is gone, delete locks/expire.json from the repository")
             }
             try Interruption.check()

@@ -96,9 +96,9 @@ public struct Lineage: Sendable {
     }
 
     /// The refusal for a restore or plan that would have to choose between production and undecided timelines.
-    public func ambiguityError() -> CoreError {
+    public func ambiguityError() -> CairnError {
         let names = ambiguous.map { describe($0) }.joined(separator: "; ")
-        return CoreError(.repoAmbiguousHistory,
+        return CairnError(.repoAmbiguousHistory,
                          "cannot tell which history is production: the repository's newest production timeline is \(production), but it also holds \(names), which nothing places in production's history or marks as a copy",
                          hint: "restore along one explicitly with --target-timeline \(([production] + ambiguous).map(String.init).joined(separator: "|")), or record what it is: `cairn timeline adopt N` (production moved there: a failover or an in-place restore) or `cairn timeline mark-copy N` (a side copy); see runbooks/side-restore.md")
     }

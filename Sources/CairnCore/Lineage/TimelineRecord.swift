@@ -48,7 +48,7 @@ public struct TimelineRecord: Codable, Sendable, Equatable {
         do {
             try repo.put(key, bytes, options: replace ? .overwrite : .createOnly)
             return record
-        } catch let e as StorageError where e.code == .repoObjectExists {
+        } catch let e as CairnError where e.code == .repoObjectExists {
             return try read(record.timeline, from: repo) ?? record
         }
     }

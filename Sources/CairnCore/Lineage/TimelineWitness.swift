@@ -26,7 +26,7 @@ public enum TimelineWitness {
                                          decidedBy: String) throws {
         if let r = try TimelineRecord.read(timeline, from: repo) {
             guard r.verdict == .copy else { return }
-            throw CoreError(.repoAmbiguousHistory,
+            throw CairnError(.repoAmbiguousHistory,
                             "the cluster cluster.connection reaches is on timeline \(timeline), which the repository records as a copy's (\(r.decidedBy) on \(r.host) at \(Timestamp.format(r.at)): \(r.reason))",
                             hint: "if this cluster is production now, record it with `cairn timeline adopt \(timeline)`; otherwise point cluster.connection at production (runbooks/side-restore.md)")
         }

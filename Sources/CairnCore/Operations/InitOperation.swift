@@ -39,7 +39,7 @@ public enum InitOperation {
             !$0.key.hasPrefix(Layout.probePrefix) && $0.key != Keyring.key && $0.key != Keyring.copyKey
         }
         if !others.isEmpty {
-            throw CoreError(.repoObjectExists,
+            throw CairnError(.repoObjectExists,
                             "\(repo.location) is not empty (\(others.count) objects, e.g. \(others[0].key)) and has no cairn.json",
                             hint: "choose an empty location for a new repository (another path, or another S3 prefix)")
         }
@@ -52,7 +52,7 @@ public enum InitOperation {
         let bytes = try SealedDocument.seal(info)
         do {
             try repo.put(RepositoryInfo.key, bytes, options: .createOnly)
-        } catch let e as StorageError where e.code == .repoObjectExists {
+        } catch let e as CairnError where e.code == .repoObjectExists {
             // Another init won the race: accept it if it is for this cluster.
             let other = try RepositoryInfo.require(from: repo)
             try other.checkBelongs(to: cluster, repo: repo)

@@ -29,7 +29,7 @@ public enum RepositoryProbe {
         let skew = stored.map { $0.addingTimeInterval(0.5).timeIntervalSince(before.addingTimeInterval(after.timeIntervalSince(before) / 2)) }
         let back = try repo.getBytes(key)
         guard back == payload else {
-            throw CoreError(.dataCorrupt, "the probe object read back from \(repo.location) differs from what was written",
+            throw CairnError(.dataCorrupt, "the probe object read back from \(repo.location) differs from what was written",
                             hint: "the storage returns different bytes than it stored; check the endpoint or file system")
         }
         try repo.delete([key])
@@ -52,7 +52,7 @@ public enum RepositoryProbe {
         guard refused && kept else {
             let what = kept ? "accepted a create-only write over an existing object (reporting success without writing)"
                             : "replaced an existing object on a create-only write"
-            throw CoreError(.repoCreateOnlyUnsupported,
+            throw CairnError(.repoCreateOnlyUnsupported,
                             "\(repo.location) \(what), so a WAL file written by another cluster could silently replace production's",
                             hint: "use a store that honours conditional writes (If-None-Match: *): AWS S3, MinIO, SeaweedFS, Ceph RGW 18 or later")
         }
@@ -64,7 +64,7 @@ public enum RepositoryProbe {
         do {
             try repo.put(key, bytes, options: .createOnly)
             return false
-        } catch let e as any CairnError where e.code == .repoObjectExists {
+        } catch let e as any ReportableError where e.code == .repoObjectExists {
             return true
         }
     }

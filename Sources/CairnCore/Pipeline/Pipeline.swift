@@ -65,7 +65,7 @@ public struct Pipeline: Sendable {
                 let n = read(fd, buf.baseAddress, buf.count)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw CoreError(.localIO, "read failed while storing \(key): \(String(cString: strerror(errno)))")
+                    throw CairnError(.localIO, "read failed while storing \(key): \(String(cString: strerror(errno)))")
                 }
                 if n == 0 { break }
                 try s.write(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
@@ -99,7 +99,7 @@ public struct Pipeline: Sendable {
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
         try repo.get(key, range: nil) { chunk in
             if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !repo.capabilities.contains(.decrypts) {
-                throw CoreError(.keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
+                throw CairnError(.keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
                                 hint: Pipeline.keyHint)
             }
             stored.update(bufferPointer: chunk)
@@ -117,11 +117,11 @@ public struct Pipeline: Sendable {
                     try sink(out)
                 }
             } catch let e as ZstdFailure {
-                throw CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
+                throw CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
             }
         }
-        func damaged(_ why: String) -> CoreError {
-            CoreError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
+        func damaged(_ why: String) -> CairnError {
+            CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
         }
         // Without hashing, the content digest is the manifest's, proven by the stored-bytes check below.
         let digest = ObjectDigest(size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected?.sha256 ?? "",

@@ -10,7 +10,7 @@ final class ZstdCompressor {
     ///   - level: 1…19 (negative levels are fast modes).
     ///   - workers: zstd worker threads (0 = compress on the calling thread).
     init(level: Int32, workers: Int32) throws {
-        guard let c = ZSTD_createCCtx() else { throw CoreError(.internal, "cannot allocate a zstd compression context") }
+        guard let c = ZSTD_createCCtx() else { throw CairnError(.internal, "cannot allocate a zstd compression context") }
         cctx = c
         out = .allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 16)
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set level \(level)")
@@ -28,7 +28,7 @@ final class ZstdCompressor {
 
     private func check(_ rc: Int, _ what: String) throws {
         if ZSTD_isError(rc) != 0 {
-            throw CoreError(.internal, "zstd: cannot \(what): \(String(cString: ZSTD_getErrorName(rc)))")
+            throw CairnError(.internal, "zstd: cannot \(what): \(String(cString: ZSTD_getErrorName(rc)))")
         }
     }
 
@@ -79,7 +79,7 @@ final class ZstdDecompressor {
     private(set) var atFrameBoundary = true
 
     init() throws {
-        guard let d = ZSTD_createDCtx() else { throw CoreError(.internal, "cannot allocate a zstd decompression context") }
+        guard let d = ZSTD_createDCtx() else { throw CairnError(.internal, "cannot allocate a zstd decompression context") }
         dctx = d
         out = .allocate(byteCount: ZSTD_DStreamOutSize(), alignment: 16)
     }

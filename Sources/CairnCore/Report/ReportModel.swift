@@ -125,7 +125,7 @@ public enum ReportBuilder {
                              verifies: [VerifyOperation.Result], location: String, now: Date,
                              requirements: DrillPolicy.Verification = .init()) throws -> ReportModel {
         guard let (start, end) = interval(month) else {
-            throw CoreError(.usage, "--month must be YYYY-MM, not \"\(month)\"")
+            throw CairnError(.usage, "--month must be YYYY-MM, not \"\(month)\"")
         }
         let inMonth = { (d: Date) in d >= start && d < end }
         // Backups: committed ones of the month, plus every recorded attempt (failures, and backups expired since).

@@ -56,7 +56,7 @@ public enum LogicalRestoreOperation {
         // The target server's programs (not older than the dump's, checked above): pg_restore reads newer dumps' formats.
         let tools = try await tools.matching(major: target.serverMajor, ["pg_restore", "psql"], for: "the target server")
         if target.exists && !target.empty && !options.force {
-            throw CoreError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
+            throw CairnError(.restoreTargetNotEmpty, "database \"\(options.into)\" already holds objects",
                             hint: "restore into a new database name, or pass --force to replace the objects the dump contains")
         }
         let globalsErrors = try await applyGlobals(backup, repo: repo, pipeline: pipeline, parsed: parsed, tools: tools, options: options)
@@ -71,14 +71,14 @@ public enum LogicalRestoreOperation {
     /// The committed logical backup `options` names, and its dump of the database.
     static func chooseDump(_ catalog: Catalog, _ options: Options) throws -> (BackupManifest, BackupManifest.LogicalDatabase) {
         guard let backup = catalog.backup(options.backupId) else {
-            throw CoreError(.backupNotFound, "no committed backup \(options.backupId)", hint: "`cairn list` shows the backups")
+            throw CairnError(.backupNotFound, "no committed backup \(options.backupId)", hint: "`cairn list` shows the backups")
         }
         guard backup.kind == .logical, let dbs = backup.databases else {
-            throw CoreError(.backupNotFound, "backup \(backup.id) is a physical backup; --database needs a logical one",
+            throw CairnError(.backupNotFound, "backup \(backup.id) is a physical backup; --database needs a logical one",
                             hint: "restore a physical backup with --target-dir, or take a logical one with `cairn backup --type logical`")
         }
         guard let entry = dbs.first(where: { $0.name == options.database }) else {
-            throw CoreError(.backupNotFound, "backup \(backup.id) has no database \"\(options.database)\"",
+            throw CairnError(.backupNotFound, "backup \(backup.id) has no database \"\(options.database)\"",
                             hint: "it has: \(dbs.map(\.name).joined(separator: ", "))")
         }
         return (backup, entry)
@@ -120,7 +120,7 @@ public enum LogicalRestoreOperation {
     static func checkMajor(_ backup: BackupManifest, _ entry: BackupManifest.LogicalDatabase, serverMajor: Int) throws {
         let dumpMajor = backup.pgVersionNum / 10000
         guard serverMajor >= dumpMajor else {
-            throw CoreError(.pgVersion,
+            throw CairnError(.pgVersion,
                             "the dump of \"\(entry.name)\" comes from PostgreSQL \(dumpMajor) and the target server runs PostgreSQL \(serverMajor); dumps restore only into the same or a newer major version",
                             hint: "restore into a PostgreSQL \(dumpMajor) (or newer) server")
         }
@@ -164,7 +164,7 @@ public enum LogicalRestoreOperation {
         defer { unlink(staged) }
         try await Blocking.run {
             let fd = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(staged): \(String(cString: strerror(errno)))",
+            guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(staged): \(String(cString: strerror(errno)))",
                                                  hint: "free space or choose another --temp-dir") }
             defer { close(fd) }
             try pipeline.load(repo, key: object.key, expected: object.digest) { try FileIO.writeAll(fd, $0) }

@@ -189,12 +189,12 @@ public enum RecoveryPlanner {
             return lineage.production
         }
         guard given == 1 || lineage.statuses[given] != nil else {
-            throw CoreError(.restoreTarget, "the repository knows no timeline \(given)",
+            throw CairnError(.restoreTarget, "the repository knows no timeline \(given)",
                             hint: "`cairn timeline` lists the timelines it holds")
         }
         if case .time(let t) = target,
            let d = lineage.divergence(after: t, on: TimelinePath(target: given, histories: catalog.wal.histories)) {
-            throw CoreError(.restoreTarget,
+            throw CairnError(.restoreTarget,
                             "time \(Timestamp.format(t)) is before timeline \(d.timeline) began (\(Timestamp.format(d.began))), while timeline \(d.parent) went on past the fork: along timeline \(given) recovery would stop at the fork point, not at that time",
                             hint: "give --target-timeline \(d.parent), or leave it out (cairn then recovers along the history that was live at that time)")
         }
@@ -216,24 +216,24 @@ public enum RecoveryPlanner {
         if let backupId {
             guard let b = catalog.backup(backupId) else {
                 if catalog.damagedManifests.contains(backupId) {
-                    throw CoreError(.repoCorrupt, "the manifest of backup \(backupId) (\(Layout.manifestKey(backupId))) fails its own digest: the backup cannot be used",
+                    throw CairnError(.repoCorrupt, "the manifest of backup \(backupId) (\(Layout.manifestKey(backupId))) fails its own digest: the backup cannot be used",
                                     hint: "restore another backup; run `cairn verify` and see runbooks/repository-damaged.md")
                 }
-                throw CoreError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
+                throw CairnError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
             }
             guard b.kind.isPhysical else {
-                throw CoreError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
+                throw CairnError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
             }
             _ = try catalog.chain(backupId)  // every backup it builds on is there
             candidates = candidates.filter { $0.backup.id == backupId }
         }
         guard !candidates.isEmpty else {
-            throw CoreError(.backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
+            throw CairnError(.backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
         }
         let consistent = candidates.filter { $0.reach.consistent }
         guard !consistent.isEmpty else {
             let (b, r) = (candidates[0].backup, candidates[0].reach)
-            throw CoreError(.walMissing,
+            throw CairnError(.walMissing,
                             "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
                             hint: "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline")
         }
@@ -250,7 +250,7 @@ public enum RecoveryPlanner {
         let windows = window(catalog, timeline: tli)
         let consistent = try consistentBackups(catalog, path: path, backupId: backupId)
         let choice = try choose(target, among: consistent, path: path, segmentSize: catalog.wal.segmentSize, now: now) { why in
-            CoreError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
+            CairnError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
                       hint: "choose a target inside the window, or --latest")
         }
         let settings = recoverySettings(target, stop: choice.targetSetting, timeline: tli, action: action, inclusive: inclusive,
@@ -272,7 +272,7 @@ public enum RecoveryPlanner {
     /// The newest consistent backup whose reach contains `target` (for a target without a position, the newest);
     /// `refuse` says why none does.
     static func choose(_ target: RecoveryTarget, among consistent: [Candidate], path: TimelinePath, segmentSize: Int64,
-                       now: Date, refuse: (String) -> CoreError) throws -> Choice {
+                       now: Date, refuse: (String) -> CairnError) throws -> Choice {
         switch target {
         case .time(let t):
             if t > now { throw refuse("is in the future") }

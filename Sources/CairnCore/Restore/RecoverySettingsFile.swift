@@ -86,13 +86,13 @@ extension RestoreOperation {
     static func replaceFile(_ path: String, with text: String) throws {
         let tmp = path + ".cairn-tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try Array(text.utf8).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         guard fsync(fd) == 0, rename(tmp, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
-            throw CoreError(.localIO, "cannot replace \(path): \(reason)")
+            throw CairnError(.localIO, "cannot replace \(path): \(reason)")
         }
         let dfd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }

@@ -64,7 +64,7 @@ public enum RestoreOperation {
             }
         }
         guard problems.isEmpty, let plan else {
-            throw CoreError.combining(problems, summary: "stop the restore; nothing was written")
+            throw CairnError.combining(problems, summary: "stop the restore; nothing was written")
         }
         return plan
     }
@@ -75,7 +75,7 @@ public enum RestoreOperation {
         let unknown = options.tablespaceMap.keys.filter { !known.contains($0) }.sorted()
         guard unknown.isEmpty else {
             let has = known.isEmpty ? "it has no tablespaces" : "its tablespaces are \(known.sorted().map(String.init).joined(separator: ", "))"
-            throw CoreError(.usage, "--tablespace-map names tablespace \(unknown.map(String.init).joined(separator: ", ")), which backup \(backup.id) does not have (\(has))",
+            throw CairnError(.usage, "--tablespace-map names tablespace \(unknown.map(String.init).joined(separator: ", ")), which backup \(backup.id) does not have (\(has))",
                             hint: "use the OIDs `cairn info` lists for that backup (pg_tablespace.oid)")
         }
     }
@@ -87,7 +87,7 @@ public enum RestoreOperation {
             guard let oid = a.tablespaceOid else { continue }
             let dir = options.tablespaceMap[oid] ?? a.location ?? ""
             guard dir.hasPrefix("/") else {
-                throw CoreError(.restoreFailed, "tablespace \(oid) has no location to restore to",
+                throw CairnError(.restoreFailed, "tablespace \(oid) has no location to restore to",
                                 hint: "pass --tablespace-map \(oid)=/new/location")
             }
             dirs.append(dir)
@@ -103,7 +103,7 @@ public enum RestoreOperation {
         let began = clock.now()
         try Interruption.check()
         guard let backup = catalog.backup(plan.backupId) else {
-            throw CoreError(.backupNotFound, "no committed backup \(plan.backupId)")
+            throw CairnError(.backupNotFound, "no committed backup \(plan.backupId)")
         }
         let chain = try catalog.chain(backup.id)
         try prepare(backup, options: options)
@@ -132,8 +132,8 @@ public enum RestoreOperation {
             }
         } catch {
             let (code, message, hint) = describeError(error)
-            throw CoreError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
-                            hint: hint ?? "delete \(root) and run the restore again")
+            throw CairnError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
+                            hint: hint ?? "delete \(root) and run the restore again", cause: error)
         }
         try Interruption.check()
         if let m = backup.pgManifest {
@@ -170,9 +170,9 @@ public enum RestoreOperation {
                         onBytes(totals.add(bytes: Int64(buf.count)))
                     }
                     try x.finish()
-                } catch let e as CoreError where e.code == .dataCorrupt && !e.message.contains(object.key) {
+                } catch let e as CairnError where e.code == .dataCorrupt && !e.message.contains(object.key) {
                     // Damage the tar reader noticed before the object's own checks did: still name the object.
-                    throw CoreError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
+                    throw CairnError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
                                     hint: Pipeline.damageHint)
                 }
                 totals.add(files: x.files)
@@ -188,7 +188,7 @@ public enum RestoreOperation {
         for cluster in running {
             if let live = cluster.overlap(with: dir) {
                 let what = live == cluster.dataDirectory ? "the data directory" : "the tablespace \(live)"
-                throw CoreError(.restoreDirNotEmpty,
+                throw CairnError(.restoreDirNotEmpty,
                                 "\(dir) overlaps \(what) of the PostgreSQL server running with pid \(cluster.pid) and data directory \(cluster.dataDirectory)",
                                 hint: "stop that server first (pg_ctl stop -D \(cluster.dataDirectory)), or restore its tablespaces elsewhere with --tablespace-map OID=/other/dir")
             }
@@ -196,18 +196,18 @@ public enum RestoreOperation {
         var st = stat()
         guard stat(dir, &st) == 0 else { return }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw CoreError(.restoreDirNotEmpty, "\(dir) exists and is not a directory")
+            throw CairnError(.restoreDirNotEmpty, "\(dir) exists and is not a directory")
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         guard !entries.isEmpty else { return }
         guard force else {
-            throw CoreError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
+            throw CairnError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
                             hint: "restore into an empty directory, or pass --force to delete its contents first")
         }
         // The scan above sees only processes this user may inspect: the postmaster.pid check stays.
         if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
            let pid = Int32(pidText.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 {
-            throw CoreError(.restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
+            throw CairnError(.restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
                             hint: "stop it first (pg_ctl stop -D \(dir)); cairn never restores over a running cluster")
         }
     }
@@ -220,7 +220,7 @@ public enum RestoreOperation {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
             } catch {
-                throw CoreError(.localIO, "cannot create \(dir): \(error.localizedDescription)",
+                throw CairnError(.localIO, "cannot create \(dir): \(error.localizedDescription)",
                                 hint: "run the restore as the user that will own the cluster, with write access to the parent folder")
             }
             return
@@ -233,7 +233,7 @@ public enum RestoreOperation {
 
     static func writeFile(_ path: String, _ body: (Int32) throws -> Void) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CoreError(.localIO, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try body(fd)
     }

@@ -77,7 +77,7 @@ public enum ExpireOperation {
             }
         }
         if !failures.isEmpty {
-            throw CoreError(.repoIO, "expire finished with \(failures.count) failure(s): " + failures.prefix(5).joined(separator: "; "),
+            throw CairnError(.repoIO, "expire finished with \(failures.count) failure(s): " + failures.prefix(5).joined(separator: "; "),
                             hint: "what failed is still in the repository and will be retried by the next `cairn expire`")
         }
         return Result(plan: plan, deletedObjects: deleted, deletedBytes: bytes, failures: failures)

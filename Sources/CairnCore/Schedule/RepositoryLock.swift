@@ -58,11 +58,11 @@ public final class RepositoryLock: @unchecked Sendable {
                 if settle > 0 { clock.sleep(seconds: settle) }
                 let now = try repo.getBytesIfExists(key(name)).flatMap { try? SealedDocument.open(Holder.self, from: $0, what: key(name)) }
                 guard let now, now.token == me.token else {
-                    throw CoreError(.repoLocked, "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
+                    throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
                                     hint: "nothing to do: that run goes ahead")
                 }
                 return RepositoryLock(name: name, holder: me, repo: repo)
-            } catch let e as StorageError where e.code == .repoObjectExists && attempt == 0 {
+            } catch let e as CairnError where e.code == .repoObjectExists && attempt == 0 {
                 let other = (try? repo.getBytesIfExists(key(name))).flatMap { $0 }.flatMap {
                     try? SealedDocument.open(Holder.self, from: $0, what: key(name))
                 }
@@ -72,12 +72,12 @@ public final class RepositoryLock: @unchecked Sendable {
                     try? repo.delete([key(name)])
                     continue
                 }
-                throw CoreError(.repoLocked,
+                throw CairnError(.repoLocked,
                                 "\(name) is already running on \(other.host) (pid \(other.pid)) since \(Timestamp.format(other.acquired))",
                                 hint: "wait for it to finish; if that process is gone, the lock expires at \(Timestamp.format(other.expires))")
             }
         }
-        throw CoreError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
+        throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
     }
 
     /// Who holds lock `name` now, or nil (a missing or unreadable lock object).

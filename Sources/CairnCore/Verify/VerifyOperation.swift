@@ -193,9 +193,9 @@ public enum VerifyOperation {
                     continue
                 }
                 guard try SealedDocument.open(RepositoryInfo.self, from: bytes, what: key) == catalog.info else {
-                    throw CoreError(.repoCorrupt, "it differs from the other copy")
+                    throw CairnError(.repoCorrupt, "it differs from the other copy")
                 }
-            } catch let e as CoreError where e.code == .repoCorrupt {
+            } catch let e as CairnError where e.code == .repoCorrupt {
                 problems.add(.init(kind: "damaged-object", subject: key, detail: "\(e.message); `cairn init` rewrites it from the good copy", severity: .error))
             }
         }
@@ -221,7 +221,7 @@ public enum VerifyOperation {
                 do {
                     let d = try pipeline.load(repo, key: job.key, expected: job.expected) { _ in }
                     if let whole = job.wholeSegment, d.size != whole {
-                        throw CoreError(.dataCorrupt, "object \(job.key) holds \(d.size) bytes, not a whole WAL segment (\(whole))")
+                        throw CairnError(.dataCorrupt, "object \(job.key) holds \(d.size) bytes, not a whole WAL segment (\(whole))")
                     }
                     verified.set(job.key, .init(size: info.size, modified: info.lastModified))
                 } catch {

@@ -29,13 +29,13 @@ final class CurlTransport: @unchecked Sendable {
     private let stallTimeout: Double
 
     /// Opens and initialises libcurl once, on the first request: nil when ready, otherwise the error to report.
-    private static let loaded: StorageError? = {
+    private static let loaded: CairnError? = {
         if let why = ccurl_load() {
-            return StorageError(.repoUnreachable, "cannot load libcurl, which S3 repositories need: \(String(cString: why))",
+            return CairnError(.repoUnreachable, "cannot load libcurl, which S3 repositories need: \(String(cString: why))",
                                 hint: "install it: apt-get install libcurl4")
         }
         let rc = curl_global_init(Int(CURL_GLOBAL_ALL))
-        return rc == CURLE_OK ? nil : StorageError(.internal, "libcurl failed to initialise: \(String(cString: curl_easy_strerror(rc)))")
+        return rc == CURLE_OK ? nil : CairnError(.internal, "libcurl failed to initialise: \(String(cString: curl_easy_strerror(rc)))")
     }()
 
     init(caFile: String?, verifyTLS: Bool, connectTimeout: Double, stallTimeout: Double) {
@@ -126,7 +126,7 @@ final class CurlTransport: @unchecked Sendable {
     func perform(method: String, url: String, headers: [(String, String)], body: UnsafeRawBufferPointer?,
                  sink: BodySink, timeout: Double, delivered: inout Int64) throws -> TransportOutcome {
         if let e = CurlTransport.loaded { throw e }
-        guard let h = acquire() else { throw StorageError(.internal, "cannot create a curl handle") }
+        guard let h = acquire() else { throw CairnError(.internal, "cannot create a curl handle") }
         var keep = true
         defer { release(h, keep: keep) }
 

@@ -4,7 +4,7 @@ import Crypto
 import Foundation
 import Logging
 
-/// Signs, sends and retries S3 requests, and turns failures into ``StorageError``s with hints.
+/// Signs, sends and retries S3 requests, and turns failures into ``CairnError``s with hints.
 final class S3Client: @unchecked Sendable {
     let settings: S3Settings
     let signer: SigV4Signer
@@ -92,7 +92,7 @@ final class S3Client: @unchecked Sendable {
             let outcome = try transport.perform(method: req.method, url: url, headers: wire, body: req.body,
                                                 sink: sink, timeout: remaining, delivered: &got)
             delivered += got
-            let error: StorageError
+            let error: CairnError
             switch outcome {
             case .response(let r) where (200..<300).contains(r.status) || req.accept.contains(r.status):
                 logger.debug("S3 response", metadata: ["request": "\(what)", "status": "\(r.status)", "attempt": "\(attempt)"])
@@ -137,9 +137,9 @@ final class S3Client: @unchecked Sendable {
     }
 
     /// The error a request fails with when it is not retried again: after retries, it says how many and how long.
-    private func givingUp(_ error: StorageError, attempts: Int, elapsed: Double) -> StorageError {
+    private func givingUp(_ error: CairnError, attempts: Int, elapsed: Double) -> CairnError {
         guard error.retryable && attempts > 1 else { return error }
-        return StorageError(error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
+        return CairnError(error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
                             "\(error.message) (gave up after \(attempts) attempts in \(Units.formatDuration(elapsed)))",
                             hint: error.hint)
     }
@@ -183,7 +183,7 @@ final class S3Client: @unchecked Sendable {
                     total = Int64(cl)
                 }
                 return (total ?? delivered, lastModified)
-            } catch let e as StorageError where got > 0 && resumes < 100 && clock.now() < deadline {
+            } catch let e as CairnError where got > 0 && resumes < 100 && clock.now() < deadline {
                 // Part of the body arrived before the transfer broke: resume after the last delivered byte,
                 // and only from the same version of the object.
                 delivered += got
@@ -200,72 +200,72 @@ final class S3Client: @unchecked Sendable {
 
     // MARK: - error mapping
 
-    func mapHTTPError(_ r: HTTPResponse, what: String) -> StorageError {
+    func mapHTTPError(_ r: HTTPResponse, what: String) -> CairnError {
         let xml = XMLElement.parse(r.body)
         let code = xml?.text("Code") ?? ""
         let detail = code.isEmpty ? "HTTP \(r.status)" : "\(code), HTTP \(r.status)"
         switch (r.status, code) {
         case (403, "SignatureDoesNotMatch"):
-            return StorageError(.repoAuth, "\(what): the endpoint rejected the request signature (\(detail))",
+            return CairnError(.repoAuth, "\(what): the endpoint rejected the request signature (\(detail))",
                                 hint: "the secret access key does not match access key \(AWSCredentials.mask(settings.credentials.accessKeyId)); check \(credentialSource)")
         case (403, "InvalidAccessKeyId"), (403, "InvalidToken"), (400, "InvalidToken"), (400, "ExpiredToken"),
              (403, "ExpiredToken"):
-            return StorageError(.repoAuth, "\(what): the endpoint does not accept the access key or token (\(detail))",
+            return CairnError(.repoAuth, "\(what): the endpoint does not accept the access key or token (\(detail))",
                                 hint: "check the access key id and session token in \(credentialSource)")
         case (403, "RequestTimeTooSkewed"):
-            return StorageError(.repoAuth, "\(what): this machine's clock differs too much from the endpoint's (\(detail))",
+            return CairnError(.repoAuth, "\(what): this machine's clock differs too much from the endpoint's (\(detail))",
                                 hint: "synchronise the clock (chrony or systemd-timesyncd) and retry")
         case (403, _):
-            return StorageError(.repoAccessDenied, "\(what): access denied (\(detail))",
+            return CairnError(.repoAccessDenied, "\(what): access denied (\(detail))",
                                 hint: "grant s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on bucket \(settings.bucket) to access key \(AWSCredentials.mask(settings.credentials.accessKeyId))")
         case (404, "NoSuchBucket"):
-            return StorageError(.repoBucketMissing, "bucket \(settings.bucket) does not exist at \(settings.endpoint.absoluteString)",
+            return CairnError(.repoBucketMissing, "bucket \(settings.bucket) does not exist at \(settings.endpoint.absoluteString)",
                                 hint: "create the bucket or correct repository.bucket (and repository.endpoint / region)")
         case (404, _), (410, _):
-            return StorageError(.repoObjectMissing, "\(what): object does not exist")
+            return CairnError(.repoObjectMissing, "\(what): object does not exist")
         case (412, _):
-            return StorageError(.repoObjectExists, "\(what): precondition failed, the object exists or changed (\(detail))")
+            return CairnError(.repoObjectExists, "\(what): precondition failed, the object exists or changed (\(detail))")
         case (409, "ConditionalRequestConflict"), (409, "OperationAborted"), (400, "RequestTimeout"),
              (408, _), (429, _), (500..., _):
-            return StorageError(.repoIO, "\(what): the endpoint failed (\(detail))", retryable: true)
+            return CairnError(.repoIO, "\(what): the endpoint failed (\(detail))", retryable: true)
         case (301, _), (307, _), (400, "AuthorizationHeaderMalformed"), (400, "IllegalLocationConstraintException"):
-            return StorageError(.repoProtocol, "\(what): the bucket is in another region or at another endpoint (\(detail))",
+            return CairnError(.repoProtocol, "\(what): the bucket is in another region or at another endpoint (\(detail))",
                                 hint: "set repository.region to the bucket's region (AWS_REGION overrides it)")
         default:
             let msg = xml?.text("Message").map { ": \($0)" } ?? ""
-            return StorageError(.repoProtocol, "\(what): unexpected response (\(detail))\(msg)")
+            return CairnError(.repoProtocol, "\(what): unexpected response (\(detail))\(msg)")
         }
     }
 
-    func mapCurlError(_ code: CURLcode, _ message: String, what: String, timedOutAt: Double) -> StorageError {
+    func mapCurlError(_ code: CURLcode, _ message: String, what: String, timedOutAt: Double) -> CairnError {
         let endpoint = settings.endpoint.absoluteString
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST:
             let styleHint = settings.uriStyle == .host
                 ? " (with uri_style: host the bucket name is part of the host name; emulators and MinIO usually need uri_style: path)"
                 : ""
-            return StorageError(.repoUnreachable, "\(what): cannot resolve the endpoint's host name (\(message))",
+            return CairnError(.repoUnreachable, "\(what): cannot resolve the endpoint's host name (\(message))",
                                 hint: "check repository.endpoint (\(endpoint))\(styleHint)", retryable: true)
         case CURLE_COULDNT_CONNECT:
-            return StorageError(.repoUnreachable, "\(what): cannot connect to \(endpoint) (\(message))",
+            return CairnError(.repoUnreachable, "\(what): cannot connect to \(endpoint) (\(message))",
                                 hint: "check that the endpoint is up and that repository.endpoint has the right host and port",
                                 retryable: true)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_ISSUER_ERROR,
              CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CRL_BADFILE:
-            return StorageError(.repoTLS, "\(what): the endpoint's TLS certificate was not accepted (\(message))",
+            return CairnError(.repoTLS, "\(what): the endpoint's TLS certificate was not accepted (\(message))",
                                 hint: "set repository.ca_file to the CA certificate that signed the endpoint's certificate")
         case CURLE_SSL_CONNECT_ERROR:
-            return StorageError(.repoTLS, "\(what): TLS handshake with \(endpoint) failed (\(message))",
+            return CairnError(.repoTLS, "\(what): TLS handshake with \(endpoint) failed (\(message))",
                                 hint: "check that the endpoint speaks TLS on that port (use http:// for a plain endpoint)",
                                 retryable: true)
         case CURLE_OPERATION_TIMEDOUT:
-            return StorageError(.repoTimeout, "\(what): no progress for \(Int(settings.stallTimeout))s or the request deadline passed (\(message))",
+            return CairnError(.repoTimeout, "\(what): no progress for \(Int(settings.stallTimeout))s or the request deadline passed (\(message))",
                                 hint: "check the network path to \(endpoint); limits.io_timeout and limits.request_timeout set the bounds",
                                 retryable: true)
         case CURLE_ABORTED_BY_CALLBACK, CURLE_WRITE_ERROR:
-            return StorageError(.interrupted, "\(what): transfer aborted")
+            return CairnError(.interrupted, "\(what): transfer aborted")
         default:
-            return StorageError(.repoIO, "\(what): transfer failed (\(message))", retryable: true)
+            return CairnError(.repoIO, "\(what): transfer failed (\(message))", retryable: true)
         }
     }
 

@@ -63,7 +63,7 @@ final class S3MultipartWriter: ObjectWriter {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard state == .open else { throw StorageError(.internal, "write to \(key) after finish or abort") }
+        guard state == .open else { throw CairnError(.internal, "write to \(key) after finish or abort") }
         var offset = 0
         while offset < bytes.count {
             if current == nil { current = takeBuffer(capacity: partSize(for: nextPart)) }
@@ -85,7 +85,7 @@ final class S3MultipartWriter: ObjectWriter {
         current = nil
         let inline = options.uploadThreads == 0
         if uploadId == nil {
-            if options.createOnly, try repo.head(key) != nil { throw StorageError.exists(key, in: repo.location) }
+            if options.createOnly, try repo.head(key) != nil { throw CairnError.exists(key, in: repo.location) }
             uploadId = try repo.createMultipart(key, createOnly: options.createOnly)
             if !inline {
                 pool = WorkerPool(threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 1,
@@ -94,7 +94,7 @@ final class S3MultipartWriter: ObjectWriter {
         }
         let number = nextPart
         nextPart += 1
-        if number > 10_000 { throw StorageError(.repoIO, "object \(key) needs more than 10000 parts") }
+        if number > 10_000 { throw CairnError(.repoIO, "object \(key) needs more than 10000 parts") }
         let id = uploadId!
         let repo = self.repo, key = self.key
         let ledger = self.ledger
@@ -114,7 +114,7 @@ final class S3MultipartWriter: ObjectWriter {
     }
 
     func finish() throws -> ObjectInfo {
-        guard state == .open else { throw StorageError(.internal, "finish of \(key) after finish or abort") }
+        guard state == .open else { throw CairnError(.internal, "finish of \(key) after finish or abort") }
         do {
             if uploadId == nil {
                 let body = current ?? PartBuffer(capacity: 0)

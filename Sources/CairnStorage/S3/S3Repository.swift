@@ -65,12 +65,12 @@ public final class S3Repository: Repository {
         req.contentMD5 = md5Bytes
         let md5 = Hex.encode(md5Bytes)
         let r: HTTPResponse
-        do { r = try client.send(req) } catch let e as StorageError where e.code == .repoObjectExists {
+        do { r = try client.send(req) } catch let e as CairnError where e.code == .repoObjectExists {
             // A retry after a lost acknowledgement finds our own object: accept it only if it holds exactly these bytes.
             if etagIsMD5, try storedETag(key) == md5 {
                 return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
             }
-            throw StorageError.exists(key, in: location)
+            throw CairnError.exists(key, in: location)
         }
         try checkETag(r, md5: md5, what: "PUT \(client.describe(key))")
         return ObjectInfo(key: key, size: Int64(body.count), lastModified: Date())
@@ -89,7 +89,7 @@ public final class S3Repository: Repository {
     func checkETag(_ r: HTTPResponse, md5: String, what: String) throws {
         guard etagIsMD5, let etag = r.headers["etag"] else { return }
         if etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased() != md5 {
-            throw StorageError(.dataCorrupt, "\(what): the stored object's ETag \(etag) does not match the MD5 of what was sent",
+            throw CairnError(.dataCorrupt, "\(what): the stored object's ETag \(etag) does not match the MD5 of what was sent",
                                hint: "the endpoint or a proxy altered the data; retry, and check any proxy between cairn and the store")
         }
     }
@@ -140,7 +140,7 @@ public final class S3Repository: Repository {
             if let token { req.query.append(("continuation-token", token)) }
             let r = try client.send(req)
             guard let xml = XMLElement.parse(r.body), xml.name == "ListBucketResult" else {
-                throw StorageError(.repoProtocol, "LIST \(location): the endpoint's answer is not a ListBucketResult")
+                throw CairnError(.repoProtocol, "LIST \(location): the endpoint's answer is not a ListBucketResult")
             }
             for c in xml.all("Contents") {
                 guard let k = c.text("Key"), k.count >= strip else { continue }
@@ -178,7 +178,7 @@ public final class S3Repository: Repository {
             }
         }
         if !failures.isEmpty {
-            throw StorageError(.repoIO, "DELETE in \(location): \(failures.count) object(s) could not be deleted: "
+            throw CairnError(.repoIO, "DELETE in \(location): \(failures.count) object(s) could not be deleted: "
                                + failures.prefix(5).joined(separator: ", "))
         }
     }
@@ -191,7 +191,7 @@ public final class S3Repository: Repository {
         req.headers = writeHeaders + [("Content-Type", "application/octet-stream")]
         let r = try client.send(req)
         guard let id = XMLElement.parse(r.body)?.text("UploadId"), !id.isEmpty else {
-            throw StorageError(.repoProtocol, "POST \(client.describe(key))?uploads: no UploadId in the answer")
+            throw CairnError(.repoProtocol, "POST \(client.describe(key))?uploads: no UploadId in the answer")
         }
         return id
     }
@@ -204,7 +204,7 @@ public final class S3Repository: Repository {
         req.contentMD5 = md5
         let r = try client.send(req)
         guard let etag = r.headers["etag"] else {
-            throw StorageError(.repoProtocol, "PUT \(client.describe(key)) part \(number): no ETag in the answer")
+            throw CairnError(.repoProtocol, "PUT \(client.describe(key)) part \(number): no ETag in the answer")
         }
         try checkETag(r, md5: Hex.encode(md5), what: "PUT \(client.describe(key)) part \(number)")
         return etag
@@ -224,14 +224,14 @@ public final class S3Repository: Repository {
             if createOnly { req.headers.append(("If-None-Match", "*")) }
             req.body = buf
             req.contentMD5 = Array(Insecure.MD5.hash(data: buf))
-            do { return try client.send(req) } catch let e as StorageError
+            do { return try client.send(req) } catch let e as CairnError
                 where e.code == .repoObjectExists || e.code == .repoObjectMissing {
                 // A retry after a lost acknowledgement finds the upload completed (412, or 404 NoSuchUpload):
                 // accept it only if the object's ETag is the one these parts make.
                 if etagIsMD5, let expected = S3Repository.multipartETag(parts.sorted { $0.0 < $1.0 }.map(\.1)), try storedETag(key) == expected {
                     return HTTPResponse(status: 200, headers: [:], body: Array("<CompleteMultipartUploadResult><ETag>\"\(expected)\"</ETag></CompleteMultipartUploadResult>".utf8))
                 }
-                if e.code == .repoObjectExists { throw StorageError.exists(key, in: location) }
+                if e.code == .repoObjectExists { throw CairnError.exists(key, in: location) }
                 throw e
             }
         }
@@ -240,7 +240,7 @@ public final class S3Repository: Repository {
         let res = XMLElement.parse(r.body)
         if res?.name.hasPrefix("CompleteMultipartUpload") != true || res?.text("ETag") == nil {
             let code = res?.text("Code") ?? "no result document"
-            throw StorageError(.repoIO, "POST \(client.describe(key))?uploadId: completing the upload failed (\(code))",
+            throw CairnError(.repoIO, "POST \(client.describe(key))?uploadId: completing the upload failed (\(code))",
                                retryable: false)
         }
     }
