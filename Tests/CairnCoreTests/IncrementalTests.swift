@@ -195,3 +195,100 @@ private func digests(_ root: String) throws -> String {
         #expect(!ChangedBlocks.covers([], from: LSN(0x20), to: LSN(0x80)))
     }
 }
+
+/// A delta restore with the in-memory repository: each block compared with the file on disk, only differing ones
+/// written, sizes cut or extended, stray files and folders removed, the server's logs kept.
+@Suite struct DeltaLayoutTests {
+    /// Lays out `chain` onto `out` as `cairn restore --delta` does (without the repository's catalog).
+    private func deltaRestore(_ chain: [Taken], onto out: String, repo: any Repository, pipeline: Pipeline) throws -> DeltaSummary {
+        let tally = DeltaTally()
+        let files = ChainFiles(final: chain.last!.files, archives: [("base", nil)])
+        for (i, b) in chain.reversed().enumerated() {
+            for o in b.objects {
+                let x = TarExtractor(root: out, chain: (files, "base", i == 0), delta: tally)
+                try pipeline.load(repo, key: o.key, expected: o.digest) { try x.feed($0) }
+                try x.finish()
+            }
+        }
+        try files.finish(resized: { tally.resized($0) }) { out + "/" + $0 }
+        try RestoreOperation.sweep([("base", nil)], final: files.final, roots: ["base": out], tally: tally)
+        return tally.summary(files: files.final.files.count)
+    }
+
+    @Test(arguments: [false, true])
+    func onlyWhatDiffersIsWrittenAndStrayFilesGo(chain: Bool) throws {
+        let root = NSTemporaryDirectory() + "cairn-delta-\(UUID().uuidString)"
+        let out = root + "-restored"
+        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: out) }
+        let repo = MemoryRepository()
+        let pipeline = Pipeline(level: 1)
+        let rel = root + "/base/5/16384"
+        try write((0..<4).flatMap { page(lsn: 0x100, fill: UInt8($0)) }, rel)
+        try write([UInt8](repeating: 9, count: 8192), root + "/base/5/16384_vm")
+        try write(Array("15\n".utf8), root + "/PG_VERSION")
+        var backups = [try take(root, id: "F", parent: nil, repo: repo, pipeline: pipeline)]
+        if chain {
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: rel)))
+            bytes.replaceSubrange((2 * 8192)..<(3 * 8192), with: page(lsn: 0x300, fill: 200))
+            try write(bytes, rel)
+            backups.append(try take(root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: backups[0].files),
+                                    repo: repo, pipeline: pipeline))
+        }
+
+        // Onto an empty folder, a delta restore is a full one.
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let first = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+        #expect(try digests(out) == (try digests(root)))
+        #expect(first.filesCompared == 3 && first.filesRewritten == 3 && first.filesUnchanged == 0)
+        // (With a chain, the full's blocks below the incremental's block 2 are read back as holes first.)
+        #expect(first.bytesCompared == (chain ? 2 * 8192 : 0), "\(first)")
+
+        // One block changed in place (same size), the map grown by a block, strays, a log and stale WAL.
+        let restoredRel = out + "/base/5/16384"
+        let fd = open(restoredRel, O_WRONLY)
+        _ = page(lsn: 0x900, fill: 77).withUnsafeBytes { pwrite(fd, $0.baseAddress!, 8192, 8192) }
+        close(fd)
+        try write([UInt8](repeating: 9, count: 2 * 8192), out + "/base/5/16384_vm")
+        try write([1, 2, 3], out + "/base/5/99999")
+        try write([4], out + "/junk/deeper/file")
+        try write([5], out + "/pg_wal/000000020000000000000003")
+        try write(Array("a server log\n".utf8), out + "/log/postgresql.log")
+
+        let second = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+        #expect(second.bytesRewritten == 8192, "only the damaged block: \(second)")
+        #expect(second.filesRewritten == 2 && second.filesUnchanged == 1, "\(second)")
+        #expect(second.filesRemoved == 3, "\(second)")
+        #expect(second.bytesCompared == 5 * 8192 + 3, "every block of every file on disk was read: \(second)")
+        #expect(FileManager.default.fileExists(atPath: out + "/log/postgresql.log"), "the server's logs are kept")
+        for gone in ["/junk", "/pg_wal", "/base/5/99999"] { #expect(!FileManager.default.fileExists(atPath: out + gone), "\(gone)") }
+        try FileManager.default.removeItem(atPath: out + "/log")
+        #expect(try digests(out) == (try digests(root)))
+
+        // Nothing left to do: everything compared, nothing written.
+        let third = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+        #expect(third.bytesRewritten == 0 && third.filesRewritten == 0 && third.filesRemoved == 0 && third.filesUnchanged == 3)
+    }
+
+    @Test func theSystemIdentifierOfADataDirectoryIsChecked() throws {
+        let dir = NSTemporaryDirectory() + "cairn-delta-id-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        #expect(RestoreOperation.controlFileSystemIdentifier(dir) == nil)
+        try write([1], dir + "/somefile")
+        var id = UInt64(7_300_000_000_000_000_001)
+        try write(withUnsafeBytes(of: &id) { Array($0) } + [UInt8](repeating: 0, count: 100), dir + "/global/pg_control")
+        #expect(RestoreOperation.controlFileSystemIdentifier(dir) == id)
+    }
+
+    @Test func aStandbyHasNoTargetAndFollowsTheLatestTimeline() {
+        let plan = [RecoveryPlan.Setting(name: "restore_command", value: "cairn wal-fetch %f %p"),
+                    .init(name: "recovery_target_time", value: "2026-01-01"), .init(name: "recovery_target_action", value: "promote"),
+                    .init(name: "recovery_target_timeline", value: "3")]
+        let settings = RestoreOperation.standbySettings(plan, primaryConninfo: "host=p user=r password=x")
+        #expect(settings.map(\.name) == ["restore_command", "primary_conninfo", "recovery_target_timeline"])
+        #expect(settings.last?.value == "latest")
+        let text = RestoreOperation.rewriteAutoConf("primary_conninfo = 'host=old'\nwork_mem = '8MB'\n", header: "# h", settings: settings,
+                                                    archiveOff: false)
+        #expect(text.contains("# removed by cairn restore: primary_conninfo = 'host=old'") && text.contains("\nwork_mem = '8MB'\n"))
+    }
+}

@@ -14,13 +14,14 @@ struct RestoreCommand: AsyncParsableCommand {
         object's digest while laying it out, and writes the recovery settings (restore_command using cairn \
         wal-fetch, the target, recovery.signal). Start PostgreSQL on the directory to replay WAL to the target. \
         A target outside what the repository can reach is refused before anything is written. Run it as the OS \
-        user that will own the cluster.
+        user that will own the cluster. --delta restores onto an existing stopped data directory of this cluster \
+        and writes only the blocks that differ; --standby builds a standby (standby.signal, --primary-conninfo).
         """)
 
     enum ArchiveMode: String, ExpressibleByArgument, CaseIterable { case preserve, off }
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "The new data directory (empty or absent).") var targetDir: String?
+    @Option(name: .long, help: "The new data directory (empty or absent; with --delta an existing one).") var targetDir: String?
     @Option(name: .long, help: "Restore this backup instead of choosing one.") var backup: String?
     @Option(name: .long, help: "Recover to this time: '2026-11-25 14:32:00' (local time) or with a zone ('…Z', '…+01:00').")
     var targetTime: String?
@@ -29,14 +30,19 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Recover to this restore point (pg_create_restore_point).") var targetName: String?
     @Flag(name: .long, help: "Stop as soon as the backup is consistent.") var immediate = false
     @Flag(name: .long, help: "Replay all archived WAL (the default).") var latest = false
-    @Option(name: .long, help: "What PostgreSQL does at the target: promote, pause or shutdown.") var targetAction: RecoveryTargetAction = .promote
+    @Option(name: .long, help: "What PostgreSQL does at the target: promote (the default), pause or shutdown.") var targetAction: RecoveryTargetAction?
     @Option(name: .long, help: "Timeline to recover along (default: the newest).") var targetTimeline: UInt32?
     @Flag(name: .long, help: "Stop just before the target instead of just after it.") var targetExclusive = false
     @Option(name: .long, parsing: .singleValue, help: "Restore a tablespace elsewhere: OID=DIRECTORY (repeatable).")
     var tablespaceMap: [String] = []
     @Option(name: .long, help: "preserve the backup's archive settings, or turn archiving off in the restored cluster (default: preserve when restoring into production's data directory, off for any other directory).")
     var archiveMode: ArchiveMode?
-    @Flag(name: .long, help: "Delete the contents of a non-empty target directory first (logical: replace the dump's objects in a non-empty database).") var force = false
+    @Flag(name: .long, help: "Delete the contents of a non-empty target directory first (logical: replace the dump's objects in a non-empty database; with --delta: accept a directory of another cluster or one that is no data directory).") var force = false
+    @Flag(name: .long, help: "Restore onto an existing stopped data directory of this cluster: compare every 8 KiB block with the backup, write only what differs, remove files the backup does not have.")
+    var delta = false
+    @Flag(name: .long, help: "Build a standby: standby.signal and --primary-conninfo instead of a recovery target.") var standby = false
+    @Option(name: .long, help: "With --standby: the libpq connection string of the primary (written to postgresql.auto.conf, never printed).")
+    var primaryConninfo: String?
     @Option(name: .long, help: "Logical restore: the database to restore from a logical backup (needs --backup and --into).")
     var database: String?
     @Option(name: .long, help: "Logical restore: the database to restore into (created if missing).") var into: String?
@@ -61,6 +67,7 @@ struct RestoreCommand: AsyncParsableCommand {
         if globals || noOwner || jobs != nil || tempDir != nil {
             throw ValidationError("--globals, --jobs, --no-owner and --temp-dir apply to a logical restore (--database)")
         }
+        try validateStandby()
         let targets = [targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, latest].filter { $0 }
         guard targets.count <= 1 else {
             throw ValidationError("give exactly one target: --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest")
@@ -92,6 +99,20 @@ struct RestoreCommand: AsyncParsableCommand {
         return .latest
     }
 
+    /// `--standby` follows its primary: no recovery target; `--primary-conninfo` only with it.
+    func validateStandby() throws {
+        if primaryConninfo != nil && !standby { throw ValidationError("--primary-conninfo needs --standby") }
+        guard standby else { return }
+        let targets = [targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, targetAction != nil,
+                       targetExclusive]
+        guard !targets.contains(true) else {
+            throw ValidationError("--standby replays WAL without end and takes no recovery target (--target-time, --target-lsn, --target-xid, --target-name, --immediate, --target-action, --target-exclusive)")
+        }
+        if let c = primaryConninfo, c.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--primary-conninfo must be a libpq connection string such as 'host=primary user=replicator'")
+        }
+    }
+
     func run() async throws {
         let ctx = try AppContext.load(global)
         if let database, let into, let backup { return try await runLogical(ctx, backup: backup, database: database, into: into) }
@@ -120,6 +141,9 @@ struct RestoreCommand: AsyncParsableCommand {
         let conf = ShellQuote.quote(ctx.absoluteConfigPath)
         var options = RestoreOperation.Options(targetDirectory: targetDir ?? "")
         options.force = force
+        options.delta = delta
+        options.standby = standby
+        options.primaryConninfo = primaryConninfo
         options.archiveOff = archiveOff
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryEndCommand = "\(exe) --config \(conf) wal-prefetch --remove-spool --spool pg_wal/cairn-prefetch --release-lease \(lease.id)"
@@ -134,7 +158,7 @@ struct RestoreCommand: AsyncParsableCommand {
     /// lease to the plan, and lays the backup out.
     func restore(_ ctx: AppContext, repo: any Repository, lease: Lease, options: RestoreOperation.Options,
                  restoreCommand: String) async throws -> (RecoveryPlan, RestoreOperation.Result?) {
-        let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction, targetTimeline,
+        let (target, backup, action, tli, inclusive, dryRun) = (self.target, self.backup, targetAction ?? .promote, targetTimeline,
                                                                  !targetExclusive, self.dryRun)
         let progress = ProgressLine(label: "restore", global: global, json: json)
         defer { progress.done() }
@@ -162,11 +186,18 @@ struct RestoreCommand: AsyncParsableCommand {
             ?? (target == .latest ? " to the end of the archive" : " until the target is reached")
         Output.line("  WAL needed from \(plan.firstSegment)\(until) (the archive has up to \(plan.lastAvailableSegment ?? "none") on this path)")
         Output.line("  recoverable window: \(RecoveryPlanner.describe(plan.window))")
-        Output.line("  recovery settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):")
-        for s in plan.settings { Output.line("    \(s.name) = '\(s.value)'") }
+        Output.line("  \(standby ? "standby" : "recovery") settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):")
+        let settings = standby ? RestoreOperation.standbySettings(plan.settings, primaryConninfo: primaryConninfo) : plan.settings
+        for s in settings {
+            // A connection string may hold a password: only its other parts are shown.
+            Output.line("    \(s.name) = '\(s.name == "primary_conninfo" ? Redaction.redact(s.value) : s.value)'")
+        }
         Output.line("  archiving \(archiving.mode == .off ? "off in the restored cluster" : "as configured in the backup"): \(archiving.why)")
         if let r = result {
             Output.line("  \(r.files) files, \(Units.formatBytes(r.bytes)) in \(Units.formatDuration(r.seconds)) into \(r.targetDirectory)")
+            if let d = r.delta {
+                Output.line("  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed")
+            }
             Output.line("start PostgreSQL on \(r.targetDirectory) to replay WAL, e.g.: pg_ctl -D \(r.targetDirectory) start")
         }
     }

@@ -169,6 +169,9 @@ final class TarExtractor {
     /// A chain restore: what each file entry still adds (see ``ChainFiles``), the archive this stream belongs to,
     /// and whether it is the newest backup's (the only one whose directories and links are laid out).
     let chain: (files: ChainFiles, archive: String, newest: Bool)?
+    /// A delta restore (always with `chain`): files are compared block by block with what is on disk and only
+    /// differing blocks written; the newest backup's directories are recorded.
+    let delta: DeltaTally?
     /// The current entry's blocks, in a chain restore.
     private var placer: BlockPlacer?
     private var header = [UInt8]()
@@ -186,10 +189,11 @@ final class TarExtractor {
     private(set) var bytes: Int64 = 0
 
     init(root: String, linkTarget: @escaping (String, String) -> String = { $1 },
-         chain: (files: ChainFiles, archive: String, newest: Bool)? = nil) {
+         chain: (files: ChainFiles, archive: String, newest: Bool)? = nil, delta: DeltaTally? = nil) {
         self.root = root
         self.linkTarget = linkTarget
         self.chain = chain
+        self.delta = delta
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -266,6 +270,19 @@ final class TarExtractor {
         if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }
     }
 
+    /// A delta restore: removes what stands where the backup has a directory (`forDirectory`) or a file: a file
+    /// or link where a directory goes, a directory where a file goes.
+    private func makeWay(_ path: String, forDirectory: Bool) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+        if isDirectory && !forDirectory {
+            try? FileManager.default.removeItem(atPath: path)
+        } else if !isDirectory && forDirectory {
+            unlink(path)
+        }
+    }
+
     private func begin(_ h: TarHeader) throws {
         try Interruption.check()  // an interrupt stops the restore between files, before its clean-up is undone
         let name = longName ?? h.name
@@ -293,6 +310,10 @@ final class TarExtractor {
             let p = try safePath(name)
             try ensureParent(p)
             removeLink(p)
+            if let delta, let chain {
+                makeWay(p, forDirectory: true)
+                delta.directory(chain.files.manifestPath(archive: chain.archive, path: name))
+            }
             if mkdir(p, mode_t(h.mode & 0o7777)) != 0 && errno != EEXIST { throw ioError("create directory \(p)") }
             chmod(p, mode_t(h.mode & 0o7777))
             safeDirectories.insert(p)
@@ -327,6 +348,17 @@ final class TarExtractor {
         switch chainFiles.decide(archive: archive, path: name, delta: isDelta) {
         case .skip:
             break
+        case .whole where delta != nil:
+            // A delta restore keeps the file and rewrites only the blocks that differ.
+            let p = try safePath(name)
+            try ensureParent(p)
+            removeLink(p)
+            makeWay(p, forDirectory: false)
+            fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd < 0 { throw ioError("open \(p)") }
+            fchmod(fd, mode_t(h.mode & 0o7777))
+            files += 1
+            placer = BlockPlacer(blocks: ChainFiles.FileBlocks(size: h.size), fd: fd, path: p, isDelta: false, entrySize: h.size, tally: delta)
         case .whole:
             let p = try safePath(name)
             try ensureParent(p)
@@ -339,10 +371,11 @@ final class TarExtractor {
             let p = try safePath(name)
             try ensureParent(p)
             removeLink(p)
-            fd = open(p, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if delta != nil { makeWay(p, forDirectory: false) }
+            fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if fd < 0 { throw ioError("open \(p)") }
             fchmod(fd, mode_t(h.mode & 0o7777))
-            placer = BlockPlacer(blocks: blocks, fd: fd, path: p, isDelta: isDelta, entrySize: h.size)
+            placer = BlockPlacer(blocks: blocks, fd: fd, path: p, isDelta: isDelta, entrySize: h.size, tally: delta)
         }
         if dataLeft == 0 { try endOfData() }
     }

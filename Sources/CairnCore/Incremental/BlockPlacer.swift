@@ -2,7 +2,8 @@ import CairnBase
 import Foundation
 
 /// Writes the blocks of one tar entry of a chain restore into place: the blocks of a whole file or of a
-/// ``BlockDelta`` entry, each only if no newer backup wrote it (``ChainFiles/FileBlocks/claim(_:)``).
+/// ``BlockDelta`` entry, each only if no newer backup wrote it (``ChainFiles/FileBlocks/claim(_:)``). In a delta
+/// restore (`tally` set) each block is first read from the file on disk and written only when it differs.
 final class BlockPlacer {
     private let blocks: ChainFiles.FileBlocks
     private let fd: Int32
@@ -17,14 +18,19 @@ final class BlockPlacer {
     private var index = 0
     /// Bytes written.
     private(set) var written: Int64 = 0
+    /// A delta restore's counters; nil: every block is written without reading the file first.
+    private let tally: DeltaTally?
+    private var onDisk: [UInt8] = []
 
-    init(blocks: ChainFiles.FileBlocks, fd: Int32, path: String, isDelta: Bool, entrySize: Int64) {
+    init(blocks: ChainFiles.FileBlocks, fd: Int32, path: String, isDelta: Bool, entrySize: Int64, tally: DeltaTally? = nil) {
         self.blocks = blocks
         self.fd = fd
         self.path = path
         self.isDelta = isDelta
         self.entrySize = entrySize
+        self.tally = tally
         pending.reserveCapacity(RelationBlocks.blockSize)
+        if tally != nil { onDisk = [UInt8](repeating: 0, count: RelationBlocks.blockSize) }
     }
 
     /// Takes the entry's next bytes.
@@ -66,6 +72,24 @@ final class BlockPlacer {
             try pending.withUnsafeBytes { try put($0) }
             pending = []
         }
+        if written > 0 { tally?.rewrote(path, bytes: written) }
+    }
+
+    /// True when the file already holds `block` at `at` (a delta restore): read with `pread`, compared byte for byte.
+    private func alreadyThere(_ block: UnsafeRawBufferPointer, at: Int64) throws -> Bool {
+        guard let tally else { return false }
+        var got = 0
+        while got < block.count {
+            let n = onDisk.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, block.count - got, off_t(at + Int64(got))) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        tally.compared(bytes: Int64(got))
+        return got == block.count && onDisk.withUnsafeBytes { memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }
     }
 
     /// One block (or a whole file's partial last one): written unless a newer backup had it.
@@ -79,8 +103,9 @@ final class BlockPlacer {
             number = Int64(index)
         }
         guard blocks.claim(number) else { return }
-        var off = 0
         let at = number * Int64(RelationBlocks.blockSize)
+        if try alreadyThere(block, at: at) { return }
+        var off = 0
         while off < block.count {
             let n = pwrite(fd, block.baseAddress! + off, block.count - off, off_t(at + Int64(off)))
             if n < 0 {

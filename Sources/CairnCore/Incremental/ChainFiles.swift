@@ -100,8 +100,9 @@ public final class ChainFiles: @unchecked Sendable {
     }
 
     /// After every backup of the chain is laid out: each file of the final list is complete (else
-    /// `dataCorrupt` naming the file and the block no backup held) and has its final size.
-    public func finish(root: (String) -> String) throws {
+    /// `dataCorrupt` naming the file and the block no backup held) and has its final size. `resized` is told each
+    /// file whose size had to change (a delta restore counts it as rewritten).
+    public func finish(resized: (String) -> Void = { _ in }, root: (String) -> String) throws {
         for (path, file) in final.files.sorted(by: { $0.key < $1.key }) {
             let state = lock.withLock { states[path] }
             let target = root(path)
@@ -124,6 +125,8 @@ public final class ChainFiles: @unchecked Sendable {
                 }
             }
             let fd = open(target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            var before = stat()
+            if fd >= 0 && fstat(fd, &before) == 0 && Int64(before.st_size) != file.size { resized(target) }
             guard fd >= 0, ftruncate(fd, off_t(file.size)) == 0 else {
                 let e = errno
                 if fd >= 0 { close(fd) }

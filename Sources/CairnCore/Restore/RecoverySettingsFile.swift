@@ -19,17 +19,29 @@ extension RestoreOperation {
     ]
 
     /// Rewrites `postgresql.auto.conf` atomically with this restore's recovery settings and creates
-    /// `recovery.signal`.
+    /// `recovery.signal` (a standby: `standby.signal`; the other one is removed).
     static func writeRecoverySettings(root: String, plan: RecoveryPlan, options: Options, clock: any WallClock) throws {
-        var settings = plan.settings
+        var settings = options.standby ? standbySettings(plan.settings, primaryConninfo: options.primaryConninfo) : plan.settings
         if let end = options.recoveryEndCommand { settings.append(.init(name: "recovery_end_command", value: end)) }
         if options.archiveOff { settings.append(.init(name: "archive_mode", value: "off")) }
         let conf = root + "/postgresql.auto.conf"
         let existing = (try? String(contentsOfFile: conf, encoding: .utf8)) ?? ""
-        let header = "# written at \(Timestamp.format(clock.now())): backup \(plan.backupId), target \(plan.target)"
+        let what = options.standby ? "a standby" : "target \(plan.target)"
+        let header = "# written at \(Timestamp.format(clock.now())): backup \(plan.backupId), \(what)"
         let text = rewriteAutoConf(existing, header: header, settings: settings, archiveOff: options.archiveOff)
         try replaceFile(conf, with: text)
-        try writeFile(root + "/recovery.signal") { _ in }
+        unlink(root + "/" + (options.standby ? "recovery.signal" : "standby.signal"))
+        try writeFile(root + (options.standby ? "/standby.signal" : "/recovery.signal")) { _ in }
+    }
+
+    /// A standby's settings: the plan's `restore_command` (of `planned`, the plan's settings), `primary_conninfo`
+    /// when given, and `recovery_target_timeline = 'latest'` (a standby follows its primary's promotions); no
+    /// recovery target.
+    public static func standbySettings(_ planned: [RecoveryPlan.Setting], primaryConninfo: String?) -> [RecoveryPlan.Setting] {
+        var settings = planned.filter { $0.name == "restore_command" }
+        if let primaryConninfo { settings.append(.init(name: "primary_conninfo", value: primaryConninfo)) }
+        settings.append(.init(name: "recovery_target_timeline", value: "latest"))
+        return settings
     }
 
     /// `postgresql.auto.conf` text with `settings` as its one cairn block: an earlier cairn block is dropped, every

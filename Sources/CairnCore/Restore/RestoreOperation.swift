@@ -18,6 +18,13 @@ public enum RestoreOperation {
         public var parallelism = 4
         /// `recovery_end_command`, e.g. removing the prefetch spool.
         public var recoveryEndCommand: String?
+        /// Restore onto an existing stopped data directory of this cluster, writing only what differs and removing
+        /// what the backup does not have (see ``DeltaSummary``). `force` then allows another cluster's directory.
+        public var delta = false
+        /// Write `standby.signal` and standby settings (`primary_conninfo` when given) instead of a recovery target.
+        public var standby = false
+        /// The standby's `primary_conninfo` (written to `postgresql.auto.conf`, never echoed).
+        public var primaryConninfo: String?
 
         public init(targetDirectory: String) { self.targetDirectory = targetDirectory }
     }
@@ -28,6 +35,8 @@ public enum RestoreOperation {
         public var files: Int
         public var bytes: Int64
         public var seconds: Double
+        /// What a delta restore compared, rewrote and removed (nil for a restore into an empty directory).
+        public var delta: DeltaSummary?
     }
 
     static let logger = Logger(label: "cairn.restore")
@@ -52,14 +61,15 @@ public enum RestoreOperation {
         }
         let running = RunningCluster.scan()
         let named = [options.targetDirectory] + options.tablespaceMap.keys.sorted().map { options.tablespaceMap[$0]! }
-        for dir in named { record { try checkDirectory(dir, force: options.force, running: running) } }
+        for dir in named { record { try checkDirectory(dir, force: options.force, running: running, delta: options.delta) } }
         var plan: RecoveryPlan?
         record { plan = try makePlan() }
         if let plan, let backup = catalog.backup(plan.backupId) {
             record { try checkTablespaceMap(backup, options: options) }
+            if options.delta { record { try checkDeltaTarget(options.targetDirectory, backup: backup, force: options.force) } }
             record {
                 for dir in try targetDirectories(backup, options: options) where !named.contains(dir) {
-                    record { try checkDirectory(dir, force: options.force, running: running) }
+                    record { try checkDirectory(dir, force: options.force, running: running, delta: options.delta) }
                 }
             }
         }
@@ -106,7 +116,7 @@ public enum RestoreOperation {
             throw CairnError(.backupNotFound, "no committed backup \(plan.backupId)")
         }
         let chain = try catalog.chain(backup.id)
-        try prepare(backup, options: options)
+        try options.delta ? prepareDelta(backup, options: options) : prepare(backup, options: options)
         let root = options.targetDirectory
         var roots: [String: String] = [:]
         for a in backup.archives {
@@ -121,19 +131,22 @@ public enum RestoreOperation {
         }
 
         let totals = Totals()
+        let tally = options.delta ? DeltaTally() : nil
+        var summary: DeltaSummary?
         do {
             onTotal(chain.flatMap(\.archives).flatMap(\.objects).reduce(0) { $0 + $1.digest.size })
-            if chain.count == 1 {
+            if chain.count == 1 && tally == nil {
                 try extract(backup, roots: roots, relink: relink, chain: nil, repo: repo, pipeline: pipeline,
                             parallelism: options.parallelism, totals: totals, onBytes: onBytes)
             } else {
-                try layOutChain(chain, root: root, roots: roots, relink: relink, repo: repo, pipeline: pipeline,
-                                parallelism: options.parallelism, totals: totals, onBytes: onBytes)
+                summary = try layOutChain(chain, root: root, roots: roots, relink: relink, repo: repo, pipeline: pipeline,
+                                          parallelism: options.parallelism, totals: totals, delta: tally, onBytes: onBytes)
             }
         } catch {
             let (code, message, hint) = describeError(error)
             throw CairnError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
-                            hint: hint ?? "delete \(root) and run the restore again", cause: error)
+                            hint: hint ?? (options.delta ? "run the same restore with --delta again to complete it" : "delete \(root) and run the restore again"),
+                            cause: error)
         }
         try Interruption.check()
         if let m = backup.pgManifest {
@@ -146,14 +159,14 @@ public enum RestoreOperation {
         syncFileSystem(root)
         logger.info("restore laid out", metadata: ["backup": "\(backup.id)", "dir": "\(root)"])
         return Result(plan: plan, targetDirectory: root, files: totals.files, bytes: totals.bytes,
-                      seconds: clock.now().timeIntervalSince(began))
+                      seconds: clock.now().timeIntervalSince(began), delta: summary)
     }
 
     /// Writes the bundles of `backup` under their archives' roots, several at once, largest first. In a chain
     /// restore, `chain` decides what each file entry still adds and `newest` says whether this is the newest backup.
     static func extract(_ backup: BackupManifest, roots: [String: String], relink: @escaping @Sendable (String, String) -> String,
                         chain: (files: ChainFiles, newest: Bool)?, repo: any Repository, pipeline: Pipeline, parallelism: Int,
-                        totals: Totals, onBytes: @escaping @Sendable (Int64) -> Void) throws {
+                        totals: Totals, delta: DeltaTally? = nil, onBytes: @escaping @Sendable (Int64) -> Void) throws {
         let pool = WorkerPool(threads: parallelism, maxQueued: parallelism, name: "cairn-restore")
         // Largest bundles first, so the long ones do not start last. An archive the restored backup does not have
         // (a tablespace dropped since an older backup of the chain) holds nothing to restore.
@@ -163,7 +176,7 @@ public enum RestoreOperation {
             let dir = roots[archive]!
             let submitted = pool.submit {
                 try Interruption.check()
-                let x = TarExtractor(root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) })
+                let x = TarExtractor(root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
                 do {
                     try pipeline.load(repo, key: object.key, expected: object.digest, hashContent: false) { buf in
                         try x.feed(buf)
@@ -182,9 +195,10 @@ public enum RestoreOperation {
         try pool.wait()
     }
 
-    /// Refuses `dir` when it belongs to a running cluster, is not a directory, or is not empty without `force`.
+    /// Refuses `dir` when it belongs to a running cluster, is not a directory, or is not empty without `force` (a
+    /// `delta` restore takes a non-empty one; ``checkDeltaTarget(_:backup:force:)`` checks whose it is).
     /// Deletes nothing.
-    static func checkDirectory(_ dir: String, force: Bool, running: [RunningCluster]) throws {
+    static func checkDirectory(_ dir: String, force: Bool, running: [RunningCluster], delta: Bool = false) throws {
         for cluster in running {
             if let live = cluster.overlap(with: dir) {
                 let what = live == cluster.dataDirectory ? "the data directory" : "the tablespace \(live)"
@@ -200,9 +214,9 @@ public enum RestoreOperation {
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         guard !entries.isEmpty else { return }
-        guard force else {
+        guard force || delta else {
             throw CairnError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
-                            hint: "restore into an empty directory, or pass --force to delete its contents first")
+                            hint: "restore into an empty directory, pass --delta to rewrite only what differs from the backup, or --force to delete its contents first")
         }
         // The scan above sees only processes this user may inspect: the postmaster.pid check stays.
         if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),

@@ -1,0 +1,185 @@
+import CairnBase
+import Foundation
+import Testing
+import TestSupport
+
+/// `cairn restore --delta` and `--standby` on real PostgreSQL 15 and 18 clusters, with the S3 emulator and the local
+/// folder: a data directory that lived on after a restore, then had one block damaged without its size or time
+/// changing, is repaired (only what differs written, strays removed) and starts with the exact rows; a failed
+/// primary rejoins as a standby that streams.
+@Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct DeltaRestoreTests {
+    /// The delta summary of a `restore --json`.
+    static func delta(_ r: ProcessResult) throws -> [String: Int64] {
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+        let d = try #require(json["delta"] as? [String: Any], "no delta summary in \(r.stdout)")
+        return d.compactMapValues { ($0 as? NSNumber)?.int64Value }
+    }
+
+    /// A cluster with a table, a marks table and a tablespace-free layout, archiving into `repo`.
+    static func cluster(_ name: String, repo: RepoKind, major: PGMajor) throws -> ScratchCluster {
+        let c = try ScratchCluster(name: name, major: major) { dir, conninfo in
+            try TestRepository.config(repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
+                                      cluster: ["backup_method: files"])
+        }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
+        try c.psql("CREATE TABLE marks (n int)")
+        try c.psql("VACUUM")
+        return c
+    }
+
+    /// Restores `args` into `data` (which must exist), failing the test with stderr when it fails.
+    static func restore(_ c: ScratchCluster, _ data: String, _ args: [String]) throws -> ProcessResult {
+        let r = try c.cairn(["restore", "--target-dir", data, "--archive-mode", "off"] + args)
+        guard r.status == 0 else { throw TestFailure("restore \(args) failed (\(r.status)): \(r.stderr)") }
+        return r
+    }
+
+    /// A full restore of the newest backup into `dir/data`, started, promoted, changed (rows the backup never had,
+    /// a new table, its own timeline's WAL) and stopped: a copy that lived on.
+    static func livedOn(_ c: ScratchCluster, dir: String) throws {
+        try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
+        _ = try restore(c, dir + "/data", ["--latest"])
+        let lived = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        try lived.start()
+        try lived.waitUntilPromoted()
+        try lived.psql("INSERT INTO t SELECT g, 'later' FROM generate_series(20001, 30000) g")
+        try lived.psql("UPDATE t SET v = 'changed' WHERE id % 50 = 0")
+        try lived.psql("CREATE TABLE stray AS SELECT g FROM generate_series(1, 1000) g")
+        try lived.psql("CHECKPOINT")
+        lived.stop()
+    }
+
+    /// Overwrites block 1 of `file` without changing its size or modification time.
+    static func damageOneBlock(_ file: String) throws {
+        let before = try FileManager.default.attributesOfItem(atPath: file)
+        try Run.shell("touch -r \(file) \(file).time && dd if=/dev/urandom of=\(file) bs=8192 seek=1 count=1 conv=notrunc status=none && touch -r \(file).time \(file) && rm \(file).time")
+        let after = try FileManager.default.attributesOfItem(atPath: file)
+        #expect(before[.size] as? Int == after[.size] as? Int && before[.modificationDate] as? Date == after[.modificationDate] as? Date)
+    }
+
+    @Test(arguments: PGMajor.matrix([.s3], others: [.s3]))
+    func aDeltaRestoreRepairsADataDirectory(repo: RepoKind, major: PGMajor) throws {
+        let c = try Self.cluster("delta-\(repo)-\(major)", repo: repo, major: major)
+        defer { c.destroy() }
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.psql("INSERT INTO marks VALUES (1)")
+        let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
+        let tPath = try c.psql("SELECT pg_relation_filepath('t')")
+        try c.switchAndWaitForArchive()
+
+        let dir = c.dir + "/copy"
+        try Self.livedOn(c, dir: dir)
+        let data = dir + "/data"
+        // Strays: a file in a database folder, a folder of files, a server log (kept), WAL of the copy's own timeline.
+        try Run.shell("""
+            cd \(data) && echo x > base/1/999999 && mkdir -p junk/deeper && echo y > junk/deeper/f && mkdir -p log \
+            && echo 'a server log' > log/postgresql.log && chown -R postgres .
+            """)
+        #expect(try Run.shell("ls \(data)/pg_wal | grep -c '^00000002'", check: false).stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0")
+
+        // Refused: a running cluster's directory (always), another cluster's (without --force).
+        let running = try c.cairn(["restore", "--delta", "--target-dir", c.data, "--archive-mode", "off"])
+        #expect(running.status == ErrorCode.restoreDirNotEmpty.exitCode && running.stderr.contains("running"), "\(running.stderr)")
+        try Run.shell("mkdir -p \(c.dir)/other && chown postgres \(c.dir)/other")
+        try Run.shell("runuser -u postgres -- \(c.bin)/initdb -D \(c.dir)/other/data -A trust -U postgres --no-sync >/dev/null")
+        let foreign = try c.cairn(["restore", "--delta", "--target-dir", c.dir + "/other/data", "--archive-mode", "off"])
+        #expect(foreign.status == ErrorCode.restoreDirNotEmpty.exitCode && foreign.stderr.contains("belongs to another cluster")
+                && foreign.stderr.contains("HINT"), "\(foreign.stderr)")
+
+        // The delta restore: the rows the copy added go, strays are removed, the server log stays.
+        let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0 && first["files_removed"]! >= 3, "\(first)")
+        #expect(first["bytes_compared"]! > first["bytes_rewritten"]!, "\(first)")
+        #expect(!FileManager.default.fileExists(atPath: data + "/base/1/999999") && !FileManager.default.fileExists(atPath: data + "/junk"))
+        #expect(FileManager.default.fileExists(atPath: data + "/log/postgresql.log"))
+        // No WAL of any timeline is left (17 and later also have their `summaries` folder there).
+        let wal = try Run.shell("ls \(data)/pg_wal").stdout.split(separator: "\n").map(String.init)
+        #expect(Set(wal).isSubset(of: ["archive_status", "summaries"]), "\(wal)")
+
+        // One block of the table damaged, size and time kept: a second delta run rewrites that block (and
+        // postgresql.auto.conf, whose recovery settings it replaces) only.
+        try Self.damageOneBlock(data + "/" + tPath)
+        let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(second["files_rewritten"] == 2 && second["files_removed"] == 0, "\(second)")
+        #expect(second["bytes_rewritten"]! >= 8192 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
+
+        let human = try Self.restore(c, data, ["--delta", "--latest"])
+        #expect(human.stdout.contains("delta: ") && human.stdout.contains(" 0 removed"), "\(human.stdout)")
+        let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
+        defer { restored.destroy() }
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try BackupTests.digest(restored, "t") + "|" + (try BackupTests.digest(restored, "marks")) == expected)
+        #expect(try restored.psql("SELECT count(*) FROM pg_class WHERE relname = 'stray'") == "0")
+    }
+
+    @Test(arguments: PGMajor.matrix([.local]))
+    func aDeltaRestoreOfAnIncrementalChain(repo: RepoKind, major: PGMajor) throws {
+        let c = try Self.cluster("delta-chain-\(repo)-\(major)", repo: repo, major: major)
+        defer { c.destroy() }
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.switchAndWaitForArchive()
+        let dir = c.dir + "/copy"
+        try Self.livedOn(c, dir: dir)  // from the full backup
+
+        try c.psql("UPDATE t SET v = 'incr' WHERE id <= 200")
+        try c.psql("DELETE FROM t WHERE id > 19000")
+        try c.psql("VACUUM t")
+        let incr = try c.cairn(["backup", "--type", "incr", "--json"])
+        #expect(incr.status == 0 && incr.stdout.contains("\"incr\""), "\(incr.stdout)\(incr.stderr)")
+        try c.psql("INSERT INTO marks VALUES (2)")
+        let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
+        let tPath = try c.psql("SELECT pg_relation_filepath('t')")
+        try c.switchAndWaitForArchive()
+
+        let data = dir + "/data"
+        let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0, "\(first)")
+        try Self.damageOneBlock(data + "/" + tPath)
+        let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(second["files_rewritten"] == 2 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
+        let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
+        defer { restored.destroy() }
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try BackupTests.digest(restored, "t") + "|" + (try BackupTests.digest(restored, "marks")) == expected)
+    }
+
+    /// A failed primary (here: a copy that was promoted and lived on) rejoins as a standby with `--delta
+    /// --standby`, and streams from the primary; the password in `--primary-conninfo` is never printed.
+    @Test(arguments: PGMajor.matrix([.local]))
+    func aStandbyBuiltWithDeltaStreams(repo: RepoKind, major: PGMajor) throws {
+        let c = try Self.cluster("standby-\(repo)-\(major)", repo: repo, major: major)
+        defer { c.destroy() }
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.switchAndWaitForArchive()
+        let dir = c.dir + "/standby"
+        try Self.livedOn(c, dir: dir)
+
+        let conninfo = "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
+        let refused = try c.cairn(["restore", "--standby", "--target-dir", dir + "/data", "--immediate"])
+        #expect(refused.status == ErrorCode.usage.exitCode && refused.stderr.contains("--standby"), "\(refused.stderr)")
+        let r = try Self.restore(c, dir + "/data", ["--delta", "--standby", "--primary-conninfo", conninfo])
+        #expect(!r.stdout.contains("sekrit-pw") && !r.stderr.contains("sekrit-pw"), "\(r.stdout)")
+        #expect(r.stdout.contains("primary_conninfo") && r.stdout.contains("password=<redacted>"), "\(r.stdout)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/data/standby.signal"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/data/recovery.signal"))
+
+        let standby = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        defer { standby.destroy() }
+        try standby.start()
+        try c.psql("INSERT INTO marks VALUES (42)")
+        let deadline = Date().addingTimeInterval(120)
+        var seen = ""
+        while Date() < deadline {
+            seen = (try? standby.psql("SELECT coalesce(string_agg(n::text, ','), '') FROM marks")) ?? ""
+            if seen == "42" { break }
+            usleep(200_000)
+        }
+        #expect(seen == "42", "the standby did not receive the primary's row: \(standby.log.suffix(2000))")
+        #expect(try standby.psql("SELECT pg_is_in_recovery()") == "t")
+        #expect(try standby.psql("SELECT status FROM pg_stat_wal_receiver") == "streaming")
+        #expect(try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
+    }
+}
