@@ -183,3 +183,34 @@ import TestSupport
         #expect(try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
     }
 }
+
+/// `keep_scratch: true`: the first drill restores into the kept folder and leaves it (stopped); the next one
+/// restores onto it with a delta restore and records the mode and what it rewrote.
+@Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct KeptScratchDrillTests {
+    @Test func theNextDrillRewritesOnlyWhatChanged() throws {
+        let c = try DrillTests.makeCluster("drill-kept", repo: .s3)
+        defer { c.destroy() }
+        let policy = c.dir + "/kept.yaml"
+        try "backup: latest\ntarget: end\nscratch_directory: \(c.dir)/drills\nkeep_scratch: true\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        try Run.shell("chown postgres \(policy)")
+        func drill() throws -> [String: Any] {
+            let r = try c.cairn(["drill", "--policy", policy, "--json"])
+            #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+            return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+        let first = try drill()
+        #expect(first["restore_mode"] as? String == "full" && first["bytes_rewritten"] == nil, "\(first)")
+        let kept = c.dir + "/drills/kept/data"
+        #expect(FileManager.default.fileExists(atPath: kept + "/PG_VERSION"), "the scratch folder is kept")
+        #expect(!FileManager.default.fileExists(atPath: kept + "/postmaster.pid"), "and its server stopped")
+
+        try c.psql("UPDATE orders SET item = item || ' changed' WHERE id <= 20")
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.switchAndWaitForArchive()
+        let second = try drill()
+        #expect(second["verdict"] as? String == "pass" && second["restore_mode"] as? String == "delta", "\(second)")
+        let rewritten = (second["bytes_rewritten"] as? NSNumber)?.int64Value ?? -1
+        let restored = (second["bytes_restored"] as? NSNumber)?.int64Value ?? 0
+        #expect(rewritten > 0 && rewritten < restored, "rewrote \(rewritten) of \(restored)")
+    }
+}

@@ -148,7 +148,8 @@ struct DrillCommand: AsyncParsableCommand {
             Output.line("drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")")
             for c in record.checks { Output.line("  \(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail) (\(Units.formatDuration(c.seconds)))") }
             let r = record.rto
-            Output.line("  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds)), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))")
+            let mode = record.restoreMode.map { " (\($0))" } ?? ""
+            Output.line("  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds))\(mode), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))")
         }
         if record.verdict == .fail {
             // The verdict on stderr too, so that a failed drill says why also with --json (stdout is the record).

@@ -8,7 +8,7 @@ public enum PolicyLoader {
     static let retentionKeys = ["recovery_window", "min_full_backups", "logical_backups", "drill_records", "reports",
                                 "orphan_safety_age"]
 
-    static let drillKeys = ["backup", "target", "scratch_directory", "timeout", "checks", "assertions", "verification"]
+    static let drillKeys = ["backup", "target", "scratch_directory", "keep_scratch", "timeout", "checks", "assertions", "verification"]
 
     /// Parses a drill policy from a file.
     public static func drills(file path: String) throws -> DrillPolicy {
@@ -84,6 +84,7 @@ public enum PolicyLoader {
         if let d = s?.string("scratch_directory") {
             if d.hasPrefix("/") { p.scratchDirectory = d } else { r.report(line: s?.line("scratch_directory"), "scratch_directory must be an absolute path") }
         }
+        if let k = s?.bool("keep_scratch") { p.keepScratch = k }
         if let t = s?.duration("timeout") { p.timeout = t }
         if let c = s?.section("checks", allowed: ["pg_verifybackup", "pg_amcheck", "read_all_tables"]) {
             p.verifyBackup = c.bool("pg_verifybackup") ?? true

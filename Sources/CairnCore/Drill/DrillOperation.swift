@@ -38,9 +38,10 @@ public enum DrillOperation {
         // The programs of the backup's major (a PostgreSQL 18 backup needs 18's pg_ctl and pg_verifybackup).
         let tools = try await tools.matching(major: backup.pgVersionNum / 10000, Drill.programs, for: "backup \(backup.id)")
         let id = Layout.backupId(at: started, type: "D")
-        let folder = policy.scratchDirectory + "/" + id
+        let keep = policy.keepScratch && backup.kind != .logical
+        let folder = policy.scratchDirectory + "/" + (keep ? keptFolderName : id)
         // Registered before it exists, so an interrupt from here on removes it (and the check below stops us).
-        ScratchCleanup.register(folder: folder, data: folder + "/data")
+        ScratchCleanup.register(folder: folder, data: folder + "/data", keep: keep)
         defer { ScratchCleanup.clean(folder: folder) }
         try Interruption.check()
         do {
@@ -65,7 +66,8 @@ public enum DrillOperation {
             checks: drill.checks,
             rto: .init(restoreSeconds: drill.restoreSeconds, replaySeconds: drill.replaySeconds, checksSeconds: drill.checksSeconds,
                        totalSeconds: finished.timeIntervalSince(started)),
-            started: started, finished: finished, host: ProcessInfo.processInfo.hostName, bytesRestored: drill.bytes)
+            started: started, finished: finished, host: ProcessInfo.processInfo.hostName, bytesRestored: drill.bytes,
+            restoreMode: drill.restoreMode, bytesRewritten: drill.bytesRewritten)
         _ = try await Blocking.run {
             try Interruption.check()
             return try repo.put(DrillRecord.key(id), try SealedDocument.seal(record), options: .createOnly)
@@ -73,6 +75,9 @@ public enum DrillOperation {
         logger.info("drill finished", metadata: ["id": "\(id)", "verdict": "\(record.verdict.rawValue)"])
         return record
     }
+
+    /// The folder under the scratch directory that `keep_scratch` drills restore into, one after the other.
+    public static let keptFolderName = "kept"
 
     /// The backup to drill: the one asked for, or the newest / a random one inside the window.
     static func choose(_ catalog: Catalog, policy: DrillPolicy, options: Options, now: Date) throws -> BackupManifest {
@@ -112,6 +117,9 @@ struct Drill {
     var replaySeconds = 0.0
     var checksSeconds = 0.0
     var bytes: Int64 = 0
+    /// `full` or `delta` (physical drills), and what a delta restore rewrote.
+    var restoreMode: String?
+    var bytesRewritten: Int64?
     var data: String { folder + "/data" }
     var socket: String { folder + "/sock" }
     var port = 0
@@ -182,19 +190,29 @@ struct Drill {
     mutating func restoreFiles(repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan,
                                backup: BackupManifest, options: DrillOperation.Options) async {
         var restoreOptions = RestoreOperation.Options(targetDirectory: data)
+        // A kept folder (keep_scratch) holds the previous drill's cluster: only what differs is rewritten. It is the
+        // drill's own folder, so whichever cluster left it there is overwritten (force); a running one is refused.
+        restoreOptions.delta = FileManager.default.fileExists(atPath: data)
+        restoreOptions.force = restoreOptions.delta
+        restoreMode = restoreOptions.delta ? "delta" : "full"
+        try? FileManager.default.removeItem(atPath: folder + "/postgres.log")  // the checks read this drill's log only
         restoreOptions.archiveOff = true
         restoreOptions.parallelism = options.parallelism
         for a in backup.archives { if let oid = a.tablespaceOid { restoreOptions.tablespaceMap[oid] = folder + "/ts-\(oid)" } }
         let t0 = clock.now()
         let opts = restoreOptions
         let (clock, progress) = (self.clock, self.progress)
+        var rewritten: Int64?
         await check("restore") {
             let r = try await Blocking.run {
                 try RestoreOperation.run(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock,
                                          onTotal: progress.onTotal, onBytes: progress.onBytes)
             }
-            return "\(r.files) files, \(Units.formatBytes(r.bytes)) from backup \(backup.id), every object's digest verified"
+            rewritten = r.delta?.bytesRewritten
+            let delta = r.delta.map { ", delta onto the kept folder: \(Units.formatBytes($0.bytesRewritten)) rewritten in \($0.filesRewritten) files, \($0.filesRemoved) removed" } ?? ""
+            return "\(r.files) files, \(Units.formatBytes(r.bytes)) from backup \(backup.id), every object's digest verified\(delta)"
         }
+        bytesRewritten = rewritten
         restoreSeconds = clock.now().timeIntervalSince(t0)
         bytes = backup.size
     }

@@ -36,8 +36,12 @@ public struct DrillPolicy: Sendable, Equatable {
 
     public var backup: BackupChoice = .latest
     public var target: TargetChoice = .random
-    /// Drills restore under this folder (one subfolder per drill, always removed afterwards).
+    /// Drills restore under this folder (one subfolder per drill, always removed afterwards, unless `keepScratch`).
     public var scratchDirectory: String = "/var/tmp/cairn-drills"
+    /// Physical drills restore into one kept folder (``DrillOperation/keptFolderName`` under `scratchDirectory`),
+    /// stopped but not removed afterwards; the next drill restores onto it with a delta restore, so it costs what
+    /// changed. Logical drills always start from an empty scratch cluster.
+    public var keepScratch = false
     /// The whole drill must finish within this many seconds.
     public var timeout: Double = 3600
     public var verifyBackup = true

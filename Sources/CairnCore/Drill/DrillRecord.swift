@@ -47,6 +47,11 @@ public struct DrillRecord: Codable, Sendable, Equatable {
     public var finished: Date
     public var host: String
     public var bytesRestored: Int64
+    /// How the files were laid out: `full` (into an empty folder) or `delta` (onto the folder a previous drill
+    /// kept, `keep_scratch`); nil in records written before delta restores existed, and for logical backups.
+    public var restoreMode: String?
+    /// A delta restore's bytes written because they differed.
+    public var bytesRewritten: Int64?
 
     enum CodingKeys: String, CodingKey {
         case id, target, verdict, checks, rto, started, finished, host
@@ -55,6 +60,8 @@ public struct DrillRecord: Codable, Sendable, Equatable {
         case reachedTime = "reached_time"
         case failedCheck = "failed_check"
         case bytesRestored = "bytes_restored"
+        case restoreMode = "restore_mode"
+        case bytesRewritten = "bytes_rewritten"
     }
 
     public static func key(_ id: String) -> String { Layout.drillKey(id) }

@@ -5,15 +5,16 @@ import Synchronization
 /// Scratch clusters of running drills, so an interrupt (SIGINT/SIGTERM) can stop and remove them before the
 /// process exits. Stopping uses the postmaster's pid (SIGQUIT: immediate shutdown), so it needs no subprocess.
 public enum ScratchCleanup {
-    private static let active = Mutex<[String: String]>([:])  // scratch folder → data directory
+    private static let active = Mutex<[String: (data: String, keep: Bool)]>([:])  // scratch folder → data directory
 
-    static func register(folder: String, data: String) { active.withLock { $0[folder] = data } }
+    /// `keep`: a kept scratch folder (`keep_scratch`), whose server is stopped but whose files stay.
+    static func register(folder: String, data: String, keep: Bool = false) { active.withLock { $0[folder] = (data, keep) } }
 
-    /// Stops the scratch server (if running) and removes the folder.
+    /// Stops the scratch server (if running) and removes the folder (unless it is kept).
     static func clean(folder: String) {
-        let data = active.withLock { $0.removeValue(forKey: folder) }
-        if let data { stopPostmaster(data) }
-        try? FileManager.default.removeItem(atPath: folder)
+        let entry = active.withLock { $0.removeValue(forKey: folder) }
+        if let entry { stopPostmaster(entry.data) }
+        if entry?.keep != true { try? FileManager.default.removeItem(atPath: folder) }
     }
 
     /// Stops and removes every registered scratch cluster (from a signal handler's queue); returns their folders.
