@@ -28,6 +28,21 @@ import TestSupport
         return c
     }
 
+    /// A cluster (see ``cluster(_:repo:major:)``) with a full backup, and a copy restored from it that lived on
+    /// (``livedOn(_:dir:)``) in `c.dir/<copy>`, returned as the second value.
+    static func clusterWithACopy(_ name: String, repo: RepoKind, major: PGMajor, copy: String) throws -> (ScratchCluster, String) {
+        let c = try cluster(name, repo: repo, major: major)
+        do {
+            #expect(try c.cairn(["backup"]).status == 0)
+            try c.switchAndWaitForArchive()
+            try livedOn(c, dir: c.dir + "/" + copy)
+        } catch {
+            c.destroy()
+            throw error
+        }
+        return (c, c.dir + "/" + copy)
+    }
+
     /// Restores `args` into `data` (which must exist), failing the test with stderr when it fails.
     static func restore(_ c: ScratchCluster, _ data: String, _ args: [String]) throws -> ProcessResult {
         let r = try c.cairn(["restore", "--target-dir", data, "--archive-mode", "off"] + args)
@@ -50,6 +65,16 @@ import TestSupport
         lived.stop()
     }
 
+    /// Starts the cluster restored at `data` (in `dir`), waits until it is promoted and checks its rows of `t` and
+    /// `marks` are `expected`; the caller destroys it.
+    static func startAndCheck(_ c: ScratchCluster, data: String, dir: String, expected: String) throws -> ScratchCluster {
+        let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try BackupTests.digest(restored, "t") + "|" + (try BackupTests.digest(restored, "marks")) == expected)
+        return restored
+    }
+
     /// Overwrites block 1 of `file` without changing its size or modification time.
     static func damageOneBlock(_ file: String) throws {
         let before = try FileManager.default.attributesOfItem(atPath: file)
@@ -60,16 +85,12 @@ import TestSupport
 
     @Test(arguments: PGMajor.matrix([.s3], others: [.s3]))
     func aDeltaRestoreRepairsADataDirectory(repo: RepoKind, major: PGMajor) throws {
-        let c = try Self.cluster("delta-\(repo)-\(major)", repo: repo, major: major)
+        let (c, dir) = try Self.clusterWithACopy("delta-\(repo)-\(major)", repo: repo, major: major, copy: "copy")
         defer { c.destroy() }
-        #expect(try c.cairn(["backup"]).status == 0)
-        try c.psql("INSERT INTO marks VALUES (1)")
+        try c.psql("INSERT INTO marks VALUES (1)")  // after the backup: replayed from the archive
         let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
         let tPath = try c.psql("SELECT pg_relation_filepath('t')")
         try c.switchAndWaitForArchive()
-
-        let dir = c.dir + "/copy"
-        try Self.livedOn(c, dir: dir)
         let data = dir + "/data"
         // Strays: a file in a database folder, a folder of files, a server log (kept), WAL of the copy's own timeline.
         try Run.shell("""
@@ -115,22 +136,15 @@ import TestSupport
         let human = try Self.restore(c, data, ["--delta", "--latest"])
         #expect(FileManager.default.fileExists(atPath: data + "/recovery.signal"))
         #expect(human.stdout.contains("delta: ") && human.stdout.contains(" 0 removed"), "\(human.stdout)")
-        let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
+        let restored = try Self.startAndCheck(c, data: data, dir: dir, expected: expected)
         defer { restored.destroy() }
-        try restored.start()
-        try restored.waitUntilPromoted()
-        #expect(try BackupTests.digest(restored, "t") + "|" + (try BackupTests.digest(restored, "marks")) == expected)
         #expect(try restored.psql("SELECT count(*) FROM pg_class WHERE relname = 'stray'") == "0")
     }
 
     @Test(arguments: PGMajor.matrix([.local]))
     func aDeltaRestoreOfAnIncrementalChain(repo: RepoKind, major: PGMajor) throws {
-        let c = try Self.cluster("delta-chain-\(repo)-\(major)", repo: repo, major: major)
+        let (c, dir) = try Self.clusterWithACopy("delta-chain-\(repo)-\(major)", repo: repo, major: major, copy: "copy")
         defer { c.destroy() }
-        #expect(try c.cairn(["backup"]).status == 0)
-        try c.switchAndWaitForArchive()
-        let dir = c.dir + "/copy"
-        try Self.livedOn(c, dir: dir)  // from the full backup
 
         try c.psql("UPDATE t SET v = 'incr' WHERE id <= 200")
         try c.psql("DELETE FROM t WHERE id > 19000")
@@ -148,23 +162,15 @@ import TestSupport
         try Self.damageOneBlock(data + "/" + tPath)
         let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
         #expect(second["files_rewritten"] == 2 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
-        let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
-        defer { restored.destroy() }
-        try restored.start()
-        try restored.waitUntilPromoted()
-        #expect(try BackupTests.digest(restored, "t") + "|" + (try BackupTests.digest(restored, "marks")) == expected)
+        try Self.startAndCheck(c, data: data, dir: dir, expected: expected).destroy()
     }
 
     /// A failed primary (here: a copy that was promoted and lived on) rejoins as a standby with `--delta
     /// --standby`, and streams from the primary; the password in `--primary-conninfo` is never printed.
     @Test(arguments: PGMajor.matrix([.local]))
     func aStandbyBuiltWithDeltaStreams(repo: RepoKind, major: PGMajor) throws {
-        let c = try Self.cluster("standby-\(repo)-\(major)", repo: repo, major: major)
+        let (c, dir) = try Self.clusterWithACopy("standby-\(repo)-\(major)", repo: repo, major: major, copy: "standby")
         defer { c.destroy() }
-        #expect(try c.cairn(["backup"]).status == 0)
-        try c.switchAndWaitForArchive()
-        let dir = c.dir + "/standby"
-        try Self.livedOn(c, dir: dir)
 
         let conninfo = "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
         let refused = try c.cairn(["restore", "--standby", "--target-dir", dir + "/data", "--immediate"])

@@ -39,6 +39,21 @@ private func take(_ root: String, id: String, parent: IncrementalParent?, repo: 
     return Taken(objects: copier.orderedObjects, files: try PGManifestFiles.parse(text), copied: copier.copied)
 }
 
+/// A source folder and a restore folder beside it (removed by ``cleanUp()``), the in-memory repository and a pipeline.
+private struct Folders {
+    let root: String
+    var out: String { root + "-restored" }
+    let repo = MemoryRepository()
+    let pipeline = Pipeline(level: 1)
+
+    init(_ name: String) { root = NSTemporaryDirectory() + "cairn-\(name)-\(UUID().uuidString)" }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(atPath: root)
+        try? FileManager.default.removeItem(atPath: out)
+    }
+}
+
 private func digests(_ root: String) throws -> String {
     try Run.shell("cd \(root) && find . -type f -print0 | sort -z | xargs -0 sha256sum").stdout
 }
@@ -109,11 +124,9 @@ private func digests(_ root: String) throws -> String {
     /// extended, truncated, dropped and created (with old page LSNs, as CREATE DATABASE's file copy leaves them);
     /// small files changed and unchanged. Restored newest first, the folder is the one the last backup saw.
     @Test func aChainRestoresTheNewestStateInOnePass() throws {
-        let root = NSTemporaryDirectory() + "cairn-incr-\(UUID().uuidString)"
-        let out = root + "-restored"
-        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: out) }
-        let repo = MemoryRepository()
-        let pipeline = Pipeline(level: 1)
+        let folders = Folders("incr")
+        defer { folders.cleanUp() }
+        let (root, out, repo, pipeline) = (folders.root, folders.out, folders.repo, folders.pipeline)
         let rel = root + "/base/5/16384"
         try write((0..<4).flatMap { page(lsn: 0x100, fill: UInt8($0)) }, rel)
         try write((0..<2).flatMap { page(lsn: 0x100, fill: 50 + UInt8($0)) }, root + "/base/5/16385")
@@ -217,11 +230,9 @@ private func digests(_ root: String) throws -> String {
 
     @Test(arguments: [false, true])
     func onlyWhatDiffersIsWrittenAndStrayFilesGo(chain: Bool) throws {
-        let root = NSTemporaryDirectory() + "cairn-delta-\(UUID().uuidString)"
-        let out = root + "-restored"
-        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: out) }
-        let repo = MemoryRepository()
-        let pipeline = Pipeline(level: 1)
+        let folders = Folders("delta")
+        defer { folders.cleanUp() }
+        let (root, out, repo, pipeline) = (folders.root, folders.out, folders.repo, folders.pipeline)
         let rel = root + "/base/5/16384"
         try write((0..<4).flatMap { page(lsn: 0x100, fill: UInt8($0)) }, rel)
         try write([UInt8](repeating: 9, count: 8192), root + "/base/5/16384_vm")
