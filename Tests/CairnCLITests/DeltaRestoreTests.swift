@@ -29,18 +29,28 @@ import TestSupport
     }
 
     /// A cluster (see ``cluster(_:repo:major:)``) with a full backup, and a copy restored from it that lived on
-    /// (``livedOn(_:dir:)``) in `c.dir/<copy>`, returned as the second value.
-    static func clusterWithACopy(_ name: String, repo: RepoKind, major: PGMajor, copy: String) throws -> (ScratchCluster, String) {
+    /// (``livedOn(_:dir:args:)``) in `c.dir/<copy>`, returned as the second value. With `tablespace`, table `in_ts`
+    /// lives in tablespace `ts1`, restored to `<copy>/ts1` by the arguments returned third.
+    static func clusterWithACopy(_ name: String, repo: RepoKind, major: PGMajor, copy: String,
+                                 tablespace: Bool = false) throws -> (ScratchCluster, String, [String]) {
         let c = try cluster(name, repo: repo, major: major)
+        let dir = c.dir + "/" + copy
+        var args: [String] = []
         do {
+            if tablespace {
+                try Run.shell("mkdir -p \(c.dir)/ts1 && chown postgres \(c.dir)/ts1")
+                try c.psql("CREATE TABLESPACE ts1 LOCATION '\(c.dir)/ts1'")
+                try c.psql("CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g")
+                args = ["--tablespace-map", "\(try c.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'"))=\(dir)/ts1"]
+            }
             #expect(try c.cairn(["backup"]).status == 0)
             try c.switchAndWaitForArchive()
-            try livedOn(c, dir: c.dir + "/" + copy)
+            try livedOn(c, dir: dir, args: args)
         } catch {
             c.destroy()
             throw error
         }
-        return (c, c.dir + "/" + copy)
+        return (c, dir, args)
     }
 
     /// Restores `args` into `data` (which must exist), failing the test with stderr when it fails.
@@ -52,9 +62,9 @@ import TestSupport
 
     /// A full restore of the newest backup into `dir/data`, started, promoted, changed (rows the backup never had,
     /// a new table, its own timeline's WAL) and stopped: a copy that lived on.
-    static func livedOn(_ c: ScratchCluster, dir: String) throws {
+    static func livedOn(_ c: ScratchCluster, dir: String, args: [String] = []) throws {
         try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        _ = try restore(c, dir + "/data", ["--latest"])
+        _ = try restore(c, dir + "/data", ["--latest"] + args)
         let lived = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
         try lived.start()
         try lived.waitUntilPromoted()
@@ -85,7 +95,7 @@ import TestSupport
 
     @Test(arguments: PGMajor.matrix([.s3], others: [.s3]))
     func aDeltaRestoreRepairsADataDirectory(repo: RepoKind, major: PGMajor) throws {
-        let (c, dir) = try Self.clusterWithACopy("delta-\(repo)-\(major)", repo: repo, major: major, copy: "copy")
+        let (c, dir, _) = try Self.clusterWithACopy("delta-\(repo)-\(major)", repo: repo, major: major, copy: "copy")
         defer { c.destroy() }
         try c.psql("INSERT INTO marks VALUES (1)")  // after the backup: replayed from the archive
         let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
@@ -143,8 +153,10 @@ import TestSupport
 
     @Test(arguments: PGMajor.matrix([.local]))
     func aDeltaRestoreOfAnIncrementalChain(repo: RepoKind, major: PGMajor) throws {
-        let (c, dir) = try Self.clusterWithACopy("delta-chain-\(repo)-\(major)", repo: repo, major: major, copy: "copy")
+        let (c, dir, map) = try Self.clusterWithACopy("delta-chain-\(repo)-\(major)", repo: repo, major: major, copy: "copy",
+                                                      tablespace: true)
         defer { c.destroy() }
+        try c.psql("UPDATE in_ts SET v = 'incr' WHERE id % 100 = 0")
 
         try c.psql("UPDATE t SET v = 'incr' WHERE id <= 200")
         try c.psql("DELETE FROM t WHERE id > 19000")
@@ -153,23 +165,31 @@ import TestSupport
         #expect(incr.status == 0 && incr.stdout.contains("\"incr\""), "\(incr.stdout)\(incr.stderr)")
         try c.psql("INSERT INTO marks VALUES (2)")
         let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
-        let tPath = try c.psql("SELECT pg_relation_filepath('t')")
+        let inTs = try BackupTests.digest(c, "in_ts")
+        let tsPath = try c.psql("SELECT pg_relation_filepath('in_ts')")
         try c.switchAndWaitForArchive()
 
+        // In the tablespace's folder: a stray file in this major's folder (removed), another major's folder (kept).
         let data = dir + "/data"
-        let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        try Run.shell("cd \(dir)/ts1 && echo x > \"$(ls -d PG_\(major.rawValue)_*)/stray\" && mkdir -p PG_99_0 && echo y > PG_99_0/kept && chown -R postgres .")
+        let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"] + map))
         #expect(first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0, "\(first)")
-        try Self.damageOneBlock(data + "/" + tPath)
-        let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(try Run.shell("ls \(dir)/ts1/PG_\(major.rawValue)_*/stray 2>/dev/null | wc -l").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(FileManager.default.fileExists(atPath: dir + "/ts1/PG_99_0/kept"))
+        // A block damaged in the tablespace, in a relation the chain holds as changed blocks.
+        try Self.damageOneBlock(data + "/" + tsPath)
+        let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"] + map))
         #expect(second["files_rewritten"] == 2 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
-        try Self.startAndCheck(c, data: data, dir: dir, expected: expected).destroy()
+        let restored = try Self.startAndCheck(c, data: data, dir: dir, expected: expected)
+        defer { restored.destroy() }
+        #expect(try BackupTests.digest(restored, "in_ts") == inTs)
     }
 
     /// A failed primary (here: a copy that was promoted and lived on) rejoins as a standby with `--delta
     /// --standby`, and streams from the primary; the password in `--primary-conninfo` is never printed.
     @Test(arguments: PGMajor.matrix([.local]))
     func aStandbyBuiltWithDeltaStreams(repo: RepoKind, major: PGMajor) throws {
-        let (c, dir) = try Self.clusterWithACopy("standby-\(repo)-\(major)", repo: repo, major: major, copy: "standby")
+        let (c, dir, _) = try Self.clusterWithACopy("standby-\(repo)-\(major)", repo: repo, major: major, copy: "standby")
         defer { c.destroy() }
 
         let conninfo = "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
