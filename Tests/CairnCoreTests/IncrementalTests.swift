@@ -278,6 +278,18 @@ private func digests(_ root: String) throws -> String {
         // Nothing left to do: everything compared, nothing written.
         let third = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
         #expect(third.bytesRewritten == 0 && third.filesRewritten == 0 && third.filesRemoved == 0 && third.filesUnchanged == 3)
+
+        // A file with another hard link (as pg_upgrade --link leaves them) is written anew, not through the link.
+        let shared = folders.root + "-link"
+        defer { unlink(shared) }
+        #expect(link(restoredRel, shared) == 0)
+        try write(page(lsn: 0x900, fill: 99) + [UInt8](repeating: 1, count: 3 * 8192), shared)  // truncates and writes the inode
+        let other = try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared)))
+        var st = stat()
+        #expect(lstat(restoredRel, &st) == 0 && st.st_nlink == 2, "still one inode with two names")
+        _ = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+        #expect(try digests(out) == (try digests(root)))
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared))) == other, "the other link's file is untouched")
     }
 
     @Test func theSystemIdentifierOfADataDirectoryIsChecked() throws {

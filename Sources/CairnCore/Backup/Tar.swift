@@ -271,14 +271,15 @@ final class TarExtractor {
     }
 
     /// A delta restore: removes what stands where the backup has a directory (`forDirectory`) or a file: a file
-    /// or link where a directory goes, a directory where a file goes.
+    /// or link where a directory goes, a directory where a file goes, and a file with other hard links (which
+    /// `pg_upgrade --link` shares with another cluster: it is written anew, never through the shared inode).
     private func makeWay(_ path: String, forDirectory: Bool) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
         if isDirectory && !forDirectory {
             try? FileManager.default.removeItem(atPath: path)
-        } else if !isDirectory && forDirectory {
+        } else if !isDirectory && (forDirectory || st.st_nlink > 1) {
             unlink(path)
         }
     }
