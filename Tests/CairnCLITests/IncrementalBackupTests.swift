@@ -102,7 +102,7 @@ import TestSupport
 
         // A time between two incrementals: the restore starts from the second (full → i1 → i2) and replays to it.
         let dry = try c.cairn(["restore", "--target-dir", c.dir + "/dry", "--target-time", target, "--dry-run"])
-        #expect(dry.stdout.contains(i2.id), "\(dry.stdout)")
+        #expect(dry.stdout.contains("from its chain of 3 backups: \(full.id) → \(i1.id) → \(i2.id)"), "\(dry.stdout)")
         let atTime = try c.restoreAndStart(["--target-time", target, "--tablespace-map", "\(oid)=\(c.dir)/ts1-at-time"])
         #expect(try atTime.psql("SELECT string_agg(n::text, ',') FROM marks") == "1")
         #expect(try BackupTests.digest(atTime, "pgbench_accounts") + "|" + (try BackupTests.digest(atTime, "shrinking")) + "|"
