@@ -82,9 +82,7 @@ import TestSupport
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance - 7 WHERE aid % 97 = 0")
         let atTarget = try BackupTests.digest(c, "pgbench_accounts") + "|" + (try BackupTests.digest(c, "shrinking")) + "|"
             + (try BackupTests.digest(c, "fresh")) + "|" + (try BackupTests.digest(c, "in_ts"))
-        usleep(1_200_000)
-        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_200_000)
+        let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO marks VALUES (2)")
         try c.psql("DROP TABLE fresh")
         try c.psql("UPDATE pgbench_accounts SET abalance = 0 WHERE aid <= 100")
