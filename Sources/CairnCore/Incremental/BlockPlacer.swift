@@ -66,9 +66,11 @@ final class BlockPlacer {
             try pending.withUnsafeBytes { try put($0) }
             pending = []
         }
+        try flush()
     }
 
-    /// One block (or a whole file's partial last one): written unless a newer backup had it.
+    /// One block (or a whole file's partial last one): written unless a newer backup had it. Consecutive blocks
+    /// are gathered into one write of up to ``runLimit`` bytes.
     private func put(_ block: UnsafeRawBufferPointer) throws {
         defer { index += 1 }
         let number: Int64
@@ -78,19 +80,35 @@ final class BlockPlacer {
         } else {
             number = Int64(index)
         }
-        guard blocks.claim(number) else { return }
-        var off = 0
+        guard blocks.claim(number) else { return try flush() }
         let at = number * Int64(RelationBlocks.blockSize)
-        while off < block.count {
-            let n = pwrite(fd, block.baseAddress! + off, block.count - off, off_t(at + Int64(off)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
-                                hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+        if run.isEmpty || runStart + Int64(run.count) != at || run.count + block.count > Self.runLimit { try flush() }
+        if run.isEmpty { runStart = at }
+        run += block
+    }
+
+    /// Bytes gathered for one write.
+    static let runLimit = 1 << 20
+    private var run: [UInt8] = []
+    private var runStart: Int64 = 0
+
+    /// Writes the gathered run of blocks.
+    private func flush() throws {
+        guard !run.isEmpty else { return }
+        try run.withUnsafeBytes { bytes in
+            var off = 0
+            while off < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + off, bytes.count - off, off_t(runStart + Int64(off)))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let e = errno
+                    throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
+                                     hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+                }
+                off += n
             }
-            off += n
         }
-        written += Int64(block.count)
+        written += Int64(run.count)
+        run.removeAll(keepingCapacity: true)
     }
 }
