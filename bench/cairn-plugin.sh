@@ -31,7 +31,7 @@ tool_setup() {
     echo "cluster:"
     echo "  connection: \"host=$PGHOST port=$PGPORT user=postgres dbname=postgres\""
     echo "  data_directory: $PGDATA"
-    echo "  bin_directory: /usr/lib/postgresql/15/bin"
+    echo "  bin_directory: ${PGBIN:-/usr/lib/postgresql/15/bin}"
     echo "  backup_method: ${BACKUP_METHOD:-auto}"
     echo "repository:"
     if [ "${REPO:-s3}" = s3 ]; then
@@ -69,6 +69,8 @@ tool_setup() {
 tool_archive_command() { echo "$CAIRN_EXE --config $CAIRN_CONF wal-push %p"; }
 
 tool_backup() { cairnw --quiet backup >/dev/null; }
+
+tool_backup_incr() { cairnw --quiet backup --type incr >/dev/null; }   # changed blocks since the newest backup
 
 tool_restore() {  # $1 = empty target dir (owned by postgres): stop at consistency and promote
   cairnw --quiet restore --target-dir "$1" --immediate --target-action promote >/dev/null

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/rss.sh — peak memory (RSS) and wall time of `cairn backup` and `cairn restore` at several database sizes,
-# to show that time grows with the data and memory does not (issue #10: ≤ 128 MiB, flat).
+# bench/rss.sh — peak memory (RSS) and wall time of `cairn backup`, `cairn backup --type incr` (after 10 % of
+# pgbench_accounts changed) and `cairn restore` (of the incremental: the chain) at several database sizes, to show
+# that time grows with the data and memory does not (issues #10 and #20: ≤ 128 MiB, flat).
 #
 #   source /tmp/cairn-test/env.sh          # scripts/test-env.sh up: PostgreSQL binaries, the S3 emulator (TLS)
 #   SCALES="10 50 150" REPOS="local s3" CAIRN_BIN=.build/release/cairn bash bench/rss.sh
@@ -56,9 +57,12 @@ for scale in $SCALES; do
     as_pg "$DIR/cairn" --config "$cfg" init >/dev/null
     # archive into this repository while it is backed up
     as_pg "$PG/psql" -h "$C" -p "$PORT" -XAtqc "alter system set archive_command = '$DIR/cairn --config $cfg wal-push %p'" -c "select pg_reload_conf()" >/dev/null
-    for op in backup restore; do
+    for op in backup incr restore; do
       if [ "$op" = backup ]; then
         cmd=("$DIR/cairn" --config "$cfg" --quiet backup)
+      elif [ "$op" = incr ]; then
+        as_pg "$PG/psql" -h "$C" -p "$PORT" -XAtqc "update pgbench_accounts set abalance = abalance + 1 where aid % 10 = 0" postgres >/dev/null
+        cmd=("$DIR/cairn" --config "$cfg" --quiet backup --type incr)
       else
         rm -rf "$C/restored"; as_pg mkdir -p "$C/restored"
         cmd=("$DIR/cairn" --config "$cfg" --quiet restore --target-dir "$C/restored/data" --immediate --archive-mode off)

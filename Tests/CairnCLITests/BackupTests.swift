@@ -64,6 +64,9 @@ import TestSupport
         try Run.shell("while kill -0 $(cat \(c.dir)/pgbench.pid) 2>/dev/null; do sleep 0.2; done")
         let expected = try Self.digest(c, "pgbench_accounts") + "/" + (try c.psql("SELECT count(*) FROM pgbench_history"))
         try c.switchAndWaitForArchive()
+        // Every stored object of the backup and the WAL of this major reads back whole.
+        let verified = try c.cairn(["verify", "--full"])
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
 
         let dir = c.dir + "/restored"
         try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")

@@ -101,6 +101,39 @@ import TestSupport
         try Self.waitFor("the next backup after a restart", timeout: 150) { try Self.committedBackups(c).count > before }
     }
 
+    /// The daemon's smoke path on the other majors (the test above runs on 15): a scheduled backup of the
+    /// cluster with the programs of its major, metrics that promtool accepts, and a graceful stop.
+    @Test(arguments: PGMajor.tested.filter { $0 != .v15 })
+    func theDaemonBacksUpOtherMajors(major: PGMajor) throws {
+        let c = try ScratchCluster(name: "daemon-\(major)", major: major) { dir, conninfo in
+            try "jobs:\n  backup-full:\n    cron: \"* * * * *\"\n    max_run_time: 5m\n".write(toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
+            try Run.shell("chown postgres \(dir)/schedule.yaml")
+            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, major: major, extra: "schedule: schedule.yaml")
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        let port = ScratchCluster.freePort()
+        let d = try Run.spawnCairnAsPostgres(["--config", c.config!, "daemon", "--listen", "127.0.0.1:\(port)"])
+        var running = true
+        defer { if running { kill(d, SIGKILL); Run.wait(d) } }
+
+        try Self.waitFor("a scheduled backup", timeout: 150) { try !Self.committedBackups(c).isEmpty }
+        let backup = try #require(try Self.committedBackups(c).first)
+        #expect(backup.pgVersionNum / 10000 == major.rawValue)
+        let metrics = try Run.program("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"])
+        #expect(metrics.stdout.contains("cairn_job_last_success_timestamp_seconds{job=\"backup-full\"}"))
+        let check = try Run.program("/bin/bash", ["-c", "promtool check metrics"], stdin: metrics.stdout)
+        #expect(check.status == 0, "promtool: \(check.stdout)\(check.stderr)")
+        kill(d, SIGTERM)
+        #expect(Run.wait(d) == 0)
+        running = false
+        // What the daemon took restores on this major.
+        let restored = try c.restoreAndStart(["--backup", backup.id, "--immediate"])
+        defer { restored.stop() }
+        #expect(try restored.psql("SELECT count(*) FROM t") == "1000")
+    }
+
     /// A drill limited to 2 seconds: the daemon stops it, counts the timeout, and the drill leaves no scratch
     /// cluster, no lock and an `interrupted` job record behind.
     @Test func aJobOverItsMaximumRunTimeIsStoppedAndReported() throws {

@@ -109,7 +109,7 @@ enum Runbooks {
     @Test func everyScenarioHasItsTest() throws {
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
         for scenario in Runbooks.scenarios {
-            #expect(source.contains("try scenario(\"\(scenario)\")"), "RunbookTests has a test for \(scenario).md")
+            #expect(source.contains("try scenario(\"\(scenario)\""), "RunbookTests has a test for \(scenario).md")
         }
     }
 
@@ -157,10 +157,10 @@ enum Runbooks {
     }
 
     /// A cluster with `cairn init`, database `app` with 1000 orders, a full backup, later WAL archived.
-    static func prepare(_ name: String) throws -> ScratchCluster {
-        let c = try ScratchCluster(name: "runbook-\(name)") { dir, conninfo in
+    static func prepare(_ name: String, major: PGMajor = .v15) throws -> ScratchCluster {
+        let c = try ScratchCluster(name: "runbook-\(name)-\(major)", major: major) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills \(dir)/work && chown postgres:postgres \(dir)/drills \(dir)/work && chmod 700 \(dir)/work")
-            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo,
+            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, major: major,
                                              extra: "drills:\n  backup: latest\n  target: end\n  scratch_directory: \(dir)/drills\n  timeout: 5m",
                                              masterKey: name == "rotate-master-key" ? Data(MasterKey.generate()).base64EncodedString() : nil)
         }
@@ -293,10 +293,10 @@ enum Runbooks {
 
     /// Prepares runbook `name`'s cluster, runs `body` with the scenario and the base environment, then stops any
     /// server the runbook left running and removes the cluster.
-    func scenario(_ name: String, _ body: (Scenario, inout [String: String]) throws -> Void) throws {
+    func scenario(_ name: String, major: PGMajor = .v15, _ body: (Scenario, inout [String: String]) throws -> Void) throws {
         try #require(Runbooks.scenarios.contains(name), "\(name) is one of Runbooks.scenarios")
         let began = Date()
-        let c = try Self.prepare(name)
+        let c = try Self.prepare(name, major: major)
         defer {
             Self.stopServers(under: c.dir + "/work")
             c.destroy()
@@ -305,7 +305,7 @@ enum Runbooks {
         let s = Scenario(name: name, c: c, before: try Self.digest(host: c.socketDir, port: c.port))
         #expect(s.before.hasPrefix("1000:"))
         try body(s, &env)
-        Measurements.record(["runbook \(name).md: test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"])
+        Measurements.record(["runbook \(name).md (\(major)): test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"])
     }
 
     @Test func restoreLatest() throws {
@@ -322,8 +322,9 @@ enum Runbooks {
         }
     }
 
-    @Test func restorePointInTime() throws {
-        try scenario("restore-pitr") { s, env in
+    @Test(arguments: PGMajor.tested)
+    func restorePointInTime(major: PGMajor) throws {
+        try scenario("restore-pitr", major: major) { s, env in
             let c = s.c
             let before = s.before
             usleep(1_000_000)
@@ -341,8 +342,9 @@ enum Runbooks {
         }
     }
 
-    @Test func droppedTable() throws {
-        try scenario("dropped-table") { s, env in
+    @Test(arguments: PGMajor.tested)
+    func droppedTable(major: PGMajor) throws {
+        try scenario("dropped-table", major: major) { s, env in
             let c = s.c
             let work = s.work
             let before = s.before

@@ -55,7 +55,8 @@ import Testing
     static func reachable(_ t: Date, _ c: Catalog) -> Bool {
         let path = c.lineage.productionPath
         return c.backups.contains { b in
-            guard b.kind == .full else { return false }
+            // A full backup, or an incremental or differential whose chain is all there.
+            guard b.kind.isPhysical, (try? c.chain(b.id)) != nil else { return false }
             let r = RecoveryPlanner.reach(b, path: path, wal: c.wal)
             return r.consistent && b.stop.time <= t && (r.endTime ?? .distantPast) >= t
         }
@@ -102,6 +103,19 @@ import Testing
             let tli: UInt32 = branch.map { n > $0 ? 2 : (n >= $0 - 2 && Bool.random(using: &rng) ? 1 : 1) } ?? 1
             m.backup(String(format: "B%02d", i), segment: n, timeline: tli)
         }
+        // Chains: some backups become incrementals of the one before them on their timeline, or differentials
+        // of the full before them (a chain may cross into the abandoned branch's backups, as after a promotion).
+        m.backups.sort { $0.start.time < $1.start.time }
+        for i in m.backups.indices.dropFirst() where Int.random(in: 0..<3, using: &rng) > 0 {
+            let earlier = m.backups[..<i].filter { $0.start.timeline == m.backups[i].start.timeline }
+            if Bool.random(using: &rng), let p = earlier.last {
+                m.backups[i].kind = .incr
+                m.backups[i].parent = p.id
+            } else if let p = earlier.last(where: { $0.kind == .full }) {
+                m.backups[i].kind = .diff
+                m.backups[i].parent = p.id
+            }
+        }
         if Bool.random(using: &rng) { m.backup("L01", segment: UInt64.random(in: 0...last, using: &rng), kind: .logical) }
         for b in m.backups where Int.random(in: 0..<5, using: &rng) == 0 {
             m.pins[b.id] = Pin(reason: "legal hold", pinnedAt: t0, by: "test")
@@ -137,6 +151,10 @@ import Testing
             let fulls = before.backups.filter { $0.kind == .full }.sorted { $0.stop.time < $1.stop.time }
             for b in fulls.suffix(policy.minFullBackups) { #expect(after.backup(b.id) != nil) }
             #expect(after.backups.contains { $0.kind == .full })
+            // A chain that was whole stays whole: nothing a kept backup builds on is expired.
+            for b in after.backups where (try? before.chain(b.id)) != nil {
+                #expect((try? after.chain(b.id)) != nil, "backup \(b.id) lost a link of its chain")
+            }
             // History is never deleted, and every delete names its reason.
             #expect(!plan.decisions.contains { $0.kind == "history" && $0.action == .delete })
             #expect(plan.decisions.allSatisfy { !$0.reason.isEmpty })

@@ -744,3 +744,28 @@ extension RecoveryPlannerTests {
         }
     }
 }
+
+/// Which backup an incremental builds on (Sources/CairnCore/Incremental/ParentChoice.swift), on the planner's scenarios.
+@Suite struct ParentChoiceTests {
+    @Test func aParentIsTheNewestUsableBackup() throws {
+        var s = Scenario.oneTimeline
+        let cluster = ClusterInfo(systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
+                                  dataDirectory: nil)
+        s.backups[1].pgManifest = .init(key: "k", digest: ObjectDigest(size: 1, sha256: "", storedSize: 1, storedSHA256: ""))
+        s.backups[0].pgManifest = s.backups[1].pgManifest
+        #expect(try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
+        s.backup("I3", from: at(12, 0x28), to: at(13, 0x100), kind: .incr)
+        s.backups[2].parent = "B2"
+        s.backups[2].pgManifest = s.backups[1].pgManifest
+        #expect(try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "I3")
+        #expect(try ParentChoice.choose(kind: .diff, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
+        // A promotion since: the next backup is a full one.
+        #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 2).get()) == nil)
+        // A chain with a missing link is not built on.
+        s.backups[2].parent = "GONE"
+        #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get()) == nil)
+        // Another cluster's repository content does not count.
+        let other = ClusterInfo(systemIdentifier: "1", versionNum: 150_018, walSegmentSize: segmentSize, dataDirectory: nil)
+        #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: other, timeline: 1).get()) == nil)
+    }
+}

@@ -14,10 +14,11 @@ struct BackupCommand: AsyncParsableCommand {
         last: an interrupted backup leaves nothing that list or restore would take for a backup.
         """)
 
-    enum Kind: String, ExpressibleByArgument, CaseIterable { case full, logical }
+    enum Kind: String, ExpressibleByArgument, CaseIterable { case full, incr, diff, logical }
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Backup type: full (physical) or logical (pg_dump of each database).") var type: Kind = .full
+    @Option(name: .long, help: "Backup type: full (physical), incr (blocks changed since the newest backup), diff (since the newest full) or logical (pg_dump of each database).")
+    var type: Kind = .full
     @Option(name: .long, help: "A database for a logical backup (repeatable; default: all).") var database: [String] = []
     @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout: String = "10m"
     @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint = false
@@ -26,22 +27,31 @@ struct BackupCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard Units.parseDuration(walTimeout) != nil else { throw ValidationError("--wal-timeout must be a duration such as 10m") }
-        if type == .full && !database.isEmpty { throw ValidationError("--database applies to --type logical only") }
+        if type != .logical && !database.isEmpty { throw ValidationError("--database applies to --type logical only") }
     }
 
     func run() async throws {
         let ctx = try AppContext.load(global)
         let repo = try ctx.makeRepository()
+        // One physical backup at a time, whatever its type.
         try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: repo) {
-            // The lease keeps expire off this backup's objects however long it waits for WAL.
-            try await Lease.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { _ in
-                if type == .logical { try await runLogical(ctx) } else { try await runFull(ctx) }
+            // The lease keeps expire off this backup's objects however long it waits for WAL (and off the chain
+            // an incremental builds on).
+            try await Lease.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { lease in
+                if type == .logical { try await runLogical(ctx) } else { try await runPhysical(ctx, lease: lease) }
             }
         }
     }
 
-    func runFull(_ ctx: AppContext) async throws {
+    func runPhysical(_ ctx: AppContext, lease: Lease) async throws {
         var options = BackupOperation.Options()
+        options.kind = BackupManifest.Kind(rawValue: type.rawValue) ?? .full
+        options.onParent = { parent in
+            var claimed = lease
+            claimed.backup = parent
+            try claimed.save(to: try ctx.makeRepository())
+            try Lease.awaitNoExpire(repo: try ctx.makeRepository(), clock: SystemClock())
+        }
         options.fastCheckpoint = !spreadCheckpoint
         options.walTimeout = Units.parseDuration(walTimeout) ?? 600
         options.bundleSize = ctx.config.limits.bundleSize
@@ -63,13 +73,14 @@ struct BackupCommand: AsyncParsableCommand {
             }
         } catch {
             progress.done()
-            await JobRecord.record(repo, job: "backup-full", started: started, error: error)
+            await JobRecord.record(repo, job: "backup-\(type.rawValue)", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobRecord.record(repo, job: "backup-full", started: started, subject: manifest.id, bytes: manifest.storedSize)
+        await JobRecord.record(repo, job: "backup-\(type.rawValue)", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
-        Output.line("backup \(manifest.id) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
+        let what = manifest.parent.map { "\(manifest.kind.rawValue) backup \(manifest.id) (on \($0))" } ?? "backup \(manifest.id)"
+        Output.line("\(what) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
         Output.line("  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))")
     }
 }

@@ -25,7 +25,7 @@ struct DaemonCommand: AsyncParsableCommand {
         commandName: "daemon",
         abstract: "Run the schedule policy's jobs on time and serve Prometheus metrics.",
         discussion: """
-        Jobs (backup-full, backup-logical, expire, verify, drill, report) run on their cron expressions in their time \
+        Jobs (backup-full, backup-incr, backup-diff, backup-logical, expire, verify, drill, report) run on their cron expressions in their time \
         zones, one run of a kind at a time across hosts (a lock in the repository), each stopped if it exceeds its \
         max_run_time. Runs missed while the daemon was down are run once or skipped and reported, per policy. \
         /metrics (Prometheus text format) and /healthz are served on metrics.listen. SIGTERM/SIGINT stop it \

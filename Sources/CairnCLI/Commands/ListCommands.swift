@@ -12,13 +12,15 @@ struct ListCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
-        if json { return try Output.json(catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id]) }) }
+        if json { return try Output.json(catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) }) }
         if catalog.backups.isEmpty { return Output.line("no backups in \(try ctx.makeRepository().location)") }
-        Output.line(Table.render(header: ["id", "type", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "took", "pinned"],
+        Output.line(Table.render(header: ["id", "type", "parent", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "chain stored",
+                                          "took", "pinned"],
                                  rows: catalog.backups.map { b in
-            [b.id, b.kind.rawValue, Timestamp.format(b.stop.time), "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
-             Units.formatBytes(b.size), Units.formatBytes(b.storedSize), Units.formatDuration(b.durationSeconds),
-             catalog.pins[b.id].map { "yes: \($0.reason)" } ?? ""]
+            [b.id, b.kind.rawValue, b.parent ?? "", Timestamp.format(b.stop.time), "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
+             Units.formatBytes(b.size), Units.formatBytes(b.storedSize),
+             b.parent == nil ? "" : catalog.chainStoredSize(b.id).map(Units.formatBytes) ?? "BROKEN",
+             Units.formatDuration(b.durationSeconds), catalog.pins[b.id].map { "yes: \($0.reason)" } ?? ""]
         }))
     }
 }
@@ -107,7 +109,7 @@ struct InfoCommand: AsyncParsableCommand {
         }
         let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
         let report = Report(location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
-                            backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id]) }, uncommittedBackups: catalog.uncommitted,
+                            backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) }, uncommittedBackups: catalog.uncommitted,
                             damagedManifests: catalog.damagedManifests, timelines: timelines,
                             productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
         if json { return try Output.json(report) }
@@ -115,7 +117,10 @@ struct InfoCommand: AsyncParsableCommand {
         Output.line("backups: \(catalog.backups.count)" + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" } ?? ""))
         for b in catalog.backups {
             let what = b.kind == .logical ? "databases \((b.databases ?? []).map(\.name).joined(separator: ", "))" : "\(b.start.wal)…\(b.stop.wal)"
-            Output.line("  \(b.id)  \(b.kind.rawValue)  \(what)  \(Units.formatBytes(b.storedSize)) stored")
+            let chain = b.parent.map { p in
+                " (on \(p); chain \(catalog.chainStoredSize(b.id).map { Units.formatBytes($0) + " stored" } ?? "BROKEN: a backup it builds on is missing"))"
+            } ?? ""
+            Output.line("  \(b.id)  \(b.kind.rawValue)  \(what)  \(Units.formatBytes(b.storedSize)) stored\(chain)")
         }
         if !catalog.uncommitted.isEmpty { Output.line("uncommitted (interrupted or in progress, ignored): \(catalog.uncommitted.joined(separator: ", "))") }
         if !catalog.damagedManifests.isEmpty { Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))") }

@@ -19,6 +19,11 @@ public enum BackupOperation {
         public var method: BackupMethod = .auto
         /// Files copied at once by the files method.
         public var parallelism = 4
+        /// `full`, `incr` or `diff` (see ``ParentChoice`` for when an incremental becomes a full backup).
+        public var kind: BackupManifest.Kind = .full
+        /// Called with the parent an incremental chose, before its file list is read: the caller claims the
+        /// parent's chain (a lease) so a concurrent `expire` keeps it.
+        public var onParent: (@Sendable (String) throws -> Void)?
         public init() {}
     }
 
@@ -45,23 +50,29 @@ public enum BackupOperation {
         let began = clock.now()
         let conn = try PGConnection(conninfo: conninfo)
         let cluster = try checkCluster(conn, repo: repo)
-        let id = try newBackupId(repo: repo, clock: clock)
         let startTime = try serverTime(conn)
         let dataDirectory = try chooseDataDirectory(conn, cluster: cluster, method: options.method)
-        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")"])
+        let parent = try ParentChoice.parent(kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
+                                             files: dataDirectory != nil, claim: options.onParent)
+        let kind = parent == nil ? .full : options.kind
+        let id = try newBackupId(repo: repo, clock: clock, type: kind.idLetter)
+        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")",
+                                                 "type": "\(kind.rawValue)", "parent": "\(parent?.id ?? "none")"])
         progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
 
         let target = BackupTarget(id: id, repo: repo, pipeline: pipeline, options: options, progress: progress)
         let captured: CapturedBackup
-        let manifest: BackupManifest
+        var manifest: BackupManifest
         do {
             if let dataDirectory {
-                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion, into: target)
+                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion,
+                                              parent: parent, into: target)
             } else {
                 captured = try stream(conninfo: conninfo, into: target)
             }
             manifest = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
                                             repo: repo, clock: clock, options: options, progress: progress)
+            (manifest.kind, manifest.parent) = (kind, parent?.id)
         } catch {
             cleanup(repo: repo, keys: target.written)
             throw wrap(error, id: id)

@@ -76,33 +76,57 @@ enum FileBackup {
         return .success(dir)
     }
 
-    /// Copies the data directory and tablespaces between `pg_backup_start` and `pg_backup_stop`.
-    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int,
+    /// The WAL summaries' changed blocks for an incremental, or nil (every page is read) when the server has none
+    /// for the range or may not show them.
+    static func changedBlocks(_ conn: PGConnection, majorVersion: Int, since: LSN, until: LSN) -> ChangedBlocks? {
+        do {
+            let timeline = UInt32(try conn.scalar("SELECT timeline_id::text FROM pg_control_checkpoint()") ?? "") ?? 0
+            return try ChangedBlocks.load(conn, majorVersion: majorVersion, timeline: timeline, from: since, to: until, clock: SystemClock())
+        } catch {
+            logger.info("reading every relation page for the incremental: the WAL summaries cannot be read: \(describeError(error).message)")
+            return nil
+        }
+    }
+
+    /// Copies the data directory and tablespaces between `pg_backup_start` and `pg_backup_stop`; for an
+    /// incremental (`parent`), only what changed since the parent (see ``IncrementalParent``).
+    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, parent: IncrementalParent? = nil,
                     into target: BackupOperation.BackupTarget) throws -> CapturedBackup {
         let (id, options) = (target.id, target.options)
         guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(options.fastCheckpoint))", ["cairn \(id)"]),
               let startLSN = LSN(startText) else {
             throw CairnError(.backupFailed, "pg_backup_start returned no start position")
         }
+        let parent = parent.map { p in
+            var p = p
+            p.changed = changedBlocks(conn, majorVersion: majorVersion, since: p.threshold, until: startLSN)
+            return p
+        }
         logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(options.parallelism)"])
         let files = try scan(dataDirectory, majorVersion: majorVersion)
-        target.progress.onTotal((files.entries + files.spaces.flatMap(\.entries)).reduce(files.control.size) { $0 + $1.size })
+        let total = (files.entries + files.spaces.flatMap(\.entries)).reduce(files.control.size) { $0 + $1.size }
+        target.progress.onTotal(total)
 
         let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
         let progress = target.progress
-        func copier(_ archive: String) -> FileCopier {
+        func copier(_ archive: String, tablespace: UInt32?) -> FileCopier {
             FileCopier(repo: target.repo, pipeline: target.pipeline, backupId: id, archive: archive, bundleSize: options.bundleSize,
-                       lanes: options.parallelism,
+                       lanes: options.parallelism, parent: parent, manifestPrefix: tablespace.map { "pg_tblspc/\($0)/" } ?? "",
                        onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
         }
-        let base = copier(Layout.archiveName(tablespace: nil))
+        let base = copier(Layout.archiveName(tablespace: nil), tablespace: nil)
         var copiers: [ArchiveCopier] = [ArchiveCopier(copier: base, oid: nil, location: nil)]
         defer { target.wrote(copiers.flatMap { $0.copier.committedKeys }) }
         try base.copy(files.entries)
         for s in files.spaces {
-            let c = copier(Layout.archiveName(tablespace: s.oid))
+            let c = copier(Layout.archiveName(tablespace: s.oid), tablespace: s.oid)
             copiers.append(ArchiveCopier(copier: c, oid: s.oid, location: s.location))
             try c.copy(s.entries)
+        }
+        if let p = parent {
+            logger.info("incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
+                        metadata: ["parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
+                                   "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"])
         }
         let stop = try finishLastBundle(base, control: files.control, conn: conn)
         let pgManifest = try storePGManifest(copiers, start: startLSN, stop: stop, majorVersion: majorVersion, conn: conn, into: target)

@@ -13,7 +13,9 @@ final class FileCopier: @unchecked Sendable {
         var path: String
         var size: Int64
         var mtime: Int
-        var crc32c: UInt32
+        /// nil for a file an incremental backup stored as changed blocks (its whole content is known only after a
+        /// restore has put it together).
+        var crc32c: UInt32?
     }
 
     let repo: any Repository
@@ -25,6 +27,10 @@ final class FileCopier: @unchecked Sendable {
     let lanes: Int
     /// Receives the bytes each read adds.
     let onBytes: @Sendable (Int64) -> Void
+    /// An incremental's parent: files are stored as changed blocks, or left out when unchanged.
+    let parent: IncrementalParent?
+    /// What the PostgreSQL manifest puts before this archive's paths (`pg_tblspc/<oid>/` for a tablespace).
+    let manifestPrefix: String
     /// Create-only writes; with several lanes, each lane sends its own parts (one part buffer per lane), so
     /// memory stays at lanes × (one part + a zstd context): the lanes are the parallel uploads.
     let putOptions: PutOptions
@@ -36,7 +42,9 @@ final class FileCopier: @unchecked Sendable {
     var committedKeys: [String] { locked { objects.map(\.object.key) } }
 
     init(repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64,
-         lanes: Int, onBytes: @escaping @Sendable (Int64) -> Void) {
+         lanes: Int, parent: IncrementalParent? = nil, manifestPrefix: String = "", onBytes: @escaping @Sendable (Int64) -> Void) {
+        self.parent = parent
+        self.manifestPrefix = manifestPrefix
         self.repo = repo
         self.pipeline = pipeline
         self.backupId = backupId
@@ -93,6 +101,10 @@ final class FileCopier: @unchecked Sendable {
 
     fileprivate func add(bytes n: Int64) { onBytes(n) }
 
+    /// A file that is in the backup without a whole copy in this archive's bundles: stored as changed blocks, or
+    /// unchanged since the parent.
+    fileprivate func listed(_ file: Copied) { locked { copied.append(file) } }
+
     private func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
@@ -109,9 +121,14 @@ final class FileCopier: @unchecked Sendable {
         private var firstPath: String?
         private var lastPath: String?
         private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        /// An incremental's kept blocks, waiting to be written as one ``BlockDelta`` entry.
+        private var keep: UnsafeMutableRawBufferPointer?
 
         fileprivate init(owner: FileCopier) { self.owner = owner }
-        deinit { buffer.deallocate() }
+        deinit {
+            buffer.deallocate()
+            keep?.deallocate()
+        }
 
         /// Adds one entry; a file that vanished since the scan (a dropped table) is left out.
         func add(_ e: DataDirectory.Entry) throws {
@@ -130,6 +147,15 @@ final class FileCopier: @unchecked Sendable {
                 }
                 defer { Glibc.close(fd) }
                 posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+                switch owner.parent?.copy(path: owner.manifestPrefix + e.path, size: size) ?? .whole {
+                case .whole: break
+                case .blocks(let parentBlocks):
+                    return try addBlocks(e, fd: fd, size: size, parentBlocks: parentBlocks)
+                case .selected(let blocks):
+                    return try addSelected(e, fd: fd, size: size, blocks: blocks)
+                case .unlessUnchanged(let crc):
+                    return try addUnlessUnchanged(e, fd: fd, size: size, parentCRC: crc)
+                }
                 let s = try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
                 let crc = try copyData(fd: fd, size: size, path: e.source, into: s)
                 try write(zeros: Int(TarHeader.padding(size)), to: s)
@@ -145,6 +171,113 @@ final class FileCopier: @unchecked Sendable {
             try write(zeros: Int(TarHeader.padding(Int64(content.count))), to: s)
             let crc = content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
             files.append(Copied(path: path, size: Int64(content.count), mtime: mtime, crc32c: crc))
+        }
+
+        /// An incremental's relation file: only the blocks ``RelationBlocks/mustKeep(page:block:threshold:parentBlocks:)``
+        /// keeps, in ``BlockDelta`` entries of at most ``BlockDelta/maxBlocks`` blocks; no entry when none changed.
+        private func addBlocks(_ e: DataDirectory.Entry, fd: Int32, size: Int64, parentBlocks: Int64) throws {
+            let bs = RelationBlocks.blockSize
+            let threshold = owner.parent!.threshold
+            if keep == nil { keep = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * bs, alignment: 64) }
+            var numbers: [UInt32] = []
+            let total = size / Int64(bs)
+            var block: Int64 = 0
+            while block < total {
+                let count = Int(min(Int64(buffer.count / bs), total - block))
+                try readPadded(fd: fd, count * bs, path: e.source)
+                for i in 0..<count {
+                    let page = UnsafeRawBufferPointer(rebasing: buffer[(i * bs)..<((i + 1) * bs)])
+                    guard RelationBlocks.mustKeep(page: page, block: block + Int64(i), threshold: threshold, parentBlocks: parentBlocks) else { continue }
+                    keep!.baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: page.baseAddress!, byteCount: bs)
+                    numbers.append(UInt32(block + Int64(i)))
+                    if numbers.count == BlockDelta.maxBlocks {
+                        try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers))
+                        numbers = []
+                    }
+                }
+                block += Int64(count)
+                owner.add(bytes: Int64(count * bs))
+            }
+            if !numbers.isEmpty { try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers)) }
+            owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: nil))
+        }
+
+        /// An incremental's relation file with the WAL summaries: only `blocks` are read (consecutive ones at once),
+        /// in ``BlockDelta`` entries; no entry when there are none.
+        private func addSelected(_ e: DataDirectory.Entry, fd: Int32, size: Int64, blocks: [UInt32]) throws {
+            let bs = RelationBlocks.blockSize
+            if keep == nil { keep = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * bs, alignment: 64) }
+            var numbers: [UInt32] = []
+            var i = 0
+            while i < blocks.count {
+                // A run of consecutive blocks, at most what fits in the read buffer and the entry.
+                var n = 1
+                while i + n < blocks.count && blocks[i + n] == blocks[i] + UInt32(n) && n < buffer.count / bs
+                    && numbers.count + n < BlockDelta.maxBlocks { n += 1 }
+                try preadPadded(fd: fd, n * bs, at: Int64(blocks[i]) * Int64(bs), path: e.source)
+                keep!.baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: buffer.baseAddress!, byteCount: n * bs)
+                numbers += blocks[i..<(i + n)]
+                owner.add(bytes: Int64(n * bs))
+                if numbers.count == BlockDelta.maxBlocks {
+                    try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers))
+                    numbers = []
+                }
+                i += n
+            }
+            if !numbers.isEmpty { try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers)) }
+            owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: nil))
+        }
+
+        /// Reads `n` bytes at `offset` into the buffer, zeros past the end of a file that shrank.
+        private func preadPadded(fd: Int32, _ n: Int, at offset: Int64, path: String) throws {
+            var got = 0
+            while got < n {
+                let r = pread(fd, buffer.baseAddress! + got, n - got, off_t(offset + Int64(got)))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
+                got += r
+            }
+        }
+
+        /// One ``BlockDelta`` entry with the first `delta.blocks.count` blocks of `keep`.
+        private func writeDelta(_ e: DataDirectory.Entry, _ delta: BlockDelta) throws {
+            let s = try header(TarHeader(name: e.path, mode: e.mode, size: delta.entrySize, type: BlockDelta.typeflag, linkName: ""),
+                               mtime: e.mtime)
+            try delta.encodeHeader().withUnsafeBytes { try s.write($0) }
+            try s.write(UnsafeRawBufferPointer(rebasing: keep![0..<(delta.blocks.count * RelationBlocks.blockSize)]))
+            try write(zeros: Int(TarHeader.padding(delta.entrySize)), to: s)
+        }
+
+        /// An incremental's small file that is not a relation's main fork: left out when its CRC-32C equals the
+        /// parent's, stored whole otherwise.
+        private func addUnlessUnchanged(_ e: DataDirectory.Entry, fd: Int32, size: Int64, parentCRC: UInt32) throws {
+            let n = Int(size)
+            try readPadded(fd: fd, n, path: e.source)
+            owner.add(bytes: size)
+            let content = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            let crc = cairn_crc32c_update(0xFFFF_FFFF, content.baseAddress, n) ^ 0xFFFF_FFFF
+            if crc == parentCRC { return owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc)) }
+            let s = try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
+            try s.write(content)
+            try write(zeros: Int(TarHeader.padding(size)), to: s)
+            files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
+        }
+
+        /// Reads `n` bytes (at most the buffer) into the buffer, zeros past the end of a file that shrank.
+        private func readPadded(fd: Int32, _ n: Int, path: String) throws {
+            var got = 0
+            while got < n {
+                let r = read(fd, buffer.baseAddress! + got, n - got)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
+                got += r
+            }
         }
 
         /// Reads exactly `size` bytes: a file that shrank since the scan is padded with zeros and one that grew is

@@ -5,7 +5,8 @@ import Foundation
 
 /// Writes a backup manifest in PostgreSQL's own format, so `pg_verifybackup` checks a restored file-level backup
 /// exactly as it checks a streamed one: every file's size and CRC-32C, and the manifest's own SHA-256 over
-/// everything before its last line. Version 1 as `BASE_BACKUP` sends it up to PostgreSQL 16; with a
+/// everything before its last line. A file an incremental backup stored as changed blocks has no checksum (as
+/// `pg_basebackup --manifest-checksums=none` writes them), since only a restore puts its whole content together. Version 1 as `BASE_BACKUP` sends it up to PostgreSQL 16; with a
 /// `systemIdentifier` (PostgreSQL 17 and later) version 2, which adds `System-Identifier` and which
 /// `pg_verifybackup` 17+ checks against the restored `global/pg_control`.
 enum PGManifestText {
@@ -14,9 +15,12 @@ enum PGManifestText {
             ?? "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["
         for (i, f) in files.enumerated() {
             text += i == 0 ? "\n" : ",\n"
-            let crc = withUnsafeBytes(of: f.crc32c.littleEndian) { Hex.encode(Array($0)) }
-            text += "{ \"Path\": \(json(f.path)), \"Size\": \(f.size), \"Last-Modified\": \"\(gmt(f.mtime))\", "
-                + "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"\(crc)\" }"
+            text += "{ \"Path\": \(json(f.path)), \"Size\": \(f.size), \"Last-Modified\": \"\(gmt(f.mtime))\""
+            if let sum = f.crc32c {
+                let crc = withUnsafeBytes(of: sum.littleEndian) { Hex.encode(Array($0)) }
+                text += ", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"\(crc)\""
+            }
+            text += " }"
         }
         text += "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(start)\", \"End-LSN\": \"\(stop)\" }\n],\n"
         let checksum = Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))

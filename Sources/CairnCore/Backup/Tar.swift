@@ -166,6 +166,11 @@ final class TarExtractor {
     let root: String
     /// Rewrites symbolic link targets (tablespace remapping); receives (path, target).
     let linkTarget: (String, String) -> String
+    /// A chain restore: what each file entry still adds (see ``ChainFiles``), the archive this stream belongs to,
+    /// and whether it is the newest backup's (the only one whose directories and links are laid out).
+    let chain: (files: ChainFiles, archive: String, newest: Bool)?
+    /// The current entry's blocks, in a chain restore.
+    private var placer: BlockPlacer?
     private var header = [UInt8]()
     private var longName: String?
     private var longLink: String?
@@ -180,9 +185,11 @@ final class TarExtractor {
     private(set) var files = 0
     private(set) var bytes: Int64 = 0
 
-    init(root: String, linkTarget: @escaping (String, String) -> String = { $1 }) {
+    init(root: String, linkTarget: @escaping (String, String) -> String = { $1 },
+         chain: (files: ChainFiles, archive: String, newest: Bool)? = nil) {
         self.root = root
         self.linkTarget = linkTarget
+        self.chain = chain
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -195,6 +202,8 @@ final class TarExtractor {
                 let chunk = UnsafeRawBufferPointer(rebasing: input[off..<(off + n)])
                 if collecting != nil {
                     collecting!.append(contentsOf: chunk)
+                } else if let placer {
+                    try placer.feed(chunk)
                 } else if fd >= 0 {
                     try FileIO.writeAll(fd, chunk)
                     bytes += Int64(chunk.count)
@@ -263,6 +272,7 @@ final class TarExtractor {
         let link = longLink ?? h.linkName
         if !h.isMeta { longName = nil; longLink = nil }
         padLeft = TarHeader.padding(h.size)
+        let olderInChain = chain.map { !$0.newest } ?? false
         switch h.type {
         case UInt8(ascii: "L"), UInt8(ascii: "K"):
             collecting = []
@@ -272,6 +282,13 @@ final class TarExtractor {
             collecting = []
             collectType = h.type
             dataLeft = h.size
+        case UInt8(ascii: "5") where olderInChain, UInt8(ascii: "2") where olderInChain:
+            padLeft = 0  // an older backup of a chain: the newest one's directories and links are the ones that exist
+        case 0 where chain != nil, UInt8(ascii: "0") where chain != nil, UInt8(ascii: "7") where chain != nil,
+             BlockDelta.typeflag where chain != nil:
+            try beginInChain(h, name: name)
+        case BlockDelta.typeflag:
+            throw CairnError(.dataCorrupt, "the backup holds changed blocks of \(name) outside an incremental chain")
         case UInt8(ascii: "5"):
             let p = try safePath(name)
             try ensureParent(p)
@@ -302,6 +319,34 @@ final class TarExtractor {
         }
     }
 
+    /// A file entry of a chain restore: skipped, written whole, or only its blocks no newer backup had.
+    private func beginInChain(_ h: TarHeader, name: String) throws {
+        let (chainFiles, archive, _) = chain!
+        let isDelta = h.type == BlockDelta.typeflag
+        dataLeft = h.size
+        switch chainFiles.decide(archive: archive, path: name, delta: isDelta) {
+        case .skip:
+            break
+        case .whole:
+            let p = try safePath(name)
+            try ensureParent(p)
+            unlink(p)
+            fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd < 0 { throw ioError("create \(p)") }
+            fchmod(fd, mode_t(h.mode & 0o7777))
+            files += 1
+        case .blocks(let blocks):
+            let p = try safePath(name)
+            try ensureParent(p)
+            removeLink(p)
+            fd = open(p, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd < 0 { throw ioError("open \(p)") }
+            fchmod(fd, mode_t(h.mode & 0o7777))
+            placer = BlockPlacer(blocks: blocks, fd: fd, path: p, isDelta: isDelta, entrySize: h.size)
+        }
+        if dataLeft == 0 { try endOfData() }
+    }
+
     private func endOfData() throws {
         if let c = collecting {
             let text = String(decoding: c.prefix { $0 != 0 }, as: UTF8.self)
@@ -318,6 +363,11 @@ final class TarExtractor {
                 }
             }
             collecting = nil
+        }
+        if let p = placer {
+            placer = nil
+            try p.finish()
+            bytes += p.written
         }
         if fd >= 0 {
             close(fd)

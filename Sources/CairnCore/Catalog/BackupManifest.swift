@@ -7,7 +7,23 @@ import Foundation
 public struct BackupManifest: Codable, Sendable, Equatable {
     public static let currentFormat = 1
 
-    public enum Kind: String, Codable, Sendable { case full, logical }
+    /// `full`, `incr` (changes since the chain's newest backup), `diff` (changes since the newest full) or
+    /// `logical` (pg_dump).
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        case full, incr, diff, logical
+
+        /// A base backup of the cluster's files (every kind but `logical`).
+        public var isPhysical: Bool { self != .logical }
+        /// The letter ending a backup id of this kind.
+        public var idLetter: Character {
+            switch self {
+            case .full: "F"
+            case .incr: "I"
+            case .diff: "D"
+            case .logical: "L"
+            }
+        }
+    }
 
     /// Where the backup starts or stops in WAL and time.
     public struct Point: Codable, Sendable, Equatable {
@@ -68,6 +84,9 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var durationSeconds: Double
     public var cairnVersion: String
     public var host: String
+    /// Incremental and differential backups: the backup this one stores the changes since (its chain goes on
+    /// through the parent's parent to a full backup).
+    public var parent: String?
     /// Logical backups: one dump per database.
     public var databases: [LogicalDatabase]?
     /// Logical backups: roles and tablespaces (`pg_dumpall --globals-only`).
@@ -91,7 +110,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, id, kind, start, stop, archives, size, host, databases, globals
+        case format, id, kind, start, stop, archives, size, host, databases, globals, parent
         case systemIdentifier = "system_identifier"
         case pgVersionNum = "pg_version_num"
         case walSegmentSize = "wal_segment_size"

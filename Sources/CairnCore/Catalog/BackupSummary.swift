@@ -17,8 +17,12 @@ public struct BackupSummary: Encodable, Sendable {
     public var durationSeconds: Double
     public var pin: String?
     public var databases: [String]?
+    /// The backup an incremental or differential builds on.
+    public var parent: String?
+    /// Bytes stored by the whole chain a restore of this backup reads (incremental and differential backups).
+    public var chainStoredSize: Int64?
 
-    public init(_ m: BackupManifest, pin: Pin? = nil) {
+    public init(_ m: BackupManifest, pin: Pin? = nil, catalog: Catalog? = nil) {
         id = m.id
         type = m.kind.rawValue
         startTime = m.start.time
@@ -34,10 +38,12 @@ public struct BackupSummary: Encodable, Sendable {
         durationSeconds = m.durationSeconds
         self.pin = pin?.reason
         databases = m.databases?.map(\.name)
+        parent = m.parent
+        if m.parent != nil { chainStoredSize = catalog?.chainStoredSize(m.id) }
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, type, timeline, size, objects, pin, databases
+        case id, type, timeline, size, objects, pin, databases, parent
         case startTime = "start_time"
         case stopTime = "stop_time"
         case startLSN = "start_lsn"
@@ -46,5 +52,6 @@ public struct BackupSummary: Encodable, Sendable {
         case stopWAL = "stop_wal"
         case storedSize = "stored_size"
         case durationSeconds = "duration_seconds"
+        case chainStoredSize = "chain_stored_size"
     }
 }

@@ -148,4 +148,44 @@ public struct Catalog: Sendable {
     public var lineage: Lineage { Lineage(self) }
 
     public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }
+
+    /// The chain a backup restores from, its full backup first and `id` last (just `id` for a full or logical
+    /// backup). Throws `dataCorrupt` when a link is not a committed backup.
+    public func chain(_ id: String) throws -> [BackupManifest] {
+        guard var b = backup(id) else { throw CairnError(.backupNotFound, "no committed backup \(id)") }
+        var chain = [b]
+        while let parent = b.parent {
+            guard let p = backup(parent), !chain.contains(where: { $0.id == parent }) else {
+                throw CairnError(.dataCorrupt, "backup \(id) needs backup \(parent), which is \(damagedManifests.contains(parent) ? "damaged" : "not in the repository")",
+                                hint: "restore an older backup, or take a new full backup (cairn backup --type full)")
+            }
+            chain.insert(p, at: 0)
+            b = p
+        }
+        return chain
+    }
+
+    /// Bytes stored by `id`'s whole chain (what its restore reads); nil when a link is missing.
+    public func chainStoredSize(_ id: String) -> Int64? {
+        (try? chain(id)).map { $0.reduce(0) { $0 + $1.storedSize } }
+    }
+
+    /// Physical backups whose whole chain is in the repository, oldest first: what a restore can start from.
+    public var restorableBackups: [BackupManifest] {
+        backups.filter { $0.kind.isPhysical && (try? chain($0.id)) != nil }
+    }
+
+    /// The backups of `id`'s chain that depend on it: those whose chain includes it (not `id` itself).
+    public func dependents(of id: String) -> [BackupManifest] {
+        backups.filter { b in
+            var parent = b.parent
+            var seen = 0
+            while let p = parent, seen < backups.count {
+                if p == id { return true }
+                parent = backup(p)?.parent
+                seen += 1
+            }
+            return false
+        }
+    }
 }

@@ -7,7 +7,7 @@ import Foundation
 public struct JobRecord: Codable, Sendable, Equatable {
     public enum Outcome: String, Codable, Sendable { case ok, failed }
 
-    /// `backup-full`, `backup-logical`, `expire`, `verify`, `drill`, `report`.
+    /// `backup-full`, `backup-incr`, `backup-diff`, `backup-logical`, `expire`, `verify`, `drill`, `report`.
     public var job: String
     public var started: Date
     public var finished: Date

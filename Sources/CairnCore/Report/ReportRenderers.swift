@@ -186,6 +186,17 @@ public enum HTMLReport {
     /// The phases of a drill's RTO, bottom to top, with their colours.
     static let rtoPhases = [("restore", "#4285f4"), ("WAL replay", "#fbbc04"), ("checks", "#34a853")]
 
+    /// The size chart's colour for each backup kind, and for a failed backup.
+    static let sizeKinds = [("full", "#4285f4"), ("incr/diff", "#8ab4f8"), ("logical", "#a142f4"), ("failed", "#d93025")]
+
+    static func sizeColour(_ kind: String) -> String {
+        switch kind {
+        case "logical": sizeKinds[2].1
+        case "incr", "diff": sizeKinds[1].1
+        default: sizeKinds[0].1
+        }
+    }
+
     /// Bars of stored size per backup.
     static func sizeChart(_ backups: [ReportModel.Backup]) -> String {
         let w = 900.0, h = 180.0, left = 50.0, bottom = 30.0
@@ -194,10 +205,14 @@ public enum HTMLReport {
         let bw = min(40, (w - left) / Double(backups.count) * 0.6)
         var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" role=\"img\" aria-label=\"Backup sizes\">"
         s += "<text x=\"0\" y=\"12\">Stored size per backup, largest \(Units.formatBytes(Int64(maxSize)))</text>"
+        for (i, (name, colour)) in sizeKinds.enumerated() {
+            s += "<rect x=\"\(f(w - 330 + Double(i) * 85))\" y=\"3\" width=\"10\" height=\"10\" fill=\"\(colour)\"/>"
+            s += "<text x=\"\(f(w - 316 + Double(i) * 85))\" y=\"12\">\(name)</text>"
+        }
         for (i, b) in backups.enumerated() {
             let x = left + (Double(i) + 0.5) * (w - left) / Double(backups.count) - bw / 2
             let bh = sizes[i] / maxSize * (h - bottom - 25)
-            s += "<rect x=\"\(f(x))\" y=\"\(f(h - bottom - bh))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(b.outcome == "ok" ? (b.kind == "logical" ? "#a142f4" : "#4285f4") : "#d93025")\"/>"
+            s += "<rect x=\"\(f(x))\" y=\"\(f(h - bottom - bh))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(b.outcome == "ok" ? sizeColour(b.kind) : "#d93025")\"/>"
             if backups.count <= 40 { s += "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 14))\">\(esc(String(b.id.prefix(8).suffix(2))))</text>" }
         }
         return s + "</svg>"

@@ -115,6 +115,8 @@ public struct RecoveryPlan: Sendable, Codable {
     /// Recovery settings to write, in order.
     public var settings: [Setting]
     public var window: [RecoverableSpan]
+    /// The backups laid out, the full one first and `backupId` last (one for a full backup).
+    public var chain: [String] = []
 
     public struct Setting: Sendable, Codable, Equatable {
         public var name: String
@@ -123,7 +125,7 @@ public struct RecoveryPlan: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case backupId = "backup"
-        case target, timeline, settings, window
+        case target, timeline, settings, window, chain
         case firstSegment = "first_segment"
         case lastNeededSegment = "last_needed_segment"
         case lastAvailableSegment = "last_available_segment"
@@ -170,7 +172,7 @@ public enum RecoveryPlanner {
     /// newest first.
     public static func window(_ catalog: Catalog, timeline: UInt32? = nil) -> [RecoverableSpan] {
         let path = TimelinePath(target: timeline ?? catalog.lineage.production, histories: catalog.wal.histories)
-        return catalog.backups.filter { $0.kind == .full }.reversed().compactMap { b in
+        return catalog.restorableBackups.reversed().compactMap { b in
             let r = reach(b, path: path, wal: catalog.wal)
             guard r.consistent else { return nil }
             return RecoverableSpan(backupId: b.id, timeline: path.target, fromTime: b.stop.time,
@@ -207,11 +209,11 @@ public enum RecoveryPlanner {
         public var reach: BackupReach
     }
 
-    /// The full backups (or only `backupId`), newest first, that become consistent along `path`, with how far
+    /// The physical backups with a complete chain (or only `backupId`), newest first, that become consistent along `path`, with how far
     /// each reaches. Throws naming the problem when there is none.
     static func consistentBackups(_ catalog: Catalog, path: TimelinePath, backupId: String?) throws -> [Candidate] {
         let tli = path.target
-        var candidates = catalog.backups.filter { $0.kind == .full }.reversed()
+        var candidates = catalog.restorableBackups.reversed()
             .map { Candidate(backup: $0, reach: reach($0, path: path, wal: catalog.wal)) }
         if let backupId {
             guard let b = catalog.backup(backupId) else {
@@ -221,9 +223,10 @@ public enum RecoveryPlanner {
                 }
                 throw CairnError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
             }
-            guard b.kind == .full else {
+            guard b.kind.isPhysical else {
                 throw CairnError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
             }
+            _ = try catalog.chain(backupId)  // every backup it builds on is there
             candidates = candidates.filter { $0.backup.id == backupId }
         }
         guard !candidates.isEmpty else {
@@ -257,7 +260,8 @@ public enum RecoveryPlanner {
         let chosen = choice.candidate
         return RecoveryPlan(backupId: chosen.backup.id, target: target.description, timeline: tli,
                             firstSegment: chosen.backup.start.wal, lastNeededSegment: choice.lastNeeded,
-                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows)
+                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows,
+                            chain: ((try? catalog.chain(chosen.backup.id)) ?? [chosen.backup]).map(\.id))
     }
 
     /// The backup a target recovers from, the setting that stops PostgreSQL there, and the last segment replay needs

@@ -105,6 +105,7 @@ public enum RestoreOperation {
         guard let backup = catalog.backup(plan.backupId) else {
             throw CairnError(.backupNotFound, "no committed backup \(plan.backupId)")
         }
+        let chain = try catalog.chain(backup.id)
         try prepare(backup, options: options)
         let root = options.targetDirectory
         var roots: [String: String] = [:]
@@ -120,33 +121,15 @@ public enum RestoreOperation {
         }
 
         let totals = Totals()
-        let pool = WorkerPool(threads: options.parallelism, maxQueued: options.parallelism, name: "cairn-restore")
-        // Largest bundles first, so the long ones do not start last.
-        let jobs = backup.archives.flatMap { a in a.objects.map { (a.name, $0) } }
-            .sorted { $0.1.digest.size > $1.1.digest.size }
-        onTotal(jobs.reduce(0) { $0 + $1.1.digest.size })
-        for (archive, object) in jobs {
-            let dir = roots[archive]!
-            let submitted = pool.submit {
-                try Interruption.check()
-                let x = TarExtractor(root: dir, linkTarget: relink)
-                do {
-                    try pipeline.load(repo, key: object.key, expected: object.digest, hashContent: false) { buf in
-                        try x.feed(buf)
-                        onBytes(totals.add(bytes: Int64(buf.count)))
-                    }
-                    try x.finish()
-                } catch let e as CairnError where e.code == .dataCorrupt && !e.message.contains(object.key) {
-                    // Damage the tar reader noticed before the object's own checks did: still name the object.
-                    throw CairnError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
-                                    hint: Pipeline.damageHint)
-                }
-                totals.add(files: x.files)
-            }
-            if !submitted { break }
-        }
         do {
-            try pool.wait()
+            onTotal(chain.flatMap(\.archives).flatMap(\.objects).reduce(0) { $0 + $1.digest.size })
+            if chain.count == 1 {
+                try extract(backup, roots: roots, relink: relink, chain: nil, repo: repo, pipeline: pipeline,
+                            parallelism: options.parallelism, totals: totals, onBytes: onBytes)
+            } else {
+                try layOutChain(chain, root: root, roots: roots, relink: relink, repo: repo, pipeline: pipeline,
+                                parallelism: options.parallelism, totals: totals, onBytes: onBytes)
+            }
         } catch {
             let (code, message, hint) = describeError(error)
             throw CairnError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
@@ -164,6 +147,39 @@ public enum RestoreOperation {
         logger.info("restore laid out", metadata: ["backup": "\(backup.id)", "dir": "\(root)"])
         return Result(plan: plan, targetDirectory: root, files: totals.files, bytes: totals.bytes,
                       seconds: clock.now().timeIntervalSince(began))
+    }
+
+    /// Writes the bundles of `backup` under their archives' roots, several at once, largest first. In a chain
+    /// restore, `chain` decides what each file entry still adds and `newest` says whether this is the newest backup.
+    static func extract(_ backup: BackupManifest, roots: [String: String], relink: @escaping @Sendable (String, String) -> String,
+                        chain: (files: ChainFiles, newest: Bool)?, repo: any Repository, pipeline: Pipeline, parallelism: Int,
+                        totals: Totals, onBytes: @escaping @Sendable (Int64) -> Void) throws {
+        let pool = WorkerPool(threads: parallelism, maxQueued: parallelism, name: "cairn-restore")
+        // Largest bundles first, so the long ones do not start last. An archive the restored backup does not have
+        // (a tablespace dropped since an older backup of the chain) holds nothing to restore.
+        let jobs = backup.archives.filter { roots[$0.name] != nil }.flatMap { a in a.objects.map { (a.name, $0) } }
+            .sorted { $0.1.digest.size > $1.1.digest.size }
+        for (archive, object) in jobs {
+            let dir = roots[archive]!
+            let submitted = pool.submit {
+                try Interruption.check()
+                let x = TarExtractor(root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) })
+                do {
+                    try pipeline.load(repo, key: object.key, expected: object.digest, hashContent: false) { buf in
+                        try x.feed(buf)
+                        onBytes(totals.add(bytes: Int64(buf.count)))
+                    }
+                    try x.finish()
+                } catch let e as CairnError where e.code == .dataCorrupt && !e.message.contains(object.key) {
+                    // Damage the tar reader noticed before the object's own checks did: still name the object.
+                    throw CairnError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
+                                    hint: Pipeline.damageHint)
+                }
+                totals.add(files: x.files)
+            }
+            if !submitted { break }
+        }
+        try pool.wait()
     }
 
     /// Refuses `dir` when it belongs to a running cluster, is not a directory, or is not empty without `force`.

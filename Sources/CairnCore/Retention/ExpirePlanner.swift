@@ -90,7 +90,8 @@ public enum ExpirePlanner {
             path = lineage.productionPath
             live = catalog.leases.filter { $0.expires > now }
             holdAll = live.first { $0.claimsEverything }
-            fulls = catalog.backups.filter { $0.kind == .full }.sorted { $0.stop.time < $1.stop.time }
+            // Every restorable physical backup: a full, or an incremental or differential whose chain is complete.
+            fulls = catalog.restorableBackups.sorted { $0.stop.time < $1.stop.time }
         }
 
         /// The anchor: the newest consistent full backup on production's path that is consistent by the window's
@@ -118,19 +119,27 @@ public enum ExpirePlanner {
             for b in fulls where anchor.map({ b.stop.time > $0.stop.time }) ?? true {
                 keep(b.id, "inside the recovery window (consistent at \(Timestamp.format(b.stop.time)))")
             }
-            for b in fulls.suffix(policy.minFullBackups) {
+            for b in fulls.filter({ $0.kind == .full }).suffix(policy.minFullBackups) {
                 keep(b.id, "one of the \(policy.minFullBackups) newest full backups (min_full_backups)")
             }
             for (id, pin) in catalog.pins where catalog.backup(id) != nil {
                 keep(id, "pinned: \(pin.reason)")
             }
-            for l in live { if let id = l.backup, catalog.backup(id) != nil { keep(id, "being restored (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))") } }
+            for l in live {
+                guard let id = l.backup, catalog.backup(id) != nil else { continue }
+                let what = l.kind == .backup ? "a running incremental backup builds on it" : "being restored"
+                keep(id, "\(what) (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))")
+            }
             if let l = holdAll {
                 for b in catalog.backups { keep(b.id, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host)): nothing is deleted until it has chosen what it needs") }
             }
             let logicalCutoff = now.addingTimeInterval(-policy.logicalRetention)
             for b in catalog.backups where b.kind == .logical && b.stop.time >= logicalCutoff {
                 keep(b.id, "logical backup younger than logical_backups retention (\(Units.formatDuration(policy.logicalRetention)))")
+            }
+            // A kept incremental or differential backup keeps every backup it builds on.
+            for id in Array(keepReasons.keys) {
+                for b in ((try? catalog.chain(id)) ?? []).dropLast() { keep(b.id, "backup \(id) builds on it") }
             }
             return keepReasons
         }
@@ -174,7 +183,7 @@ public enum ExpirePlanner {
             if let l = holdAll {
                 for t in wal.timelines { for n in (wal.segments[t] ?? [:]).keys { need(t, n, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host))") } }
             }
-            for b in catalog.backups where keepReasons[b.id] != nil && b.kind == .full {
+            for b in catalog.backups where keepReasons[b.id] != nil && b.kind.isPhysical {
                 for n in b.startSegment.number...max(b.startSegment.number, b.stopSegment.number) {
                     need(b.start.timeline, n, "needed by backup \(b.id) to become consistent")
                 }

@@ -11,7 +11,7 @@ public struct SchedulePolicy: Sendable, Equatable {
     }
 
     public struct Job: Sendable, Equatable {
-        /// `backup-full`, `backup-logical`, `expire`, `verify`, `drill`, `report`.
+        /// `backup-full`, `backup-incr`, `backup-diff`, `backup-logical`, `expire`, `verify`, `drill`, `report`.
         public var name: String
         public var cron: CronExpression
         public var timeZone: TimeZone
@@ -36,13 +36,15 @@ public struct SchedulePolicy: Sendable, Equatable {
             switch name {
             case "backup-full": return ["backup"]
             case "backup-logical": return ["backup", "--type", "logical"]
+            case "backup-incr": return ["backup", "--type", "incr"]
+            case "backup-diff": return ["backup", "--type", "diff"]
             default: return [name]
             }
         }
     }
 
     /// The job names a schedule may use.
-    public static let jobNames = ["backup-full", "backup-logical", "expire", "verify", "drill", "report"]
+    public static let jobNames = ["backup-full", "backup-incr", "backup-diff", "backup-logical", "expire", "verify", "drill", "report"]
 
     public var jobs: [Job]
 

@@ -91,6 +91,7 @@ public enum VerifyOperation {
         try checkIdentity(repo, catalog: catalog, problems: problems)
         let read = try readObjects(inventory.jobs, listing: listing, previous: previous, repo: repo, pipeline: pipeline,
                                    parallelism: parallelism, problems: problems, progress: progress)
+        checkChains(catalog, problems: problems)
         let missing = checkContinuity(catalog, problems: problems)
         checkLineage(catalog, problems: problems)
         checkUnreferenced(all, referenced: inventory.referenced, problems: problems)
@@ -102,6 +103,24 @@ public enum VerifyOperation {
                             walSegments: inventory.walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
         _ = try? repo.put(Layout.verifyRunKey(started: started), try SealedDocument.seal(result), options: .overwrite)
         return result
+    }
+
+    /// Incremental chains: a backup whose parent is not a committed backup, or whose chain holds a damaged or
+    /// missing object (found by the reads before), cannot be restored: `broken-chain` names it and why.
+    static func checkChains(_ catalog: Catalog, problems: Collector) {
+        for b in catalog.backups where b.parent != nil {
+            if case .failure(let e) = Swift.Result(catching: { try catalog.chain(b.id) }) {
+                problems.add(.init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
+            }
+        }
+        for p in problems.all where p.severity == .error && (p.kind == "damaged-object" || p.kind == "missing-object") {
+            guard p.subject.hasPrefix(Layout.backupsPrefix), let id = p.subject.split(separator: "/").dropFirst().first.map(String.init) else { continue }
+            for d in catalog.dependents(of: id) {
+                problems.add(.init(kind: "broken-chain", subject: d.id,
+                                   detail: "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
+                                   severity: .error))
+            }
+        }
     }
 
     /// What earlier runs verified (nothing when the state is missing or damaged).
@@ -270,7 +289,7 @@ public enum VerifyOperation {
         for tli in wal.segments.keys.sorted() {
             let nums = wal.segments[tli]!.keys
             guard let newest = nums.max() else { continue }
-            let backupStarts = catalog.backups.filter { $0.kind == .full && $0.start.timeline == tli }.map(\.startSegment.number)
+            let backupStarts = catalog.backups.filter { $0.kind.isPhysical && $0.start.timeline == tli }.map(\.startSegment.number)
             let begins = wal.histories[tli]?.last.map { $0.switchPoint.segment(size: wal.segmentSize) }
             let first = backupStarts.min() ?? begins ?? nums.min()!
             guard first <= newest else { continue }

@@ -1,0 +1,197 @@
+import CCRC32C
+import CairnBase
+import CairnPostgres
+import CairnStorage
+import Foundation
+import Testing
+import TestSupport
+@testable import CairnCore
+
+// Unit tests for Sources/CairnCore/Incremental: which files are kept at block level, the block entry format, the
+// PostgreSQL manifest's file list, and a chain of a full and two incrementals put together again in one pass.
+
+/// An 8 KiB page with `lsn` in its header and `fill` everywhere else.
+private func page(lsn: UInt64, fill: UInt8) -> [UInt8] {
+    var p = [UInt8](repeating: fill, count: RelationBlocks.blockSize)
+    withUnsafeBytes(of: UInt32(lsn >> 32)) { for i in 0..<4 { p[i] = $0[i] } }
+    withUnsafeBytes(of: UInt32(lsn & 0xffff_ffff)) { for i in 0..<4 { p[4 + i] = $0[i] } }
+    return p
+}
+
+private func write(_ bytes: [UInt8], _ path: String) throws {
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// One backup of the test's chain: the bundles a ``FileCopier`` wrote and its PostgreSQL manifest's file list.
+private struct Taken {
+    var objects: [BackupManifest.Object]
+    var files: PGManifestFiles
+    var copied: [FileCopier.Copied]
+    var storedBytes: Int64 { objects.reduce(0) { $0 + $1.digest.size } }
+}
+
+private func take(_ root: String, id: String, parent: IncrementalParent?, repo: any Repository, pipeline: Pipeline) throws -> Taken {
+    let copier = FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: "base", bundleSize: 64 << 10, lanes: 2,
+                            parent: parent, onBytes: { _ in })
+    try copier.copy(try DataDirectory.scan(dataDirectory: root))
+    let text = PGManifestText.build(files: copier.copied.sorted { $0.path < $1.path }, timeline: 1, start: LSN(0x28), stop: LSN(0x100))
+    return Taken(objects: copier.orderedObjects, files: try PGManifestFiles.parse(text), copied: copier.copied)
+}
+
+private func digests(_ root: String) throws -> String {
+    try Run.shell("cd \(root) && find . -type f -print0 | sort -z | xargs -0 sha256sum").stdout
+}
+
+@Suite struct IncrementalTests {
+    @Test(arguments: [
+        ("base/5/16384", true), ("base/5/16384.12", true), ("global/1262", true),
+        ("pg_tblspc/16999/PG_15_202209061/5/16400", true), ("pg_tblspc/16999/PG_18_202506291/5/16400.1", true),
+        ("base/5/16384_vm", false), ("base/5/16384_fsm", false), ("base/5/16384_init", false), ("base/5/16384.x", false),
+        ("global/pg_control", false), ("global/pg_filenode.map", false), ("base/5/PG_VERSION", false),
+        ("pg_xact/0000", false), ("PG_VERSION", false), ("base/5/pg_internal.init", false), ("base/x/16384", false),
+    ])
+    func relationMainForksAreKeptAtBlockLevel(path: String, main: Bool) {
+        #expect(RelationBlocks.isMainFork(path) == main)
+    }
+
+    @Test func aPageIsKeptWhenChangedNewOrWithoutAnLSN() {
+        let old = page(lsn: 0x1_0000_0100, fill: 1)
+        let new = page(lsn: 0x2_0000_0000, fill: 1)
+        let threshold = LSN(0x1_8000_0000)
+        old.withUnsafeBytes { #expect(RelationBlocks.pageLSN($0) == 0x1_0000_0100) }
+        old.withUnsafeBytes { #expect(!RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
+        old.withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 10, threshold: threshold, parentBlocks: 10), "past the parent's length") }
+        new.withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
+        page(lsn: 0, fill: 0).withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
+    }
+
+    @Test func aBlockEntryHeaderRoundTripsAndDamageIsRefused() throws {
+        let d = BlockDelta(fileSize: 1 << 30, blocks: [0, 7, 131_071])
+        let header = d.encodeHeader()
+        #expect(header.count == 24 + 12)
+        #expect(try BlockDelta.decodeHeader(Array(header.prefix(30)), entrySize: d.entrySize) == nil, "too short to tell yet")
+        let decoded = try #require(try BlockDelta.decodeHeader(header + [1, 2, 3], entrySize: d.entrySize))
+        #expect(decoded.delta == d && decoded.headerSize == 36)
+        var badMagic = header
+        badMagic[0] ^= 1
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(badMagic, entrySize: d.entrySize) }
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(header, entrySize: d.entrySize + 1) }
+        let unordered = BlockDelta(fileSize: 1 << 20, blocks: [5, 4])
+        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(unordered.encodeHeader(), entrySize: unordered.entrySize) }
+    }
+
+    @Test func theManifestsFileListReadsBackWithAndWithoutChecksums() throws {
+        let files = [FileCopier.Copied(path: "PG_VERSION", size: 3, mtime: 0, crc32c: 0xE306_9283),
+                     FileCopier.Copied(path: "base/5/16384", size: 16384, mtime: 0, crc32c: nil)]
+        let text = PGManifestText.build(files: files, timeline: 1, start: LSN(0x28), stop: LSN(0x100))
+        #expect(!String(decoding: text, as: UTF8.self).contains("\"Path\": \"base/5/16384\", \"Size\": 16384, \"Last-Modified\": \"1970-01-01 00:00:00 GMT\", \"Checksum"))
+        let list = try PGManifestFiles.parse(text)
+        #expect(list.files == ["PG_VERSION": .init(size: 3, crc32c: 0xE306_9283), "base/5/16384": .init(size: 16384, crc32c: nil)])
+        #expect(throws: CairnError.self) { try PGManifestFiles.parse(Array("{\"Files\": 3}".utf8)) }
+    }
+
+    @Test func eachFileIsStoredTheCheapestSafeWay() {
+        let parent = IncrementalParent(id: "P", threshold: LSN(0x100), files: PGManifestFiles(files: [
+            "base/5/16384": .init(size: 3 * 8192, crc32c: nil), "PG_VERSION": .init(size: 3, crc32c: 7),
+            "base/5/16384_vm": .init(size: 8192, crc32c: 9), "global/pg_control": .init(size: 8192, crc32c: 1),
+        ]))
+        #expect(parent.copy(path: "base/5/16384", size: 5 * 8192) == .blocks(parentBlocks: 3))
+        #expect(parent.copy(path: "base/5/16384", size: 5 * 8192 + 100) == .whole, "a torn length is stored whole")
+        #expect(parent.copy(path: "base/5/99999", size: 8192) == .whole, "new since the parent")
+        #expect(parent.copy(path: "PG_VERSION", size: 3) == .unlessUnchanged(crc32c: 7))
+        #expect(parent.copy(path: "PG_VERSION", size: 4) == .whole)
+        #expect(parent.copy(path: "base/5/16384_vm", size: 8192) == .unlessUnchanged(crc32c: 9))
+        #expect(parent.copy(path: "global/pg_control", size: 8192) == .whole, "pg_control is always copied")
+    }
+
+    /// A full and two incrementals of a folder shaped like a data directory: a relation changed in place,
+    /// extended, truncated, dropped and created (with old page LSNs, as CREATE DATABASE's file copy leaves them);
+    /// small files changed and unchanged. Restored newest first, the folder is the one the last backup saw.
+    @Test func aChainRestoresTheNewestStateInOnePass() throws {
+        let root = NSTemporaryDirectory() + "cairn-incr-\(UUID().uuidString)"
+        let out = root + "-restored"
+        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: out) }
+        let repo = MemoryRepository()
+        let pipeline = Pipeline(level: 1)
+        let rel = root + "/base/5/16384"
+        try write((0..<4).flatMap { page(lsn: 0x100, fill: UInt8($0)) }, rel)
+        try write((0..<2).flatMap { page(lsn: 0x100, fill: 50 + UInt8($0)) }, root + "/base/5/16385")
+        try write(page(lsn: 0x100, fill: 60), root + "/base/5/16386")
+        try write([UInt8](repeating: 9, count: 8192), root + "/base/5/16384_vm")
+        try write(Array("15\n".utf8), root + "/PG_VERSION")
+        let full = try take(root, id: "F", parent: nil, repo: repo, pipeline: pipeline)
+
+        // Changes since the full (which started at 0x200).
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: rel)))
+        bytes.replaceSubrange((2 * 8192)..<(3 * 8192), with: page(lsn: 0x300, fill: 200))
+        bytes += page(lsn: 0x300, fill: 201)
+        try write(bytes, rel)
+        try write(page(lsn: 0x100, fill: 50), root + "/base/5/16385")  // truncated by VACUUM: no new LSN
+        try FileManager.default.removeItem(atPath: root + "/base/5/16386")
+        try write(page(lsn: 0x50, fill: 70), root + "/base/5/16387")  // new file, old LSN
+        try write([UInt8](repeating: 10, count: 8192), root + "/base/5/16384_vm")
+        let i1 = try take(root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: full.files), repo: repo,
+                          pipeline: pipeline)
+        #expect(i1.files.files["base/5/16384"] == .init(size: 5 * 8192, crc32c: nil))
+        #expect(i1.files.files["PG_VERSION"]?.crc32c == full.files.files["PG_VERSION"]?.crc32c, "unchanged: listed with the parent's checksum")
+        #expect(i1.files.files["base/5/16386"] == nil)
+        #expect(i1.storedBytes < full.storedBytes)
+
+        // Changes since the first incremental (which started at 0x400).
+        bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: rel)))
+        bytes.replaceSubrange(0..<8192, with: page(lsn: 0x500, fill: 100))
+        try write(bytes, rel)
+        let i2 = try take(root, id: "I2", parent: IncrementalParent(id: "I1", threshold: LSN(0x400), files: i1.files), repo: repo,
+                          pipeline: pipeline)
+
+        func restore(_ chain: [Taken]) throws {
+            try? FileManager.default.removeItem(atPath: out)
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let files = ChainFiles(final: chain.last!.files, archives: [("base", nil)])
+            for (i, b) in chain.reversed().enumerated() {
+                for o in b.objects {
+                    let x = TarExtractor(root: out, chain: (files, "base", i == 0))
+                    try pipeline.load(repo, key: o.key, expected: o.digest) { try x.feed($0) }
+                    try x.finish()
+                }
+            }
+            try files.finish { out + "/" + $0 }
+        }
+        try restore([full, i1, i2])
+        #expect(try digests(out) == (try digests(root)))
+        try restore([full, i1])
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: out + "/base/5/16384"))).prefix(8192) == page(lsn: 0x100, fill: 0)[...])
+
+        // Without the full, the blocks nobody changed are nowhere: the restore says which.
+        #expect(throws: CairnError.self) { try restore([i1, i2]) }
+        do { try restore([i1, i2]) } catch let e as CairnError {
+            // PG_VERSION (unchanged since the full) is the first file the missing full held.
+            #expect(e.message == "the backup chain is incomplete: no backup holds PG_VERSION", "\(e.message)")
+        }
+    }
+
+    @Test func theWalSummariesNameWhatAnIncrementalReads() {
+        let c = ChangedBlocks()
+        c.add(tablespace: 1663, database: 5, node: 16384, block: 3, isLimit: false)
+        c.add(tablespace: 1663, database: 5, node: 16384, block: 131_072 + 9, isLimit: false)
+        c.add(tablespace: 1663, database: 5, node: 16385, block: 2, isLimit: true)
+        c.add(tablespace: 1663, database: 7, node: 0, block: 0, isLimit: true)  // database 7 created since
+        c.add(tablespace: 1664, database: 0, node: 1262, block: 0, isLimit: false)
+        let bs = Int64(RelationBlocks.blockSize)
+        #expect(c.selection(path: "base/5/16384", size: 10 * bs, parentBlocks: 8) == .blocks([3, 8, 9]), "changed, then past the parent's length")
+        #expect(c.selection(path: "base/5/16384.1", size: 10 * bs, parentBlocks: 10) == .blocks([9]), "absolute block numbers across segments")
+        #expect(c.selection(path: "base/5/16385", size: 4 * bs, parentBlocks: 6) == .blocks([2, 3]), "truncated to 2 and grown again")
+        #expect(c.selection(path: "base/5/16385.1", size: 4 * bs, parentBlocks: 6) == .whole, "truncated below this segment")
+        #expect(c.selection(path: "base/7/16400", size: 4 * bs, parentBlocks: 4) == .whole, "a database created since")
+        #expect(c.selection(path: "global/1262", size: 2 * bs, parentBlocks: 2) == .blocks([0]))
+        #expect(c.selection(path: "base/5/99999", size: 2 * bs, parentBlocks: 2) == .blocks([]), "unchanged")
+        #expect(c.selection(path: "base/5/16384_vm", size: bs, parentBlocks: 1) == nil)
+        // The summaries must cover the whole range without a hole.
+        #expect(ChangedBlocks.covers([(LSN(0x10), LSN(0x50)), (LSN(0x50), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x10), LSN(0x50)), (LSN(0x60), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x30), LSN(0x90))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([(LSN(0x10), LSN(0x70))], from: LSN(0x20), to: LSN(0x80)))
+        #expect(!ChangedBlocks.covers([], from: LSN(0x20), to: LSN(0x80)))
+    }
+}
