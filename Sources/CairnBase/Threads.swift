@@ -104,21 +104,3 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 }
-
-/// Set once SIGINT/SIGTERM asked the process to stop. Long operations check it before anything that would
-/// commit or create state (a manifest, a drill record, a scratch folder), so an interrupted run never commits
-/// after its clean-up began.
-public enum Interruption {
-    private static let flag = Atomic<Bool>(false)
-
-    /// Marks the process as interrupted.
-    public static func request() { flag.store(true, ordering: .sequentiallyConsistent) }
-
-    /// Whether an interrupt arrived.
-    public static var requested: Bool { flag.load(ordering: .sequentiallyConsistent) }
-
-    /// Throws `interrupted` once an interrupt arrived.
-    public static func check() throws {
-        if requested { throw CairnError(.interrupted, "the operation was interrupted by a signal") }
-    }
-}

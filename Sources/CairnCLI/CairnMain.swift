@@ -51,6 +51,11 @@ public struct CairnCommand: AsyncParsableCommand {
 /// Entry point used by the `cairn` executable.
 public enum CairnMain {
     public static func run(arguments: [String]? = nil) async -> Never {
+        // An interrupt runs the clean-ups jobs registered, then reports what they did.
+        Interruption.setExitHandler { done in
+            Output.stderr("cairn: error: interrupted\(done.isEmpty ? "" : "; " + done.joined(separator: "; ")) [interrupted]")
+            terminate(ErrorCode.interrupted.exitCode)
+        }
         do {
             let args = hoistGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
             var command = try parse(args)
@@ -64,13 +69,13 @@ public enum CairnMain {
             } else {
                 try command.run()
             }
-            Interrupts.waitIfInterrupted()
+            Interruption.waitIfInterrupted()
             terminate(0)
         } catch let e as CommandExit {
-            Interrupts.waitIfInterrupted()
+            Interruption.waitIfInterrupted()
             terminate(e.code)
         } catch let e as any ReportableError {
-            Interrupts.waitIfInterrupted()
+            Interruption.waitIfInterrupted()
             terminate(Output.report(e))
         } catch {
             // Usage errors are reported like every other error (one line, the code, a hint); help and version

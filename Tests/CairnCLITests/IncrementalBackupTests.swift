@@ -82,9 +82,7 @@ import TestSupport
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance - 7 WHERE aid % 97 = 0")
         let atTarget = try BackupTests.digest(c, "pgbench_accounts") + "|" + (try BackupTests.digest(c, "shrinking")) + "|"
             + (try BackupTests.digest(c, "fresh")) + "|" + (try BackupTests.digest(c, "in_ts"))
-        usleep(1_200_000)
-        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_200_000)
+        let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO marks VALUES (2)")
         try c.psql("DROP TABLE fresh")
         try c.psql("UPDATE pgbench_accounts SET abalance = 0 WHERE aid <= 100")
@@ -102,7 +100,7 @@ import TestSupport
 
         // A time between two incrementals: the restore starts from the second (full → i1 → i2) and replays to it.
         let dry = try c.cairn(["restore", "--target-dir", c.dir + "/dry", "--target-time", target, "--dry-run"])
-        #expect(dry.stdout.contains(i2.id), "\(dry.stdout)")
+        #expect(dry.stdout.contains("from its chain of 3 backups: \(full.id) → \(i1.id) → \(i2.id)"), "\(dry.stdout)")
         let atTime = try c.restoreAndStart(["--target-time", target, "--tablespace-map", "\(oid)=\(c.dir)/ts1-at-time"])
         #expect(try atTime.psql("SELECT string_agg(n::text, ',') FROM marks") == "1")
         #expect(try BackupTests.digest(atTime, "pgbench_accounts") + "|" + (try BackupTests.digest(atTime, "shrinking")) + "|"

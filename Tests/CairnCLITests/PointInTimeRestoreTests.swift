@@ -38,9 +38,7 @@ import TestSupport
         // More transactions: batch A, then the target time, then batch B.
         try c.psql("INSERT INTO t (v) SELECT 'batch-a-' || g FROM generate_series(1, 500) g")
         let expected = try Self.tableDigest(c)
-        usleep(1_200_000)
-        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_200_000)
+        let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO t (v) SELECT 'batch-b-' || g FROM generate_series(1, 500) g")
         let latest = try Self.tableDigest(c)
         try c.switchAndWaitForArchive()
@@ -114,9 +112,7 @@ import TestSupport
         // Commits after the backup, each its own transaction: all of them precede the target.
         for i in 1...5 { try c.psql("INSERT INTO t (v) SELECT 'after-backup-\(i)-' || g FROM generate_series(1, 100) g") }
         let expected = try Self.tableDigest(c)
-        usleep(1_100_000)
-        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_100_000)
+        let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO t (v) VALUES ('after-target')")
         try c.psql("INSERT INTO keep VALUES (1)")
         try c.psql("DROP TABLE t")

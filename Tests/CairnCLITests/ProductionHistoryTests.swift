@@ -10,9 +10,7 @@ import TestSupport
         Int(try c.psql("SELECT count(*) FROM t WHERE \(filter)")) ?? -1
     }
 
-    static func now(_ c: ScratchCluster) throws -> String {
-        try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-    }
+    static func now(_ c: ScratchCluster) throws -> String { try c.serverTime() }
 
     /// Restores `c`'s repository into a new folder beside it with `args` and starts the copy (its own port).
     static func sideCopy(_ c: ScratchCluster, _ name: String, _ args: [String]) throws -> (ScratchCluster, ProcessResult) {

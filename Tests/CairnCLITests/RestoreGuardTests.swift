@@ -92,9 +92,7 @@ import TestSupport
         try c.psql("SELECT pg_create_restore_point('stale')")
         try c.psql("INSERT INTO t (v) SELECT 'a-' || g FROM generate_series(1, 100) g")
         let expected = try PointInTimeRestoreTests.tableDigest(c)
-        usleep(1_200_000)
-        let target = try c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_200_000)
+        let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO t (v) SELECT 'b-' || g FROM generate_series(1, 100) g")
         try c.switchAndWaitForArchive()
 

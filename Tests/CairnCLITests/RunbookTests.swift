@@ -394,7 +394,6 @@ enum Runbooks {
     @Test func walArchiving() throws {
         try scenario("wal-archiving") { s, env in
             let c = s.c
-            let before = s.before
             // Archiving breaks: archive_command names a configuration file that was moved away.
             try c.psql("ALTER SYSTEM SET archive_command = '\(Run.installedCairn) --config \(c.dir)/moved-away.yaml wal-push %p'")
             try c.psql("SELECT pg_reload_conf()")

@@ -133,6 +133,8 @@ private func digests(_ root: String) throws -> String {
         try write(page(lsn: 0x100, fill: 60), root + "/base/5/16386")
         try write([UInt8](repeating: 9, count: 8192), root + "/base/5/16384_vm")
         try write(Array("15\n".utf8), root + "/PG_VERSION")
+        let big = root + "/base/5/16390"  // more changed blocks than one entry holds
+        try write((0..<300).flatMap { page(lsn: 0x100, fill: UInt8($0 % 250)) }, big)
         let full = try take(root, id: "F", parent: nil, repo: repo, pipeline: pipeline)
 
         // Changes since the full (which started at 0x200).
@@ -144,6 +146,7 @@ private func digests(_ root: String) throws -> String {
         try FileManager.default.removeItem(atPath: root + "/base/5/16386")
         try write(page(lsn: 0x50, fill: 70), root + "/base/5/16387")  // new file, old LSN
         try write([UInt8](repeating: 10, count: 8192), root + "/base/5/16384_vm")
+        try write((0..<300).flatMap { page(lsn: 0x300 + UInt64($0), fill: UInt8(($0 + 7) % 250)) }, big)
         let i1 = try take(root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: full.files), repo: repo,
                           pipeline: pipeline)
         #expect(i1.files.files["base/5/16384"] == .init(size: 5 * 8192, crc32c: nil))

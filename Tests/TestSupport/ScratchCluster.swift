@@ -113,6 +113,20 @@ public final class ScratchCluster: @unchecked Sendable {
         throw TestFailure("segment \(seg) was not archived within \(timeout)s: \(try psql("SELECT * FROM pg_stat_archiver"))\n\(log.suffix(2000))")
     }
 
+    /// The server's time now, in UTC with microseconds (`2026-12-03T06:30:44.123456Z`): a `--target-time`.
+    public func serverTime() throws -> String {
+        try psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    }
+
+    /// A time target between what was committed before and what is committed after: the server's time, with
+    /// `gap` seconds of nothing on either side.
+    public func timeTargetBetweenCommits(gap: Double = 1.2) throws -> String {
+        usleep(UInt32(gap * 1_000_000))
+        let t = try serverTime()
+        usleep(UInt32(gap * 1_000_000))
+        return t
+    }
+
     /// Runs `cairn --config <this cluster's config> ARGS` as the postgres user.
     @discardableResult
     public func cairn(_ args: [String]) throws -> ProcessResult {

@@ -37,7 +37,7 @@ struct BackupCommand: AsyncParsableCommand {
         try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: repo) {
             // The lease keeps expire off this backup's objects however long it waits for WAL (and off the chain
             // an incremental builds on).
-            try await Leases.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { lease in
+            try await Lease.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { lease in
                 if type == .logical { try await runLogical(ctx) } else { try await runPhysical(ctx, lease: lease) }
             }
         }
@@ -73,11 +73,11 @@ struct BackupCommand: AsyncParsableCommand {
             }
         } catch {
             progress.done()
-            await JobLog.record(repo, job: "backup-\(type.rawValue)", started: started, error: error)
+            await JobRecord.record(repo, job: "backup-\(type.rawValue)", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobLog.record(repo, job: "backup-\(type.rawValue)", started: started, subject: manifest.id, bytes: manifest.storedSize)
+        await JobRecord.record(repo, job: "backup-\(type.rawValue)", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
         let what = manifest.parent.map { "\(manifest.kind.rawValue) backup \(manifest.id) (on \($0))" } ?? "backup \(manifest.id)"
         Output.line("\(what) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
@@ -99,71 +99,15 @@ extension BackupCommand {
                 tools: ctx.tools, clock: SystemClock(), options: options, progress: progress.callbacks)
         } catch {
             progress.done()
-            await JobLog.record(repo, job: "backup-logical", started: started, error: error)
+            await JobRecord.record(repo, job: "backup-logical", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobLog.record(repo, job: "backup-logical", started: started, subject: manifest.id, bytes: manifest.storedSize)
+        await JobRecord.record(repo, job: "backup-logical", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
         Output.line("logical backup \(manifest.id) committed: \(manifest.databases?.count ?? 0) database(s), \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
         for d in manifest.databases ?? [] {
             Output.line("  \(d.name): dump \(Units.formatBytes(d.object.digest.size)) → \(Units.formatBytes(d.object.digest.storedSize)), snapshot at \(Timestamp.format(d.snapshotTime))")
         }
-    }
-}
-
-/// The JSON shape of a backup in `backup`, `list` and `info`.
-struct BackupSummary: Encodable {
-    var id: String
-    var type: String
-    var startTime: Date
-    var stopTime: Date
-    var startLSN: String
-    var stopLSN: String
-    var timeline: UInt32
-    var startWAL: String
-    var stopWAL: String
-    var size: Int64
-    var storedSize: Int64
-    var objects: Int
-    var durationSeconds: Double
-    var pin: String?
-    var databases: [String]?
-    /// The backup an incremental or differential builds on.
-    var parent: String?
-    /// Bytes stored by the whole chain a restore of this backup reads (incremental and differential backups).
-    var chainStoredSize: Int64?
-
-    init(_ m: BackupManifest, pin: Pin? = nil, catalog: Catalog? = nil) {
-        id = m.id
-        type = m.kind.rawValue
-        startTime = m.start.time
-        stopTime = m.stop.time
-        startLSN = m.start.lsn.description
-        stopLSN = m.stop.lsn.description
-        timeline = m.stop.timeline
-        startWAL = m.start.wal
-        stopWAL = m.stop.wal
-        size = m.size
-        storedSize = m.storedSize
-        objects = m.allObjects.count
-        durationSeconds = m.durationSeconds
-        self.pin = pin?.reason
-        databases = m.databases?.map(\.name)
-        parent = m.parent
-        if m.parent != nil { chainStoredSize = catalog?.chainStoredSize(m.id) }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, type, timeline, size, objects, pin, databases, parent
-        case startTime = "start_time"
-        case stopTime = "stop_time"
-        case startLSN = "start_lsn"
-        case stopLSN = "stop_lsn"
-        case startWAL = "start_wal"
-        case stopWAL = "stop_wal"
-        case storedSize = "stored_size"
-        case durationSeconds = "duration_seconds"
-        case chainStoredSize = "chain_stored_size"
     }
 }

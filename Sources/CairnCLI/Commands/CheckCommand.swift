@@ -64,15 +64,10 @@ struct CheckCommand: AsyncParsableCommand {
 
     /// The cluster's identity and version, with its WAL settings.
     private func clusterRow(_ ctx: AppContext) async throws -> (ClusterInfo, String) {
-        let info = try await Blocking.run { () -> (ClusterInfo, String) in
-            let c = try ctx.connect()
-            let info = try ClusterInfo.read(c)
-            let walLevel = try c.scalar("SHOW wal_level") ?? "?"
-            let archiveMode = try c.scalar("SHOW archive_mode") ?? "?"
-            return (info, "wal_level=\(walLevel), archive_mode=\(archiveMode)")
-        }
-        let v = info.0.versionNum
-        return (info.0, "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.0.systemIdentifier), \(info.1)")
+        let (info, settings) = try await Blocking.run { try SetupCheck.cluster(try ctx.connect()) }
+        let v = info.versionNum
+        return (info, "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.systemIdentifier), "
+                    + "wal_level=\(settings.walLevel), archive_mode=\(settings.archiveMode)")
     }
 
     /// Where the programs of the cluster's major are.
@@ -83,15 +78,8 @@ struct CheckCommand: AsyncParsableCommand {
 
     /// The repository is reachable, writable and initialised for this cluster.
     private func repositoryRow(_ ctx: AppContext, cluster: ClusterInfo?) async throws -> String {
-        try await Blocking.run { () -> String in
-            let repo = try ctx.makeRepository()
-            let probe = try RepositoryProbe.run(repo: repo)
-            var detail = "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms)"
-            let info = try RepositoryInfo.require(from: repo)
-            if let cluster { try info.checkBelongs(to: cluster, repo: repo) }
-            detail += "; initialised for cluster \(info.systemIdentifier)"
-            return detail
-        }
+        let (probe, info) = try await Blocking.run { try SetupCheck.repository(try ctx.makeRepository(), cluster: cluster) }
+        return "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms); initialised for cluster \(info.systemIdentifier)"
     }
 
     private func finish(_ results: Results) throws {

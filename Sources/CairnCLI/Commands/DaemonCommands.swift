@@ -14,25 +14,9 @@ struct JobLockOptions: ParsableArguments {
                                             visibility: .hidden))
     var lockTtl: Int = 6 * 3600
 
-    /// Takes `locks/<job>.json`, runs `body`, releases the lock.
+    /// Takes `locks/<job>.json`, runs `body`, releases the lock (see ``RepositoryLock/holding(_:repo:ttl:_:)``).
     func withLock<T>(_ job: String, repo: any Repository, _ body: () async throws -> T) async throws -> T {
-        let ttl = Double(lockTtl)
-        let token = UUID().uuidString
-        let started = Date()
-        // Interrupted (the daemon stopping, a timeout, Ctrl-C), even while the lock is being taken: say so in the job
-        // history and free the lock at once, so another host need not wait for it to expire.
-        let acquired = Mutex(false)
-        let interrupt = Interrupts.add("the \(job) lock was released") {
-            guard acquired.withLock({ $0 }) else { return RepositoryLock.release(job, token: token, repo: repo) }
-            JobRecord(job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
-                      error: CairnError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
-            RepositoryLock.release(job, token: token, repo: repo)
-        }
-        defer { Interrupts.remove(interrupt) }
-        let lock = try await Blocking.run { try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token) }
-        acquired.withLock { $0 = true }
-        defer { lock.release() }
-        return try await body()
+        try await RepositoryLock.holding(job, repo: repo, ttl: Double(lockTtl), body)
     }
 }
 

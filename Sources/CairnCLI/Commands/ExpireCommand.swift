@@ -39,10 +39,10 @@ struct ExpireCommand: AsyncParsableCommand {
                 return (plan, try ExpireOperation.run(repo: repo, catalog: catalog, plan: plan, policy: policy))
             }
         } catch {
-            if !dryRun { await JobLog.record(repo, job: "expire", started: started, error: error) }
+            if !dryRun { await JobRecord.record(repo, job: "expire", started: started, error: error) }
             throw error
         }
-        if let result { await JobLog.record(repo, job: "expire", started: started, bytes: result.deletedBytes) }
+        if let result { await JobRecord.record(repo, job: "expire", started: started, bytes: result.deletedBytes) }
         if json {
             if let result { try Output.json(result) } else { try Output.json(plan) }
             return

@@ -62,7 +62,7 @@ struct ReportCommand: AsyncParsableCommand {
                 throw CairnError(.localIO, "cannot write the report into \(output): \(error.localizedDescription)")
             }
         }
-        await JobLog.record(repo, job: "report", started: started, subject: month)
+        await JobRecord.record(repo, job: "report", started: started, subject: month)
         if json { return try Output.json(model) }
         Output.line(model.conclusion)
         Output.line("written to \(repo.location)/reports/\(month)/report.{md,html,json}\(output.map { " and \($0)/" } ?? "")")

@@ -182,6 +182,7 @@ struct RestoreCommand: AsyncParsableCommand {
     /// The plan and the result, for a person.
     func printSummary(_ plan: RecoveryPlan, _ result: RestoreOperation.Result?, archiving: ArchiveDecision) {
         Output.line("\(dryRun ? "would restore" : "restored") backup \(plan.backupId) for target \(plan.target) on timeline \(plan.timeline)")
+        if plan.chain.count > 1 { Output.line("  from its chain of \(plan.chain.count) backups: \(plan.chain.joined(separator: " → "))") }
         let until = plan.lastNeededSegment.map { " through \($0)" }
             ?? (target == .latest ? " to the end of the archive" : " until the target is reached")
         Output.line("  WAL needed from \(plan.firstSegment)\(until) (the archive has up to \(plan.lastAvailableSegment ?? "none") on this path)")

@@ -40,11 +40,11 @@ struct VerifyCommand: AsyncParsableCommand {
                                         parallelism: ctx.config.limits.parallelism, clock: SystemClock(), progress: progress.callbacks)
             }
         } catch {
-            await JobLog.record(repo, job: "verify", started: started, error: error)
+            await JobRecord.record(repo, job: "verify", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobLog.record(repo, job: "verify", started: started, bytes: result.bytesRead,
+        await JobRecord.record(repo, job: "verify", started: started, bytes: result.bytesRead,
                             error: result.ok ? nil : CairnError(.dataCorrupt, "\(result.problems.count) problem(s)"))
         if json { try Output.json(result) } else {
             Output.line("verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")")
@@ -115,7 +115,7 @@ struct DrillCommand: AsyncParsableCommand {
         options.targetTime = targetTime.flatMap(TimeParser.parse)
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryWindow = ctx.config.retention.recoveryWindow
-        let interrupt = Interrupts.add("the scratch cluster was stopped and removed") {
+        let interrupt = Interruption.onInterrupt("the scratch cluster was stopped and removed") {
             let folders = ScratchCleanup.cleanAll()
             // Restore threads stop at their next file, but may have written meanwhile: sweep until it is gone.
             for _ in 0..<10 where folders.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
@@ -123,7 +123,7 @@ struct DrillCommand: AsyncParsableCommand {
                 for f in folders { try? FileManager.default.removeItem(atPath: f) }
             }
         }
-        defer { Interrupts.remove(interrupt) }
+        defer { Interruption.remove(interrupt) }
         let repo = try ctx.makeRepository()
         let started = Date()
         let progress = ProgressLine(label: "drill", global: global, json: json)
@@ -132,17 +132,17 @@ struct DrillCommand: AsyncParsableCommand {
         let record: DrillRecord
         do {
             // The lease keeps expire off everything while the drill restores and replays.
-            record = try await Leases.holding(.drill, repo: repo, ttl: Double(lock.lockTtl), fence: true) { [options] _ in
+            record = try await Lease.holding(.drill, repo: repo, ttl: Double(lock.lockTtl), fence: true) { [options] _ in
                 let catalog = try await Blocking.run { try Catalog.load(from: repo) }
                 return try await DrillOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
                                                     options: options, tools: ctx.tools, clock: SystemClock())
             }
         } catch {
-            await JobLog.record(repo, job: "drill", started: started, error: error)
+            await JobRecord.record(repo, job: "drill", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobLog.record(repo, job: "drill", started: started, subject: record.id,
+        await JobRecord.record(repo, job: "drill", started: started, subject: record.id,
                             error: record.verdict == .pass ? nil : CairnError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
         if json { try Output.json(record) } else {
             Output.line("drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")")
@@ -157,15 +157,5 @@ struct DrillCommand: AsyncParsableCommand {
             Output.stderr("cairn: drill \(record.id) of backup \(record.backupId) FAILED at \(failed?.name ?? record.failedCheck ?? "?"): \(failed?.detail ?? "-") (see runbooks/drill-failed.md)")
             throw CommandExit(code: ErrorCode.dataCorrupt.exitCode)
         }
-    }
-}
-
-/// Job records for the report, metrics and doctor (best-effort: recording never fails a job).
-enum JobLog {
-    static func record(_ repo: any Repository, job: String, started: Date, subject: String? = nil, bytes: Int64? = nil,
-                       error: (any Error)? = nil) async {
-        let r = JobRecord(job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
-                          subject: subject, bytes: bytes, error: error)
-        await Blocking.runIgnoringErrors { r.save(to: repo) }
     }
 }

@@ -124,6 +124,14 @@ final class FileCopier: @unchecked Sendable {
         /// An incremental's kept blocks, waiting to be written as one ``BlockDelta`` entry.
         private var keep: UnsafeMutableRawBufferPointer?
 
+        /// The kept-blocks buffer, allocated by the first relation file an incremental keeps blocks of.
+        private func keepBuffer() -> UnsafeMutableRawBufferPointer {
+            if let k = keep { return k }
+            let k = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * RelationBlocks.blockSize, alignment: 64)
+            keep = k
+            return k
+        }
+
         fileprivate init(owner: FileCopier) { self.owner = owner }
         deinit {
             buffer.deallocate()
@@ -178,7 +186,6 @@ final class FileCopier: @unchecked Sendable {
         private func addBlocks(_ e: DataDirectory.Entry, fd: Int32, size: Int64, parentBlocks: Int64) throws {
             let bs = RelationBlocks.blockSize
             let threshold = owner.parent!.threshold
-            if keep == nil { keep = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * bs, alignment: 64) }
             var numbers: [UInt32] = []
             let total = size / Int64(bs)
             var block: Int64 = 0
@@ -188,7 +195,7 @@ final class FileCopier: @unchecked Sendable {
                 for i in 0..<count {
                     let page = UnsafeRawBufferPointer(rebasing: buffer[(i * bs)..<((i + 1) * bs)])
                     guard RelationBlocks.mustKeep(page: page, block: block + Int64(i), threshold: threshold, parentBlocks: parentBlocks) else { continue }
-                    keep!.baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: page.baseAddress!, byteCount: bs)
+                    keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: page.baseAddress!, byteCount: bs)
                     numbers.append(UInt32(block + Int64(i)))
                     if numbers.count == BlockDelta.maxBlocks {
                         try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers))
@@ -206,7 +213,6 @@ final class FileCopier: @unchecked Sendable {
         /// in ``BlockDelta`` entries; no entry when there are none.
         private func addSelected(_ e: DataDirectory.Entry, fd: Int32, size: Int64, blocks: [UInt32]) throws {
             let bs = RelationBlocks.blockSize
-            if keep == nil { keep = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * bs, alignment: 64) }
             var numbers: [UInt32] = []
             var i = 0
             while i < blocks.count {
@@ -215,7 +221,7 @@ final class FileCopier: @unchecked Sendable {
                 while i + n < blocks.count && blocks[i + n] == blocks[i] + UInt32(n) && n < buffer.count / bs
                     && numbers.count + n < BlockDelta.maxBlocks { n += 1 }
                 try preadPadded(fd: fd, n * bs, at: Int64(blocks[i]) * Int64(bs), path: e.source)
-                keep!.baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: buffer.baseAddress!, byteCount: n * bs)
+                keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: buffer.baseAddress!, byteCount: n * bs)
                 numbers += blocks[i..<(i + n)]
                 owner.add(bytes: Int64(n * bs))
                 if numbers.count == BlockDelta.maxBlocks {
@@ -247,7 +253,7 @@ final class FileCopier: @unchecked Sendable {
             let s = try header(TarHeader(name: e.path, mode: e.mode, size: delta.entrySize, type: BlockDelta.typeflag, linkName: ""),
                                mtime: e.mtime)
             try delta.encodeHeader().withUnsafeBytes { try s.write($0) }
-            try s.write(UnsafeRawBufferPointer(rebasing: keep![0..<(delta.blocks.count * RelationBlocks.blockSize)]))
+            try s.write(UnsafeRawBufferPointer(rebasing: keepBuffer()[0..<(delta.blocks.count * RelationBlocks.blockSize)]))
             try write(zeros: Int(TarHeader.padding(delta.entrySize)), to: s)
         }
 

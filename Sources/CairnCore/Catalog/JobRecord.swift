@@ -56,6 +56,14 @@ public struct JobRecord: Codable, Sendable, Equatable {
             + "\(Layout.backupId(at: started, type: "Z"))-\(job)-\(String(UInt16.random(in: 0...UInt16.max), radix: 16)).json"
     }
 
+    /// Records a finished job for the report, metrics and doctor (best-effort: recording never fails a job).
+    public static func record(_ repo: any Repository, job: String, started: Date, subject: String? = nil, bytes: Int64? = nil,
+                              error: (any Error)? = nil) async {
+        let r = JobRecord(job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
+                          subject: subject, bytes: bytes, error: error)
+        await Blocking.runIgnoringErrors { r.save(to: repo) }
+    }
+
     /// Stores the record; failures to record never fail the job itself.
     public func save(to repo: any Repository) {
         _ = try? repo.put(key, try SealedDocument.seal(self), options: .createOnly)

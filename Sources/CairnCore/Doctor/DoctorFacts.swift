@@ -19,6 +19,14 @@ public struct DoctorFacts: Sendable {
             self.archiveCommand = archiveCommand
             self.archiveTimeout = archiveTimeout
         }
+
+        /// Reads the settings over a connection.
+        public static func read(_ c: PGConnection) throws -> Settings {
+            func show(_ name: String) throws -> String { try c.scalar("SHOW \(name)") ?? "" }
+            let timeout = try c.scalar("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'").flatMap(Double.init) ?? 0
+            return Settings(walLevel: try show("wal_level"), archiveMode: try show("archive_mode"),
+                            archiveCommand: try show("archive_command"), archiveTimeout: timeout)
+        }
     }
 
     /// `pg_stat_archiver`.
@@ -99,10 +107,7 @@ public struct DoctorFacts: Sendable {
     public mutating func gatherCluster(conninfo: String, dataDirectory: String?, clock: any WallClock) {
         do {
             let c = try PGConnection(conninfo: conninfo)
-            func show(_ name: String) throws -> String { try c.scalar("SHOW \(name)") ?? "" }
-            let timeout = try c.scalar("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'").flatMap(Double.init) ?? 0
-            settings = Settings(walLevel: try show("wal_level"), archiveMode: try show("archive_mode"),
-                                archiveCommand: try show("archive_command"), archiveTimeout: timeout)
+            settings = try Settings.read(c)
             server = try Server.read(c)
             let before = clock.now()
             let row = try c.query("""

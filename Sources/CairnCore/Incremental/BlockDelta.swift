@@ -12,12 +12,14 @@ import Foundation
 ///     blocks      8192 × count
 ///
 /// A file with many changed blocks is stored as several such entries (each at most ``maxBlocks``), so the backup
-/// never holds more than one entry's blocks in memory.
+/// never holds more than one entry's blocks (1 MiB) in memory per lane. A reader accepts up to ``readLimit``.
 public struct BlockDelta: Equatable, Sendable {
     public static let typeflag = UInt8(ascii: "B")
     static let magic = Array("CAIRNBLK".utf8)
-    /// Blocks per entry: 4 MiB of data.
-    public static let maxBlocks = 512
+    /// Blocks per entry written: 1 MiB of data.
+    public static let maxBlocks = 128
+    /// Blocks per entry a reader accepts (a later writer may use larger entries).
+    public static let readLimit = 4096
     static let fixedHeader = 24
 
     public var fileSize: Int64
@@ -50,7 +52,7 @@ public struct BlockDelta: Equatable, Sendable {
         let size = bytes[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let count = Int(u32(16))
         let headerSize = fixedHeader + 4 * count
-        guard count <= maxBlocks, Int64(headerSize) + Int64(count) * Int64(RelationBlocks.blockSize) == entrySize,
+        guard count <= readLimit, Int64(headerSize) + Int64(count) * Int64(RelationBlocks.blockSize) == entrySize,
               size <= UInt64(Int64.max) else {
             throw CairnError(.dataCorrupt, "a block entry whose header does not match its size")
         }

@@ -72,6 +72,7 @@ final class BlockPlacer {
             try pending.withUnsafeBytes { try put($0) }
             pending = []
         }
+        try flush()
         if written > 0 { tally?.rewrote(path, bytes: written) }
     }
 
@@ -92,7 +93,8 @@ final class BlockPlacer {
         return got == block.count && onDisk.withUnsafeBytes { memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }
     }
 
-    /// One block (or a whole file's partial last one): written unless a newer backup had it.
+    /// One block (or a whole file's partial last one): written unless a newer backup had it. Consecutive blocks
+    /// are gathered into one write of up to ``runLimit`` bytes.
     private func put(_ block: UnsafeRawBufferPointer) throws {
         defer { index += 1 }
         let number: Int64
@@ -102,20 +104,36 @@ final class BlockPlacer {
         } else {
             number = Int64(index)
         }
-        guard blocks.claim(number) else { return }
+        guard blocks.claim(number) else { return try flush() }
         let at = number * Int64(RelationBlocks.blockSize)
-        if try alreadyThere(block, at: at) { return }
-        var off = 0
-        while off < block.count {
-            let n = pwrite(fd, block.baseAddress! + off, block.count - off, off_t(at + Int64(off)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
-                                hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+        if try alreadyThere(block, at: at) { return try flush() }  // a delta restore: this block is right already
+        if run.isEmpty || runStart + Int64(run.count) != at || run.count + block.count > Self.runLimit { try flush() }
+        if run.isEmpty { runStart = at }
+        run += block
+    }
+
+    /// Bytes gathered for one write.
+    static let runLimit = 1 << 20
+    private var run: [UInt8] = []
+    private var runStart: Int64 = 0
+
+    /// Writes the gathered run of blocks.
+    private func flush() throws {
+        guard !run.isEmpty else { return }
+        try run.withUnsafeBytes { bytes in
+            var off = 0
+            while off < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + off, bytes.count - off, off_t(runStart + Int64(off)))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let e = errno
+                    throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
+                                     hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+                }
+                off += n
             }
-            off += n
         }
-        written += Int64(block.count)
+        written += Int64(run.count)
+        run.removeAll(keepingCapacity: true)
     }
 }

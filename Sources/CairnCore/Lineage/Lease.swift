@@ -110,3 +110,19 @@ public struct Lease: Codable, Sendable, Equatable {
         }
     }
 }
+
+extension Lease {
+    /// Takes a lease of `kind` for `ttl` seconds, runs `body` with it, releases it (also on an interrupt). With
+    /// `fence`, waits first while an expire runs, so `body` reads a catalog nothing is deleted from.
+    public static func holding<T>(_ kind: Kind, repo: any Repository, ttl: Double, fence: Bool,
+                                  _ body: (Lease) async throws -> T) async throws -> T {
+        let lease = try await Blocking.run { try Lease.take(kind, repo: repo, ttl: ttl, clock: SystemClock()) }
+        let interrupt = Interruption.onInterrupt("") { Lease.release(lease.id, repo: repo) }
+        defer {
+            Interruption.remove(interrupt)
+            Lease.release(lease.id, repo: repo)
+        }
+        if fence { try await Blocking.run { try Lease.awaitNoExpire(repo: repo, clock: SystemClock()) } }
+        return try await body(lease)
+    }
+}

@@ -115,6 +115,8 @@ public struct RecoveryPlan: Sendable, Codable {
     /// Recovery settings to write, in order.
     public var settings: [Setting]
     public var window: [RecoverableSpan]
+    /// The backups laid out, the full one first and `backupId` last (one for a full backup).
+    public var chain: [String] = []
 
     public struct Setting: Sendable, Codable, Equatable {
         public var name: String
@@ -123,7 +125,7 @@ public struct RecoveryPlan: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case backupId = "backup"
-        case target, timeline, settings, window
+        case target, timeline, settings, window, chain
         case firstSegment = "first_segment"
         case lastNeededSegment = "last_needed_segment"
         case lastAvailableSegment = "last_available_segment"
@@ -258,7 +260,8 @@ public enum RecoveryPlanner {
         let chosen = choice.candidate
         return RecoveryPlan(backupId: chosen.backup.id, target: target.description, timeline: tli,
                             firstSegment: chosen.backup.start.wal, lastNeededSegment: choice.lastNeeded,
-                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows)
+                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows,
+                            chain: ((try? catalog.chain(chosen.backup.id)) ?? [chosen.backup]).map(\.id))
     }
 
     /// The backup a target recovers from, the setting that stops PostgreSQL there, and the last segment replay needs

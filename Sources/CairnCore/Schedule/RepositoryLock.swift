@@ -38,6 +38,27 @@ public final class RepositoryLock: @unchecked Sendable {
 
     public static func key(_ name: String) -> String { Layout.lockKey(name) }
 
+    /// Takes the lock of `job` for `ttl` seconds, runs `body`, releases it. Interrupted (the daemon stopping, a
+    /// timeout, Ctrl-C), even while the lock is being taken: says so in the job history and frees the lock at
+    /// once, so another host need not wait for it to expire.
+    public static func holding<T>(_ job: String, repo: any Repository, ttl: Double,
+                                  _ body: () async throws -> T) async throws -> T {
+        let token = UUID().uuidString
+        let started = Date()
+        let acquired = Mutex(false)
+        let interrupt = Interruption.onInterrupt("the \(job) lock was released") {
+            guard acquired.withLock({ $0 }) else { return RepositoryLock.release(job, token: token, repo: repo) }
+            JobRecord(job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
+                      error: CairnError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
+            RepositoryLock.release(job, token: token, repo: repo)
+        }
+        defer { Interruption.remove(interrupt) }
+        let lock = try await Blocking.run { try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token) }
+        acquired.withLock { $0 = true }
+        defer { lock.release() }
+        return try await body()
+    }
+
     private init(name: String, holder: Holder, repo: any Repository) {
         self.name = name
         self.holder = holder
