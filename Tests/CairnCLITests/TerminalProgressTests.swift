@@ -6,8 +6,11 @@ import TestSupport
 /// ETA; without a terminal it prints no progress, and `--verbose` gives plain lines instead.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct TerminalProgressTests {
     @Test func aTerminalShowsBytesShareRateAndETA() throws {
+        // One lane and a slow compression level: the backup must outlast the progress line's first half second
+        // even on a fast machine (at level 3 it once took 778 ms).
         let c = try ScratchCluster(name: "tty") { dir, conninfo in
-            try TestRepository.config(.local, dir: dir, conninfo: conninfo, limits: ["parallelism: 1"])
+            try TestRepository.config(.local, dir: dir, conninfo: conninfo, limits: ["parallelism: 1"],
+                                      extra: "compression:\n  level: 9\n  threads: 1")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
