@@ -191,7 +191,7 @@ final class FileCopier: @unchecked Sendable {
             var block: Int64 = 0
             while block < total {
                 let count = Int(min(Int64(buffer.count / bs), total - block))
-                try readPadded(fd: fd, count * bs, path: e.source)
+                try preadPadded(fd: fd, count * bs, at: block * Int64(bs), path: e.source)
                 for i in 0..<count {
                     let page = UnsafeRawBufferPointer(rebasing: buffer[(i * bs)..<((i + 1) * bs)])
                     guard RelationBlocks.mustKeep(page: page, block: block + Int64(i), threshold: threshold, parentBlocks: parentBlocks) else { continue }
@@ -234,7 +234,7 @@ final class FileCopier: @unchecked Sendable {
             owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: nil))
         }
 
-        /// Reads `n` bytes at `offset` into the buffer, zeros past the end of a file that shrank.
+        /// Reads `n` bytes (at most the buffer) at `offset` into the buffer, zeros past the end of a file that shrank.
         private func preadPadded(fd: Int32, _ n: Int, at offset: Int64, path: String) throws {
             var got = 0
             while got < n {
@@ -261,7 +261,7 @@ final class FileCopier: @unchecked Sendable {
         /// parent's, stored whole otherwise.
         private func addUnlessUnchanged(_ e: DataDirectory.Entry, fd: Int32, size: Int64, parentCRC: UInt32) throws {
             let n = Int(size)
-            try readPadded(fd: fd, n, path: e.source)
+            try preadPadded(fd: fd, n, at: 0, path: e.source)
             owner.add(bytes: size)
             let content = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             let crc = cairn_crc32c_update(0xFFFF_FFFF, content.baseAddress, n) ^ 0xFFFF_FFFF
@@ -270,20 +270,6 @@ final class FileCopier: @unchecked Sendable {
             try s.write(content)
             try write(zeros: Int(TarHeader.padding(size)), to: s)
             files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
-        }
-
-        /// Reads `n` bytes (at most the buffer) into the buffer, zeros past the end of a file that shrank.
-        private func readPadded(fd: Int32, _ n: Int, path: String) throws {
-            var got = 0
-            while got < n {
-                let r = read(fd, buffer.baseAddress! + got, n - got)
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
-                got += r
-            }
         }
 
         /// Reads exactly `size` bytes: a file that shrank since the scan is padded with zeros and one that grew is
