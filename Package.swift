@@ -6,7 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "cairn", targets: ["cairn"]),
-        .library(name: "CairnCore", targets: ["CairnCore"]),
+        .library(name: "CairnCore", targets: ["CairnCore"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -16,7 +16,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),   // its FlyingSocks
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1")  // its FlyingSocks
     ],
     targets: [
         // System libraries. zstd is linked; libpq and libcurl (headers from libpq-dev and libcurl4-openssl-dev)
@@ -31,46 +31,57 @@ let package = Package(
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
 
         // Base: the error model (codes and exit codes), clocks, sizes and durations, threads for blocking work.
-        .target(name: "CairnBase", dependencies: [
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "CairnBase",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log")
+            ]),
         // Storage layer: the Repository protocol and its drivers (local folder, S3, in-memory).
-        .target(name: "CairnStorage", dependencies: [
-            "CairnBase", "CCurl",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "CairnStorage",
+            dependencies: [
+                "CairnBase", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log")
+            ]),
         // PostgreSQL layer: libpq, WAL/LSN types, pg_* tool runners and parsers; the only place that spawns processes.
-        .target(name: "CairnPostgres", dependencies: [
-            "CairnBase", "CLibPQ",
-            .product(name: "Subprocess", package: "swift-subprocess"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "CairnPostgres",
+            dependencies: [
+                "CairnBase", "CLibPQ",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log")
+            ]),
         // Core: transfer pipeline, catalog, operations, policies.
-        .target(name: "CairnCore", dependencies: [
-            "CairnStorage", "CairnPostgres", "CZstd", "CCRC32C",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "CairnCore",
+            dependencies: [
+                "CairnStorage", "CairnPostgres", "CZstd", "CCRC32C",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log")
+            ]),
         // CLI: configuration loading, ArgumentParser commands, composition root.
-        .target(name: "CairnCLI", dependencies: [
-            "CairnCore",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Yams", package: "Yams"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "FlyingSocks", package: "FlyingFox"),
-            .product(name: "Subprocess", package: "swift-subprocess"),
-        ]),
+        .target(
+            name: "CairnCLI",
+            dependencies: [
+                "CairnCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "Subprocess", package: "swift-subprocess")
+            ]),
         .executableTarget(name: "cairn", dependencies: ["CairnCLI"]),
 
         .testTarget(name: "CairnBaseTests", dependencies: ["CairnBase", "TestSupport"]),
-        .testTarget(name: "CairnStorageTests", dependencies: ["CairnStorage", "TestSupport"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CairnStorageTests", dependencies: ["CairnStorage", "TestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CairnPostgresTests", dependencies: ["CairnPostgres", "TestSupport"]),
         .testTarget(name: "CairnCoreTests", dependencies: ["CairnCore", "TestSupport"]),
         .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCore", "TestSupport"]),
-        .target(name: "TestSupport", dependencies: ["CairnStorage", "CairnPostgres"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CairnStorage", "CairnPostgres"], path: "Tests/TestSupport")
     ]
 )

@@ -33,7 +33,9 @@ public struct CairnError: ReportableError {
     /// The error this one reports, when it wraps another.
     public let cause: (any Error)?
 
-    public init(_ code: ErrorCode, _ message: String, hint: String? = nil, retryable: Bool = false, cause: (any Error)? = nil) {
+    public init(
+        _ code: ErrorCode, _ message: String, hint: String? = nil, retryable: Bool = false, cause: (any Error)? = nil
+    ) {
         self.code = code
         self.message = message
         self.hint = hint
@@ -57,9 +59,12 @@ extension CairnError {
     /// problem is returned as it is.
     public static func combining(_ errors: [any Error], summary: String) -> any Error {
         guard errors.count > 1 else { return errors[0] }
-        let lines = errors.map(describeError).map { e in "  - \(e.message) [\(e.code.rawValue)]\(e.hint.map { " — \($0)" } ?? "")" }
-        return CairnError(describeError(errors[0]).code, "\(errors.count) problems \(summary)\n" + lines.joined(separator: "\n"),
-                          hint: "fix each problem listed above, then run the command again")
+        let lines = errors.map(describeError).map { e in
+            "  - \(e.message) [\(e.code.rawValue)]\(e.hint.map { " — \($0)" } ?? "")"
+        }
+        return CairnError(
+            describeError(errors[0]).code, "\(errors.count) problems \(summary)\n" + lines.joined(separator: "\n"),
+            hint: "fix each problem listed above, then run the command again")
     }
 }
 
@@ -67,6 +72,8 @@ extension CairnError {
 public func describeError(_ error: any Error) -> (code: ErrorCode, message: String, hint: String?) {
     if let e = error as? any ReportableError { return (e.code, e.message, e.hint) }
     if error is CancellationError { return (.interrupted, "the operation was interrupted", nil) }
-    return (.internal, "unexpected error: \(String(describing: error))",
-            "this is a bug in cairn; please report it with the command you ran")
+    return (
+        .internal, "unexpected error: \(String(describing: error))",
+        "this is a bug in cairn; please report it with the command you ran"
+    )
 }

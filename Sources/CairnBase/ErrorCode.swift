@@ -80,11 +80,13 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .internal: return 70
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
         case .repoTimeout, .backupCommitUnknown: return 75
-        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty, .restoreTargetNotEmpty, .repoNoSpace:
+        case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty,
+            .restoreTargetNotEmpty, .repoNoSpace:
             return 73
         case .repoAuth, .repoAccessDenied, .pgAuth, .keyMismatch: return 77
-        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget, .keyMissing,
-             .repoCreateOnlyUnsupported:
+        case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget,
+            .keyMissing,
+            .repoCreateOnlyUnsupported:
             return 78
         case .interrupted: return 130
         }

@@ -8,7 +8,12 @@ public enum FileIO {
         var st = stat()
         guard stat(path, &st) == 0, let data = FileManager.default.contents(atPath: path) else { return nil }
         let loose = st.st_mode & 0o077 != 0
-        return (data, loose ? "\(what) \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)" : nil)
+        return (
+            data,
+            loose
+                ? "\(what) \(path) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)"
+                : nil
+        )
     }
 
     /// Reads a whole file into one buffer (one allocation, one copy; nil with `errno` set on failure).
@@ -37,7 +42,7 @@ public enum FileIO {
             }
             return false
         }
-        if !failed && done < size { errno = EIO }   // the file shrank while it was read
+        if !failed && done < size { errno = EIO }  // the file shrank while it was read
         return !failed && done == size
     }
 
@@ -49,8 +54,9 @@ public enum FileIO {
             if n < 0 {
                 if errno == EINTR { continue }
                 let e = errno
-                throw CairnError(e == ENOSPC ? .repoNoSpace : .localIO, "write failed: \(String(cString: strerror(e)))",
-                                hint: e == ENOSPC ? "free space on the target file system" : nil)
+                throw CairnError(
+                    e == ENOSPC ? .repoNoSpace : .localIO, "write failed: \(String(cString: strerror(e)))",
+                    hint: e == ENOSPC ? "free space on the target file system" : nil)
             }
             off += n
         }

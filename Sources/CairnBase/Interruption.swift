@@ -66,7 +66,9 @@ public enum Interruption {
         source.setEventHandler {
             handling.lock()
             request()
-            let (actions, exit) = state.withLock { s in defer { s.actions = [] }; return (s.actions, s.exit) }
+            let (actions, exit) = state.withLock { s in
+                defer { s.actions = [] }; return (s.actions, s.exit)
+            }
             for a in actions.reversed() { a.run() }
             exit?(actions.map(\.what).filter { !$0.isEmpty })
         }

@@ -9,9 +9,12 @@ public enum Redaction {
     /// `NAME=value`, `--name=value`, `name = 'value'` (libpq): the name, then the value (quoted or up to a blank).
     /// (Constant patterns: nil never happens in practice, and then ``redact(_:)`` hides the whole text.)
     static let assignment = try? NSRegularExpression(
-        pattern: #"(?<![A-Za-z0-9_.-])(?:--?)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'";&|]+)"#)
+        pattern:
+            #"(?<![A-Za-z0-9_.-])(?:--?)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'";&|]+)"#
+    )
     /// `scheme://user:password@host`: the password.
-    static let urlPassword = try? NSRegularExpression(pattern: #"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s'"]+):([^@/\s'"]+)@"#)
+    static let urlPassword = try? NSRegularExpression(
+        pattern: #"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s'"]+):([^@/\s'"]+)@"#)
 
     /// Whether a setting's name says it holds a secret: it mentions a secret, password, token or credential, or it
     /// is a key (`AWS_SECRET_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CAIRN_MASTER_KEY`, `PGPASSWORD`, `password`).
@@ -42,7 +45,9 @@ public enum Redaction {
         for (name, _) in secretAssignments(text) where !names.contains(name) { names.append(name) }
         let ns = text as NSString
         guard let urlPassword else { return names }
-        if !urlPassword.matches(in: text, range: NSRange(location: 0, length: ns.length)).isEmpty { names.append("a password in a URL") }
+        if !urlPassword.matches(in: text, range: NSRange(location: 0, length: ns.length)).isEmpty {
+            names.append("a password in a URL")
+        }
         return names
     }
 

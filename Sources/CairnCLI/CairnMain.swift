@@ -14,14 +14,17 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log format on stderr: text or json.")
     var logFormat: String = "text"
 
-    @Flag(name: .shortAndLong, help: "Log progress (same as --log-level info); without a terminal, print progress lines.")
+    @Flag(
+        name: .shortAndLong, help: "Log progress (same as --log-level info); without a terminal, print progress lines.")
     var verbose = false
 
     @Flag(name: .shortAndLong, help: "Only errors: no progress display, log level error.")
     var quiet = false
 
     func validate() throws {
-        guard !(quiet && verbose) else { throw ValidationError("--quiet and --verbose contradict each other; choose one") }
+        guard !(quiet && verbose) else {
+            throw ValidationError("--quiet and --verbose contradict each other; choose one")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
@@ -39,11 +42,14 @@ public struct CairnCommand: AsyncParsableCommand {
         commandName: "cairn",
         abstract: "PostgreSQL backup and restore with proof that restores work.",
         version: CairnVersion.current,
-        subcommands: [InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
-                      InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self, DoctorCommand.self,
-                      DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
-                      WalPushCommand.self, WalPushAheadCommand.self,
-                      WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self, TimelineCommand.self])
+        subcommands: [
+            InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
+            InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self,
+            DoctorCommand.self,
+            DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
+            WalPushCommand.self, WalPushAheadCommand.self,
+            WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self, TimelineCommand.self
+        ])
 
     public init() {}
 }
@@ -53,14 +59,16 @@ public enum CairnMain {
     public static func run(arguments: [String]? = nil) async -> Never {
         // An interrupt runs the clean-ups jobs registered, then reports what they did.
         Interruption.setExitHandler { done in
-            Output.stderr("cairn: error: interrupted\(done.isEmpty ? "" : "; " + done.joined(separator: "; ")) [interrupted]")
+            Output.stderr(
+                "cairn: error: interrupted\(done.isEmpty ? "" : "; " + done.joined(separator: "; ")) [interrupted]")
             terminate(ErrorCode.interrupted.exitCode)
         }
         do {
             let args = hoistGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
             var command = try parse(args)
             if let g = globalOptions(of: command) {
-                CairnLogHandler.bootstrap(level: g.level, format: CairnLogHandler.Format(rawValue: g.logFormat) ?? .text)
+                CairnLogHandler.bootstrap(
+                    level: g.level, format: CairnLogHandler.Format(rawValue: g.logFormat) ?? .text)
             } else {
                 CairnLogHandler.bootstrap(level: .warning, format: .text)
             }
@@ -81,7 +89,8 @@ public enum CairnMain {
             // Usage errors are reported like every other error (one line, the code, a hint); help and version
             // requests are printed by ArgumentParser.
             if CairnCommand.exitCode(for: error) == .validationFailure {
-                terminate(Output.report(usageError(error, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))))
+                terminate(
+                    Output.report(usageError(error, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))))
             }
             CairnCommand.exit(withError: error)
         }
@@ -117,7 +126,9 @@ extension CairnMain {
     /// CPU of a `wal-push` acknowledged from a push-ahead record. Anything that command alone does not accept
     /// (help, a mistake) goes through the full tree, which reports it as before.
     static func parse(_ args: [String]) throws -> any ParsableCommand {
-        if args.first == WalPushCommand.configuration.commandName, let c = try? WalPushCommand.parse(Array(args.dropFirst())) {
+        if args.first == WalPushCommand.configuration.commandName,
+            let c = try? WalPushCommand.parse(Array(args.dropFirst()))
+        {
             return c
         }
         return try CairnCommand.parseAsRoot(args)
@@ -144,9 +155,13 @@ extension CairnMain {
             let a = args[i]
             let name = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
             if withValue.contains(name) {
-                if a.contains("=") { hoisted.append(a); i += 1 } else if i + 1 < args.count {
+                if a.contains("=") {
+                    hoisted.append(a); i += 1
+                } else if i + 1 < args.count {
                     hoisted += [a, args[i + 1]]; i += 2
-                } else { break }
+                } else {
+                    break
+                }
             } else if flags.contains(a) {
                 hoisted.append(a); i += 1
             } else {

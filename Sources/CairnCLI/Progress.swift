@@ -27,7 +27,8 @@ final class ProgressLine: @unchecked Sendable {
 
     /// Callbacks for a backup.
     var callbacks: BackupOperation.Progress {
-        BackupOperation.Progress(onBytes: { [self] in bytes($0) }, onPhase: { [self] in setPhase($0) }, onTotal: { [self] in setTotal($0) })
+        BackupOperation.Progress(
+            onBytes: { [self] in bytes($0) }, onPhase: { [self] in setPhase($0) }, onTotal: { [self] in setTotal($0) })
     }
 
     func setPhase(_ p: String) {

@@ -43,23 +43,28 @@ public final class BaseBackupStream {
         do {
             connection = try PGConnection(conninfo: conninfo, overrides: ["replication": "true"])
         } catch let e as CairnError where e.code == .pgAuth {
-            throw CairnError(.pgAuth, e.message,
-                                hint: "the backup needs a replication connection: the user needs the REPLICATION attribute and pg_hba.conf a `replication` line for it")
+            throw CairnError(
+                .pgAuth, e.message,
+                hint:
+                    "the backup needs a replication connection: the user needs the REPLICATION attribute and pg_hba.conf a `replication` line for it"
+            )
         }
     }
 
     /// Runs the backup, passing every event to `handler` in order.
     public func run(label: String, fastCheckpoint: Bool = true, handler: (Event) throws -> Void) throws -> Result {
         let quoted = label.replacingOccurrences(of: "'", with: "''")
-        let cmd = "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, PROGRESS true, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
+        let cmd =
+            "BASE_BACKUP (LABEL '\(quoted)', CHECKPOINT '\(fastCheckpoint ? "fast" : "spread")', WAIT false, PROGRESS true, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C')"
         guard PQsendQuery(connection.conn, cmd) == 1 else { throw failure("BASE_BACKUP could not be sent") }
         let start = try position("start")
         let tablespaces = try readTablespaces(handler)
         try readCopyStream(handler)
         let stop = try position("end")
         try awaitCompletion()
-        return Result(startLSN: start.lsn, startTimeline: start.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline,
-                      tablespaces: tablespaces)
+        return Result(
+            startLSN: start.lsn, startTimeline: start.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline,
+            tablespaces: tablespaces)
     }
 
     /// The start or end position and timeline (a one-row result).
@@ -74,8 +79,11 @@ public final class BaseBackupStream {
     /// The tablespaces, with the estimated total size passed on as an event.
     private func readTablespaces(_ handler: (Event) throws -> Void) throws -> [Tablespace] {
         let tsRows = try nextTuples("BASE_BACKUP tablespaces")
-        let tablespaces = tsRows.map { Tablespace(oid: $0.first.flatMap { $0.flatMap { UInt32($0) } },
-                                                  location: $0.count > 1 ? $0[1] : nil) }
+        let tablespaces = tsRows.map {
+            Tablespace(
+                oid: $0.first.flatMap { $0.flatMap { UInt32($0) } },
+                location: $0.count > 1 ? $0[1] : nil)
+        }
         // With PROGRESS, each tablespace row carries its size in kB.
         let sizes = tsRows.compactMap { $0.count > 2 ? $0[2].flatMap { Int64($0) } : nil }
         if !sizes.isEmpty { try handler(.estimate(sizes.reduce(0, +) * 1024)) }
@@ -129,7 +137,9 @@ public final class BaseBackupStream {
             let st = PQresultStatus(r)
             let msg = String(cString: PQresultErrorMessage(r))
             PQclear(r)
-            if st == PGRES_FATAL_ERROR { throw CairnError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))") }
+            if st == PGRES_FATAL_ERROR {
+                throw CairnError(.pgQuery, "BASE_BACKUP failed: \(PGConnection.firstLine(msg))")
+            }
         }
     }
 
@@ -138,12 +148,14 @@ public final class BaseBackupStream {
         guard let r = PQgetResult(conn) else { throw failure("\(what): no result") }
         defer { PQclear(r) }
         guard PQresultStatus(r) == PGRES_TUPLES_OK else {
-            throw CairnError(.pgQuery, "\(what) failed: \(PGConnection.firstLine(String(cString: PQresultErrorMessage(r))))",
-                                hint: "the server log has details; check max_wal_senders and that no other backup blocks this one")
+            throw CairnError(
+                .pgQuery, "\(what) failed: \(PGConnection.firstLine(String(cString: PQresultErrorMessage(r))))",
+                hint: "the server log has details; check max_wal_senders and that no other backup blocks this one")
         }
         var rows: [[String?]] = []
         for i in 0..<PQntuples(r) {
-            rows.append((0..<PQnfields(r)).map { f in PQgetisnull(r, i, f) == 1 ? nil : String(cString: PQgetvalue(r, i, f)) })
+            rows.append(
+                (0..<PQnfields(r)).map { f in PQgetisnull(r, i, f) == 1 ? nil : String(cString: PQgetvalue(r, i, f)) })
         }
         return rows
     }

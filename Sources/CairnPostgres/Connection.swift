@@ -40,8 +40,9 @@ public final class PGConnection: @unchecked Sendable {
 
     /// libpq is opened on first use (see `cairn_lazy.h`); nil when it is loaded, otherwise the error to report.
     private static let libpqMissing: CairnError? = clibpq_load().map {
-        CairnError(.pgUnreachable, "cannot load libpq, which connecting to PostgreSQL needs: \(String(cString: $0))",
-                      hint: "install it: apt-get install libpq5")
+        CairnError(
+            .pgUnreachable, "cannot load libpq, which connecting to PostgreSQL needs: \(String(cString: $0))",
+            hint: "install it: apt-get install libpq5")
     }
 
     /// Throws when libpq cannot be loaded.
@@ -57,9 +58,11 @@ public final class PGConnection: @unchecked Sendable {
         let cparams = params.map { $0.map { strdup($0) } ?? nil }
         defer { cparams.forEach { free($0) } }
         let ptrs: [UnsafePointer<CChar>?] = cparams.map { $0.map { UnsafePointer($0) } }
-        guard let res = ptrs.withUnsafeBufferPointer({
-            PQexecParams(conn, sql, Int32(params.count), nil, $0.baseAddress, nil, nil, 0)
-        }) else {
+        guard
+            let res = ptrs.withUnsafeBufferPointer({
+                PQexecParams(conn, sql, Int32(params.count), nil, $0.baseAddress, nil, nil, 0)
+            })
+        else {
             throw CairnError(.pgQuery, "query failed: \(PGConnection.firstLine(String(cString: PQerrorMessage(conn))))")
         }
         defer { PQclear(res) }
@@ -103,11 +106,14 @@ public final class PGConnection: @unchecked Sendable {
         let lower = msg.lowercased()
         if lower.contains("password authentication failed") || lower.contains("no password supplied")
             || lower.contains("peer authentication failed") || lower.contains("no pg_hba.conf entry")
-            || lower.contains("role") && lower.contains("does not exist") {
-            return CairnError(.pgAuth, "PostgreSQL refused the connection: \(msg)",
-                                 hint: "check cluster.connection (user, password via ~/.pgpass or PGPASSFILE) and pg_hba.conf")
+            || lower.contains("role") && lower.contains("does not exist")
+        {
+            return CairnError(
+                .pgAuth, "PostgreSQL refused the connection: \(msg)",
+                hint: "check cluster.connection (user, password via ~/.pgpass or PGPASSFILE) and pg_hba.conf")
         }
-        return CairnError(.pgUnreachable, "cannot connect to PostgreSQL: \(msg)",
-                             hint: "check that the server runs and that cluster.connection (host, port) points at it")
+        return CairnError(
+            .pgUnreachable, "cannot connect to PostgreSQL: \(msg)",
+            hint: "check that the server runs and that cluster.connection (host, port) points at it")
     }
 }

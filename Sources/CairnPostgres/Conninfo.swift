@@ -14,7 +14,10 @@ public struct Conninfo: Sendable, Equatable {
         guard let parsed = PQconninfoParse(text, &err) else {
             let msg = err.map { String(cString: $0) } ?? "invalid connection string"
             if let err { PQfreemem(err) }
-            throw CairnError(.pgConfig, "cluster.connection is not a valid libpq connection string: \(msg.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw CairnError(
+                .pgConfig,
+                "cluster.connection is not a valid libpq connection string: \(msg.trimmingCharacters(in: .whitespacesAndNewlines))"
+            )
         }
         defer { PQconninfoFree(parsed) }
         var out: [String: String] = [:]

@@ -23,9 +23,12 @@ public struct PostmasterPid: Sendable, Equatable {
     /// Parses the text of a `postmaster.pid`; nil when lines 1 to 4 are missing or not numbers where numbers belong
     /// (an empty file, one a starting postmaster has not finished writing, or something else entirely).
     public static func parse(_ text: String) -> PostmasterPid? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         guard lines.count >= 4, let pid = Int32(lines[0]), pid > 0, !lines[1].isEmpty,
-              let start = Int64(lines[2]), let port = Int(lines[3]), (1...65535).contains(port) else { return nil }
+            let start = Int64(lines[2]), let port = Int(lines[3]), (1...65535).contains(port)
+        else { return nil }
         return PostmasterPid(pid: pid, dataDirectory: lines[1], startTime: start, port: port)
     }
 }
@@ -49,7 +52,8 @@ public enum LocalServerProof {
     /// on this host. Queries the server's port and postmaster start time.
     /// - Throws: errors from the queries only; an absent, unreadable or different lock file is a ``Mismatch``.
     public static func matches(conn: PGConnection, dataDirectory: String) throws -> Result<Void, Mismatch> {
-        let row = try conn.query("SELECT floor(extract(epoch FROM pg_postmaster_start_time()))::bigint::text, current_setting('port')")
+        let row = try conn.query(
+            "SELECT floor(extract(epoch FROM pg_postmaster_start_time()))::bigint::text, current_setting('port')")
         guard let r = row.first, r.count == 2, let start = Int64(r[0] ?? ""), let port = Int(r[1] ?? "") else {
             throw CairnError(.pgQuery, "the server did not report its start time and port")
         }
@@ -57,7 +61,8 @@ public enum LocalServerProof {
     }
 
     /// The comparison itself, for a server that started at `serverStartTime` (epoch seconds) on `serverPort`.
-    public static func matches(serverStartTime: Int64, serverPort: Int, dataDirectory: String) -> Result<Void, Mismatch> {
+    public static func matches(serverStartTime: Int64, serverPort: Int, dataDirectory: String) -> Result<Void, Mismatch>
+    {
         let path = dataDirectory + "/postmaster.pid"
         let text: String
         switch readLockFile(path) {
@@ -71,22 +76,30 @@ public enum LocalServerProof {
     }
 
     /// Compares a parsed lock file with the server's port and start time.
-    static func compare(_ lock: PostmasterPid, path: String, serverStartTime: Int64, serverPort: Int) -> Result<Void, Mismatch> {
+    static func compare(
+        _ lock: PostmasterPid, path: String, serverStartTime: Int64, serverPort: Int
+    ) -> Result<Void, Mismatch> {
         guard lock.port == serverPort else {
-            return .failure(Mismatch("\(path) on this host belongs to a postmaster on port \(lock.port) (pid \(lock.pid)), "
-                                     + "but the server cairn connects to listens on port \(serverPort)"))
+            return .failure(
+                Mismatch(
+                    "\(path) on this host belongs to a postmaster on port \(lock.port) (pid \(lock.pid)), "
+                        + "but the server cairn connects to listens on port \(serverPort)"))
         }
         let lag = serverStartTime - lock.startTime
         guard lag >= 0 && lag <= startTimeSlack else {
-            return .failure(Mismatch("\(path) on this host belongs to a postmaster started at \(formatEpoch(lock.startTime)) (pid \(lock.pid)), "
-                                     + "but the server cairn connects to started at \(formatEpoch(serverStartTime))"))
+            return .failure(
+                Mismatch(
+                    "\(path) on this host belongs to a postmaster started at \(formatEpoch(lock.startTime)) (pid \(lock.pid)), "
+                        + "but the server cairn connects to started at \(formatEpoch(serverStartTime))"))
         }
         return .success(())
     }
 
     static func readLockFile(_ path: String) -> Result<String, Mismatch> {
         guard let data = FileManager.default.contents(atPath: path) else {
-            let why = access(path, F_OK) == 0 ? "is not readable by this user" : "does not exist (no server runs there on this host)"
+            let why =
+                access(path, F_OK) == 0
+                ? "is not readable by this user" : "does not exist (no server runs there on this host)"
             return .failure(Mismatch("\(path) \(why)"))
         }
         return .success(String(decoding: data, as: UTF8.self))

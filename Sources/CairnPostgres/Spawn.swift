@@ -2,7 +2,7 @@ import CairnBase
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starting processes that outlive the caller (the WAL prefetcher). Tools that Cairn waits for run through

@@ -25,13 +25,18 @@ public struct ClusterInfo: Sendable, Equatable, Codable {
     /// Reads the facts over a connection.
     public static func read(_ c: PGConnection) throws -> ClusterInfo {
         let sysid = try c.scalar("SELECT system_identifier::text FROM pg_control_system()") ?? ""
-        let segsize = try c.scalar("SELECT setting::bigint * (CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END) FROM pg_settings WHERE name = 'wal_segment_size'")
+        let segsize = try c.scalar(
+            "SELECT setting::bigint * (CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END) FROM pg_settings WHERE name = 'wal_segment_size'"
+        )
         let datadir = try? c.scalar("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
         guard c.serverVersion >= 100000 else {
-            throw CairnError(.pgVersion, "PostgreSQL \(c.serverVersion / 10000) is not supported",
-                                hint: "cairn backs up PostgreSQL 15 and later (tested on 15 and 18; see the README's supported versions)")
+            throw CairnError(
+                .pgVersion, "PostgreSQL \(c.serverVersion / 10000) is not supported",
+                hint:
+                    "cairn backs up PostgreSQL 15 and later (tested on 15 and 18; see the README's supported versions)")
         }
-        return ClusterInfo(systemIdentifier: sysid, versionNum: c.serverVersion,
-                           walSegmentSize: Int64(segsize ?? "") ?? 16 << 20, dataDirectory: datadir ?? nil)
+        return ClusterInfo(
+            systemIdentifier: sysid, versionNum: c.serverVersion,
+            walSegmentSize: Int64(segsize ?? "") ?? 16 << 20, dataDirectory: datadir ?? nil)
     }
 }

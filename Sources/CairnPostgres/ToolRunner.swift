@@ -3,9 +3,9 @@ import Foundation
 import Subprocess
 
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// Runs PostgreSQL's client tools (pg_dump, pg_dumpall, pg_restore, psql) from the configured bin directory,
@@ -25,16 +25,21 @@ public struct ToolRunner: Sendable {
     func path(_ tool: String) throws -> String {
         let p = binDirectory + "/" + tool
         guard FileManager.default.isExecutableFile(atPath: p) else {
-            throw CairnError(.pgTool, "\(tool) not found in \(binDirectory)",
-                                hint: "set cluster.bin_directory to the folder with PostgreSQL's client programs (e.g. /usr/lib/postgresql/15/bin)")
+            throw CairnError(
+                .pgTool, "\(tool) not found in \(binDirectory)",
+                hint:
+                    "set cluster.bin_directory to the folder with PostgreSQL's client programs (e.g. /usr/lib/postgresql/15/bin)"
+            )
         }
         return p
     }
 
     /// Runs `tool` with its standard output on a pipe that `consume` reads (on its own thread) until end of file.
     /// Throws the consumer's error if it failed, else `pg.tool` with the tool's messages if it exited non-zero.
-    public func runReadingOutput<T: Sendable>(_ tool: String, _ args: [String], environment: [String: String] = [:],
-                                              consume: @escaping @Sendable (Int32) throws -> T) async throws -> T {
+    public func runReadingOutput<T: Sendable>(
+        _ tool: String, _ args: [String], environment: [String: String] = [:],
+        consume: @escaping @Sendable (Int32) throws -> T
+    ) async throws -> T {
         let exe = try path(tool)
         let (readFD, writeFD) = try makePipe()
         let errFD = try anonymousFile()
@@ -47,8 +52,10 @@ public struct ToolRunner: Sendable {
         do {
             status = try await Subprocess.run(
                 .path(FilePath(exe)), arguments: Arguments(args), environment: env(environment),
-                input: .none, output: .fileDescriptor(FileDescriptor(rawValue: writeFD), closeAfterSpawningProcess: true),
-                error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)).terminationStatus
+                input: .none,
+                output: .fileDescriptor(FileDescriptor(rawValue: writeFD), closeAfterSpawningProcess: true),
+                error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)
+            ).terminationStatus
         } catch {
             _ = try? await consumed
             throw CairnError(.pgTool, "cannot run \(tool): \(error)", cause: error)
@@ -60,8 +67,10 @@ public struct ToolRunner: Sendable {
     }
 
     /// Runs `tool` with its standard input fed by `produce` (writing to the given descriptor on its own thread).
-    public func runWritingInput(_ tool: String, _ args: [String], environment: [String: String] = [:],
-                                produce: @escaping @Sendable (Int32) throws -> Void) async throws -> Output {
+    public func runWritingInput(
+        _ tool: String, _ args: [String], environment: [String: String] = [:],
+        produce: @escaping @Sendable (Int32) throws -> Void
+    ) async throws -> Output {
         let exe = try path(tool)
         let (readFD, writeFD) = try makePipe()
         let outFD = try anonymousFile(), errFD = try anonymousFile()
@@ -76,7 +85,8 @@ public struct ToolRunner: Sendable {
                 .path(FilePath(exe)), arguments: Arguments(args), environment: env(environment),
                 input: .fileDescriptor(FileDescriptor(rawValue: readFD), closeAfterSpawningProcess: true),
                 output: .fileDescriptor(FileDescriptor(rawValue: outFD), closeAfterSpawningProcess: false),
-                error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)).terminationStatus
+                error: .fileDescriptor(FileDescriptor(rawValue: errFD), closeAfterSpawningProcess: false)
+            ).terminationStatus
         } catch {
             _ = try? await produced
             throw CairnError(.pgTool, "cannot run \(tool): \(error)", cause: error)
@@ -121,7 +131,9 @@ public struct ToolRunner: Sendable {
 
     private func makePipe() throws -> (Int32, Int32) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw CairnError(.localIO, "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else {
+            throw CairnError(.localIO, "cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return (fds[0], fds[1])
     }
@@ -129,7 +141,9 @@ public struct ToolRunner: Sendable {
     private func anonymousFile() throws -> Int32 {
         var template = Array((NSTemporaryDirectory() + "cairn-tool-XXXXXX").utf8CString)
         let fd = mkstemp(&template)
-        guard fd >= 0 else { throw CairnError(.localIO, "cannot create a temporary file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw CairnError(.localIO, "cannot create a temporary file: \(String(cString: strerror(errno)))")
+        }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return fd

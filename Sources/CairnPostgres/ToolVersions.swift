@@ -16,7 +16,8 @@ public enum ToolVersions {
         let line = versionOutput.split(separator: "\n").first.map(String.init) ?? ""
         let words = line.split(separator: " ")
         // The word after "(PostgreSQL)"; else the first word that starts with a digit.
-        let word = words.firstIndex(of: "(PostgreSQL)").flatMap { $0 + 1 < words.count ? words[$0 + 1] : nil }
+        let word =
+            words.firstIndex(of: "(PostgreSQL)").flatMap { $0 + 1 < words.count ? words[$0 + 1] : nil }
             ?? words.first { $0.first?.isNumber == true }
         guard let word else { return nil }
         let digits = word.prefix { $0.isASCII && $0.isNumber }
@@ -35,13 +36,16 @@ public enum ToolVersions {
     /// ``conventionalFolders(major:)`` that has `pg_ctl`, else what `pg_config --bindir` (the first `pg_config` on
     /// `PATH`) prints. The caller still checks the programs' versions: `pg_config` may belong to another major.
     /// Nil when none is found.
-    public static func locate(major: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
-                              fileExists: (String) -> Bool = { FileManager.default.isExecutableFile(atPath: $0) },
-                              pgConfigBindir: (String) async -> String? = ToolVersions.runPGConfig) async -> String? {
+    public static func locate(
+        major: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
+        fileExists: (String) -> Bool = { FileManager.default.isExecutableFile(atPath: $0) },
+        pgConfigBindir: (String) async -> String? = ToolVersions.runPGConfig
+    ) async -> String? {
         if let dir = conventionalFolders(major: major).first(where: { fileExists($0 + "/pg_ctl") }) { return dir }
         let path = (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":").map(String.init)
         guard let pgConfig = path.map({ $0 + "/pg_config" }).first(where: fileExists),
-              let dir = await pgConfigBindir(pgConfig)?.trimmingCharacters(in: .whitespacesAndNewlines), !dir.isEmpty else { return nil }
+            let dir = await pgConfigBindir(pgConfig)?.trimmingCharacters(in: .whitespacesAndNewlines), !dir.isEmpty
+        else { return nil }
         return dir
     }
 
@@ -52,17 +56,23 @@ public enum ToolVersions {
     }
 
     /// The error for a program of the wrong major.
-    static func mismatch(tool: String, folder: String, toolMajor: Int, major: Int, subject: String, configured: Bool) -> CairnError {
-        CairnError(.pgVersion,
-                      "\(tool) in \(folder) is PostgreSQL \(toolMajor) but \(subject) is PostgreSQL \(major): each major needs its own programs",
-                      hint: configured
-                          ? "point cluster.bin_directory at PostgreSQL \(major)'s programs (e.g. \(conventionalFolders(major: major)[0]))"
-                          : "install PostgreSQL \(major)'s programs or set cluster.bin_directory to their folder (e.g. \(conventionalFolders(major: major)[0]))")
+    static func mismatch(
+        tool: String, folder: String, toolMajor: Int, major: Int, subject: String, configured: Bool
+    ) -> CairnError {
+        CairnError(
+            .pgVersion,
+            "\(tool) in \(folder) is PostgreSQL \(toolMajor) but \(subject) is PostgreSQL \(major): each major needs its own programs",
+            hint: configured
+                ? "point cluster.bin_directory at PostgreSQL \(major)'s programs (e.g. \(conventionalFolders(major: major)[0]))"
+                : "install PostgreSQL \(major)'s programs or set cluster.bin_directory to their folder (e.g. \(conventionalFolders(major: major)[0]))"
+        )
     }
 
     /// The programs `cairn check` proves to be of the cluster's major: those logical backups, restores and drills run.
-    public static let checkedByCheck = ["pg_dump", "pg_dumpall", "pg_restore", "psql", "pg_ctl", "initdb", "postgres",
-                                        "pg_verifybackup", "pg_amcheck"]
+    public static let checkedByCheck = [
+        "pg_dump", "pg_dumpall", "pg_restore", "psql", "pg_ctl", "initdb", "postgres",
+        "pg_verifybackup", "pg_amcheck"
+    ]
 
     /// Majors already read, by program path (a program does not change under a running cairn).
     static let cache = Mutex<[String: Int]>([:])
@@ -81,8 +91,10 @@ extension ToolRunner {
         var runner = self
         if !isConfigured {
             guard let dir = await ToolVersions.locate(major: major) else {
-                throw CairnError(.pgVersion, "no PostgreSQL \(major) programs found for \(subject) (looked in \(ToolVersions.conventionalFolders(major: major).joined(separator: ", ")) and for pg_config on PATH)",
-                                    hint: "install PostgreSQL \(major)'s client programs, or set cluster.bin_directory to their folder")
+                throw CairnError(
+                    .pgVersion,
+                    "no PostgreSQL \(major) programs found for \(subject) (looked in \(ToolVersions.conventionalFolders(major: major).joined(separator: ", ")) and for pg_config on PATH)",
+                    hint: "install PostgreSQL \(major)'s client programs, or set cluster.bin_directory to their folder")
             }
             runner = ToolRunner(binDirectory: dir)
         }
@@ -96,15 +108,18 @@ extension ToolRunner {
             } else {
                 let out = try await runner.run(tool, ["--version"]).stdout
                 guard let m = ToolVersions.parseMajor(out) else {
-                    throw CairnError(.pgTool, "\(path) --version printed no PostgreSQL version (\(out.trimmingCharacters(in: .whitespacesAndNewlines).prefix(80)))",
-                                        hint: "cluster.bin_directory must hold PostgreSQL's own programs")
+                    throw CairnError(
+                        .pgTool,
+                        "\(path) --version printed no PostgreSQL version (\(out.trimmingCharacters(in: .whitespacesAndNewlines).prefix(80)))",
+                        hint: "cluster.bin_directory must hold PostgreSQL's own programs")
                 }
                 toolMajor = m
                 ToolVersions.cache.withLock { $0[path] = m }
             }
             guard toolMajor == major else {
-                throw ToolVersions.mismatch(tool: tool, folder: runner.binDirectory, toolMajor: toolMajor, major: major,
-                                            subject: subject, configured: isConfigured)
+                throw ToolVersions.mismatch(
+                    tool: tool, folder: runner.binDirectory, toolMajor: toolMajor, major: major,
+                    subject: subject, configured: isConfigured)
             }
         }
         return runner

@@ -10,7 +10,8 @@ public struct LSN: Sendable, Hashable, Comparable, Codable, CustomStringConverti
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts.allSatisfy({ (1...8).contains($0.count) && $0.allSatisfy(\.isASCIIHexDigit) }),
-              let hi = UInt32(parts[0], radix: 16), let lo = UInt32(parts[1], radix: 16) else { return nil }
+            let hi = UInt32(parts[0], radix: 16), let lo = UInt32(parts[1], radix: 16)
+        else { return nil }
         value = UInt64(hi) << 32 | UInt64(lo)
     }
 
@@ -20,7 +21,8 @@ public struct LSN: Sendable, Hashable, Comparable, Codable, CustomStringConverti
     public init(from decoder: any Decoder) throws {
         let s = try decoder.singleValueContainer().decode(String.self)
         guard let l = LSN(s) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an LSN: \(s)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not an LSN: \(s)"))
         }
         self = l
     }
@@ -65,9 +67,10 @@ public struct WALSegment: Sendable, Hashable, Comparable, CustomStringConvertibl
     /// Parses a 24-character segment name.
     public init?(name: String, segmentSize: Int64) {
         guard name.count == 24, name.allSatisfy(\.isASCIIHexDigit),
-              let tli = UInt32(name.prefix(8), radix: 16),
-              let hi = UInt32(name.dropFirst(8).prefix(8), radix: 16),
-              let lo = UInt32(name.suffix(8), radix: 16) else { return nil }
+            let tli = UInt32(name.prefix(8), radix: 16),
+            let hi = UInt32(name.dropFirst(8).prefix(8), radix: 16),
+            let lo = UInt32(name.suffix(8), radix: 16)
+        else { return nil }
         let per = 0x1_0000_0000 / UInt64(segmentSize)
         guard UInt64(lo) < per, tli > 0 else { return nil }
         self.init(timeline: tli, number: UInt64(hi) * per + UInt64(lo), segmentSize: segmentSize)
@@ -99,10 +102,13 @@ public enum WALFileName: Sendable, Hashable, CustomStringConvertible {
             self = .segment(name)
         } else if name.hasSuffix(".partial"), name.count == 32, hex(name.prefix(24)) {
             self = .partial(name)
-        } else if name.hasSuffix(".history"), name.count == 16, hex(name.prefix(8)), let t = UInt32(name.prefix(8), radix: 16) {
+        } else if name.hasSuffix(".history"), name.count == 16, hex(name.prefix(8)),
+            let t = UInt32(name.prefix(8), radix: 16)
+        {
             self = .history(timeline: t)
         } else if name.hasSuffix(".backup"), name.count == 40, hex(name.prefix(24)), name.dropFirst(24).first == ".",
-                  hex(name.dropFirst(25).prefix(8)) {
+            hex(name.dropFirst(25).prefix(8))
+        {
             self = .backupHistory(name)
         } else {
             return nil
@@ -147,8 +153,9 @@ public struct TimelineSwitch: Sendable, Equatable, Codable {
             guard !line.isEmpty, !line.hasPrefix("#") else { return nil }
             let f = line.split(maxSplits: 2, whereSeparator: { $0 == "\t" || $0 == " " })
             guard f.count >= 2, let tli = UInt32(f[0]), let lsn = LSN(String(f[1])) else { return nil }
-            return TimelineSwitch(parent: tli, switchPoint: lsn,
-                                  reason: f.count > 2 ? f[2].trimmingCharacters(in: .whitespaces) : "")
+            return TimelineSwitch(
+                parent: tli, switchPoint: lsn,
+                reason: f.count > 2 ? f[2].trimmingCharacters(in: .whitespaces) : "")
         }
     }
 }
@@ -172,12 +179,16 @@ public enum WALHeader {
 
     /// The WAL page magic of each supported major version (`XLOG_PAGE_MAGIC`; 18's read from a segment an 18.6
     /// server wrote). A major missing here is not checked.
-    public static let pageMagic: [Int: UInt16] = [12: 0xD101, 13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116,
-                                                  18: 0xD118]
+    public static let pageMagic: [Int: UInt16] = [
+        12: 0xD101, 13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116,
+        18: 0xD118
+    ]
 
     /// The system identifier stored at the start of `global/pg_control`.
     public static func systemIdentifier(pgControl path: String) -> UInt64? {
-        guard let fh = FileHandle(forReadingAtPath: path), let d = try? fh.read(upToCount: 8), d.count == 8 else { return nil }
+        guard let fh = FileHandle(forReadingAtPath: path), let d = try? fh.read(upToCount: 8), d.count == 8 else {
+            return nil
+        }
         return d.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
     }
 }

@@ -2,7 +2,7 @@ import CairnBase
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A repository in a local (or mounted) folder: the embedded default.
@@ -50,7 +50,8 @@ public final class LocalRepository: Repository {
         let final = try path(key)
         let dir = (final as NSString).deletingLastPathComponent
         try makeDirectories(dir)
-        let tmp = dir + "/" + ((final as NSString).lastPathComponent) + Self.tempMarker
+        let tmp =
+            dir + "/" + ((final as NSString).lastPathComponent) + Self.tempMarker
             + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
         if fd < 0 { throw errnoError(errno, "create \(tmp)") }
@@ -58,7 +59,9 @@ public final class LocalRepository: Repository {
     }
 
     @discardableResult
-    public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+    public func get(
+        _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectInfo {
         let p = try path(key)
         let fd = open(p, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
@@ -97,7 +100,8 @@ public final class LocalRepository: Repository {
             throw errnoError(errno, "stat \(p)")
         }
         if (st.st_mode & S_IFMT) != S_IFREG { return nil }
-        return ObjectInfo(key: key, size: Int64(st.st_size), lastModified: Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec)))
+        return ObjectInfo(
+            key: key, size: Int64(st.st_size), lastModified: Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec)))
     }
 
     public func list(prefix: String) throws -> [ObjectInfo] {
@@ -130,8 +134,10 @@ public final class LocalRepository: Repository {
                     try walk(dirKey: key, prefix: prefix, into: &out)
                 }
             } else if (st.st_mode & S_IFMT) == S_IFREG && key.hasPrefix(prefix) {
-                out.append(ObjectInfo(key: key, size: Int64(st.st_size),
-                                      lastModified: Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec))))
+                out.append(
+                    ObjectInfo(
+                        key: key, size: Int64(st.st_size),
+                        lastModified: Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec))))
             }
         }
     }
@@ -168,7 +174,8 @@ public final class LocalRepository: Repository {
                 guard lstat(p, &st) == 0 else { continue }
                 if (st.st_mode & S_IFMT) == S_IFDIR { scan(p); continue }
                 if name.contains(Self.tempMarker), now.timeIntervalSince1970 - Double(st.st_mtim.tv_sec) > age,
-                   unlink(p) == 0 {
+                    unlink(p) == 0
+                {
                     removed += 1
                 }
             }
@@ -184,7 +191,8 @@ public final class LocalRepository: Repository {
         var st = stat()
         if stat(dir, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR { return }
-            throw CairnError(.repoIO, "\(dir) exists and is not a directory", hint: "remove it or choose another repository path")
+            throw CairnError(
+                .repoIO, "\(dir) exists and is not a directory", hint: "remove it or choose another repository path")
         }
         let parent = (dir as NSString).deletingLastPathComponent
         if parent != dir && !parent.isEmpty { try makeDirectories(parent) }
@@ -201,14 +209,19 @@ public final class LocalRepository: Repository {
         let reason = String(cString: strerror(err))
         switch err {
         case EACCES, EPERM:
-            return CairnError(.repoAccessDenied, "cannot \(what): \(reason)",
-                                hint: "make \(root) writable by the user cairn runs as (uid \(getuid())), or set repository.path to a folder it owns")
+            return CairnError(
+                .repoAccessDenied, "cannot \(what): \(reason)",
+                hint:
+                    "make \(root) writable by the user cairn runs as (uid \(getuid())), or set repository.path to a folder it owns"
+            )
         case EROFS:
-            return CairnError(.repoAccessDenied, "cannot \(what): read-only file system",
-                                hint: "mount \(root) read-write or choose another repository.path")
+            return CairnError(
+                .repoAccessDenied, "cannot \(what): read-only file system",
+                hint: "mount \(root) read-write or choose another repository.path")
         case ENOSPC, EDQUOT:
-            return CairnError(.repoNoSpace, "cannot \(what): no space left on device",
-                                hint: "free space on the file system holding \(root) (run `cairn expire`) or move the repository")
+            return CairnError(
+                .repoNoSpace, "cannot \(what): no space left on device",
+                hint: "free space on the file system holding \(root) (run `cairn expire`) or move the repository")
         default:
             return CairnError(.repoIO, "cannot \(what): \(reason)")
         }

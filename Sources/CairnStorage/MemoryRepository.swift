@@ -29,7 +29,9 @@ public final class MemoryRepository: Repository {
     }
 
     @discardableResult
-    public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+    public func get(
+        _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectInfo {
         try validateKey(key)
         guard let obj = objects.withLock({ $0[key] }) else { throw CairnError.missing(key, in: location) }
         let count = Int64(obj.bytes.count)

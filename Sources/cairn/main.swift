@@ -1,2 +1,3 @@
 import CairnCLI
+
 await CairnMain.run()

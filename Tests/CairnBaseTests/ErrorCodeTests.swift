@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import CairnBase
 
 @Suite struct ErrorCodeTests {
@@ -36,10 +37,14 @@ import Testing
 
     /// The operator's table in runbooks/error-codes.md lists every code with its exit code.
     @Test func runbookTableIsComplete() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../runbooks/error-codes.md").standardized.path
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../runbooks/error-codes.md"
+        ).standardized.path
         let text = try String(contentsOfFile: path, encoding: .utf8)
         for code in ErrorCode.allCases {
-            #expect(text.contains("| `\(code.rawValue)` | \(code.exitCode) |"), "runbooks/error-codes.md lacks \(code.rawValue)")
+            #expect(
+                text.contains("| `\(code.rawValue)` | \(code.exitCode) |"),
+                "runbooks/error-codes.md lacks \(code.rawValue)")
         }
     }
 }

@@ -1,9 +1,12 @@
 import Testing
+
 @testable import CairnBase
 
 @Suite struct UnitsTests {
-    @Test(arguments: [("16MiB", Int64(16 << 20)), ("8M", 8 << 20), ("512k", 512 << 10), ("1GiB", 1 << 30),
-                      ("100", 100), ("2 TB", 2 << 40), ("1b", 1)])
+    @Test(arguments: [
+        ("16MiB", Int64(16 << 20)), ("8M", 8 << 20), ("512k", 512 << 10), ("1GiB", 1 << 30),
+        ("100", 100), ("2 TB", 2 << 40), ("1b", 1)
+    ])
     func sizes(text: String, bytes: Int64) {
         #expect(Units.parseSize(text) == bytes)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import CairnBase
 
 @Suite struct WorkerPoolTests {
@@ -8,7 +9,10 @@ import Testing
         let done = Mutex(0)
         let pool = WorkerPool(threads: 3, maxQueued: 2)
         for _ in 0..<50 {
-            #expect(pool.submit { usleep(1000); done.withLock { $0 += 1 } })
+            #expect(
+                pool.submit {
+                    usleep(1000); done.withLock { $0 += 1 }
+                })
         }
         try pool.wait()
         #expect(done.withLock { $0 } == 50)
@@ -19,7 +23,11 @@ import Testing
         let pool = WorkerPool(threads: 2, maxQueued: 1)
         var refused = false
         for i in 0..<100 {
-            if !pool.submit({ if i == 3 { throw Boom() }; usleep(2000) }) { refused = true; break }
+            if !pool.submit({
+                if i == 3 { throw Boom() }; usleep(2000)
+            }) {
+                refused = true; break
+            }
         }
         #expect(throws: Boom.self) { try pool.wait() }
         #expect(refused)

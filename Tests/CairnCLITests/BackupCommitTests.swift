@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue #25 on the commit of a backup: a manifest write whose reply is lost deletes nothing that a committed
 /// manifest needs, and a backup whose objects disappeared while it waited for WAL is not committed.
@@ -21,14 +21,17 @@ import TestSupport
         let prefix = TestEnvironment.uniqueName("commit")
         var faulty = ""
         let c = try ScratchCluster(name: "commit") { dir, conninfo in
-            faulty = try CampaignConfig.s3(dir: dir, name: "faulty.yaml", conninfo: conninfo, endpoint: proxy.endpoint.absoluteString,
-                                           prefix: prefix, limits: ["request_timeout: 30s", "retries: 2"])
-            return try CampaignConfig.s3(dir: dir, conninfo: conninfo, endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix)
+            faulty = try CampaignConfig.s3(
+                dir: dir, name: "faulty.yaml", conninfo: conninfo, endpoint: proxy.endpoint.absoluteString,
+                prefix: prefix, limits: ["request_timeout: 30s", "retries: 2"])
+            return try CampaignConfig.s3(
+                dir: dir, conninfo: conninfo, endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix)
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try Workload.initialize(c, scale: 1)
-        let putManifest = #"{"match": {"method": "PUT", "path_regex": "/manifest\\.json$"}, "times": -1, "action": {"forward_then_status": 500}}"#
+        let putManifest =
+            #"{"match": {"method": "PUT", "path_regex": "/manifest\\.json$"}, "times": -1, "action": {"forward_then_status": 500}}"#
         func backup(_ rules: String) throws -> ProcessResult {
             try proxy.reset()
             try proxy.script(rules)
@@ -41,27 +44,35 @@ import TestSupport
         #expect(lost.stderr.contains("reply to the manifest write was lost"), "\(lost.stderr)")
         #expect(try Self.backups(c) == 1)
         let verified = try c.cairn(["verify"])
-        #expect(verified.status == 0, "every bundle of the committed backup is there: \(verified.stdout)\(verified.stderr)")
+        #expect(
+            verified.status == 0, "every bundle of the committed backup is there: \(verified.stdout)\(verified.stderr)")
         // The same for a logical backup.
         try proxy.reset()
         try proxy.script(putManifest)
-        let logical = try Run.cairnAsPostgres(["--config", faulty, "--log-level", "info", "backup", "--type", "logical"])
-        #expect(logical.status == 0 && logical.stderr.contains("reply to the manifest write was lost"), "\(logical.stderr)")
+        let logical = try Run.cairnAsPostgres(["--config", faulty, "--log-level", "info", "backup", "--type", "logical"]
+        )
+        #expect(
+            logical.status == 0 && logical.stderr.contains("reply to the manifest write was lost"), "\(logical.stderr)")
         try proxy.reset()
         #expect(try Self.backups(c) == 2)
         #expect(try c.cairn(["verify"]).status == 0)
 
         // Stored, and the read-back fails too: nothing is deleted, the outcome is reported as unknown.
-        let unknown = try backup("[\(putManifest), " + #"{"match": {"path_regex": "/manifest\\.json$"}, "times": -1, "action": {"status": 503}}]"#)
+        let unknown = try backup(
+            "[\(putManifest), "
+                + #"{"match": {"path_regex": "/manifest\\.json$"}, "times": -1, "action": {"status": 503}}]"#)
         #expect(unknown.status == ErrorCode.backupCommitUnknown.exitCode, "\(unknown.stderr)")
-        #expect(unknown.stderr.contains("[backup.commit-unknown]") && unknown.stderr.contains("cairn list"), "\(unknown.stderr)")
+        #expect(
+            unknown.stderr.contains("[backup.commit-unknown]") && unknown.stderr.contains("cairn list"),
+            "\(unknown.stderr)")
         try proxy.reset()
         #expect(try Self.backups(c) == 3, "the manifest landed and its backup kept every object")
         #expect(try c.cairn(["verify"]).status == 0)
 
         // Refused and not stored (so far): not committed, and its objects stay for expire, since a write whose
         // reply was lost may still land.
-        let refused = try backup(#"{"match": {"method": "PUT", "path_regex": "/manifest\\.json$"}, "times": -1, "action": {"status": 503}}"#)
+        let refused = try backup(
+            #"{"match": {"method": "PUT", "path_regex": "/manifest\\.json$"}, "times": -1, "action": {"status": 503}}"#)
         #expect(refused.status != 0 && !refused.stderr.contains("[backup.commit-unknown]"), "\(refused.stderr)")
         #expect(refused.stderr.contains("left for `cairn expire`"), "\(refused.stderr)")
         try proxy.reset()
@@ -82,8 +93,13 @@ import TestSupport
         try c.psql("SELECT pg_reload_conf()")
 
         let err = c.dir + "/backup.err"
-        let pid = try Run.spawn("/bin/bash", ["-c", "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
-                                              + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"])
+        let pid = try Run.spawn(
+            "/bin/bash",
+            [
+                "-c",
+                "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
+                    + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"
+            ])
         var reaped = false
         defer { if !reaped { kill(pid, SIGKILL); Run.wait(pid) } }
         // The PostgreSQL manifest is stored last: once it is there, the backup waits for WAL.
@@ -96,7 +112,9 @@ import TestSupport
             if id == nil { usleep(100_000) }
         }
         guard let id else { throw TestFailure("the backup did not reach its wait for WAL") }
-        let bundles = try FileManager.default.contentsOfDirectory(atPath: "\(repo)/\(id)/base").filter { $0.hasSuffix(".tar.zst") }.sorted()
+        let bundles = try FileManager.default.contentsOfDirectory(atPath: "\(repo)/\(id)/base").filter {
+            $0.hasSuffix(".tar.zst")
+        }.sorted()
         #expect(bundles.count > 1, "\(bundles)")
         let victim = try #require(bundles.first)
         try FileManager.default.removeItem(atPath: "\(repo)/\(id)/base/\(victim)")

@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `cairn backup` beyond the happy path: interruption, tablespaces, many bundles.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct BackupTests {
@@ -18,7 +18,9 @@ import TestSupport
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         let pid = try Run.spawnCairnAsPostgres(["--config", c.config!, "backup"])
         var sawUpload = false
         for _ in 0..<300 {
@@ -48,8 +50,9 @@ import TestSupport
     @Test(arguments: PGMajor.matrix(RepoKind.allCases))
     func fileLevelBackupUnderLoadVerifiesAndRestores(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "filebackup-\(repo)-\(major)", major: major) {
-            try TestRepository.config(repo, dir: $0, conninfo: $1, major: major, limits: ["bundle_size: 4MiB", "parallelism: 3"],
-                                      cluster: ["backup_method: files"])
+            try TestRepository.config(
+                repo, dir: $0, conninfo: $1, major: major, limits: ["bundle_size: 4MiB", "parallelism: 3"],
+                cluster: ["backup_method: files"])
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -62,7 +65,8 @@ import TestSupport
         #expect(b.status == 0, "\(b.stderr)")
         #expect(b.stderr.contains("backup started id=") && b.stderr.contains("method=files"), "\(b.stderr)")
         try Run.shell("while kill -0 $(cat \(c.dir)/pgbench.pid) 2>/dev/null; do sleep 0.2; done")
-        let expected = try Self.digest(c, "pgbench_accounts") + "/" + (try c.psql("SELECT count(*) FROM pgbench_history"))
+        let expected =
+            try Self.digest(c, "pgbench_accounts") + "/" + (try c.psql("SELECT count(*) FROM pgbench_history"))
         try c.switchAndWaitForArchive()
         // Every stored object of the backup and the WAL of this major reads back whole.
         let verified = try c.cairn(["verify", "--full"])
@@ -72,22 +76,29 @@ import TestSupport
         try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
         let ok = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off"])
         #expect(ok.status == 0, "\(ok.stderr)")
-        let verify = try Run.shell("runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
+        let verify = try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
         #expect(verify.status == 0, "\(verify.stdout)")
         let fm = FileManager.default
         #expect(!fm.fileExists(atPath: dir + "/data/postmaster.pid"))
         #expect(!fm.fileExists(atPath: dir + "/data/" + unlogged), "an unlogged relation's main fork is not copied")
         #expect(fm.fileExists(atPath: dir + "/data/" + unlogged + "_init"))
         // 17+ also has pg_wal/summaries (WAL summaries, summarize_wal), sent empty as BASE_BACKUP sends it.
-        #expect(try fm.contentsOfDirectory(atPath: dir + "/data/pg_wal").sorted() == (major.rawValue >= 17 ? ["archive_status", "summaries"] : ["archive_status"]))
+        #expect(
+            try fm.contentsOfDirectory(atPath: dir + "/data/pg_wal").sorted()
+                == (major.rawValue >= 17 ? ["archive_status", "summaries"] : ["archive_status"]))
         // 17+ (manifest version 2): the manifest names the cluster, and pg_verifybackup checked it against pg_control.
         let manifest = try String(contentsOfFile: dir + "/data/backup_manifest", encoding: .utf8)
         #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": \(major.rawValue >= 17 ? 2 : 1),"))
-        #expect(manifest.contains("\"System-Identifier\": \(try c.psql("SELECT system_identifier FROM pg_control_system()"))") == (major.rawValue >= 17))
+        #expect(
+            manifest.contains(
+                "\"System-Identifier\": \(try c.psql("SELECT system_identifier FROM pg_control_system()"))")
+                == (major.rawValue >= 17))
         #expect(try String(contentsOfFile: dir + "/data/backup_label", encoding: .utf8).contains("LABEL: cairn "))
         // A damaged file is caught by pg_verifybackup through the manifest's CRC-32C.
         try Run.shell("cp \(dir)/data/PG_VERSION \(dir)/PG_VERSION.ok && printf 14 > \(dir)/data/PG_VERSION")
-        let caught = try Run.shell("runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
+        let caught = try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
         #expect(caught.status != 0 && caught.stdout.contains("PG_VERSION"), "\(caught.stdout)")
         try Run.shell("cp \(dir)/PG_VERSION.ok \(dir)/data/PG_VERSION && chown postgres \(dir)/data/PG_VERSION")
 
@@ -95,7 +106,9 @@ import TestSupport
         defer { r.destroy() }
         try r.start()
         try r.waitUntilPromoted()
-        #expect(try Self.digest(r, "pgbench_accounts") + "/" + (try r.psql("SELECT count(*) FROM pgbench_history")) == expected)
+        #expect(
+            try Self.digest(r, "pgbench_accounts") + "/" + (try r.psql("SELECT count(*) FROM pgbench_history"))
+                == expected)
         #expect(try r.psql("SELECT count(*) FROM scratch") == "0", "unlogged tables come back empty")
     }
 
@@ -103,8 +116,9 @@ import TestSupport
     /// streams instead; once granted, `files` works.
     @Test func theFilesMethodNeedsItsPrivilegesAndAutoFallsBackToStreaming() throws {
         let c = try ScratchCluster(name: "backup-privileges") { dir, conninfo in
-            try TestRepository.config(.local, dir: dir, conninfo: conninfo.replacingOccurrences(of: "user=postgres", with: "user=backuper"),
-                                      cluster: ["backup_method: files"])
+            try TestRepository.config(
+                .local, dir: dir, conninfo: conninfo.replacingOccurrences(of: "user=postgres", with: "user=backuper"),
+                cluster: ["backup_method: files"])
         }
         defer { c.destroy() }
         let conf = c.config!
@@ -112,19 +126,26 @@ import TestSupport
         #expect(try c.cairn(["init"]).status == 0)
         let refused = try c.cairn(["backup"])
         #expect(refused.status == ErrorCode.pgConfig.exitCode, "\(refused.stderr)")
-        #expect(refused.stderr.contains("[pg.config]") && refused.stderr.contains("HINT:") && refused.stderr.contains("backup_method: stream"),
-                "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("[pg.config]") && refused.stderr.contains("HINT:")
+                && refused.stderr.contains("backup_method: stream"),
+            "\(refused.stderr)")
 
-        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "backup_method: files", with: "backup_method: auto")
-            .write(toFile: conf, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(
+            of: "backup_method: files", with: "backup_method: auto"
+        )
+        .write(toFile: conf, atomically: true, encoding: .utf8)
         let streamed = try c.cairn(["--log-level", "info", "backup"])
         #expect(streamed.status == 0 && streamed.stderr.contains("method=stream"), "\(streamed.stderr)")
 
         try c.psql("GRANT pg_read_all_settings TO backuper")
-        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "backup_method: auto", with: "backup_method: files")
-            .write(toFile: conf, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(
+            of: "backup_method: auto", with: "backup_method: files"
+        )
+        .write(toFile: conf, atomically: true, encoding: .utf8)
         let denied = try c.cairn(["backup"])
-        #expect(denied.status == ErrorCode.pgAuth.exitCode && denied.stderr.contains("GRANT EXECUTE"), "\(denied.stderr)")
+        #expect(
+            denied.status == ErrorCode.pgAuth.exitCode && denied.stderr.contains("GRANT EXECUTE"), "\(denied.stderr)")
 
         try c.psql("GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO backuper")
         let files = try c.cairn(["--log-level", "info", "backup"])
@@ -146,7 +167,9 @@ import TestSupport
         // The copy: a standby with no primary_conninfo, so it stays at the point of its base backup.
         let sdir = c.dir + "/standby"
         try Run.shell("mkdir -p \(sdir) && chown postgres:postgres \(sdir)")
-        try Run.shell("runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -D \(sdir)/data -X stream")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -D \(sdir)/data -X stream"
+        )
         try Run.shell("runuser -u postgres -- touch \(sdir)/data/standby.signal")
         let s = try ScratchCluster(restoredAt: sdir + "/data", dir: sdir)
         defer { s.destroy() }
@@ -156,19 +179,26 @@ import TestSupport
         #expect(try s.psql("SELECT count(*) FROM t") == "1000")
 
         func backupOverTheCopy() throws -> ProcessResult {
-            try Run.shell("unshare -m sh -c 'mount --bind \(s.data) \(c.data) && exec runuser -u postgres -- "
-                          + "\(Run.installedCairn) --config \(c.config!) --log-level info backup --json'", check: false)
+            try Run.shell(
+                "unshare -m sh -c 'mount --bind \(s.data) \(c.data) && exec runuser -u postgres -- "
+                    + "\(Run.installedCairn) --config \(c.config!) --log-level info backup --json'", check: false)
         }
         let refused = try backupOverTheCopy()
         #expect(refused.status == ErrorCode.pgConfig.exitCode, "\(refused.stderr)")
-        #expect(refused.stderr.contains("may hold another server's files") && refused.stderr.contains("port \(s.port)"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("may hold another server's files") && refused.stderr.contains("port \(s.port)"),
+            "\(refused.stderr)")
         #expect(try c.cairn(["list", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]")
 
-        try String(contentsOfFile: c.config!, encoding: .utf8).replacingOccurrences(of: "backup_method: files", with: "backup_method: auto")
-            .write(toFile: c.config!, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: c.config!, encoding: .utf8).replacingOccurrences(
+            of: "backup_method: files", with: "backup_method: auto"
+        )
+        .write(toFile: c.config!, atomically: true, encoding: .utf8)
         let streamed = try backupOverTheCopy()
         #expect(streamed.status == 0, "\(streamed.stderr)")
-        #expect(streamed.stderr.contains("method=stream") && streamed.stderr.contains("may hold another server's files"), "\(streamed.stderr)")
+        #expect(
+            streamed.stderr.contains("method=stream") && streamed.stderr.contains("may hold another server's files"),
+            "\(streamed.stderr)")
         try c.switchAndWaitForArchive()
         let r = try c.restoreAndStart()
         defer { r.destroy() }
@@ -184,7 +214,8 @@ import TestSupport
         #expect(try c.cairn(["init"]).status == 0)
         try Run.shell("mkdir -p \(c.dir)/ts1 && chown postgres \(c.dir)/ts1")
         try c.psql("CREATE TABLESPACE ts1 LOCATION '\(c.dir)/ts1'")
-        try c.psql("CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
+        try c.psql(
+            "CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
         try c.psql("CREATE INDEX ON in_ts (v) TABLESPACE ts1")
         let oid = try c.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
         let expected = try Self.digest(c, "in_ts")
@@ -200,8 +231,10 @@ import TestSupport
         #expect(refused.status == ErrorCode.restoreDirNotEmpty.exitCode, "\(refused.stderr)")
         #expect(refused.stderr.contains("\(c.dir)/ts1"))
 
-        let ok = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off",
-                              "--tablespace-map", "\(oid)=\(dir)/ts1-new"])
+        let ok = try c.cairn([
+            "restore", "--target-dir", dir + "/data", "--archive-mode", "off",
+            "--tablespace-map", "\(oid)=\(dir)/ts1-new"
+        ])
         #expect(ok.status == 0, "\(ok.stderr)")
         let link = try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/data/pg_tblspc/\(oid)")
         #expect(link == "\(dir)/ts1-new")

@@ -3,8 +3,8 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// One PostgreSQL 15 cluster with a local repository holding a committed full backup, archived WAL and a restore
 /// point with an odd name, shared by every bad-input case (set up once per suite, always torn down).
@@ -13,7 +13,9 @@ final class BadInputFixture: @unchecked Sendable {
 
     /// Sets the fixture up around a suite and removes it afterwards, whatever happened.
     struct Scope: SuiteTrait, TestScoping {
-        func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        func provideScope(
+            for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+        ) async throws {
             guard TestEnvironment.integrationEnabled else { return try await function() }
             let f = try BadInputFixture()
             defer { f.destroy() }
@@ -23,7 +25,9 @@ final class BadInputFixture: @unchecked Sendable {
 
     static var shared: BadInputFixture {
         get throws {
-            guard let f = current else { throw TestFailure("no bad-input fixture (the suite needs BadInputFixture.Scope())") }
+            guard let f = current else {
+                throw TestFailure("no bad-input fixture (the suite needs BadInputFixture.Scope())")
+            }
             return f
         }
     }
@@ -46,7 +50,8 @@ final class BadInputFixture: @unchecked Sendable {
             guard try cluster.cairn(["init"]).status == 0 else { throw TestFailure("init failed") }
             try cluster.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2000) g")
             // A role that must give a password (scram) on the socket, for the wrong-password case.
-            try cluster.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE pwuser LOGIN PASSWORD 'right-password'")
+            try cluster.psql(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE pwuser LOGIN PASSWORD 'right-password'")
             try Run.shell("sed -i '1i local all pwuser scram-sha-256' \(cluster.data)/pg_hba.conf")
             try cluster.psql("SELECT pg_reload_conf()")
             let b = try cluster.cairn(["backup", "--json"])
@@ -56,7 +61,8 @@ final class BadInputFixture: @unchecked Sendable {
             backupId = String(b.stdout[m].dropFirst(8).dropLast())
             try cluster.psql("INSERT INTO t VALUES (2001, 'after-backup')")
             let quoted = BadInputFixture.oddRestorePoint.replacingOccurrences(of: "'", with: "''")
-            try cluster.psql("SELECT pg_create_restore_point(E'\(quoted.replacingOccurrences(of: "\\", with: "\\\\"))')")
+            try cluster.psql(
+                "SELECT pg_create_restore_point(E'\(quoted.replacingOccurrences(of: "\\", with: "\\\\"))')")
             try cluster.psql("INSERT INTO t VALUES (2002, 'after-restore-point')")
             try cluster.switchAndWaitForArchive()
             digest = try cluster.psql("SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t")
@@ -97,12 +103,16 @@ final class BadInputFixture: @unchecked Sendable {
 
     /// A copy of the repository (in a new folder, or at `at`; without the locks of jobs running now), and a
     /// configuration that uses it, with `replacements` and `extra` as in ``config(_:replacing:extra:)``.
-    func copyRepository(_ name: String, at path: String? = nil, replacing replacements: [(String, String)] = [],
-                        extra: String = "") throws -> (config: String, repo: String) {
+    func copyRepository(
+        _ name: String, at path: String? = nil, replacing replacements: [(String, String)] = [],
+        extra: String = ""
+    ) throws -> (config: String, repo: String) {
         let dest = try path ?? (folder(name) + "/repo")
         // Other cases write to the repository meanwhile: a temporary file may vanish while cp runs (objects are
         // renamed into place whole, so what is copied is consistent).
-        try Run.shell("cp -a \(repo) \(dest) 2>/dev/null; test -f \(dest)/cairn.json && rm -rf \(dest)/locks && chown -R postgres:postgres \(dest)")
+        try Run.shell(
+            "cp -a \(repo) \(dest) 2>/dev/null; test -f \(dest)/cairn.json && rm -rf \(dest)/locks && chown -R postgres:postgres \(dest)"
+        )
         return (try config(name, replacing: [("path: \(repo)", "path: \(dest)")] + replacements, extra: extra), dest)
     }
 
@@ -116,7 +126,9 @@ final class BadInputFixture: @unchecked Sendable {
 
     /// Every backup and WAL file of a local repository with its size and digest: what must not change.
     static func snapshot(_ repo: String) throws -> String {
-        try Run.shell("cd \(repo) && find backups wal cairn.json cairn.json.copy -type f 2>/dev/null | sort | xargs -r sha256sum").stdout
+        try Run.shell(
+            "cd \(repo) && find backups wal cairn.json cairn.json.copy -type f 2>/dev/null | sort | xargs -r sha256sum"
+        ).stdout
     }
 
     /// The fixture's repository still verifies in full and the cluster still runs with its data.
@@ -125,8 +137,9 @@ final class BadInputFixture: @unchecked Sendable {
         defer { verifyLock.unlock() }
         let v = try cairn(["verify", "--full"])
         #expect(v.status == 0, "\(what): the repository no longer verifies: \(v.stdout)\(v.stderr)")
-        #expect(try cluster.psql("SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t") == digest,
-                "\(what): the cluster's data changed")
+        #expect(
+            try cluster.psql("SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t") == digest,
+            "\(what): the cluster's data changed")
     }
 }
 
@@ -153,7 +166,9 @@ final class SmallDisk {
 
     init(_ name: String, bytes: Int) throws {
         path = try TestEnvironment.tempDirectory("disk-\(name)") + "/mnt"
-        try Run.shell("mkdir -p \(path) && mount -t tmpfs -o size=\(bytes),mode=0755 tmpfs \(path) && chown postgres:postgres \(path)")
+        try Run.shell(
+            "mkdir -p \(path) && mount -t tmpfs -o size=\(bytes),mode=0755 tmpfs \(path) && chown postgres:postgres \(path)"
+        )
     }
 
     func unmount() { _ = try? Run.shell("umount -l \(path)", check: false) }

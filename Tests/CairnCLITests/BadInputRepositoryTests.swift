@@ -3,8 +3,8 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 // MARK: - the table: the repository's identity and integrity
 
@@ -19,33 +19,51 @@ extension BadInput {
 
     /// Damages the first object under `prefix` of a copy of the repository, runs `args` on the copy, and checks
     /// that nothing else in the copy changed.
-    static func damaged(_ f: BadInputFixture, _ name: String, under prefix: String, truncate: Bool = false,
-                        _ args: (_ key: String, _ dir: String) -> [String]) throws -> ProcessResult {
+    static func damaged(
+        _ f: BadInputFixture, _ name: String, under prefix: String, truncate: Bool = false,
+        _ args: (_ key: String, _ dir: String) -> [String]
+    ) throws -> ProcessResult {
         let (config, repo) = try f.copyRepository(name)
         let key = try f.firstObject(in: repo, under: prefix)
         let size = try Damage.size(repo + "/" + key)
-        if truncate { try Damage.truncate(repo + "/" + key, to: size / 2) } else { try Damage.flipBit(repo + "/" + key, bit: size * 4 + 3) }
+        if truncate {
+            try Damage.truncate(repo + "/" + key, to: size / 2)
+        } else {
+            try Damage.flipBit(repo + "/" + key, bit: size * 4 + 3)
+        }
         let before = try BadInputFixture.snapshot(repo)
         let dir = (repo as NSString).deletingLastPathComponent
         let r = try f.cairn(args(key, dir), config: config)
         #expect(try BadInputFixture.snapshot(repo) == before, "\(name): the repository changed")
-        #expect(r.stderr.contains(key) || r.stdout.contains(key), "\(name): \(key) is not named\n\(r.stdout)\(r.stderr)")
+        #expect(
+            r.stderr.contains(key) || r.stdout.contains(key), "\(name): \(key) is not named\n\(r.stdout)\(r.stderr)")
         return r
     }
 
     static let repository: [BadInput] = [
-        .init("repository of another cluster", .repoForeign, says: ["belongs to cluster 7000000000000000042"], touchesData: true) { f in
-            let c = try alienRepository(f, "foreign", cluster: ClusterInfo(systemIdentifier: "7000000000000000042", versionNum: 150010,
-                                                                        walSegmentSize: 16 << 20, dataDirectory: nil))
+        .init(
+            "repository of another cluster", .repoForeign, says: ["belongs to cluster 7000000000000000042"],
+            touchesData: true
+        ) { f in
+            let c = try alienRepository(
+                f, "foreign",
+                cluster: ClusterInfo(
+                    systemIdentifier: "7000000000000000042", versionNum: 150010,
+                    walSegmentSize: 16 << 20, dataDirectory: nil))
             return try f.cairn(["backup"], config: c)
         },
         .init("repository of PostgreSQL 14", .pgVersion, says: ["PostgreSQL 14"], touchesData: true) { f in
-            let c = try alienRepository(f, "pg14", cluster: ClusterInfo(systemIdentifier: f.systemIdentifier, versionNum: 140010,
-                                                                     walSegmentSize: 16 << 20, dataDirectory: nil))
+            let c = try alienRepository(
+                f, "pg14",
+                cluster: ClusterInfo(
+                    systemIdentifier: f.systemIdentifier, versionNum: 140010,
+                    walSegmentSize: 16 << 20, dataDirectory: nil))
             return try f.cairn(["backup"], config: c)
         },
         .init("uninitialised repository", .repoUninitialized, says: ["cairn init"]) { f in
-            try f.cairn(["backup"], config: f.config("uninit", replacing: [("path: \(f.repo)", "path: \(try f.folder("uninit"))/repo")]))
+            try f.cairn(
+                ["backup"],
+                config: f.config("uninit", replacing: [("path: \(f.repo)", "path: \(try f.folder("uninit"))/repo")]))
         },
         .init("corrupt cairn.json, both copies", .repoCorrupt, says: ["cairn.json"]) { f in
             let (config, repo) = try f.copyRepository("json2")
@@ -58,18 +76,25 @@ extension BadInput {
             try Damage.flipBit(repo + "/cairn.json", bit: 300)
             let r = try f.cairn(["restore", "--dry-run"], config: config)
             let v = try f.cairn(["verify"], config: config)
-            #expect(v.status == ErrorCode.dataCorrupt.exitCode && v.stdout.contains("damaged-object cairn.json:"), "\(v.stdout)\(v.stderr)")
+            #expect(
+                v.status == ErrorCode.dataCorrupt.exitCode && v.stdout.contains("damaged-object cairn.json:"),
+                "\(v.stdout)\(v.stderr)")
             let i = try f.cairn(["init"], config: config)
-            #expect(i.status == 0 && i.stdout.contains("rewrote"), "init repairs the damaged twin: \(i.stdout)\(i.stderr)")
+            #expect(
+                i.status == 0 && i.stdout.contains("rewrote"), "init repairs the damaged twin: \(i.stdout)\(i.stderr)")
             let again = try f.cairn(["verify"], config: config)
             #expect(again.status == 0, "after init: \(again.stdout)\(again.stderr)")
             return r
         },
         .init("truncated bundle: restore", .dataCorrupt, says: ["truncated"]) { f in
-            try damaged(f, "trunc-restore", under: "backups", truncate: true) { _, dir in ["restore", "--target-dir", dir + "/data"] }
+            try damaged(f, "trunc-restore", under: "backups", truncate: true) { _, dir in
+                ["restore", "--target-dir", dir + "/data"]
+            }
         },
         .init("bit-flipped bundle: restore", .dataCorrupt, says: ["damaged"]) { f in
-            try damaged(f, "flip-restore", under: "backups/\(f.backupId)/base") { _, dir in ["restore", "--target-dir", dir + "/data"] }
+            try damaged(f, "flip-restore", under: "backups/\(f.backupId)/base") { _, dir in
+                ["restore", "--target-dir", dir + "/data"]
+            }
         },
         .init("bit-flipped bundle: verify", .dataCorrupt, says: ["damaged"]) { f in
             try damaged(f, "flip-verify", under: "backups/\(f.backupId)/base") { _, _ in ["verify", "--full"] }
@@ -77,7 +102,9 @@ extension BadInput {
         .init("truncated WAL segment: verify", .dataCorrupt) { f in
             try damaged(f, "trunc-wal", under: "wal", truncate: true) { _, _ in ["verify"] }
         },
-        .init("bit-flipped WAL segment: wal-fetch", .dataCorrupt, exit: ErrorCode.walFetchFatalExitCode, says: ["damaged"]) { f in
+        .init(
+            "bit-flipped WAL segment: wal-fetch", .dataCorrupt, exit: ErrorCode.walFetchFatalExitCode, says: ["damaged"]
+        ) { f in
             try damaged(f, "flip-walfetch", under: "wal") { key, dir in
                 ["wal-fetch", String((key as NSString).lastPathComponent.dropLast(4)), dir + "/segment"]
             }
@@ -86,7 +113,7 @@ extension BadInput {
             try damaged(f, "flip-manifest", under: "backups/\(f.backupId)/manifest.json") { _, dir in
                 ["restore", "--backup", f.backupId, "--target-dir", dir + "/data"]
             }
-        },
+        }
     ]
 }
 
@@ -94,11 +121,16 @@ extension BadInput {
 
 extension BadInput {
     static let restore: [BadInput] = [
-        .init("target time in the future", .restoreTarget, says: ["is in the future", "recoverable window"], touchesData: true) { f in
-            try f.cairn(["restore", "--target-dir", f.cluster.dir + "/never", "--target-time", "2099-01-01 00:00:00+00"])
+        .init(
+            "target time in the future", .restoreTarget, says: ["is in the future", "recoverable window"],
+            touchesData: true
+        ) { f in
+            try f.cairn(["restore", "--target-dir", f.cluster.dir + "/never", "--target-time", "2099-01-01 00:00:00+00"]
+            )
         },
         .init("target time before the window", .restoreTarget, says: ["before the oldest reachable point"]) { f in
-            try f.cairn(["restore", "--target-dir", f.cluster.dir + "/never", "--target-time", "2001-01-01 00:00:00+00"])
+            try f.cairn(["restore", "--target-dir", f.cluster.dir + "/never", "--target-time", "2001-01-01 00:00:00+00"]
+            )
         },
         .init("target time that is not a time", .usage, says: ["--target-time"]) { f in
             try f.cairn(["restore", "--target-dir", f.cluster.dir + "/never", "--target-time", "yesterday noon"])
@@ -119,7 +151,9 @@ extension BadInput {
             let dir = try f.folder("busy")
             try Run.shell("mkdir \(dir)/data && echo keep > \(dir)/data/precious && chown -R postgres \(dir)/data")
             let r = try f.cairn(["restore", "--target-dir", dir + "/data"])
-            #expect((try? String(contentsOfFile: dir + "/data/precious", encoding: .utf8)) == "keep\n", "the directory was touched")
+            #expect(
+                (try? String(contentsOfFile: dir + "/data/precious", encoding: .utf8)) == "keep\n",
+                "the directory was touched")
             return r
         },
         .init("relative target directory", .usage, says: ["absolute"]) { f in
@@ -130,8 +164,10 @@ extension BadInput {
         },
         .init("restore point name with quotes, backslash and unicode (restores)", nil, touchesData: true) { f in
             let dir = try f.folder("oddname")
-            let r = try f.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off",
-                                 "--target-name", BadInputFixture.oddRestorePoint])
+            let r = try f.cairn([
+                "restore", "--target-dir", dir + "/data", "--archive-mode", "off",
+                "--target-name", BadInputFixture.oddRestorePoint
+            ])
             guard r.status == 0 else { return r }
             let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: f.config)
             defer { restored.destroy() }
@@ -146,7 +182,7 @@ extension BadInput {
         },
         .init("WAL file name with ../ (wal-fetch)", .walInvalidName, exit: ErrorCode.walFetchFatalExitCode) { f in
             try f.cairn(["wal-fetch", "../cairn.json", f.cluster.dir + "/x"])
-        },
+        }
     ]
 }
 
@@ -155,27 +191,34 @@ extension BadInput {
 extension BadInput {
     static let postgres: [BadInput] = [
         .init("PostgreSQL unreachable", .pgUnreachable) { f in
-            try f.cairn(["backup"], config: f.copyRepository("nopg", replacing: [("port=\(f.cluster.port)", "port=9")]).config)
+            try f.cairn(
+                ["backup"], config: f.copyRepository("nopg", replacing: [("port=\(f.cluster.port)", "port=9")]).config)
         },
         .init("wrong password", .pgAuth, says: ["pwuser"]) { f in
-            let r = try f.cairn(["backup"], config: f.copyRepository("pw", replacing: [("user=postgres", "user=pwuser password=wrong-password")]).config)
+            let r = try f.cairn(
+                ["backup"],
+                config: f.copyRepository("pw", replacing: [("user=postgres", "user=pwuser password=wrong-password")])
+                    .config)
             #expect(!r.stderr.contains("wrong-password"), "the password is printed")
             return r
         },
         .init("logical backup of a database that does not exist", .backupFailed, says: ["no such db"]) { f in
-            try f.cairn(["backup", "--type", "logical", "--database", "no such db"], config: f.copyRepository("nodb").config)
+            try f.cairn(
+                ["backup", "--type", "logical", "--database", "no such db"], config: f.copyRepository("nodb").config)
         },
         .init("database names with quotes, spaces, unicode and ../ (backup and restore)", nil, touchesData: true) { f in
             let source = #"odd "db" ✓/../x"#, target = "it's restored ü"
             try f.cluster.psql(#"CREATE DATABASE "odd ""db"" ✓/../x""#)
             try f.cluster.psql("CREATE TABLE odd AS SELECT 42 AS answer", database: source)
             let b = try f.cairn(["backup", "--type", "logical", "--database", source, "--json"])
-            guard b.status == 0, let m = b.stdout.range(of: #""id" : "[0-9T]+L""#, options: .regularExpression) else { return b }
+            guard b.status == 0, let m = b.stdout.range(of: #""id" : "[0-9T]+L""#, options: .regularExpression) else {
+                return b
+            }
             let id = String(b.stdout[m].dropFirst(8).dropLast())
             let r = try f.cairn(["restore", "--backup", id, "--database", source, "--into", target])
             guard r.status == 0 else { return r }
             #expect(try f.cluster.psql("SELECT answer FROM odd", database: target) == "42")
             return r
-        },
+        }
     ]
 }

@@ -3,8 +3,8 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// One bad input, run as a user would: the real `cairn` binary against a real PostgreSQL 15 cluster and a local
 /// or S3 repository. The outcome must be the documented exit code (runbooks/error-codes.md) with one
@@ -26,8 +26,10 @@ struct BadInput: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
     var expectedExit: Int32 { exit ?? code?.exitCode ?? 0 }
 
-    init(_ name: String, _ code: ErrorCode?, exit: Int32? = nil, hint: Bool = true, says: [String] = [],
-         touchesData: Bool = false, _ run: @escaping @Sendable (BadInputFixture) throws -> ProcessResult) {
+    init(
+        _ name: String, _ code: ErrorCode?, exit: Int32? = nil, hint: Bool = true, says: [String] = [],
+        touchesData: Bool = false, _ run: @escaping @Sendable (BadInputFixture) throws -> ProcessResult
+    ) {
         self.name = name
         self.code = code
         self.exit = exit
@@ -40,7 +42,9 @@ struct BadInput: Sendable, CustomTestStringConvertible {
     /// Checks what the user sees.
     func check(_ r: ProcessResult) {
         let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        let crash = ["Fatal error", "Stack dump", "Backtrace", "Current stack trace", "💣", "Segmentation fault", "SIGSEGV"]
+        let crash = [
+            "Fatal error", "Stack dump", "Backtrace", "Current stack trace", "💣", "Segmentation fault", "SIGSEGV"
+        ]
         #expect(!crash.contains { r.stderr.contains($0) || r.stdout.contains($0) }, "\(name): crashed\n\(r.stderr)")
         #expect(r.status < 128, "\(name): killed by signal \(r.status - 128)")
         #expect(r.status == expectedExit, "\(name): exit \(r.status), expected \(expectedExit)\n\(r.stderr)")
@@ -48,12 +52,15 @@ struct BadInput: Sendable, CustomTestStringConvertible {
             #expect(!r.stderr.contains("cairn: error:"), "\(name): valid input refused\n\(r.stderr)")
             return
         }
-        #expect(lines.count == (hint ? 2 : 1), "\(name): expected one error line\(hint ? " and a HINT" : "")\n\(r.stderr)")
+        #expect(
+            lines.count == (hint ? 2 : 1), "\(name): expected one error line\(hint ? " and a HINT" : "")\n\(r.stderr)")
         if let first = lines.first {
             #expect(first.hasPrefix("cairn: error: ") && first.hasSuffix("[\(code.rawValue)]"), "\(name): \(first)")
             #expect(!first.dropFirst(14).hasSuffix(". [\(code.rawValue)]"), "\(name): message ends with a period")
         }
-        if hint, lines.count > 1 { #expect(lines[1].hasPrefix("HINT: ") && lines[1].count > 12, "\(name): \(lines[1])") }
+        if hint, lines.count > 1 {
+            #expect(lines[1].hasPrefix("HINT: ") && lines[1].count > 12, "\(name): \(lines[1])")
+        }
         for s in says { #expect(r.stderr.contains(s), "\(name): stderr does not say \"\(s)\"\n\(r.stderr)") }
     }
 }
@@ -90,12 +97,19 @@ extension BadInput {
         .init("negative size", .configInvalid, says: ["limits.part_size"]) { f in
             try f.cairn(["backup"], config: f.config("negsize", replacing: [("part_size: 5MiB", "part_size: -5MiB")]))
         },
-        .init("request timeout shorter than connect timeout", .configInvalid, says: ["request_timeout must not be shorter"]) { f in
-            try f.cairn(["check"], config: f.config("timeouts", replacing: [("request_timeout: 60s", "request_timeout: 2s")],
-                                                     extra: "  connect_timeout: 10s\n"))
+        .init(
+            "request timeout shorter than connect timeout", .configInvalid,
+            says: ["request_timeout must not be shorter"]
+        ) { f in
+            try f.cairn(
+                ["check"],
+                config: f.config(
+                    "timeouts", replacing: [("request_timeout: 60s", "request_timeout: 2s")],
+                    extra: "  connect_timeout: 10s\n"))
         },
         .init("s3 key in a local repository", .configInvalid, says: ["applies to type: s3 only"]) { f in
-            try f.cairn(["list"], config: f.config("mixed", replacing: [("  type: local\n", "  type: local\n  bucket: b\n")]))
+            try f.cairn(
+                ["list"], config: f.config("mixed", replacing: [("  type: local\n", "  type: local\n  bucket: b\n")]))
         },
         .init("relative repository path", .configInvalid, says: ["must be an absolute path"]) { f in
             try f.cairn(["list"], config: f.config("relpath", replacing: [("path: \(f.repo)", "path: ../repo")]))
@@ -107,19 +121,25 @@ extension BadInput {
             let p = try f.write("ret-dur", "recovery_window: forever\n", file: "retention.yaml")
             return try f.cairn(["expire", "--dry-run", "--policy", p], config: f.copyRepository("ret-dur").config)
         },
-        .init("retention policy: orphan age too short", .policyInvalid, says: ["orphan_safety_age must be at least 1m"]) { f in
+        .init("retention policy: orphan age too short", .policyInvalid, says: ["orphan_safety_age must be at least 1m"])
+        { f in
             let p = try f.write("ret-orphan", "orphan_safety_age: 5s\n", file: "retention.yaml")
             return try f.cairn(["expire", "--policy", p], config: f.copyRepository("ret-orphan").config)
         },
-        .init("retention shorter than the backups it must protect", .configInvalid,
-              says: ["orphan_safety_age", "max_run_time"], touchesData: true) { f in
+        .init(
+            "retention shorter than the backups it must protect", .configInvalid,
+            says: ["orphan_safety_age", "max_run_time"], touchesData: true
+        ) { f in
             let dir = try f.folder("ret-vs-schedule")
-            try "jobs:\n  backup-full:\n    cron: \"0 1 * * *\"\n    max_run_time: 8h\n".write(toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
-            let c = try f.config("ret-vs-schedule", extra: "schedule: \(dir)/schedule.yaml\nretention:\n  orphan_safety_age: 1h\n")
+            try "jobs:\n  backup-full:\n    cron: \"0 1 * * *\"\n    max_run_time: 8h\n".write(
+                toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
+            let c = try f.config(
+                "ret-vs-schedule", extra: "schedule: \(dir)/schedule.yaml\nretention:\n  orphan_safety_age: 1h\n")
             return try f.cairn(["expire"], config: c)
         },
         .init("schedule policy: bad cron", .policyInvalid, says: ["jobs.backup-full.cron"]) { f in
-            let p = try f.write("sched-cron", "jobs:\n  backup-full:\n    cron: \"61 25 * * *\"\n", file: "schedule.yaml")
+            let p = try f.write(
+                "sched-cron", "jobs:\n  backup-full:\n    cron: \"61 25 * * *\"\n", file: "schedule.yaml")
             return try f.cairn(["schedule", "--schedule", p])
         },
         .init("drill policy: malformed YAML", .policyInvalid, says: ["YAML syntax error"]) { f in
@@ -127,7 +147,9 @@ extension BadInput {
             return try f.cairn(["drill", "--policy", p], config: f.copyRepository("drill-yaml").config)
         },
         .init("schedule policy: unknown time zone", .policyInvalid, says: ["Mars/Olympus_Mons"]) { f in
-            let p = try f.write("sched-tz", "time_zone: Mars/Olympus_Mons\njobs:\n  verify:\n    cron: \"@daily\"\n", file: "schedule.yaml")
+            let p = try f.write(
+                "sched-tz", "time_zone: Mars/Olympus_Mons\njobs:\n  verify:\n    cron: \"@daily\"\n",
+                file: "schedule.yaml")
             return try f.cairn(["schedule", "--schedule", p])
         },
         .init("drill policy: unknown backup choice", .policyInvalid, says: ["backup must be one of"]) { f in
@@ -139,7 +161,7 @@ extension BadInput {
         },
         .init("wal timeout that is not a duration", .usage, says: ["--wal-timeout"]) { f in
             try f.cairn(["backup", "--wal-timeout", "soon"])
-        },
+        }
     ]
 }
 
@@ -147,10 +169,13 @@ extension BadInput {
 
 extension BadInput {
     /// An S3 configuration for the test emulator (or `endpoint`) under a fresh prefix.
-    static func s3(_ f: BadInputFixture, _ name: String, secret: String? = nil, bucket: String? = nil, endpoint: String? = nil) throws -> String {
+    static func s3(
+        _ f: BadInputFixture, _ name: String, secret: String? = nil, bucket: String? = nil, endpoint: String? = nil
+    ) throws -> String {
         let dir = try f.folder(name)
-        var path = try TestCluster.s3Config(prefix: TestEnvironment.uniqueName(name), in: dir, secret: secret, bucket: bucket,
-                                            extra: "  connect_timeout: 2s\n")
+        var path = try TestCluster.s3Config(
+            prefix: TestEnvironment.uniqueName(name), in: dir, secret: secret, bucket: bucket,
+            extra: "  connect_timeout: 2s\n")
         if let endpoint {
             let text = try String(contentsOfFile: path, encoding: .utf8)
                 .replacingOccurrences(of: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), with: endpoint)
@@ -163,10 +188,13 @@ extension BadInput {
     }
 
     /// Runs `args` against an S3 repository behind the fault proxy answering every request with `status`/`code`.
-    static func throughProxy(_ f: BadInputFixture, _ name: String, status: Int, code: String, _ args: [String]) throws -> ProcessResult {
+    static func throughProxy(
+        _ f: BadInputFixture, _ name: String, status: Int, code: String, _ args: [String]
+    ) throws -> ProcessResult {
         let proxy = try FaultProxy()
         defer { proxy.stop() }
-        try proxy.script(#"{"times": -1, "action": {"status": \#(status), "code": "\#(code)", "message": "simulated"}}"#)
+        try proxy.script(
+            #"{"times": -1, "action": {"status": \#(status), "code": "\#(code)", "message": "simulated"}}"#)
         return try f.cairn(args, config: s3(f, name, endpoint: proxy.endpoint.absoluteString))
     }
 
@@ -202,7 +230,9 @@ extension BadInput {
             return try f.cairn(["init"], config: f.config("ro", replacing: [("path: \(f.repo)", "path: \(dir)/repo")]))
         },
         .init("full disk under the repository", .repoNoSpace, touchesData: true) { f in
-            let size = Int(try Run.shell("du -sb \(f.repo) | cut -f1").stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            let size =
+                Int(try Run.shell("du -sb \(f.repo) | cut -f1").stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+                ?? 0
             let disk = try SmallDisk("repo", bytes: size + (1 << 20))
             defer { disk.unmount() }
             let (config, repo) = try f.copyRepository("fullrepo", at: disk.path + "/repo")
@@ -218,6 +248,6 @@ extension BadInput {
             let disk = try SmallDisk("target", bytes: 8 << 20)
             defer { disk.unmount() }
             return try f.cairn(["restore", "--target-dir", disk.path + "/data", "--archive-mode", "off"])
-        },
+        }
     ]
 }

@@ -3,8 +3,8 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The invariants every crash and fault trial ends with, checked with cairn itself and with direct reads of the
 /// repository (never through a fault proxy):
@@ -37,18 +37,25 @@ struct Invariants {
             .compactMap { $0["id"] as? String }
         let keys = try repo.list(prefix: "backups/").map(\.key)
         let withManifest = keys.filter { $0.hasSuffix("/manifest.json") }.map { String($0.split(separator: "/")[1]) }
-        #expect(Set(listed) == Set(withManifest), "\(ctx): cairn list shows \(listed.sorted()), manifests exist for \(withManifest.sorted())")
+        #expect(
+            Set(listed) == Set(withManifest),
+            "\(ctx): cairn list shows \(listed.sorted()), manifests exist for \(withManifest.sorted())")
 
         let catalog = try Catalog.load(from: repo)
         #expect(catalog.damagedManifests.isEmpty, "\(ctx): damaged manifests \(catalog.damagedManifests)")
         for b in catalog.backups {
             for o in b.allObjects {
                 let h = try repo.head(o.key)
-                #expect(h?.size == o.digest.storedSize, "\(ctx): committed backup \(b.id): \(o.key) is \(h.map { "\($0.size) bytes, not \(o.digest.storedSize)" } ?? "missing")")
+                #expect(
+                    h?.size == o.digest.storedSize,
+                    "\(ctx): committed backup \(b.id): \(o.key) is \(h.map { "\($0.size) bytes, not \(o.digest.storedSize)" } ?? "missing")"
+                )
             }
         }
         let verify = try Run.cairnAsPostgres(["--config", config, "verify"])
-        #expect(verify.status == 0, "\(ctx): cairn verify (\(verify.status)): \(verify.stdout.suffix(2000))\(verify.stderr)")
+        #expect(
+            verify.status == 0, "\(ctx): cairn verify (\(verify.status)): \(verify.stdout.suffix(2000))\(verify.stderr)"
+        )
 
         // Objects of interrupted backups are garbage for expire, but still never half-written.
         let pipeline = Pipeline()
@@ -71,7 +78,9 @@ struct Invariants {
         for name in acknowledged.sorted() {
             guard let file = WALFileName(name) else { continue }
             if let floor, name.count >= 24, String(name.prefix(24)) < floor { continue }
-            #expect(try repo.head(Layout.walKey(file)) != nil, "\(ctx): PostgreSQL considers \(name) archived, but the repository does not have it")
+            #expect(
+                try repo.head(Layout.walKey(file)) != nil,
+                "\(ctx): PostgreSQL considers \(name) archived, but the repository does not have it")
         }
         return listed
     }
@@ -98,10 +107,16 @@ final class CrashableEndpoint: @unchecked Sendable {
         let upstream = URL(string: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"))!
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
-        pid = try Run.spawn("/usr/bin/env", ["python3", script, "--listen", "127.0.0.1:\(port)",
-                                             "--upstream", "127.0.0.1:\(upstream.port!)", "--quiet"])
+        pid = try Run.spawn(
+            "/usr/bin/env",
+            [
+                "python3", script, "--listen", "127.0.0.1:\(port)",
+                "--upstream", "127.0.0.1:\(upstream.port!)", "--quiet"
+            ])
         for _ in 0..<100 {
-            if try Run.program("/usr/bin/curl", ["-sf", "-o", "/dev/null", endpoint + "/__fault/rules"]).status == 0 { return }
+            if try Run.program("/usr/bin/curl", ["-sf", "-o", "/dev/null", endpoint + "/__fault/rules"]).status == 0 {
+                return
+            }
             usleep(100_000)
         }
         throw TestFailure("the endpoint on port \(port) did not come back")
@@ -118,8 +133,10 @@ final class CrashableEndpoint: @unchecked Sendable {
 
 /// Writes a cairn configuration for an S3 repository reached through `endpoint` (plain HTTP), owned by postgres.
 enum CampaignConfig {
-    static func s3(dir: String, name: String = "cairn.yaml", conninfo: String, endpoint: String, prefix: String,
-                   limits: [String] = ["request_timeout: 60s", "retries: 4"], extra: String = "") throws -> String {
+    static func s3(
+        dir: String, name: String = "cairn.yaml", conninfo: String, endpoint: String, prefix: String,
+        limits: [String] = ["request_timeout: 60s", "retries: 4"], extra: String = ""
+    ) throws -> String {
         let creds = dir + "/aws-credentials"
         try """
         [default]
@@ -155,7 +172,8 @@ enum Processes {
         let me = getpid()
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
             guard let pid = pid_t(entry), pid != me,
-                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+                let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
             let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard args.first == Run.installedCairn else { return nil }
             return words.allSatisfy { w in args.contains(w) } ? pid : nil

@@ -3,8 +3,8 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A reproducible random source (SplitMix64). Every campaign prints its seed; `CAIRN_CRASH_SEED=N` replays the
 /// same random choices (kill delays, fault scripts). Timing still varies from run to run.
@@ -27,8 +27,11 @@ enum Campaign {
 
     /// The campaign's generator; the seed is printed (and goes into every failure message via the caller).
     static func generator(_ name: String) -> (SeededGenerator, UInt64) {
-        let seed = TestEnvironment.env["CAIRN_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64(UInt32.max))
-        print("[\(name)] seed \(seed), \(trials) trials; replay with CAIRN_CRASH_SEED=\(seed) CAIRN_CRASH_TRIALS=\(trials)")
+        let seed =
+            TestEnvironment.env["CAIRN_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        print(
+            "[\(name)] seed \(seed), \(trials) trials; replay with CAIRN_CRASH_SEED=\(seed) CAIRN_CRASH_TRIALS=\(trials)"
+        )
         var h: UInt64 = seed
         for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
         return (SeededGenerator(seed: h), seed)
@@ -60,8 +63,10 @@ struct CairnProcess {
 
     static func start(config: String, _ args: [String], quiet: Bool = false) throws -> CairnProcess {
         let out = try TestEnvironment.tempDirectory("proc") + "/out"
-        let argv = ([Run.installedCairn, "--config", config] + (quiet ? ["--quiet"] : []) + args).map(ShellQuoting.quote)
-        let cmd = "exec env -i PATH=/usr/bin:/bin HOME=/tmp /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
+        let argv = ([Run.installedCairn, "--config", config] + (quiet ? ["--quiet"] : []) + args).map(
+            ShellQuoting.quote)
+        let cmd =
+            "exec env -i PATH=/usr/bin:/bin HOME=/tmp /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
             + argv.joined(separator: " ") + " >\(out).stdout 2>\(out).stderr"
         return CairnProcess(pid: try Run.spawn("/bin/sh", ["-c", cmd]), out: out)
     }
@@ -93,7 +98,8 @@ struct CairnProcess {
     /// The threads' stacks of a process `waitOrKillHung` found hung.
     var backtrace: String {
         let text = (try? String(contentsOfFile: out + ".backtrace", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").filter { $0.hasPrefix("#") || $0.hasPrefix("Thread") }.joined(separator: "\n")
+        return text.split(separator: "\n").filter { $0.hasPrefix("#") || $0.hasPrefix("Thread") }.joined(
+            separator: "\n")
     }
 
     /// SIGKILL after `delay` seconds; returns the exit status (137 when the kill landed, 0 if it finished first).
@@ -114,14 +120,21 @@ struct Tally {
     var killed = 0, finishedFirst = 0, other: [Int32: Int] = [:]
 
     mutating func add(_ status: Int32) {
-        if status == 128 + SIGKILL { killed += 1 } else if status == 0 { finishedFirst += 1 } else { other[status, default: 0] += 1 }
+        if status == 128 + SIGKILL {
+            killed += 1
+        } else if status == 0 {
+            finishedFirst += 1
+        } else {
+            other[status, default: 0] += 1
+        }
     }
 
     var total: Int { killed + finishedFirst + other.values.reduce(0, +) }
 
     func record() {
         let others = other.sorted { $0.key < $1.key }.map { "exit \($0.key): \($0.value)" }.joined(separator: ", ")
-        let line = "crash campaign \(name): \(total) kill -9 trials (\(killed) hit mid-run, \(finishedFirst) finished before the kill"
+        let line =
+            "crash campaign \(name): \(total) kill -9 trials (\(killed) hit mid-run, \(finishedFirst) finished before the kill"
             + (others.isEmpty ? "" : ", \(others)") + "), seed \(seed), all invariants held unless a test failed"
         print(line)
         Measurements.record([line])
@@ -131,7 +144,9 @@ struct Tally {
 /// The workload whose data the final restore checks.
 enum Workload {
     static func initialize(_ c: ScratchCluster, scale: Int) throws {
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s \(scale) -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s \(scale) -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         try c.psql("CREATE TABLE campaign (trial int, at timestamptz DEFAULT clock_timestamp(), v text)")
     }
 
@@ -142,8 +157,9 @@ enum Workload {
     }
 
     static func digest(_ c: ScratchCluster) throws -> String {
-        try c.psql("SELECT (SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts) || '/' || "
-            + "(SELECT count(*) || ':' || md5(string_agg(trial || v, ',' ORDER BY trial, v)) FROM campaign)")
+        try c.psql(
+            "SELECT (SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts) || '/' || "
+                + "(SELECT count(*) || ':' || md5(string_agg(trial || v, ',' ORDER BY trial, v)) FROM campaign)")
     }
 
     /// Once at the end: archive everything, restore the latest backup, compare the data.
@@ -160,9 +176,13 @@ enum Workload {
 enum DirectRepository {
     static func open(config: String, localRoot: String) throws -> any Repository {
         let text = try String(contentsOfFile: config, encoding: .utf8)
-        if let line = text.split(separator: "\n").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("prefix:") }),
-           let prefix = line.split(separator: ":").last {
-            return S3Repository(settings: TestEnvironment.s3Settings(prefix: prefix.trimmingCharacters(in: .whitespaces)))
+        if let line = text.split(separator: "\n").first(where: {
+            $0.trimmingCharacters(in: .whitespaces).hasPrefix("prefix:")
+        }),
+            let prefix = line.split(separator: ":").last
+        {
+            return S3Repository(
+                settings: TestEnvironment.s3Settings(prefix: prefix.trimmingCharacters(in: .whitespaces)))
         }
         return LocalRepository(root: localRoot)
     }

@@ -1,20 +1,22 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCLI
 
 @Suite struct ConfigLoaderTests {
     let loader = ConfigLoader(environment: [:])
 
     @Test func localRepositoryWithDefaults() throws {
-        let c = try loader.load(text: """
-            cluster:
-              connection: host=/tmp port=5432
-            repository:
-              type: local
-              path: /var/lib/cairn/repo
-            """, file: "cairn.yaml")
+        let c = try loader.load(
+            text: """
+                cluster:
+                  connection: host=/tmp port=5432
+                repository:
+                  type: local
+                  path: /var/lib/cairn/repo
+                """, file: "cairn.yaml")
         guard case .local(let path) = c.repository else { Issue.record("not local"); return }
         #expect(path == "/var/lib/cairn/repo")
         #expect(c.compression.level == 3)
@@ -67,10 +69,21 @@ import TestSupport
             """
         let e = #expect(throws: ConfigError.self) { try loader.load(text: text, file: "/etc/cairn.yaml") }
         let lines = e?.problems.map { $0.description } ?? []
-        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:2:") && $0.contains("unknown key \"bin_directry\" in cluster: did you mean \"bin_directory\"?") }, "\(lines)")
-        #expect(lines.contains { $0.hasPrefix("/etc/cairn.yaml:6:") && $0.contains("unknown key \"compresion\" in the top level: did you mean \"compression\"?") }, "\(lines)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("/etc/cairn.yaml:2:")
+                    && $0.contains("unknown key \"bin_directry\" in cluster: did you mean \"bin_directory\"?")
+            }, "\(lines)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("/etc/cairn.yaml:6:")
+                    && $0.contains("unknown key \"compresion\" in the top level: did you mean \"compression\"?")
+            }, "\(lines)")
         // Nothing close: the known keys instead of a guess.
-        #expect(lines.contains { $0.contains("unknown key \"whatever\" in limits (known keys: ") && !$0.contains("did you mean") }, "\(lines)")
+        #expect(
+            lines.contains {
+                $0.contains("unknown key \"whatever\" in limits (known keys: ") && !$0.contains("did you mean")
+            }, "\(lines)")
         #expect(YAMLReader.nearest("paralelism", in: ["parallelism", "part_size"]) == "parallelism")
         #expect(YAMLReader.nearest("db", in: ["database", "name", "sql"]) == nil)
     }
@@ -139,7 +152,8 @@ import TestSupport
     }
 
     @Test func conninfoPasswordsAreRedacted() {
-        #expect(EffectiveSettings.redactConninfo("host=h password=s3cret user=u") == "host=h password=<redacted> user=u")
+        #expect(
+            EffectiveSettings.redactConninfo("host=h password=s3cret user=u") == "host=h password=<redacted> user=u")
         #expect(EffectiveSettings.redactConninfo("host=h password='a b' user=u") == "host=h password=<redacted> user=u")
         #expect(EffectiveSettings.redactConninfo("postgresql://bob:s3cret@db/x") == "postgresql://bob:<redacted>@db/x")
         #expect(EffectiveSettings.redactConninfo("host=h") == "host=h")
@@ -147,15 +161,18 @@ import TestSupport
 }
 
 @Suite struct CredentialTests {
-    let s3 = Configuration.S3Repo(bucket: "b", prefix: "", endpoint: URL(string: "http://x")!, region: "r", uriStyle: .path,
-                                  caFile: nil, verifyTLS: true, storageClass: nil, serverSideEncryption: nil, kmsKeyId: nil,
-                                  credentialsFile: nil, profile: "default")
+    let s3 = Configuration.S3Repo(
+        bucket: "b", prefix: "", endpoint: URL(string: "http://x")!, region: "r", uriStyle: .path,
+        caFile: nil, verifyTLS: true, storageClass: nil, serverSideEncryption: nil, kmsKeyId: nil,
+        credentialsFile: nil, profile: "default")
 
     @Test func environmentWins() throws {
         var withFile = s3
         withFile.credentialsFile = "/nonexistent"
-        let r = try CredentialResolver(environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "envsecret",
-                                                     "AWS_SESSION_TOKEN": "tok"]).resolve(withFile)
+        let r = try CredentialResolver(environment: [
+            "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "envsecret",
+            "AWS_SESSION_TOKEN": "tok"
+        ]).resolve(withFile)
         #expect(r.credentials.accessKeyId == "AKIAENV" && r.credentials.sessionToken == "tok")
         #expect(r.source.contains("environment"))
     }
@@ -163,7 +180,8 @@ import TestSupport
     @Test func fileWithProfilesAndPermissionWarning() throws {
         let dir = try TestEnvironment.tempDirectory("creds")
         let path = dir + "/credentials"
-        try "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n\n[profile backup]\naws_access_key_id=AKIABACKUP\naws_secret_access_key=b\naws_session_token=t\n"
+        try
+            "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n\n[profile backup]\naws_access_key_id=AKIABACKUP\naws_secret_access_key=b\naws_session_token=t\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, 0o644)
         var cfg = s3
@@ -174,7 +192,9 @@ import TestSupport
         chmod(path, 0o600)
         let b = try CredentialResolver(environment: ["AWS_PROFILE": "backup"]).resolve(cfg)
         #expect(b.credentials.accessKeyId == "AKIABACKUP" && b.credentials.sessionToken == "t" && b.warnings.isEmpty)
-        let e = #expect(throws: CairnError.self) { try CredentialResolver(environment: ["AWS_PROFILE": "nope"]).resolve(cfg) }
+        let e = #expect(throws: CairnError.self) {
+            try CredentialResolver(environment: ["AWS_PROFILE": "nope"]).resolve(cfg)
+        }
         #expect(e?.message.contains("[nope]") == true)
     }
 
@@ -193,21 +213,28 @@ import TestSupport
     @Test func policyFileRelativeToTheConfigAndInline() throws {
         let dir = try TestEnvironment.tempDirectory("policy")
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
-        try "recovery_window: 14d\nmin_full_backups: 3\nlogical_backups: 60d\n".write(toFile: dir + "/policies/retention.yaml", atomically: true, encoding: .utf8)
+        try "recovery_window: 14d\nmin_full_backups: 3\nlogical_backups: 60d\n".write(
+            toFile: dir + "/policies/retention.yaml", atomically: true, encoding: .utf8)
         let base = "repository:\n  type: local\n  path: /r\n"
-        let c = try ConfigLoader(environment: [:]).load(text: base + "retention: policies/retention.yaml\n", file: dir + "/cairn.yaml")
+        let c = try ConfigLoader(environment: [:]).load(
+            text: base + "retention: policies/retention.yaml\n", file: dir + "/cairn.yaml")
         #expect(c.retention.recoveryWindow == 14 * 86400)
         #expect(c.retention.minFullBackups == 3)
         #expect(c.retention.logicalRetention == 60 * 86400)
         #expect(c.retentionSource == dir + "/policies/retention.yaml")
-        let inline = try ConfigLoader(environment: [:]).load(text: base + "retention:\n  recovery_window: 7d\n", file: dir + "/cairn.yaml")
+        let inline = try ConfigLoader(environment: [:]).load(
+            text: base + "retention:\n  recovery_window: 7d\n", file: dir + "/cairn.yaml")
         #expect(inline.retention.recoveryWindow == 7 * 86400)
         #expect(inline.retention.minFullBackups == 1)
-        #expect(try ConfigLoader(environment: [:]).load(text: base, file: dir + "/cairn.yaml").retention.recoveryWindow == 30 * 86400)
+        #expect(
+            try ConfigLoader(environment: [:]).load(text: base, file: dir + "/cairn.yaml").retention.recoveryWindow
+                == 30 * 86400)
     }
 
     @Test func theShippedExamplePolicyIsValid() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../policies/retention.yaml").standardized.path
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../policies/retention.yaml"
+        ).standardized.path
         let p = try PolicyLoader.retention(file: path)
         #expect(p.recoveryWindow == 30 * 86400)
         #expect(p.minFullBackups == 2)
@@ -216,7 +243,8 @@ import TestSupport
     @Test func badPoliciesAreReportedWithLines() throws {
         let dir = try TestEnvironment.tempDirectory("policy-bad")
         let path = dir + "/retention.yaml"
-        try "recovery_window: forever\nmin_full_backups: 0\nkeep_everything: yes\norphan_safety_age: 5s\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "recovery_window: forever\nmin_full_backups: 0\nkeep_everything: yes\norphan_safety_age: 5s\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let e = #expect(throws: ConfigError.self) { try PolicyLoader.retention(file: path) }
         let text = e?.message ?? ""
         #expect(e?.code == .policyInvalid)
@@ -225,7 +253,8 @@ import TestSupport
         #expect(text.contains("\(path):3: unknown key \"keep_everything\""))
         #expect(text.contains("\(path):4: orphan_safety_age must be at least 1m"))
         let missing = #expect(throws: ConfigError.self) {
-            try ConfigLoader(environment: [:]).load(text: "repository:\n  type: local\n  path: /r\nretention: nope.yaml\n", file: dir + "/cairn.yaml")
+            try ConfigLoader(environment: [:]).load(
+                text: "repository:\n  type: local\n  path: /r\nretention: nope.yaml\n", file: dir + "/cairn.yaml")
         }
         #expect(missing?.message.contains("nope.yaml") == true)
     }
@@ -233,7 +262,9 @@ import TestSupport
 
 @Suite struct DrillPolicyConfigTests {
     @Test func theShippedExamplePolicyIsValid() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../policies/drills.yaml").standardized.path
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../policies/drills.yaml"
+        ).standardized.path
         let p = try PolicyLoader.drills(file: path)
         #expect(p.backup == .random && p.target == .random)
         #expect(p.assertions.count == 1 && p.assertions[0].database == "*")
@@ -244,18 +275,25 @@ import TestSupport
     @Test func verificationRequirementsAreRead() throws {
         let dir = try TestEnvironment.tempDirectory("drill-verification")
         let path = dir + "/drills.yaml"
-        try "verification:\n  day_coverage: 99.5%\n  drill_interval: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "verification:\n  day_coverage: 99.5%\n  drill_interval: 3d\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         #expect(try PolicyLoader.drills(file: path).verification == .init(dayCoverage: 0.995, drillInterval: 3 * 86400))
-        try "verification:\n  day_coverage: 120%\n  drill_intervall: 3d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "verification:\n  day_coverage: 120%\n  drill_intervall: 3d\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let e = #expect(throws: ConfigError.self) { try PolicyLoader.drills(file: path) }
-        #expect(e?.message.contains("\(path):2: verification.day_coverage must be a percentage") == true, "\(e?.message ?? "")")
-        #expect(e?.message.contains("unknown key \"drill_intervall\" in verification: did you mean \"drill_interval\"?") == true)
+        #expect(
+            e?.message.contains("\(path):2: verification.day_coverage must be a percentage") == true,
+            "\(e?.message ?? "")")
+        #expect(
+            e?.message.contains("unknown key \"drill_intervall\" in verification: did you mean \"drill_interval\"?")
+                == true)
     }
 
     @Test func badDrillPoliciesAreReportedWithLines() throws {
         let dir = try TestEnvironment.tempDirectory("drill-policy")
         let path = dir + "/drills.yaml"
-        try "backup: oldest\nscratch_directory: tmp\nassertions:\n  - name: x\n  - sql: SELECT 1\n    db: app\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "backup: oldest\nscratch_directory: tmp\nassertions:\n  - name: x\n  - sql: SELECT 1\n    db: app\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let e = #expect(throws: ConfigError.self) { try PolicyLoader.drills(file: path) }
         let text = e?.message ?? ""
         #expect(text.contains("\(path):1: backup must be one of \"latest\", \"random\""))

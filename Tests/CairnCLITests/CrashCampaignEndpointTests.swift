@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension CrashCampaignTests {
     /// The S3 endpoint killed (`kill -9`, see ``CrashableEndpoint`` for why the endpoint and not moto) in the middle
@@ -15,11 +15,13 @@ extension CrashCampaignTests {
         var direct = ""
         let c = try ScratchCluster(name: "crash-endpoint") { dir, conninfo in
             let retention = "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m"
-            direct = try CampaignConfig.s3(dir: dir, name: "direct.yaml", conninfo: conninfo,
-                                           endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix, extra: retention)
-            return try CampaignConfig.s3(dir: dir, conninfo: conninfo, endpoint: endpoint.endpoint, prefix: prefix,
-                                         limits: ["request_timeout: 60s", "retries: 8", "io_timeout: 5s", "connect_timeout: 2s"],
-                                         extra: retention)
+            direct = try CampaignConfig.s3(
+                dir: dir, name: "direct.yaml", conninfo: conninfo,
+                endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix, extra: retention)
+            return try CampaignConfig.s3(
+                dir: dir, conninfo: conninfo, endpoint: endpoint.endpoint, prefix: prefix,
+                limits: ["request_timeout: 60s", "retries: 8", "io_timeout: 5s", "connect_timeout: 2s"],
+                extra: retention)
         }
         defer { c.destroy() }
         let inv = try Invariants(c, config: direct)
@@ -27,9 +29,11 @@ extension CrashCampaignTests {
         try Workload.initialize(c, scale: 2)
         let (first, baseline) = try Campaign.timed { try c.cairn(["backup"]) }
         try #require(first.status == 0, "\(first.stderr)")
-        var tallies = ["backup": Tally(name: "S3 endpoint crash during backup", seed: seed),
-                       "wal-push": Tally(name: "S3 endpoint crash during wal-push (archive_command)", seed: seed),
-                       "expire": Tally(name: "S3 endpoint crash during expire", seed: seed)]
+        var tallies = [
+            "backup": Tally(name: "S3 endpoint crash during backup", seed: seed),
+            "wal-push": Tally(name: "S3 endpoint crash during wal-push (archive_command)", seed: seed),
+            "expire": Tally(name: "S3 endpoint crash during expire", seed: seed)
+        ]
         for trial in 0..<Campaign.trials {
             let op = ["backup", "wal-push", "expire"][trial % 3]
             let ctx = "s3-endpoint/\(op) seed \(seed) trial \(trial)"
@@ -63,14 +67,17 @@ extension CrashCampaignTests {
             try endpoint.start()
             let status = early ?? p.waitOrKillHung(atMost: 240)
             guard let status else {
-                Issue.record("\(ctx): \(op) still ran 240 s after the endpoint came back: a hang; stacks:\n\(p.backtrace)")
+                Issue.record(
+                    "\(ctx): \(op) still ran 240 s after the endpoint came back: a hang; stacks:\n\(p.backtrace)")
                 continue
             }
             tallies[op]!.add(early == nil ? 128 + SIGKILL : 0)
             if status != 0 { ErrorReport.check(status: status, stderr: p.stderr, ctx) }
             let after = try inv.check(ctx + " after the crash", walFloor: true)
             if op == "backup" {
-                #expect(after.count == before.count + (status == 0 ? 1 : 0), "\(ctx): only a successful backup is committed")
+                #expect(
+                    after.count == before.count + (status == 0 ? 1 : 0), "\(ctx): only a successful backup is committed"
+                )
             }
             let next = try c.cairn([op])
             #expect(next.status == 0, "\(ctx): the next \(op): \(next.stderr)")
@@ -89,9 +96,12 @@ enum ErrorReport {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../runbooks/error-codes.md").standardized.path
         var table: [String: Int32] = [:]
-        for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n") where line.hasPrefix("| `") {
+        for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+        where line.hasPrefix("| `") {
             let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
-            if cells.count >= 2, let exit = Int32(cells[1]) { table[cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))] = exit }
+            if cells.count >= 2, let exit = Int32(cells[1]) {
+                table[cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))] = exit
+            }
         }
         return table
     }()
@@ -101,15 +111,18 @@ enum ErrorReport {
     static func check(status: Int32, stderr: String, _ ctx: String) -> String? {
         let lines = stderr.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         let errors = lines.filter { $0.hasPrefix("cairn: error: ") }
-        #expect(errors.count == 1 && lines.allSatisfy { $0.hasPrefix("cairn: error: ") || $0.hasPrefix("HINT: ") },
-                "\(ctx): a failure is one error line (and a hint), got exit \(status): \(stderr)")
+        #expect(
+            errors.count == 1 && lines.allSatisfy { $0.hasPrefix("cairn: error: ") || $0.hasPrefix("HINT: ") },
+            "\(ctx): a failure is one error line (and a hint), got exit \(status): \(stderr)")
         guard let line = errors.first, line.hasSuffix("]"), let open = line.lastIndex(of: "[") else {
             Issue.record("\(ctx): the error names no code: \(stderr)")
             return nil
         }
         let code = String(line[line.index(after: open)..<line.index(before: line.endIndex)])
         #expect(documented[code] != nil, "\(ctx): [\(code)] is not in runbooks/error-codes.md")
-        #expect(documented[code] == status, "\(ctx): [\(code)] exited \(status), the runbook says \(documented[code].map(String.init) ?? "?")")
+        #expect(
+            documented[code] == status,
+            "\(ctx): [\(code)] exited \(status), the runbook says \(documented[code].map(String.init) ?? "?")")
         return code
     }
 }

@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The crash campaign of issue #11: `kill -9` of `backup`, `wal-push`, `expire`, `restore` and of the S3 endpoint
 /// at random points (seeded; the seed is printed), then the invariants of ``Invariants`` and a successful next run.
@@ -33,8 +33,9 @@ import TestSupport
             let after = try inv.check(ctx + " after the kill")
             // A kill after the manifest reached the store (while releasing the lock or recording the job) leaves a
             // committed backup, which the checks above found complete; a backup that finished must be committed.
-            #expect(status == 0 ? after.count == before.count + 1 : after.count <= before.count + 1,
-                    "\(ctx): committed \(after) before \(before), exit \(status)")
+            #expect(
+                status == 0 ? after.count == before.count + 1 : after.count <= before.count + 1,
+                "\(ctx): committed \(after) before \(before), exit \(status)")
             let next = try c.cairn(["backup"])
             #expect(next.status == 0, "\(ctx): the next backup: \(next.stderr)")
             try inv.check(ctx + " after the next run")
@@ -68,7 +69,9 @@ import TestSupport
             try Workload.touch(c, trial)
             try c.psql("SELECT pg_switch_wal()")
             guard let pid = waitForPush(c, seconds: 90) else {
-                Issue.record("\(ctx): the archiver started no wal-push within 90 s: \(try c.psql("SELECT * FROM pg_stat_archiver"))")
+                Issue.record(
+                    "\(ctx): the archiver started no wal-push within 90 s: \(try c.psql("SELECT * FROM pg_stat_archiver"))"
+                )
                 continue
             }
             usleep(UInt32(Double.random(in: 0...(lifetime * 1.15), using: &rng) * 1e6))
@@ -79,8 +82,9 @@ import TestSupport
         // The archiver retries (PostgreSQL restarts it after a killed archive_command) and catches up.
         try c.switchAndWaitForArchive(timeout: 180)
         try inv.check("wal-push seed \(seed) after the archiver caught up")
-        #expect(c.log.contains("terminated by signal 9") || c.log.contains("exit code 137") || tally.killed == 0,
-                "the kills reached the archiver")
+        #expect(
+            c.log.contains("terminated by signal 9") || c.log.contains("exit code 137") || tally.killed == 0,
+            "the kills reached the archiver")
         try Workload.restoreAndCompare(c, "wal-push seed \(seed)")
         tally.record()
     }
@@ -106,8 +110,9 @@ import TestSupport
     @Test func expire() throws {
         var (rng, seed) = Campaign.generator("expire")
         let c = try ScratchCluster(name: "crash-expire") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"],
-                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"],
+                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }
         let inv = try Invariants(c)

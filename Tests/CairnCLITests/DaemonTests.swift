@@ -2,8 +2,8 @@ import CairnBase
 import CairnCore
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `cairn daemon` with an every-minute schedule against a real cluster and the S3 emulator: it takes backups on
 /// time, serves metrics that promtool accepts, never runs one job twice at once across two daemons, and stops
@@ -24,16 +24,20 @@ import TestSupport
 
     @Test func twoDaemonsBackUpOnTimeServeMetricsAndStopGracefully() throws {
         let c = try ScratchCluster(name: "daemon") { dir, conninfo in
-            try "jobs:\n  backup-full:\n    cron: \"* * * * *\"\n    max_run_time: 5m\n".write(toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
+            try "jobs:\n  backup-full:\n    cron: \"* * * * *\"\n    max_run_time: 5m\n".write(
+                toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
             try Run.shell("chown postgres \(dir)/schedule.yaml")
             // The streamed method: a file-level backup of this small cluster ends too quickly for the test to
             // stop the daemon while one runs.
-            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, limits: ["bundle_size: 4MiB"], extra: "schedule: schedule.yaml",
-                                             cluster: ["backup_method: stream"])
+            return try TestRepository.config(
+                .s3, dir: dir, conninfo: conninfo, limits: ["bundle_size: 4MiB"], extra: "schedule: schedule.yaml",
+                cluster: ["backup_method: stream"])
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 10 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 10 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         #expect(try c.cairn(["schedule"]).stdout.contains("backup-full"))
         #expect(try c.cairn(["schedule", "show", "--json"]).stdout.contains("\"cron\" : \"* * * * *\""))
         let crontab = try c.cairn(["schedule", "print-crontab"]).stdout
@@ -93,12 +97,20 @@ import TestSupport
         let records = try JobRecord.load(month: JobRecord.month(Date()), from: repo)
         #expect(records.contains { $0.job == "backup-full" && $0.outcome == .failed && $0.errorCode == "interrupted" })
         #expect(afterStop.count == before, "the interrupted backup was not committed")
-        for m in afterStop { for o in m.allObjects { #expect(try ExpireTests.repository(c).head(o.key) != nil, "backup \(m.id) lost \(o.key)") } }
+        for m in afterStop {
+            for o in m.allObjects {
+                #expect(try ExpireTests.repository(c).head(o.key) != nil, "backup \(m.id) lost \(o.key)")
+            }
+        }
 
         // Restarted, the next run succeeds.
-        let again = try Run.spawnCairnAsPostgres(["--config", c.config!, "daemon", "--listen", "127.0.0.1:\(ScratchCluster.freePort())"])
+        let again = try Run.spawnCairnAsPostgres([
+            "--config", c.config!, "daemon", "--listen", "127.0.0.1:\(ScratchCluster.freePort())"
+        ])
         daemons = [again]
-        try Self.waitFor("the next backup after a restart", timeout: 150) { try Self.committedBackups(c).count > before }
+        try Self.waitFor("the next backup after a restart", timeout: 150) {
+            try Self.committedBackups(c).count > before
+        }
     }
 
     /// The daemon's smoke path on the other majors (the test above runs on 15): a scheduled backup of the
@@ -106,9 +118,11 @@ import TestSupport
     @Test(arguments: PGMajor.tested.filter { $0 != .v15 })
     func theDaemonBacksUpOtherMajors(major: PGMajor) throws {
         let c = try ScratchCluster(name: "daemon-\(major)", major: major) { dir, conninfo in
-            try "jobs:\n  backup-full:\n    cron: \"* * * * *\"\n    max_run_time: 5m\n".write(toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
+            try "jobs:\n  backup-full:\n    cron: \"* * * * *\"\n    max_run_time: 5m\n".write(
+                toFile: dir + "/schedule.yaml", atomically: true, encoding: .utf8)
             try Run.shell("chown postgres \(dir)/schedule.yaml")
-            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, major: major, extra: "schedule: schedule.yaml")
+            return try TestRepository.config(
+                .s3, dir: dir, conninfo: conninfo, major: major, extra: "schedule: schedule.yaml")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -137,15 +151,18 @@ import TestSupport
     /// A drill limited to 2 seconds: the daemon stops it, counts the timeout, and the drill leaves no scratch
     /// cluster, no lock and an `interrupted` job record behind.
     @Test func aJobOverItsMaximumRunTimeIsStoppedAndReported() throws {
-        let c = try DrillTests.makeCluster("daemon-timeout", repo: .local, extra: "schedule: schedule.yaml",
-                                           files: ["schedule.yaml": "jobs:\n  drill:\n    cron: \"* * * * *\"\n    max_run_time: 2s\n"])
+        let c = try DrillTests.makeCluster(
+            "daemon-timeout", repo: .local, extra: "schedule: schedule.yaml",
+            files: ["schedule.yaml": "jobs:\n  drill:\n    cron: \"* * * * *\"\n    max_run_time: 2s\n"])
         defer { c.destroy() }
         let port = ScratchCluster.freePort()
         let d = try Run.spawnCairnAsPostgres(["--config", c.config!, "daemon", "--listen", "127.0.0.1:\(port)"])
         defer { kill(d, SIGKILL); Run.wait(d) }
         let repo = try ExpireTests.repository(c)
         try Self.waitFor("the drill to be stopped", timeout: 150) {
-            try JobRecord.load(month: JobRecord.month(Date()), from: repo).contains { $0.job == "drill" && $0.errorCode == "interrupted" }
+            try JobRecord.load(month: JobRecord.month(Date()), from: repo).contains {
+                $0.job == "drill" && $0.errorCode == "interrupted"
+            }
         }
         try Self.waitFor("the daemon to notice", timeout: 40) {
             let m = try Run.program("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"]).stdout

@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `cairn restore --delta` and `--standby` on real PostgreSQL 15 and 18 clusters, with the S3 emulator and the local
 /// folder: a data directory that lived on after a restore, then had one block damaged without its size or time
@@ -18,8 +18,9 @@ import TestSupport
     /// A cluster with a table, a marks table and a tablespace-free layout, archiving into `repo`.
     static func cluster(_ name: String, repo: RepoKind, major: PGMajor) throws -> ScratchCluster {
         let c = try ScratchCluster(name: name, major: major) { dir, conninfo in
-            try TestRepository.config(repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
-                                      cluster: ["backup_method: files"])
+            try TestRepository.config(
+                repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
+                cluster: ["backup_method: files"])
         }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
@@ -31,8 +32,10 @@ import TestSupport
     /// A cluster (see ``cluster(_:repo:major:)``) with a full backup, and a copy restored from it that lived on
     /// (``livedOn(_:dir:args:)``) in `c.dir/<copy>`, returned as the second value. With `tablespace`, table `in_ts`
     /// lives in tablespace `ts1`, restored to `<copy>/ts1` by the arguments returned third.
-    static func clusterWithACopy(_ name: String, repo: RepoKind, major: PGMajor, copy: String,
-                                 tablespace: Bool = false) throws -> (ScratchCluster, String, [String]) {
+    static func clusterWithACopy(
+        _ name: String, repo: RepoKind, major: PGMajor, copy: String,
+        tablespace: Bool = false
+    ) throws -> (ScratchCluster, String, [String]) {
         let c = try cluster(name, repo: repo, major: major)
         let dir = c.dir + "/" + copy
         var args: [String] = []
@@ -40,8 +43,13 @@ import TestSupport
             if tablespace {
                 try Run.shell("mkdir -p \(c.dir)/ts1 && chown postgres \(c.dir)/ts1")
                 try c.psql("CREATE TABLESPACE ts1 LOCATION '\(c.dir)/ts1'")
-                try c.psql("CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g")
-                args = ["--tablespace-map", "\(try c.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'"))=\(dir)/ts1"]
+                try c.psql(
+                    "CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g"
+                )
+                args = [
+                    "--tablespace-map",
+                    "\(try c.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'"))=\(dir)/ts1"
+                ]
             }
             #expect(try c.cairn(["backup"]).status == 0)
             try c.switchAndWaitForArchive()
@@ -77,7 +85,8 @@ import TestSupport
 
     /// Starts the cluster restored at `data` (in `dir`), waits until it is promoted and checks its rows of `t` and
     /// `marks` are `expected`; the caller destroys it.
-    static func startAndCheck(_ c: ScratchCluster, data: String, dir: String, expected: String) throws -> ScratchCluster {
+    static func startAndCheck(_ c: ScratchCluster, data: String, dir: String, expected: String) throws -> ScratchCluster
+    {
         let restored = try ScratchCluster(restoredAt: data, dir: dir, config: c.config)
         try restored.start()
         try restored.waitUntilPromoted()
@@ -88,9 +97,13 @@ import TestSupport
     /// Overwrites block 1 of `file` without changing its size or modification time.
     static func damageOneBlock(_ file: String) throws {
         let before = try FileManager.default.attributesOfItem(atPath: file)
-        try Run.shell("touch -r \(file) \(file).time && dd if=/dev/urandom of=\(file) bs=8192 seek=1 count=1 conv=notrunc status=none && touch -r \(file).time \(file) && rm \(file).time")
+        try Run.shell(
+            "touch -r \(file) \(file).time && dd if=/dev/urandom of=\(file) bs=8192 seek=1 count=1 conv=notrunc status=none && touch -r \(file).time \(file) && rm \(file).time"
+        )
         let after = try FileManager.default.attributesOfItem(atPath: file)
-        #expect(before[.size] as? Int == after[.size] as? Int && before[.modificationDate] as? Date == after[.modificationDate] as? Date)
+        #expect(
+            before[.size] as? Int == after[.size] as? Int
+                && before[.modificationDate] as? Date == after[.modificationDate] as? Date)
     }
 
     @Test(arguments: PGMajor.matrix([.s3], others: [.s3]))
@@ -103,26 +116,38 @@ import TestSupport
         try c.switchAndWaitForArchive()
         let data = dir + "/data"
         // Strays: a file in a database folder, a folder of files, a server log (kept), WAL of the copy's own timeline.
-        try Run.shell("""
+        try Run.shell(
+            """
             cd \(data) && echo x > base/1/999999 && mkdir -p junk/deeper && echo y > junk/deeper/f && mkdir -p log \
             && echo 'a server log' > log/postgresql.log && chown -R postgres .
             """)
-        #expect(try Run.shell("ls \(data)/pg_wal | grep -c '^00000002'", check: false).stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0")
+        #expect(
+            try Run.shell("ls \(data)/pg_wal | grep -c '^00000002'", check: false).stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines) != "0")
 
         // Refused: a running cluster's directory (always), another cluster's (without --force).
         let running = try c.cairn(["restore", "--delta", "--target-dir", c.data, "--archive-mode", "off"])
-        #expect(running.status == ErrorCode.restoreDirNotEmpty.exitCode && running.stderr.contains("running"), "\(running.stderr)")
+        #expect(
+            running.status == ErrorCode.restoreDirNotEmpty.exitCode && running.stderr.contains("running"),
+            "\(running.stderr)")
         try Run.shell("mkdir -p \(c.dir)/other && chown postgres \(c.dir)/other")
-        try Run.shell("runuser -u postgres -- \(c.bin)/initdb -D \(c.dir)/other/data -A trust -U postgres --no-sync >/dev/null")
-        let foreign = try c.cairn(["restore", "--delta", "--target-dir", c.dir + "/other/data", "--archive-mode", "off"])
-        #expect(foreign.status == ErrorCode.restoreDirNotEmpty.exitCode && foreign.stderr.contains("belongs to another cluster")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/initdb -D \(c.dir)/other/data -A trust -U postgres --no-sync >/dev/null")
+        let foreign = try c.cairn(["restore", "--delta", "--target-dir", c.dir + "/other/data", "--archive-mode", "off"]
+        )
+        #expect(
+            foreign.status == ErrorCode.restoreDirNotEmpty.exitCode
+                && foreign.stderr.contains("belongs to another cluster")
                 && foreign.stderr.contains("HINT"), "\(foreign.stderr)")
 
         // The delta restore: the rows the copy added go, strays are removed, the server log stays.
         let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
-        #expect(first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0 && first["files_removed"]! >= 3, "\(first)")
+        #expect(
+            first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0 && first["files_removed"]! >= 3, "\(first)")
         #expect(first["bytes_compared"]! > first["bytes_rewritten"]!, "\(first)")
-        #expect(!FileManager.default.fileExists(atPath: data + "/base/1/999999") && !FileManager.default.fileExists(atPath: data + "/junk"))
+        #expect(
+            !FileManager.default.fileExists(atPath: data + "/base/1/999999")
+                && !FileManager.default.fileExists(atPath: data + "/junk"))
         #expect(FileManager.default.fileExists(atPath: data + "/log/postgresql.log"))
         // No WAL of any timeline is left (17 and later also have their `summaries` folder there).
         let wal = try Run.shell("ls \(data)/pg_wal").stdout.split(separator: "\n").map(String.init)
@@ -140,7 +165,9 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: data + "/recovery.signal"))
         try Run.shell("chown root \(data)/\(tPath)")
         let stopped = try c.cairn(["restore", "--delta", "--target-dir", data, "--archive-mode", "off", "--latest"])
-        #expect(stopped.status == ErrorCode.localIO.exitCode && stopped.stderr.contains("--delta again"), "\(stopped.stderr)")
+        #expect(
+            stopped.status == ErrorCode.localIO.exitCode && stopped.stderr.contains("--delta again"),
+            "\(stopped.stderr)")
         #expect(!FileManager.default.fileExists(atPath: data + "/recovery.signal"))
         try Run.shell("chown postgres \(data)/\(tPath)")
         let human = try Self.restore(c, data, ["--delta", "--latest"])
@@ -153,8 +180,9 @@ import TestSupport
 
     @Test(arguments: PGMajor.matrix([.local]))
     func aDeltaRestoreOfAnIncrementalChain(repo: RepoKind, major: PGMajor) throws {
-        let (c, dir, map) = try Self.clusterWithACopy("delta-chain-\(repo)-\(major)", repo: repo, major: major, copy: "copy",
-                                                      tablespace: true)
+        let (c, dir, map) = try Self.clusterWithACopy(
+            "delta-chain-\(repo)-\(major)", repo: repo, major: major, copy: "copy",
+            tablespace: true)
         defer { c.destroy() }
         try c.psql("UPDATE in_ts SET v = 'incr' WHERE id % 100 = 0")
 
@@ -171,10 +199,14 @@ import TestSupport
 
         // In the tablespace's folder: a stray file in this major's folder (removed), another major's folder (kept).
         let data = dir + "/data"
-        try Run.shell("cd \(dir)/ts1 && echo x > \"$(ls -d PG_\(major.rawValue)_*)/stray\" && mkdir -p PG_99_0 && echo y > PG_99_0/kept && chown -R postgres .")
+        try Run.shell(
+            "cd \(dir)/ts1 && echo x > \"$(ls -d PG_\(major.rawValue)_*)/stray\" && mkdir -p PG_99_0 && echo y > PG_99_0/kept && chown -R postgres ."
+        )
         let first = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"] + map))
         #expect(first["bytes_rewritten"]! > 0 && first["files_unchanged"]! > 0, "\(first)")
-        #expect(try Run.shell("ls \(dir)/ts1/PG_\(major.rawValue)_*/stray 2>/dev/null | wc -l").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(
+            try Run.shell("ls \(dir)/ts1/PG_\(major.rawValue)_*/stray 2>/dev/null | wc -l").stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines) == "0")
         #expect(FileManager.default.fileExists(atPath: dir + "/ts1/PG_99_0/kept"))
         // A block damaged in the tablespace, in a relation the chain holds as changed blocks.
         try Self.damageOneBlock(data + "/" + tsPath)
@@ -189,10 +221,12 @@ import TestSupport
     /// --standby`, and streams from the primary; the password in `--primary-conninfo` is never printed.
     @Test(arguments: PGMajor.matrix([.local]))
     func aStandbyBuiltWithDeltaStreams(repo: RepoKind, major: PGMajor) throws {
-        let (c, dir, _) = try Self.clusterWithACopy("standby-\(repo)-\(major)", repo: repo, major: major, copy: "standby")
+        let (c, dir, _) = try Self.clusterWithACopy(
+            "standby-\(repo)-\(major)", repo: repo, major: major, copy: "standby")
         defer { c.destroy() }
 
-        let conninfo = "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
+        let conninfo =
+            "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
         let refused = try c.cairn(["restore", "--standby", "--target-dir", dir + "/data", "--immediate"])
         #expect(refused.status == ErrorCode.usage.exitCode && refused.stderr.contains("--standby"), "\(refused.stderr)")
         let r = try Self.restore(c, dir + "/data", ["--delta", "--standby", "--primary-conninfo", conninfo])
@@ -215,7 +249,8 @@ import TestSupport
         #expect(seen == "42", "the standby did not receive the primary's row: \(standby.log.suffix(2000))")
         #expect(try standby.psql("SELECT pg_is_in_recovery()") == "t")
         #expect(try standby.psql("SELECT status FROM pg_stat_wal_receiver") == "streaming")
-        #expect(try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
+        #expect(
+            try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
     }
 }
 
@@ -226,7 +261,8 @@ import TestSupport
         let c = try DrillTests.makeCluster("drill-kept", repo: .s3)
         defer { c.destroy() }
         let policy = c.dir + "/kept.yaml"
-        try "backup: latest\ntarget: end\nscratch_directory: \(c.dir)/drills\nkeep_scratch: true\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        try "backup: latest\ntarget: end\nscratch_directory: \(c.dir)/drills\nkeep_scratch: true\n".write(
+            toFile: policy, atomically: true, encoding: .utf8)
         try Run.shell("chown postgres \(policy)")
         func drill() throws -> [String: Any] {
             let r = try c.cairn(["drill", "--policy", policy, "--json"])

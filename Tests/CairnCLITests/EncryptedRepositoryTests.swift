@@ -2,8 +2,8 @@ import CairnBase
 import CairnCore
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Client-side encryption end to end on PostgreSQL 15: every feature works on an encrypted repository, nothing
 /// readable reaches the store, `cairn key rotate` changes the master key without rewriting data, and the wrong
@@ -24,8 +24,9 @@ import TestSupport
     }
 
     @Test func backupRestoreVerifyDrillRotateAndExpireOnAnEncryptedS3Repository() throws {
-        let c = try DrillTests.makeCluster("enc-s3", repo: .s3, extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1",
-                                           masterKey: Self.newKey())
+        let c = try DrillTests.makeCluster(
+            "enc-s3", repo: .s3, extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1",
+            masterKey: Self.newKey())
         defer { c.destroy() }
         let raw = try ExpireTests.repository(c)
         #expect(try raw.getBytes(Keyring.key).starts(with: Array("{\"body\":".utf8)))
@@ -78,7 +79,9 @@ import TestSupport
     }
 
     @Test func noKeyAWrongKeyAndChangedObjectsAreRefused() throws {
-        let c = try ScratchCluster(name: "enc-local") { try TestRepository.config(.local, dir: $0, conninfo: $1, masterKey: Self.newKey()) }
+        let c = try ScratchCluster(name: "enc-local") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1, masterKey: Self.newKey())
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g")
@@ -89,7 +92,8 @@ import TestSupport
 
         // Without the key: every command that reads says so.
         let noKey = c.dir + "/no-key.yaml"
-        try plain.replacingOccurrences(of: "  encryption:\n    key_file: \(c.dir)/master.key", with: "").write(toFile: noKey, atomically: true, encoding: .utf8)
+        try plain.replacingOccurrences(of: "  encryption:\n    key_file: \(c.dir)/master.key", with: "").write(
+            toFile: noKey, atomically: true, encoding: .utf8)
         let missing = try Run.cairnAsPostgres(["--config", noKey, "list"])
         #expect(missing.status == 78 && missing.stderr.contains("[key.missing]"), "\(missing.stderr)")
         // With another key.
@@ -97,20 +101,26 @@ import TestSupport
         try (Self.newKey() + "\n").write(toFile: other, atomically: true, encoding: .utf8)
         try Run.shell("chown postgres \(other) \(noKey) && chmod 600 \(other)")
         let wrongConfig = c.dir + "/wrong-key.yaml"
-        try plain.replacingOccurrences(of: "\(c.dir)/master.key", with: other).write(toFile: wrongConfig, atomically: true, encoding: .utf8)
+        try plain.replacingOccurrences(of: "\(c.dir)/master.key", with: other).write(
+            toFile: wrongConfig, atomically: true, encoding: .utf8)
         try Run.shell("chown postgres \(wrongConfig)")
         let wrong = try Run.cairnAsPostgres(["--config", wrongConfig, "verify"])
         #expect(wrong.status == 77 && wrong.stderr.contains("[key.mismatch]"), "\(wrong.stderr)")
-        #expect(!wrong.stderr.contains(try String(contentsOfFile: other, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(
+            !wrong.stderr.contains(
+                try String(contentsOfFile: other, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
 
         // `config validate` reads the key (and names it by id); a missing key file is a configuration error.
         let valid = try c.cairn(["config", "validate"])
         #expect(valid.status == 0 && valid.stdout.contains("(master key "), "\(valid.stdout)\(valid.stderr)")
         let noFile = c.dir + "/no-file.yaml"
-        try plain.replacingOccurrences(of: "\(c.dir)/master.key", with: "\(c.dir)/absent.key").write(toFile: noFile, atomically: true, encoding: .utf8)
+        try plain.replacingOccurrences(of: "\(c.dir)/master.key", with: "\(c.dir)/absent.key").write(
+            toFile: noFile, atomically: true, encoding: .utf8)
         try Run.shell("chown postgres \(noFile)")
         let absent = try Run.cairnAsPostgres(["--config", noFile, "config", "validate"])
-        #expect(absent.status == 78 && absent.stderr.contains("[config.invalid]") && absent.stderr.contains("cairn key generate"), "\(absent.stderr)")
+        #expect(
+            absent.status == 78 && absent.stderr.contains("[config.invalid]")
+                && absent.stderr.contains("cairn key generate"), "\(absent.stderr)")
 
         // A flipped bit in one segment and two segments swapped: verify names each, exit 65.
         let walDir = try FileManager.default.subpathsOfDirectory(atPath: c.dir + "/repo/wal")
@@ -120,7 +130,9 @@ import TestSupport
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: flipped)))
         bytes[bytes.count / 2] ^= 0x10
         try Data(bytes).write(to: URL(fileURLWithPath: flipped))
-        try Run.shell("cp \(walDir[1]) /tmp/cairn-swap-$$ && cp \(walDir[2]) \(walDir[1]) && cp /tmp/cairn-swap-$$ \(walDir[2]) && rm /tmp/cairn-swap-$$")
+        try Run.shell(
+            "cp \(walDir[1]) /tmp/cairn-swap-$$ && cp \(walDir[2]) \(walDir[1]) && cp /tmp/cairn-swap-$$ \(walDir[2]) && rm /tmp/cairn-swap-$$"
+        )
         let v = try c.cairn(["verify", "--full"])
         #expect(v.status == 65, "\(v.stdout)\(v.stderr)")
         for f in walDir.prefix(3) {

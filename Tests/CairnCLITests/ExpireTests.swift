@@ -3,15 +3,17 @@ import CairnCore
 import CairnStorage
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// `cairn expire`, `pin` and `unpin` on a real cluster and repository.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct ExpireTests {
     static func repository(_ c: ScratchCluster) throws -> any Repository {
         let text = try String(contentsOfFile: c.config!, encoding: .utf8)
-        if let prefix = text.split(separator: "\n").first(where: { $0.contains("prefix:") })?.split(separator: ":").last {
-            return S3Repository(settings: TestEnvironment.s3Settings(prefix: prefix.trimmingCharacters(in: .whitespaces), tls: false))
+        if let prefix = text.split(separator: "\n").first(where: { $0.contains("prefix:") })?.split(separator: ":").last
+        {
+            return S3Repository(
+                settings: TestEnvironment.s3Settings(prefix: prefix.trimmingCharacters(in: .whitespaces), tls: false))
         }
         return LocalRepository(root: c.dir + "/repo")
     }
@@ -19,8 +21,9 @@ import TestSupport
     @Test(arguments: PGMajor.tested)
     func afterExpireTheWindowStartIsStillRestorableAndExpiredObjectsAreGone(major: PGMajor) throws {
         let c = try ScratchCluster(name: "expire-s3-\(major)", major: major) {
-            try TestRepository.config(.s3, dir: $0, conninfo: $1, major: major,
-                                      extra: "retention:\n  recovery_window: 20s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+            try TestRepository.config(
+                .s3, dir: $0, conninfo: $1, major: major,
+                extra: "retention:\n  recovery_window: 20s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -37,13 +40,15 @@ import TestSupport
         for i in 0..<26 {
             let before = Double(try c.psql("SELECT extract(epoch FROM clock_timestamp())"))!
             try c.psql("INSERT INTO t (v) SELECT 'batch-\(i)' FROM generate_series(1, 10)")
-            let row = try c.psql("SELECT extract(epoch FROM clock_timestamp()) || ' ' || count(*) FROM t").split(separator: " ")
+            let row = try c.psql("SELECT extract(epoch FROM clock_timestamp()) || ' ' || count(*) FROM t").split(
+                separator: " ")
             batches.append((before, Double(row[0])!, Int(row[1])!))
             usleep(1_000_000)
         }
         try c.switchAndWaitForArchive()
         let repo = try Self.repository(c)
-        let id1 = try #require(b1.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
+        let id1 = try #require(
+            b1.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
         let before = try repo.list(prefix: "backups/\(id1)/")
         #expect(!before.isEmpty)
 
@@ -56,7 +61,8 @@ import TestSupport
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("\"deleted_objects\""))
         let windowStart = Date().addingTimeInterval(-20)
-        #expect(try repo.list(prefix: "backups/\(id1)/").isEmpty, "the expired backup's objects are gone from the bucket")
+        #expect(
+            try repo.list(prefix: "backups/\(id1)/").isEmpty, "the expired backup's objects are gone from the bucket")
         let list = try c.cairn(["list", "--json"]).stdout
         #expect(!list.contains(id1))
 
@@ -74,7 +80,8 @@ import TestSupport
 
     @Test func pinsSurviveExpireAndUnpinLetsThemGo() throws {
         let c = try ScratchCluster(name: "expire-pin") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1, extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1")
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1, extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -84,7 +91,8 @@ import TestSupport
         #expect(try c.cairn(["backup"]).status == 0)
         let pinned = try c.cairn(["pin", id1, "--reason", "audit 2026", "--json"])
         #expect(pinned.status == 0 && pinned.stdout.contains("\"reason\" : \"audit 2026\""), "\(pinned.stdout)")
-        usleep(1_100_000)  // the second backup is now older than the 1 s window: it is the anchor, the first only pinned
+        // the second backup is now older than the 1 s window: it is the anchor, the first only pinned
+        usleep(1_100_000)
         #expect(try c.cairn(["list"]).stdout.contains("yes: audit 2026"))
         let e1 = try c.cairn(["expire"])
         #expect(e1.stdout.contains("keep   backup \(id1): pinned: audit 2026"), "\(e1.stdout)")
@@ -102,12 +110,15 @@ import TestSupport
     /// second run finishes the job.
     @Test func aKilledExpireLeavesOnlyGarbageThatTheNextRunRemoves() throws {
         let c = try ScratchCluster(name: "expire-kill") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"],
-                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB"],
+                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 3 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 3 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         for _ in 0..<4 {
             #expect(try c.cairn(["backup"]).status == 0)
             try c.psql("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 10 = 0")
@@ -124,16 +135,25 @@ import TestSupport
             // Whatever the kill left: every committed backup has all its objects.
             let catalog = try Catalog.load(from: repo)
             for b in catalog.backups {
-                for o in b.allObjects { #expect(try repo.head(o.key) != nil, "backup \(b.id) lost \(o.key) after a kill; objects: \((try? repo.list(prefix: "backups/\(b.id)/").map(\.key)) ?? [])") }
+                for o in b.allObjects {
+                    #expect(
+                        try repo.head(o.key) != nil,
+                        "backup \(b.id) lost \(o.key) after a kill; objects: \((try? repo.list(prefix: "backups/\(b.id)/").map(\.key)) ?? [])"
+                    )
+                }
             }
         }
         // The next run finishes: only the newest backup and the WAL from its start remain, and it restores.
         #expect(try c.cairn(["expire"]).status == 0)
         let catalog = try Catalog.load(from: repo)
         #expect(catalog.backups.count == 1)
-        #expect(catalog.uncommitted.isEmpty || catalog.uncommitted.allSatisfy { id in
-            (catalog.backupObjects[id] ?? []).allSatisfy { Date().timeIntervalSince($0.lastModified ?? Date()) < 60 }
-        })
+        #expect(
+            catalog.uncommitted.isEmpty
+                || catalog.uncommitted.allSatisfy { id in
+                    (catalog.backupObjects[id] ?? []).allSatisfy {
+                        Date().timeIntervalSince($0.lastModified ?? Date()) < 60
+                    }
+                })
         let r = try c.restoreAndStart()
         defer { r.destroy() }
         #expect(try r.psql("SELECT sum(abalance) FROM pgbench_accounts") == expected)
@@ -148,8 +168,9 @@ extension ExpireTests {
     /// WAL from its start keeps both until recovery has ended, and the restore then replays to the end.
     @Test func expireKeepsWhatARestoreStillReplays() throws {
         let c = try ScratchCluster(name: "expire-lease") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1,
-                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1,
+                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
@@ -191,8 +212,9 @@ extension ExpireTests {
     /// and the backup commits whole.
     @Test func expireLeavesARunningBackupAlone() throws {
         let c = try ScratchCluster(name: "expire-running") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1,
-                                      extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1,
+                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m")
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)

@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The fault campaign of issue #11: whole commands (`backup`, `wal-push`, `restore`) against S3 through
 /// `scripts/fault_proxy.py` with randomly scripted faults (seeded, printed). Each run must either succeed with its
@@ -19,16 +19,17 @@ import TestSupport
         let actions = [
             #"{"status": 503, "code": "SlowDown"}"#, #"{"status": 500}"#,
             #"{"reset_after_bytes": \#(n)}"#, #"{"truncate_after_bytes": \#(n)}"#,
-            #"{"stall_seconds": 1}"#,                                             // shorter than io_timeout
-            #"{"stall_after_bytes": \#(n), "stall_seconds": 30}"#,                // longer: abandoned, retried
+            #"{"stall_seconds": 1}"#,  // shorter than io_timeout
+            #"{"stall_after_bytes": \#(n), "stall_seconds": 30}"#,  // longer: abandoned, retried
             #"{"delay_seconds": \#(String(format: "%.1f", Double.random(in: 0.2...2.0, using: &rng)))}"#,
-            #"{"drop_request": true}"#, #"{"forward_then_status": 500}"#,
+            #"{"drop_request": true}"#, #"{"forward_then_status": 500}"#
         ]
         let action = actions.randomElement(using: &rng)!
         let method = ["", "GET", "PUT", "HEAD", "POST"].randomElement(using: &rng)!
         // One rule in twelve never stops (a store that stays broken): the command must give up within its deadline.
         let times = Int.random(in: 0..<12, using: &rng) == 0 ? -1 : Int.random(in: 1...3, using: &rng)
-        return #"{"match": {"method": "\#(method)"}, "skip": \#(Int.random(in: 0...4, using: &rng)), "times": \#(times), "action": \#(action)}"#
+        return
+            #"{"match": {"method": "\#(method)"}, "skip": \#(Int.random(in: 0...4, using: &rng)), "times": \#(times), "action": \#(action)}"#
     }
 
     /// The kind of fault a logged request got (nil: passed untouched).
@@ -50,14 +51,23 @@ import TestSupport
         var faulty = "", faultyWal = "", directWal = ""
         let s3 = TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT")
         // The archiver keeps a copy of each segment (to push by hand) and archives directly, without faults.
-        let c = try ScratchCluster(name: "fault", settings: ["archive_command = 'cp %p ../staging/%f && \(Run.installedCairn) --config ../direct.yaml wal-push %p'"]) { dir, conninfo in
+        let c = try ScratchCluster(
+            name: "fault",
+            settings: [
+                "archive_command = 'cp %p ../staging/%f && \(Run.installedCairn) --config ../direct.yaml wal-push %p'"
+            ]
+        ) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/staging \(dir)/work && chown postgres:postgres \(dir)/staging \(dir)/work")
-            faulty = try CampaignConfig.s3(dir: dir, name: "faulty.yaml", conninfo: conninfo, endpoint: proxy.endpoint.absoluteString,
-                                           prefix: prefix, limits: Self.limits)
-            faultyWal = try CampaignConfig.s3(dir: dir, name: "faulty-wal.yaml", conninfo: conninfo,
-                                              endpoint: proxy.endpoint.absoluteString, prefix: walPrefix, limits: Self.limits)
-            directWal = try CampaignConfig.s3(dir: dir, name: "direct-wal.yaml", conninfo: conninfo, endpoint: s3, prefix: walPrefix)
-            return try CampaignConfig.s3(dir: dir, name: "direct.yaml", conninfo: conninfo, endpoint: s3, prefix: prefix)
+            faulty = try CampaignConfig.s3(
+                dir: dir, name: "faulty.yaml", conninfo: conninfo, endpoint: proxy.endpoint.absoluteString,
+                prefix: prefix, limits: Self.limits)
+            faultyWal = try CampaignConfig.s3(
+                dir: dir, name: "faulty-wal.yaml", conninfo: conninfo,
+                endpoint: proxy.endpoint.absoluteString, prefix: walPrefix, limits: Self.limits)
+            directWal = try CampaignConfig.s3(
+                dir: dir, name: "direct-wal.yaml", conninfo: conninfo, endpoint: s3, prefix: walPrefix)
+            return try CampaignConfig.s3(
+                dir: dir, name: "direct.yaml", conninfo: conninfo, endpoint: s3, prefix: prefix)
         }
         defer { c.destroy() }
         let inv = try Invariants(c)
@@ -105,29 +115,42 @@ import TestSupport
             if clean { baselines[op] = elapsed }
             // Each faulted request costs at most an io_timeout (or its delay) plus a backoff; a fault that never
             // stops costs the request deadline. Twice that, plus slack, is the bound.
-            let bound = 2 * (baselines[op] ?? 10) + Self.requestTimeout + Double(injected.count) * (Self.ioTimeout + 2) + 15
+            let bound =
+                2 * (baselines[op] ?? 10) + Self.requestTimeout + Double(injected.count) * (Self.ioTimeout + 2) + 15
             worst = max(worst, elapsed / bound)
             #expect(elapsed < bound, "\(ctx): took \(Int(elapsed)) s, more than \(Int(bound)) s, under \(rules)")
             outcomes[op, default: (0, 0)].ok += status == 0 ? 1 : 0
             outcomes[op, default: (0, 0)].failed += status == 0 ? 0 : 1
-            if status != 0, let code = ErrorReport.check(status: status, stderr: p.stderr, ctx) { codes[code, default: 0] += 1 }
+            if status != 0, let code = ErrorReport.check(status: status, stderr: p.stderr, ctx) {
+                codes[code, default: 0] += 1
+            }
             if clean { #expect(status == 0, "\(ctx): without faults: \(p.stderr)") }
 
             switch op {
             case "backup":
                 let after = try inv.check(ctx + " after")
-                #expect(after.count == before.count + (status == 0 ? 1 : 0), "\(ctx): committed \(after) (before \(before)), exit \(status)")
+                #expect(
+                    after.count == before.count + (status == 0 ? 1 : 0),
+                    "\(ctx): committed \(after) (before \(before)), exit \(status)")
             case "wal-push":
                 // Stored or absent, never partial; the retry succeeds and what is stored is the segment.
                 let out = "\(c.dir)/work/\(segment)"
                 try? FileManager.default.removeItem(atPath: out)
                 let f = try Run.cairnAsPostgres(["--config", directWal, "wal-fetch", segment, out])
-                #expect(f.status == (status == 0 ? 0 : f.status) && (f.status == 0 || f.status == 1), "\(ctx): fetch after push (\(status)): \(f.stderr)")
-                if status != 0 { #expect(try Run.cairnAsPostgres(["--config", directWal, "wal-push", "\(c.dir)/staging/\(segment)"]).status == 0) }
+                #expect(
+                    f.status == (status == 0 ? 0 : f.status) && (f.status == 0 || f.status == 1),
+                    "\(ctx): fetch after push (\(status)): \(f.stderr)")
+                if status != 0 {
+                    #expect(
+                        try Run.cairnAsPostgres(["--config", directWal, "wal-push", "\(c.dir)/staging/\(segment)"])
+                            .status == 0)
+                }
                 try? FileManager.default.removeItem(atPath: out)
                 #expect(try Run.cairnAsPostgres(["--config", directWal, "wal-fetch", segment, out]).status == 0)
-                #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: "\(c.dir)/staging/\(segment)"),
-                        "\(ctx): the stored segment differs from the original")
+                #expect(
+                    FileManager.default.contents(atPath: out)
+                        == FileManager.default.contents(atPath: "\(c.dir)/staging/\(segment)"),
+                    "\(ctx): the stored segment differs from the original")
             default:
                 if status == 0 {
                     let r = try ScratchCluster(restoredAt: target, dir: c.dir + "/target", config: faulty)
@@ -139,11 +162,16 @@ import TestSupport
                 #expect(try inv.check(ctx + " after") == before, "\(ctx): a restore changes no backup")
             }
         }
-        let lines = ["fault campaign (seed \(seed)): " + outcomes.sorted { $0.key < $1.key }
-                        .map { "\($0.key) \($0.value.ok) succeeded / \($0.value.failed) failed" }.joined(separator: ", "),
-                     "fault campaign failures by code: " + codes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
-                     "fault campaign faults injected: " + faults.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "),
-                     "fault campaign: slowest run used \(Int(worst * 100)) % of its time bound; baselines \(baselines.mapValues { Int($0 * 10) / 10 })"]
+        let lines = [
+            "fault campaign (seed \(seed)): "
+                + outcomes.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value.ok) succeeded / \($0.value.failed) failed" }.joined(separator: ", "),
+            "fault campaign failures by code: "
+                + codes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "fault campaign faults injected: "
+                + faults.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "),
+            "fault campaign: slowest run used \(Int(worst * 100)) % of its time bound; baselines \(baselines.mapValues { Int($0 * 10) / 10 })"
+        ]
         lines.forEach { print($0) }
         Measurements.record(lines)
         #expect(faults.values.reduce(0, +) > 0 || Campaign.trials == 0, "faults were injected")

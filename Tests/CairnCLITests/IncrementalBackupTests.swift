@@ -2,20 +2,24 @@ import CairnBase
 import CairnCore
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `cairn backup --type incr|diff` on real PostgreSQL 15 and 18 clusters, with the local folder and the S3 emulator:
 /// only changed blocks are stored, a chain restores exactly to a point in time, and damage in the middle of a chain
 /// is found by `verify` and refused by `restore`.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct IncrementalBackupTests {
     /// Takes a backup and returns its JSON summary's fields.
-    static func backup(_ c: ScratchCluster, _ type: String) throws -> (id: String, type: String, parent: String?, stored: Int64, stderr: String) {
+    static func backup(
+        _ c: ScratchCluster, _ type: String
+    ) throws -> (id: String, type: String, parent: String?, stored: Int64, stderr: String) {
         let r = try c.cairn(["--log-level", "info", "backup", "--type", type, "--json"])
         guard r.status == 0 else { throw TestFailure("backup --type \(type) failed (\(r.status)): \(r.stderr)") }
         let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
-        return (json["id"] as? String ?? "", json["type"] as? String ?? "", json["parent"] as? String,
-                (json["stored_size"] as? NSNumber)?.int64Value ?? 0, r.stderr)
+        return (
+            json["id"] as? String ?? "", json["type"] as? String ?? "", json["parent"] as? String,
+            (json["stored_size"] as? NSNumber)?.int64Value ?? 0, r.stderr
+        )
     }
 
     @Test(arguments: PGMajor.matrix(RepoKind.allCases))
@@ -31,16 +35,20 @@ import TestSupport
                       database: postgres
                       sql: SELECT count(*) = 400000 FROM pgbench_accounts
                 """
-            return try TestRepository.config(repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
-                                             extra: drills, cluster: ["backup_method: files"])
+            return try TestRepository.config(
+                repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
+                extra: drills, cluster: ["backup_method: files"])
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         // A tablespace, whose files an incremental keeps at block level too.
         try c.psql("CREATE TABLESPACE ts1 LOCATION '\(c.dir)/ts1'")
-        try c.psql("CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
+        try c.psql(
+            "CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
         let oid = try c.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 4 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 4 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         try c.psql("CREATE TABLE shrinking AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
         try c.psql("CREATE TABLE doomed AS SELECT g FROM generate_series(1, 1000) g")
         try c.psql("CREATE TABLE marks (n int)")
@@ -51,7 +59,9 @@ import TestSupport
         // No full backup yet: an incremental is taken as a full one, and says so.
         let full = try Self.backup(c, "incr")
         #expect(full.type == "full" && full.parent == nil && full.id.hasSuffix("F"))
-        #expect(full.stderr.contains("taking a full backup instead of --type incr: there is no physical backup"), "\(full.stderr)")
+        #expect(
+            full.stderr.contains("taking a full backup instead of --type incr: there is no physical backup"),
+            "\(full.stderr)")
 
         // 1 % of pgbench_accounts changed in one range; a table truncated at its end by VACUUM, one dropped, one new.
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 4000")
@@ -62,7 +72,9 @@ import TestSupport
         try c.psql("UPDATE in_ts SET v = 'changed' WHERE id % 1000 = 0")
         let i1 = try Self.backup(c, "incr")
         #expect(i1.type == "incr" && i1.parent == full.id && i1.id.hasSuffix("I"), "\(i1)")
-        #expect(i1.stored * 5 < full.stored, "an incremental after a 1 % change stores \(i1.stored) bytes, the full \(full.stored)")
+        #expect(
+            i1.stored * 5 < full.stored,
+            "an incremental after a 1 % change stores \(i1.stored) bytes, the full \(full.stored)")
         // On 17+ the WAL summaries name the changed blocks, and only those are read; on 15 every page's LSN is.
         let read = try #require(i1.stderr.firstMatch(of: /read_bytes=(\d+) total_bytes=(\d+)/), "\(i1.stderr)")
         let (readBytes, totalBytes) = (Int64(read.1)!, Int64(read.2)!)
@@ -80,7 +92,8 @@ import TestSupport
         // The target: after mark 1, before mark 2.
         try c.psql("INSERT INTO marks VALUES (1)")
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance - 7 WHERE aid % 97 = 0")
-        let atTarget = try BackupTests.digest(c, "pgbench_accounts") + "|" + (try BackupTests.digest(c, "shrinking")) + "|"
+        let atTarget =
+            try BackupTests.digest(c, "pgbench_accounts") + "|" + (try BackupTests.digest(c, "shrinking")) + "|"
             + (try BackupTests.digest(c, "fresh")) + "|" + (try BackupTests.digest(c, "in_ts"))
         let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO marks VALUES (2)")
@@ -103,8 +116,11 @@ import TestSupport
         #expect(dry.stdout.contains("from its chain of 3 backups: \(full.id) → \(i1.id) → \(i2.id)"), "\(dry.stdout)")
         let atTime = try c.restoreAndStart(["--target-time", target, "--tablespace-map", "\(oid)=\(c.dir)/ts1-at-time"])
         #expect(try atTime.psql("SELECT string_agg(n::text, ',') FROM marks") == "1")
-        #expect(try BackupTests.digest(atTime, "pgbench_accounts") + "|" + (try BackupTests.digest(atTime, "shrinking")) + "|"
-                + (try BackupTests.digest(atTime, "fresh")) + "|" + (try BackupTests.digest(atTime, "in_ts")) == atTarget)
+        #expect(
+            try BackupTests.digest(atTime, "pgbench_accounts") + "|" + (try BackupTests.digest(atTime, "shrinking"))
+                + "|"
+                + (try BackupTests.digest(atTime, "fresh")) + "|" + (try BackupTests.digest(atTime, "in_ts"))
+                == atTarget)
         #expect(try atTime.psql("SELECT pg_tablespace_location(\(oid))") == "\(c.dir)/ts1-at-time")
         #expect(try atTime.psql("SELECT count(*) FROM pg_class WHERE relname = 'doomed'") == "0")
         atTime.destroy()
@@ -112,16 +128,21 @@ import TestSupport
         // The newest backup (the differential, full → diff), laid out and checked by pg_verifybackup, then replayed.
         let dir = c.dir + "/latest"
         try Run.shell("mkdir -p \(dir) && chown postgres \(dir)")
-        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--latest",
-                             "--tablespace-map", "\(oid)=\(dir)/ts1"])
+        let r = try c.cairn([
+            "restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--latest",
+            "--tablespace-map", "\(oid)=\(dir)/ts1"
+        ])
         #expect(r.status == 0, "\(r.stderr)")
-        let pgVerify = try Run.shell("runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
+        let pgVerify = try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pg_verifybackup --no-parse-wal \(dir)/data 2>&1", check: false)
         #expect(pgVerify.status == 0, "\(pgVerify.stdout)")
         let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
         defer { restored.destroy() }
         try restored.start()
         try restored.waitUntilPromoted()
-        #expect(try BackupTests.digest(restored, "pgbench_accounts") + "|" + (try BackupTests.digest(restored, "shrinking")) == latest)
+        #expect(
+            try BackupTests.digest(restored, "pgbench_accounts") + "|" + (try BackupTests.digest(restored, "shrinking"))
+                == latest)
         #expect(try restored.psql("SELECT string_agg(n::text, ',' ORDER BY n) FROM marks") == "1,2")
         #expect(try restored.psql("SELECT count(*) FROM pg_class WHERE relname = 'fresh'") == "0")
         restored.stop()
@@ -129,12 +150,15 @@ import TestSupport
         // A drill of an incremental in the middle of its chain: restored, replayed, checked.
         let drill = try c.cairn(["drill", "--backup", i2.id, "--json"])
         #expect(drill.status == 0 && drill.stdout.contains("\"verdict\" : \"pass\""), "\(drill.stdout)\(drill.stderr)")
-        #expect(drill.stdout.contains("\"name\" : \"pg_verifybackup\"") && drill.stdout.contains("\"name\" : \"pg_amcheck\""))
+        #expect(
+            drill.stdout.contains("\"name\" : \"pg_verifybackup\"")
+                && drill.stdout.contains("\"name\" : \"pg_amcheck\""))
 
         // A damaged object of the first incremental: verify names it and every backup built on it; a restore of
         // the chain is refused, and one of the differential (which does not need it) still works.
         let store = try ExpireTests.repository(c)
-        let key = try #require(try store.list(prefix: Layout.backupPrefix(i1.id)).map(\.key).first { $0.hasSuffix(".tar.zst") })
+        let key = try #require(
+            try store.list(prefix: Layout.backupPrefix(i1.id)).map(\.key).first { $0.hasSuffix(".tar.zst") })
         var bytes = try store.getBytes(key)
         bytes[bytes.count / 2] ^= 0x40
         try store.put(key, bytes, options: .overwrite)
@@ -142,9 +166,13 @@ import TestSupport
         let damaged = try c.cairn(["verify", "--full"])
         #expect(damaged.status != 0)
         #expect(damaged.stdout.contains(key), "\(damaged.stdout)")
-        #expect(damaged.stdout.contains("broken-chain \(i2.id)") && damaged.stdout.contains("broken-chain \(i3.id)"), "\(damaged.stdout)")
-        let refused = try c.cairn(["restore", "--target-dir", c.dir + "/refused", "--backup", i2.id, "--immediate", "--archive-mode", "off",
-                                   "--tablespace-map", "\(oid)=\(c.dir)/ts1-refused"])
+        #expect(
+            damaged.stdout.contains("broken-chain \(i2.id)") && damaged.stdout.contains("broken-chain \(i3.id)"),
+            "\(damaged.stdout)")
+        let refused = try c.cairn([
+            "restore", "--target-dir", c.dir + "/refused", "--backup", i2.id, "--immediate", "--archive-mode", "off",
+            "--tablespace-map", "\(oid)=\(c.dir)/ts1-refused"
+        ])
         #expect(refused.status == ErrorCode.dataCorrupt.exitCode, "\(refused.stderr)")
         #expect(refused.stderr.contains(key), "\(refused.stderr)")
     }
@@ -160,7 +188,8 @@ import TestSupport
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         let pgbench = "runuser -u postgres -- \(c.bin)/pgbench -h \(c.socketDir) -p \(c.port) -U postgres"
-        let basebackup = "runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -c fast"
+        let basebackup =
+            "runuser -u postgres -- \(c.bin)/pg_basebackup -h \(c.socketDir) -p \(c.port) -U postgres -c fast"
         try Run.shell("\(pgbench) -i -q -s 3 postgres >/dev/null 2>&1")
         try c.psql("VACUUM")
         _ = try Self.backup(c, "full")
@@ -173,12 +202,14 @@ import TestSupport
         let i1 = try Self.backup(c, "incr")
         #expect(i1.type == "incr")
         try Run.shell("\(basebackup) -D \(c.dir)/pg-incr --incremental=\(c.dir)/pg-full/backup_manifest")
-        try Run.shell("runuser -u postgres -- \(c.bin)/pg_combinebackup -o \(c.dir)/combined \(c.dir)/pg-full \(c.dir)/pg-incr")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pg_combinebackup -o \(c.dir)/combined \(c.dir)/pg-full \(c.dir)/pg-incr")
         try c.switchAndWaitForArchive()
 
         let combined = try ScratchCluster(restoredAt: c.dir + "/combined", dir: c.dir, config: nil)
         defer { combined.stop() }
-        try Run.shell("echo \"archive_mode = off\" >> \(c.dir)/combined/postgresql.auto.conf")  // never into the repository
+        // never into the repository
+        try Run.shell("echo \"archive_mode = off\" >> \(c.dir)/combined/postgresql.auto.conf")
         try combined.start()
         let ours = try c.restoreAndStart(["--backup", i1.id, "--immediate"])
         defer { ours.destroy() }
@@ -192,12 +223,15 @@ import TestSupport
     /// backup and restores exactly.
     @Test func aKilledIncrementalCommitsNothing() throws {
         let c = try ScratchCluster(name: "incr-kill") {
-            try TestRepository.config(.local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB", "parallelism: 1"],
-                                      cluster: ["backup_method: files"])
+            try TestRepository.config(
+                .local, dir: $0, conninfo: $1, limits: ["bundle_size: 1MiB", "parallelism: 1"],
+                cluster: ["backup_method: files"])
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 6 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         let full = try Self.backup(c, "full")
         try c.psql("UPDATE pgbench_accounts SET abalance = abalance + 1")  // every page changes
         let pid = try Run.spawnCairnAsPostgres(["--config", c.config!, "backup", "--type", "incr"])

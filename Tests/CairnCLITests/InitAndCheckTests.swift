@@ -1,10 +1,10 @@
 import CairnBase
-import Foundation
-import Testing
-import TestSupport
 import CairnCore
 import CairnPostgres
 import CairnStorage
+import Foundation
+import TestSupport
+import Testing
 
 /// `cairn init`, `check` and `config` as a user runs them, against the real cluster and the S3 emulator.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct InitAndCheckTests {
@@ -14,7 +14,9 @@ import CairnStorage
         let check0 = try Run.cairn(["check", "--config", config])
         #expect(check0.status == ErrorCode.repoUninitialized.exitCode)
         #expect(check0.stdout.contains("cluster        ok"))
-        #expect(check0.stderr.contains("HINT:") && check0.stderr.contains("cairn init"), "the failure and its fix, once: \(check0.stderr)")
+        #expect(
+            check0.stderr.contains("HINT:") && check0.stderr.contains("cairn init"),
+            "the failure and its fix, once: \(check0.stderr)")
 
         let i = try Run.cairn(["init", "--config", config])
         #expect(i.status == 0, "\(i.stderr)")
@@ -29,10 +31,12 @@ import CairnStorage
 
         // A repository created for another cluster (another system identifier): init and check refuse it.
         let foreignDir = try TestEnvironment.tempDirectory("foreign")
-        _ = try InitOperation.run(repo: LocalRepository(root: foreignDir + "/repo"),
-                                  cluster: ClusterInfo(systemIdentifier: "7000000000000000042", versionNum: 150018,
-                                                       walSegmentSize: 16 << 20, dataDirectory: nil),
-                                  clock: SystemClock())
+        _ = try InitOperation.run(
+            repo: LocalRepository(root: foreignDir + "/repo"),
+            cluster: ClusterInfo(
+                systemIdentifier: "7000000000000000042", versionNum: 150018,
+                walSegmentSize: 16 << 20, dataDirectory: nil),
+            clock: SystemClock())
         let foreignConfig = try TestCluster.localConfig(repo: foreignDir + "/repo", in: foreignDir)
         let refused = try Run.cairn(["init", "--config", foreignConfig])
         #expect(refused.status == ErrorCode.repoForeign.exitCode)
@@ -113,7 +117,8 @@ import CairnStorage
         #expect(r.status == ErrorCode.configInvalid.exitCode)
         #expect(r.stderr.contains("\(path):4: repository.uri_style"))
         #expect(r.stderr.contains("\(path):6: limits.parallelism"))
-        try "cluster:\n  connection: \"host=/tmp\"\nrepository:\n  type: local\n  path: \(dir)/repo\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "cluster:\n  connection: \"host=/tmp\"\nrepository:\n  type: local\n  path: \(dir)/repo\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let ok = try Run.cairn(["config", "validate", path, "--json"])
         #expect(ok.status == 0 && ok.stdout.contains("\"ok\" : true"), "\(ok.stdout)\(ok.stderr)")
         let none = try Run.cairn(["check"], cwd: dir + "/..")
@@ -123,11 +128,13 @@ import CairnStorage
     @Test func checkPrintsAConfigurationErrorOnce() throws {
         let dir = try TestEnvironment.tempDirectory("cli-check-once")
         let path = dir + "/cairn.yaml"
-        try "repository:\n  type: local\n  path: \(dir)/repo\nlimits:\n  paralelism: 2\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "repository:\n  type: local\n  path: \(dir)/repo\nlimits:\n  paralelism: 2\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let r = try Run.cairn(["check", "--config", path])
         #expect(r.status == ErrorCode.configInvalid.exitCode)
         let all = r.stdout + r.stderr
-        #expect(all.components(separatedBy: "unknown key \"paralelism\"").count == 2, "said once:\n\(r.stdout)\(r.stderr)")
+        #expect(
+            all.components(separatedBy: "unknown key \"paralelism\"").count == 2, "said once:\n\(r.stdout)\(r.stderr)")
         #expect(r.stderr.hasPrefix("cairn: error: "), "\(r.stderr)")
         #expect(r.stdout.contains("configuration  FAIL see the error below [config.invalid]"), "\(r.stdout)")
     }
@@ -136,9 +143,12 @@ import CairnStorage
         let dir = try TestEnvironment.tempDirectory("cli-show")
         let config = try TestCluster.s3Config(prefix: "p", in: dir)
         let secret = TestEnvironment.value("CAIRN_TEST_S3_SECRET_KEY")
-        let r = try Run.cairn(["config", "show", "--config", config],
-                              environment: ["AWS_REGION": "eu-central-1", "AWS_SECRET_ACCESS_KEY": "envsecret-xyz",
-                                            "AWS_ACCESS_KEY_ID": "AKIAFROMENVIRONMENT1"])
+        let r = try Run.cairn(
+            ["config", "show", "--config", config],
+            environment: [
+                "AWS_REGION": "eu-central-1", "AWS_SECRET_ACCESS_KEY": "envsecret-xyz",
+                "AWS_ACCESS_KEY_ID": "AKIAFROMENVIRONMENT1"
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("region: eu-central-1"))
         #expect(r.stdout.contains("AWS_REGION"))
@@ -153,8 +163,10 @@ import CairnStorage
     @Test(arguments: RepoKind.allCases)
     func checkProvesCreateOnlyWrites(repo: RepoKind) throws {
         let dir = try TestEnvironment.tempDirectory("cli-createonly-\(repo)")
-        let config = repo == .local ? try TestCluster.localConfig(repo: dir + "/repo", in: dir)
-                                    : try TestCluster.s3Config(prefix: TestEnvironment.uniqueName("createonly"), in: dir, tls: true)
+        let config =
+            repo == .local
+            ? try TestCluster.localConfig(repo: dir + "/repo", in: dir)
+            : try TestCluster.s3Config(prefix: TestEnvironment.uniqueName("createonly"), in: dir, tls: true)
         #expect(try Run.cairn(["init", "--config", config]).status == 0)
         let check = try Run.cairn(["check", "--config", config])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
@@ -168,21 +180,32 @@ import CairnStorage
         let dir = try TestEnvironment.tempDirectory("cli-createonly-proxy")
         let config = try TestCluster.s3Config(prefix: TestEnvironment.uniqueName("createonly"), in: dir)
         try String(contentsOfFile: config, encoding: .utf8)
-            .replacingOccurrences(of: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), with: proxy.endpoint.absoluteString)
+            .replacingOccurrences(
+                of: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), with: proxy.endpoint.absoluteString
+            )
             .write(toFile: config, atomically: true, encoding: .utf8)
-        try proxy.script(#"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#)
+        try proxy.script(
+            #"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#
+        )
         let refused = try Run.cairn(["init", "--config", config])
         #expect(refused.status == ErrorCode.repoCreateOnlyUnsupported.exitCode, "\(refused.stderr)")
-        #expect(refused.stderr.contains("[repo.create-only-unsupported]") && refused.stderr.contains("HINT:"), "\(refused.stderr)")
-        #expect(try proxy.log().contains { ($0["status_sent"] as? Int) == 200 && ($0["upstream_status"] as? Int) == 412 })
+        #expect(
+            refused.stderr.contains("[repo.create-only-unsupported]") && refused.stderr.contains("HINT:"),
+            "\(refused.stderr)")
+        #expect(
+            try proxy.log().contains { ($0["status_sent"] as? Int) == 200 && ($0["upstream_status"] as? Int) == 412 })
         let check = try Run.cairn(["check", "--config", config])
         #expect(check.status == ErrorCode.repoUninitialized.exitCode, "init created nothing: \(check.stdout)")
 
         try proxy.reset()
         #expect(try Run.cairn(["init", "--config", config]).status == 0)
-        try proxy.script(#"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#)
+        try proxy.script(
+            #"{"match": {"method": "PUT", "path_regex": "/probe/create-only-"}, "times": -1, "action": {"ignore_if_none_match": true}}"#
+        )
         let failed = try Run.cairn(["check", "--config", config])
         #expect(failed.status == ErrorCode.repoCreateOnlyUnsupported.exitCode, "\(failed.stdout)\(failed.stderr)")
-        #expect(failed.stdout.contains("repository     ok") && failed.stdout.contains("create-only    FAIL"), "\(failed.stdout)")
+        #expect(
+            failed.stdout.contains("repository     ok") && failed.stdout.contains("create-only    FAIL"),
+            "\(failed.stdout)")
     }
 }

@@ -2,8 +2,8 @@ import CairnBase
 import CairnCore
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Logical backups (`pg_dump` per database, globals) in the same catalog, and logical restores.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct LogicalBackupTests {
@@ -28,18 +28,21 @@ import TestSupport
             "RESET ROLE",
             "CREATE TABLE audit.log (at timestamptz DEFAULT now(), what text)",
             "INSERT INTO audit.log (what) VALUES ('created'), ('filled')",
-            "CREATE FUNCTION audit.note(t text) RETURNS void LANGUAGE sql AS $$ INSERT INTO audit.log (what) VALUES (t) $$",
+            "CREATE FUNCTION audit.note(t text) RETURNS void LANGUAGE sql AS $$ INSERT INTO audit.log (what) VALUES (t) $$"
         ] { try c.psql(sql, database: name) }
     }
 
     /// pg_dump of a database as plain SQL, for comparing two databases; `bin` picks the pg_dump (the cluster's own
     /// by default; the newer major's when two majors are compared).
     static func plainDump(_ c: ScratchCluster, _ db: String, bin: String? = nil) throws -> String {
-        let r = try Run.program((bin ?? c.bin) + "/pg_dump", ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "--no-comments", db])
+        let r = try Run.program(
+            (bin ?? c.bin) + "/pg_dump",
+            ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "--no-comments", db])
         guard r.status == 0 else { throw TestFailure("pg_dump \(db): \(r.stderr)") }
         // Only the "\restrict" key lines (newer minor releases) and the server version in the header may differ.
         return r.stdout.split(separator: "\n").filter {
-            !$0.hasPrefix("\\restrict") && !$0.hasPrefix("\\unrestrict") && !$0.hasPrefix("-- Dumped from database version")
+            !$0.hasPrefix("\\restrict") && !$0.hasPrefix("\\unrestrict")
+                && !$0.hasPrefix("-- Dumped from database version")
         }.joined(separator: "\n")
     }
 
@@ -55,7 +58,8 @@ import TestSupport
         #expect(b.status == 0, "\(b.stderr)")
         #expect(b.stdout.contains("\"type\" : \"logical\""))
         #expect(b.stdout.contains("\"app\""))
-        let id = try #require(b.stdout.split(separator: "\"").first { $0.hasSuffix("L") && $0.count == 16 }.map(String.init))
+        let id = try #require(
+            b.stdout.split(separator: "\"").first { $0.hasSuffix("L") && $0.count == 16 }.map(String.init))
 
         // A fresh cluster (no app_owner role) gets the roles from --globals, then the database.
         let list = try c.cairn(["list"])
@@ -63,20 +67,29 @@ import TestSupport
         let before = try Self.plainDump(c, "app")
         try c.psql("DROP DATABASE app")
         try c.psql("DROP ROLE app_owner")
-        let r = try c.cairn(["restore", "--backup", id, "--database", "app", "--into", "app_restored", "--globals", "--jobs", "2"])
+        let r = try c.cairn([
+            "restore", "--backup", id, "--database", "app", "--into", "app_restored", "--globals", "--jobs", "2"
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Self.plainDump(c, "app_restored") == before)
         #expect(try c.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_owner'") == "t")
         #expect(try c.psql("SELECT count(*) FROM pg_largeobject_metadata", database: "app_restored") == "5")
         #expect(try c.psql("SELECT last_value FROM sales.invoice_no", database: "app_restored") == "424242")
-        #expect(try c.psql("SELECT attrs -> 'tier' FROM sales.customer WHERE email = 'user7@example.com'", database: "app_restored") == "1")
+        #expect(
+            try c.psql(
+                "SELECT attrs -> 'tier' FROM sales.customer WHERE email = 'user7@example.com'", database: "app_restored"
+            ) == "1")
 
         // A database that already holds objects is refused, unless forced; streamed (one job) this time.
-        let again = try c.cairn(["restore", "--backup", id, "--database", "app", "--into", "app_restored", "--jobs", "1"])
+        let again = try c.cairn([
+            "restore", "--backup", id, "--database", "app", "--into", "app_restored", "--jobs", "1"
+        ])
         #expect(again.status == ErrorCode.restoreTargetNotEmpty.exitCode)
         #expect(again.stderr.contains("--force"))
         try c.psql("DELETE FROM audit.log", database: "app_restored")
-        let forced = try c.cairn(["restore", "--backup", id, "--database", "app", "--into", "app_restored", "--jobs", "1", "--force"])
+        let forced = try c.cairn([
+            "restore", "--backup", id, "--database", "app", "--into", "app_restored", "--jobs", "1", "--force"
+        ])
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(try c.psql("SELECT count(*) FROM audit.log", database: "app_restored") == "2")
 
@@ -112,7 +125,8 @@ import TestSupport
         try Self.makeApp(old)
         let b = try old.cairn(["backup", "--type", "logical", "--json"])
         #expect(b.status == 0, "\(b.stderr)")
-        let id = try #require(b.stdout.split(separator: "\"").first { $0.hasSuffix("L") && $0.count == 16 }.map(String.init))
+        let id = try #require(
+            b.stdout.split(separator: "\"").first { $0.hasSuffix("L") && $0.count == 16 }.map(String.init))
 
         let new = try ScratchCluster(name: "logical-upgrade-18", major: .v18)
         defer { new.destroy() }
@@ -121,12 +135,19 @@ import TestSupport
         let text = try String(contentsOfFile: config, encoding: .utf8)
         try text.replacingOccurrences(of: "path: \(new.dir)/repo", with: "path: \(old.dir)/repo")
             .write(toFile: config, atomically: true, encoding: .utf8)
-        let r = try Run.cairnAsPostgres(["--config", config, "restore", "--backup", id, "--database", "app", "--into", "app", "--globals", "--jobs", "2"])
+        let r = try Run.cairnAsPostgres([
+            "--config", config, "restore", "--backup", id, "--database", "app", "--into", "app", "--globals", "--jobs",
+            "2"
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try new.psql("SHOW server_version_num").hasPrefix("18"))
-        let (after, before) = (try Self.viewsUnqualified(Self.plainDump(new, "app", bin: PGMajor.v18.bin)),
-                               try Self.viewsUnqualified(Self.plainDump(old, "app", bin: PGMajor.v18.bin)))
-        #expect(after == before, "\(Set(after.split(separator: "\n")).symmetricDifference(before.split(separator: "\n")).sorted())")
+        let (after, before) = (
+            try Self.viewsUnqualified(Self.plainDump(new, "app", bin: PGMajor.v18.bin)),
+            try Self.viewsUnqualified(Self.plainDump(old, "app", bin: PGMajor.v18.bin))
+        )
+        #expect(
+            after == before,
+            "\(Set(after.split(separator: "\n")).symmetricDifference(before.split(separator: "\n")).sorted())")
         #expect(try new.psql("SELECT count(*) FROM sales.invoice", database: "app") == "5000")
         #expect(try new.psql("SELECT count(*) FROM pg_largeobject_metadata", database: "app") == "5")
         #expect(try new.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_owner'") == "t")
@@ -140,10 +161,14 @@ import TestSupport
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE DATABASE big")
-        try c.psql("CREATE TABLE t AS SELECT g, repeat(md5(g::text), 20) v FROM generate_series(1, 400000) g", database: "big")
+        try c.psql(
+            "CREATE TABLE t AS SELECT g, repeat(md5(g::text), 20) v FROM generate_series(1, 400000) g", database: "big")
         let killer = Thread {
             for _ in 0..<400 {
-                let n = (try? c.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND state = 'active'")) ?? "0"
+                let n =
+                    (try? c.psql(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND state = 'active'"
+                    )) ?? "0"
                 if n != "0" { return }
                 usleep(20_000)
             }

@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCLI
 
 /// The daemon's `/metrics` and `/healthz` endpoint: its answers, and a real listening socket.
@@ -18,12 +19,16 @@ import TestSupport
         let s = Self.server()
         let metrics = await Self.answer(s, "GET /metrics?x=1 HTTP/1.1\r\nHost: a")
         #expect(metrics.hasPrefix("HTTP/1.1 200 OK\r\n") && metrics.hasSuffix("\r\n\r\ncairn_up 1\n"))
-        #expect(metrics.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") && metrics.contains("Content-Length: 11\r\n"))
+        #expect(
+            metrics.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n")
+                && metrics.contains("Content-Length: 11\r\n"))
         #expect(metrics.contains("Connection: close\r\n"))
         let head = await Self.answer(s, "HEAD /metrics HTTP/1.0")
         #expect(head.contains("Content-Length: 11\r\n") && head.hasSuffix("\r\n\r\n"))
         #expect(await Self.answer(s, "GET /healthz HTTP/1.1").hasSuffix("\r\n\r\nok\n"))
-        #expect(await Self.answer(Self.server(healthy: false), "GET /healthz HTTP/1.1").hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(
+            await Self.answer(Self.server(healthy: false), "GET /healthz HTTP/1.1").hasPrefix(
+                "HTTP/1.1 503 Service Unavailable\r\n"))
         #expect(await Self.answer(s, "GET / HTTP/1.1").hasPrefix("HTTP/1.1 404 "))
         #expect(await Self.answer(s, "POST /metrics HTTP/1.1").hasPrefix("HTTP/1.1 405 "))
         for junk in ["", "GET", "GET /metrics", "GET /metrics SPDY/3", "\u{1}\u{2}"] {
@@ -52,7 +57,9 @@ import TestSupport
         #expect(try await Self.client("\(curl) -f http://127.0.0.1:\(port)/metrics") == "cairn_up 1\n")
         // A request that arrives in pieces, and one that is not HTTP.
         let tcp = "exec 3<>/dev/tcp/127.0.0.1/\(port)"
-        let split = try await Self.client("\(tcp); printf 'GET /healthz HT' >&3; sleep 0.2; printf 'TP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
+        let split = try await Self.client(
+            "\(tcp); printf 'GET /healthz HT' >&3; sleep 0.2; printf 'TP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; timeout 10 cat <&3"
+        )
         #expect(split.hasSuffix("\r\n\r\nok\n"))
         let junk = try await Self.client("\(tcp); printf 'junk\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
         #expect(junk.hasPrefix("HTTP/1.1 400 "))
@@ -61,7 +68,11 @@ import TestSupport
         #expect(taken?.code == .configInvalid && taken?.hint?.contains("metrics.listen") == true)
         task.cancel()
         _ = await task.result
-        #expect(try await Blocking.run { try Run.shell("\(curl) -o /dev/null -w %{http_code} http://127.0.0.1:\(port)/metrics", check: false).stdout } == "000",
-                "the port is closed once the server stopped")
+        #expect(
+            try await Blocking.run {
+                try Run.shell("\(curl) -o /dev/null -w %{http_code} http://127.0.0.1:\(port)/metrics", check: false)
+                    .stdout
+            } == "000",
+            "the port is closed once the server stopped")
     }
 }

@@ -1,14 +1,16 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Backups, WAL archiving and restores on real PostgreSQL 15 and 18 clusters, against the local folder and the S3
 /// emulator (TLS, SigV4 enforced): what `cairn backup` / `cairn restore` promise, checked on the data.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct PointInTimeRestoreTests {
     /// A digest of a table's contents, to compare a restore with the source at a point in time.
     static func tableDigest(_ c: ScratchCluster, _ table: String = "t") throws -> String {
-        try c.psql("SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)")
+        try c.psql(
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)"
+        )
     }
 
     @Test(arguments: PGMajor.matrix(RepoKind.allCases, others: [.s3]))
@@ -18,7 +20,8 @@ import TestSupport
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL, at timestamptz DEFAULT clock_timestamp())")
+        try c.psql(
+            "CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL, at timestamptz DEFAULT clock_timestamp())")
         try c.psql("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 20000) g")
 
         // Concurrent write load (pgbench with a custom insert script) while the backup runs.
@@ -26,7 +29,9 @@ import TestSupport
         try "INSERT INTO t (v) VALUES (md5(random()::text));\n".write(toFile: script, atomically: true, encoding: .utf8)
         try Run.shell("chmod 644 \(script)")
         let load = Thread {
-            _ = try? Run.shell("runuser -u postgres -- \(c.bin)/pgbench -n -h \(c.socketDir) -p \(c.port) -U postgres -c 2 -T 6 -f \(script) postgres >/dev/null 2>&1", check: false)
+            _ = try? Run.shell(
+                "runuser -u postgres -- \(c.bin)/pgbench -n -h \(c.socketDir) -p \(c.port) -U postgres -c 2 -T 6 -f \(script) postgres >/dev/null 2>&1",
+                check: false)
         }
         load.start()
         usleep(1_000_000)
@@ -79,8 +84,10 @@ import TestSupport
         let afterC = try Self.tableDigest(c)
         try c.switchAndWaitForArchive()
 
-        for (args, expected) in [(["--immediate"], atBackup), (["--target-name", "before_b"], afterA),
-                                 (["--target-lsn", lsnB], afterB), (["--latest"], afterC)] {
+        for (args, expected) in [
+            (["--immediate"], atBackup), (["--target-name", "before_b"], afterA),
+            (["--target-lsn", lsnB], afterB), (["--latest"], afterC)
+        ] {
             let r = try c.restoreAndStart(args)
             #expect(try Self.tableDigest(r) == expected, "restore \(args)")
             r.destroy()
@@ -110,7 +117,9 @@ import TestSupport
         try c.psql("INSERT INTO t (v) SELECT 'before-backup-' || g FROM generate_series(1, 3000) g")
         #expect(try c.cairn(["backup"]).status == 0)
         // Commits after the backup, each its own transaction: all of them precede the target.
-        for i in 1...5 { try c.psql("INSERT INTO t (v) SELECT 'after-backup-\(i)-' || g FROM generate_series(1, 100) g") }
+        for i in 1...5 {
+            try c.psql("INSERT INTO t (v) SELECT 'after-backup-\(i)-' || g FROM generate_series(1, 100) g")
+        }
         let expected = try Self.tableDigest(c)
         let target = try c.timeTargetBetweenCommits()
         try c.psql("INSERT INTO t (v) VALUES ('after-target')")
@@ -167,7 +176,8 @@ import TestSupport
 
         // A point on timeline 2, from the newest backup and from the first backup (across the switch).
         let first = try b.cairn(["list", "--json"]).stdout
-        let firstId = try #require(first.split(separator: "\"").dropFirst().first { $0.hasSuffix("F") }.map(String.init))
+        let firstId = try #require(
+            first.split(separator: "\"").dropFirst().first { $0.hasSuffix("F") }.map(String.init))
         for extra in [[], ["--backup", firstId]] {
             let r2 = try b.restoreAndStart(["--target-lsn", lsn] + extra)
             #expect(try Self.tableDigest(r2) == expected, "restore \(extra)")

@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Which timeline history is production's, on a real PostgreSQL 15: a promoted copy of the cluster archiving into
 /// the same repository must never become the history a later restore, expire or report follows.
@@ -13,7 +13,9 @@ import TestSupport
     static func now(_ c: ScratchCluster) throws -> String { try c.serverTime() }
 
     /// Restores `c`'s repository into a new folder beside it with `args` and starts the copy (its own port).
-    static func sideCopy(_ c: ScratchCluster, _ name: String, _ args: [String]) throws -> (ScratchCluster, ProcessResult) {
+    static func sideCopy(
+        _ c: ScratchCluster, _ name: String, _ args: [String]
+    ) throws -> (ScratchCluster, ProcessResult) {
         let dir = c.dir + "/" + name
         try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
         let r = try c.cairn(["restore", "--target-dir", dir + "/data"] + args)
@@ -31,7 +33,9 @@ import TestSupport
         while Date() < deadline {
             last = try c.cairn(["timeline", "--json"]).stdout
             let rows = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [[String: Any]] ?? []
-            if rows.contains(where: { ($0["timeline"] as? Int) == timeline && ($0["status"] as? String) == status }) { return }
+            if rows.contains(where: { ($0["timeline"] as? Int) == timeline && ($0["status"] as? String) == status }) {
+                return
+            }
             usleep(500_000)
         }
         throw TestFailure("timeline \(timeline) is not \(status): \(last)")
@@ -58,7 +62,9 @@ import TestSupport
         try c.psql("INSERT INTO t (v) SELECT 'production' FROM generate_series(1, 1000)")
         try c.switchAndWaitForArchive()
         let info = try c.cairn(["info", "--json"])
-        #expect(info.stdout.contains("\"production_timeline\" : 1") || info.stdout.contains("\"production_timeline\":1"), "\(info.stdout)")
+        #expect(
+            info.stdout.contains("\"production_timeline\" : 1") || info.stdout.contains("\"production_timeline\":1"),
+            "\(info.stdout)")
 
         let restored = try c.restoreAndStart(["--latest"])
         defer { restored.destroy() }
@@ -70,7 +76,9 @@ import TestSupport
     /// When nothing can tell (production was down while the copy promoted), restores refuse and say why; the
     /// operator's word decides.
     @Test func aCopyNobodyCanPlaceMakesRestoresRefuseUntilTheOperatorDecides() throws {
-        let c = try ScratchCluster(name: "lineage-undecided") { try TestRepository.config(.local, dir: $0, conninfo: $1) }
+        let c = try ScratchCluster(name: "lineage-undecided") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text)")
@@ -147,14 +155,18 @@ import TestSupport
         #expect(try Self.count(p2) == 200)
         try p2.psql("INSERT INTO t (v) SELECT 'e' FROM generate_series(1, 50)")
         try p2.switchAndWaitForArchive()
-        #expect(try c.cairn(["timeline", "adopt", "2", "--reason", "production restored to before the mistake"]).status == 0)
+        #expect(
+            try c.cairn(["timeline", "adopt", "2", "--reason", "production restored to before the mistake"]).status == 0
+        )
 
         let then = try c.restoreAndStart(["--target-time", between])
         defer { then.destroy() }
         #expect(try Self.count(then) == 300, "production at that time: a, b and c")
         #expect(try Self.count(then, "v = 'c'") == 100)
 
-        let explicit = try c.cairn(["restore", "--target-dir", c.dir + "/never", "--target-time", between, "--target-timeline", "2"])
+        let explicit = try c.cairn([
+            "restore", "--target-dir", c.dir + "/never", "--target-time", between, "--target-timeline", "2"
+        ])
         #expect(explicit.status == ErrorCode.restoreTarget.exitCode, "\(explicit.stderr)")
         #expect(explicit.stderr.contains("before timeline 2 began"))
 

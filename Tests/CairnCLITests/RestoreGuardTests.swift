@@ -1,14 +1,15 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `restore` on a host where the backed-up cluster still runs, and over settings left by earlier restores or
 /// operators, on a real PostgreSQL 15.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct RestoreGuardTests {
     /// Every file under `dir` with its size, sorted.
     static func tree(_ dir: String) throws -> [String] {
-        try Run.shell("cd \(dir) && find . -type f -printf '%p %s\\n' | sort").stdout.split(separator: "\n").map(String.init)
+        try Run.shell("cd \(dir) && find . -type f -printf '%p %s\\n' | sort").stdout.split(separator: "\n").map(
+            String.init)
     }
 
     @Test func forceNeverEmptiesTheTablespaceOfARunningCluster() throws {
@@ -46,7 +47,9 @@ import TestSupport
 
         // Mapped elsewhere, the restore goes ahead and the copy reads the table from its own tablespace.
         let moved = c.dir + "/restore/ts"
-        let ok = try c.cairn(["restore", "--target-dir", target, "--force", "--archive-mode", "off", "--tablespace-map", "\(oid)=\(moved)"])
+        let ok = try c.cairn([
+            "restore", "--target-dir", target, "--force", "--archive-mode", "off", "--tablespace-map", "\(oid)=\(moved)"
+        ])
         #expect(ok.status == 0, "\(ok.stderr)")
         let restored = try ScratchCluster(restoredAt: target, dir: c.dir + "/restore", config: c.config)
         defer { restored.stop() }
@@ -59,7 +62,9 @@ import TestSupport
 
     /// Issue #26: one run names every problem: the target is not empty and there is no backup.
     @Test func aRestoreReportsEveryProblemAtOnce() throws {
-        let c = try ScratchCluster(name: "restore-problems") { try TestRepository.config(.local, dir: $0, conninfo: $1) }
+        let c = try ScratchCluster(name: "restore-problems") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         let target = c.dir + "/restore/data"
@@ -67,7 +72,9 @@ import TestSupport
         let r = try c.cairn(["restore", "--target-dir", target])
         #expect(r.status == ErrorCode.restoreDirNotEmpty.exitCode, "\(r.stdout)\(r.stderr)")
         let lines = r.stderr.split(separator: "\n").map(String.init)
-        #expect(lines.first == "cairn: error: 2 problems stop the restore; nothing was written [restore.dir-not-empty]", "\(r.stderr)")
+        #expect(
+            lines.first == "cairn: error: 2 problems stop the restore; nothing was written [restore.dir-not-empty]",
+            "\(r.stderr)")
         #expect(lines.contains { $0.contains("\(target) is not empty") }, "\(r.stderr)")
         #expect(lines.contains { $0.contains("[backup.not-found]") }, "\(r.stderr)")
         #expect(lines.last?.hasPrefix("HINT: ") == true)
@@ -98,7 +105,8 @@ import TestSupport
 
         let dir = c.dir + "/r"
         try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
-        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--target-time", target])
+        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--target-time", target]
+        )
         #expect(r.status == 0, "\(r.stderr)")
         let conf = try String(contentsOfFile: dir + "/data/postgresql.auto.conf", encoding: .utf8)
         #expect(conf.contains("# removed by cairn restore: recovery_target_name = 'stale'"), "\(conf)")
@@ -110,7 +118,9 @@ import TestSupport
         restored.stop()
 
         // Again over the same directory: still one block.
-        let again = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--force", "--target-time", target])
+        let again = try c.cairn([
+            "restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--force", "--target-time", target
+        ])
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try Self.blocks(dir + "/data") == 1)
     }

@@ -3,19 +3,22 @@ import CairnCore
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The operator runbooks in `runbooks/`: their ```` ```sh tested ```` blocks, extracted in order.
 enum Runbooks {
     /// `runbooks/` of this checkout.
     static var directory: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../runbooks").standardized.path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../runbooks")
+            .standardized.path
     }
 
     /// The runbooks the tests run, in the order of `runbooks/README.md`.
-    static let scenarios = ["restore-latest", "restore-pitr", "dropped-table", "side-restore", "wal-archiving", "drill-failed",
-                            "repository-damaged", "move-repository", "disaster-recovery", "rotate-master-key"]
+    static let scenarios = [
+        "restore-latest", "restore-pitr", "dropped-table", "side-restore", "wal-archiving", "drill-failed",
+        "repository-damaged", "move-repository", "disaster-recovery", "rotate-master-key"
+    ]
 
     /// One fenced block: its lines, and the runbook line number (1-based) of its first line.
     struct Block: Equatable {
@@ -69,7 +72,7 @@ enum Runbooks {
             "#!/bin/bash",
             "set -Eeuo pipefail",
             "trap 'echo \"RUNBOOK-FAILED at line $LINENO (exit $?): $BASH_COMMAND\" >&2' ERR",
-            "cd \"$WORK\"",
+            "cd \"$WORK\""
         ]
         var map: [Int: Int] = [:]
         for b in blocks {
@@ -88,7 +91,9 @@ enum Runbooks {
     @Test func everyListedRunbookExistsAndHasTestedBlocks() throws {
         let listed = Runbooks.listedInReadme(try Runbooks.read("README.md"))
         #expect(listed.contains("error-codes.md"))
-        for scenario in Runbooks.scenarios { #expect(listed.contains(scenario + ".md"), "README.md lists \(scenario).md") }
+        for scenario in Runbooks.scenarios {
+            #expect(listed.contains(scenario + ".md"), "README.md lists \(scenario).md")
+        }
         for file in listed where file != "error-codes.md" {
             let text = try Runbooks.read(file)
             #expect(!Runbooks.testedBlocks(text).isEmpty, "\(file) has a ```sh tested block")
@@ -96,7 +101,9 @@ enum Runbooks {
             #expect(Runbooks.scenarios.contains(String(file.dropLast(3))), "\(file) is run by RunbookTests")
         }
         // Every runbook in the folder is in the index, and every runbook link between them resolves.
-        let files = try FileManager.default.contentsOfDirectory(atPath: Runbooks.directory).filter { $0.hasSuffix(".md") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: Runbooks.directory).filter {
+            $0.hasSuffix(".md")
+        }
         for f in files where f != "README.md" { #expect(listed.contains(f), "README.md lists \(f)") }
         for f in files {
             for link in Runbooks.listedInReadme(try Runbooks.read(f)) {
@@ -115,28 +122,31 @@ enum Runbooks {
 
     @Test func theParserTakesOnlyShTestedBlocks() {
         let text = """
-        # T
-        ```sh
-        echo not run
-        ```
-        ```sh tested
-        echo one
-        echo two
-        ```
-        ````markdown
-        ```sh tested
-        echo inside another fence
-        ```
-        ````
-        ```sh tested extra
-        echo not run either
-        ```
-        ```sh tested
-        echo three
-        ```
-        """
-        #expect(Runbooks.testedBlocks(text) == [Runbooks.Block(firstLine: 6, lines: ["echo one", "echo two"]),
-                                                Runbooks.Block(firstLine: 18, lines: ["echo three"])])
+            # T
+            ```sh
+            echo not run
+            ```
+            ```sh tested
+            echo one
+            echo two
+            ```
+            ````markdown
+            ```sh tested
+            echo inside another fence
+            ```
+            ````
+            ```sh tested extra
+            echo not run either
+            ```
+            ```sh tested
+            echo three
+            ```
+            """
+        #expect(
+            Runbooks.testedBlocks(text) == [
+                Runbooks.Block(firstLine: 6, lines: ["echo one", "echo two"]),
+                Runbooks.Block(firstLine: 18, lines: ["echo three"])
+            ])
     }
 }
 
@@ -145,13 +155,19 @@ enum Runbooks {
 @Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct RunbookTests {
     /// Rows of `app.orders` as one digest.
     static func digest(host: String, port: Int) throws -> String {
-        try psql(host: host, port: port, "SELECT count(*) || ':' || md5(string_agg(id || '/' || customer || '/' || amount, ',' ORDER BY id)) FROM orders",
-                 database: "app")
+        try psql(
+            host: host, port: port,
+            "SELECT count(*) || ':' || md5(string_agg(id || '/' || customer || '/' || amount, ',' ORDER BY id)) FROM orders",
+            database: "app")
     }
 
     static func psql(host: String, port: Int, _ sql: String, database: String = "postgres") throws -> String {
-        let r = try Run.program(TestCluster.binDirectory + "/psql", ["-h", host, "-p", String(port), "-U", "postgres", "-d", database,
-                                                                      "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        let r = try Run.program(
+            TestCluster.binDirectory + "/psql",
+            [
+                "-h", host, "-p", String(port), "-U", "postgres", "-d", database,
+                "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql
+            ])
         guard r.status == 0 else { throw TestFailure("psql on port \(port) failed: \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -159,10 +175,13 @@ enum Runbooks {
     /// A cluster with `cairn init`, database `app` with 1000 orders, a full backup, later WAL archived.
     static func prepare(_ name: String, major: PGMajor = .v15) throws -> ScratchCluster {
         let c = try ScratchCluster(name: "runbook-\(name)-\(major)", major: major) { dir, conninfo in
-            try Run.shell("mkdir -p \(dir)/drills \(dir)/work && chown postgres:postgres \(dir)/drills \(dir)/work && chmod 700 \(dir)/work")
-            return try TestRepository.config(.s3, dir: dir, conninfo: conninfo, major: major,
-                                             extra: "drills:\n  backup: latest\n  target: end\n  scratch_directory: \(dir)/drills\n  timeout: 5m",
-                                             masterKey: name == "rotate-master-key" ? Data(MasterKey.generate()).base64EncodedString() : nil)
+            try Run.shell(
+                "mkdir -p \(dir)/drills \(dir)/work && chown postgres:postgres \(dir)/drills \(dir)/work && chmod 700 \(dir)/work"
+            )
+            return try TestRepository.config(
+                .s3, dir: dir, conninfo: conninfo, major: major,
+                extra: "drills:\n  backup: latest\n  target: end\n  scratch_directory: \(dir)/drills\n  timeout: 5m",
+                masterKey: name == "rotate-master-key" ? Data(MasterKey.generate()).base64EncodedString() : nil)
         }
         do {
             try setUp(c)
@@ -177,10 +196,12 @@ enum Runbooks {
         let initRun = try c.cairn(["init"])
         guard initRun.status == 0 else { throw TestFailure("cairn init: \(initRun.stderr)") }
         try c.psql("CREATE DATABASE app")
-        try c.psql("CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())",
-                   database: "app")
-        try c.psql("INSERT INTO orders (customer, amount) SELECT 'customer ' || (g % 97), (g * 7 % 1000) / 10.0 FROM generate_series(1, 1000) g",
-                   database: "app")
+        try c.psql(
+            "CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())",
+            database: "app")
+        try c.psql(
+            "INSERT INTO orders (customer, amount) SELECT 'customer ' || (g % 97), (g * 7 % 1000) / 10.0 FROM generate_series(1, 1000) g",
+            database: "app")
         let backup = try c.cairn(["backup"])
         guard backup.status == 0 else { throw TestFailure("cairn backup: \(backup.stderr)") }
         // WAL after the backup, so that every restore has to replay it.
@@ -191,9 +212,11 @@ enum Runbooks {
     /// What every runbook gets (README.md documents these).
     static func baseEnvironment(_ c: ScratchCluster) -> [String: String] {
         let cairnDir = (Run.installedCairn as NSString).deletingLastPathComponent
-        return ["PATH": "\(cairnDir):\(c.bin):/usr/local/bin:/usr/bin:/bin", "HOME": c.dir + "/work", "LANG": "C.UTF-8",
-                "CAIRN_CONFIG": c.config!, "PGDATA": c.data, "PGHOST": c.socketDir, "PGPORT": String(c.port),
-                "PGUSER": "postgres", "PGDATABASE": "postgres", "WORK": c.dir + "/work"]
+        return [
+            "PATH": "\(cairnDir):\(c.bin):/usr/local/bin:/usr/bin:/bin", "HOME": c.dir + "/work", "LANG": "C.UTF-8",
+            "CAIRN_CONFIG": c.config!, "PGDATA": c.data, "PGHOST": c.socketDir, "PGPORT": String(c.port),
+            "PGUSER": "postgres", "PGDATABASE": "postgres", "WORK": c.dir + "/work"
+        ]
     }
 
     /// Writes the runbook's script into the cluster's folder and runs it as postgres; throws with the output and
@@ -208,14 +231,19 @@ enum Runbooks {
         try Run.shell("chown postgres:postgres \(path) && chmod 644 \(path)")
         let env = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let started = Date()
-        let r = try Run.program("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "-i"] + env
-                                    + ["/usr/bin/timeout", "-k", "10", "240", "/bin/bash", path])
-        Measurements.record(["runbook \(name).md: script \(String(format: "%.1f", Date().timeIntervalSince(started))) s, exit \(r.status)"])
+        let r = try Run.program(
+            "/usr/sbin/runuser",
+            ["-u", "postgres", "--", "/usr/bin/env", "-i"] + env
+                + ["/usr/bin/timeout", "-k", "10", "240", "/bin/bash", path])
+        Measurements.record([
+            "runbook \(name).md: script \(String(format: "%.1f", Date().timeIntervalSince(started))) s, exit \(r.status)"
+        ])
         // The script and what it printed, kept for reading after the scratch cluster is gone.
         let keep = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory() + "cairn-tests") + "/runbooks"
         try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
         try? text.write(toFile: keep + "/\(name).sh", atomically: true, encoding: .utf8)
-        try? (r.stdout + "\n--- stderr ---\n" + r.stderr).write(toFile: keep + "/\(name).log", atomically: true, encoding: .utf8)
+        try? (r.stdout + "\n--- stderr ---\n" + r.stderr).write(
+            toFile: keep + "/\(name).log", atomically: true, encoding: .utf8)
         if r.status != 0 {
             var at = "(no line reported; exit \(r.status)\(r.status == 124 ? ": timed out" : ""))"
             if let m = r.stderr.range(of: #"RUNBOOK-FAILED at line ([0-9]+)[^\n]*"#, options: .regularExpression) {
@@ -224,7 +252,8 @@ enum Runbooks {
                 let rbLine = map[scriptLine] ?? map.filter { $0.key <= scriptLine }.max { $0.key < $1.key }?.value
                 at = "\(name).md line \(rbLine.map(String.init) ?? "?"): \(report)"
             }
-            throw TestFailure("""
+            throw TestFailure(
+                """
                 runbook \(name).md failed at \(at)
                 --- stdout (tail) ---
                 \(r.stdout.suffix(6000))
@@ -240,7 +269,9 @@ enum Runbooks {
         let pids = (try? Run.shell("find \(dir) -maxdepth 3 -name postmaster.pid", check: false).stdout) ?? ""
         for pidFile in pids.split(separator: "\n") {
             let data = (pidFile as NSString).deletingLastPathComponent
-            _ = try? Run.shell("runuser -u postgres -- \(TestCluster.binDirectory)/pg_ctl -D \(data) -m immediate -w stop >/dev/null 2>&1", check: false)
+            _ = try? Run.shell(
+                "runuser -u postgres -- \(TestCluster.binDirectory)/pg_ctl -D \(data) -m immediate -w stop >/dev/null 2>&1",
+                check: false)
         }
     }
 
@@ -260,7 +291,9 @@ enum Runbooks {
 
     static func prefix(of config: String) throws -> String {
         let text = try String(contentsOfFile: config, encoding: .utf8)
-        guard let line = text.split(separator: "\n").first(where: { $0.contains("prefix:") }) else { throw TestFailure("no prefix in \(config)") }
+        guard let line = text.split(separator: "\n").first(where: { $0.contains("prefix:") }) else {
+            throw TestFailure("no prefix in \(config)")
+        }
         return line.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces)
     }
 
@@ -270,7 +303,8 @@ enum Runbooks {
 
     /// Flips a byte in the middle of the first data bundle of a backup.
     static func damageFirstBundle(of backup: String, in repo: S3Repository) throws -> String {
-        let keys = try repo.list(prefix: "backups/\(backup)/base/").map(\.key).filter { $0.hasSuffix(".tar.zst") }.sorted()
+        let keys = try repo.list(prefix: "backups/\(backup)/base/").map(\.key).filter { $0.hasSuffix(".tar.zst") }
+            .sorted()
         guard let victim = keys.first else { throw TestFailure("backup \(backup) has no bundle") }
         var bytes = try repo.getBytes(victim)
         bytes[bytes.count / 3] ^= 0x40
@@ -288,12 +322,16 @@ enum Runbooks {
 
         /// Runs the runbook's tested blocks with `env`.
         @discardableResult
-        func run(_ env: [String: String]) throws -> ProcessResult { try RunbookTests.runRunbook(name, c, environment: env) }
+        func run(_ env: [String: String]) throws -> ProcessResult {
+            try RunbookTests.runRunbook(name, c, environment: env)
+        }
     }
 
     /// Prepares runbook `name`'s cluster, runs `body` with the scenario and the base environment, then stops any
     /// server the runbook left running and removes the cluster.
-    func scenario(_ name: String, major: PGMajor = .v15, _ body: (Scenario, inout [String: String]) throws -> Void) throws {
+    func scenario(
+        _ name: String, major: PGMajor = .v15, _ body: (Scenario, inout [String: String]) throws -> Void
+    ) throws {
         try #require(Runbooks.scenarios.contains(name), "\(name) is one of Runbooks.scenarios")
         let began = Date()
         let c = try Self.prepare(name, major: major)
@@ -305,7 +343,9 @@ enum Runbooks {
         let s = Scenario(name: name, c: c, before: try Self.digest(host: c.socketDir, port: c.port))
         #expect(s.before.hasPrefix("1000:"))
         try body(s, &env)
-        Measurements.record(["runbook \(name).md (\(major)): test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"])
+        Measurements.record([
+            "runbook \(name).md (\(major)): test \(String(format: "%.1f", Date().timeIntervalSince(began))) s"
+        ])
     }
 
     @Test func restoreLatest() throws {
@@ -358,8 +398,11 @@ enum Runbooks {
             env["SIDE_PORT"] = String(LocalPort.free())
             try s.run(env)
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before, "orders is back with its 1000 rows")
-            #expect(try c.psql("SELECT to_regclass('later') IS NOT NULL", database: "app") == "t", "production kept its later writes")
-            #expect(try c.psql("SELECT nextval('orders_id_seq')", database: "app") == "1001", "the sequence came back too")
+            #expect(
+                try c.psql("SELECT to_regclass('later') IS NOT NULL", database: "app") == "t",
+                "production kept its later writes")
+            #expect(
+                try c.psql("SELECT nextval('orders_id_seq')", database: "app") == "1001", "the sequence came back too")
             #expect(!FileManager.default.fileExists(atPath: work + "/side"), "the side cluster is removed")
         }
     }
@@ -373,7 +416,8 @@ enum Runbooks {
             c.stop()
             let copyDir = c.dir + "/stray"
             try Run.shell("mkdir -p \(copyDir) && chown postgres:postgres \(copyDir)")
-            #expect(try c.cairn(["restore", "--target-dir", copyDir + "/data", "--archive-mode", "preserve"]).status == 0)
+            #expect(
+                try c.cairn(["restore", "--target-dir", copyDir + "/data", "--archive-mode", "preserve"]).status == 0)
             let copy = try ScratchCluster(restoredAt: copyDir + "/data", dir: copyDir, config: c.config)
             try copy.start()
             try copy.waitUntilPromoted()
@@ -386,7 +430,9 @@ enum Runbooks {
             let r = try s.run(env)
             #expect(r.stdout.contains("undecided"))
             #expect(try c.cairn(["timeline", "--json"]).stdout.contains("\"copy\""))
-            #expect(try String(contentsOfFile: work + "/copy/postgresql.auto.conf", encoding: .utf8).contains("archive_mode = 'off'"))
+            #expect(
+                try String(contentsOfFile: work + "/copy/postgresql.auto.conf", encoding: .utf8).contains(
+                    "archive_mode = 'off'"))
             #expect(try Self.digest(host: c.socketDir, port: c.port) == before)
         }
     }
@@ -395,17 +441,28 @@ enum Runbooks {
         try scenario("wal-archiving") { s, env in
             let c = s.c
             // Archiving breaks: archive_command names a configuration file that was moved away.
-            try c.psql("ALTER SYSTEM SET archive_command = '\(Run.installedCairn) --config \(c.dir)/moved-away.yaml wal-push %p'")
+            try c.psql(
+                "ALTER SYSTEM SET archive_command = '\(Run.installedCairn) --config \(c.dir)/moved-away.yaml wal-push %p'"
+            )
             try c.psql("SELECT pg_reload_conf()")
             var seg = ""
             for _ in 0..<2 {
-                try c.psql("INSERT INTO orders (customer, amount) SELECT 'late', 1 FROM generate_series(1, 10)", database: "app")
+                try c.psql(
+                    "INSERT INTO orders (customer, amount) SELECT 'late', 1 FROM generate_series(1, 10)",
+                    database: "app")
                 seg = try c.psql("SELECT pg_walfile_name(pg_switch_wal())")
             }
             let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, (try c.psql("SELECT failed_count FROM pg_stat_archiver")) == "0" { usleep(200_000) }
-            #expect(try c.psql("SELECT failed_count > 0 FROM pg_stat_archiver") == "t", "archiving is failing before the runbook")
-            let ready: () throws -> String = { try Run.shell("find \(c.data)/pg_wal/archive_status -name '*.ready' | wc -l").stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+            while Date() < deadline, (try c.psql("SELECT failed_count FROM pg_stat_archiver")) == "0" {
+                usleep(200_000)
+            }
+            #expect(
+                try c.psql("SELECT failed_count > 0 FROM pg_stat_archiver") == "t",
+                "archiving is failing before the runbook")
+            let ready: () throws -> String = {
+                try Run.shell("find \(c.data)/pg_wal/archive_status -name '*.ready' | wc -l").stdout.trimmingCharacters(
+                    in: .whitespacesAndNewlines)
+            }
             #expect(try ready() != "0")
             let r = try s.run(env)
             #expect(r.stdout.contains("archive_command FAILED"), "step 2 shows the failure")
@@ -424,7 +481,8 @@ enum Runbooks {
         try scenario("drill-failed") { s, env in
             let c = s.c
             let second = try c.cairn(["backup", "--json"])
-            let b2 = try #require((try Self.json(second.stdout) as? [String: Any])?["id"] as? String, "\(second.stderr)")
+            let b2 = try #require(
+                (try Self.json(second.stdout) as? [String: Any])?["id"] as? String, "\(second.stderr)")
             let b1 = try #require(try Self.backupIds(c).first)
             let repo = Self.repository(prefix: try Self.prefix(of: c.config!))
             _ = try Self.damageFirstBundle(of: b2, in: repo)
@@ -478,7 +536,8 @@ enum Runbooks {
             try s.run(env)
             let verify = try Run.cairnAsPostgres(["--config", newConfig, "verify", "--full"])
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
-            #expect(try Self.backupIds(c, config: newConfig).count == 2, "the old backup was copied and a new one taken")
+            #expect(
+                try Self.backupIds(c, config: newConfig).count == 2, "the old backup was copied and a new one taken")
             #expect(try Self.backupIds(c).count == 1, "nothing new went to the old location")
             // WAL now goes to the new location only.
             try c.psql("INSERT INTO orders (customer, amount) VALUES ('after the move', 1)", database: "app")
@@ -486,7 +545,8 @@ enum Runbooks {
             try c.switchAndWaitForArchive()
             let key = "wal/\(seg.prefix(8))/\(seg).zst"
             #expect(try Self.repository(prefix: newPrefix).head(key) != nil, "\(seg) was archived to the new prefix")
-            #expect(try Self.repository(prefix: oldPrefix).head(key) == nil, "\(seg) was not archived to the old prefix")
+            #expect(
+                try Self.repository(prefix: oldPrefix).head(key) == nil, "\(seg) was not archived to the old prefix")
         }
     }
 
@@ -514,8 +574,11 @@ enum Runbooks {
             #expect(try Self.backupIds(c).count == 2)
             let info = try Run.cairnAsPostgres(["--config", newConfig, "info", "--json"])
             let timelines = (try Self.json(info.stdout) as? [String: Any])?["timelines"] as? [[String: Any]] ?? []
-            #expect(timelines.contains { ($0["timeline"] as? Int) == 2 && (($0["segments"] as? Int) ?? 0) > 0 && ($0["parent"] as? Int) == 1 },
-                    "the new host archives timeline 2, with its history: \(info.stdout)")
+            #expect(
+                timelines.contains {
+                    ($0["timeline"] as? Int) == 2 && (($0["segments"] as? Int) ?? 0) > 0 && ($0["parent"] as? Int) == 1
+                },
+                "the new host archives timeline 2, with its history: \(info.stdout)")
         }
     }
 
@@ -541,7 +604,9 @@ enum Runbooks {
             try Run.shell("chown postgres \(oldKey) && chmod 600 \(oldKey)")
             let stale = try Run.cairnAsPostgres(["--config", oldConfig, "list"])
             #expect(stale.status == 77 && stale.stderr.contains("[key.mismatch]"), "\(stale.stderr)")
-            #expect(!(r.stdout + r.stderr).contains(oldKeyText.trimmingCharacters(in: .whitespacesAndNewlines)), "no key is printed")
+            #expect(
+                !(r.stdout + r.stderr).contains(oldKeyText.trimmingCharacters(in: .whitespacesAndNewlines)),
+                "no key is printed")
             let restored = try c.restoreAndStart()
             defer { restored.destroy() }
             #expect(try Self.digest(host: restored.socketDir, port: restored.port) == before)

@@ -1,8 +1,8 @@
 import CairnBase
 import CairnPostgres
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `wal-push` and `wal-fetch` as PostgreSQL runs them, on the local folder and the S3 emulator.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct WalArchiveTests {
@@ -24,7 +24,9 @@ import TestSupport
         let original = try #require(FileManager.default.contents(atPath: "\(work)/\(seg)"))
         #expect(original.count == 16 << 20)
         // The segment's page magic is the major's (wal-push checked it against the repository's major when archiving).
-        #expect(original.prefix(2).withUnsafeBytes { $0.loadUnaligned(as: UInt16.self) } == WALHeader.pageMagic[major.rawValue])
+        #expect(
+            original.prefix(2).withUnsafeBytes { $0.loadUnaligned(as: UInt16.self) }
+                == WALHeader.pageMagic[major.rawValue])
         let again = try c.cairn(["wal-push", "\(work)/\(seg)", "--json"])
         #expect(again.status == 0, "\(again.stderr)")
         // (S3 recognises the identical object at the driver level and reports it stored; both mean "it is there".)
@@ -104,7 +106,9 @@ import TestSupport
             let out = "\(c.dir)/work/\(seg)"
             let f = try c.cairn(["wal-fetch", seg, out])
             #expect(f.status == 0 || f.status == 1, "fetch after kill: \(f.stderr)")
-            if f.status == 0 { #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: path)) }
+            if f.status == 0 {
+                #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: path))
+            }
             try? FileManager.default.removeItem(atPath: out)
             // The archiver's retry succeeds.
             let retry = try c.cairn(["wal-push", path])
@@ -114,13 +118,17 @@ import TestSupport
         for seg in Set(acknowledged) {
             let out = "\(c.dir)/work/final-\(seg)"
             #expect(try c.cairn(["wal-fetch", seg, out]).status == 0)
-            #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: "\(c.dir)/staging/\(seg)"))
+            #expect(
+                FileManager.default.contents(atPath: out)
+                    == FileManager.default.contents(atPath: "\(c.dir)/staging/\(seg)"))
         }
         #expect(killed + acknowledged.count >= segments.count)
     }
 
     @Test func damagedSegmentStopsRecoveryWithExit126() throws {
-        let c = try ScratchCluster(name: "walfetch-damaged") { try TestRepository.config(.local, dir: $0, conninfo: $1) }
+        let c = try ScratchCluster(name: "walfetch-damaged") {
+            try TestRepository.config(.local, dir: $0, conninfo: $1)
+        }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")

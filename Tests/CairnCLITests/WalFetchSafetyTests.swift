@@ -1,7 +1,7 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `wal-fetch` answers "not in the archive" (exit 1, which ends recovery) only when it is true.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct WalFetchSafetyTests {
@@ -12,8 +12,10 @@ import TestSupport
         #expect(try c.cairn(["backup"]).status == 0)
         try c.switchAndWaitForArchive()
         c.stop()
-        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: c.dir + "/repo/wal/00000001")
-            .filter { $0.count == 28 && $0.hasSuffix(".zst") }.sorted().first).prefix(24)
+        let segment = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: c.dir + "/repo/wal/00000001")
+                .filter { $0.count == 28 && $0.hasSuffix(".zst") }.sorted().first
+        ).prefix(24)
         func fetch(_ name: String) throws -> ProcessResult {
             try c.cairn(["wal-fetch", name, c.dir + "/fetched"])
         }
@@ -22,7 +24,8 @@ import TestSupport
         let absent = try fetch("000000010000000000000099")
         #expect(absent.status == 1, "\(absent.stderr)")
         // The repository moved away, an empty mount point left: an error that stops recovery.
-        try Run.shell("mv \(c.dir)/repo \(c.dir)/repo-away && mkdir \(c.dir)/repo && chown postgres:postgres \(c.dir)/repo")
+        try Run.shell(
+            "mv \(c.dir)/repo \(c.dir)/repo-away && mkdir \(c.dir)/repo && chown postgres:postgres \(c.dir)/repo")
         let gone = try fetch("000000010000000000000099")
         #expect(gone.status == ErrorCode.walFetchFatalExitCode, "\(gone.stderr)")
         #expect(gone.stderr.contains("cairn.json") && gone.stderr.contains("HINT:"), "\(gone.stderr)")

@@ -11,10 +11,13 @@ import Testing
 
     static func healthy() -> DoctorFacts {
         var f = DoctorFacts()
-        f.settings = .init(walLevel: "replica", archiveMode: "on", archiveCommand: "/usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p",
-                           archiveTimeout: 60)
-        f.archiver = .init(archivedCount: 500, lastArchivedTime: now.addingTimeInterval(-30), failedCount: 2,
-                           lastFailedWAL: "000000010000000000000003", lastFailedTime: now.addingTimeInterval(-10 * 86400))
+        f.settings = .init(
+            walLevel: "replica", archiveMode: "on",
+            archiveCommand: "/usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p",
+            archiveTimeout: 60)
+        f.archiver = .init(
+            archivedCount: 500, lastArchivedTime: now.addingTimeInterval(-30), failedCount: 2,
+            lastFailedWAL: "000000010000000000000003", lastFailedTime: now.addingTimeInterval(-10 * 86400))
         f.readyWALFiles = 0
         f.serverSkew = 0.2
         f.repositoryLocation = "s3://backups/prod"
@@ -22,19 +25,26 @@ import Testing
         f.repositorySkew = 1
         f.retentionSource = "policies/retention.yaml"
         f.expectedFullInterval = 86400
-        f.catalog = .init(newestFull: now.addingTimeInterval(-5 * 3600), oldestBackup: now.addingTimeInterval(-40 * 86400),
-                          windowStart: now.addingTimeInterval(-31 * 86400), windowEnd: now.addingTimeInterval(-40),
-                          lastDrill: (now.addingTimeInterval(-2 * 86400), true, nil), lastPassingDrill: now.addingTimeInterval(-2 * 86400))
+        f.catalog = .init(
+            newestFull: now.addingTimeInterval(-5 * 3600), oldestBackup: now.addingTimeInterval(-40 * 86400),
+            windowStart: now.addingTimeInterval(-31 * 86400), windowEnd: now.addingTimeInterval(-40),
+            lastDrill: (now.addingTimeInterval(-2 * 86400), true, nil),
+            lastPassingDrill: now.addingTimeInterval(-2 * 86400))
         return f
     }
 
-    static func finding(_ findings: [Doctor.Finding], _ check: String) -> Doctor.Finding? { findings.first { $0.check == check } }
+    static func finding(_ findings: [Doctor.Finding], _ check: String) -> Doctor.Finding? {
+        findings.first { $0.check == check }
+    }
 
     @Test func aHealthySetupPasses() {
         let findings = Doctor.evaluate(Self.healthy(), now: Self.now)
         #expect(Doctor.worst(findings) == .ok, "\(findings.filter { $0.severity != .ok })")
-        for check in ["wal_level", "archive_mode", "archive_command", "archive_timeout", "archiver", "archive_backlog", "repository",
-                      "tls", "clock_skew", "newest_full_backup", "drill", "retention", "window"] {
+        for check in [
+            "wal_level", "archive_mode", "archive_command", "archive_timeout", "archiver", "archive_backlog",
+            "repository",
+            "tls", "clock_skew", "newest_full_backup", "drill", "retention", "window"
+        ] {
             #expect(Self.finding(findings, check) != nil, "check \(check) is reported")
         }
         #expect(Doctor.worst(findings).exitCode == 0)
@@ -43,13 +53,15 @@ import Testing
     @Test func aMisconfiguredClusterGetsEachProblemWithItsFix() {
         var f = Self.healthy()
         f.settings = .init(walLevel: "minimal", archiveMode: "off", archiveCommand: "(disabled)", archiveTimeout: 0)
-        f.catalog = .init(newestFull: nil, oldestBackup: nil, windowStart: nil, windowEnd: nil, lastDrill: nil, lastPassingDrill: nil)
+        f.catalog = .init(
+            newestFull: nil, oldestBackup: nil, windowStart: nil, windowEnd: nil, lastDrill: nil, lastPassingDrill: nil)
         f.retentionSource = "defaults"
         let findings = Doctor.evaluate(f, now: Self.now)
         let expected: [(String, Doctor.Severity, String)] = [
             ("wal_level", .critical, "wal_level = replica"), ("archive_mode", .critical, "archive_mode = on"),
             ("archive_command", .critical, "wal-push %p"), ("archive_timeout", .warning, "archive_timeout = '60s'"),
-            ("newest_full_backup", .critical, "cairn backup"), ("drill", .warning, "cairn drill"), ("retention", .info, "retention:"),
+            ("newest_full_backup", .critical, "cairn backup"), ("drill", .warning, "cairn drill"),
+            ("retention", .info, "retention:")
         ]
         for (check, severity, fix) in expected {
             let x = Self.finding(findings, check)
@@ -61,27 +73,34 @@ import Testing
 
     @Test func inlineCredentialsInArchiveCommandAreRedactedAndWarnedAbout() throws {
         var f = Self.healthy()
-        f.settings?.archiveCommand = "env AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI PGPASSWORD=hunter2 /usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p"
+        f.settings?.archiveCommand =
+            "env AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI PGPASSWORD=hunter2 /usr/bin/cairn --config /etc/cairn/cairn.yaml wal-push %p"
         var findings = Doctor.evaluate(f, now: Self.now)
         let json = String(decoding: try JSONEncoder().encode(findings), as: UTF8.self)
         for secret in ["wJalrXUtnFEMI", "hunter2"] { #expect(!json.contains(secret), "doctor echoes \(secret)") }
-        #expect(Self.finding(findings, "archive_command")?.explanation.contains("AWS_SECRET_ACCESS_KEY=<redacted>") == true)
+        #expect(
+            Self.finding(findings, "archive_command")?.explanation.contains("AWS_SECRET_ACCESS_KEY=<redacted>") == true)
         let warning = try #require(Self.finding(findings, "archive_command_credentials"))
         #expect(warning.severity == .warning)
-        #expect(warning.explanation.contains("AWS_SECRET_ACCESS_KEY, PGPASSWORD") && warning.explanation.contains("every database user"))
+        #expect(
+            warning.explanation.contains("AWS_SECRET_ACCESS_KEY, PGPASSWORD")
+                && warning.explanation.contains("every database user"))
         #expect(warning.fix?.contains("credentials_file") == true)
         // Not cairn's command: the critical finding quotes it, redacted.
         f.settings?.archiveCommand = "aws --endpoint-url https://minio:minio123@s3.local s3 cp %p s3://b/%f"
         findings = Doctor.evaluate(f, now: Self.now)
-        #expect(Self.finding(findings, "archive_command")?.explanation.contains("https://minio:<redacted>@s3.local") == true)
+        #expect(
+            Self.finding(findings, "archive_command")?.explanation.contains("https://minio:<redacted>@s3.local") == true
+        )
         #expect(!String(decoding: try JSONEncoder().encode(findings), as: UTF8.self).contains("minio123"))
         #expect(Self.finding(Doctor.evaluate(Self.healthy(), now: Self.now), "archive_command_credentials") == nil)
     }
 
     @Test func archivingFailuresBacklogAndStaleness() {
         var f = Self.healthy()
-        f.archiver = .init(archivedCount: 10, lastArchivedTime: Self.now.addingTimeInterval(-3600), failedCount: 40,
-                           lastFailedWAL: "00000001000000000000002A", lastFailedTime: Self.now.addingTimeInterval(-20))
+        f.archiver = .init(
+            archivedCount: 10, lastArchivedTime: Self.now.addingTimeInterval(-3600), failedCount: 40,
+            lastFailedWAL: "00000001000000000000002A", lastFailedTime: Self.now.addingTimeInterval(-20))
         f.readyWALFiles = 40
         f.catalog?.windowEnd = Self.now.addingTimeInterval(-3600)
         f.catalog?.newestFull = Self.now.addingTimeInterval(-3 * 86400)
@@ -126,7 +145,9 @@ import Testing
         // A promotion whose history file never reached the repository.
         f = Self.healthy()
         f.timeline = 2
-        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "timeline_history")?.fix == "cairn wal-push $PGDATA/pg_wal/00000002.history")
+        #expect(
+            Self.finding(Doctor.evaluate(f, now: Self.now), "timeline_history")?.fix
+                == "cairn wal-push $PGDATA/pg_wal/00000002.history")
         f.catalog?.historyTimelines = [2]
         #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "timeline_history") == nil)
         // Unreachable parts are reported, not guessed.
@@ -181,9 +202,11 @@ import Testing
         let findings = Doctor.evaluate(f, now: Self.now)
         let x = Self.finding(findings, "data_checksums")
         #expect(x?.severity == .warning)
-        #expect(x?.explanation.contains("not detected") == true && x?.explanation.contains("backups") == true
+        #expect(
+            x?.explanation.contains("not detected") == true && x?.explanation.contains("backups") == true
                 && x?.explanation.contains("drills") == true, "\(String(describing: x))")
-        #expect(x?.fix?.contains("pg_checksums --enable") == true && x?.fix?.contains("initdb --data-checksums") == true)
+        #expect(
+            x?.fix?.contains("pg_checksums --enable") == true && x?.fix?.contains("initdb --data-checksums") == true)
         #expect(Self.finding(findings, "summarize_wal") == nil, "15 has no summarize_wal")
         #expect(Self.finding(findings, "postgres_version")?.severity == .ok)
         #expect(Self.finding(findings, "postgres_version")?.explanation.hasPrefix("PostgreSQL 15.18:") == true)
@@ -208,8 +231,10 @@ import Testing
         #expect(Self.finding(findings, "summarize_wal")?.severity == .ok)
     }
 
-    @Test(arguments: [(140010, Doctor.Severity.critical), (150018, .ok), (160004, .info), (170002, .info), (180006, .ok),
-                      (190001, .warning)])
+    @Test(arguments: [
+        (140010, Doctor.Severity.critical), (150018, .ok), (160004, .info), (170002, .info), (180006, .ok),
+        (190001, .warning)
+    ])
     func theServerVersionAgainstWhatIsTested(versionNum: Int, severity: Doctor.Severity) {
         var f = Self.healthy()
         f.server = .init(versionNum: versionNum, dataChecksums: true, summarizeWAL: versionNum >= 170000 ? true : nil)

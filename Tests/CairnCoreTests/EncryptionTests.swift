@@ -1,13 +1,16 @@
 import CairnBase
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
 
 /// Client-side encryption: the envelope format, tampering, the keyring and key rotation, on the in-memory driver.
 @Suite struct EncryptionTests {
-    static func master(_ seed: UInt8) -> MasterKey { try! MasterKey(bytes: [UInt8](repeating: seed, count: 32), source: "test key \(seed)") }
+    static func master(_ seed: UInt8) -> MasterKey {
+        try! MasterKey(bytes: [UInt8](repeating: seed, count: 32), source: "test key \(seed)")
+    }
 
     static func encrypted(_ base: MemoryRepository = MemoryRepository(), key: UInt8 = 1) throws -> EncryptedRepository {
         let r = EncryptedRepository(base: base, master: master(key))
@@ -15,7 +18,10 @@ import TestSupport
         return r
     }
 
-    @Test(arguments: [0, 1, ObjectCipher.chunkSize - 1, ObjectCipher.chunkSize, ObjectCipher.chunkSize + 1, 3 * ObjectCipher.chunkSize + 17])
+    @Test(arguments: [
+        0, 1, ObjectCipher.chunkSize - 1, ObjectCipher.chunkSize, ObjectCipher.chunkSize + 1,
+        3 * ObjectCipher.chunkSize + 17
+    ])
     func roundTripAndSizeMapping(size: Int) throws {
         let base = MemoryRepository()
         let repo = try Self.encrypted(base)
@@ -30,7 +36,11 @@ import TestSupport
         #expect(try repo.getBytes("wal/x") == data)
         let raw = try base.getBytes("wal/x")
         #expect(raw.starts(with: Array("CAIRNENC".utf8)))
-        if size > 64 { #expect(!raw.dropFirst(ObjectCipher.headerLength).starts(with: data.prefix(32)), "content is not stored in clear") }
+        if size > 64 {
+            #expect(
+                !raw.dropFirst(ObjectCipher.headerLength).starts(with: data.prefix(32)),
+                "content is not stored in clear")
+        }
     }
 
     /// The encryption layer says it decrypts through a capability, which a wrapper around it passes on (no type
@@ -42,7 +52,9 @@ import TestSupport
         #expect(repo.capabilities == base.capabilities.union(.decrypts))
         let digest = try Pipeline().store(repo, key: "wal/x", bytes: Array("some WAL".utf8), options: .createOnly)
         #expect(try Pipeline().load(repo, key: "wal/x", expected: nil) { _ in }.size == digest.size)
-        let withoutKey = #expect(throws: CairnError.self) { try Pipeline().load(base, key: "wal/x", expected: nil) { _ in } }
+        let withoutKey = #expect(throws: CairnError.self) {
+            try Pipeline().load(base, key: "wal/x", expected: nil) { _ in }
+        }
         #expect(withoutKey?.code == .keyMissing)
     }
 
@@ -60,7 +72,9 @@ import TestSupport
         #expect(try base.getBytes(Keyring.key).starts(with: Array("{\"body\":".utf8)))
         let data = PipelineTests.content(1 << 20)
         let d = try Pipeline(level: 3).store(repo, key: "backups/b/x.tar.zst", bytes: data, options: .createOnly)
-        #expect(d.storedSize == (try repo.head("backups/b/x.tar.zst")?.size), "catalog sizes match what the pipeline recorded")
+        #expect(
+            d.storedSize == (try repo.head("backups/b/x.tar.zst")?.size),
+            "catalog sizes match what the pipeline recorded")
         var back = [UInt8]()
         #expect(try Pipeline().load(repo, key: "backups/b/x.tar.zst", expected: d) { back.append(contentsOf: $0) } == d)
         #expect(back == data)
@@ -74,11 +88,15 @@ import TestSupport
         try repo.put("wal/s", data, options: .createOnly)
         let original = try base.getBytes("wal/s")
         func readFails() -> Bool {
-            do { _ = try repo.getBytes("wal/s"); return false } catch let e as CairnError { return e.code == .dataCorrupt } catch { return false }
+            do { _ = try repo.getBytes("wal/s"); return false } catch let e as CairnError {
+                return e.code == .dataCorrupt
+            } catch { return false }
         }
         var flips = 0, truncations = 0
         for bit in 0..<(original.count * 8) {
-            base.tamper("wal/s") { $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8)) }
+            base.tamper("wal/s") {
+                $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
             #expect(readFails(), "bit \(bit) flipped went unnoticed")
             flips += 1
         }
@@ -136,7 +154,9 @@ import TestSupport
 
     @Test func masterKeysParseFromBase64AndHexOnly() throws {
         let bytes = MasterKey.generate()
-        #expect(try MasterKey.parse(Data(bytes).base64EncodedString() + "\n", source: "t").id == MasterKey(bytes: bytes, source: "t").id)
+        #expect(
+            try MasterKey.parse(Data(bytes).base64EncodedString() + "\n", source: "t").id
+                == MasterKey(bytes: bytes, source: "t").id)
         #expect(try MasterKey.parse(Hex.encode(bytes), source: "t").id == MasterKey(bytes: bytes, source: "t").id)
         for bad in ["", "short", Data(bytes.prefix(16)).base64EncodedString(), String(repeating: "z", count: 64)] {
             let e = try #require(throws: CairnError.self) { _ = try MasterKey.parse(bad, source: "t") }
@@ -159,12 +179,18 @@ import TestSupport
         #expect(try after.getBytes("backups/b/x") == data)
         #expect(try after.keyring().keyring.keys.map(\.id) == before.keys.map(\.id) + [r.currentDataKey])
         try after.put("backups/c/y", [9, 9], options: .createOnly)
-        #expect(Array(try base.getBytes("backups/c/y")[9..<17]) == Array(r.currentDataKey.utf8), "new objects use the fresh data key")
+        #expect(
+            Array(try base.getBytes("backups/c/y")[9..<17]) == Array(r.currentDataKey.utf8),
+            "new objects use the fresh data key")
         let old = EncryptedRepository(base: base, master: Self.master(1))
         #expect(throws: CairnError.self) { _ = try old.getBytes("backups/b/x") }
-        let same = try #require(throws: CairnError.self) { try KeyRotation.run(repo: base, old: Self.master(2), new: Self.master(2), now: Date()) }
+        let same = try #require(throws: CairnError.self) {
+            try KeyRotation.run(repo: base, old: Self.master(2), new: Self.master(2), now: Date())
+        }
         #expect(same.code == .usage)
-        let stranger = try #require(throws: CairnError.self) { try KeyRotation.run(repo: base, old: Self.master(7), new: Self.master(8), now: Date()) }
+        let stranger = try #require(throws: CairnError.self) {
+            try KeyRotation.run(repo: base, old: Self.master(7), new: Self.master(8), now: Date())
+        }
         #expect(stranger.code == .keyMismatch)
     }
 
@@ -176,10 +202,12 @@ import TestSupport
         try repo.put("wal/a", [1], options: .createOnly)
         let oldCopy = try base.getBytes(Keyring.copyKey)
         _ = try KeyRotation.run(repo: base, old: Self.master(1), new: Self.master(2), now: Date())
-        try base.put(Keyring.copyKey, oldCopy, options: .overwrite)           // as if killed between the twins
+        try base.put(Keyring.copyKey, oldCopy, options: .overwrite)  // as if killed between the twins
         let withNew = EncryptedRepository(base: base, master: Self.master(2))
-        try withNew.put("wal/b", [2], options: .createOnly)                   // written under the new data key
-        #expect(try EncryptedRepository(base: base, master: Self.master(1)).getBytes("wal/a") == [1], "the old key still opens the copy")
+        try withNew.put("wal/b", [2], options: .createOnly)  // written under the new data key
+        #expect(
+            try EncryptedRepository(base: base, master: Self.master(1)).getBytes("wal/a") == [1],
+            "the old key still opens the copy")
 
         let r = try KeyRotation.run(repo: base, old: Self.master(1), new: Self.master(2), now: Date())
         #expect(r.resumed && r.rewrapped == 2)
@@ -198,13 +226,21 @@ import TestSupport
         var detected = 0
         for i in 0..<120 {
             let key = "wal/00000001/\(i)"
-            let d = try Pipeline().store(repo, key: key, bytes: PipelineTests.content(Int.random(in: 0...300_000, using: &rng)), options: .createOnly)
+            let d = try Pipeline().store(
+                repo, key: key, bytes: PipelineTests.content(Int.random(in: 0...300_000, using: &rng)),
+                options: .createOnly)
             let original = try base.getBytes(key)
             let bit = Int.random(in: 0..<(original.count * 8), using: &rng)
-            for damage in [{ (b: inout [UInt8]) in b[bit / 8] ^= UInt8(1 << (bit % 8)) },
-                           { (b: inout [UInt8]) in b = Array(b.prefix(Int.random(in: 0..<original.count, using: &rng))) }] {
-                base.tamper(key) { $0 = original; damage(&$0) }
-                do { try Pipeline().load(repo, key: key, expected: d) { _ in } } catch let e as CairnError where e.code == .dataCorrupt { detected += 1 }
+            for damage in [
+                { (b: inout [UInt8]) in b[bit / 8] ^= UInt8(1 << (bit % 8)) },
+                { (b: inout [UInt8]) in b = Array(b.prefix(Int.random(in: 0..<original.count, using: &rng))) }
+            ] {
+                base.tamper(key) {
+                    $0 = original; damage(&$0)
+                }
+                do { try Pipeline().load(repo, key: key, expected: d) { _ in } } catch let e as CairnError
+                    where e.code == .dataCorrupt
+                { detected += 1 }
             }
         }
         #expect(detected == 240)

@@ -1,8 +1,10 @@
 import CairnBase
-@testable import CairnPostgres
+import CairnStorage
 import Foundation
 import Testing
+
 @testable import CairnCore
+@testable import CairnPostgres
 
 /// The retention planner's guarantee, checked over many generated catalogs, plus hand-written edge cases.
 @Suite struct ExpirePlannerTests {
@@ -19,25 +21,40 @@ import Testing
 
         mutating func archive(_ n: UInt64, timeline: UInt32 = 1) {
             let name = WALSegment(timeline: timeline, number: n, segmentSize: seg).name
-            wal.segments[timeline, default: [:]][n] = .init(file: .segment(name), key: Layout.walKey(.segment(name)),
-                                                            storedSize: 1000, stored: minute(Double(n + 1)))
+            wal.segments[timeline, default: [:]][n] = .init(
+                file: .segment(name), key: Layout.walKey(.segment(name)),
+                storedSize: 1000, stored: minute(Double(n + 1)))
         }
 
         mutating func backup(_ id: String, segment n: UInt64, timeline: UInt32 = 1, kind: BackupManifest.Kind = .full) {
             let start = at(n, 0x28), stop = at(n, 0x800)
-            backups.append(BackupManifest(
-                format: 1, id: id, kind: kind, systemIdentifier: "1", pgVersionNum: 150018, walSegmentSize: seg,
-                start: .init(lsn: start, timeline: timeline, time: minute(Double(n) + 0.1), wal: WALSegment(timeline: timeline, lsn: start, segmentSize: seg).name),
-                stop: .init(lsn: stop, timeline: timeline, time: minute(Double(n) + 0.2), wal: WALSegment(timeline: timeline, lsn: stop, segmentSize: seg).name),
-                archives: [], size: 1, storedSize: 1, durationSeconds: 1, cairnVersion: "t", host: "h"))
+            backups.append(
+                BackupManifest(
+                    format: 1, id: id, kind: kind, systemIdentifier: "1", pgVersionNum: 150018, walSegmentSize: seg,
+                    start: .init(
+                        lsn: start, timeline: timeline, time: minute(Double(n) + 0.1),
+                        wal: WALSegment(timeline: timeline, lsn: start, segmentSize: seg).name),
+                    stop: .init(
+                        lsn: stop, timeline: timeline, time: minute(Double(n) + 0.2),
+                        wal: WALSegment(timeline: timeline, lsn: stop, segmentSize: seg).name),
+                    archives: [], size: 1, storedSize: 1, durationSeconds: 1, cairnVersion: "t", host: "h"))
         }
 
         var catalog: Catalog {
-            let info = RepositoryInfo(cluster: ClusterInfo(systemIdentifier: "1", versionNum: 150018, walSegmentSize: seg, dataDirectory: nil),
-                                      created: t0, cairnVersion: "t")
-            let objects = Dictionary(uniqueKeysWithValues: backups.map { b in
-                (b.id, [ObjectInfoStub.make(Layout.manifestKey(b.id)), ObjectInfoStub.make("backups/\(b.id)/base/000001.tar.zst")])
-            })
+            let info = RepositoryInfo(
+                cluster: ClusterInfo(
+                    systemIdentifier: "1", versionNum: 150018, walSegmentSize: seg, dataDirectory: nil),
+                created: t0, cairnVersion: "t")
+            let objects = Dictionary(
+                uniqueKeysWithValues: backups.map { b in
+                    (
+                        b.id,
+                        [
+                            ObjectInfoStub.make(Layout.manifestKey(b.id)),
+                            ObjectInfoStub.make("backups/\(b.id)/base/000001.tar.zst")
+                        ]
+                    )
+                })
             return Catalog(info: info, backups: backups, wal: wal, pins: pins, backupObjects: objects)
         }
     }
@@ -47,8 +64,9 @@ import Testing
         let gone = Set(plan.deletions)
         var wal = c.wal
         for (t, segs) in wal.segments { wal.segments[t] = segs.filter { !gone.contains($0.value.key) } }
-        return Catalog(info: c.info, backups: c.backups.filter { !gone.contains(Layout.manifestKey($0.id)) }, wal: wal,
-                       pins: c.pins, backupObjects: c.backupObjects)
+        return Catalog(
+            info: c.info, backups: c.backups.filter { !gone.contains(Layout.manifestKey($0.id)) }, wal: wal,
+            pins: c.pins, backupObjects: c.backupObjects)
     }
 
     /// Can the catalog restore instant `t` on production's timeline?
@@ -116,7 +134,9 @@ import Testing
                 m.backups[i].parent = p.id
             }
         }
-        if Bool.random(using: &rng) { m.backup("L01", segment: UInt64.random(in: 0...last, using: &rng), kind: .logical) }
+        if Bool.random(using: &rng) {
+            m.backup("L01", segment: UInt64.random(in: 0...last, using: &rng), kind: .logical)
+        }
         for b in m.backups where Int.random(in: 0..<5, using: &rng) == 0 {
             m.pins[b.id] = Pin(reason: "legal hold", pinnedAt: t0, by: "test")
         }
@@ -130,7 +150,8 @@ import Testing
         for _ in 0..<400 {
             let (model, now, window) = Self.randomModel(&rng)
             let before = model.catalog
-            let policy = RetentionPolicy(recoveryWindow: window, minFullBackups: Int.random(in: 1...3, using: &rng), logicalRetention: 3600)
+            let policy = RetentionPolicy(
+                recoveryWindow: window, minFullBackups: Int.random(in: 1...3, using: &rng), logicalRetention: 3600)
             let plan = ExpirePlanner.plan(before, policy: policy, now: now)
             let after = Self.apply(plan, to: before)
             // Every instant of the window that was restorable still is.
@@ -146,7 +167,9 @@ import Testing
             for (id, _) in model.pins {
                 let b = before.backup(id)!
                 #expect(after.backup(id) != nil, "pinned \(id) expired")
-                if b.kind == .full && Self.consistentAlone(b, before) { #expect(Self.consistentAlone(b, after), "pinned \(id) lost its WAL") }
+                if b.kind == .full && Self.consistentAlone(b, before) {
+                    #expect(Self.consistentAlone(b, after), "pinned \(id) lost its WAL")
+                }
             }
             let fulls = before.backups.filter { $0.kind == .full }.sorted { $0.stop.time < $1.stop.time }
             for b in fulls.suffix(policy.minFullBackups) { #expect(after.backup(b.id) != nil) }
@@ -166,7 +189,8 @@ import Testing
         var m = Model()
         for n in UInt64(0)...100 { m.archive(n) }
         for (i, n) in [5, 30, 55, 80].enumerated() { m.backup("B\(i)", segment: UInt64(n)) }
-        let plan = ExpirePlanner.plan(m.catalog, policy: RetentionPolicy(recoveryWindow: 50 * 60, minFullBackups: 1), now: Self.minute(102))
+        let plan = ExpirePlanner.plan(
+            m.catalog, policy: RetentionPolicy(recoveryWindow: 50 * 60, minFullBackups: 1), now: Self.minute(102))
         // Window start: minute 52 → anchor B1 (segment 30); B0 goes with segments 0…29.
         #expect(plan.anchor == "B1")
         #expect(plan.expiredBackups == ["B0"])
@@ -180,7 +204,9 @@ import Testing
     @Test func theLastFullBackupIsNeverExpiredAndWalWithoutBackupsIsKept() {
         var m = Model()
         for n in UInt64(0)...20 { m.archive(n) }
-        #expect(ExpirePlanner.plan(m.catalog, policy: RetentionPolicy(recoveryWindow: 60), now: Self.minute(500)).deletions.isEmpty)
+        #expect(
+            ExpirePlanner.plan(m.catalog, policy: RetentionPolicy(recoveryWindow: 60), now: Self.minute(500)).deletions
+                .isEmpty)
         m.backup("OLD", segment: 3)
         let plan = ExpirePlanner.plan(m.catalog, policy: RetentionPolicy(recoveryWindow: 60), now: Self.minute(500))
         #expect(plan.expiredBackups.isEmpty)
@@ -220,8 +246,12 @@ extension ExpirePlannerTests {
         // Whether or not the copy is known for what it is, production's timeline 1 past the fork stays.
         for decided in [false, true] {
             var c = Self.sideCopy().catalog
-            if decided { c.timelineRecords[2] = TimelineRecord(timeline: 2, verdict: .copy, decidedBy: "test", reason: "", at: Self.t0) }
-            let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(62))
+            if decided {
+                c.timelineRecords[2] = TimelineRecord(
+                    timeline: 2, verdict: .copy, decidedBy: "test", reason: "", at: Self.t0)
+            }
+            let plan = ExpirePlanner.plan(
+                c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(62))
             let deleted = Set(plan.deletions)
             for n in UInt64(30)...60 {
                 let key = c.wal.segments[1]![n]!.key
@@ -232,10 +262,15 @@ extension ExpirePlannerTests {
         }
     }
 
-    static func lease(_ kind: Lease.Kind, backup: String? = nil, timeline: UInt32? = nil, first: UInt64? = nil,
-                      created: Date = minute(50), expires: Date = minute(200)) -> Lease {
-        Lease(id: "\(kind.rawValue)-test", kind: kind, host: "h", pid: 1, created: created, expires: expires, backup: backup,
-              timeline: timeline, firstSegment: first.map { WALSegment(timeline: timeline ?? 1, number: $0, segmentSize: seg).name })
+    static func lease(
+        _ kind: Lease.Kind, backup: String? = nil, timeline: UInt32? = nil, first: UInt64? = nil,
+        created: Date = minute(50), expires: Date = minute(200)
+    ) -> Lease {
+        Lease(
+            id: "\(kind.rawValue)-test", kind: kind, host: "h", pid: 1, created: created, expires: expires,
+            backup: backup,
+            timeline: timeline,
+            firstSegment: first.map { WALSegment(timeline: timeline ?? 1, number: $0, segmentSize: seg).name })
     }
 
     @Test func aRestoresLeaseKeepsItsBackupAndTheWALItReplays() {
@@ -264,7 +299,8 @@ extension ExpirePlannerTests {
         for kind in [Lease.Kind.drill, .restore] {
             var c = m.catalog
             c.leases = [Self.lease(kind)]
-            let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(102))
+            let plan = ExpirePlanner.plan(
+                c, policy: RetentionPolicy(recoveryWindow: 20 * 60, minFullBackups: 1), now: Self.minute(102))
             #expect(plan.deletions.isEmpty, "\(kind)")
         }
     }
@@ -277,7 +313,9 @@ extension ExpirePlannerTests {
         // Started at minute 7 (its id is its start time), waiting for WAL since: older than the safety age.
         let running = Layout.backupId(at: Self.minute(7), type: "F")
         c.uncommitted = ["20260101T000000F", running]
-        c.backupObjects["20260101T000000F"] = [ObjectInfoStub.make("backups/20260101T000000F/base/000001.tar.zst", at: Self.minute(0))]
+        c.backupObjects["20260101T000000F"] = [
+            ObjectInfoStub.make("backups/20260101T000000F/base/000001.tar.zst", at: Self.minute(0))
+        ]
         c.backupObjects[running] = [ObjectInfoStub.make("backups/\(running)/base/000001.tar.zst", at: Self.minute(7))]
         c.leases = [Self.lease(.backup, created: Self.minute(6.9))]
         let plan = ExpirePlanner.plan(c, policy: RetentionPolicy(orphanSafetyAge: 120), now: Self.minute(100))
@@ -288,9 +326,9 @@ extension ExpirePlannerTests {
 
 /// Object metadata for synthetic catalogs.
 enum ObjectInfoStub {
-    static func make(_ key: String, at date: Date = Date(timeIntervalSince1970: 1_790_000_000)) -> CairnStorage.ObjectInfo {
+    static func make(
+        _ key: String, at date: Date = Date(timeIntervalSince1970: 1_790_000_000)
+    ) -> CairnStorage.ObjectInfo {
         CairnStorage.ObjectInfo(key: key, size: 100, lastModified: date)
     }
 }
-
-import CairnStorage

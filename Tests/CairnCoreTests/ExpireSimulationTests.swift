@@ -3,6 +3,7 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 import Testing
+
 @testable import CairnCore
 
 /// 45 simulated days with an injected clock: a full backup every night at 01:00, one WAL segment an hour,
@@ -17,21 +18,30 @@ import Testing
     /// Writes a WAL segment for hour `h` (stored at the end of that hour).
     static func archive(_ h: Int, repo: MemoryRepository) throws {
         let name = WALSegment(timeline: 1, number: UInt64(h), segmentSize: seg).name
-        try Pipeline().store(repo, key: Layout.walKey(.segment(name)), bytes: Array("segment \(h)".utf8), options: .createOnly)
+        try Pipeline().store(
+            repo, key: Layout.walKey(.segment(name)), bytes: Array("segment \(h)".utf8), options: .createOnly)
     }
 
     /// Commits a (synthetic) full backup taken during hour `h`.
     static func backup(_ h: Int, repo: MemoryRepository, clock: ManualClock) throws -> String {
         let id = Layout.backupId(at: clock.now(), type: "F")
-        let bundle = try Pipeline().store(repo, key: Layout.bundleKey(id, archive: "base", index: 1), bytes: Array("data \(h)".utf8),
-                                          options: .createOnly)
+        let bundle = try Pipeline().store(
+            repo, key: Layout.bundleKey(id, archive: "base", index: 1), bytes: Array("data \(h)".utf8),
+            options: .createOnly)
         let start = LSN(UInt64(h) * UInt64(seg) + 0x28), stop = LSN(UInt64(h) * UInt64(seg) + 0x800)
         let m = BackupManifest(
             format: 1, id: id, kind: .full, systemIdentifier: "42", pgVersionNum: 150018, walSegmentSize: seg,
-            start: .init(lsn: start, timeline: 1, time: clock.now(), wal: WALSegment(timeline: 1, lsn: start, segmentSize: seg).name),
-            stop: .init(lsn: stop, timeline: 1, time: clock.now().addingTimeInterval(30), wal: WALSegment(timeline: 1, lsn: stop, segmentSize: seg).name),
-            archives: [.init(name: "base", tablespaceOid: nil, location: nil,
-                             objects: [.init(key: Layout.bundleKey(id, archive: "base", index: 1), digest: bundle)])],
+            start: .init(
+                lsn: start, timeline: 1, time: clock.now(),
+                wal: WALSegment(timeline: 1, lsn: start, segmentSize: seg).name),
+            stop: .init(
+                lsn: stop, timeline: 1, time: clock.now().addingTimeInterval(30),
+                wal: WALSegment(timeline: 1, lsn: stop, segmentSize: seg).name),
+            archives: [
+                .init(
+                    name: "base", tablespaceOid: nil, location: nil,
+                    objects: [.init(key: Layout.bundleKey(id, archive: "base", index: 1), digest: bundle)])
+            ],
             size: bundle.size, storedSize: bundle.storedSize, durationSeconds: 30, cairnVersion: "t", host: "db")
         try repo.put(Layout.manifestKey(id), try SealedDocument.seal(m), options: .createOnly)
         return id
@@ -40,8 +50,10 @@ import Testing
     @Test func fortyFiveDaysEndWithExactlyWhatThePolicySays() throws {
         let clock = ManualClock(Self.day0)
         let repo = MemoryRepository(clock: clock)
-        let info = RepositoryInfo(cluster: ClusterInfo(systemIdentifier: "42", versionNum: 150018, walSegmentSize: Self.seg, dataDirectory: nil),
-                                  created: Self.day0, cairnVersion: "t")
+        let info = RepositoryInfo(
+            cluster: ClusterInfo(
+                systemIdentifier: "42", versionNum: 150018, walSegmentSize: Self.seg, dataDirectory: nil),
+            created: Self.day0, cairnVersion: "t")
         try repo.put(RepositoryInfo.key, try SealedDocument.seal(info))
         let policy = RetentionPolicy(recoveryWindow: 30 * 86400, minFullBackups: 2)
         var ids: [Int: String] = [:]
@@ -75,13 +87,22 @@ import Testing
 
         // The explanation, line by line, of the last run.
         let lines = plan.decisions.map { "\($0.action.rawValue) \($0.kind) \($0.subject): \($0.reason)" }
-        #expect(lines.contains("delete backup \(ids[13]!): older than the anchor \(ids[14]!); not needed for the window"))
-        #expect(lines.contains { $0.hasPrefix("keep backup \(ids[14]!): anchor: the newest backup consistent by the window start") })
-        #expect(lines.contains { $0.hasPrefix("keep backup \(ids[44]!): inside the recovery window") && $0.contains("one of the 2 newest full backups") })
+        #expect(
+            lines.contains("delete backup \(ids[13]!): older than the anchor \(ids[14]!); not needed for the window"))
+        #expect(
+            lines.contains {
+                $0.hasPrefix("keep backup \(ids[14]!): anchor: the newest backup consistent by the window start")
+            })
+        #expect(
+            lines.contains {
+                $0.hasPrefix("keep backup \(ids[44]!): inside the recovery window")
+                    && $0.contains("one of the 2 newest full backups")
+            })
         // Day 13's run had kept WAL from day 13, hour 1 (segment 313); now 313…336 goes and 337…1057 stays.
         let name = { (n: UInt64) in WALSegment(timeline: 1, number: n, segmentSize: Self.seg).name }
         #expect(lines.contains("delete wal \(name(313))…\(name(336)): before the start of the anchor \(ids[14]!)"))
-        #expect(lines.contains("keep wal \(name(337))…\(name(1057)): on production's history from the anchor \(ids[14]!)"))
+        #expect(
+            lines.contains("keep wal \(name(337))…\(name(1057)): on production's history from the anchor \(ids[14]!)"))
         #expect(plan.decisions.filter { $0.action == .delete }.count == 2)
     }
 }

@@ -3,8 +3,9 @@ import CairnBase
 import CairnPostgres
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
 
 // Unit tests for Sources/CairnCore/Incremental: which files are kept at block level, the block entry format, the
@@ -19,7 +20,8 @@ private func page(lsn: UInt64, fill: UInt8) -> [UInt8] {
 }
 
 private func write(_ bytes: [UInt8], _ path: String) throws {
-    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
@@ -31,11 +33,15 @@ private struct Taken {
     var storedBytes: Int64 { objects.reduce(0) { $0 + $1.digest.size } }
 }
 
-private func take(_ root: String, id: String, parent: IncrementalParent?, repo: any Repository, pipeline: Pipeline) throws -> Taken {
-    let copier = FileCopier(repo: repo, pipeline: pipeline, backupId: id, archive: "base", bundleSize: 64 << 10, lanes: 2,
-                            parent: parent, onBytes: { _ in })
+private func take(
+    _ root: String, id: String, parent: IncrementalParent?, repo: any Repository, pipeline: Pipeline
+) throws -> Taken {
+    let copier = FileCopier(
+        repo: repo, pipeline: pipeline, backupId: id, archive: "base", bundleSize: 64 << 10, lanes: 2,
+        parent: parent, onBytes: { _ in })
     try copier.copy(try DataDirectory.scan(dataDirectory: root))
-    let text = PGManifestText.build(files: copier.copied.sorted { $0.path < $1.path }, timeline: 1, start: LSN(0x28), stop: LSN(0x100))
+    let text = PGManifestText.build(
+        files: copier.copied.sorted { $0.path < $1.path }, timeline: 1, start: LSN(0x28), stop: LSN(0x100))
     return Taken(objects: copier.orderedObjects, files: try PGManifestFiles.parse(text), copied: copier.copied)
 }
 
@@ -62,9 +68,10 @@ private func digests(_ root: String) throws -> String {
     @Test(arguments: [
         ("base/5/16384", true), ("base/5/16384.12", true), ("global/1262", true),
         ("pg_tblspc/16999/PG_15_202209061/5/16400", true), ("pg_tblspc/16999/PG_18_202506291/5/16400.1", true),
-        ("base/5/16384_vm", false), ("base/5/16384_fsm", false), ("base/5/16384_init", false), ("base/5/16384.x", false),
+        ("base/5/16384_vm", false), ("base/5/16384_fsm", false), ("base/5/16384_init", false),
+        ("base/5/16384.x", false),
         ("global/pg_control", false), ("global/pg_filenode.map", false), ("base/5/PG_VERSION", false),
-        ("pg_xact/0000", false), ("PG_VERSION", false), ("base/5/pg_internal.init", false), ("base/x/16384", false),
+        ("pg_xact/0000", false), ("PG_VERSION", false), ("base/5/pg_internal.init", false), ("base/x/16384", false)
     ])
     func relationMainForksAreKeptAtBlockLevel(path: String, main: Bool) {
         #expect(RelationBlocks.isMainFork(path) == main)
@@ -75,17 +82,29 @@ private func digests(_ root: String) throws -> String {
         let new = page(lsn: 0x2_0000_0000, fill: 1)
         let threshold = LSN(0x1_8000_0000)
         old.withUnsafeBytes { #expect(RelationBlocks.pageLSN($0) == 0x1_0000_0100) }
-        old.withUnsafeBytes { #expect(!RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
-        old.withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 10, threshold: threshold, parentBlocks: 10), "past the parent's length") }
-        new.withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
-        page(lsn: 0, fill: 0).withUnsafeBytes { #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10)) }
+        old.withUnsafeBytes {
+            #expect(!RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10))
+        }
+        old.withUnsafeBytes {
+            #expect(
+                RelationBlocks.mustKeep(page: $0, block: 10, threshold: threshold, parentBlocks: 10),
+                "past the parent's length")
+        }
+        new.withUnsafeBytes {
+            #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10))
+        }
+        page(lsn: 0, fill: 0).withUnsafeBytes {
+            #expect(RelationBlocks.mustKeep(page: $0, block: 3, threshold: threshold, parentBlocks: 10))
+        }
     }
 
     @Test func aBlockEntryHeaderRoundTripsAndDamageIsRefused() throws {
         let d = BlockDelta(fileSize: 1 << 30, blocks: [0, 7, 131_071])
         let header = d.encodeHeader()
         #expect(header.count == 24 + 12)
-        #expect(try BlockDelta.decodeHeader(Array(header.prefix(30)), entrySize: d.entrySize) == nil, "too short to tell yet")
+        #expect(
+            try BlockDelta.decodeHeader(Array(header.prefix(30)), entrySize: d.entrySize) == nil,
+            "too short to tell yet")
         let decoded = try #require(try BlockDelta.decodeHeader(header + [1, 2, 3], entrySize: d.entrySize))
         #expect(decoded.delta == d && decoded.headerSize == 36)
         var badMagic = header
@@ -93,24 +112,36 @@ private func digests(_ root: String) throws -> String {
         #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(badMagic, entrySize: d.entrySize) }
         #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(header, entrySize: d.entrySize + 1) }
         let unordered = BlockDelta(fileSize: 1 << 20, blocks: [5, 4])
-        #expect(throws: CairnError.self) { try BlockDelta.decodeHeader(unordered.encodeHeader(), entrySize: unordered.entrySize) }
+        #expect(throws: CairnError.self) {
+            try BlockDelta.decodeHeader(unordered.encodeHeader(), entrySize: unordered.entrySize)
+        }
     }
 
     @Test func theManifestsFileListReadsBackWithAndWithoutChecksums() throws {
-        let files = [FileCopier.Copied(path: "PG_VERSION", size: 3, mtime: 0, crc32c: 0xE306_9283),
-                     FileCopier.Copied(path: "base/5/16384", size: 16384, mtime: 0, crc32c: nil)]
+        let files = [
+            FileCopier.Copied(path: "PG_VERSION", size: 3, mtime: 0, crc32c: 0xE306_9283),
+            FileCopier.Copied(path: "base/5/16384", size: 16384, mtime: 0, crc32c: nil)
+        ]
         let text = PGManifestText.build(files: files, timeline: 1, start: LSN(0x28), stop: LSN(0x100))
-        #expect(!String(decoding: text, as: UTF8.self).contains("\"Path\": \"base/5/16384\", \"Size\": 16384, \"Last-Modified\": \"1970-01-01 00:00:00 GMT\", \"Checksum"))
+        #expect(
+            !String(decoding: text, as: UTF8.self).contains(
+                "\"Path\": \"base/5/16384\", \"Size\": 16384, \"Last-Modified\": \"1970-01-01 00:00:00 GMT\", \"Checksum"
+            ))
         let list = try PGManifestFiles.parse(text)
-        #expect(list.files == ["PG_VERSION": .init(size: 3, crc32c: 0xE306_9283), "base/5/16384": .init(size: 16384, crc32c: nil)])
+        #expect(
+            list.files == [
+                "PG_VERSION": .init(size: 3, crc32c: 0xE306_9283), "base/5/16384": .init(size: 16384, crc32c: nil)
+            ])
         #expect(throws: CairnError.self) { try PGManifestFiles.parse(Array("{\"Files\": 3}".utf8)) }
     }
 
     @Test func eachFileIsStoredTheCheapestSafeWay() {
-        let parent = IncrementalParent(id: "P", threshold: LSN(0x100), files: PGManifestFiles(files: [
-            "base/5/16384": .init(size: 3 * 8192, crc32c: nil), "PG_VERSION": .init(size: 3, crc32c: 7),
-            "base/5/16384_vm": .init(size: 8192, crc32c: 9), "global/pg_control": .init(size: 8192, crc32c: 1),
-        ]))
+        let parent = IncrementalParent(
+            id: "P", threshold: LSN(0x100),
+            files: PGManifestFiles(files: [
+                "base/5/16384": .init(size: 3 * 8192, crc32c: nil), "PG_VERSION": .init(size: 3, crc32c: 7),
+                "base/5/16384_vm": .init(size: 8192, crc32c: 9), "global/pg_control": .init(size: 8192, crc32c: 1)
+            ]))
         #expect(parent.copy(path: "base/5/16384", size: 5 * 8192) == .blocks(parentBlocks: 3))
         #expect(parent.copy(path: "base/5/16384", size: 5 * 8192 + 100) == .whole, "a torn length is stored whole")
         #expect(parent.copy(path: "base/5/99999", size: 8192) == .whole, "new since the parent")
@@ -147,10 +178,13 @@ private func digests(_ root: String) throws -> String {
         try write(page(lsn: 0x50, fill: 70), root + "/base/5/16387")  // new file, old LSN
         try write([UInt8](repeating: 10, count: 8192), root + "/base/5/16384_vm")
         try write((0..<300).flatMap { page(lsn: 0x300 + UInt64($0), fill: UInt8(($0 + 7) % 250)) }, big)
-        let i1 = try take(root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: full.files), repo: repo,
-                          pipeline: pipeline)
+        let i1 = try take(
+            root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: full.files), repo: repo,
+            pipeline: pipeline)
         #expect(i1.files.files["base/5/16384"] == .init(size: 5 * 8192, crc32c: nil))
-        #expect(i1.files.files["PG_VERSION"]?.crc32c == full.files.files["PG_VERSION"]?.crc32c, "unchanged: listed with the parent's checksum")
+        #expect(
+            i1.files.files["PG_VERSION"]?.crc32c == full.files.files["PG_VERSION"]?.crc32c,
+            "unchanged: listed with the parent's checksum")
         #expect(i1.files.files["base/5/16386"] == nil)
         #expect(i1.storedBytes < full.storedBytes)
 
@@ -158,8 +192,9 @@ private func digests(_ root: String) throws -> String {
         bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: rel)))
         bytes.replaceSubrange(0..<8192, with: page(lsn: 0x500, fill: 100))
         try write(bytes, rel)
-        let i2 = try take(root, id: "I2", parent: IncrementalParent(id: "I1", threshold: LSN(0x400), files: i1.files), repo: repo,
-                          pipeline: pipeline)
+        let i2 = try take(
+            root, id: "I2", parent: IncrementalParent(id: "I1", threshold: LSN(0x400), files: i1.files), repo: repo,
+            pipeline: pipeline)
 
         func restore(_ chain: [Taken]) throws {
             try? FileManager.default.removeItem(atPath: out)
@@ -177,7 +212,9 @@ private func digests(_ root: String) throws -> String {
         try restore([full, i1, i2])
         #expect(try digests(out) == (try digests(root)))
         try restore([full, i1])
-        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: out + "/base/5/16384"))).prefix(8192) == page(lsn: 0x100, fill: 0)[...])
+        #expect(
+            try [UInt8](Data(contentsOf: URL(fileURLWithPath: out + "/base/5/16384"))).prefix(8192)
+                == page(lsn: 0x100, fill: 0)[...])
 
         // Without the full, the blocks nobody changed are nowhere: the restore says which.
         #expect(throws: CairnError.self) { try restore([i1, i2]) }
@@ -195,10 +232,18 @@ private func digests(_ root: String) throws -> String {
         c.add(tablespace: 1663, database: 7, node: 0, block: 0, isLimit: true)  // database 7 created since
         c.add(tablespace: 1664, database: 0, node: 1262, block: 0, isLimit: false)
         let bs = Int64(RelationBlocks.blockSize)
-        #expect(c.selection(path: "base/5/16384", size: 10 * bs, parentBlocks: 8) == .blocks([3, 8, 9]), "changed, then past the parent's length")
-        #expect(c.selection(path: "base/5/16384.1", size: 10 * bs, parentBlocks: 10) == .blocks([9]), "absolute block numbers across segments")
-        #expect(c.selection(path: "base/5/16385", size: 4 * bs, parentBlocks: 6) == .blocks([2, 3]), "truncated to 2 and grown again")
-        #expect(c.selection(path: "base/5/16385.1", size: 4 * bs, parentBlocks: 6) == .whole, "truncated below this segment")
+        #expect(
+            c.selection(path: "base/5/16384", size: 10 * bs, parentBlocks: 8) == .blocks([3, 8, 9]),
+            "changed, then past the parent's length")
+        #expect(
+            c.selection(path: "base/5/16384.1", size: 10 * bs, parentBlocks: 10) == .blocks([9]),
+            "absolute block numbers across segments")
+        #expect(
+            c.selection(path: "base/5/16385", size: 4 * bs, parentBlocks: 6) == .blocks([2, 3]),
+            "truncated to 2 and grown again")
+        #expect(
+            c.selection(path: "base/5/16385.1", size: 4 * bs, parentBlocks: 6) == .whole, "truncated below this segment"
+        )
         #expect(c.selection(path: "base/7/16400", size: 4 * bs, parentBlocks: 4) == .whole, "a database created since")
         #expect(c.selection(path: "global/1262", size: 2 * bs, parentBlocks: 2) == .blocks([0]))
         #expect(c.selection(path: "base/5/99999", size: 2 * bs, parentBlocks: 2) == .blocks([]), "unchanged")
@@ -216,7 +261,9 @@ private func digests(_ root: String) throws -> String {
 /// written, sizes cut or extended, stray files and folders removed, the server's logs kept.
 @Suite struct DeltaLayoutTests {
     /// Lays out `chain` onto `out` as `cairn restore --delta` does (without the repository's catalog).
-    private func deltaRestore(_ chain: [Taken], onto out: String, repo: any Repository, pipeline: Pipeline) throws -> DeltaSummary {
+    private func deltaRestore(
+        _ chain: [Taken], onto out: String, repo: any Repository, pipeline: Pipeline
+    ) throws -> DeltaSummary {
         let tally = DeltaTally()
         let files = ChainFiles(final: chain.last!.files, archives: [("base", nil)])
         for (i, b) in chain.reversed().enumerated() {
@@ -245,8 +292,10 @@ private func digests(_ root: String) throws -> String {
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: rel)))
             bytes.replaceSubrange((2 * 8192)..<(3 * 8192), with: page(lsn: 0x300, fill: 200))
             try write(bytes, rel)
-            backups.append(try take(root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: backups[0].files),
-                                    repo: repo, pipeline: pipeline))
+            backups.append(
+                try take(
+                    root, id: "I1", parent: IncrementalParent(id: "F", threshold: LSN(0x200), files: backups[0].files),
+                    repo: repo, pipeline: pipeline))
         }
 
         // Onto an empty folder, a delta restore is a full one.
@@ -274,25 +323,31 @@ private func digests(_ root: String) throws -> String {
         #expect(second.filesRemoved == 3, "\(second)")
         #expect(second.bytesCompared == 5 * 8192 + 3, "every block of every file on disk was read: \(second)")
         #expect(FileManager.default.fileExists(atPath: out + "/log/postgresql.log"), "the server's logs are kept")
-        for gone in ["/junk", "/pg_wal", "/base/5/99999"] { #expect(!FileManager.default.fileExists(atPath: out + gone), "\(gone)") }
+        for gone in ["/junk", "/pg_wal", "/base/5/99999"] {
+            #expect(!FileManager.default.fileExists(atPath: out + gone), "\(gone)")
+        }
         try FileManager.default.removeItem(atPath: out + "/log")
         #expect(try digests(out) == (try digests(root)))
 
         // Nothing left to do: everything compared, nothing written.
         let third = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
-        #expect(third.bytesRewritten == 0 && third.filesRewritten == 0 && third.filesRemoved == 0 && third.filesUnchanged == 3)
+        #expect(
+            third.bytesRewritten == 0 && third.filesRewritten == 0 && third.filesRemoved == 0
+                && third.filesUnchanged == 3)
 
         // A file with another hard link (as pg_upgrade --link leaves them) is written anew, not through the link.
         let shared = folders.root + "-link"
         defer { unlink(shared) }
         #expect(link(restoredRel, shared) == 0)
-        try write(page(lsn: 0x900, fill: 99) + [UInt8](repeating: 1, count: 3 * 8192), shared)  // truncates and writes the inode
+        // truncates and writes the inode
+        try write(page(lsn: 0x900, fill: 99) + [UInt8](repeating: 1, count: 3 * 8192), shared)
         let other = try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared)))
         var st = stat()
         #expect(lstat(restoredRel, &st) == 0 && st.st_nlink == 2, "still one inode with two names")
         _ = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
         #expect(try digests(out) == (try digests(root)))
-        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared))) == other, "the other link's file is untouched")
+        #expect(
+            try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared))) == other, "the other link's file is untouched")
     }
 
     @Test func theSystemIdentifierOfADataDirectoryIsChecked() throws {
@@ -302,19 +357,26 @@ private func digests(_ root: String) throws -> String {
         #expect(RestoreOperation.controlFileSystemIdentifier(dir) == nil)
         try write([1], dir + "/somefile")
         var id = UInt64(7_300_000_000_000_000_001)
-        try write(withUnsafeBytes(of: &id) { Array($0) } + [UInt8](repeating: 0, count: 100), dir + "/global/pg_control")
+        try write(
+            withUnsafeBytes(of: &id) { Array($0) } + [UInt8](repeating: 0, count: 100), dir + "/global/pg_control")
         #expect(RestoreOperation.controlFileSystemIdentifier(dir) == id)
     }
 
     @Test func aStandbyHasNoTargetAndFollowsTheLatestTimeline() {
-        let plan = [RecoveryPlan.Setting(name: "restore_command", value: "cairn wal-fetch %f %p"),
-                    .init(name: "recovery_target_time", value: "2026-01-01"), .init(name: "recovery_target_action", value: "promote"),
-                    .init(name: "recovery_target_timeline", value: "3")]
+        let plan = [
+            RecoveryPlan.Setting(name: "restore_command", value: "cairn wal-fetch %f %p"),
+            .init(name: "recovery_target_time", value: "2026-01-01"),
+            .init(name: "recovery_target_action", value: "promote"),
+            .init(name: "recovery_target_timeline", value: "3")
+        ]
         let settings = RestoreOperation.standbySettings(plan, primaryConninfo: "host=p user=r password=x")
         #expect(settings.map(\.name) == ["restore_command", "primary_conninfo", "recovery_target_timeline"])
         #expect(settings.last?.value == "latest")
-        let text = RestoreOperation.rewriteAutoConf("primary_conninfo = 'host=old'\nwork_mem = '8MB'\n", header: "# h", settings: settings,
-                                                    archiveOff: false)
-        #expect(text.contains("# removed by cairn restore: primary_conninfo = 'host=old'") && text.contains("\nwork_mem = '8MB'\n"))
+        let text = RestoreOperation.rewriteAutoConf(
+            "primary_conninfo = 'host=old'\nwork_mem = '8MB'\n", header: "# h", settings: settings,
+            archiveOff: false)
+        #expect(
+            text.contains("# removed by cairn restore: primary_conninfo = 'host=old'")
+                && text.contains("\nwork_mem = '8MB'\n"))
     }
 }

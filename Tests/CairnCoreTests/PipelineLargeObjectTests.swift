@@ -1,10 +1,11 @@
 import CairnBase
-@testable import CairnStorage
 import Crypto
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
+@testable import CairnStorage
 
 /// 200 MiB through the pipeline into both real drivers and back, byte-exact; on S3 as a parallel multipart upload.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct PipelineLargeObjectTests {
@@ -20,7 +21,9 @@ import TestSupport
         let words = chunk.bindMemory(to: UInt64.self)
         for i in 0..<(total >> 20) {
             for w in 0..<words.count {
-                if i % 4 == 3 { words[w] = 0x6F6C_6C65_6820_2020 } else {
+                if i % 4 == 3 {
+                    words[w] = 0x6F6C_6C65_6820_2020
+                } else {
                     x ^= x << 13; x ^= x >> 7; x ^= x << 17
                     words[w] = x
                 }

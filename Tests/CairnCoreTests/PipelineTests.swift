@@ -1,8 +1,9 @@
 import CairnBase
 import CairnStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
 
 @Suite struct PipelineTests {
@@ -100,7 +101,9 @@ import TestSupport
         let original = try repo.getBytes("wal/s")
         var missed: [Int] = []
         for bit in 0..<(original.count * 8) {
-            repo.tamper("wal/s") { $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8)) }
+            repo.tamper("wal/s") {
+                $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
             do { try Pipeline().load(repo, key: "wal/s") { _ in }; missed.append(bit) } catch {}
         }
         #expect(missed.isEmpty, "undetected flips at bits \(missed) of \(original.count * 8)")
@@ -123,7 +126,9 @@ import TestSupport
         #expect(Array(Array(original.suffix(ObjectFormat.trailerLength))[8..<16]) == ObjectFormat.tagV3)
         var missed: [Int] = []
         for bit in 0..<(original.count * 8) {
-            repo.tamper("b") { $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8)) }
+            repo.tamper("b") {
+                $0 = original; $0[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
             let restore = (try? Pipeline().load(repo, key: "b", expected: d, hashContent: false) { _ in }) != nil
             let verify = (try? Pipeline().load(repo, key: "b") { _ in }) != nil
             if restore || verify { missed.append(bit) }

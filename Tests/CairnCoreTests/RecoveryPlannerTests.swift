@@ -1,8 +1,9 @@
 import CairnBase
-@testable import CairnPostgres
 import Foundation
 import Testing
+
 @testable import CairnCore
+@testable import CairnPostgres
 
 // Unit tests for Sources/CairnCore/Restore/RecoveryPlanner.swift, on catalogs built in memory.
 //
@@ -45,7 +46,8 @@ private struct Scenario {
 
     /// Records what `timeline` is (as init, backup, wal-push or the operator would).
     mutating func decide(_ timeline: UInt32, _ verdict: TimelineRecord.Verdict) {
-        records[timeline] = TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "test", reason: "test", at: t0)
+        records[timeline] = TimelineRecord(
+            timeline: timeline, verdict: verdict, decidedBy: "test", reason: "test", at: t0)
     }
 
     /// Removes archived segments (a gap).
@@ -54,31 +56,39 @@ private struct Scenario {
     /// Records `timeline`'s history file: each ancestor and the LSN where its child began. The file is archived
     /// at `began` (by default half a minute after the last switch point was written).
     mutating func history(of timeline: UInt32, _ switches: [(parent: UInt32, at: LSN)], began: Date? = nil) {
-        wal.histories[timeline] = switches.map { TimelineSwitch(parent: $0.parent, switchPoint: $0.at, reason: "promoted") }
+        wal.histories[timeline] = switches.map {
+            TimelineSwitch(parent: $0.parent, switchPoint: $0.at, reason: "promoted")
+        }
         wal.historyStored[timeline] = began ?? switches.last.map { timeOf($0.at).addingTimeInterval(30) }
     }
 
     /// A full backup between two LSNs, timed by the model unless told otherwise.
     @discardableResult
-    mutating func backup(_ id: String, from start: LSN, to stop: LSN, timeline: UInt32 = 1, stopTimeline: UInt32? = nil,
-                         kind: BackupManifest.Kind = .full) -> BackupManifest {
+    mutating func backup(
+        _ id: String, from start: LSN, to stop: LSN, timeline: UInt32 = 1, stopTimeline: UInt32? = nil,
+        kind: BackupManifest.Kind = .full
+    ) -> BackupManifest {
         let stopTLI = stopTimeline ?? timeline
         let m = BackupManifest(
             format: BackupManifest.currentFormat, id: id, kind: kind, systemIdentifier: "7300000000000000001",
             pgVersionNum: 150_018, walSegmentSize: segmentSize,
-            start: .init(lsn: start, timeline: timeline, time: timeOf(start),
-                         wal: WALSegment(timeline: timeline, lsn: start, segmentSize: segmentSize).name),
-            stop: .init(lsn: stop, timeline: stopTLI, time: timeOf(stop),
-                        wal: WALSegment(timeline: stopTLI, lsn: stop, segmentSize: segmentSize).name),
+            start: .init(
+                lsn: start, timeline: timeline, time: timeOf(start),
+                wal: WALSegment(timeline: timeline, lsn: start, segmentSize: segmentSize).name),
+            stop: .init(
+                lsn: stop, timeline: stopTLI, time: timeOf(stop),
+                wal: WALSegment(timeline: stopTLI, lsn: stop, segmentSize: segmentSize).name),
             archives: [], size: 1 << 30, storedSize: 1 << 28, durationSeconds: 60, cairnVersion: "test", host: "db1")
         backups.append(m)
         return m
     }
 
     var catalog: Catalog {
-        let cluster = ClusterInfo(systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
-                                  dataDirectory: "/var/lib/postgresql/15/main")
-        var c = Catalog(info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "test"), backups: backups, wal: wal)
+        let cluster = ClusterInfo(
+            systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
+            dataDirectory: "/var/lib/postgresql/15/main")
+        var c = Catalog(
+            info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "test"), backups: backups, wal: wal)
         c.timelineRecords = records
         return c
     }
@@ -118,10 +128,13 @@ private struct Scenario {
 private let now = minute(30)
 private let restoreCommand = "cairn wal-fetch %f %p"
 
-private func plan(_ s: Scenario, _ target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
-                  action: RecoveryTargetAction = .promote, inclusive: Bool = true) throws -> RecoveryPlan {
-    try RecoveryPlanner.plan(s.catalog, target: target, timeline: timeline, backupId: backupId, action: action,
-                             inclusive: inclusive, restoreCommand: restoreCommand, now: now)
+private func plan(
+    _ s: Scenario, _ target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
+    action: RecoveryTargetAction = .promote, inclusive: Bool = true
+) throws -> RecoveryPlan {
+    try RecoveryPlanner.plan(
+        s.catalog, target: target, timeline: timeline, backupId: backupId, action: action,
+        inclusive: inclusive, restoreCommand: restoreCommand, now: now)
 }
 
 private func settings(_ p: RecoveryPlan) -> [String] { p.settings.map { "\($0.name)=\($0.value)" } }
@@ -136,8 +149,10 @@ extension RecoveryPlannerTests {
         /// Timeline 2 branched from 1 in the middle of segment 20; timeline 3 branched from 2 exactly where segment 30 begins.
         static let histories: [UInt32: [TimelineSwitch]] = [
             2: [TimelineSwitch(parent: 1, switchPoint: at(20, 0x80_0000), reason: "")],
-            3: [TimelineSwitch(parent: 1, switchPoint: at(20, 0x80_0000), reason: ""),
-                TimelineSwitch(parent: 2, switchPoint: at(30), reason: "")],
+            3: [
+                TimelineSwitch(parent: 1, switchPoint: at(20, 0x80_0000), reason: ""),
+                TimelineSwitch(parent: 2, switchPoint: at(30), reason: "")
+            ]
         ]
 
         @Test func timelineAtAnLSN() {
@@ -162,7 +177,7 @@ extension RecoveryPlannerTests {
             (UInt64(0), UInt32(1)), (19, 1),
             (20, 2),  // holds the 1 → 2 switch: read from the child
             (21, 2), (29, 2),  // 29 ends exactly where timeline 3 begins: all of it is timeline 2's
-            (30, 3), (31, 3), (1000, 3),
+            (30, 3), (31, 3), (1000, 3)
         ])
         func timelineForASegment(number: UInt64, expected: UInt32) {
             let path = TimelinePath(target: 3, histories: Self.histories)
@@ -190,7 +205,8 @@ extension RecoveryPlannerTests {
         }
 
         @Test func aSwitchExactlyOnASegmentBoundary() {
-            let path = TimelinePath(target: 2, histories: [2: [TimelineSwitch(parent: 1, switchPoint: at(20), reason: "")]])
+            let path = TimelinePath(
+                target: 2, histories: [2: [TimelineSwitch(parent: 1, switchPoint: at(20), reason: "")]])
             #expect(path.timeline(forSegment: 19, segmentSize: segmentSize) == 1)
             #expect(path.timeline(forSegment: 20, segmentSize: segmentSize) == 2)
             #expect(path.timeline(at: at(19, 0xFF_FFFF)) == 1)
@@ -204,7 +220,8 @@ extension RecoveryPlannerTests {
 extension RecoveryPlannerTests {
     @Suite struct Reach {
         private func reach(_ s: Scenario, _ id: String, timeline: UInt32 = 1) -> BackupReach {
-            RecoveryPlanner.reach(s.backup(id), path: TimelinePath(target: timeline, histories: s.wal.histories), wal: s.wal)
+            RecoveryPlanner.reach(
+                s.backup(id), path: TimelinePath(target: timeline, histories: s.wal.histories), wal: s.wal)
         }
 
         @Test func completeWALReachesTheEndOfTheArchive() {
@@ -324,25 +341,28 @@ extension RecoveryPlannerTests {
             let p = try plan(.oneTimeline, .time(minute(m)))
             #expect(p.backupId == expected)
             #expect(p.lastNeededSegment == nil, "a time target does not bound the WAL ahead of replay")
-            #expect(p.settings.first { $0.name == "recovery_target_time" }?.value == RecoveryPlanner.pgTimestamp(minute(m)))
+            #expect(
+                p.settings.first { $0.name == "recovery_target_time" }?.value == RecoveryPlanner.pgTimestamp(minute(m)))
         }
 
         @Test func timeSettings() throws {
             let p = try plan(.oneTimeline, .time(minute(12)))
-            #expect(settings(p) == [
-                "restore_command=\(restoreCommand)",
-                "recovery_target_time=2026-09-21 14:25:20.000000+00",
-                "recovery_target_action=promote",
-                "recovery_target_timeline=1",
-            ])
+            #expect(
+                settings(p) == [
+                    "restore_command=\(restoreCommand)",
+                    "recovery_target_time=2026-09-21 14:25:20.000000+00",
+                    "recovery_target_action=promote",
+                    "recovery_target_timeline=1"
+                ])
             let q = try plan(.oneTimeline, .time(minute(12)), timeline: 1, action: .pause, inclusive: false)
-            #expect(settings(q) == [
-                "restore_command=\(restoreCommand)",
-                "recovery_target_time=2026-09-21 14:25:20.000000+00",
-                "recovery_target_inclusive=off",
-                "recovery_target_action=pause",
-                "recovery_target_timeline=1",
-            ])
+            #expect(
+                settings(q) == [
+                    "restore_command=\(restoreCommand)",
+                    "recovery_target_time=2026-09-21 14:25:20.000000+00",
+                    "recovery_target_inclusive=off",
+                    "recovery_target_action=pause",
+                    "recovery_target_timeline=1"
+                ])
         }
 
         @Test(arguments: [
@@ -350,7 +370,7 @@ extension RecoveryPlannerTests {
             (25.0, "is beyond the archived WAL or in a gap"),  // archived through minute 21, now is 30
             (21.1, "is beyond the archived WAL or in a gap"),
             (2.0, "is before the oldest reachable point"),
-            (3.0, "is before the oldest reachable point"),  // B1 stops a moment after minute 3
+            (3.0, "is before the oldest reachable point")  // B1 stops a moment after minute 3
         ])
         func timeOutsideTheWindowIsRefused(m: Double, why: String) throws {
             let e = #expect(throws: CairnError.self) { try plan(.oneTimeline, .time(minute(m))) }
@@ -378,12 +398,13 @@ extension RecoveryPlannerTests {
             let p = try plan(.oneTimeline, .lsn(at(12, 0x1234)))
             #expect(p.backupId == "B2")
             #expect(p.lastNeededSegment == seg(1, 12))
-            #expect(settings(p) == [
-                "restore_command=\(restoreCommand)",
-                "recovery_target_lsn=0/C001234",
-                "recovery_target_action=promote",
-                "recovery_target_timeline=1",
-            ])
+            #expect(
+                settings(p) == [
+                    "restore_command=\(restoreCommand)",
+                    "recovery_target_lsn=0/C001234",
+                    "recovery_target_action=promote",
+                    "recovery_target_timeline=1"
+                ])
             #expect(try plan(.oneTimeline, .lsn(at(11, 0x7F_FFFF))).backupId == "B1")
             #expect(try plan(.oneTimeline, .lsn(at(11, 0x80_0000))).backupId == "B2")
             #expect(try plan(.oneTimeline, .lsn(at(3, 0x100))).backupId == "B1")
@@ -394,7 +415,7 @@ extension RecoveryPlannerTests {
             (at(21, 1), "is beyond the archived WAL or in a gap"),
             (at(400), "is beyond the archived WAL or in a gap"),
             (at(3, 0xFF), "is before the oldest reachable point"),
-            (at(0), "is before the oldest reachable point"),
+            (at(0), "is before the oldest reachable point")
         ])
         func lsnOutsideTheWindowIsRefused(lsn: LSN, why: String) {
             let e = #expect(throws: CairnError.self) { try plan(.oneTimeline, .lsn(lsn)) }
@@ -410,12 +431,13 @@ extension RecoveryPlannerTests {
             #expect(p.backupId == "B2")
             #expect(p.lastNeededSegment == seg(1, 11))
             // recovery_target_inclusive does not apply to 'immediate'.
-            #expect(settings(p) == [
-                "restore_command=\(restoreCommand)",
-                "recovery_target=immediate",
-                "recovery_target_action=promote",
-                "recovery_target_timeline=1",
-            ])
+            #expect(
+                settings(p) == [
+                    "restore_command=\(restoreCommand)",
+                    "recovery_target=immediate",
+                    "recovery_target_action=promote",
+                    "recovery_target_timeline=1"
+                ])
         }
 
         @Test func xidAndRestorePointTargets() throws {
@@ -424,15 +446,18 @@ extension RecoveryPlannerTests {
             #expect(settings(x).dropFirst().first == "recovery_target_xid=4711")
             #expect(settings(x).contains("recovery_target_inclusive=off"))
             let n = try plan(.oneTimeline, .name("before-upgrade"), action: .shutdown)
-            #expect(settings(n) == [
-                "restore_command=\(restoreCommand)",
-                "recovery_target_name=before-upgrade",
-                "recovery_target_action=shutdown",
-                "recovery_target_timeline=1",
-            ])
+            #expect(
+                settings(n) == [
+                    "restore_command=\(restoreCommand)",
+                    "recovery_target_name=before-upgrade",
+                    "recovery_target_action=shutdown",
+                    "recovery_target_timeline=1"
+                ])
         }
 
-        static let everyTarget: [RecoveryTarget] = [.latest, .immediate, .time(minute(12)), .lsn(at(12)), .xid("9"), .name("p")]
+        static let everyTarget: [RecoveryTarget] = [
+            .latest, .immediate, .time(minute(12)), .lsn(at(12)), .xid("9"), .name("p")
+        ]
 
         @Test(arguments: everyTarget)
         func restoreCommandComesFirstAndTimelineLast(target: RecoveryTarget) throws {
@@ -495,8 +520,11 @@ extension RecoveryPlannerTests {
             s.lose(1)  // B0 cannot become consistent
             let w = RecoveryPlanner.window(s.catalog)
             #expect(w.map(\.backupId) == ["B2", "B1"])
-            #expect(w[0] == RecoverableSpan(backupId: "B2", timeline: 1, fromTime: minute(11.5), toTime: minute(21),
-                                            fromLSN: at(11, 0x80_0000), toLSN: at(21)))
+            #expect(
+                w[0]
+                    == RecoverableSpan(
+                        backupId: "B2", timeline: 1, fromTime: minute(11.5), toTime: minute(21),
+                        fromLSN: at(11, 0x80_0000), toLSN: at(21)))
             #expect(w[1].fromLSN == at(3, 0x100))
             #expect(w[1].toTime == minute(21))
         }
@@ -588,7 +616,8 @@ extension RecoveryPlannerTests {
             s.archive(3...6, timeline: 2)
             s.decide(2, .production)
             do {
-                let r = RecoveryPlanner.reach(s.backup("B"), path: TimelinePath(target: 2, histories: s.wal.histories), wal: s.wal)
+                let r = RecoveryPlanner.reach(
+                    s.backup("B"), path: TimelinePath(target: 2, histories: s.wal.histories), wal: s.wal)
                 #expect(r.consistent)
                 #expect(try plan(s, .latest).backupId == "B")
             }
@@ -612,8 +641,9 @@ extension RecoveryPlannerTests {
 extension RecoveryPlannerTests {
     @Suite struct WindowsAndTimestamps {
         private func span(_ id: String, _ from: Double, _ to: Double) -> RecoverableSpan {
-            RecoverableSpan(backupId: id, timeline: 1, fromTime: minute(from), toTime: minute(to),
-                            fromLSN: at(UInt64(from)), toLSN: at(UInt64(to)))
+            RecoverableSpan(
+                backupId: id, timeline: 1, fromTime: minute(from), toTime: minute(to),
+                fromLSN: at(UInt64(from)), toLSN: at(UInt64(to)))
         }
 
         @Test func overlappingSpansMerge() {
@@ -643,8 +673,9 @@ extension RecoveryPlannerTests {
         @Test func describeNamesTheMergedWindow() {
             #expect(RecoveryPlanner.describe([]) == "empty (no backup with complete WAL)")
             let text = RecoveryPlanner.describe([span("B", 5, 20), span("A", 0, 10), span("C", 30, 40)])
-            #expect(text == "\(Timestamp.format(minute(0))) … \(Timestamp.format(minute(20))) (LSN 0/0 … 0/14000000), "
-                + "\(Timestamp.format(minute(30))) … \(Timestamp.format(minute(40))) (LSN 0/1E000000 … 0/28000000)")
+            #expect(
+                text == "\(Timestamp.format(minute(0))) … \(Timestamp.format(minute(20))) (LSN 0/0 … 0/14000000), "
+                    + "\(Timestamp.format(minute(30))) … \(Timestamp.format(minute(40))) (LSN 0/1E000000 … 0/28000000)")
         }
 
         @Test(arguments: [
@@ -653,7 +684,7 @@ extension RecoveryPlannerTests {
             (1_764_081_120.25, "2025-11-25 14:32:00.250000+00"),
             (0.0, "1970-01-01 00:00:00.000000+00"),
             (1_790_000_000.0, "2026-09-21 14:13:20.000000+00"),
-            (1_766_707_199.0, "2025-12-25 23:59:59.000000+00"),
+            (1_766_707_199.0, "2025-12-25 23:59:59.000000+00")
         ])
         func pgTimestampIsUTCWithSixFractionalDigits(seconds: Double, expected: String) {
             #expect(RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: seconds)) == expected)
@@ -662,8 +693,12 @@ extension RecoveryPlannerTests {
         @Test func pgTimestampKeepsMicroseconds() {
             // recovery_target_time is compared with commit timestamps in microseconds; 2⁻⁶ s = 0.015625 s is exact in binary.
             do {
-                #expect(RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.015625)) == "2025-11-25 14:32:00.015625+00")
-                #expect(RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.984375)) == "2025-11-25 14:32:00.984375+00")
+                #expect(
+                    RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.015625))
+                        == "2025-11-25 14:32:00.015625+00")
+                #expect(
+                    RecoveryPlanner.pgTimestamp(Date(timeIntervalSince1970: 1_764_081_120.984375))
+                        == "2025-11-25 14:32:00.984375+00")
             }
         }
     }
@@ -749,23 +784,29 @@ extension RecoveryPlannerTests {
 @Suite struct ParentChoiceTests {
     @Test func aParentIsTheNewestUsableBackup() throws {
         var s = Scenario.oneTimeline
-        let cluster = ClusterInfo(systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
-                                  dataDirectory: nil)
-        s.backups[1].pgManifest = .init(key: "k", digest: ObjectDigest(size: 1, sha256: "", storedSize: 1, storedSHA256: ""))
+        let cluster = ClusterInfo(
+            systemIdentifier: "7300000000000000001", versionNum: 150_018, walSegmentSize: segmentSize,
+            dataDirectory: nil)
+        s.backups[1].pgManifest = .init(
+            key: "k", digest: ObjectDigest(size: 1, sha256: "", storedSize: 1, storedSHA256: ""))
         s.backups[0].pgManifest = s.backups[1].pgManifest
-        #expect(try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
+        #expect(
+            try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
         s.backup("I3", from: at(12, 0x28), to: at(13, 0x100), kind: .incr)
         s.backups[2].parent = "B2"
         s.backups[2].pgManifest = s.backups[1].pgManifest
-        #expect(try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "I3")
-        #expect(try ParentChoice.choose(kind: .diff, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
+        #expect(
+            try ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "I3")
+        #expect(
+            try ParentChoice.choose(kind: .diff, catalog: s.catalog, cluster: cluster, timeline: 1).get().id == "B2")
         // A promotion since: the next backup is a full one.
         #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 2).get()) == nil)
         // A chain with a missing link is not built on.
         s.backups[2].parent = "GONE"
         #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: cluster, timeline: 1).get()) == nil)
         // Another cluster's repository content does not count.
-        let other = ClusterInfo(systemIdentifier: "1", versionNum: 150_018, walSegmentSize: segmentSize, dataDirectory: nil)
+        let other = ClusterInfo(
+            systemIdentifier: "1", versionNum: 150_018, walSegmentSize: segmentSize, dataDirectory: nil)
         #expect((try? ParentChoice.choose(kind: .incr, catalog: s.catalog, cluster: other, timeline: 1).get()) == nil)
     }
 }

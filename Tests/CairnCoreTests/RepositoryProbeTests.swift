@@ -3,6 +3,7 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 import Testing
+
 @testable import CairnCore
 
 /// `RepositoryProbe.proveCreateOnly` on stores that honour create-only writes and on two that do not (a store
@@ -24,8 +25,12 @@ import Testing
             }
             return try base.put(key, bytes, options: .overwrite)
         }
-        func makeWriter(_ key: String, options: PutOptions) throws -> any ObjectWriter { try base.makeWriter(key, options: .overwrite) }
-        func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+        func makeWriter(_ key: String, options: PutOptions) throws -> any ObjectWriter {
+            try base.makeWriter(key, options: .overwrite)
+        }
+        func get(
+            _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
+        ) throws -> ObjectInfo {
             try base.get(key, range: range, into: sink)
         }
         func head(_ key: String) throws -> ObjectInfo? { try base.head(key) }
@@ -47,7 +52,10 @@ import Testing
             Issue.record("a store that ignores create-only writes passed the probe")
         } catch let e as CairnError {
             #expect(e.code == .repoCreateOnlyUnsupported)
-            #expect(e.message.contains(broken == .replaces ? "replaced an existing object" : "accepted a create-only write"), "\(e.message)")
+            #expect(
+                e.message.contains(
+                    broken == .replaces ? "replaced an existing object" : "accepted a create-only write"),
+                "\(e.message)")
             #expect(e.hint?.contains("If-None-Match") == true)
         }
         #expect(try repo.list(prefix: "").isEmpty, "the probe object is removed")
@@ -55,7 +63,8 @@ import Testing
 
     @Test func initRefusesAStoreThatIgnoresCreateOnly() throws {
         let repo = IgnoresCreateOnly(.replaces)
-        let cluster = ClusterInfo(systemIdentifier: "7300000000000000999", versionNum: 150018, walSegmentSize: 16 << 20, dataDirectory: nil)
+        let cluster = ClusterInfo(
+            systemIdentifier: "7300000000000000999", versionNum: 150018, walSegmentSize: 16 << 20, dataDirectory: nil)
         #expect(throws: CairnError.self) { try InitOperation.run(repo: repo, cluster: cluster, clock: SystemClock()) }
         #expect(try repo.head(RepositoryInfo.key) == nil, "no cairn.json on a store that cannot keep WAL safe")
     }

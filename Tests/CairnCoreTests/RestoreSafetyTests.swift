@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
 
 /// The parts of `restore` that keep earlier state from changing it: the rewrite of `postgresql.auto.conf`, and
@@ -11,7 +12,7 @@ import TestSupport
         .init(name: "restore_command", value: "cairn wal-fetch %f %p"),
         .init(name: "recovery_target_time", value: "2026-12-03 01:02:03+00"),
         .init(name: "recovery_target_action", value: "promote"),
-        .init(name: "recovery_target_timeline", value: "latest"),
+        .init(name: "recovery_target_timeline", value: "latest")
     ]
 
     static func rewrite(_ text: String, archiveOff: Bool = false) -> String {
@@ -47,9 +48,12 @@ import TestSupport
         #expect(!lines.contains("recovery_target_name = 'stale'"))
         #expect(Self.blocks(out) == 1)
         // The block comes last: PostgreSQL takes the last setting of a name.
-        #expect(lines.dropLast().suffix(7) == [RestoreOperation.blockBegin, "# written now", "restore_command = 'cairn wal-fetch %f %p'",
-                                    "recovery_target_time = '2026-12-03 01:02:03+00'", "recovery_target_action = 'promote'",
-                                    "recovery_target_timeline = 'latest'", RestoreOperation.blockEnd])
+        #expect(
+            lines.dropLast().suffix(7) == [
+                RestoreOperation.blockBegin, "# written now", "restore_command = 'cairn wal-fetch %f %p'",
+                "recovery_target_time = '2026-12-03 01:02:03+00'", "recovery_target_action = 'promote'",
+                "recovery_target_timeline = 'latest'", RestoreOperation.blockEnd
+            ])
         #expect(out.hasSuffix(RestoreOperation.blockEnd + "\n"))
         #expect(Self.rewrite(existing, archiveOff: true).contains("# removed by cairn restore: archive_mode = 'on'"))
     }
@@ -61,10 +65,13 @@ import TestSupport
         #expect(Self.blocks(second) == 1)
         #expect(second.components(separatedBy: RestoreOperation.blockEnd).count == 2)
         #expect(second.components(separatedBy: "restore_command = 'cairn").count == 2)
-        #expect(second.contains("work_mem = '64MB'\nport = 5433\n# removed by cairn restore: recovery_target_name = 'operator'\n"))
+        #expect(
+            second.contains(
+                "work_mem = '64MB'\nport = 5433\n# removed by cairn restore: recovery_target_name = 'operator'\n"))
         #expect(Self.rewrite(second) == second, "rewriting is idempotent")
         // A block of an older cairn (no markers): its header goes, its settings are commented out.
-        let legacy = "work_mem = '1MB'\n\n# Recovery settings written by cairn restore at 2026-01-01T00:00:00Z: backup X, target latest\nrestore_command = 'old'\nrecovery_target_timeline = 'latest'\n"
+        let legacy =
+            "work_mem = '1MB'\n\n# Recovery settings written by cairn restore at 2026-01-01T00:00:00Z: backup X, target latest\nrestore_command = 'old'\nrecovery_target_timeline = 'latest'\n"
         let out = Self.rewrite(legacy)
         #expect(!out.contains("Recovery settings written by cairn restore"))
         #expect(out.contains("# removed by cairn restore: restore_command = 'old'"))
@@ -76,8 +83,9 @@ import TestSupport
     }
 
     @Test func valuesAreQuotedAsAlterSystemDoes() {
-        let out = RestoreOperation.rewriteAutoConf("", header: "# h", settings: [.init(name: "restore_command", value: #"a\b 'c'"#)],
-                                                   archiveOff: false)
+        let out = RestoreOperation.rewriteAutoConf(
+            "", header: "# h", settings: [.init(name: "restore_command", value: #"a\b 'c'"#)],
+            archiveOff: false)
         #expect(out.contains(#"restore_command = 'a\\b ''c'''"#))
         #expect(out.hasPrefix(RestoreOperation.blockBegin))
     }
@@ -93,8 +101,9 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/live/ts", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/live/ts")
-        let cluster = RunningCluster(pid: 1, dataDirectory: RunningCluster.realPath(dir + "/live/data"),
-                                     tablespaces: [RunningCluster.realPath(dir + "/live/ts")])
+        let cluster = RunningCluster(
+            pid: 1, dataDirectory: RunningCluster.realPath(dir + "/live/data"),
+            tablespaces: [RunningCluster.realPath(dir + "/live/ts")])
         #expect(cluster.overlap(with: dir + "/link") == RunningCluster.realPath(dir + "/live/ts"))
         #expect(cluster.overlap(with: dir + "/link/not/yet") != nil)
         #expect(cluster.overlap(with: dir + "/elsewhere") == nil)
@@ -114,8 +123,12 @@ import TestSupport
         try fm.createSymbolicLink(atPath: dir + "/proc/4343/cwd", withDestinationPath: dir + "/data")
         try fm.createSymbolicLink(atPath: dir + "/proc/self/cwd", withDestinationPath: dir + "/other")
         let found = RunningCluster.scan(proc: dir + "/proc")
-        #expect(found == [RunningCluster(pid: 4242, dataDirectory: RunningCluster.realPath(dir + "/data"),
-                                         tablespaces: [RunningCluster.realPath(dir + "/ts")])])
+        #expect(
+            found == [
+                RunningCluster(
+                    pid: 4242, dataDirectory: RunningCluster.realPath(dir + "/data"),
+                    tablespaces: [RunningCluster.realPath(dir + "/ts")])
+            ])
     }
 
     /// Issue #26: a non-empty target and no backup are reported together, before anything is written, with the
@@ -126,24 +139,47 @@ import TestSupport
         var empty = ReportTests.catalog()
         empty.backups = []
         let options = RestoreOperation.Options(targetDirectory: dir)
-        let plan = { (c: Catalog) in { try RecoveryPlanner.plan(c, target: .latest, restoreCommand: "cairn wal-fetch %f %p", now: ReportTests.day(30)) } }
+        let plan = { (c: Catalog) in
+            {
+                try RecoveryPlanner.plan(
+                    c, target: .latest, restoreCommand: "cairn wal-fetch %f %p", now: ReportTests.day(30))
+            }
+        }
         let planError = describeError(try #require(#expect(throws: (any Error).self) { try plan(empty)() }))
-        let e = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: empty, options: options, plan: plan(empty)) })
+        let e = try #require(
+            #expect(throws: CairnError.self) {
+                try RestoreOperation.check(catalog: empty, options: options, plan: plan(empty))
+            })
         let lines = e.message.split(separator: "\n").map(String.init)
         #expect(e.code == .restoreDirNotEmpty)
         #expect(lines.first == "2 problems stop the restore; nothing was written", "\(e.message)")
-        #expect(lines.count == 3 && lines[1].contains("\(dir) is not empty") && lines[2].contains(planError.message), "\(e.message)")
+        #expect(
+            lines.count == 3 && lines[1].contains("\(dir) is not empty") && lines[2].contains(planError.message),
+            "\(e.message)")
         #expect(lines[2].contains("[\(planError.code.rawValue)]"))
         #expect(FileManager.default.fileExists(atPath: dir + "/marker"))
 
         var mapped = options
         mapped.tablespaceMap[16400] = dir + "/ts"
-        let m = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: mapped, plan: plan(ReportTests.catalog())) })
-        #expect(m.message.hasPrefix("2 problems") && m.message.contains("--tablespace-map names tablespace 16400"), "\(m.message)")
+        let m = try #require(
+            #expect(throws: CairnError.self) {
+                try RestoreOperation.check(
+                    catalog: ReportTests.catalog(), options: mapped, plan: plan(ReportTests.catalog()))
+            })
+        #expect(
+            m.message.hasPrefix("2 problems") && m.message.contains("--tablespace-map names tablespace 16400"),
+            "\(m.message)")
         // One problem is reported as itself; none gives the plan.
-        let single = try #require(#expect(throws: CairnError.self) { try RestoreOperation.check(catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())) })
+        let single = try #require(
+            #expect(throws: CairnError.self) {
+                try RestoreOperation.check(
+                    catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog()))
+            })
         #expect(single.code == .restoreDirNotEmpty && !single.message.contains("stop the restore"), "\(single.message)")
         try FileManager.default.removeItem(atPath: dir + "/marker")
-        #expect(try RestoreOperation.check(catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())).backupId == "20261031T010000F")
+        #expect(
+            try RestoreOperation.check(
+                catalog: ReportTests.catalog(), options: options, plan: plan(ReportTests.catalog())
+            ).backupId == "20261031T010000F")
     }
 }

@@ -2,6 +2,7 @@ import CairnBase
 import CairnStorage
 import Foundation
 import Testing
+
 @testable import CairnCore
 
 /// Cron expressions, the schedule planner and the repository lock, with injected times.
@@ -68,8 +69,13 @@ import Testing
         #expect(try next("30 2 * * *", after: "2026-03-29 03:00", Self.berlin) == "2026-03-30 02:30 Mon")
         // Every 15 minutes through the gap: 01:45, then 03:00 (02:00…02:45 collapse into the jump), 03:15.
         let e = try CronExpression("*/15 * * * *")
-        let times = e.fireTimes(after: Self.date("2026-03-29 01:30", Self.berlin), through: Self.date("2026-03-29 03:20", Self.berlin), in: Self.berlin)
-        #expect(times.map { Self.local($0, Self.berlin) } == ["2026-03-29 01:45 Sun", "2026-03-29 03:00 Sun", "2026-03-29 03:15 Sun"])
+        let times = e.fireTimes(
+            after: Self.date("2026-03-29 01:30", Self.berlin), through: Self.date("2026-03-29 03:20", Self.berlin),
+            in: Self.berlin)
+        #expect(
+            times.map { Self.local($0, Self.berlin) } == [
+                "2026-03-29 01:45 Sun", "2026-03-29 03:00 Sun", "2026-03-29 03:15 Sun"
+            ])
         // The UTC instants are 15 minutes apart around the jump, never duplicated.
         #expect(Set(times).count == times.count)
     }
@@ -79,15 +85,22 @@ import Testing
         let e = try CronExpression("30 1 * * *")
         let start = Self.date("2026-10-31 12:00", Self.newYork)
         let times = e.fireTimes(after: start, through: start.addingTimeInterval(3 * 86400), in: Self.newYork)
-        #expect(times.map { Self.local($0, Self.newYork) } == ["2026-11-01 01:30 Sun", "2026-11-02 01:30 Mon", "2026-11-03 01:30 Tue"])
+        #expect(
+            times.map { Self.local($0, Self.newYork) } == [
+                "2026-11-01 01:30 Sun", "2026-11-02 01:30 Mon", "2026-11-03 01:30 Tue"
+            ])
         // Hourly on that day: 25 hours of wall time, one run per distinct local hour.
         let hourly = try CronExpression("0 * * * *")
-        let day = hourly.fireTimes(after: Self.date("2026-11-01 00:30", Self.newYork), through: Self.date("2026-11-01 23:30", Self.newYork), in: Self.newYork)
+        let day = hourly.fireTimes(
+            after: Self.date("2026-11-01 00:30", Self.newYork), through: Self.date("2026-11-01 23:30", Self.newYork),
+            in: Self.newYork)
         #expect(day.count == 23)
     }
 
-    @Test(arguments: ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *",
-                      "5-1 * * * *", "* * * FOO *", "@sometimes", "1,,2 * * * *", "a b c d e"])
+    @Test(arguments: [
+        "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *",
+        "5-1 * * * *", "* * * FOO *", "@sometimes", "1,,2 * * * *", "a b c d e"
+    ])
     func badExpressionsAreExplained(expr: String) {
         let e = #expect(throws: CronExpression.ParseError.self) { try CronExpression(expr) }
         #expect(e?.description.isEmpty == false)
@@ -96,14 +109,20 @@ import Testing
 
 @Suite struct SchedulePlannerTests {
     static func policy(_ missed: SchedulePolicy.MissedRuns = .runOnce, jitter: Double = 0) throws -> SchedulePolicy {
-        SchedulePolicy(jobs: [.init(name: "backup-full", cron: try CronExpression("0 1 * * *"), jitter: jitter, missed: missed),
-                              .init(name: "expire", cron: try CronExpression("*/30 * * * *"))])
+        SchedulePolicy(jobs: [
+            .init(name: "backup-full", cron: try CronExpression("0 1 * * *"), jitter: jitter, missed: missed),
+            .init(name: "expire", cron: try CronExpression("*/30 * * * *"))
+        ])
     }
 
     @Test func dueNowAndNextRuns() throws {
         let now = CronExpressionTests.date("2026-11-25 01:00")
-        let states = SchedulePlanner.plan(try Self.policy(), lastConsidered: ["backup-full": CronExpressionTests.date("2026-11-24 01:00"),
-                                                                              "expire": CronExpressionTests.date("2026-11-25 00:30")], now: now)
+        let states = SchedulePlanner.plan(
+            try Self.policy(),
+            lastConsidered: [
+                "backup-full": CronExpressionTests.date("2026-11-24 01:00"),
+                "expire": CronExpressionTests.date("2026-11-25 00:30")
+            ], now: now)
         let backup = states.first { $0.job == "backup-full" }!
         #expect(backup.due == now && backup.missed.isEmpty)
         #expect(backup.next == CronExpressionTests.date("2026-11-26 01:00"))
@@ -114,14 +133,20 @@ import Testing
         // The daemon was down from Nov 20 until Nov 25 00:10: five nightly backups were missed.
         let last = ["backup-full": CronExpressionTests.date("2026-11-20 01:00")]
         let now = CronExpressionTests.date("2026-11-25 00:10")
-        let once = SchedulePlanner.plan(try Self.policy(.runOnce), lastConsidered: last, now: now).first { $0.job == "backup-full" }!
+        let once = SchedulePlanner.plan(try Self.policy(.runOnce), lastConsidered: last, now: now).first {
+            $0.job == "backup-full"
+        }!
         #expect(once.due == CronExpressionTests.date("2026-11-24 01:00"))
         #expect(once.missed.count == 3)
-        let skip = SchedulePlanner.plan(try Self.policy(.skip), lastConsidered: last, now: now).first { $0.job == "backup-full" }!
+        let skip = SchedulePlanner.plan(try Self.policy(.skip), lastConsidered: last, now: now).first {
+            $0.job == "backup-full"
+        }!
         #expect(skip.due == nil)
         #expect(skip.missed.count == 4)
         // A job never run before starts now: nothing missed, nothing due.
-        let fresh = SchedulePlanner.plan(try Self.policy(), lastConsidered: [:], now: now).first { $0.job == "backup-full" }!
+        let fresh = SchedulePlanner.plan(try Self.policy(), lastConsidered: [:], now: now).first {
+            $0.job == "backup-full"
+        }!
         #expect(fresh.due == nil && fresh.missed.isEmpty)
     }
 
@@ -144,7 +169,9 @@ import Testing
         // Sub-millisecond digits, which JSON does not keep: the holder must still recognise its own lock.
         let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000.123456))
         let a = try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock)
-        let e = #expect(throws: CairnError.self) { try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock) }
+        let e = #expect(throws: CairnError.self) {
+            try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: clock)
+        }
         #expect(e?.code == .repoLocked)
         #expect(e?.message.contains(ProcessInfo.processInfo.hostName) == true)
         // Another job is independent.
@@ -160,7 +187,8 @@ import Testing
         let repo = MemoryRepository()
         let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000))
         // A lock from another host that expired.
-        let stale = RepositoryLock.Holder(job: "drill", host: "elsewhere", pid: 1, acquired: clock.now(), expires: clock.now().addingTimeInterval(60))
+        let stale = RepositoryLock.Holder(
+            job: "drill", host: "elsewhere", pid: 1, acquired: clock.now(), expires: clock.now().addingTimeInterval(60))
         try repo.put(RepositoryLock.key("drill"), try SealedDocument.seal(stale))
         #expect(throws: CairnError.self) { try RepositoryLock.acquire("drill", repo: repo, ttl: 600, clock: clock) }
         clock.advance(61)
@@ -168,8 +196,9 @@ import Testing
         #expect(l.holder.host == ProcessInfo.processInfo.hostName)
         l.release()
         // A lock of this host whose process is gone.
-        let dead = RepositoryLock.Holder(job: "verify", host: ProcessInfo.processInfo.hostName, pid: 999_999, acquired: clock.now(),
-                                         expires: clock.now().addingTimeInterval(3600))
+        let dead = RepositoryLock.Holder(
+            job: "verify", host: ProcessInfo.processInfo.hostName, pid: 999_999, acquired: clock.now(),
+            expires: clock.now().addingTimeInterval(3600))
         try repo.put(RepositoryLock.key("verify"), try SealedDocument.seal(dead))
         let v = try RepositoryLock.acquire("verify", repo: repo, ttl: 600, clock: clock)
         // Releasing never removes someone else's lock.
@@ -186,9 +215,11 @@ import Testing
             init(_ repo: MemoryRepository) { self.repo = repo }
             func now() -> Date { Date(timeIntervalSince1970: 1_790_000_000) }
             func sleep(seconds: Double) {
-                let winner = RepositoryLock.Holder(job: "backup-full", host: "other-host", pid: 42, acquired: now(),
-                                                   expires: now().addingTimeInterval(600))
-                _ = try? repo.put(RepositoryLock.key("backup-full"), try! SealedDocument.seal(winner), options: .overwrite)
+                let winner = RepositoryLock.Holder(
+                    job: "backup-full", host: "other-host", pid: 42, acquired: now(),
+                    expires: now().addingTimeInterval(600))
+                _ = try? repo.put(
+                    RepositoryLock.key("backup-full"), try! SealedDocument.seal(winner), options: .overwrite)
             }
         }
         let repo = MemoryRepository()

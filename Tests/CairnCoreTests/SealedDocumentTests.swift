@@ -3,6 +3,7 @@ import CairnPostgres
 import CairnStorage
 import Foundation
 import Testing
+
 @testable import CairnCore
 
 @Suite struct SealedDocumentTests {
@@ -22,19 +23,24 @@ import Testing
             for bit in [0, 5] {
                 var b = bytes
                 b[i] ^= UInt8(1 << bit)
-                #expect(throws: CairnError.self, "byte \(i) bit \(bit)") { try SealedDocument.open(Doc.self, from: b, what: "doc") }
+                #expect(throws: CairnError.self, "byte \(i) bit \(bit)") {
+                    try SealedDocument.open(Doc.self, from: b, what: "doc")
+                }
             }
         }
         // Every truncation, down to the final newline.
         for n in 0..<bytes.count {
-            #expect(throws: CairnError.self, "cut to \(n)") { try SealedDocument.open(Doc.self, from: Array(bytes.prefix(n)), what: "doc") }
+            #expect(throws: CairnError.self, "cut to \(n)") {
+                try SealedDocument.open(Doc.self, from: Array(bytes.prefix(n)), what: "doc")
+            }
         }
         #expect(throws: CairnError.self) { try SealedDocument.open(Doc.self, from: [], what: "doc") }
     }
 }
 
 @Suite struct InitOperationTests {
-    let cluster = ClusterInfo(systemIdentifier: "7300000000000000001", versionNum: 150018, walSegmentSize: 16 << 20, dataDirectory: "/d")
+    let cluster = ClusterInfo(
+        systemIdentifier: "7300000000000000001", versionNum: 150018, walSegmentSize: 16 << 20, dataDirectory: "/d")
     let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000))
 
     @Test func createsThenConfirms() throws {
@@ -70,7 +76,9 @@ import Testing
         // The copy still identifies the repository.
         #expect(try RepositoryInfo.require(from: repo).systemIdentifier == cluster.systemIdentifier)
         #expect(try InitOperation.run(repo: repo, cluster: cluster, clock: clock).outcome == .repaired)
-        #expect(try SealedDocument.open(RepositoryInfo.self, from: repo.getBytes("cairn.json"), what: "x").systemIdentifier == cluster.systemIdentifier)
+        #expect(
+            try SealedDocument.open(RepositoryInfo.self, from: repo.getBytes("cairn.json"), what: "x").systemIdentifier
+                == cluster.systemIdentifier)
     }
 
     @Test func refusesANonEmptyLocationWithoutCairnJSON() throws {

@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnCore
 
 // Unit tests for Sources/CairnCore/Backup/Tar.swift. Archives are made by the real GNU tar from a small tree that
@@ -37,7 +38,8 @@ private struct CommandFailed: Error, CustomStringConvertible {
 @discardableResult
 private func tar(_ args: [String]) throws -> String {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/bin/tar") ? "/bin/tar" : "/usr/bin/tar")
+    p.executableURL = URL(
+        fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/bin/tar") ? "/bin/tar" : "/usr/bin/tar")
     p.arguments = args
     let out = Pipe()
     let err = Pipe()
@@ -48,7 +50,8 @@ private func tar(_ args: [String]) throws -> String {
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     guard p.terminationStatus == 0 else {
-        throw CommandFailed(description: "tar \(args.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
+        throw CommandFailed(
+            description: "tar \(args.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
     }
     return String(decoding: stdout, as: UTF8.self)
 }
@@ -71,7 +74,9 @@ private enum Chunking: Sendable, CustomTestStringConvertible {
     case fixed(Int)
     case random(seed: UInt64)
 
-    static let all: [Chunking] = [.fixed(1), .fixed(511), .fixed(513), .fixed(4096), .random(seed: 1), .random(seed: 0xCA1F)]
+    static let all: [Chunking] = [
+        .fixed(1), .fixed(511), .fixed(513), .fixed(4096), .random(seed: 1), .random(seed: 0xCA1F)
+    ]
 
     var testDescription: String {
         switch self {
@@ -121,20 +126,20 @@ private enum SourceTree {
             ("data/base/1/16384", pseudoRandomBytes(bigSize, seed: 9), 0o600),
             ("data/base/1/empty_fsm", [], 0o600),
             ("data/scripts/archive.sh", Array("#!/bin/sh\nexit 0\n".utf8), 0o755),
-            ("data/deep/" + String(repeating: "d", count: 90) + "/" + longFileName, Array("long name\n".utf8), 0o644),
+            ("data/deep/" + String(repeating: "d", count: 90) + "/" + longFileName, Array("long name\n".utf8), 0o644)
         ]
     }
 
     static let directories: [(String, UInt16)] = [
         ("data", 0o750), ("data/global", 0o700), ("data/base", 0o700), ("data/base/1", 0o700), ("data/scripts", 0o755),
-        ("data/pg_tblspc", 0o700), ("data/deep", 0o700), ("data/deep/" + String(repeating: "d", count: 90), 0o750),
+        ("data/pg_tblspc", 0o700), ("data/deep", 0o700), ("data/deep/" + String(repeating: "d", count: 90), 0o750)
     ]
 
     static let symlinks: [(String, String)] = [
         ("data/pg_tblspc/16385", "/srv/tablespaces/ts1"),  // absolute, dangling: never followed
         ("data/current", "base/1"),  // relative
         ("data/pg_tblspc/16386", longLinkTarget),  // target over 100 characters
-        ("data/deep/" + String(repeating: "l", count: 105), "../PG_VERSION"),  // name over 100 characters
+        ("data/deep/" + String(repeating: "l", count: 105), "../PG_VERSION")  // name over 100 characters
     ]
 
     /// Regular files in the tree.
@@ -166,7 +171,8 @@ private enum Node: Equatable, CustomStringConvertible {
     var description: String {
         switch self {
         case .directory(let m): return "directory \(String(m, radix: 8))"
-        case .file(let m, let size, let h): return "file \(String(m, radix: 8)), \(size) bytes, fnv1a \(String(h, radix: 16))"
+        case .file(let m, let size, let h):
+            return "file \(String(m, radix: 8)), \(size) bytes, fnv1a \(String(h, radix: 16))"
         case .symlink(let t): return "symlink -> \(t)"
         }
     }
@@ -205,8 +211,11 @@ private func snapshot(_ root: String) throws -> [String: Node] {
 }
 
 /// Expects two trees to hold the same paths with the same content, link targets and modes.
-private func expectSameTree(_ actual: [String: Node], _ expected: [String: Node], sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(Set(actual.keys).subtracting(expected.keys).sorted() == [], "unexpected paths", sourceLocation: sourceLocation)
+private func expectSameTree(
+    _ actual: [String: Node], _ expected: [String: Node], sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        Set(actual.keys).subtracting(expected.keys).sorted() == [], "unexpected paths", sourceLocation: sourceLocation)
     #expect(Set(expected.keys).subtracting(actual.keys).sorted() == [], "missing paths", sourceLocation: sourceLocation)
     for (path, node) in expected.sorted(by: { $0.key < $1.key }) {
         if let a = actual[path] { #expect(a == node, "\(path)", sourceLocation: sourceLocation) }
@@ -223,7 +232,8 @@ private func exists(_ path: String) -> Bool {
 /// The process umask, read without changing it (Linux).
 private func processUmask() -> mode_t? {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }) else { return nil }
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") })
+    else { return nil }
     return mode_t(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8)
 }
 
@@ -271,12 +281,14 @@ private final class SplitRecorder {
     var entryOffsets: [Int] = []
 
     func splitter() -> TarSplitter {
-        TarSplitter(onEntry: { h in
-            self.entries.append(h)
-            self.entryOffsets.append(self.emitted.count)
-        }, emit: { b in
-            self.emitted.append(contentsOf: b)
-        })
+        TarSplitter(
+            onEntry: { h in
+                self.entries.append(h)
+                self.entryOffsets.append(self.emitted.count)
+            },
+            emit: { b in
+                self.emitted.append(contentsOf: b)
+            })
     }
 }
 
@@ -318,7 +330,8 @@ extension TarTests {
             switch format {
             case .gnu:
                 // Names over 100 characters bring an 'L' header, link targets over 100 characters a 'K' header.
-                let longNames = Set(f.listing.filter { $0.utf8.count > 100 }.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 })
+                let longNames = Set(
+                    f.listing.filter { $0.utf8.count > 100 }.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 })
                 let longTargets = Set(SourceTree.symlinks.filter { $0.1.utf8.count > 100 }.map(\.0))
                 #expect(longNames.union(longTargets).count == 4)
                 #expect(rec.entries.filter(\.isMeta).count == longNames.union(longTargets).count)
@@ -372,10 +385,11 @@ extension TarTests {
             let probe = SplitRecorder()
             let full = probe.splitter()
             try Chunking.fixed(65536).feed(f.archive) { try full.feed($0) }
-            let big = try #require(probe.entries.indices.first { i in
-                let end = i + 1 < probe.entryOffsets.count ? probe.entryOffsets[i + 1] : probe.emitted.count
-                return end - probe.entryOffsets[i] > SourceTree.bigSize
-            })
+            let big = try #require(
+                probe.entries.indices.first { i in
+                    let end = i + 1 < probe.entryOffsets.count ? probe.entryOffsets[i + 1] : probe.emitted.count
+                    return end - probe.entryOffsets[i] > SourceTree.bigSize
+                })
             let bigStart = probe.entryOffsets[big]
 
             let cuts = [
@@ -383,7 +397,7 @@ extension TarTests {
                 TarHeader.block + 7,  // inside the second block
                 bigStart + 4 * TarHeader.block,  // at a block boundary inside the big file's data
                 bigStart + SourceTree.bigSize / 2 + 3,  // inside the big file's data
-                probe.emitted.count - 1,  // one byte short of the last entry's end
+                probe.emitted.count - 1  // one byte short of the last entry's end
             ]
             for cut in cuts {
                 let rec = SplitRecorder()
@@ -428,7 +442,9 @@ extension TarTests {
             #expect(x.bytes == SourceTree.totalFileBytes)
             // Spot checks that do not depend on the snapshot helper.
             #expect(try readBytes(root + "/data/base/1/16384") == pseudoRandomBytes(SourceTree.bigSize, seed: 9))
-            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: root + "/data/pg_tblspc/16386") == SourceTree.longLinkTarget)
+            #expect(
+                try FileManager.default.destinationOfSymbolicLink(atPath: root + "/data/pg_tblspc/16386")
+                    == SourceTree.longLinkTarget)
         }
 
         @Test(arguments: TarFormat.allCases)
@@ -454,10 +470,12 @@ extension TarTests {
             let root = try f.scratch.folder("restore")
             final class Calls { var seen: [String: String] = [:] }
             let calls = Calls()
-            let x = TarExtractor(root: root, linkTarget: { name, target in
-                calls.seen[name] = target
-                return name == "data/pg_tblspc/16385" ? "/mnt/new-ts1" : target
-            })
+            let x = TarExtractor(
+                root: root,
+                linkTarget: { name, target in
+                    calls.seen[name] = target
+                    return name == "data/pg_tblspc/16385" ? "/mnt/new-ts1" : target
+                })
             try Chunking.fixed(777).feed(f.archive) { try x.feed($0) }
             try x.finish()
 
@@ -465,7 +483,8 @@ extension TarTests {
             #expect(calls.seen == Dictionary(uniqueKeysWithValues: SourceTree.symlinks.map { ($0.0, $0.1) }))
             let fm = FileManager.default
             #expect(try fm.destinationOfSymbolicLink(atPath: root + "/data/pg_tblspc/16385") == "/mnt/new-ts1")
-            #expect(try fm.destinationOfSymbolicLink(atPath: root + "/data/pg_tblspc/16386") == SourceTree.longLinkTarget)
+            #expect(
+                try fm.destinationOfSymbolicLink(atPath: root + "/data/pg_tblspc/16386") == SourceTree.longLinkTarget)
             #expect(try fm.destinationOfSymbolicLink(atPath: root + "/data/current") == "base/1")
         }
 
@@ -475,7 +494,8 @@ extension TarTests {
             let src = try s.folder("src")
             try SourceTree.build(at: src)
             // Deepest first: every file and link comes before the directory entries that hold it.
-            let members = Array((SourceTree.files.map(\.0) + SourceTree.symlinks.map(\.0)).sorted().reversed())
+            let members =
+                Array((SourceTree.files.map(\.0) + SourceTree.symlinks.map(\.0)).sorted().reversed())
                 + Array(SourceTree.directories.map(\.0).sorted().reversed())
             let archive = s.path + "/reversed.tar"
             try tar(["--format=gnu", "--no-recursion", "-cf", archive, "-C", src] + members)
@@ -574,14 +594,17 @@ extension TarTests {
             try Data("original\n".utf8).write(to: URL(fileURLWithPath: outside + "/target.txt"))
             let first = try s.folder("first")
             try FileManager.default.createSymbolicLink(atPath: first + "/escape", withDestinationPath: outside)
-            try FileManager.default.createSymbolicLink(atPath: first + "/victim", withDestinationPath: outside + "/target.txt")
+            try FileManager.default.createSymbolicLink(
+                atPath: first + "/victim", withDestinationPath: outside + "/target.txt")
             let second = try s.folder("second")
             _ = try s.folder("second/escape")
             try Data("pwned\n".utf8).write(to: URL(fileURLWithPath: second + "/escape/pwned"))
             try Data("overwritten\n".utf8).write(to: URL(fileURLWithPath: second + "/victim"))
             let archive = s.path + "/links.tar"
-            try tar(["--format=gnu", "--no-recursion", "-cf", archive, "-C", first, "escape", "victim",
-                     "-C", second, "escape/pwned", "victim"])
+            try tar([
+                "--format=gnu", "--no-recursion", "-cf", archive, "-C", first, "escape", "victim",
+                "-C", second, "escape/pwned", "victim"
+            ])
 
             let root = try s.folder("out/root")
             let x = TarExtractor(root: root)
@@ -610,7 +633,9 @@ extension TarTests {
             try x.finish()
             #expect(try snapshot(root)["data"] == .directory(mode: 0o777))
             do {
-                #expect(try snapshot(root)["data/shared.conf"] == .file(mode: 0o666, size: 7, fnv1a: fnv1a(Data("shared\n".utf8))))
+                #expect(
+                    try snapshot(root)["data/shared.conf"]
+                        == .file(mode: 0o666, size: 7, fnv1a: fnv1a(Data("shared\n".utf8))))
             }
         }
 
@@ -676,7 +701,9 @@ extension TarTests {
             #expect(dir?.type == UInt8(ascii: "5"))
             #expect(dir?.mode == 0o750)
             #expect(dir?.size == 0)
-            let file = try Self.headerBlock(named: "data/base/1/16384", in: f).withUnsafeBytes { try TarHeader.parse($0) }
+            let file = try Self.headerBlock(named: "data/base/1/16384", in: f).withUnsafeBytes {
+                try TarHeader.parse($0)
+            }
             #expect(file?.type == UInt8(ascii: "0"))
             #expect(file?.mode == 0o600)
             #expect(file?.size == Int64(SourceTree.bigSize))

@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnPostgres
 
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct ConnectionTests {
@@ -16,9 +17,13 @@ import TestSupport
     }
 
     @Test func connectionFailuresAreClassified() {
-        let e = #expect(throws: CairnError.self) { try PGConnection(conninfo: "host=127.0.0.1 port=9 connect_timeout=2") }
+        let e = #expect(throws: CairnError.self) {
+            try PGConnection(conninfo: "host=127.0.0.1 port=9 connect_timeout=2")
+        }
         #expect(e?.code == .pgUnreachable)
-        let a = #expect(throws: CairnError.self) { try PGConnection(conninfo: TestCluster.conninfo, overrides: ["user": "nobody_here"]) }
+        let a = #expect(throws: CairnError.self) {
+            try PGConnection(conninfo: TestCluster.conninfo, overrides: ["user": "nobody_here"])
+        }
         #expect(a?.code == .pgAuth)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import CairnPostgres
 
 // Unit tests for Sources/CairnPostgres/ServerIdentity.swift: parsing postmaster.pid and comparing it with what the
@@ -19,12 +20,16 @@ import Testing
         """
 
     @Test func parsesTheFirstFourLines() {
-        #expect(PostmasterPid.parse(Self.running)
-                == PostmasterPid(pid: 4711, dataDirectory: "/var/lib/postgresql/15/main", startTime: 1_764_729_600, port: 5432))
+        #expect(
+            PostmasterPid.parse(Self.running)
+                == PostmasterPid(
+                    pid: 4711, dataDirectory: "/var/lib/postgresql/15/main", startTime: 1_764_729_600, port: 5432))
     }
 
-    @Test(arguments: ["", "4711\n", "4711\n/data\n1764729600\n", "x\n/data\n1764729600\n5432\n", "4711\n/data\nsoon\n5432\n",
-                      "4711\n/data\n1764729600\n0\n", "4711\n\n1764729600\n5432\n", "-3\n/data\n1764729600\n5432\n"])
+    @Test(arguments: [
+        "", "4711\n", "4711\n/data\n1764729600\n", "x\n/data\n1764729600\n5432\n", "4711\n/data\nsoon\n5432\n",
+        "4711\n/data\n1764729600\n0\n", "4711\n\n1764729600\n5432\n", "-3\n/data\n1764729600\n5432\n"
+    ])
     func refusesIncompleteOrForeignText(text: String) {
         #expect(PostmasterPid.parse(text) == nil)
     }
@@ -39,16 +44,24 @@ import Testing
     @Test func matchesTheServerThatWroteIt() throws {
         let dir = try Self.lockFile(Self.running)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        #expect((try? LocalServerProof.matches(serverStartTime: 1_764_729_600, serverPort: 5432, dataDirectory: dir).get()) != nil)
+        #expect(
+            (try? LocalServerProof.matches(serverStartTime: 1_764_729_600, serverPort: 5432, dataDirectory: dir).get())
+                != nil)
         // The server records its start time a moment after writing the lock file.
-        #expect((try? LocalServerProof.matches(serverStartTime: 1_764_729_602, serverPort: 5432, dataDirectory: dir).get()) != nil)
+        #expect(
+            (try? LocalServerProof.matches(serverStartTime: 1_764_729_602, serverPort: 5432, dataDirectory: dir).get())
+                != nil)
     }
 
     @Test func refusesAnotherPortOrStartTime() throws {
         let dir = try Self.lockFile(Self.running)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func reason(_ start: Int64, _ port: Int) -> String? {
-            if case .failure(let m) = LocalServerProof.matches(serverStartTime: start, serverPort: port, dataDirectory: dir) { return m.reason }
+            if case .failure(let m) = LocalServerProof.matches(
+                serverStartTime: start, serverPort: port, dataDirectory: dir)
+            {
+                return m.reason
+            }
             return nil
         }
         #expect(reason(1_764_729_600, 5433)?.contains("port 5432") == true)
@@ -59,12 +72,18 @@ import Testing
     @Test func refusesAMissingOrDamagedLockFile() throws {
         let dir = try Self.lockFile("4711\n")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        guard case .failure(let damaged) = LocalServerProof.matches(serverStartTime: 1, serverPort: 5432, dataDirectory: dir) else {
+        guard
+            case .failure(let damaged) = LocalServerProof.matches(
+                serverStartTime: 1, serverPort: 5432, dataDirectory: dir)
+        else {
             Issue.record("a damaged lock file proves nothing")
             return
         }
         #expect(damaged.reason.contains("not a complete postmaster.pid"))
-        guard case .failure(let missing) = LocalServerProof.matches(serverStartTime: 1, serverPort: 5432, dataDirectory: dir + "/nope") else {
+        guard
+            case .failure(let missing) = LocalServerProof.matches(
+                serverStartTime: 1, serverPort: 5432, dataDirectory: dir + "/nope")
+        else {
             Issue.record("a missing lock file proves nothing")
             return
         }

@@ -1,6 +1,7 @@
 import CairnBase
 import Foundation
 import Testing
+
 @testable import CairnPostgres
 
 /// Who runs PostgreSQL's server programs when cairn was started as root (unit test; the integration test is
@@ -11,14 +12,19 @@ import Testing
     static func byID(_ uid: uid_t) -> OSUser? { [105: postgres, 1001: dba][uid] }
 
     @Test func theDataDirectoryOwnerThenPostgresElseARefusal() throws {
-        let owned = try ServerUser.resolve(dataDirectory: "/srv/pg", owner: { _ in 1001 }, byID: Self.byID, byName: { _ in Self.postgres })
+        let owned = try ServerUser.resolve(
+            dataDirectory: "/srv/pg", owner: { _ in 1001 }, byID: Self.byID, byName: { _ in Self.postgres })
         #expect(owned == Self.dba)
         // Missing, or owned by root: the postgres account.
         for owner: uid_t? in [nil, 0] {
-            let u = try ServerUser.resolve(dataDirectory: "/srv/pg", owner: { _ in owner }, byID: Self.byID, byName: { _ in Self.postgres })
+            let u = try ServerUser.resolve(
+                dataDirectory: "/srv/pg", owner: { _ in owner }, byID: Self.byID, byName: { _ in Self.postgres })
             #expect(u == Self.postgres)
         }
-        #expect(try ServerUser.resolve(dataDirectory: nil, owner: { _ in nil }, byID: Self.byID, byName: { _ in Self.postgres }) == Self.postgres)
+        #expect(
+            try ServerUser.resolve(
+                dataDirectory: nil, owner: { _ in nil }, byID: Self.byID, byName: { _ in Self.postgres })
+                == Self.postgres)
         let e = #expect(throws: CairnError.self) {
             try ServerUser.resolve(dataDirectory: nil, owner: { _ in nil }, byID: Self.byID, byName: { _ in nil })
         }

@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnPostgres
 
 /// Programs of the right major: version parsing, finding the folder by major, and the mismatch error.
@@ -12,7 +13,7 @@ import TestSupport
         ("postgres (PostgreSQL) 18devel", 18),
         ("psql (PostgreSQL) 17beta1", 17),
         ("pg_dump (PostgreSQL) 9.6.24", 9),
-        ("pg_restore (PostgreSQL) 16.4 (Ubuntu 16.4-1.pgdg22.04+1)", 16),
+        ("pg_restore (PostgreSQL) 16.4 (Ubuntu 16.4-1.pgdg22.04+1)", 16)
     ])
     func theMajorOfAVersionLine(line: String, major: Int) {
         #expect(ToolVersions.parseMajor(line) == major)
@@ -25,16 +26,25 @@ import TestSupport
 
     @Test func theFolderIsFoundByTheMajor() async {
         let debian: Set<String> = ["/usr/lib/postgresql/18/bin/pg_ctl"]
-        #expect(await ToolVersions.locate(major: 18, environment: [:], fileExists: { debian.contains($0) },
-                                          pgConfigBindir: { _ in Issue.record("pg_config not needed"); return nil })
+        #expect(
+            await ToolVersions.locate(
+                major: 18, environment: [:], fileExists: { debian.contains($0) },
+                pgConfigBindir: { _ in
+                    Issue.record("pg_config not needed"); return nil
+                })
                 == "/usr/lib/postgresql/18/bin")
         let rhel: Set<String> = ["/usr/pgsql-17/bin/pg_ctl"]
-        #expect(await ToolVersions.locate(major: 17, environment: [:], fileExists: { rhel.contains($0) }) == "/usr/pgsql-17/bin")
+        #expect(
+            await ToolVersions.locate(major: 17, environment: [:], fileExists: { rhel.contains($0) })
+                == "/usr/pgsql-17/bin")
         // Neither: pg_config on PATH says where (its major is checked by the caller).
         let onPath: Set<String> = ["/opt/pg/bin/pg_config"]
-        #expect(await ToolVersions.locate(major: 18, environment: ["PATH": "/nowhere:/opt/pg/bin"], fileExists: { onPath.contains($0) },
-                                          pgConfigBindir: { $0 == "/opt/pg/bin/pg_config" ? "/opt/pg/bin\n" : nil }) == "/opt/pg/bin")
-        #expect(await ToolVersions.locate(major: 18, environment: ["PATH": "/nowhere"], fileExists: { _ in false }) == nil)
+        #expect(
+            await ToolVersions.locate(
+                major: 18, environment: ["PATH": "/nowhere:/opt/pg/bin"], fileExists: { onPath.contains($0) },
+                pgConfigBindir: { $0 == "/opt/pg/bin/pg_config" ? "/opt/pg/bin\n" : nil }) == "/opt/pg/bin")
+        #expect(
+            await ToolVersions.locate(major: 18, environment: ["PATH": "/nowhere"], fileExists: { _ in false }) == nil)
     }
 
     /// A folder of fake programs that print `--version` as PostgreSQL `major`'s would.
@@ -50,7 +60,8 @@ import TestSupport
     @Test func programsOfTheRightMajorPass() async throws {
         let dir = try Self.fakeBin(major: 18, tools: ["pg_dump", "pg_dumpall"])
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let runner = try await ToolRunner(binDirectory: dir).matching(major: 18, ["pg_dump", "pg_dumpall", "pg_absent"], for: "the cluster")
+        let runner = try await ToolRunner(binDirectory: dir).matching(
+            major: 18, ["pg_dump", "pg_dumpall", "pg_absent"], for: "the cluster")
         #expect(runner.binDirectory == dir)
     }
 
@@ -58,11 +69,15 @@ import TestSupport
         let dir = try Self.fakeBin(major: 15, tools: ["pg_ctl", "pg_verifybackup"])
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
-            _ = try await ToolRunner(binDirectory: dir).matching(major: 18, ["pg_ctl", "pg_verifybackup"], for: "backup 20261203T010000F")
+            _ = try await ToolRunner(binDirectory: dir).matching(
+                major: 18, ["pg_ctl", "pg_verifybackup"], for: "backup 20261203T010000F")
             Issue.record("a PostgreSQL 15 pg_ctl passed for an 18 backup")
         } catch let e as CairnError {
             #expect(e.code == .pgVersion)
-            #expect(e.message == "pg_ctl in \(dir) is PostgreSQL 15 but backup 20261203T010000F is PostgreSQL 18: each major needs its own programs")
+            #expect(
+                e.message
+                    == "pg_ctl in \(dir) is PostgreSQL 15 but backup 20261203T010000F is PostgreSQL 18: each major needs its own programs"
+            )
             #expect(e.hint?.contains("cluster.bin_directory") == true)
             #expect(e.hint?.contains("/usr/lib/postgresql/18/bin") == true)
         }

@@ -1,6 +1,7 @@
 import CairnBase
 import Foundation
 import Testing
+
 @testable import CairnPostgres
 
 // Unit tests for Sources/CairnPostgres/WAL.swift: LSNs, segment names, archived file names, timeline history
@@ -22,7 +23,7 @@ extension WALTests {
             ("1/0", 0x1_0000_0000),
             ("0/FFFFFFFF", 0xFFFF_FFFF),
             ("FFFFFFFF/FFFFFFFF", UInt64.max),
-            ("0/3000148", 0x300_0148),
+            ("0/3000148", 0x300_0148)
         ])
         func parsesAndPrintsPostgresNotation(text: String, value: UInt64) throws {
             let lsn = try #require(LSN(text))
@@ -37,8 +38,10 @@ extension WALTests {
             #expect(try #require(LSN("00000016/0B374D84")).description == "16/B374D84")
         }
 
-        @Test(arguments: ["", "/", "16", "16/", "/16", "1/2/3", "G/0", "0/G", "0x1/0", "1 /2", " 1/2", "1/2 ",
-                          "100000000/0", "0/100000000", "1.5/0", "-1/0"])
+        @Test(arguments: [
+            "", "/", "16", "16/", "/16", "1/2/3", "G/0", "0/G", "0x1/0", "1 /2", " 1/2", "1/2 ",
+            "100000000/0", "0/100000000", "1.5/0", "-1/0"
+        ])
         func rejectsJunk(text: String) {
             #expect(LSN(text) == nil, "\"\(text)\" must not parse as an LSN")
         }
@@ -74,7 +77,9 @@ extension WALTests {
         @Test func decodingRejectsWhatIsNotAnLSN() {
             struct Doc: Codable { var lsn: LSN }
             for bad in [#"{"lsn": "16-B374D848"}"#, #"{"lsn": ""}"#, #"{"lsn": 42}"#, #"{"lsn": null}"#] {
-                #expect(throws: DecodingError.self, "\(bad)") { try JSONDecoder().decode(Doc.self, from: Data(bad.utf8)) }
+                #expect(throws: DecodingError.self, "\(bad)") {
+                    try JSONDecoder().decode(Doc.self, from: Data(bad.utf8))
+                }
             }
         }
 
@@ -109,7 +114,7 @@ extension WALTests {
             (64 * MiB, 1, 0x40, "000000010000000100000000"),
             (64 * MiB, 2, 0x41, "000000020000000100000001"),
             // 1 GiB: 4 per xlogid.
-            (1024 * MiB, 1, 7, "000000010000000100000003"),
+            (1024 * MiB, 1, 7, "000000010000000100000003")
         ])
         func nameAndNumberRoundTrip(size: Int64, timeline: UInt32, number: UInt64, name: String) throws {
             let s = WALSegment(timeline: timeline, number: number, segmentSize: size)
@@ -127,7 +132,7 @@ extension WALTests {
             (16 * MiB, "00000007000000FF000000FF", "000000070000010000000000"),
             (1 * MiB, "000000010000000000000FFF", "000000010000000100000000"),
             (64 * MiB, "00000001000000000000003F", "000000010000000100000000"),
-            (64 * MiB, "000000020000000500000010", "000000020000000500000011"),
+            (64 * MiB, "000000020000000500000010", "000000020000000500000011")
         ])
         func nextCrossesTheXlogidBoundary(size: Int64, name: String, expectedNext: String) throws {
             let s = try #require(WALSegment(name: name, segmentSize: size))
@@ -141,11 +146,21 @@ extension WALTests {
 
         @Test func startLSNIsTheFirstByteOfTheSegment() throws {
             #expect(WALSegment(timeline: 1, number: 0, segmentSize: 16 * MiB).startLSN == LSN(0))
-            #expect(try #require(WALSegment(name: "0000000100000016000000B3", segmentSize: 16 * MiB)).startLSN.description == "16/B3000000")
-            #expect(try #require(WALSegment(name: "000000010000000100000000", segmentSize: 16 * MiB)).startLSN.description == "1/0")
-            #expect(try #require(WALSegment(name: "000000010000000100000000", segmentSize: 1 * MiB)).startLSN.description == "1/0")
-            #expect(try #require(WALSegment(name: "000000010000000000000FFF", segmentSize: 1 * MiB)).startLSN.description == "0/FFF00000")
-            #expect(try #require(WALSegment(name: "00000001000000050000003F", segmentSize: 64 * MiB)).startLSN.description == "5/FC000000")
+            #expect(
+                try #require(WALSegment(name: "0000000100000016000000B3", segmentSize: 16 * MiB)).startLSN.description
+                    == "16/B3000000")
+            #expect(
+                try #require(WALSegment(name: "000000010000000100000000", segmentSize: 16 * MiB)).startLSN.description
+                    == "1/0")
+            #expect(
+                try #require(WALSegment(name: "000000010000000100000000", segmentSize: 1 * MiB)).startLSN.description
+                    == "1/0")
+            #expect(
+                try #require(WALSegment(name: "000000010000000000000FFF", segmentSize: 1 * MiB)).startLSN.description
+                    == "0/FFF00000")
+            #expect(
+                try #require(WALSegment(name: "00000001000000050000003F", segmentSize: 64 * MiB)).startLSN.description
+                    == "5/FC000000")
         }
 
         @Test(arguments: [1 * MiB, 16 * MiB, 64 * MiB])
@@ -161,7 +176,9 @@ extension WALTests {
             }
             let s = WALSegment(timeline: 1, lsn: LSN("16/B374D848")!, segmentSize: 16 * MiB)
             #expect(s.name == "0000000100000016000000B3")
-            #expect(WALSegment(timeline: 1, lsn: LSN("16/B374D848")!, segmentSize: 1 * MiB).name == "000000010000001600000B37")
+            #expect(
+                WALSegment(timeline: 1, lsn: LSN("16/B374D848")!, segmentSize: 1 * MiB).name
+                    == "000000010000001600000B37")
         }
 
         @Test(arguments: [
@@ -174,7 +191,7 @@ extension WALTests {
             (16 * MiB, "00000001000000000000000G"),
             (16 * MiB, "00000001-000000000000001"),
             (16 * MiB, "000000010000000000000001.partial"),
-            (16 * MiB, ""),
+            (16 * MiB, "")
         ])
         func rejectsNamesThatCannotExist(size: Int64, name: String) {
             #expect(WALSegment(name: name, segmentSize: size) == nil, "\(name) at \(size)")
@@ -183,8 +200,11 @@ extension WALTests {
         @Test func ordersByPositionThenTimeline() {
             func s(_ t: UInt32, _ n: UInt64) -> WALSegment { WALSegment(timeline: t, number: n, segmentSize: 16 * MiB) }
             let sorted = [s(2, 5), s(1, 6), s(1, 5), s(3, 4), s(1, 0x100)].sorted()
-            #expect(sorted.map(\.name) == ["000000030000000000000004", "000000010000000000000005", "000000020000000000000005",
-                                           "000000010000000000000006", "000000010000000100000000"])
+            #expect(
+                sorted.map(\.name) == [
+                    "000000030000000000000004", "000000010000000000000005", "000000020000000000000005",
+                    "000000010000000000000006", "000000010000000100000000"
+                ])
         }
     }
 }
@@ -238,7 +258,7 @@ extension WALTests {
             // not hex, or wrong separators and suffixes
             "00000001000000000000000G", "0000000G.history", "000000010000000000000002.partial.tmp",
             "000000010000000000000002.history", "000000010000000000000002_00000028.backup",
-            "000000010000000000000002.00000028.backup.zst", "000000010000000000000002.zst", ".history", "xlogtemp.123",
+            "000000010000000000000002.00000028.backup.zst", "000000010000000000000002.zst", ".history", "xlogtemp.123"
         ])
         func rejectsJunk(name: String) {
             #expect(WALFileName(name) == nil, "\"\(name)\" is none of the four kinds")
@@ -269,15 +289,18 @@ extension WALTests {
                 2\t0/5000000\tbefore 2026-11-25 14:32:00.123456+00
                 """
             let h = TimelineSwitch.parseHistory(text)
-            #expect(h == [
-                TimelineSwitch(parent: 1, switchPoint: LSN("0/3000148")!, reason: "no recovery target specified"),
-                TimelineSwitch(parent: 2, switchPoint: LSN("0/5000000")!, reason: "before 2026-11-25 14:32:00.123456+00"),
-            ])
+            #expect(
+                h == [
+                    TimelineSwitch(parent: 1, switchPoint: LSN("0/3000148")!, reason: "no recovery target specified"),
+                    TimelineSwitch(
+                        parent: 2, switchPoint: LSN("0/5000000")!, reason: "before 2026-11-25 14:32:00.123456+00")
+                ])
         }
 
         @Test func ignoresCommentsBlankLinesAndSurroundingWhitespace() throws {
-            let text = "# comment written by hand\n\n   \n\t1\t0/3000148\tat restore point \"before upgrade\"  \r\n" +
-                "  # indented comment\n2\t1/A0\n\n"
+            let text =
+                "# comment written by hand\n\n   \n\t1\t0/3000148\tat restore point \"before upgrade\"  \r\n"
+                + "  # indented comment\n2\t1/A0\n\n"
             let h = TimelineSwitch.parseHistory(text)
             try #require(h.count == 2)
             #expect(h[0].parent == 1)
@@ -290,12 +313,19 @@ extension WALTests {
 
         @Test func reasonKeepsItsOwnTabsAndSpaces() {
             let h = TimelineSwitch.parseHistory("4 16/B374D848 after transaction 1234\tand more\n")
-            #expect(h == [TimelineSwitch(parent: 4, switchPoint: LSN(0x16_B374_D848), reason: "after transaction 1234\tand more")])
+            #expect(
+                h == [
+                    TimelineSwitch(
+                        parent: 4, switchPoint: LSN(0x16_B374_D848), reason: "after transaction 1234\tand more")
+                ])
         }
 
         @Test func skipsLinesThatAreNotEntries() {
             let text = "x\t0/1\tbad parent\n1\tnot-an-lsn\treason\n7\n-1\t0/1\tnegative\n3\t0/9000000\tgood\n"
-            #expect(TimelineSwitch.parseHistory(text) == [TimelineSwitch(parent: 3, switchPoint: LSN(0x900_0000), reason: "good")])
+            #expect(
+                TimelineSwitch.parseHistory(text) == [
+                    TimelineSwitch(parent: 3, switchPoint: LSN(0x900_0000), reason: "good")
+                ])
             #expect(TimelineSwitch.parseHistory("").isEmpty)
             #expect(TimelineSwitch.parseHistory("\n\n# only comments\n").isEmpty)
         }
@@ -316,8 +346,10 @@ extension WALTests {
     @Suite struct PageHeader {
         /// A synthetic `XLogLongPageHeaderData`: magic, info, timeline, page address, remaining length, then the
         /// system identifier at offset 24, segment size at 32 and block size at 36, all little endian.
-        static func longHeader(magic: UInt16 = 0xD110, info: UInt16 = 0x0002, systemIdentifier: UInt64,
-                               length: Int = 40) -> [UInt8] {
+        static func longHeader(
+            magic: UInt16 = 0xD110, info: UInt16 = 0x0002, systemIdentifier: UInt64,
+            length: Int = 40
+        ) -> [UInt8] {
             var b = [UInt8]()
             func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
             put(magic)
@@ -346,7 +378,8 @@ extension WALTests {
         }
 
         @Test func otherInfoBitsDoNotMatterAndTrailingBytesAreIgnored() throws {
-            let bytes = Self.longHeader(magic: 0xD113, info: 0x0007, systemIdentifier: 0x0102_0304_0506_0708, length: 8192)
+            let bytes = Self.longHeader(
+                magic: 0xD113, info: 0x0007, systemIdentifier: 0x0102_0304_0506_0708, length: 8192)
             let id = try #require(bytes.withUnsafeBytes { WALHeader.identity(ofSegment: $0) })
             #expect(id.systemIdentifier == 0x0102_0304_0506_0708)
             #expect(id.magic == WALHeader.pageMagic[16])
@@ -376,7 +409,8 @@ extension WALTests {
         }
 
         @Test func systemIdentifierOfPgControl() throws {
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-walheader-\(UUID().uuidString)")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "cairn-walheader-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
             let control = dir.appendingPathComponent("pg_control")

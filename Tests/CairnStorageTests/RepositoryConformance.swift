@@ -1,7 +1,9 @@
 import CairnBase
 import Foundation
-import Testing
+import Synchronization
 import TestSupport
+import Testing
+
 @testable import CairnStorage
 
 /// The repository contract (see `Repository`), checked the same way against every driver.
@@ -92,10 +94,11 @@ enum Conformance {
         // create-only writer onto an existing key fails and leaves the object alone
         // (a driver may notice while writing or at finish, but must notice)
         let w2 = try repo.makeWriter("big/object", options: .createOnly)
-        #expect(code {
-            try bytes(largeObject, seed: 8).withUnsafeBytes { try w2.write($0) }
-            _ = try w2.finish()
-        } == .repoObjectExists)
+        #expect(
+            code {
+                try bytes(largeObject, seed: 8).withUnsafeBytes { try w2.write($0) }
+                _ = try w2.finish()
+            } == .repoObjectExists)
         w2.abort()
         #expect(try repo.getBytes("big/object") == big)
 
@@ -116,7 +119,10 @@ enum Conformance {
         #expect(try w4.finish().size == Int64(big.count))
         #expect(try repo.getBytes("big/inline") == big)
         let w5 = try repo.makeWriter("big/inline", options: PutOptions(createOnly: true, uploadThreads: 0))
-        #expect(code { try big.withUnsafeBytes { try w5.write($0) }; _ = try w5.finish() } == .repoObjectExists)
+        #expect(
+            code {
+                try big.withUnsafeBytes { try w5.write($0) }; _ = try w5.finish()
+            } == .repoObjectExists)
         w5.abort()
         #expect(try repo.getBytes("big/inline") == big)
         try repo.delete(["big/inline"])
@@ -135,8 +141,6 @@ enum Conformance {
     }
 }
 
-import Synchronization
-
 @Suite struct RepositoryConformanceTests {
     @Test func memory() throws {
         try Conformance.run(MemoryRepository(), largeObject: 3 << 20)
@@ -148,7 +152,8 @@ import Synchronization
         let repo = LocalRepository(root: dir + "/repo")
         try Conformance.run(repo, largeObject: 3 << 20)
         // No temporary files are left behind.
-        let leftovers = FileManager.default.enumerator(atPath: dir)?.allObjects.compactMap { $0 as? String }
+        let leftovers =
+            FileManager.default.enumerator(atPath: dir)?.allObjects.compactMap { $0 as? String }
             .filter { $0.contains(".cairn-tmp-") } ?? []
         #expect(leftovers.isEmpty)
     }

@@ -1,11 +1,12 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnStorage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// S3 behaviour against the emulator with SigV4 enforced: errors users meet, batching, paging, headers.
@@ -15,10 +16,13 @@ import Glibc
     }
 
     @Test func wrongSecretIsReportedAsAuthWithAHint() throws {
-        let repo = S3Repository(settings: TestEnvironment.s3Settings(secret: "not-the-secret"),
-                                credentialSource: "AWS_SECRET_ACCESS_KEY in the environment")
-        for op in [{ _ = try repo.list(prefix: "") }, { try repo.put("x", [1], options: .overwrite) },
-                   { _ = try repo.getBytes("x") }] as [() throws -> Void] {
+        let repo = S3Repository(
+            settings: TestEnvironment.s3Settings(secret: "not-the-secret"),
+            credentialSource: "AWS_SECRET_ACCESS_KEY in the environment")
+        for op in [
+            { _ = try repo.list(prefix: "") }, { try repo.put("x", [1], options: .overwrite) },
+            { _ = try repo.getBytes("x") }
+        ] as [() throws -> Void] {
             let e = try #require(code(op))
             #expect(e.code == .repoAuth)
             #expect(e.message.contains("SignatureDoesNotMatch"))
@@ -92,7 +96,9 @@ import Glibc
         let repo = S3Repository(settings: TestEnvironment.s3Settings())
         let keys = (0..<1003).map { String(format: "many/%05d", $0) }
         DispatchQueue.concurrentPerform(iterations: 4) { w in
-            for k in stride(from: w, to: keys.count, by: 4) { _ = try? repo.put(keys[k], [UInt8(k & 0xff)], options: .overwrite) }
+            for k in stride(from: w, to: keys.count, by: 4) {
+                _ = try? repo.put(keys[k], [UInt8(k & 0xff)], options: .overwrite)
+            }
         }
         #expect(try repo.list(prefix: "many/").map(\.key) == keys)
         try repo.delete(keys)

@@ -1,7 +1,8 @@
 import CairnBase
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import CairnStorage
 
 /// The S3 driver against injected faults: it retries what is retryable, resumes broken downloads, respects its
@@ -23,7 +24,9 @@ import TestSupport
         let r = repo(proxy)
         let data = Self.bytes(3 << 20)
         try r.put("resume/obj", data, options: .overwrite)
-        try proxy.script(#"[{"match": {"method": "GET", "path_regex": "resume/obj"}, "times": 2, "action": {"reset_after_bytes": 700000}}]"#)
+        try proxy.script(
+            #"[{"match": {"method": "GET", "path_regex": "resume/obj"}, "times": 2, "action": {"reset_after_bytes": 700000}}]"#
+        )
         #expect(try r.getBytes("resume/obj") == data)
         let gets = try proxy.log().filter { ($0["method"] as? String) == "GET" }
         #expect(gets.count == 3)
@@ -47,11 +50,12 @@ import TestSupport
     @Test func serverErrorsAndThrottlingAreRetried() throws {
         let proxy = try FaultProxy()
         let r = repo(proxy)
-        try proxy.script(#"""
-        [{"match": {"method": "PUT"}, "times": 2, "action": {"status": 503, "code": "SlowDown"}},
-         {"match": {"method": "GET"}, "times": 1, "action": {"status": 500}},
-         {"match": {"method": "GET"}, "times": 1, "action": {"drop_request": true}}]
-        """#)
+        try proxy.script(
+            #"""
+            [{"match": {"method": "PUT"}, "times": 2, "action": {"status": 503, "code": "SlowDown"}},
+             {"match": {"method": "GET"}, "times": 1, "action": {"status": 500}},
+             {"match": {"method": "GET"}, "times": 1, "action": {"drop_request": true}}]
+            """#)
         try r.put("retry/obj", [1, 2, 3], options: .createOnly)
         #expect(try r.getBytes("retry/obj") == [1, 2, 3])
         let statuses = try proxy.log().compactMap { $0["status_sent"] as? Int }
@@ -62,7 +66,8 @@ import TestSupport
     @Test func errorsThatRetryingCannotFixAreNotRetried() throws {
         let proxy = try FaultProxy()
         let r = repo(proxy)
-        try proxy.script(#"[{"match": {"method": "GET"}, "times": 5, "action": {"status": 403, "code": "AccessDenied"}}]"#)
+        try proxy.script(
+            #"[{"match": {"method": "GET"}, "times": 5, "action": {"status": 403, "code": "AccessDenied"}}]"#)
         let e = #expect(throws: CairnError.self) { _ = try r.getBytes("any") }
         #expect(e?.code == .repoAccessDenied)
         #expect(try proxy.log().count == 1)
@@ -72,7 +77,8 @@ import TestSupport
         let proxy = try FaultProxy()
         let r = repo(proxy, deadline: 6, retries: 10)
         try r.put("stall/obj", Self.bytes(200_000), options: .overwrite)
-        try proxy.script(#"[{"match": {"method": "GET"}, "times": -1, "action": {"stall_after_bytes": 100, "stall_seconds": 30}}]"#)
+        try proxy.script(
+            #"[{"match": {"method": "GET"}, "times": -1, "action": {"stall_after_bytes": 100, "stall_seconds": 30}}]"#)
         let start = Date()
         let e = #expect(throws: CairnError.self) { _ = try r.getBytes("stall/obj") }
         #expect(e?.code == .repoTimeout || e?.code == .repoIO)
@@ -95,7 +101,9 @@ import TestSupport
     @Test func aLostAcknowledgementOfAMultipartCompletionIsRecognised() throws {
         let proxy = try FaultProxy()
         let r = repo(proxy)
-        try proxy.script(#"[{"match": {"method": "POST", "query_regex": "uploadId="}, "times": 1, "action": {"forward_then_status": 500}}]"#)
+        try proxy.script(
+            #"[{"match": {"method": "POST", "query_regex": "uploadId="}, "times": 1, "action": {"forward_then_status": 500}}]"#
+        )
         let data = Self.bytes(11 << 20)
         let w = try r.makeWriter("lost/multipart", options: .createOnly)
         try data.withUnsafeBytes { try w.write($0) }
@@ -107,7 +115,8 @@ import TestSupport
     @Test func aFailingPartAbortsTheUpload() throws {
         let proxy = try FaultProxy()
         let r = repo(proxy, deadline: 5, retries: 2)
-        try proxy.script(#"[{"match": {"method": "PUT", "query_regex": "partNumber=2"}, "times": -1, "action": {"status": 500}}]"#)
+        try proxy.script(
+            #"[{"match": {"method": "PUT", "query_regex": "partNumber=2"}, "times": -1, "action": {"status": 500}}]"#)
         let w = try r.makeWriter("broken/multipart", options: .overwrite)
         let e = #expect(throws: CairnError.self) {
             try Self.bytes(16 << 20).withUnsafeBytes { try w.write($0) }

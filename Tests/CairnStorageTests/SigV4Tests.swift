@@ -1,6 +1,7 @@
 import CairnBase
 import Foundation
 import Testing
+
 @testable import CairnStorage
 
 /// The signer against 13 S3 request signatures computed by botocore (shared/reference/sigv4-s3-vectors.json)
@@ -27,7 +28,8 @@ import Testing
     }
 
     static func vectors() throws -> [Vector] {
-        let url = try #require(Bundle.module.url(forResource: "sigv4-s3-vectors", withExtension: "json", subdirectory: "Fixtures"))
+        let url = try #require(
+            Bundle.module.url(forResource: "sigv4-s3-vectors", withExtension: "json", subdirectory: "Fixtures"))
         struct File: Decodable { let cases: [Vector] }
         return try JSONDecoder().decode(File.self, from: Data(contentsOf: url)).cases
     }
@@ -50,7 +52,9 @@ import Testing
             // Re-encode the query from decoded items: this checks our canonical encoder too.
             let items = (u.percentEncodedQuery ?? "").split(separator: "&").map { pair -> (String, String) in
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                return (String(kv[0]).removingPercentEncoding!, kv.count > 1 ? String(kv[1]).removingPercentEncoding! : "")
+                return (
+                    String(kv[0]).removingPercentEncoding!, kv.count > 1 ? String(kv[1]).removingPercentEncoding! : ""
+                )
             }
             let query = SigV4Signer.canonicalQuery(items)
             // botocore hashes the real body over plain HTTP even when asked for UNSIGNED-PAYLOAD; the expected
@@ -61,10 +65,13 @@ import Testing
                 payloadHash = SigV4Signer.sha256Hex(Array(body.utf8))
                 headers = headers.map { $0.0 == "x-amz-content-sha256" ? ($0.0, payloadHash) : $0 }
             }
-            let signer = SigV4Signer(credentials: AWSCredentials(accessKeyId: v.access_key, secretAccessKey: v.secret_key,
-                                                                 sessionToken: v.session_token), region: v.region)
-            let sig = signer.sign(method: v.method, host: host, path: u.percentEncodedPath, query: query,
-                                  headers: headers, payloadHash: payloadHash, date: Self.date(v.amz_date))
+            let signer = SigV4Signer(
+                credentials: AWSCredentials(
+                    accessKeyId: v.access_key, secretAccessKey: v.secret_key,
+                    sessionToken: v.session_token), region: v.region)
+            let sig = signer.sign(
+                method: v.method, host: host, path: u.percentEncodedPath, query: query,
+                headers: headers, payloadHash: payloadHash, date: Self.date(v.amz_date))
             #expect(sig.canonicalRequest == v.expected.canonical_request, "canonical request of \(v.name)")
             #expect(sig.stringToSign == v.expected.string_to_sign, "string to sign of \(v.name)")
             #expect(sig.authorization == v.expected.authorization, "authorization of \(v.name)")
@@ -73,12 +80,16 @@ import Testing
 
     /// AWS SigV4 test suite, "get-vanilla" (service "service", region us-east-1).
     @Test func awsGetVanilla() {
-        let signer = SigV4Signer(credentials: AWSCredentials(accessKeyId: "AKIDEXAMPLE",
-                                                             secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-                                 region: "us-east-1", service: "service")
-        let sig = signer.sign(method: "GET", host: "example.amazonaws.com", path: "/", query: "", headers: [],
-                              payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date("20150830T123600Z"))
-        #expect(sig.authorization.hasSuffix("Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"))
+        let signer = SigV4Signer(
+            credentials: AWSCredentials(
+                accessKeyId: "AKIDEXAMPLE",
+                secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            region: "us-east-1", service: "service")
+        let sig = signer.sign(
+            method: "GET", host: "example.amazonaws.com", path: "/", query: "", headers: [],
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date("20150830T123600Z"))
+        #expect(
+            sig.authorization.hasSuffix("Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"))
     }
 
     @Test func uriEncoding() {
@@ -88,7 +99,8 @@ import Testing
     }
 
     @Test func credentialsNeverPrintTheSecret() {
-        let c = AWSCredentials(accessKeyId: "AKIAABCDEFGHIJKLMNOP", secretAccessKey: "s3cr3t-value", sessionToken: "tok3n")
+        let c = AWSCredentials(
+            accessKeyId: "AKIAABCDEFGHIJKLMNOP", secretAccessKey: "s3cr3t-value", sessionToken: "tok3n")
         #expect(!"\(c)".contains("s3cr3t"))
         #expect(!"\(c)".contains("tok3n"))
         #expect(!"\(c)".contains("ABCDEFGHIJ"))

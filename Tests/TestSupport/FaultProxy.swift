@@ -11,11 +11,17 @@ public final class FaultProxy: @unchecked Sendable {
         let portFile = try TestEnvironment.tempDirectory("proxy") + "/port"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
-        pid = try Run.spawn("/usr/bin/env", ["python3", script, "--listen", "127.0.0.1:0", "--upstream",
-                                             "127.0.0.1:\(upstream.port!)", "--port-file", portFile, "--quiet"])
+        pid = try Run.spawn(
+            "/usr/bin/env",
+            [
+                "python3", script, "--listen", "127.0.0.1:0", "--upstream",
+                "127.0.0.1:\(upstream.port!)", "--port-file", portFile, "--quiet"
+            ])
         var p: Int?
         for _ in 0..<100 {
-            if let t = try? String(contentsOfFile: portFile, encoding: .utf8), let v = Int(t.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            if let t = try? String(contentsOfFile: portFile, encoding: .utf8),
+                let v = Int(t.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
                 p = v
                 break
             }
@@ -39,8 +45,12 @@ public final class FaultProxy: @unchecked Sendable {
 
     /// Adds rules (JSON, see the script's docstring).
     public func script(_ rulesJSON: String) throws {
-        let r = try Run.program("/usr/bin/curl", ["-sf", "-X", "POST", "-H", "Content-Type: application/json",
-                                                  "--data-binary", rulesJSON, "http://127.0.0.1:\(port)/__fault/script"])
+        let r = try Run.program(
+            "/usr/bin/curl",
+            [
+                "-sf", "-X", "POST", "-H", "Content-Type: application/json",
+                "--data-binary", rulesJSON, "http://127.0.0.1:\(port)/__fault/script"
+            ])
         guard r.status == 0 else { throw TestFailure("fault proxy refused the script: \(r.stdout)\(r.stderr)") }
     }
 

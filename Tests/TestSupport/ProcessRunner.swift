@@ -76,11 +76,18 @@ public enum Run {
     /// when parallel tests block the (two) cooperative threads. Output is drained while the child runs and once
     /// more after it exits, never waiting for end-of-file (a daemon the child started may hold the pipe open).
     @discardableResult
-    public static func program(_ path: String, _ args: [String], environment: [String: String] = [:],
-                               inheritEnvironment: Bool = false, stdin: String? = nil,
-                               cwd: String? = nil) throws -> ProcessResult {
-        var env = inheritEnvironment ? ProcessInfo.processInfo.environment
-            : ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root"]
+    public static func program(
+        _ path: String, _ args: [String], environment: [String: String] = [:],
+        inheritEnvironment: Bool = false, stdin: String? = nil,
+        cwd: String? = nil
+    ) throws -> ProcessResult {
+        var env =
+            inheritEnvironment
+            ? ProcessInfo.processInfo.environment
+            : [
+                "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root"
+            ]
         for (k, v) in environment { env[k] = v }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else { throw TestFailure("pipe failed") }
@@ -92,7 +99,10 @@ public enum Run {
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         // A working directory goes through the shell (posix_spawn's chdir action is a GNU extension).
-        let (exe, argList) = cwd.map { ("/bin/sh", ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, path] + args) } ?? (path, [path] + args)
+        let (exe, argList) =
+            cwd.map { ("/bin/sh", ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, path] + args) } ?? (
+                path, [path] + args
+            )
         let argv: [UnsafeMutablePointer<CChar>?] = argList.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
@@ -127,14 +137,17 @@ public enum Run {
         while true {
             let w = waitpid(pid, &status, WNOHANG)
             if w == pid || (w < 0 && errno != EINTR) { break }
-            var pfds = fds.enumerated().filter { open[$0.offset] }.map { pollfd(fd: $0.element, events: Int16(POLLIN), revents: 0) }
+            var pfds = fds.enumerated().filter { open[$0.offset] }.map {
+                pollfd(fd: $0.element, events: Int16(POLLIN), revents: 0)
+            }
             if pfds.isEmpty { usleep(10_000) } else { _ = poll(&pfds, nfds_t(pfds.count), 50) }
             drain()
         }
         drain()
         let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ProcessResult(status: code, stdout: String(decoding: buffers[0], as: UTF8.self),
-                             stderr: String(decoding: buffers[1], as: UTF8.self))
+        return ProcessResult(
+            status: code, stdout: String(decoding: buffers[0], as: UTF8.self),
+            stderr: String(decoding: buffers[1], as: UTF8.self))
     }
 
     /// Starts a program without waiting (output discarded); returns its pid. Reap it with `wait(_:)`.
@@ -185,7 +198,9 @@ public enum Run {
 
     /// Runs `cairn` with arguments.
     @discardableResult
-    public static func cairn(_ args: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> ProcessResult {
+    public static func cairn(
+        _ args: [String], environment: [String: String] = [:], cwd: String? = nil
+    ) throws -> ProcessResult {
         try program(cairnBinary, args, environment: environment, cwd: cwd)
     }
 

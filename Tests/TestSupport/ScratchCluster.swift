@@ -2,7 +2,7 @@ import CairnPostgres
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A throwaway PostgreSQL cluster (15 unless told another ``PGMajor``) owned by the `postgres` OS user, for one
@@ -21,8 +21,10 @@ public final class ScratchCluster: @unchecked Sendable {
     /// Creates, configures and starts a new cluster. `repository` writes the cairn configuration for the
     /// cluster (given its directory and connection string) and returns its path; the cluster then archives into it.
     /// `checksums` turns data checksums on or off at initdb (nil: the major's default, off on 15, on on 18).
-    public init(name: String, major: PGMajor = .v15, checksums: Bool? = nil, settings: [String] = [],
-                repository: ((_ dir: String, _ conninfo: String) throws -> String)? = nil) throws {
+    public init(
+        name: String, major: PGMajor = .v15, checksums: Bool? = nil, settings: [String] = [],
+        repository: ((_ dir: String, _ conninfo: String) throws -> String)? = nil
+    ) throws {
         self.major = major
         bin = major.bin
         dir = try ScratchCluster.makeDirectory(name)
@@ -32,13 +34,15 @@ public final class ScratchCluster: @unchecked Sendable {
         try Run.shell("mkdir -p \(socketDir) && chown postgres:postgres \(dir) \(socketDir)")
         let config = try repository?(dir, "host=\(socketDir) port=\(port) user=postgres dbname=postgres")
         self.config = config
-        let sums = checksums.map { $0 ? " --data-checksums" : (major.checksumsByDefault ? " --no-data-checksums" : "") } ?? ""
-        try asPostgres("\(bin)/initdb -D \(data) -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8\(sums) >/dev/null")
+        let sums =
+            checksums.map { $0 ? " --data-checksums" : (major.checksumsByDefault ? " --no-data-checksums" : "") } ?? ""
+        try asPostgres(
+            "\(bin)/initdb -D \(data) -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8\(sums) >/dev/null")
         var conf = [
             "listen_addresses = ''", "port = \(port)", "unix_socket_directories = '\(socketDir)'",
             "wal_level = replica", "max_wal_senders = 5", "shared_buffers = 32MB", "fsync = on",
             "archive_mode = on",
-            "archive_command = '\(config.map { "\(Run.installedCairn) --config \($0) wal-push %p" } ?? "/bin/true")'",
+            "archive_command = '\(config.map { "\(Run.installedCairn) --config \($0) wal-push %p" } ?? "/bin/true")'"
         ]
         conf += major.settings + settings
         try (conf.joined(separator: "\n") + "\n").appendLines(to: data + "/postgresql.conf")
@@ -86,8 +90,12 @@ public final class ScratchCluster: @unchecked Sendable {
     /// Runs SQL and returns unaligned, tuples-only output.
     @discardableResult
     public func psql(_ sql: String, database: String = "postgres") throws -> String {
-        let r = try Run.program(bin + "/psql", ["-h", socketDir, "-p", String(port), "-U", "postgres", "-d", database,
-                                                 "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        let r = try Run.program(
+            bin + "/psql",
+            [
+                "-h", socketDir, "-p", String(port), "-U", "postgres", "-d", database,
+                "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql
+            ])
         guard r.status == 0 else { throw TestFailure("psql failed on \(data): \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -98,7 +106,8 @@ public final class ScratchCluster: @unchecked Sendable {
     /// a no-op and returns the current segment's first record position (offset ≤ 40, its long page header): then
     /// everything written so far is in the segment before, which is the one to wait for.
     public func switchAndWaitForArchive(timeout: Double = 120) throws {
-        let seg = try psql("""
+        let seg = try psql(
+            """
             SELECT pg_walfile_name(CASE WHEN pg_wal_lsn_diff(l, '0/0') % (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') <= 40
                                         THEN l - 41 ELSE l END)
             FROM (SELECT pg_switch_wal() AS l) s
@@ -110,7 +119,9 @@ public final class ScratchCluster: @unchecked Sendable {
             if last.count >= 24 && String(last.prefix(24)) >= seg { return }
             usleep(100_000)
         }
-        throw TestFailure("segment \(seg) was not archived within \(timeout)s: \(try psql("SELECT * FROM pg_stat_archiver"))\n\(log.suffix(2000))")
+        throw TestFailure(
+            "segment \(seg) was not archived within \(timeout)s: \(try psql("SELECT * FROM pg_stat_archiver"))\n\(log.suffix(2000))"
+        )
     }
 
     /// The server's time now, in UTC with microseconds (`2026-12-03T06:30:44.123456Z`): a `--target-time`.

@@ -12,9 +12,12 @@ public enum TestCluster {
     /// Runs SQL with psql against the test cluster and returns its unaligned output.
     @discardableResult
     public static func psql(_ sql: String, database: String = "postgres") throws -> String {
-        let r = try Run.program(binDirectory + "/psql",
-                                ["-h", TestEnvironment.value("CAIRN_TEST_PGHOST"), "-p", TestEnvironment.value("CAIRN_TEST_PGPORT"),
-                                 "-U", "postgres", "-d", database, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        let r = try Run.program(
+            binDirectory + "/psql",
+            [
+                "-h", TestEnvironment.value("CAIRN_TEST_PGHOST"), "-p", TestEnvironment.value("CAIRN_TEST_PGPORT"),
+                "-U", "postgres", "-d", database, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql
+            ])
         guard r.status == 0 else { throw TestFailure("psql failed: \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -36,8 +39,10 @@ public enum TestCluster {
 
     /// Writes a `cairn.yaml` for the test cluster and an S3 repository under a unique prefix, with the
     /// credentials in a 0600 credentials file next to it. Returns the config path.
-    public static func s3Config(prefix: String, in dir: String, tls: Bool = false, secret: String? = nil,
-                                bucket: String? = nil, extra: String = "") throws -> String {
+    public static func s3Config(
+        prefix: String, in dir: String, tls: Bool = false, secret: String? = nil,
+        bucket: String? = nil, extra: String = ""
+    ) throws -> String {
         let creds = dir + "/aws-credentials"
         try """
         [default]

@@ -35,16 +35,20 @@ public enum TestEnvironment {
     }
 
     /// S3 settings for the test emulator (plain HTTP unless `tls`), with a unique prefix.
-    public static func s3Settings(prefix: String? = nil, tls: Bool = false, secret: String? = nil,
-                                  bucket: String? = nil, partSize: Int = 5 << 20) -> S3Settings {
+    public static func s3Settings(
+        prefix: String? = nil, tls: Bool = false, secret: String? = nil,
+        bucket: String? = nil, partSize: Int = 5 << 20
+    ) -> S3Settings {
         let endpoint = URL(string: value(tls ? "CAIRN_TEST_S3_TLS_ENDPOINT" : "CAIRN_TEST_S3_ENDPOINT"))!
-        return S3Settings(endpoint: endpoint, bucket: bucket ?? value("CAIRN_TEST_S3_BUCKET"),
-                          prefix: prefix ?? uniqueName("t"), region: value("CAIRN_TEST_S3_REGION"),
-                          uriStyle: .path, caFile: tls ? value("CAIRN_TEST_S3_CA") : nil,
-                          credentials: AWSCredentials(accessKeyId: value("CAIRN_TEST_S3_ACCESS_KEY"),
-                                                      secretAccessKey: secret ?? value("CAIRN_TEST_S3_SECRET_KEY")),
-                          partSize: partSize, concurrency: 4, connectTimeout: 5, stallTimeout: 20,
-                          requestDeadline: 60, maxRetries: 3)
+        return S3Settings(
+            endpoint: endpoint, bucket: bucket ?? value("CAIRN_TEST_S3_BUCKET"),
+            prefix: prefix ?? uniqueName("t"), region: value("CAIRN_TEST_S3_REGION"),
+            uriStyle: .path, caFile: tls ? value("CAIRN_TEST_S3_CA") : nil,
+            credentials: AWSCredentials(
+                accessKeyId: value("CAIRN_TEST_S3_ACCESS_KEY"),
+                secretAccessKey: secret ?? value("CAIRN_TEST_S3_SECRET_KEY")),
+            partSize: partSize, concurrency: 4, connectTimeout: 5, stallTimeout: 20,
+            requestDeadline: 60, maxRetries: 3)
     }
 }
 
@@ -52,7 +56,9 @@ public enum TestEnvironment {
 public enum Measurements {
     public static func record(_ lines: [String]) {
         let file = (TestEnvironment.env["CAIRN_TEST_STATE"] ?? NSTemporaryDirectory()) + "/measurements.txt"
-        if !FileManager.default.fileExists(atPath: file) { _ = FileManager.default.createFile(atPath: file, contents: nil) }
+        if !FileManager.default.fileExists(atPath: file) {
+            _ = FileManager.default.createFile(atPath: file, contents: nil)
+        }
         guard let h = FileHandle(forWritingAtPath: file) else { return }
         h.seekToEndOfFile()
         h.write(Data((lines.joined(separator: "\n") + "\n").utf8))

@@ -11,8 +11,10 @@ public enum TestRepository {
     /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
     /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600). `cluster.bin_directory` is
     /// that of `major` (the cluster's).
-    public static func config(_ kind: RepoKind, dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
-                              extra: String = "", masterKey: String? = nil, cluster: [String] = []) throws -> String {
+    public static func config(
+        _ kind: RepoKind, dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
+        extra: String = "", masterKey: String? = nil, cluster: [String] = []
+    ) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
         switch kind {
@@ -27,15 +29,15 @@ public enum TestRepository {
             """.write(toFile: creds, atomically: true, encoding: .utf8)
             try Run.shell("chown postgres:postgres \(creds) && chmod 600 \(creds)")
             repo = """
-              type: s3
-              bucket: \(TestEnvironment.value("CAIRN_TEST_S3_BUCKET"))
-              prefix: \(TestEnvironment.uniqueName("it"))
-              endpoint: \(TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT"))
-              ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))
-              region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))
-              uri_style: path
-              credentials_file: \(creds)
-            """
+                  type: s3
+                  bucket: \(TestEnvironment.value("CAIRN_TEST_S3_BUCKET"))
+                  prefix: \(TestEnvironment.uniqueName("it"))
+                  endpoint: \(TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT"))
+                  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))
+                  region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))
+                  uri_style: path
+                  credentials_file: \(creds)
+                """
         }
         if let masterKey {
             try (masterKey + "\n").write(toFile: dir + "/master.key", atomically: true, encoding: .utf8)

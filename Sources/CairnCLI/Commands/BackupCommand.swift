@@ -8,25 +8,34 @@ struct BackupCommand: AsyncParsableCommand {
         commandName: "backup",
         abstract: "Take a backup into the repository.",
         discussion: """
-        A full (physical) backup reads the data directory between pg_backup_start and pg_backup_stop, \
-        limits.parallelism files at a time (or, with cluster.backup_method: stream or from another host, streams \
-        a base backup over a replication connection), keeps a PostgreSQL backup_manifest, waits until the WAL the backup needs is archived, and writes manifest.json \
-        last: an interrupted backup leaves nothing that list or restore would take for a backup.
-        """)
+            A full (physical) backup reads the data directory between pg_backup_start and pg_backup_stop, \
+            limits.parallelism files at a time (or, with cluster.backup_method: stream or from another host, streams \
+            a base backup over a replication connection), keeps a PostgreSQL backup_manifest, waits until the WAL the backup needs is archived, and writes manifest.json \
+            last: an interrupted backup leaves nothing that list or restore would take for a backup.
+            """)
 
     enum Kind: String, ExpressibleByArgument, CaseIterable { case full, incr, diff, logical }
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Backup type: full (physical), incr (blocks changed since the newest backup), diff (since the newest full) or logical (pg_dump of each database).")
+    @Option(
+        name: .long,
+        help:
+            "Backup type: full (physical), incr (blocks changed since the newest backup), diff (since the newest full) or logical (pg_dump of each database)."
+    )
     var type: Kind = .full
-    @Option(name: .long, help: "A database for a logical backup (repeatable; default: all).") var database: [String] = []
-    @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout: String = "10m"
-    @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint = false
+    @Option(name: .long, help: "A database for a logical backup (repeatable; default: all).") var database: [String] =
+        []
+    @Option(name: .long, help: "How long to wait for the backup's WAL to be archived (e.g. 10m).") var walTimeout:
+        String = "10m"
+    @Flag(name: .long, help: "Let the starting checkpoint be spread out instead of immediate.") var spreadCheckpoint =
+        false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
     @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
-        guard Units.parseDuration(walTimeout) != nil else { throw ValidationError("--wal-timeout must be a duration such as 10m") }
+        guard Units.parseDuration(walTimeout) != nil else {
+            throw ValidationError("--wal-timeout must be a duration such as 10m")
+        }
         if type != .logical && !database.isEmpty { throw ValidationError("--database applies to --type logical only") }
     }
 
@@ -68,8 +77,9 @@ struct BackupCommand: AsyncParsableCommand {
                 if let tli = try TimelineWitness.currentTimeline(try ctx.connect()) {
                     try TimelineWitness.confirmProduction(tli, repo: repo, clock: SystemClock(), decidedBy: "backup")
                 }
-                return try BackupOperation.run(repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
-                                        clock: SystemClock(), options: opts, progress: progress.callbacks)
+                return try BackupOperation.run(
+                    repo: repo, pipeline: ctx.makePipeline(), conninfo: ctx.config.cluster.connection,
+                    clock: SystemClock(), options: opts, progress: progress.callbacks)
             }
         } catch {
             progress.done()
@@ -77,11 +87,18 @@ struct BackupCommand: AsyncParsableCommand {
             throw error
         }
         progress.done()
-        await JobRecord.record(repo, job: "backup-\(type.rawValue)", started: started, subject: manifest.id, bytes: manifest.storedSize)
+        await JobRecord.record(
+            repo, job: "backup-\(type.rawValue)", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
-        let what = manifest.parent.map { "\(manifest.kind.rawValue) backup \(manifest.id) (on \($0))" } ?? "backup \(manifest.id)"
-        Output.line("\(what) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
-        Output.line("  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))")
+        let what =
+            manifest.parent.map { "\(manifest.kind.rawValue) backup \(manifest.id) (on \($0))" }
+            ?? "backup \(manifest.id)"
+        Output.line(
+            "\(what) committed: \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))"
+        )
+        Output.line(
+            "  WAL \(manifest.start.wal) … \(manifest.stop.wal) (LSN \(manifest.start.lsn) … \(manifest.stop.lsn), timeline \(manifest.stop.timeline)), consistent at \(Timestamp.format(manifest.stop.time))"
+        )
     }
 }
 
@@ -103,11 +120,16 @@ extension BackupCommand {
             throw error
         }
         progress.done()
-        await JobRecord.record(repo, job: "backup-logical", started: started, subject: manifest.id, bytes: manifest.storedSize)
+        await JobRecord.record(
+            repo, job: "backup-logical", started: started, subject: manifest.id, bytes: manifest.storedSize)
         if json { return try Output.json(BackupSummary(manifest)) }
-        Output.line("logical backup \(manifest.id) committed: \(manifest.databases?.count ?? 0) database(s), \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))")
+        Output.line(
+            "logical backup \(manifest.id) committed: \(manifest.databases?.count ?? 0) database(s), \(Units.formatBytes(manifest.size)) stored as \(Units.formatBytes(manifest.storedSize)) in \(Units.formatDuration(manifest.durationSeconds))"
+        )
         for d in manifest.databases ?? [] {
-            Output.line("  \(d.name): dump \(Units.formatBytes(d.object.digest.size)) → \(Units.formatBytes(d.object.digest.storedSize)), snapshot at \(Timestamp.format(d.snapshotTime))")
+            Output.line(
+                "  \(d.name): dump \(Units.formatBytes(d.object.digest.size)) → \(Units.formatBytes(d.object.digest.storedSize)), snapshot at \(Timestamp.format(d.snapshotTime))"
+            )
         }
     }
 }

@@ -37,7 +37,10 @@ struct CheckCommand: AsyncParsableCommand {
                 return value
             } catch {
                 let (code, message, hint) = describeError(error)
-                items.append(Item(name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue, hint: hint.map(Redaction.redact)))
+                items.append(
+                    Item(
+                        name: name, ok: false, detail: Redaction.redact(message), code: code.rawValue,
+                        hint: hint.map(Redaction.redact)))
                 firstError = firstError ?? error
                 return nil
             }
@@ -46,10 +49,14 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         var results = Results()
-        guard let ctx = await results.record("configuration", {
-            let ctx = try AppContext.load(global)
-            return (ctx, ctx.config.sourcePath ?? "-")
-        }) else { return try finish(results) }
+        guard
+            let ctx = await results.record(
+                "configuration",
+                {
+                    let ctx = try AppContext.load(global)
+                    return (ctx, ctx.config.sourcePath ?? "-")
+                })
+        else { return try finish(results) }
         let cluster = await results.record("cluster") { try await clusterRow(ctx) }
         // The programs cairn runs for this cluster (logical backups, restores, drills) must be of its major.
         if let cluster { _ = await results.record("programs") { ((), try await programsRow(ctx, cluster)) } }
@@ -66,20 +73,28 @@ struct CheckCommand: AsyncParsableCommand {
     private func clusterRow(_ ctx: AppContext) async throws -> (ClusterInfo, String) {
         let (info, settings) = try await Blocking.run { try SetupCheck.cluster(try ctx.connect()) }
         let v = info.versionNum
-        return (info, "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.systemIdentifier), "
-                    + "wal_level=\(settings.walLevel), archive_mode=\(settings.archiveMode)")
+        return (
+            info,
+            "PostgreSQL \(v / 10000).\(v % 100), system identifier \(info.systemIdentifier), "
+                + "wal_level=\(settings.walLevel), archive_mode=\(settings.archiveMode)"
+        )
     }
 
     /// Where the programs of the cluster's major are.
     private func programsRow(_ ctx: AppContext, _ cluster: ClusterInfo) async throws -> String {
-        let tools = try await ctx.tools.matching(major: cluster.majorVersion, ToolVersions.checkedByCheck, for: "the cluster")
-        return "PostgreSQL \(cluster.majorVersion)'s programs in \(tools.binDirectory)\(ctx.tools.isConfigured ? "" : " (found by the major)")"
+        let tools = try await ctx.tools.matching(
+            major: cluster.majorVersion, ToolVersions.checkedByCheck, for: "the cluster")
+        return
+            "PostgreSQL \(cluster.majorVersion)'s programs in \(tools.binDirectory)\(ctx.tools.isConfigured ? "" : " (found by the major)")"
     }
 
     /// The repository is reachable, writable and initialised for this cluster.
     private func repositoryRow(_ ctx: AppContext, cluster: ClusterInfo?) async throws -> String {
-        let (probe, info) = try await Blocking.run { try SetupCheck.repository(try ctx.makeRepository(), cluster: cluster) }
-        return "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms); initialised for cluster \(info.systemIdentifier)"
+        let (probe, info) = try await Blocking.run {
+            try SetupCheck.repository(try ctx.makeRepository(), cluster: cluster)
+        }
+        return
+            "\(probe.location) is reachable and writable (probe round trip \(probe.roundTripMs) ms); initialised for cluster \(info.systemIdentifier)"
     }
 
     private func finish(_ results: Results) throws {

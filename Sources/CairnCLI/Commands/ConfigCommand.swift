@@ -12,7 +12,8 @@ struct ConfigCommand: AsyncParsableCommand {
 
     /// `cairn config show`: the effective settings, secrets redacted.
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the effective settings (file, then environment), secrets redacted.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective settings (file, then environment), secrets redacted.")
         @OptionGroup var global: GlobalOptions
         @Flag(name: .long, help: "Print as JSON.") var json = false
 
@@ -25,10 +26,12 @@ struct ConfigCommand: AsyncParsableCommand {
 
     /// `cairn config validate [FILE]`: every problem with its location.
     struct Validate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check a configuration file and report every problem with its file:line.")
+        static let configuration = CommandConfiguration(
+            abstract: "Check a configuration file and report every problem with its file:line.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The file to check (default: the configuration file in use).") var file: String?
-        @Flag(name: .long, help: "Print the result as JSON (problems are reported as errors, with their exit code).") var json = false
+        @Flag(name: .long, help: "Print the result as JSON (problems are reported as errors, with their exit code).")
+        var json = false
 
         struct Result: Encodable {
             var file: String
@@ -56,12 +59,15 @@ struct ConfigCommand: AsyncParsableCommand {
             // The master key must be readable and well-formed wherever cairn runs (also as the archiver's user).
             switch config.encryption {
             case .file(let path)?: result.masterKeyId = try MasterKey.load(file: path, warnings: &result.warnings).id
-            case .environment(let name)?: result.masterKeyId = try MasterKey.load(variable: name, environment: loader.environment).id
+            case .environment(let name)?:
+                result.masterKeyId = try MasterKey.load(variable: name, environment: loader.environment).id
             case nil: break
             }
             if json { return try Output.json(result) }
             for w in result.warnings { Output.stderr("warning: \(w)") }
-            Output.line("\(path): ok\(result.credentialsFrom.map { " (S3 credentials from \($0))" } ?? "")\(result.masterKeyId.map { " (master key \($0))" } ?? "")")
+            Output.line(
+                "\(path): ok\(result.credentialsFrom.map { " (S3 credentials from \($0))" } ?? "")\(result.masterKeyId.map { " (master key \($0))" } ?? "")"
+            )
         }
     }
 
@@ -87,17 +93,23 @@ struct EffectiveSettings: Encodable {
     init(_ ctx: AppContext) throws {
         let c = ctx.config
         file = c.sourcePath ?? "-"
-        cluster = ["connection": EffectiveSettings.redactConninfo(c.cluster.connection),
-                   "data_directory": c.cluster.dataDirectory ?? "(from the server)",
-                   "bin_directory": c.cluster.binDirectory ?? "(by the major: /usr/lib/postgresql/<major>/bin or pg_config --bindir)", "backup_method": c.cluster.backupMethod.rawValue]
+        cluster = [
+            "connection": EffectiveSettings.redactConninfo(c.cluster.connection),
+            "data_directory": c.cluster.dataDirectory ?? "(from the server)",
+            "bin_directory": c.cluster.binDirectory
+                ?? "(by the major: /usr/lib/postgresql/<major>/bin or pg_config --bindir)",
+            "backup_method": c.cluster.backupMethod.rawValue
+        ]
         switch c.repository {
         case .local(let path):
             repository = ["type": "local", "path": path]
         case .s3(let s3):
-            var r = ["type": "s3", "bucket": s3.bucket, "prefix": s3.prefix, "endpoint": s3.endpoint.absoluteString,
-                     "region": s3.region, "uri_style": s3.uriStyle.rawValue, "verify_tls": String(s3.verifyTLS),
-                     "ca_file": s3.caFile ?? "(system)", "storage_class": s3.storageClass ?? "(bucket default)",
-                     "server_side_encryption": s3.serverSideEncryption ?? "(none)"]
+            var r = [
+                "type": "s3", "bucket": s3.bucket, "prefix": s3.prefix, "endpoint": s3.endpoint.absoluteString,
+                "region": s3.region, "uri_style": s3.uriStyle.rawValue, "verify_tls": String(s3.verifyTLS),
+                "ca_file": s3.caFile ?? "(system)", "storage_class": s3.storageClass ?? "(bucket default)",
+                "server_side_encryption": s3.serverSideEncryption ?? "(none)"
+            ]
             if let k = s3.kmsKeyId { r["kms_key_id"] = k }
             do {
                 let (creds, source, _) = try CredentialResolver(environment: ctx.environment).resolve(s3)
@@ -113,19 +125,24 @@ struct EffectiveSettings: Encodable {
         switch c.encryption {
         case nil: repository["encryption"] = "(none)"
         case .file(let path): repository["encryption"] = "aes-256-gcm, master key in file \(path)"
-        case .environment(let name): repository["encryption"] = "aes-256-gcm, master key in environment variable \(name)"
+        case .environment(let name):
+            repository["encryption"] = "aes-256-gcm, master key in environment variable \(name)"
         }
         compression = ["level": c.compression.level, "threads": c.compression.threads]
         archive = ["async": String(c.archive.async)]
         let l = c.limits
-        limits = ["parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
-                  "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),
-                  "request_timeout": Units.formatDuration(l.requestTimeout), "retries": String(l.retries)]
+        limits = [
+            "parallelism": String(l.parallelism), "part_size": Units.formatBytes(l.partSize),
+            "connect_timeout": Units.formatDuration(l.connectTimeout), "io_timeout": Units.formatDuration(l.ioTimeout),
+            "request_timeout": Units.formatDuration(l.requestTimeout), "retries": String(l.retries)
+        ]
         let p = c.retention
-        retention = ["source": c.retentionSource, "recovery_window": Units.formatDuration(p.recoveryWindow),
-                     "min_full_backups": String(p.minFullBackups), "logical_backups": Units.formatDuration(p.logicalRetention),
-                     "drill_records": Units.formatDuration(p.drillRetention), "reports": Units.formatDuration(p.reportRetention),
-                     "orphan_safety_age": Units.formatDuration(p.orphanSafetyAge)]
+        retention = [
+            "source": c.retentionSource, "recovery_window": Units.formatDuration(p.recoveryWindow),
+            "min_full_backups": String(p.minFullBackups), "logical_backups": Units.formatDuration(p.logicalRetention),
+            "drill_records": Units.formatDuration(p.drillRetention), "reports": Units.formatDuration(p.reportRetention),
+            "orphan_safety_age": Units.formatDuration(p.orphanSafetyAge)
+        ]
         daemon = ["schedule": c.schedulePath ?? "(none)", "metrics_listen": c.metricsListen]
         environmentOverrides = c.environmentOverrides
     }
@@ -144,7 +161,9 @@ struct EffectiveSettings: Encodable {
         s += block("compression", compression.mapValues(String.init)) + "\n" + block("archive", archive) + "\n"
         s += block("limits", limits) + "\n"
         s += block("retention", retention) + "\n" + block("daemon", daemon)
-        if !environmentOverrides.isEmpty { s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))" }
+        if !environmentOverrides.isEmpty {
+            s += "\n# overridden by the environment: \(environmentOverrides.joined(separator: ", "))"
+        }
         return s
     }
 

@@ -10,8 +10,11 @@ import Synchronization
 
 /// The lock every job command takes, so overlapping runs (cron, daemons on several hosts) are refused.
 struct JobLockOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("How long the job's repository lock lasts if the job dies without releasing it.",
-                                            visibility: .hidden))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "How long the job's repository lock lasts if the job dies without releasing it.",
+            visibility: .hidden))
     var lockTtl: Int = 6 * 3600
 
     /// Takes `locks/<job>.json`, runs `body`, releases the lock (see ``RepositoryLock/holding(_:repo:ttl:_:)``).
@@ -25,16 +28,17 @@ struct DaemonCommand: AsyncParsableCommand {
         commandName: "daemon",
         abstract: "Run the schedule policy's jobs on time and serve Prometheus metrics.",
         discussion: """
-        Jobs (backup-full, backup-incr, backup-diff, backup-logical, expire, verify, drill, report) run on their cron expressions in their time \
-        zones, one run of a kind at a time across hosts (a lock in the repository), each stopped if it exceeds its \
-        max_run_time. Runs missed while the daemon was down are run once or skipped and reported, per policy. \
-        /metrics (Prometheus text format) and /healthz are served on metrics.listen. SIGTERM/SIGINT stop it \
-        gracefully: running jobs are asked to stop, and an interrupted backup never looks committed.
-        """)
+            Jobs (backup-full, backup-incr, backup-diff, backup-logical, expire, verify, drill, report) run on their cron expressions in their time \
+            zones, one run of a kind at a time across hosts (a lock in the repository), each stopped if it exceeds its \
+            max_run_time. Runs missed while the daemon was down are run once or skipped and reported, per policy. \
+            /metrics (Prometheus text format) and /healthz are served on metrics.listen. SIGTERM/SIGINT stop it \
+            gracefully: running jobs are asked to stop, and an interrupted backup never looks committed.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "The schedule policy file (default: schedule: in cairn.yaml).") var schedule: String?
-    @Option(name: .long, help: "Serve metrics on HOST:PORT (default: metrics.listen, 127.0.0.1:9187).") var listen: String?
+    @Option(name: .long, help: "Serve metrics on HOST:PORT (default: metrics.listen, 127.0.0.1:9187).") var listen:
+        String?
 
     func run() async throws {
         let (ctx, policy) = try ScheduleCommand.policy(global, schedule)
@@ -45,20 +49,29 @@ struct DaemonCommand: AsyncParsableCommand {
         let repo = try ctx.makeRepository()
         let now = Date()
         let history = try await Blocking.run {
-            try JobRecord.load(month: JobRecord.month(now.addingTimeInterval(-32 * 86400)), from: repo) + JobRecord.load(month: JobRecord.month(now), from: repo)
+            try JobRecord.load(month: JobRecord.month(now.addingTimeInterval(-32 * 86400)), from: repo)
+                + JobRecord.load(month: JobRecord.month(now), from: repo)
         }
-        let scheduler = Scheduler(policy: policy, configPath: ctx.absoluteConfigPath, executable: Spawn.currentExecutable,
-                                  history: history, now: now)
+        let scheduler = Scheduler(
+            policy: policy, configPath: ctx.absoluteConfigPath, executable: Spawn.currentExecutable,
+            history: history, now: now)
         let dataDirectory = ctx.config.cluster.dataDirectory
-        let metrics = MetricsServer(host: host, port: port, collect: {
-            let snapshot = (try? await Blocking.run { try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date()) })
-                ?? MetricsSnapshot()
-            return MetricsRenderer.render(snapshot, daemon: scheduler.figures.withLock { $0 })
-        }, healthy: { scheduler.healthy })
+        let metrics = MetricsServer(
+            host: host, port: port,
+            collect: {
+                let snapshot =
+                    (try? await Blocking.run {
+                        try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date())
+                    })
+                    ?? MetricsSnapshot()
+                return MetricsRenderer.render(snapshot, daemon: scheduler.figures.withLock { $0 })
+            }, healthy: { scheduler.healthy })
         // Services stop in reverse order: the scheduler first (it waits for its jobs), metrics stay up meanwhile.
-        let group = ServiceGroup(configuration: .init(services: [.init(service: metrics), .init(service: scheduler)],
-                                                      gracefulShutdownSignals: [.sigterm, .sigint],
-                                                      logger: Logger(label: "cairn.daemon")))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: metrics), .init(service: scheduler)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "cairn.daemon")))
         try await group.run()
     }
 }
@@ -68,13 +81,16 @@ struct MetricsCommand: AsyncParsableCommand {
         commandName: "metrics",
         abstract: "Print the metrics (Prometheus text format), or write them for node_exporter's textfile collector.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Write to this file atomically (e.g. /var/lib/node_exporter/textfile/cairn.prom).") var textfile: String?
+    @Option(name: .long, help: "Write to this file atomically (e.g. /var/lib/node_exporter/textfile/cairn.prom).")
+    var textfile: String?
 
     func run() async throws {
         let ctx = try AppContext.load(global)
         let repo = try ctx.makeRepository()
         let dataDirectory = ctx.config.cluster.dataDirectory
-        let snapshot = try await Blocking.run { try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date()) }
+        let snapshot = try await Blocking.run {
+            try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date())
+        }
         let text = MetricsRenderer.render(snapshot)
         guard let textfile else { return Output.line(text.hasSuffix("\n") ? String(text.dropLast()) : text) }
         let tmp = textfile + ".tmp-\(getpid())"
@@ -83,8 +99,9 @@ struct MetricsCommand: AsyncParsableCommand {
             guard rename(tmp, textfile) == 0 else { throw CairnError(.localIO, String(cString: strerror(errno))) }
         } catch {
             unlink(tmp)
-            throw CairnError(.localIO, "cannot write \(textfile): \(describeError(error).message)",
-                            hint: "the folder must exist and be writable by the cairn user", cause: error)
+            throw CairnError(
+                .localIO, "cannot write \(textfile): \(describeError(error).message)",
+                hint: "the folder must exist and be writable by the cairn user", cause: error)
         }
     }
 }
@@ -97,7 +114,9 @@ struct ScheduleCommand: AsyncParsableCommand {
     static func policy(_ global: GlobalOptions, _ file: String?) throws -> (AppContext, SchedulePolicy) {
         let ctx = try AppContext.load(global)
         guard let path = file ?? ctx.config.schedulePath else {
-            throw CairnError(.configInvalid, "no schedule policy (the daemon and the crontab are built from one)", hint: "add `schedule: policies/schedule.yaml` to cairn.yaml or pass --schedule FILE")
+            throw CairnError(
+                .configInvalid, "no schedule policy (the daemon and the crontab are built from one)",
+                hint: "add `schedule: policies/schedule.yaml` to cairn.yaml or pass --schedule FILE")
         }
         return (ctx, try PolicyLoader.schedule(file: path))
     }
@@ -114,7 +133,8 @@ struct ScheduleCommand: AsyncParsableCommand {
             var jitterSeconds, maxRunTimeSeconds: Double
             enum CodingKeys: String, CodingKey {
                 case job, cron, command, next
-                case timeZone = "time_zone", jitterSeconds = "jitter_seconds", maxRunTimeSeconds = "max_run_time_seconds"
+                case timeZone = "time_zone", jitterSeconds = "jitter_seconds", maxRunTimeSeconds =
+                    "max_run_time_seconds"
             }
         }
 
@@ -123,22 +143,28 @@ struct ScheduleCommand: AsyncParsableCommand {
             let now = Date()
             let states = SchedulePlanner.plan(policy, lastConsidered: [:], now: now)
             if json {
-                return try Output.json(states.compactMap { s -> Job? in
-                    guard let job = policy.jobs.first(where: { $0.name == s.job }) else { return nil }
-                    return Job(job: job.name, cron: job.cron.text, timeZone: job.timeZone.identifier, command: job.arguments.joined(separator: " "),
-                               next: s.next, jitterSeconds: job.jitter, maxRunTimeSeconds: job.maxRunTime)
-                })
+                return try Output.json(
+                    states.compactMap { s -> Job? in
+                        guard let job = policy.jobs.first(where: { $0.name == s.job }) else { return nil }
+                        return Job(
+                            job: job.name, cron: job.cron.text, timeZone: job.timeZone.identifier,
+                            command: job.arguments.joined(separator: " "),
+                            next: s.next, jitterSeconds: job.jitter, maxRunTimeSeconds: job.maxRunTime)
+                    })
             }
             for s in states {
                 let job = policy.jobs.first { $0.name == s.job }!
-                Output.line("\(job.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(job.cron.text) (\(job.timeZone.identifier)) next \(s.next.map(Timestamp.format) ?? "never")")
+                Output.line(
+                    "\(job.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(job.cron.text) (\(job.timeZone.identifier)) next \(s.next.map(Timestamp.format) ?? "never")"
+                )
             }
         }
     }
 
     struct PrintCrontab: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "print-crontab",
-                                                        abstract: "Print crontab lines for the schedule policy (for system cron instead of the daemon).")
+        static let configuration = CommandConfiguration(
+            commandName: "print-crontab",
+            abstract: "Print crontab lines for the schedule policy (for system cron instead of the daemon).")
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "The schedule policy file.") var schedule: String?
 
@@ -155,19 +181,25 @@ struct ScheduleCommand: AsyncParsableCommand {
 enum Crontab {
     static func render(_ policy: SchedulePolicy, executable: String, config: String) -> String {
         let base = "\(ShellQuote.quote(executable)) --config \(ShellQuote.quote(config))"
-        var lines = ["# cairn schedule: generated by `cairn schedule print-crontab`; install with `crontab -u postgres FILE`",
-                     "# (create /var/log/cairn, writable by that user, first)",
-                     "SHELL=/bin/bash"]
+        var lines = [
+            "# cairn schedule: generated by `cairn schedule print-crontab`; install with `crontab -u postgres FILE`",
+            "# (create /var/log/cairn, writable by that user, first)",
+            "SHELL=/bin/bash"
+        ]
         for job in policy.jobs {
             lines.append("CRON_TZ=\(job.timeZone.identifier == "GMT" ? "UTC" : job.timeZone.identifier)")
             let sleep = job.jitter > 0 ? "sleep $((RANDOM % \(Int(job.jitter)))); " : ""
-            let cmd = "\(base) \(job.arguments.joined(separator: " ")) --lock-ttl \(Int(job.maxRunTime + 300)) --log-format json"
+            let cmd =
+                "\(base) \(job.arguments.joined(separator: " ")) --lock-ttl \(Int(job.maxRunTime + 300)) --log-format json"
             // cron turns an unescaped % into a newline.
-            let line = "\(sleep)timeout --signal=TERM --kill-after=30 \(Int(job.maxRunTime)) \(cmd) >/dev/null 2>>/var/log/cairn/\(job.name).log"
+            let line =
+                "\(sleep)timeout --signal=TERM --kill-after=30 \(Int(job.maxRunTime)) \(cmd) >/dev/null 2>>/var/log/cairn/\(job.name).log"
             lines.append("\(job.cron.text) \(line.replacingOccurrences(of: "%", with: "\\%"))")
         }
         lines.append("# metrics for node_exporter's textfile collector:")
-        lines.append("*/5 * * * * \(base) metrics --textfile /var/lib/node_exporter/textfile/cairn.prom 2>>/var/log/cairn/metrics.log")
+        lines.append(
+            "*/5 * * * * \(base) metrics --textfile /var/lib/node_exporter/textfile/cairn.prom 2>>/var/log/cairn/metrics.log"
+        )
         return lines.joined(separator: "\n")
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CairnBase
-import CairnPostgres
 import CairnCore
+import CairnPostgres
 import Foundation
 
 /// `cairn doctor`: a production-readiness review of the cluster's archiving, the repository, the backups, the
@@ -11,11 +11,11 @@ struct DoctorCommand: AsyncParsableCommand {
         commandName: "doctor",
         abstract: "Review the cluster and repository for production readiness; every finding comes with its fix.",
         discussion: """
-        Checks wal_level, archive_mode, archive_command (cairn wal-push), archive_timeout (the RPO of a quiet \
-        database), archiver failures and backlog, the repository (reachable, writable, TLS, off-site, clock skew), \
-        the newest full backup and passing drill, the retention policy and whether the recoverable window covers it. \
-        Exit code: 0 when nothing needs doing, 1 for warnings, 2 for critical findings.
-        """)
+            Checks wal_level, archive_mode, archive_command (cairn wal-push), archive_timeout (the RPO of a quiet \
+            database), archiver failures and backlog, the repository (reachable, writable, TLS, off-site, clock skew), \
+            the newest full backup and passing drill, the retention policy and whether the recoverable window covers it. \
+            Exit code: 0 when nothing needs doing, 1 for warnings, 2 for critical findings.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print the findings as JSON.") var json = false
@@ -33,8 +33,9 @@ struct DoctorCommand: AsyncParsableCommand {
         facts.retentionSource = config.retentionSource
         facts.walPushCommand = "\(Spawn.currentExecutable) --config \(ctx.absoluteConfigPath) wal-push %p"
         if let path = config.schedulePath, let policy = try? PolicyLoader.schedule(file: path),
-           let job = policy.jobs.first(where: { $0.name == "backup-full" }),
-           let a = job.cron.next(after: Date(), in: job.timeZone), let b = job.cron.next(after: a, in: job.timeZone) {
+            let job = policy.jobs.first(where: { $0.name == "backup-full" }),
+            let a = job.cron.next(after: Date(), in: job.timeZone), let b = job.cron.next(after: a, in: job.timeZone)
+        {
             facts.expectedFullInterval = b.timeIntervalSince(a)
         }
         var endpoint: URL?
@@ -42,7 +43,8 @@ struct DoctorCommand: AsyncParsableCommand {
         let repo = try? ctx.makeRepository()
         let gathered = try await Blocking.run { [facts, endpoint] in
             var f = facts
-            f.gatherCluster(conninfo: config.cluster.connection, dataDirectory: config.cluster.dataDirectory, clock: SystemClock())
+            f.gatherCluster(
+                conninfo: config.cluster.connection, dataDirectory: config.cluster.dataDirectory, clock: SystemClock())
             if let repo {
                 f.gatherRepository(repo, endpoint: endpoint, clock: SystemClock())
             } else {
@@ -61,7 +63,9 @@ struct DoctorCommand: AsyncParsableCommand {
             }
             Output.line("cairn doctor: \(counts.joined(separator: ", "))")
             for f in findings {
-                Output.line("\(f.severity.rawValue.uppercased().padding(toLength: 9, withPad: " ", startingAt: 0)) \(f.check): \(f.explanation)")
+                Output.line(
+                    "\(f.severity.rawValue.uppercased().padding(toLength: 9, withPad: " ", startingAt: 0)) \(f.check): \(f.explanation)"
+                )
                 if let fix = f.fix, f.severity > .ok { Output.line("          fix: \(fix)") }
             }
         }

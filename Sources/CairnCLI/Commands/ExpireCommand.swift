@@ -8,11 +8,11 @@ struct ExpireCommand: AsyncParsableCommand {
         commandName: "expire",
         abstract: "Delete what the retention policy no longer needs, keeping the recovery window restorable.",
         discussion: """
-        Keeps the newest full backup consistent by the start of the recovery window, every later backup, all WAL \
-        from that backup's start onward on the path to the present timeline, the WAL kept backups need, pinned \
-        backups and the newest min_full_backups; deletes the rest, each expired backup's manifest first. \
-        --dry-run prints the plan with a reason for every item; --json gives every object kept or deleted.
-        """)
+            Keeps the newest full backup consistent by the start of the recovery window, every later backup, all WAL \
+            from that backup's start onward on the path to the present timeline, the WAL kept backups need, pinned \
+            backups and the newest min_full_backups; deletes the rest, each expired backup's manifest first. \
+            --dry-run prints the plan with a reason for every item; --json gives every object kept or deleted.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "A retention policy file instead of the one in cairn.yaml.") var policy: String?
@@ -47,7 +47,9 @@ struct ExpireCommand: AsyncParsableCommand {
             if let result { try Output.json(result) } else { try Output.json(plan) }
             return
         }
-        Output.line("recovery window: \(Units.formatDuration(policy.recoveryWindow)), from \(Timestamp.format(plan.windowStart)); anchor backup: \(plan.anchor ?? "none")")
+        Output.line(
+            "recovery window: \(Units.formatDuration(policy.recoveryWindow)), from \(Timestamp.format(plan.windowStart)); anchor backup: \(plan.anchor ?? "none")"
+        )
         for w in plan.warnings { Output.line("WARNING: \(w)") }
         for d in plan.decisions where d.kind != "history" {
             let verb = d.action == .keep ? "keep  " : (dryRun ? "would delete" : "delete")
@@ -72,13 +74,17 @@ struct PinCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the pin as JSON.") var json = false
 
     func validate() throws {
-        if reason.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reason must say why the backup is kept") }
+        if reason.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--reason must say why the backup is kept")
+        }
     }
 
     func run() async throws {
         let ctx = try AppContext.load(global)
         let (id, reason) = (self.id, self.reason)
-        let p = try await Blocking.run { try Pin.pin(id, reason: reason, repo: try ctx.makeRepository(), clock: SystemClock()) }
+        let p = try await Blocking.run {
+            try Pin.pin(id, reason: reason, repo: try ctx.makeRepository(), clock: SystemClock())
+        }
         if json {
             struct Result: Encodable { var backup: String; var pinned = true; var pin: Pin }
             try Output.json(Result(backup: id, pin: p))
@@ -89,7 +95,8 @@ struct PinCommand: AsyncParsableCommand {
 }
 
 struct UnpinCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let retention handle a pinned backup again.")
+    static let configuration = CommandConfiguration(
+        commandName: "unpin", abstract: "Let retention handle a pinned backup again.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The backup id.") var id: String
     @Flag(name: .long, help: "Print the result as JSON.") var json = false

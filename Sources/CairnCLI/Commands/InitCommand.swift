@@ -8,7 +8,9 @@ struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create the repository for this cluster (cairn.json), or confirm it exists.",
-        discussion: "Reads the cluster's system identifier and version over libpq. Refuses a repository that belongs to another cluster.")
+        discussion:
+            "Reads the cluster's system identifier and version over libpq. Refuses a repository that belongs to another cluster."
+    )
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
@@ -29,9 +31,16 @@ struct InitCommand: AsyncParsableCommand {
         if json { return try Output.json(result) }
         let i = result.info
         switch result.outcome {
-        case .created: Output.line("created repository \(result.location) for cluster \(i.systemIdentifier) (PostgreSQL \(i.pgMajor))")
-        case .existing: Output.line("repository \(result.location) already belongs to this cluster (\(i.systemIdentifier)); nothing to do")
-        case .repaired: Output.line("repository \(result.location) belongs to this cluster; rewrote a missing or damaged copy of cairn.json")
+        case .created:
+            Output.line(
+                "created repository \(result.location) for cluster \(i.systemIdentifier) (PostgreSQL \(i.pgMajor))")
+        case .existing:
+            Output.line(
+                "repository \(result.location) already belongs to this cluster (\(i.systemIdentifier)); nothing to do")
+        case .repaired:
+            Output.line(
+                "repository \(result.location) belongs to this cluster; rewrote a missing or damaged copy of cairn.json"
+            )
         }
     }
 }

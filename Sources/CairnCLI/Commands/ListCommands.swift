@@ -12,16 +12,27 @@ struct ListCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
-        if json { return try Output.json(catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) }) }
+        if json {
+            return try Output.json(
+                catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) })
+        }
         if catalog.backups.isEmpty { return Output.line("no backups in \(try ctx.makeRepository().location)") }
-        Output.line(Table.render(header: ["id", "type", "parent", "stopped (consistent at)", "LSN range", "tl", "size", "stored", "chain stored",
-                                          "took", "pinned"],
-                                 rows: catalog.backups.map { b in
-            [b.id, b.kind.rawValue, b.parent ?? "", Timestamp.format(b.stop.time), "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
-             Units.formatBytes(b.size), Units.formatBytes(b.storedSize),
-             b.parent == nil ? "" : catalog.chainStoredSize(b.id).map(Units.formatBytes) ?? "BROKEN",
-             Units.formatDuration(b.durationSeconds), catalog.pins[b.id].map { "yes: \($0.reason)" } ?? ""]
-        }))
+        Output.line(
+            Table.render(
+                header: [
+                    "id", "type", "parent", "stopped (consistent at)", "LSN range", "tl", "size", "stored",
+                    "chain stored",
+                    "took", "pinned"
+                ],
+                rows: catalog.backups.map { b in
+                    [
+                        b.id, b.kind.rawValue, b.parent ?? "", Timestamp.format(b.stop.time),
+                        "\(b.start.lsn)…\(b.stop.lsn)", String(b.stop.timeline),
+                        Units.formatBytes(b.size), Units.formatBytes(b.storedSize),
+                        b.parent == nil ? "" : catalog.chainStoredSize(b.id).map(Units.formatBytes) ?? "BROKEN",
+                        Units.formatDuration(b.durationSeconds), catalog.pins[b.id].map { "yes: \($0.reason)" } ?? ""
+                    ]
+                }))
     }
 }
 
@@ -100,40 +111,63 @@ struct InfoCommand: AsyncParsableCommand {
                 gaps.append(first == last ? first.name : "\(first.name)…\(last.name)")
             }
             let hist = wal.histories[tli]?.last
-            timelines.append(TimelineReport(
-                timeline: tli, status: lineage.statuses[tli] ?? .undecided, parent: hist?.parent, branchedAt: hist?.switchPoint.description,
-                firstSegment: runs.first.map { WALSegment(timeline: tli, number: $0.lowerBound, segmentSize: wal.segmentSize).name },
-                lastSegment: runs.last.map { WALSegment(timeline: tli, number: $0.upperBound, segmentSize: wal.segmentSize).name },
-                segments: segs.count, storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
-                newestArchived: segs.values.compactMap(\.stored).max()))
+            timelines.append(
+                TimelineReport(
+                    timeline: tli, status: lineage.statuses[tli] ?? .undecided, parent: hist?.parent,
+                    branchedAt: hist?.switchPoint.description,
+                    firstSegment: runs.first.map {
+                        WALSegment(timeline: tli, number: $0.lowerBound, segmentSize: wal.segmentSize).name
+                    },
+                    lastSegment: runs.last.map {
+                        WALSegment(timeline: tli, number: $0.upperBound, segmentSize: wal.segmentSize).name
+                    },
+                    segments: segs.count, storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
+                    newestArchived: segs.values.compactMap(\.stored).max()))
         }
         let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
-        let report = Report(location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
-                            backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) }, uncommittedBackups: catalog.uncommitted,
-                            damagedManifests: catalog.damagedManifests, timelines: timelines,
-                            productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
+        let report = Report(
+            location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
+            backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) },
+            uncommittedBackups: catalog.uncommitted,
+            damagedManifests: catalog.damagedManifests, timelines: timelines,
+            productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
         if json { return try Output.json(report) }
-        Output.line("repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
-        Output.line("backups: \(catalog.backups.count)" + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" } ?? ""))
+        Output.line(
+            "repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
+        Output.line(
+            "backups: \(catalog.backups.count)"
+                + (catalog.backups.last.map { ", newest \($0.id) (consistent at \(Timestamp.format($0.stop.time)))" }
+                    ?? ""))
         for b in catalog.backups {
-            let what = b.kind == .logical ? "databases \((b.databases ?? []).map(\.name).joined(separator: ", "))" : "\(b.start.wal)…\(b.stop.wal)"
-            let chain = b.parent.map { p in
-                " (on \(p); chain \(catalog.chainStoredSize(b.id).map { Units.formatBytes($0) + " stored" } ?? "BROKEN: a backup it builds on is missing"))"
-            } ?? ""
+            let what =
+                b.kind == .logical
+                ? "databases \((b.databases ?? []).map(\.name).joined(separator: ", "))"
+                : "\(b.start.wal)…\(b.stop.wal)"
+            let chain =
+                b.parent.map { p in
+                    " (on \(p); chain \(catalog.chainStoredSize(b.id).map { Units.formatBytes($0) + " stored" } ?? "BROKEN: a backup it builds on is missing"))"
+                } ?? ""
             Output.line("  \(b.id)  \(b.kind.rawValue)  \(what)  \(Units.formatBytes(b.storedSize)) stored\(chain)")
         }
-        if !catalog.uncommitted.isEmpty { Output.line("uncommitted (interrupted or in progress, ignored): \(catalog.uncommitted.joined(separator: ", "))") }
-        if !catalog.damagedManifests.isEmpty { Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))") }
+        if !catalog.uncommitted.isEmpty {
+            Output.line(
+                "uncommitted (interrupted or in progress, ignored): \(catalog.uncommitted.joined(separator: ", "))")
+        }
+        if !catalog.damagedManifests.isEmpty {
+            Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))")
+        }
         Output.line("WAL archive:")
         if timelines.isEmpty { Output.line("  empty") }
         for t in timelines {
-            var line = "  timeline \(t.timeline) (\(t.status == .copy ? "a copy's" : t.status.rawValue)): \(t.segments) segments \(t.firstSegment ?? "-")…\(t.lastSegment ?? "-"), \(Units.formatBytes(t.storedBytes))"
+            var line =
+                "  timeline \(t.timeline) (\(t.status == .copy ? "a copy's" : t.status.rawValue)): \(t.segments) segments \(t.firstSegment ?? "-")…\(t.lastSegment ?? "-"), \(Units.formatBytes(t.storedBytes))"
             if let p = t.parent, let at = t.branchedAt { line += ", branched from timeline \(p) at \(at)" }
             Output.line(line)
             for g in t.gaps { Output.line("    GAP: \(g) missing") }
         }
         if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
-        Output.line("recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
+        Output.line(
+            "recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
     }
 }
 

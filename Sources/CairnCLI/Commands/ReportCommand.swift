@@ -8,19 +8,22 @@ struct ReportCommand: AsyncParsableCommand {
         commandName: "report",
         abstract: "Write the monthly restore-verification report (Markdown, self-contained HTML, JSON).",
         discussion: """
-        Backups taken and failed, recoverable-window coverage for each day, WAL gaps, verify results, every drill with \
-        its verdict and RTO, and a one-line conclusion. The files go to reports/<month>/ in the repository and, with \
-        --output, to a local folder.
-        """)
+            Backups taken and failed, recoverable-window coverage for each day, WAL gaps, verify results, every drill with \
+            its verdict and RTO, and a one-line conclusion. The files go to reports/<month>/ in the repository and, with \
+            --output, to a local folder.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "The month, YYYY-MM (default: the previous month).") var month: String?
-    @Option(name: .long, help: "Also write report.md, report.html and report.json into this folder.") var output: String?
+    @Option(name: .long, help: "Also write report.md, report.html and report.json into this folder.") var output:
+        String?
     @Flag(name: .long, help: "Print the report model as JSON.") var json = false
     @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
-        if let m = month, ReportBuilder.interval(m) == nil { throw ValidationError("--month must be YYYY-MM, e.g. 2026-11") }
+        if let m = month, ReportBuilder.interval(m) == nil {
+            throw ValidationError("--month must be YYYY-MM, e.g. 2026-11")
+        }
     }
 
     static func previousMonth(_ now: Date) -> String {
@@ -41,18 +44,23 @@ struct ReportCommand: AsyncParsableCommand {
         let started = Date()
         let model = try await Blocking.run { () -> ReportModel in
             let catalog = try Catalog.load(from: repo)
-            return try ReportBuilder.build(month: month, catalog: catalog, jobs: try JobRecord.load(month: month, from: repo),
-                                           drills: try DrillRecord.loadAll(from: repo), verifies: try VerifyOperation.loadRuns(from: repo),
-                                           location: repo.location, now: Date(), requirements: ctx.config.drills.verification)
+            return try ReportBuilder.build(
+                month: month, catalog: catalog, jobs: try JobRecord.load(month: month, from: repo),
+                drills: try DrillRecord.loadAll(from: repo), verifies: try VerifyOperation.loadRuns(from: repo),
+                location: repo.location, now: Date(), requirements: ctx.config.drills.verification)
         }
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .iso8601
-        let files: [(String, [UInt8])] = [("report.md", Array(MarkdownReport.render(model).utf8)),
-                                          ("report.html", Array(HTMLReport.render(model).utf8)),
-                                          ("report.json", Array(try e.encode(model)))]
+        let files: [(String, [UInt8])] = [
+            ("report.md", Array(MarkdownReport.render(model).utf8)),
+            ("report.html", Array(HTMLReport.render(model).utf8)),
+            ("report.json", Array(try e.encode(model)))
+        ]
         try await Blocking.run {
-            for (name, bytes) in files { try repo.put(Layout.reportKey(month: month, file: name), bytes, options: .overwrite) }
+            for (name, bytes) in files {
+                try repo.put(Layout.reportKey(month: month, file: name), bytes, options: .overwrite)
+            }
         }
         if let output {
             do {
@@ -65,6 +73,7 @@ struct ReportCommand: AsyncParsableCommand {
         await JobRecord.record(repo, job: "report", started: started, subject: month)
         if json { return try Output.json(model) }
         Output.line(model.conclusion)
-        Output.line("written to \(repo.location)/reports/\(month)/report.{md,html,json}\(output.map { " and \($0)/" } ?? "")")
+        Output.line(
+            "written to \(repo.location)/reports/\(month)/report.{md,html,json}\(output.map { " and \($0)/" } ?? "")")
     }
 }

@@ -10,17 +10,18 @@ struct TimelineCommand: AsyncParsableCommand {
         commandName: "timeline",
         abstract: "Show which timeline history is production's; adopt a timeline or mark it as a copy's.",
         discussion: """
-        A promoted copy of the cluster (a side restore with archiving on) archives a new timeline into the \
-        repository. Cairn records which timelines are production's (init, backup, and wal-push when it can prove \
-        which cluster archived a history file) and which are copies'. A timeline above production's that nothing \
-        decided makes restores refuse to guess; `adopt` and `mark-copy` decide it. See runbooks/side-restore.md.
-        """,
+            A promoted copy of the cluster (a side restore with archiving on) archives a new timeline into the \
+            repository. Cairn records which timelines are production's (init, backup, and wal-push when it can prove \
+            which cluster archived a history file) and which are copies'. A timeline above production's that nothing \
+            decided makes restores refuse to guess; `adopt` and `mark-copy` decide it. See runbooks/side-restore.md.
+            """,
         subcommands: [TimelineListCommand.self, TimelineAdoptCommand.self, TimelineMarkCopyCommand.self],
         defaultSubcommand: TimelineListCommand.self)
 }
 
 struct TimelineListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the timelines and what each is.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the timelines and what each is.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print as JSON.") var json = false
 
@@ -43,16 +44,26 @@ struct TimelineListCommand: AsyncParsableCommand {
         let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
         let lineage = catalog.lineage
         let rows = lineage.statuses.keys.sorted().map { t in
-            Row(timeline: t, status: lineage.statuses[t]!, parent: lineage.histories[t]?.last?.parent,
+            Row(
+                timeline: t, status: lineage.statuses[t]!, parent: lineage.histories[t]?.last?.parent,
                 forkedAt: lineage.histories[t]?.last?.switchPoint.description, began: lineage.started[t],
                 record: lineage.records[t])
         }
         if json { return try Output.json(rows) }
-        Output.line("production's history: timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))")
-        Output.line(Table.render(header: ["tl", "status", "forked from", "began", "decided by"], rows: rows.map { r in
-            [String(r.timeline), r.status.rawValue, r.parent.map { "\($0) at \(r.forkedAt ?? "?")" } ?? "",
-             r.began.map(Timestamp.format) ?? "", r.record.map { "\($0.decidedBy): \($0.reason)" } ?? (r.status == .production ? "a backup on it, or its descendant's" : "")]
-        }))
+        Output.line(
+            "production's history: timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))"
+        )
+        Output.line(
+            Table.render(
+                header: ["tl", "status", "forked from", "began", "decided by"],
+                rows: rows.map { r in
+                    [
+                        String(r.timeline), r.status.rawValue, r.parent.map { "\($0) at \(r.forkedAt ?? "?")" } ?? "",
+                        r.began.map(Timestamp.format) ?? "",
+                        r.record.map { "\($0.decidedBy): \($0.reason)" }
+                            ?? (r.status == .production ? "a backup on it, or its descendant's" : "")
+                    ]
+                }))
         if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
     }
 }
@@ -69,25 +80,32 @@ struct TimelineDecision: ParsableArguments {
             let repo = try ctx.makeRepository()
             let catalog = try Catalog.load(from: repo)
             guard catalog.lineage.statuses[timeline] != nil else {
-                throw CairnError(.restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
+                throw CairnError(
+                    .restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
             }
             let lineage = catalog.lineage
             if verdict == .copy, lineage.productionPath.timelines.contains(timeline), timeline != lineage.production {
-                throw CairnError(.repoAmbiguousHistory,
-                                "timeline \(timeline) is an ancestor of production's timeline \(lineage.production): it is part of production's history",
-                                hint: "mark the copy's own timeline instead; `cairn timeline` lists them")
+                throw CairnError(
+                    .repoAmbiguousHistory,
+                    "timeline \(timeline) is an ancestor of production's timeline \(lineage.production): it is part of production's history",
+                    hint: "mark the copy's own timeline instead; `cairn timeline` lists them")
             }
-            try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "timeline \(verb)",
-                                                    reason: reason, at: Date()), to: repo, replace: true)
+            try TimelineRecord.write(
+                TimelineRecord(
+                    timeline: timeline, verdict: verdict, decidedBy: "timeline \(verb)",
+                    reason: reason, at: Date()), to: repo, replace: true)
             return try Catalog.load(from: repo).lineage
         }
-        Output.line("timeline \(timeline) recorded as \(verdict == .production ? "production's" : "a copy's"); production's history is now timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))")
+        Output.line(
+            "timeline \(timeline) recorded as \(verdict == .production ? "production's" : "a copy's"); production's history is now timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))"
+        )
     }
 }
 
 struct TimelineAdoptCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "adopt", abstract: "Record a timeline as production's (production moved there: a failover or an in-place restore).")
+        commandName: "adopt",
+        abstract: "Record a timeline as production's (production moved there: a failover or an in-place restore).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var decision: TimelineDecision
     func run() async throws { try await decision.record(.production, global: global, verb: "adopt") }
@@ -95,7 +113,8 @@ struct TimelineAdoptCommand: AsyncParsableCommand {
 
 struct TimelineMarkCopyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "mark-copy", abstract: "Record a timeline as a copy's (a side restore that archived into this repository).")
+        commandName: "mark-copy",
+        abstract: "Record a timeline as a copy's (a side restore that archived into this repository).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var decision: TimelineDecision
     func run() async throws { try await decision.record(.copy, global: global, verb: "mark-copy") }

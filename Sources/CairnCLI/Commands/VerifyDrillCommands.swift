@@ -11,11 +11,11 @@ struct VerifyCommand: AsyncParsableCommand {
         commandName: "verify",
         abstract: "Check every object, manifest and the WAL archive's continuity, without starting PostgreSQL.",
         discussion: """
-        Reads every object of every committed backup and every WAL object and checks it against its manifest or its \
-        own trailer; names every missing WAL segment on each timeline; lists objects no manifest references. \
-        Objects verified by an earlier run (same size and modification time) are skipped unless --full. Every \
-        problem is reported, then the command fails once.
-        """)
+            Reads every object of every committed backup and every WAL object and checks it against its manifest or its \
+            own trailer; names every missing WAL segment on each timeline; lists objects no manifest references. \
+            Objects verified by an earlier run (same size and modification time) are skipped unless --full. Every \
+            problem is reported, then the command fails once.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Read every object again, ignoring what earlier runs verified.") var full = false
@@ -36,31 +36,46 @@ struct VerifyCommand: AsyncParsableCommand {
         defer { progress.done() }
         do {
             result = try await Blocking.run {
-                try VerifyOperation.run(repo: repo, pipeline: ctx.makePipeline(), full: full,
-                                        parallelism: ctx.config.limits.parallelism, clock: SystemClock(), progress: progress.callbacks)
+                try VerifyOperation.run(
+                    repo: repo, pipeline: ctx.makePipeline(), full: full,
+                    parallelism: ctx.config.limits.parallelism, clock: SystemClock(), progress: progress.callbacks)
             }
         } catch {
             await JobRecord.record(repo, job: "verify", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobRecord.record(repo, job: "verify", started: started, bytes: result.bytesRead,
-                            error: result.ok ? nil : CairnError(.dataCorrupt, "\(result.problems.count) problem(s)"))
-        if json { try Output.json(result) } else {
-            Output.line("verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")")
-            for p in result.problems { Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)") }
-            Output.line(result.ok ? "repository OK" : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
+        await JobRecord.record(
+            repo, job: "verify", started: started, bytes: result.bytesRead,
+            error: result.ok ? nil : CairnError(.dataCorrupt, "\(result.problems.count) problem(s)"))
+        if json {
+            try Output.json(result)
+        } else {
+            Output.line(
+                "verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")"
+            )
+            for p in result.problems {
+                Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)")
+            }
+            Output.line(
+                result.ok
+                    ? "repository OK"
+                    : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
         }
         if !result.ok {
             // The problems are listed above (or in the JSON); the error line says what kind and how many.
             let errors = result.problems.filter { $0.severity == .error }
             let damaged = errors.filter { $0.kind != "missing-wal" }
             if !damaged.isEmpty {
-                throw CairnError(.dataCorrupt, "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
-                                hint: "each is listed above; see runbooks/repository-damaged.md")
+                throw CairnError(
+                    .dataCorrupt,
+                    "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
+                    hint: "each is listed above; see runbooks/repository-damaged.md")
             }
-            throw CairnError(.walMissing, "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
-                            hint: "each gap is listed above; see runbooks/wal-archiving.md")
+            throw CairnError(
+                .walMissing,
+                "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
+                hint: "each gap is listed above; see runbooks/wal-archiving.md")
         }
     }
 }
@@ -70,13 +85,13 @@ struct DrillCommand: AsyncParsableCommand {
         commandName: "drill",
         abstract: "Prove that a backup restores: restore into a scratch cluster, replay WAL, check, record the RTO.",
         discussion: """
-        Picks a backup (--backup, else the drill policy: latest or random in the window) and a target (--target-time, \
-        else a random point the backup can reach, its end, or the end of the archive), restores into a scratch folder, \
-        starts a temporary PostgreSQL (archiving off, its own port, trust only on its private socket), replays WAL \
-        from the repository, then runs pg_verifybackup, pg_amcheck, reads every table and runs the policy's SQL \
-        assertions. The record (verdict, checks, RTO by phase) goes to drills/<id>.json; the scratch cluster is \
-        removed, also on failure or interrupt. Exit 0 when the drill passes, 65 when it fails.
-        """)
+            Picks a backup (--backup, else the drill policy: latest or random in the window) and a target (--target-time, \
+            else a random point the backup can reach, its end, or the end of the archive), restores into a scratch folder, \
+            starts a temporary PostgreSQL (archiving off, its own port, trust only on its private socket), replays WAL \
+            from the repository, then runs pg_verifybackup, pg_amcheck, reads every table and runs the policy's SQL \
+            assertions. The record (verdict, checks, RTO by phase) goes to drills/<id>.json; the scratch cluster is \
+            removed, also on failure or interrupt. Exit 0 when the drill passes, 65 when it fails.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Drill this backup.") var backup: String?
@@ -86,7 +101,9 @@ struct DrillCommand: AsyncParsableCommand {
     @OptionGroup var lock: JobLockOptions
 
     func validate() throws {
-        if let t = targetTime, TimeParser.parse(t) == nil { throw ValidationError("--target-time \"\(t)\" is not a time") }
+        if let t = targetTime, TimeParser.parse(t) == nil {
+            throw ValidationError("--target-time \"\(t)\" is not a time")
+        }
     }
 
     func run() async throws {
@@ -102,15 +119,17 @@ struct DrillCommand: AsyncParsableCommand {
     func runAsClusterOwner(_ ctx: AppContext) throws -> AppContext {
         let user = try ServerUser.resolve(dataDirectory: ctx.config.cluster.dataDirectory)
         try ServerUser.become(user)
-        ctx.logger.notice("cairn was started as root: the drill runs as \(user.name) (uid \(user.uid)), the cluster's owner")
+        ctx.logger.notice(
+            "cairn was started as root: the drill runs as \(user.name) (uid \(user.uid)), the cluster's owner")
         return try AppContext.load(global)
     }
 
     func locked(_ ctx: AppContext) async throws {
         let policy = try self.policy.map(PolicyLoader.drills(file:)) ?? ctx.config.drills
         let exe = ShellQuote.quote(Spawn.currentExecutable)
-        var options = DrillOperation.Options(restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath)) wal-fetch %f %p",
-                                             user: (try? Conninfo(ctx.config.cluster.connection).options["user"] ?? nil) ?? NSUserName())
+        var options = DrillOperation.Options(
+            restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath)) wal-fetch %f %p",
+            user: (try? Conninfo(ctx.config.cluster.connection).options["user"] ?? nil) ?? NSUserName())
         options.backupId = backup
         options.targetTime = targetTime.flatMap(TimeParser.parse)
         options.parallelism = ctx.config.limits.parallelism
@@ -132,29 +151,43 @@ struct DrillCommand: AsyncParsableCommand {
         let record: DrillRecord
         do {
             // The lease keeps expire off everything while the drill restores and replays.
-            record = try await Lease.holding(.drill, repo: repo, ttl: Double(lock.lockTtl), fence: true) { [options] _ in
+            record = try await Lease.holding(.drill, repo: repo, ttl: Double(lock.lockTtl), fence: true) {
+                [options] _ in
                 let catalog = try await Blocking.run { try Catalog.load(from: repo) }
-                return try await DrillOperation.run(repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
-                                                    options: options, tools: ctx.tools, clock: SystemClock())
+                return try await DrillOperation.run(
+                    repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, policy: policy,
+                    options: options, tools: ctx.tools, clock: SystemClock())
             }
         } catch {
             await JobRecord.record(repo, job: "drill", started: started, error: error)
             throw error
         }
         progress.done()
-        await JobRecord.record(repo, job: "drill", started: started, subject: record.id,
-                            error: record.verdict == .pass ? nil : CairnError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
-        if json { try Output.json(record) } else {
-            Output.line("drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")")
-            for c in record.checks { Output.line("  \(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail) (\(Units.formatDuration(c.seconds)))") }
+        await JobRecord.record(
+            repo, job: "drill", started: started, subject: record.id,
+            error: record.verdict == .pass
+                ? nil : CairnError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
+        if json {
+            try Output.json(record)
+        } else {
+            Output.line(
+                "drill \(record.id) of backup \(record.backupId) (\(record.backupKind)), target \(record.target): \(record.verdict == .pass ? "PASS" : "FAIL")"
+            )
+            for c in record.checks {
+                Output.line("  \(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail) (\(Units.formatDuration(c.seconds)))")
+            }
             let r = record.rto
             let mode = record.restoreMode.map { " (\($0))" } ?? ""
-            Output.line("  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds))\(mode), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))")
+            Output.line(
+                "  RTO \(Units.formatDuration(r.totalSeconds)): restore \(Units.formatDuration(r.restoreSeconds))\(mode), WAL replay \(Units.formatDuration(r.replaySeconds)), checks \(Units.formatDuration(r.checksSeconds))"
+            )
         }
         if record.verdict == .fail {
             // The verdict on stderr too, so that a failed drill says why also with --json (stdout is the record).
             let failed = record.checks.first { !$0.ok }
-            Output.stderr("cairn: drill \(record.id) of backup \(record.backupId) FAILED at \(failed?.name ?? record.failedCheck ?? "?"): \(failed?.detail ?? "-") (see runbooks/drill-failed.md)")
+            Output.stderr(
+                "cairn: drill \(record.id) of backup \(record.backupId) FAILED at \(failed?.name ?? record.failedCheck ?? "?"): \(failed?.detail ?? "-") (see runbooks/drill-failed.md)"
+            )
             throw CommandExit(code: ErrorCode.dataCorrupt.exitCode)
         }
     }

@@ -12,13 +12,13 @@ struct WalPushCommand: AsyncParsableCommand {
         commandName: "wal-push",
         abstract: "Archive one WAL file (for archive_command: cairn wal-push %p).",
         discussion: """
-        Compresses the file, stores it create-only, confirms size and digest, and only then exits 0. A file already \
-        stored with the same content is a success; with different content it is an error (wal.conflict) and \
-        nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs. \
-        With archive.async, a backlog of .ready files starts a background worker (wal-push-ahead) that pushes \
-        them in parallel (limits.parallelism); wal-push then acknowledges each file from the worker's record of \
-        its confirmed push.
-        """)
+            Compresses the file, stores it create-only, confirms size and digest, and only then exits 0. A file already \
+            stored with the same content is a success; with different content it is an error (wal.conflict) and \
+            nothing is overwritten. Every request has a deadline (limits.request_timeout), so the archiver never hangs. \
+            With archive.async, a backlog of .ready files starts a background worker (wal-push-ahead) that pushes \
+            them in parallel (limits.parallelism); wal-push then acknowledges each file from the worker's record of \
+            its confirmed push.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Path of the WAL file (%p).") var path: String
@@ -33,16 +33,19 @@ struct WalPushCommand: AsyncParsableCommand {
         let conninfo = ctx.config.cluster.connection
         let r = try await Blocking.run {
             let repo = try ctx.makeRepository()
-            let r = try WalPush.run(repo: repo, pipeline: ctx.makePipeline(), path: path, async: async,
-                                    startWorker: {
-                                        let dir = (path as NSString).deletingLastPathComponent
-                                        try? Spawn.detached(Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
-                                                            logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
-                                    }, waitLimit: wait)
+            let r = try WalPush.run(
+                repo: repo, pipeline: ctx.makePipeline(), path: path, async: async,
+                startWorker: {
+                    let dir = (path as NSString).deletingLastPathComponent
+                    try? Spawn.detached(
+                        Spawn.currentExecutable, ["--config", configPath, "wal-push-ahead", dir.isEmpty ? "." : dir],
+                        logFile: WalPushAhead.spool(walDirectory: dir) + "/worker.log")
+                }, waitLimit: wait)
             // A new timeline's history: record whether production or a copy promoted.
             if case .history(let tli) = WALFileName(r.file) {
-                TimelineWitness.witnessPromotion(timeline: tli, dataDirectory: TimelineWitness.dataDirectory(ofWALPath: path),
-                                                 conninfo: conninfo, repo: repo, clock: SystemClock())
+                TimelineWitness.witnessPromotion(
+                    timeline: tli, dataDirectory: TimelineWitness.dataDirectory(ofWALPath: path),
+                    conninfo: conninfo, repo: repo, clock: SystemClock())
             }
             return r
         }
@@ -56,13 +59,13 @@ struct WalFetchCommand: AsyncParsableCommand {
         commandName: "wal-fetch",
         abstract: "Fetch one WAL file (for restore_command: cairn wal-fetch %f %p).",
         discussion: """
-        Exit codes follow PostgreSQL's restore_command contract: 0 when the file was written to %p, 1 when the \
-        repository does not have it (the end of the archive; said only after the repository's cairn.json was \
-        read, so an unmounted or moved repository is an error), 126 on any other error, which makes PostgreSQL \
-        stop recovery instead of ending it early. Segments are prefetched in parallel ahead of replay \
-        (limits.prefetch), fsynced into a spool, and checked again (size, page header, CRC-32C) before one is \
-        served; a bad spooled copy is fetched again.
-        """)
+            Exit codes follow PostgreSQL's restore_command contract: 0 when the file was written to %p, 1 when the \
+            repository does not have it (the end of the archive; said only after the repository's cairn.json was \
+            read, so an unmounted or moved repository is an error), 126 on any other error, which makes PostgreSQL \
+            stop recovery instead of ending it early. Segments are prefetched in parallel ahead of replay \
+            (limits.prefetch), fsynced into a spool, and checked again (size, page header, CRC-32C) before one is \
+            served; a bad spooled copy is fetched again.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Name of the WAL file (%f).") var name: String
@@ -81,15 +84,22 @@ struct WalFetchCommand: AsyncParsableCommand {
                 let r = try WalFetch.run(repo: repo, pipeline: ctx.makePipeline(), name: name, dest: path)
                 // A segment's size is the cluster's segment size: no need to read cairn.json for it.
                 if case .segment = WALFileName(name), prefetch > 0, r.size > 0,
-                   let seg = WALSegment(name: name, segmentSize: r.size) {
+                    let seg = WALSegment(name: name, segmentSize: r.size)
+                {
                     let spool = WalFetch.spoolDirectory(forDestination: path)
                     WalFetch.pruneSpool(spool, before: seg.next.name)
-                    if !SpoolLock.held(spool) { try? Spawn.detached(Spawn.currentExecutable,
-                                        ["--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
-                                         "--count", String(prefetch)]) }
+                    if !SpoolLock.held(spool) {
+                        try? Spawn.detached(
+                            Spawn.currentExecutable,
+                            [
+                                "--config", configPath, "wal-prefetch", seg.next.name, "--spool", spool,
+                                "--count", String(prefetch)
+                            ])
+                    }
                 }
                 if let lease {
-                    LeaseRenewal.renewIfDue(lease, repo: repo, marker: WalFetch.spoolDirectory(forDestination: path) + "/lease-renewed")
+                    LeaseRenewal.renewIfDue(
+                        lease, repo: repo, marker: WalFetch.spoolDirectory(forDestination: path) + "/lease-renewed")
                 }
                 ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
             }
@@ -121,7 +131,9 @@ struct WalPrefetchCommand: AsyncParsableCommand {
     func run() async throws {
         if let releaseLease {
             let ctx = try AppContext.load(global)
-            await Blocking.runIgnoringErrors { if let repo = try? ctx.makeRepository() { Lease.release(releaseLease, repo: repo) } }
+            await Blocking.runIgnoringErrors {
+                if let repo = try? ctx.makeRepository() { Lease.release(releaseLease, repo: repo) }
+            }
         }
         if removeSpool { return WalFetch.removeSpool(spool) }
         guard let first else { throw ValidationError("give the first segment to prefetch") }
@@ -133,8 +145,9 @@ struct WalPrefetchCommand: AsyncParsableCommand {
             guard let seg = WALSegment(name: first, segmentSize: info.walSegmentSize) else {
                 throw CairnError(.walInvalidName, "\(first) is not a WAL segment name")
             }
-            return try WalFetch.prefetch(repo: repo, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
-                                         parallelism: ctx.config.limits.parallelism)
+            return try WalFetch.prefetch(
+                repo: repo, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
+                parallelism: ctx.config.limits.parallelism)
         }
     }
 }
@@ -156,8 +169,9 @@ struct WalPushAheadCommand: AsyncParsableCommand {
         var pipeline = ctx.makePipeline()
         pipeline.workers = 0
         _ = try await Blocking.run { [pipeline] in
-            try WalPushAhead.work(repo: try ctx.makeRepository(), pipeline: pipeline, walDirectory: dir,
-                                  parallelism: ctx.config.limits.parallelism)
+            try WalPushAhead.work(
+                repo: try ctx.makeRepository(), pipeline: pipeline, walDirectory: dir,
+                parallelism: ctx.config.limits.parallelism)
         }
     }
 }
@@ -174,7 +188,8 @@ enum LeaseRenewal {
             _ = FileManager.default.createFile(atPath: marker, contents: nil)
             utimes(marker, nil)
         } catch {
-            Logger(label: "cairn.wal-fetch").warning("could not renew the restore's lease \(id): \(describeError(error).message)")
+            Logger(label: "cairn.wal-fetch").warning(
+                "could not renew the restore's lease \(id): \(describeError(error).message)")
         }
     }
 }

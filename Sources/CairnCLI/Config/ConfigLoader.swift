@@ -20,12 +20,16 @@ public struct ConfigLoader {
     /// Loads and validates a file.
     public func load(path: String) throws -> Configuration {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigError(.configMissing, problems: [ConfigProblem(file: path, line: nil, message: "configuration file not found")],
-                              hint: "pass --config PATH, set CAIRN_CONFIG, or create ./cairn.yaml (see `cairn config example`)")
+            throw ConfigError(
+                .configMissing,
+                problems: [ConfigProblem(file: path, line: nil, message: "configuration file not found")],
+                hint: "pass --config PATH, set CAIRN_CONFIG, or create ./cairn.yaml (see `cairn config example`)")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(.configMissing, problems: [ConfigProblem(file: path, line: nil, message: "configuration file is not readable")],
-                              hint: "make the file readable by the user cairn runs as (uid \(getuid()))")
+            throw ConfigError(
+                .configMissing,
+                problems: [ConfigProblem(file: path, line: nil, message: "configuration file is not readable")],
+                hint: "make the file readable by the user cairn runs as (uid \(getuid()))")
         }
         return try load(text: String(decoding: data, as: UTF8.self), file: path)
     }
@@ -33,14 +37,22 @@ public struct ConfigLoader {
     /// Loads and validates configuration text (`file` names it in messages).
     public func load(text: String, file: String) throws -> Configuration {
         let r = YAMLReader(file: file)
-        guard let root = r.parse(text) else { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        let top = r.section(root, path: "", allowed: ["cluster", "repository", "compression", "archive", "limits", "retention", "drills", "schedule", "metrics"])
+        guard let root = r.parse(text) else {
+            throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`")
+        }
+        let top = r.section(
+            root, path: "",
+            allowed: [
+                "cluster", "repository", "compression", "archive", "limits", "retention", "drills", "schedule",
+                "metrics"
+            ])
         var overrides: [String] = []
         let cluster = loadCluster(top, r)
         let (repository, encryption) = loadRepository(top, r, &overrides)
         let z = top?.section("compression", allowed: ["level", "threads"])
-        let compression = Configuration.Compression(level: z?.int("level", range: 1...19) ?? 3,
-                                                    threads: z?.int("threads", range: 0...64) ?? 0)
+        let compression = Configuration.Compression(
+            level: z?.int("level", range: 1...19) ?? 3,
+            threads: z?.int("threads", range: 0...64) ?? 0)
         let archive = Configuration.Archive(async: top?.section("archive", allowed: ["async"])?.bool("async") ?? false)
         let limits = loadLimits(top, r)
         let (retention, retentionSource) = try loadRetention(top, r, file: file)
@@ -49,11 +61,15 @@ public struct ConfigLoader {
         checkOrphanSafetyAge(retention, schedule, top, r)
         let listen = loadMetricsListen(top, r)
 
-        if !r.problems.isEmpty { throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`") }
-        return Configuration(cluster: cluster, repository: repository, encryption: encryption, compression: compression, archive: archive, limits: limits,
-                             retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
-                             metricsListen: listen, drills: drills,
-                             sourcePath: file, environmentOverrides: overrides)
+        if !r.problems.isEmpty {
+            throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`")
+        }
+        return Configuration(
+            cluster: cluster, repository: repository, encryption: encryption, compression: compression,
+            archive: archive, limits: limits,
+            retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
+            metricsListen: listen, drills: drills,
+            sourcePath: file, environmentOverrides: overrides)
     }
 
     /// `cluster`: how to reach the cluster, its data and program directories, the backup method.
@@ -63,7 +79,8 @@ public struct ConfigLoader {
             connection: c?.string("connection") ?? "",
             dataDirectory: c?.string("data_directory"),
             binDirectory: c?.string("bin_directory"),
-            backupMethod: c?.choice("backup_method", BackupMethod.allCases.map(\.rawValue)).flatMap(BackupMethod.init(rawValue:)) ?? .auto)
+            backupMethod: c?.choice("backup_method", BackupMethod.allCases.map(\.rawValue)).flatMap(
+                BackupMethod.init(rawValue:)) ?? .auto)
         if let d = cluster.dataDirectory, !d.hasPrefix("/") {
             r.report(line: c?.line("data_directory"), "cluster.data_directory must be an absolute path")
         }
@@ -71,37 +88,55 @@ public struct ConfigLoader {
     }
 
     /// `repository`: a local folder or an S3 bucket (with overrides from the environment), and the encryption key.
-    private func loadRepository(_ top: YAMLReader.Section?, _ r: YAMLReader,
-                                _ overrides: inout [String]) -> (Configuration.RepositoryKind, Configuration.EncryptionKey?) {
+    private func loadRepository(
+        _ top: YAMLReader.Section?, _ r: YAMLReader,
+        _ overrides: inout [String]
+    ) -> (Configuration.RepositoryKind, Configuration.EncryptionKey?) {
         var repository = Configuration.RepositoryKind.local(path: "/var/lib/cairn/repo")
         var encryption: Configuration.EncryptionKey?
-        let repoKeys = ["type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
-                        "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption"]
+        let repoKeys = [
+            "type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
+            "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption"
+        ]
         if let rs = top?.section("repository", allowed: repoKeys) {
             let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
             if type == "local" {
-                for k in ["bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id"] where rs.node(k) != nil {
-                    r.report(line: rs.line(k), "repository.\(k) applies to type: s3 only (this repository is type: local)")
+                for k in ["bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id"]
+                where rs.node(k) != nil {
+                    r.report(
+                        line: rs.line(k), "repository.\(k) applies to type: s3 only (this repository is type: local)")
                 }
                 if rs.require("path", "the folder that holds the repository"), let p = rs.string("path") {
-                    if !p.hasPrefix("/") { r.report(line: rs.line("path"), "repository.path must be an absolute path, not \"\(p)\"") }
+                    if !p.hasPrefix("/") {
+                        r.report(line: rs.line("path"), "repository.path must be an absolute path, not \"\(p)\"")
+                    }
                     repository = .local(path: p)
                 }
             } else {
-                if rs.node("path") != nil { r.report(line: rs.line("path"), "repository.path applies to type: local only (use bucket and prefix for s3)") }
+                if rs.node("path") != nil {
+                    r.report(
+                        line: rs.line("path"),
+                        "repository.path applies to type: local only (use bucket and prefix for s3)")
+                }
                 if let s3 = loadS3(rs, r, &overrides) { repository = .s3(s3) }
             }
             encryption = loadEncryption(rs, r)
         } else if top?.node("repository") == nil {
-            r.report(line: nil, "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
+            r.report(
+                line: nil,
+                "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
         }
         return (repository, encryption)
     }
 
     /// `limits`: parallelism, part and bundle sizes, timeouts, retries, prefetch.
     private func loadLimits(_ top: YAMLReader.Section?, _ r: YAMLReader) -> Configuration.Limits {
-        let l = top?.section("limits", allowed: ["parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",
-                                                "bundle_size", "prefetch"])
+        let l = top?.section(
+            "limits",
+            allowed: [
+                "parallelism", "part_size", "connect_timeout", "io_timeout", "request_timeout", "retries",
+                "bundle_size", "prefetch"
+            ])
         var limits = Configuration.Limits(
             parallelism: l?.int("parallelism", range: 1...64) ?? 4,
             partSize: l?.size("part_size", min: 5 << 20) ?? 8 << 20,
@@ -116,40 +151,54 @@ public struct ConfigLoader {
             limits.partSize = 8 << 20
         }
         if limits.requestTimeout < limits.connectTimeout {
-            r.report(line: l?.line("request_timeout"), "limits.request_timeout must not be shorter than limits.connect_timeout")
+            r.report(
+                line: l?.line("request_timeout"),
+                "limits.request_timeout must not be shorter than limits.connect_timeout")
         }
         return limits
     }
 
     /// `retention`: a policy file (relative to this file) or the keys inline; and where it came from.
-    private func loadRetention(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> (RetentionPolicy, String) {
+    private func loadRetention(
+        _ top: YAMLReader.Section?, _ r: YAMLReader, file: String
+    ) throws -> (RetentionPolicy, String) {
         guard let node = top?.node("retention") else { return (RetentionPolicy(), "defaults") }
         if let rel = node.scalar?.string {
             let path = resolve(rel, relativeTo: file)
-            guard let retention = try policyFile(node, r, { try PolicyLoader.retention(file: path) }) else { return (RetentionPolicy(), "defaults") }
+            guard let retention = try policyFile(node, r, { try PolicyLoader.retention(file: path) }) else {
+                return (RetentionPolicy(), "defaults")
+            }
             return (retention, path)
         }
-        return (PolicyLoader.retention(section: top?.section("retention", allowed: PolicyLoader.retentionKeys), reader: r), "\(file) (inline)")
+        return (
+            PolicyLoader.retention(section: top?.section("retention", allowed: PolicyLoader.retentionKeys), reader: r),
+            "\(file) (inline)"
+        )
     }
 
     /// `drills`: a policy file (relative to this file) or the keys inline.
     private func loadDrills(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> DrillPolicy {
         guard let node = top?.node("drills") else { return DrillPolicy() }
         if let rel = node.scalar?.string {
-            return try policyFile(node, r, { try PolicyLoader.drills(file: resolve(rel, relativeTo: file)) }) ?? DrillPolicy()
+            return try policyFile(node, r, { try PolicyLoader.drills(file: resolve(rel, relativeTo: file)) })
+                ?? DrillPolicy()
         }
         return PolicyLoader.drills(section: top?.section("drills", allowed: PolicyLoader.drillKeys), reader: r)
     }
 
     /// `schedule`: the schedule policy file (relative to this file), and its path.
-    private func loadSchedule(_ top: YAMLReader.Section?, _ r: YAMLReader, file: String) throws -> (String?, SchedulePolicy?) {
+    private func loadSchedule(
+        _ top: YAMLReader.Section?, _ r: YAMLReader, file: String
+    ) throws -> (String?, SchedulePolicy?) {
         guard let node = top?.node("schedule") else { return (nil, nil) }
         guard let rel = node.scalar?.string else {
             r.report(node, "schedule must name the schedule policy file, e.g. schedule: policies/schedule.yaml")
             return (nil, nil)
         }
         let path = resolve(rel, relativeTo: file)
-        guard let schedule = try policyFile(node, r, { try PolicyLoader.schedule(file: path) }) else { return (nil, nil) }
+        guard let schedule = try policyFile(node, r, { try PolicyLoader.schedule(file: path) }) else {
+            return (nil, nil)
+        }
         return (path, schedule)
     }
 
@@ -165,11 +214,16 @@ public struct ConfigLoader {
     }
 
     /// A backup may run for its max_run_time: expire must not take its objects for an interrupted backup's.
-    private func checkOrphanSafetyAge(_ retention: RetentionPolicy, _ schedule: SchedulePolicy?, _ top: YAMLReader.Section?, _ r: YAMLReader) {
+    private func checkOrphanSafetyAge(
+        _ retention: RetentionPolicy, _ schedule: SchedulePolicy?, _ top: YAMLReader.Section?, _ r: YAMLReader
+    ) {
         if let b = schedule?.jobs.filter({ $0.name.hasPrefix("backup") }).max(by: { $0.maxRunTime < $1.maxRunTime }),
-           b.maxRunTime > retention.orphanSafetyAge {
-            r.report(line: (top?.node("retention") ?? top?.node("schedule"))?.mark?.line,
-                     "retention orphan_safety_age (\(Units.formatDuration(retention.orphanSafetyAge))) is shorter than jobs.\(b.name).max_run_time (\(Units.formatDuration(b.maxRunTime))) of the schedule: expire could delete a backup that is still running")
+            b.maxRunTime > retention.orphanSafetyAge
+        {
+            r.report(
+                line: (top?.node("retention") ?? top?.node("schedule"))?.mark?.line,
+                "retention orphan_safety_age (\(Units.formatDuration(retention.orphanSafetyAge))) is shorter than jobs.\(b.name).max_run_time (\(Units.formatDuration(b.maxRunTime))) of the schedule: expire could delete a backup that is still running"
+            )
         }
     }
 
@@ -178,16 +232,22 @@ public struct ConfigLoader {
         let m = top?.section("metrics", allowed: ["listen"])
         let listen = m?.string("listen") ?? "127.0.0.1:9187"
         if MetricsAddress.parse(listen) == nil {
-            r.report(line: m?.line("listen"), "metrics.listen must be HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9187, not \"\(listen)\"")
+            r.report(
+                line: m?.line("listen"),
+                "metrics.listen must be HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9187, not \"\(listen)\"")
         }
         return listen
     }
 
-    private func loadS3(_ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]) -> Configuration.S3Repo? {
+    private func loadS3(_ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]) -> Configuration.S3Repo?
+    {
         let bucket = rs.string("bucket")
         if bucket == nil { _ = rs.require("bucket", "the S3 bucket name") }
         if let b = bucket, !ConfigLoader.validBucket(b) {
-            r.report(line: rs.line("bucket"), "repository.bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)")
+            r.report(
+                line: rs.line("bucket"),
+                "repository.bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)"
+            )
         }
         var endpointText = rs.string("endpoint")
         if let e = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !e.isEmpty {
@@ -203,11 +263,16 @@ public struct ConfigLoader {
         let endpoint: URL?
         if let text = endpointText {
             let u = URL(string: text)
-            if let u, let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil, u.path.isEmpty || u.path == "/",
-               u.query == nil, u.user == nil {
+            if let u, let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil,
+                u.path.isEmpty || u.path == "/",
+                u.query == nil, u.user == nil
+            {
                 endpoint = u
             } else {
-                r.report(line: rs.line("endpoint"), "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")")
+                r.report(
+                    line: rs.line("endpoint"),
+                    "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")"
+                )
                 endpoint = nil
             }
         } else {
@@ -225,18 +290,25 @@ public struct ConfigLoader {
         }
         let credFile = rs.string("credentials_file")
         let prefix = rs.string("prefix") ?? ""
-        if prefix.hasPrefix("/") || prefix.contains("//") || prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
-            r.report(line: rs.line("prefix"), "repository.prefix must be a relative path such as \"prod/db1\" (no leading /, no . or .. segments)")
+        if prefix.hasPrefix("/") || prefix.contains("//")
+            || prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." })
+        {
+            r.report(
+                line: rs.line("prefix"),
+                "repository.prefix must be a relative path such as \"prod/db1\" (no leading /, no . or .. segments)")
         }
         let storageClass = rs.string("storage_class")
         if let sc = storageClass, !sc.allSatisfy({ $0.isUppercase || $0 == "_" || $0.isNumber }) {
-            r.report(line: rs.line("storage_class"), "repository.storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
+            r.report(
+                line: rs.line("storage_class"),
+                "repository.storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
         }
         guard let bucket, let endpoint else { return nil }
-        return Configuration.S3Repo(bucket: bucket, prefix: prefix, endpoint: endpoint, region: regionValue,
-                                    uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
-                                    storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
-                                    credentialsFile: credFile, profile: rs.string("profile") ?? "default")
+        return Configuration.S3Repo(
+            bucket: bucket, prefix: prefix, endpoint: endpoint, region: regionValue,
+            uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
+            storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
+            credentialsFile: credFile, profile: rs.string("profile") ?? "default")
     }
 
     /// `repository.encryption`: exactly one of `key_file` (an absolute path) or `key_env` (a variable name).
@@ -246,32 +318,43 @@ public struct ConfigLoader {
         switch (file, env) {
         case (let f?, nil):
             guard f.hasPrefix("/") else {
-                r.report(line: e.line("key_file"), "repository.encryption.key_file must be an absolute path, not \"\(f)\"")
+                r.report(
+                    line: e.line("key_file"), "repository.encryption.key_file must be an absolute path, not \"\(f)\"")
                 return nil
             }
             return .file(f)
         case (nil, let v?):
-            guard !v.isEmpty, v.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }), !v.first!.isNumber else {
-                r.report(line: e.line("key_env"), "repository.encryption.key_env must name an environment variable (letters, digits, _), not \"\(v)\"")
+            guard !v.isEmpty, v.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }),
+                !v.first!.isNumber
+            else {
+                r.report(
+                    line: e.line("key_env"),
+                    "repository.encryption.key_env must name an environment variable (letters, digits, _), not \"\(v)\""
+                )
                 return nil
             }
             return .environment(v)
         case (.some, .some):
             r.report(line: e.line("key_env"), "repository.encryption takes key_file or key_env, not both")
         case (nil, nil):
-            r.report(e.node, "repository.encryption needs key_file (a file with the master key) or key_env (a variable holding it); create a key with `cairn key generate --output FILE`")
+            r.report(
+                e.node,
+                "repository.encryption needs key_file (a file with the master key) or key_env (a variable holding it); create a key with `cairn key generate --output FILE`"
+            )
         }
         return nil
     }
 
     /// A path in a configuration file, relative to that file.
     func resolve(_ path: String, relativeTo file: String) -> String {
-        path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+        path.hasPrefix("/")
+            ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
     }
 
     static func validBucket(_ b: String) -> Bool {
         guard (3...63).contains(b.count), let f = b.first, let l = b.last,
-              f.isLetter || f.isNumber, l.isLetter || l.isNumber else { return false }
+            f.isLetter || f.isNumber, l.isLetter || l.isNumber
+        else { return false }
         return b.allSatisfy { ($0.isLowercase && $0.isASCII) || ($0.isNumber && $0.isASCII) || $0 == "." || $0 == "-" }
     }
 }

@@ -23,7 +23,8 @@ public struct ConfigError: ReportableError {
     }
 
     public var message: String {
-        problems.count == 1 ? problems[0].description
+        problems.count == 1
+            ? problems[0].description
             : "\(problems.count) problems:\n" + problems.map { "  \($0.description)" }.joined(separator: "\n")
     }
 }
@@ -49,7 +50,7 @@ public final class YAMLReader {
         } catch let e as YamlError {
             switch e {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-                 .composer(_, let problem, let mark, _):
+                .composer(_, let problem, let mark, _):
                 report(line: mark.line, "YAML syntax error: \(problem)")
             default:
                 report(line: nil, "YAML error: \(e)")
@@ -82,7 +83,9 @@ public final class YAMLReader {
                 if let meant = Self.nearest(key, in: allowed) {
                     report(k, "unknown key \"\(key)\" in \(place): did you mean \"\(meant)\"?")
                 } else {
-                    report(k, "unknown key \"\(key)\" in \(place) (known keys: \(allowed.sorted().joined(separator: ", ")))")
+                    report(
+                        k,
+                        "unknown key \"\(key)\" in \(place) (known keys: \(allowed.sorted().joined(separator: ", ")))")
                 }
             }
         }
@@ -109,7 +112,9 @@ public final class YAMLReader {
             for j in 1...b.count {
                 let cost = a[i - 1] == b[j - 1] ? 0 : 1
                 d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+                }
             }
         }
         return d[a.count][b.count]
@@ -149,7 +154,9 @@ public final class YAMLReader {
         public func bool(_ key: String) -> Bool? {
             guard let n = node(key) else { return nil }
             guard let s = n.scalar, s.style == .plain || s.style == .any,
-                  let v = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][s.string.lowercased()] else {
+                let v = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][
+                    s.string.lowercased()]
+            else {
                 reader.report(n, "\(full(key)) must be true or false")
                 return nil
             }
@@ -184,7 +191,9 @@ public final class YAMLReader {
         public func choice(_ key: String, _ allowed: [String]) -> String? {
             guard let s = string(key) else { return nil }
             guard allowed.contains(s) else {
-                reader.report(node(key), "\(full(key)) must be one of \(allowed.map { "\"\($0)\"" }.joined(separator: ", ")), not \"\(s)\"")
+                reader.report(
+                    node(key),
+                    "\(full(key)) must be one of \(allowed.map { "\"\($0)\"" }.joined(separator: ", ")), not \"\(s)\"")
                 return nil
             }
             return s

@@ -18,7 +18,10 @@ final class MetricsServer: Service, @unchecked Sendable {
     /// How long a client may take to send its request.
     static let requestTimeout: Duration = .seconds(10)
 
-    init(host: String, port: UInt16, collect: @escaping @Sendable () async -> String, healthy: @escaping @Sendable () -> Bool) {
+    init(
+        host: String, port: UInt16, collect: @escaping @Sendable () async -> String,
+        healthy: @escaping @Sendable () -> Bool
+    ) {
         self.host = host
         self.port = port
         self.collect = collect
@@ -35,8 +38,10 @@ final class MetricsServer: Service, @unchecked Sendable {
             try socket.bind(to: .inet(ip4: host, port: port))
             try socket.listen()
         } catch {
-            throw CairnError(.configInvalid, "cannot serve metrics on \(host):\(port): \(error)",
-                            hint: "another process may hold the port: set metrics.listen in cairn.yaml, or --listen, to a free one", cause: error)
+            throw CairnError(
+                .configInvalid, "cannot serve metrics on \(host):\(port): \(error)",
+                hint: "another process may hold the port: set metrics.listen in cairn.yaml, or --listen, to a free one",
+                cause: error)
         }
         let listener = try AsyncSocket(socket: socket, pool: pool)
         do {
@@ -54,7 +59,7 @@ final class MetricsServer: Service, @unchecked Sendable {
                     group.cancelAll()
                 }
             }
-        } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+        } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
             // Shutting down cancels the accept loop and the socket pool: that is the way out.
         }
     }
@@ -93,7 +98,9 @@ final class MetricsServer: Service, @unchecked Sendable {
     func response(to head: [UInt8]) async -> Data {
         let requestLine = String(decoding: head.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = requestLine.split(separator: " ")
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return Self.message(400, "Bad Request", "bad request\n") }
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else {
+            return Self.message(400, "Bad Request", "bad request\n")
+        }
         let method = parts[0], path = parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
         guard method == "GET" || method == "HEAD" else { return Self.message(405, "Method Not Allowed", "only GET\n") }
         let body: String, status: (Int, String), type: String
@@ -101,7 +108,9 @@ final class MetricsServer: Service, @unchecked Sendable {
         case "/metrics":
             (status, type, body) = ((200, "OK"), "text/plain; version=0.0.4; charset=utf-8", await collect())
         case "/healthz":
-            (status, type, body) = healthy() ? ((200, "OK"), "text/plain", "ok\n")
+            (status, type, body) =
+                healthy()
+                ? ((200, "OK"), "text/plain", "ok\n")
                 : ((503, "Service Unavailable"), "text/plain", "scheduler loop stalled\n")
         default:
             return Self.message(404, "Not Found", "not found: try /metrics or /healthz\n")
@@ -109,11 +118,14 @@ final class MetricsServer: Service, @unchecked Sendable {
         return Self.message(status.0, status.1, body, type: type, withBody: method == "GET")
     }
 
-    static func message(_ code: Int, _ reason: String, _ body: String, type: String = "text/plain",
-                        withBody: Bool = true) -> Data {
+    static func message(
+        _ code: Int, _ reason: String, _ body: String, type: String = "text/plain",
+        withBody: Bool = true
+    ) -> Data {
         let bytes = Array(body.utf8)
-        var out = Array(("HTTP/1.1 \(code) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(bytes.count)\r\n"
-                         + "Connection: close\r\n\r\n").utf8)
+        var out = Array(
+            ("HTTP/1.1 \(code) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(bytes.count)\r\n"
+                + "Connection: close\r\n\r\n").utf8)
         if withBody { out += bytes }
         return Data(out)
     }

@@ -7,9 +7,9 @@ import Subprocess
 import Synchronization
 
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// Runs the schedule policy's jobs as child processes (`cairn --config … <job>`), each under the repository lock
@@ -51,8 +51,12 @@ final class Scheduler: Service, @unchecked Sendable {
                     guard let job = policy.jobs.first(where: { $0.name == state.job }) else { continue }
                     if considered[job.name] == nil { considered[job.name] = now }
                     for m in state.missed {
-                        logger.warning("missed run", metadata: ["job": "\(job.name)", "scheduled": "\(Timestamp.format(m))",
-                                                                "policy": "\(job.missed.rawValue)"])
+                        logger.warning(
+                            "missed run",
+                            metadata: [
+                                "job": "\(job.name)", "scheduled": "\(Timestamp.format(m))",
+                                "policy": "\(job.missed.rawValue)"
+                            ])
                     }
                     figures.withLock {
                         $0.missedRuns[job.name, default: 0] += state.missed.count
@@ -62,7 +66,8 @@ final class Scheduler: Service, @unchecked Sendable {
                     guard let due = state.due else { continue }
                     considered[job.name] = due
                     if figures.withLock({ $0.running.contains(job.name) }) {
-                        logger.warning("previous run still going; this run is skipped", metadata: ["job": "\(job.name)"])
+                        logger.warning(
+                            "previous run still going; this run is skipped", metadata: ["job": "\(job.name)"])
                         continue
                     }
                     figures.withLock { _ = $0.running.insert(job.name) }
@@ -82,7 +87,10 @@ final class Scheduler: Service, @unchecked Sendable {
 
     /// Runs one job as a child process and enforces its maximum run time.
     func runJob(_ job: SchedulePolicy.Job) async {
-        let args = ["--config", configPath] + job.arguments + ["--lock-ttl", String(Int(job.maxRunTime + 300)), "--log-format", "json"]
+        let args =
+            ["--config", configPath] + job.arguments + [
+                "--lock-ttl", String(Int(job.maxRunTime + 300)), "--log-format", "json"
+            ]
         logger.info("job started", metadata: ["job": "\(job.name)"])
         let started = Date()
         let pidBox = Mutex<pid_t>(0)
@@ -90,7 +98,9 @@ final class Scheduler: Service, @unchecked Sendable {
             try await Task.sleep(nanoseconds: UInt64(job.maxRunTime * 1_000_000_000))
             let pid = pidBox.withLock { $0 }
             guard pid > 0 else { return }
-            logger.error("job exceeded max_run_time; stopping it", metadata: ["job": "\(job.name)", "max_run_time": "\(Units.formatDuration(job.maxRunTime))"])
+            logger.error(
+                "job exceeded max_run_time; stopping it",
+                metadata: ["job": "\(job.name)", "max_run_time": "\(Units.formatDuration(job.maxRunTime))"])
             figures.withLock { $0.timeouts[job.name, default: 0] += 1 }
             kill(pid, SIGTERM)
             try await Task.sleep(nanoseconds: 30_000_000_000)
@@ -98,8 +108,10 @@ final class Scheduler: Service, @unchecked Sendable {
         }
         var status = "failed"
         do {
-            let r = try await Subprocess.run(.path(FilePath(executable)), arguments: Arguments(args),
-                                             input: .none, output: .currentStandardOutput, error: .currentStandardError) { execution in
+            let r = try await Subprocess.run(
+                .path(FilePath(executable)), arguments: Arguments(args),
+                input: .none, output: .currentStandardOutput, error: .currentStandardError
+            ) { execution in
                 pidBox.withLock { $0 = execution.processIdentifier.value }
                 children.withLock { $0[job.name] = execution.processIdentifier.value }
             }
@@ -115,7 +127,11 @@ final class Scheduler: Service, @unchecked Sendable {
         watchdog.cancel()
         children.withLock { $0[job.name] = nil }
         figures.withLock { _ = $0.running.remove(job.name) }
-        logger.info("job finished", metadata: ["job": "\(job.name)", "status": "\(status)",
-                                                "seconds": "\(Int(Date().timeIntervalSince(started)))"])
+        logger.info(
+            "job finished",
+            metadata: [
+                "job": "\(job.name)", "status": "\(status)",
+                "seconds": "\(Int(Date().timeIntervalSince(started)))"
+            ])
     }
 }

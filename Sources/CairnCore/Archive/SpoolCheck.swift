@@ -48,14 +48,19 @@ struct SpoolCheck: Codable, Equatable {
     /// Reads the file once, in 1 MiB chunks.
     static func problem(path: String, name: String, checkPath: String) -> String? {
         guard let data = FileManager.default.contents(atPath: checkPath),
-              let check = try? JSONDecoder().decode(SpoolCheck.self, from: data) else { return "it has no readable check record" }
-        guard let segment = WALSegment(name: name, segmentSize: check.segmentSize) else { return "its check record is invalid" }
+            let check = try? JSONDecoder().decode(SpoolCheck.self, from: data)
+        else { return "it has no readable check record" }
+        guard let segment = WALSegment(name: name, segmentSize: check.segmentSize) else {
+            return "its check record is invalid"
+        }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return "it cannot be opened: \(String(cString: strerror(errno)))" }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { return "it cannot be read: \(String(cString: strerror(errno)))" }
-        guard Int64(st.st_size) == check.segmentSize else { return "it has \(st.st_size) bytes, not \(check.segmentSize)" }
+        guard Int64(st.st_size) == check.segmentSize else {
+            return "it has \(st.st_size) bytes, not \(check.segmentSize)"
+        }
         return check.problem(reading: fd, segment: segment)
     }
 
@@ -87,13 +92,19 @@ struct SpoolCheck: Codable, Equatable {
         if let expected = WALHeader.pageMagic[pgMajor], magic != expected {
             return String(format: "its page magic is 0x%04X, not PostgreSQL %d's 0x%04X", magic, pgMajor, expected)
         }
-        guard bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self) & 0x0002 != 0 else { return "it does not start with a long page header" }
+        guard bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self) & 0x0002 != 0 else {
+            return "it does not start with a long page header"
+        }
         let tli = bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         guard tli >= 1, tli <= segment.timeline else { return "its page header names timeline \(tli)" }
         let pageAddress = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        guard pageAddress == segment.startLSN.value else { return "its first page is at \(LSN(pageAddress)), not \(segment.startLSN)" }
+        guard pageAddress == segment.startLSN.value else {
+            return "its first page is at \(LSN(pageAddress)), not \(segment.startLSN)"
+        }
         let sysid = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
-        guard String(sysid) == systemIdentifier else { return "it belongs to cluster \(sysid), not \(systemIdentifier)" }
+        guard String(sysid) == systemIdentifier else {
+            return "it belongs to cluster \(sysid), not \(systemIdentifier)"
+        }
         return nil
     }
 }

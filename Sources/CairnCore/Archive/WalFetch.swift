@@ -35,9 +35,11 @@ public enum WalFetch {
     /// repository itself is there).
     public static func run(repo: any Repository, pipeline: Pipeline, name: String, dest: String) throws -> Result {
         guard let file = WALFileName(name) else {
-            throw CairnError(.walInvalidName, "\(name) is not a WAL file name", hint: "restore_command must pass %f and %p")
+            throw CairnError(
+                .walInvalidName, "\(name) is not a WAL file name", hint: "restore_command must pass %f and %p")
         }
-        if case .segment = file, let size = serveFromSpool(spoolDirectory(forDestination: dest), name: name, dest: dest) {
+        if case .segment = file, let size = serveFromSpool(spoolDirectory(forDestination: dest), name: name, dest: dest)
+        {
             return Result(file: name, outcome: .fromSpool, size: size)
         }
         let size = try download(repo: repo, pipeline: pipeline, file: file, to: dest)
@@ -56,8 +58,9 @@ public enum WalFetch {
         defer { unlink(check) }
         if let problem = SpoolCheck.problem(path: taken, name: name, checkPath: check) {
             unlink(taken)
-            logger.warning("a prefetched segment failed its check and is fetched again",
-                           metadata: ["file": "\(name)", "problem": "\(problem)"])
+            logger.warning(
+                "a prefetched segment failed its check and is fetched again",
+                metadata: ["file": "\(name)", "problem": "\(problem)"])
             return nil
         }
         var st = stat()
@@ -76,8 +79,10 @@ public enum WalFetch {
 
     /// Downloads and verifies one file into `path` atomically, passing the open temporary file and the CRC-32C of
     /// its content to `beforeRename`. Throws `wal.not-found` if absent.
-    static func download(repo: any Repository, pipeline: Pipeline, file: WALFileName, to path: String,
-                         beforeRename: (_ fd: Int32, _ crc32c: UInt32) throws -> Void) throws -> (size: Int64, crc32c: UInt32) {
+    static func download(
+        repo: any Repository, pipeline: Pipeline, file: WALFileName, to path: String,
+        beforeRename: (_ fd: Int32, _ crc32c: UInt32) throws -> Void
+    ) throws -> (size: Int64, crc32c: UInt32) {
         let tmp = path + ".cairn-tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CairnError(.localIO, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
@@ -98,7 +103,9 @@ public enum WalFetch {
             throw CairnError(.walNotFound, "\(file) is not in the repository")
         }
         try beforeRename(fd, crc)
-        guard rename(tmp, path) == 0 else { throw CairnError(.localIO, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
+        guard rename(tmp, path) == 0 else {
+            throw CairnError(.localIO, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+        }
         ok = true
         return (digest.size, crc)
     }
@@ -110,9 +117,12 @@ public enum WalFetch {
         do {
             _ = try RepositoryInfo.require(from: repo)
         } catch let e as CairnError where e.code == .repoUninitialized {
-            throw CairnError(.repoUninitialized,
-                            "\(file) is not in \(repo.location), and neither is the repository's cairn.json: the repository is missing (unmounted or moved?), so the end of the archive cannot be told",
-                            hint: "make the repository available at \(repo.location) again (check the mount); recovery stops instead of ending early")
+            throw CairnError(
+                .repoUninitialized,
+                "\(file) is not in \(repo.location), and neither is the repository's cairn.json: the repository is missing (unmounted or moved?), so the end of the archive cannot be told",
+                hint:
+                    "make the repository available at \(repo.location) again (check the mount); recovery stops instead of ending early"
+            )
         }
     }
 
@@ -120,7 +130,9 @@ public enum WalFetch {
     public static func pruneSpool(_ spool: String, before current: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool) else { return }
         for n in names where n.count == 24 && n < current { unlink(spool + "/" + n) }
-        for n in names where n.hasSuffix(SpoolCheck.suffix) && String(n.prefix(24)) < current { unlink(spool + "/" + n) }
+        for n in names where n.hasSuffix(SpoolCheck.suffix) && String(n.prefix(24)) < current {
+            unlink(spool + "/" + n)
+        }
         for n in names where n.contains(".cairn-tmp-") {
             var st = stat()
             if stat(spool + "/" + n, &st) == 0, Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) > 600 {
@@ -132,8 +144,10 @@ public enum WalFetch {
     /// Downloads up to `count` segments after `first` into the spool, `parallelism` at a time, stopping at the
     /// first one the repository does not have. Only one prefetcher runs per spool (a lock file). Each segment is
     /// fsynced, with its check record (see ``SpoolCheck``, facts from `info`), before it is renamed into the spool.
-    public static func prefetch(repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, first: WALSegment,
-                                count: Int, spool: String, parallelism: Int) throws -> Int {
+    public static func prefetch(
+        repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, first: WALSegment,
+        count: Int, spool: String, parallelism: Int
+    ) throws -> Int {
         mkdir(spool, 0o700)
         guard let lockFd = SpoolLock.acquire(spool) else { return 0 }  // another prefetcher is at work
         defer { close(lockFd) }
@@ -160,13 +174,20 @@ public enum WalFetch {
 
     /// Downloads one segment into the spool durably: content fsynced and its check record written before the
     /// rename, so that a crash leaves either nothing or a segment that passes its check.
-    static func spoolSegment(repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, segment: WALSegment,
-                             spool: String) throws {
+    static func spoolSegment(
+        repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, segment: WALSegment,
+        spool: String
+    ) throws {
         let path = spool + "/" + segment.name
         _ = try download(repo: repo, pipeline: pipeline, file: .segment(segment.name), to: path) { fd, crc in
-            guard fsync(fd) == 0 else { throw CairnError(.localIO, "cannot fsync the prefetched \(segment.name): \(String(cString: strerror(errno)))") }
-            try SpoolCheck(crc32c: crc, systemIdentifier: info.systemIdentifier, pgMajor: info.pgMajor,
-                           segmentSize: info.walSegmentSize).write(for: path)
+            guard fsync(fd) == 0 else {
+                throw CairnError(
+                    .localIO, "cannot fsync the prefetched \(segment.name): \(String(cString: strerror(errno)))")
+            }
+            try SpoolCheck(
+                crc32c: crc, systemIdentifier: info.systemIdentifier, pgMajor: info.pgMajor,
+                segmentSize: info.walSegmentSize
+            ).write(for: path)
         }
         syncDirectory(spool)
     }

@@ -35,8 +35,10 @@ public enum WalPush {
     /// record of the push-ahead worker when it has one; when other files wait too, `startWorker` is called (unless
     /// a worker runs) and the call waits for the worker's record of this file, up to `waitLimit` seconds, before
     /// pushing it itself.
-    public static func run(repo: any Repository, pipeline: Pipeline, path: String, async: Bool = false,
-                           startWorker: () -> Void = {}, waitLimit: Double = 60) throws -> Result {
+    public static func run(
+        repo: any Repository, pipeline: Pipeline, path: String, async: Bool = false,
+        startWorker: () -> Void = {}, waitLimit: Double = 60
+    ) throws -> Result {
         if async {
             WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
             if let r = WalPushAhead.acknowledge(path: path, store: repo.identity) {
@@ -51,7 +53,9 @@ public enum WalPush {
                 started = Date()
             }
             if started != nil || SpoolLock.held(spool),
-               let r = WalPushAhead.waitForRecord(path: path, store: repo.identity, started: started, timeout: waitLimit) {
+                let r = WalPushAhead.waitForRecord(
+                    path: path, store: repo.identity, started: started, timeout: waitLimit)
+            {
                 logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
                 return r
             }
@@ -71,19 +75,23 @@ public enum WalPush {
     static func read(_ path: String, into bytes: inout [UInt8]) throws -> WALFileName {
         let name = (path as NSString).lastPathComponent
         guard let file = WALFileName(name) else {
-            throw CairnError(.walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
-                            hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
+            throw CairnError(
+                .walInvalidName, "\(name) is not a WAL segment, history or backup-history file name",
+                hint: "archive_command must pass %p: archive_command = 'cairn wal-push %p'")
         }
         guard FileIO.readAll(path, into: &bytes) else {
-            throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
-                            hint: "archive_command runs in the data directory; pass %p unchanged")
+            throw CairnError(
+                .localIO, "cannot read \(path): \(String(cString: strerror(errno)))",
+                hint: "archive_command runs in the data directory; pass %p unchanged")
         }
         return file
     }
 
     /// Stores one file create-only and confirms it.
-    static func push(file: WALFileName, bytes: [UInt8], repo: any Repository, pipeline: Pipeline,
-                     info: RepositoryInfo) throws -> Result {
+    static func push(
+        file: WALFileName, bytes: [UInt8], repo: any Repository, pipeline: Pipeline,
+        info: RepositoryInfo
+    ) throws -> Result {
         let name = file.fileName
         try checkIdentity(file: file, bytes: bytes, info: info, repo: repo)
         let key = Layout.walKey(file)
@@ -103,24 +111,36 @@ public enum WalPush {
                 existing = try pipeline.load(repo, key: key) { chunk in
                     if differsAt == nil {
                         let end = offset + chunk.count
-                        if end > bytes.count || !bytes.withUnsafeBytes({ memcmp($0.baseAddress! + offset, chunk.baseAddress!, chunk.count) == 0 }) {
+                        if end > bytes.count
+                            || !bytes.withUnsafeBytes({
+                                memcmp($0.baseAddress! + offset, chunk.baseAddress!, chunk.count) == 0
+                            })
+                        {
                             differsAt = offset
                         }
                         offset = end
                     }
                 }
             } catch let c as CairnError where c.code == .dataCorrupt {
-                throw CairnError(.walConflict, "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
-                                hint: "see runbooks/wal-archiving.md: move the damaged object aside, then let the archiver retry")
+                throw CairnError(
+                    .walConflict,
+                    "\(name) is already in the repository but that copy is damaged (\(c.message)); it was not overwritten",
+                    hint: "see runbooks/wal-archiving.md: move the damaged object aside, then let the archiver retry")
             }
-            if differsAt == nil, existing.size != Int64(bytes.count) { differsAt = Int(min(existing.size, Int64(bytes.count))) }
+            if differsAt == nil, existing.size != Int64(bytes.count) {
+                differsAt = Int(min(existing.size, Int64(bytes.count)))
+            }
             if let differsAt {
-                throw CairnError(.walConflict,
-                                "\(name) is already in the repository with different content (the copies differ from byte \(differsAt) on); nothing was overwritten",
-                                hint: "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md")
+                throw CairnError(
+                    .walConflict,
+                    "\(name) is already in the repository with different content (the copies differ from byte \(differsAt) on); nothing was overwritten",
+                    hint:
+                        "two clusters may be archiving into one repository, or this cluster was restored without a new timeline; see runbooks/wal-archiving.md"
+                )
             }
             logger.info("already archived with the same content", metadata: ["file": "\(name)"])
-            return Result(file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
+            return Result(
+                file: name, key: key, outcome: .alreadyStored, size: existing.size, storedSize: existing.storedSize)
         }
     }
 
@@ -129,24 +149,33 @@ public enum WalPush {
         switch file {
         case .segment, .partial:
             guard bytes.count == Int(info.walSegmentSize) else {
-                throw CairnError(.walInvalidName, "\(file) has \(bytes.count) bytes, not the repository's segment size \(info.walSegmentSize)")
+                throw CairnError(
+                    .walInvalidName,
+                    "\(file) has \(bytes.count) bytes, not the repository's segment size \(info.walSegmentSize)")
             }
             guard let id = bytes.withUnsafeBytes({ WALHeader.identity(ofSegment: $0) }) else {
                 throw CairnError(.dataCorrupt, "\(file) does not start with a WAL page header")
             }
             if String(id.systemIdentifier) != info.systemIdentifier {
-                throw CairnError(.repoForeign,
-                                "\(file) belongs to cluster \(id.systemIdentifier), but repository \(repo.location) belongs to cluster \(info.systemIdentifier); refusing to push",
-                                hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
+                throw CairnError(
+                    .repoForeign,
+                    "\(file) belongs to cluster \(id.systemIdentifier), but repository \(repo.location) belongs to cluster \(info.systemIdentifier); refusing to push",
+                    hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
             }
             if let magic = WALHeader.pageMagic[info.pgMajor], magic != id.magic {
-                throw CairnError(.pgVersion, "\(file) was written by another PostgreSQL major version than the repository's (\(info.pgMajor))",
-                                hint: "after a major upgrade, start a new repository")
+                throw CairnError(
+                    .pgVersion,
+                    "\(file) was written by another PostgreSQL major version than the repository's (\(info.pgMajor))",
+                    hint: "after a major upgrade, start a new repository")
             }
         case .history, .backupHistory:
-            if let sysid = WALHeader.systemIdentifier(pgControl: "global/pg_control"), String(sysid) != info.systemIdentifier {
-                throw CairnError(.repoForeign, "this cluster (\(sysid)) is not the one repository \(repo.location) belongs to (\(info.systemIdentifier)); refusing to push",
-                                hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
+            if let sysid = WALHeader.systemIdentifier(pgControl: "global/pg_control"),
+                String(sysid) != info.systemIdentifier
+            {
+                throw CairnError(
+                    .repoForeign,
+                    "this cluster (\(sysid)) is not the one repository \(repo.location) belongs to (\(info.systemIdentifier)); refusing to push",
+                    hint: "give each cluster its own repository (path or prefix) and run `cairn init` for it")
             }
         }
     }

@@ -48,9 +48,10 @@ public enum WalPushAhead {
         static func of(_ path: String) -> Identity? {
             var st = stat()
             guard stat(path, &st) == 0 else { return nil }
-            return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                            mtimeNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
-                            ctimeNanoseconds: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
+            return Identity(
+                device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                mtimeNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                ctimeNanoseconds: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
         }
     }
 
@@ -71,9 +72,11 @@ public enum WalPushAhead {
         let recordPath = spool(for: path) + "/" + name + ".ok"
         guard let data = FileManager.default.contents(atPath: recordPath) else { return nil }
         guard let r = try? JSONDecoder().decode(Record.self, from: data), r.store == store,
-              let identity = r.identity, identity.size == r.size, identity == Identity.of(path) else {
+            let identity = r.identity, identity.size == r.size, identity == Identity.of(path)
+        else {
             unlink(recordPath)
-            WalPush.logger.warning("ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
+            WalPush.logger.warning(
+                "ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
             return nil
         }
         return WalPush.Result(file: name, key: r.key, outcome: .pushedAhead, size: r.size, storedSize: r.storedSize)
@@ -92,19 +95,26 @@ public enum WalPushAhead {
 
     /// True when files other than `path`'s wait to be archived (a backlog worth a worker).
     static func backlog(beside path: String) -> Bool {
-        !ready(walDirectory: (path as NSString).deletingLastPathComponent, excluding: [(path as NSString).lastPathComponent], limit: 1).isEmpty
+        !ready(
+            walDirectory: (path as NSString).deletingLastPathComponent,
+            excluding: [(path as NSString).lastPathComponent], limit: 1
+        ).isEmpty
     }
 
     /// Removes records of files PostgreSQL no longer waits for (their `.ready` is gone) and leftover temporaries.
     static func sweep(walDirectory dir: String) {
         let spool = spool(walDirectory: dir)
         for f in (try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? [] {
-            guard let dot = f.lastIndex(of: "."), [".ok", ".failed", ".tmp"].contains(String(f[dot...])) else { continue }
+            guard let dot = f.lastIndex(of: "."), [".ok", ".failed", ".tmp"].contains(String(f[dot...])) else {
+                continue
+            }
             let file = String(f[..<dot])
             if f.hasSuffix(".tmp") {
                 // A record being written right now is a .tmp too: only leftovers of a crash are old.
                 var st = stat()
-                if stat(spool + "/" + f, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 600 { unlink(spool + "/" + f) }
+                if stat(spool + "/" + f, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 600 {
+                    unlink(spool + "/" + f)
+                }
             } else if access(dir + "/archive_status/" + file + ".ready", F_OK) != 0 {
                 unlink(spool + "/" + f)
             }
@@ -121,7 +131,8 @@ public enum WalPushAhead {
         defer { close(fd) }
         try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0) }
         guard fsync(fd) == 0, rename(tmp, spool + "/" + file + ".ok") == 0 else {
-            throw CairnError(.localIO, "cannot write the push-ahead record of \(file): \(String(cString: strerror(errno)))")
+            throw CairnError(
+                .localIO, "cannot write the push-ahead record of \(file): \(String(cString: strerror(errno)))")
         }
         let dfd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
@@ -135,7 +146,7 @@ public enum WalPushAhead {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if access(spool + "/" + name + ".ok", F_OK) == 0 { return acknowledge(path: path, store: store) }
-            if unlink(spool + "/" + name + ".failed") == 0 { return nil }   // the worker could not push it
+            if unlink(spool + "/" + name + ".failed") == 0 { return nil }  // the worker could not push it
             let justStarted = started.map { Date().timeIntervalSince($0) < 2 } ?? false
             guard SpoolLock.held(spool) || justStarted else {
                 // The worker ended; it may have written the record just before.
@@ -150,8 +161,10 @@ public enum WalPushAhead {
     /// one, until nothing has waited for `idleExit` seconds. Returns how many it stored; 0 at once when another
     /// worker holds the spool. A failed push is only logged: PostgreSQL's own call for that file pushes it again
     /// and reports the error.
-    public static func work(repo: any Repository, pipeline: Pipeline, walDirectory dir: String, parallelism: Int,
-                            idleExit: Double = 2) throws -> Int {
+    public static func work(
+        repo: any Repository, pipeline: Pipeline, walDirectory dir: String, parallelism: Int,
+        idleExit: Double = 2
+    ) throws -> Int {
         let spool = spool(walDirectory: dir)
         guard let lockFd = SpoolLock.acquire(spool) else { return 0 }
         defer { close(lockFd) }
@@ -159,7 +172,7 @@ public enum WalPushAhead {
         let store = repo.identity
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: 1, name: "cairn-push-ahead")
         let inFlight = Mutex(Set<String>())
-        let failed = Mutex(Set<String>())   // left to PostgreSQL's own call, which reports the error
+        let failed = Mutex(Set<String>())  // left to PostgreSQL's own call, which reports the error
         let stored = Mutex(0)
         // One read buffer per lane, reused: reading each 16 MiB segment into new memory cost a tenth of the
         // worker's CPU in page faults.
@@ -167,8 +180,9 @@ public enum WalPushAhead {
         var idleSince = Date()
         while !Interruption.requested {
             sweep(walDirectory: dir)
-            let names = ready(walDirectory: dir, excluding: inFlight.withLock { $0 }.union(failed.withLock { $0 }),
-                              limit: max(1, parallelism) * 2)
+            let names = ready(
+                walDirectory: dir, excluding: inFlight.withLock { $0 }.union(failed.withLock { $0 }),
+                limit: max(1, parallelism) * 2)
             if names.isEmpty {
                 if inFlight.withLock({ $0.isEmpty }) && Date().timeIntervalSince(idleSince) > idleExit { break }
                 usleep(20_000)
@@ -189,18 +203,22 @@ public enum WalPushAhead {
                         guard let identity, identity == before, identity.size == r.size else {
                             throw CairnError(.localIO, "\(name) changed while it was pushed ahead")
                         }
-                        try write(Record(store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
-                                  file: name, spool: spool)
+                        try write(
+                            Record(
+                                store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
+                            file: name, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {
                         failed.withLock { _ = $0.insert(name) }
                         try? Array((describeError(error).message + "\n").utf8).withUnsafeBytes { b in
-                            let fd = open(spool + "/" + name + ".failed", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                            let fd = open(
+                                spool + "/" + name + ".failed", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                             defer { if fd >= 0 { close(fd) } }
                             if fd >= 0 { try FileIO.writeAll(fd, b) }
                         }
-                        WalPush.logger.warning("pushing ahead failed; PostgreSQL will retry it",
-                                               metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
+                        WalPush.logger.warning(
+                            "pushing ahead failed; PostgreSQL will retry it",
+                            metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
                     }
                 }
             }

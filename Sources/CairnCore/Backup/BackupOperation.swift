@@ -33,8 +33,11 @@ public enum BackupOperation {
         public var onPhase: @Sendable (String) -> Void
         /// The expected total of `onBytes`, when known (an estimate).
         public var onTotal: @Sendable (Int64) -> Void
-        public init(onBytes: @escaping @Sendable (Int64) -> Void = { _ in }, onPhase: @escaping @Sendable (String) -> Void = { _ in },
-                    onTotal: @escaping @Sendable (Int64) -> Void = { _ in }) {
+        public init(
+            onBytes: @escaping @Sendable (Int64) -> Void = { _ in },
+            onPhase: @escaping @Sendable (String) -> Void = { _ in },
+            onTotal: @escaping @Sendable (Int64) -> Void = { _ in }
+        ) {
             self.onBytes = onBytes
             self.onPhase = onPhase
             self.onTotal = onTotal
@@ -45,19 +48,26 @@ public enum BackupOperation {
 
     /// Takes a full physical backup. Nothing is committed unless every step succeeds; see ``BackupCommit`` for
     /// what is kept when the commit itself fails.
-    public static func run(repo: any Repository, pipeline: Pipeline, conninfo: String, clock: any WallClock,
-                           options: Options = Options(), progress: Progress = Progress()) throws -> BackupManifest {
+    public static func run(
+        repo: any Repository, pipeline: Pipeline, conninfo: String, clock: any WallClock,
+        options: Options = Options(), progress: Progress = Progress()
+    ) throws -> BackupManifest {
         let began = clock.now()
         let conn = try PGConnection(conninfo: conninfo)
         let cluster = try checkCluster(conn, repo: repo)
         let startTime = try serverTime(conn)
         let dataDirectory = try chooseDataDirectory(conn, cluster: cluster, method: options.method)
-        let parent = try ParentChoice.parent(kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
-                                             files: dataDirectory != nil, claim: options.onParent)
+        let parent = try ParentChoice.parent(
+            kind: options.kind, conn: conn, cluster: cluster, repo: repo, pipeline: pipeline,
+            files: dataDirectory != nil, claim: options.onParent)
         let kind = parent == nil ? .full : options.kind
         let id = try newBackupId(repo: repo, clock: clock, type: kind.idLetter)
-        logger.info("backup started", metadata: ["id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")",
-                                                 "type": "\(kind.rawValue)", "parent": "\(parent?.id ?? "none")"])
+        logger.info(
+            "backup started",
+            metadata: [
+                "id": "\(id)", "method": "\(dataDirectory == nil ? "stream" : "files")",
+                "type": "\(kind.rawValue)", "parent": "\(parent?.id ?? "none")"
+            ])
         progress.onPhase("\(dataDirectory == nil ? "streaming" : "copying") base backup \(id)")
 
         let target = BackupTarget(id: id, repo: repo, pipeline: pipeline, options: options, progress: progress)
@@ -65,13 +75,15 @@ public enum BackupOperation {
         var manifest: BackupManifest
         do {
             if let dataDirectory {
-                captured = try FileBackup.run(conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion,
-                                              parent: parent, into: target)
+                captured = try FileBackup.run(
+                    conn: conn, dataDirectory: dataDirectory, majorVersion: cluster.majorVersion,
+                    parent: parent, into: target)
             } else {
                 captured = try stream(conninfo: conninfo, into: target)
             }
-            manifest = try awaitConsistency(captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
-                                            repo: repo, clock: clock, options: options, progress: progress)
+            manifest = try awaitConsistency(
+                captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
+                repo: repo, clock: clock, options: options, progress: progress)
             (manifest.kind, manifest.parent) = (kind, parent?.id)
         } catch {
             cleanup(repo: repo, keys: target.written)
@@ -89,25 +101,31 @@ public enum BackupOperation {
         let info = try RepositoryInfo.require(from: repo)
         try info.checkBelongs(to: cluster, repo: repo)
         guard cluster.majorVersion >= 15 else {
-            throw CairnError(.pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))",
-                            hint: "upgrade the cluster to PostgreSQL 15 or later (tested: 15 and 18)")
+            throw CairnError(
+                .pgVersion, "physical backups need PostgreSQL 15 or later (the cluster runs \(cluster.majorVersion))",
+                hint: "upgrade the cluster to PostgreSQL 15 or later (tested: 15 and 18)")
         }
         let walLevel = try conn.scalar("SHOW wal_level") ?? ""
         let archiveMode = try conn.scalar("SHOW archive_mode") ?? ""
         guard walLevel != "minimal" else {
-            throw CairnError(.pgConfig, "wal_level is minimal, so the WAL cannot restore a base backup",
-                            hint: "set wal_level = replica in postgresql.conf and restart PostgreSQL")
+            throw CairnError(
+                .pgConfig, "wal_level is minimal, so the WAL cannot restore a base backup",
+                hint: "set wal_level = replica in postgresql.conf and restart PostgreSQL")
         }
         guard archiveMode != "off" else {
-            throw CairnError(.pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
-                            hint: "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL")
+            throw CairnError(
+                .pgConfig, "archive_mode is off, so the WAL this backup needs would never reach the repository",
+                hint:
+                    "set archive_mode = on and archive_command = 'cairn wal-push %p' (with --config if needed), then restart PostgreSQL"
+            )
         }
         return cluster
     }
 
     /// The data directory to read the files from, or nil to stream the backup (`auto` streams when the files
     /// method cannot be used, saying why).
-    static func chooseDataDirectory(_ conn: PGConnection, cluster: ClusterInfo, method: BackupMethod) throws -> String? {
+    static func chooseDataDirectory(_ conn: PGConnection, cluster: ClusterInfo, method: BackupMethod) throws -> String?
+    {
         switch method {
         case .stream: return nil
         case .files: return try FileBackup.usableDataDirectory(conn, cluster: cluster).get()
@@ -122,27 +140,35 @@ public enum BackupOperation {
     }
 
     /// Checks the timeline, waits for the backup's WAL to reach the repository and describes the backup.
-    static func awaitConsistency(_ captured: CapturedBackup, conn: PGConnection, cluster: ClusterInfo, id: String, startTime: Date,
-                                 began: Date, repo: any Repository, clock: any WallClock, options: Options,
-                                 progress: Progress) throws -> BackupManifest {
+    static func awaitConsistency(
+        _ captured: CapturedBackup, conn: PGConnection, cluster: ClusterInfo, id: String, startTime: Date,
+        began: Date, repo: any Repository, clock: any WallClock, options: Options,
+        progress: Progress
+    ) throws -> BackupManifest {
         guard captured.startTimeline == captured.stopTimeline else {
-            throw CairnError(.backupFailed, "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
-                            hint: "a promotion happened while the backup ran; take the backup again")
+            throw CairnError(
+                .backupFailed,
+                "the timeline changed during the backup (\(captured.startTimeline) → \(captured.stopTimeline))",
+                hint: "a promotion happened while the backup ran; take the backup again")
         }
         let stopTime = try serverTime(conn)
         let seg = cluster.walSegmentSize
-        let start = BackupManifest.Point(lsn: captured.startLSN, timeline: captured.startTimeline, time: startTime,
-                                         wal: WALSegment(timeline: captured.startTimeline, lsn: captured.startLSN, segmentSize: seg).name)
-        let stop = BackupManifest.Point(lsn: captured.stopLSN, timeline: captured.stopTimeline, time: stopTime,
-                                        wal: WALSegment(timeline: captured.stopTimeline, lsn: captured.stopLSN, segmentSize: seg).name)
+        let start = BackupManifest.Point(
+            lsn: captured.startLSN, timeline: captured.startTimeline, time: startTime,
+            wal: WALSegment(timeline: captured.startTimeline, lsn: captured.startLSN, segmentSize: seg).name)
+        let stop = BackupManifest.Point(
+            lsn: captured.stopLSN, timeline: captured.stopTimeline, time: stopTime,
+            wal: WALSegment(timeline: captured.stopTimeline, lsn: captured.stopLSN, segmentSize: seg).name)
         progress.onPhase("waiting for WAL \(start.wal)…\(stop.wal) to reach the repository")
-        try awaitWAL(repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
-                     through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
-                     clock: clock, timeout: options.walTimeout)
+        try awaitWAL(
+            repo: repo, from: WALSegment(timeline: start.timeline, lsn: start.lsn, segmentSize: seg),
+            through: WALSegment(timeline: stop.timeline, lsn: stop.lsn, segmentSize: seg),
+            clock: clock, timeout: options.walTimeout)
         let all = captured.objects
         return BackupManifest(
             format: BackupManifest.currentFormat, id: id, kind: .full, systemIdentifier: cluster.systemIdentifier,
-            pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop, archives: captured.archives,
+            pgVersionNum: cluster.versionNum, walSegmentSize: seg, start: start, stop: stop,
+            archives: captured.archives,
             pgManifest: captured.pgManifest, size: all.reduce(0) { $0 + $1.digest.size },
             storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
             durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
@@ -151,7 +177,9 @@ public enum BackupOperation {
 
     /// Streams the base backup over a replication connection (`BASE_BACKUP`), cutting each archive into bundles.
     static func stream(conninfo: String, into target: BackupTarget) throws -> CapturedBackup {
-        let (repo, pipeline, id, options, progress) = (target.repo, target.pipeline, target.id, target.options, target.progress)
+        let (repo, pipeline, id, options, progress) = (
+            target.repo, target.pipeline, target.id, target.options, target.progress
+        )
         var writers: [(archive: String, oid: UInt32?, location: String?, writer: BundleWriter)] = []
         var archives: [BackupManifest.Archive] = []
         var manifestStream: StoreStream?
@@ -161,7 +189,8 @@ public enum BackupOperation {
         func finishCurrentArchive() throws {
             guard let w = writers.last else { return }
             let objects = try w.writer.finish()
-            archives.append(BackupManifest.Archive(name: w.archive, tablespaceOid: w.oid, location: w.location, objects: objects))
+            archives.append(
+                BackupManifest.Archive(name: w.archive, tablespaceOid: w.oid, location: w.location, objects: objects))
         }
         defer { target.wrote(writers.flatMap(\.writer.objects).map(\.key) + (pgManifest.map { [$0.key] } ?? [])) }
         do {
@@ -172,14 +201,20 @@ public enum BackupOperation {
                     let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
                     let oid = UInt32(base)
                     let archive = Layout.archiveName(tablespace: oid)
-                    writers.append((archive, oid, location,
-                                    BundleWriter(repo: repo, pipeline: pipeline, backupId: id, archive: archive,
-                                                 bundleSize: options.bundleSize)))
+                    writers.append(
+                        (
+                            archive, oid, location,
+                            BundleWriter(
+                                repo: repo, pipeline: pipeline, backupId: id, archive: archive,
+                                bundleSize: options.bundleSize)
+                        ))
                 case .data(let buf):
                     if let m = manifestStream {
                         try m.write(buf)
                     } else {
-                        guard let w = writers.last else { throw CairnError(.backupFailed, "backup data arrived before any archive") }
+                        guard let w = writers.last else {
+                            throw CairnError(.backupFailed, "backup data arrived before any archive")
+                        }
                         try w.writer.write(buf)
                         bytes += Int64(buf.count)
                         progress.onBytes(bytes)
@@ -199,8 +234,9 @@ public enum BackupOperation {
             } else {
                 try finishCurrentArchive()
             }
-            return CapturedBackup(archives: archives, pgManifest: pgManifest, startLSN: result.startLSN,
-                                  startTimeline: result.startTimeline, stopLSN: result.stopLSN, stopTimeline: result.stopTimeline)
+            return CapturedBackup(
+                archives: archives, pgManifest: pgManifest, startLSN: result.startLSN,
+                startTimeline: result.startTimeline, stopLSN: result.stopLSN, stopTimeline: result.stopTimeline)
         } catch {
             for w in writers { w.writer.abort() }
             manifestStream?.abort()
@@ -248,8 +284,10 @@ public enum BackupOperation {
     }
 
     /// Waits until every segment from `first` through `last` is in the repository.
-    static func awaitWAL(repo: any Repository, from first: WALSegment, through last: WALSegment,
-                         clock: any WallClock, timeout: Double) throws {
+    static func awaitWAL(
+        repo: any Repository, from first: WALSegment, through last: WALSegment,
+        clock: any WallClock, timeout: Double
+    ) throws {
         let deadline = clock.now().addingTimeInterval(timeout)
         var next = first
         var delay = 0.05
@@ -257,9 +295,12 @@ public enum BackupOperation {
             while next <= last, try repo.head(Layout.walKey(.segment(next.name))) != nil { next = next.next }
             if next > last { return }
             if clock.now() >= deadline {
-                throw CairnError(.walMissing,
-                                "WAL segment \(next.name), needed to make this backup consistent, did not reach the repository within \(Units.formatDuration(timeout))",
-                                hint: "check that archive_command runs `cairn wal-push %p` and look for archiver failures in pg_stat_archiver and the server log")
+                throw CairnError(
+                    .walMissing,
+                    "WAL segment \(next.name), needed to make this backup consistent, did not reach the repository within \(Units.formatDuration(timeout))",
+                    hint:
+                        "check that archive_command runs `cairn wal-push %p` and look for archiver failures in pg_stat_archiver and the server log"
+                )
             }
             clock.sleep(seconds: delay)
             delay = min(delay * 1.5, 2)

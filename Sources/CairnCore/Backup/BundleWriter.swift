@@ -17,8 +17,9 @@ final class BundleWriter {
     private var firstPath: String?
     private var lastPath: String?
     private var index = 0
-    private lazy var splitter = TarSplitter(onEntry: { [unowned self] in try self.entry($0) },
-                                            emit: { [unowned self] in try self.current?.write($0) })
+    private lazy var splitter = TarSplitter(
+        onEntry: { [unowned self] in try self.entry($0) },
+        emit: { [unowned self] in try self.current?.write($0) })
 
     init(repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64) {
         self.repo = repo
@@ -35,8 +36,9 @@ final class BundleWriter {
         if let c = current, c.bytesIn >= bundleSize { try close() }
         if current == nil {
             index += 1
-            current = try pipeline.beginStore(repo, key: Layout.bundleKey(backupId, archive: archive, index: index),
-                                              options: .createOnly, contentDigest: false)
+            current = try pipeline.beginStore(
+                repo, key: Layout.bundleKey(backupId, archive: archive, index: index),
+                options: .createOnly, contentDigest: false)
             files = 0
             firstPath = nil
         }
@@ -52,7 +54,8 @@ final class BundleWriter {
         current = nil
         try [UInt8](repeating: 0, count: 2 * TarHeader.block).withUnsafeBytes { try c.write($0) }
         let digest = try c.finish()
-        objects.append(BackupManifest.Object(key: c.key, digest: digest, files: files, firstPath: firstPath, lastPath: lastPath))
+        objects.append(
+            BackupManifest.Object(key: c.key, digest: digest, files: files, firstPath: firstPath, lastPath: lastPath))
     }
 
     /// Ends the archive: checks the tar stream ended cleanly and commits the last bundle.

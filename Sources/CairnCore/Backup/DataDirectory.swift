@@ -20,12 +20,16 @@ enum DataDirectory {
     }
 
     /// Directories kept empty: runtime state rebuilt at start-up (PostgreSQL's `excludeDirContents`).
-    static let emptiedDirectories: Set<String> = ["pg_stat_tmp", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
-                                                  "pg_snapshots", "pg_subtrans", "pg_wal"]
+    static let emptiedDirectories: Set<String> = [
+        "pg_stat_tmp", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
+        "pg_snapshots", "pg_subtrans", "pg_wal"
+    ]
     /// Files never copied (PostgreSQL's `excludeFiles`); backup_label comes from `pg_backup_stop`.
-    static let skippedFiles: Set<String> = ["postgresql.auto.conf.tmp", "current_logfiles.tmp", "backup_label",
-                                            "tablespace_map", "backup_manifest", "postmaster.pid", "postmaster.opts",
-                                            "recovery.signal", "standby.signal"]
+    static let skippedFiles: Set<String> = [
+        "postgresql.auto.conf.tmp", "current_logfiles.tmp", "backup_label",
+        "tablespace_map", "backup_manifest", "postmaster.pid", "postmaster.opts",
+        "recovery.signal", "standby.signal"
+    ]
 
     /// Scans the data directory. `pg_tblspc/<oid>` links are kept as links; their targets are scanned separately.
     static func scan(dataDirectory root: String) throws -> [Entry] {
@@ -47,25 +51,35 @@ enum DataDirectory {
 
     private static func walk(_ dir: String, relative: String, depth: Int, into out: inout [Entry]) throws {
         let names = try list(dir)
-        let unlogged = Set(names.compactMap { n -> String? in
-            n.count > 5 && n.hasSuffix("_init") && n.dropLast(5).allSatisfy { $0.isASCII && $0.isNumber } ? String(n.dropLast(5)) : nil
-        })
+        let unlogged = Set(
+            names.compactMap { n -> String? in
+                n.count > 5 && n.hasSuffix("_init") && n.dropLast(5).allSatisfy { $0.isASCII && $0.isNumber }
+                    ? String(n.dropLast(5)) : nil
+            })
         for name in names.sorted() {
             let rel = relative.isEmpty ? name : relative + "/" + name
             if skippedFiles.contains(name) && depth == 0 { continue }
             if name.hasPrefix("pg_internal.init") || name.hasPrefix("pgsql_tmp") { continue }
-            if !unlogged.isEmpty, !name.hasSuffix("_init"), let node = relfilenode(name), unlogged.contains(node) { continue }
-            guard let e = try entry(dir + "/" + name, relative: rel, followLink: !(depth == 1 && relative == "pg_tblspc")) else { continue }
+            if !unlogged.isEmpty, !name.hasSuffix("_init"), let node = relfilenode(name), unlogged.contains(node) {
+                continue
+            }
+            guard
+                let e = try entry(dir + "/" + name, relative: rel, followLink: !(depth == 1 && relative == "pg_tblspc"))
+            else { continue }
             out.append(e)
             guard e.kind == .directory else { continue }
             if depth == 0 && emptiedDirectories.contains(name) {
                 if name == "pg_wal" {
-                    out.append(Entry(path: "pg_wal/archive_status", source: e.source + "/archive_status", kind: .directory,
-                                     mode: e.mode, mtime: e.mtime))
+                    out.append(
+                        Entry(
+                            path: "pg_wal/archive_status", source: e.source + "/archive_status", kind: .directory,
+                            mode: e.mode, mtime: e.mtime))
                     // PostgreSQL 17+ keeps WAL summaries there; BASE_BACKUP sends the folder empty, and so do we.
                     if FileManager.default.fileExists(atPath: e.source + "/summaries") {
-                        out.append(Entry(path: "pg_wal/summaries", source: e.source + "/summaries", kind: .directory,
-                                         mode: e.mode, mtime: e.mtime))
+                        out.append(
+                            Entry(
+                                path: "pg_wal/summaries", source: e.source + "/summaries", kind: .directory,
+                                mode: e.mode, mtime: e.mtime))
                     }
                 }
                 continue
@@ -94,9 +108,12 @@ enum DataDirectory {
                 var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
                 let n = readlink(path, &buf, buf.count - 1)
                 guard n >= 0 else { throw ioError("read the link \(path)") }
-                let target = buf[0..<n].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
-                return Entry(path: relative, source: path, kind: .symlink(target: target), mode: 0o777,
-                             mtime: Int(st.st_mtim.tv_sec))
+                let target = buf[0..<n].withUnsafeBufferPointer {
+                    String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self)
+                }
+                return Entry(
+                    path: relative, source: path, kind: .symlink(target: target), mode: 0o777,
+                    mtime: Int(st.st_mtim.tv_sec))
             }
             // Any other link (pg_wal moved elsewhere, a linked configuration file) is copied as what it points at.
             guard stat(path, &st) == 0 else {
@@ -106,9 +123,12 @@ enum DataDirectory {
         }
         let mode = UInt32(st.st_mode & 0o7777)
         switch st.st_mode & S_IFMT {
-        case S_IFDIR: return Entry(path: relative, source: path, kind: .directory, mode: mode, mtime: Int(st.st_mtim.tv_sec))
-        case S_IFREG: return Entry(path: relative, source: path, kind: .file(size: Int64(st.st_size)), mode: mode,
-                                   mtime: Int(st.st_mtim.tv_sec))
+        case S_IFDIR:
+            return Entry(path: relative, source: path, kind: .directory, mode: mode, mtime: Int(st.st_mtim.tv_sec))
+        case S_IFREG:
+            return Entry(
+                path: relative, source: path, kind: .file(size: Int64(st.st_size)), mode: mode,
+                mtime: Int(st.st_mtim.tv_sec))
         default: return nil  // sockets, FIFOs: never part of a cluster's state
         }
     }
@@ -125,8 +145,9 @@ enum DataDirectory {
                 String(validatingCString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
             guard let name else {
-                throw CairnError(.backupFailed, "\(dir) holds a file name that is not valid UTF-8",
-                                hint: "rename it, or set cluster.backup_method: stream to let PostgreSQL send the files")
+                throw CairnError(
+                    .backupFailed, "\(dir) holds a file name that is not valid UTF-8",
+                    hint: "rename it, or set cluster.backup_method: stream to let PostgreSQL send the files")
             }
             if name != "." && name != ".." { names.append(name) }
         }
@@ -135,7 +156,9 @@ enum DataDirectory {
 
     private static func ioError(_ what: String) -> CairnError {
         let e = errno
-        return CairnError(.localIO, "cannot \(what): \(String(cString: strerror(e)))",
-                         hint: e == EACCES ? "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream" : nil)
+        return CairnError(
+            .localIO, "cannot \(what): \(String(cString: strerror(e)))",
+            hint: e == EACCES
+                ? "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream" : nil)
     }
 }

@@ -40,38 +40,61 @@ enum FileBackup {
             return try probe(conn, cluster: cluster)
         } catch {
             let (_, message, _) = describeError(error)
-            return .failure(CairnError(.pgConfig, "cannot tell where the data directory is: \(message)",
-                                      hint: "back up as a superuser (or a member of pg_read_all_settings), or set cluster.backup_method: stream", cause: error))
+            return .failure(
+                CairnError(
+                    .pgConfig, "cannot tell where the data directory is: \(message)",
+                    hint:
+                        "back up as a superuser (or a member of pg_read_all_settings), or set cluster.backup_method: stream",
+                    cause: error))
         }
     }
 
     private static func probe(_ conn: PGConnection, cluster: ClusterInfo) throws -> Result<String, CairnError> {
         let dir = try conn.scalar("SHOW data_directory") ?? ""
         if try conn.scalar("SELECT pg_is_in_recovery()::text") == "true" {
-            return .failure(CairnError(.pgConfig, "the server is a standby; file-level backups are taken from the primary",
-                                      hint: "set cluster.backup_method: stream (or auto) to back up a standby"))
+            return .failure(
+                CairnError(
+                    .pgConfig, "the server is a standby; file-level backups are taken from the primary",
+                    hint: "set cluster.backup_method: stream (or auto) to back up a standby"))
         }
-        guard try conn.scalar("SELECT has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE')::text") == "true",
-              try conn.scalar("SELECT has_function_privilege('pg_backup_stop(boolean)', 'EXECUTE')::text") == "true" else {
-            return .failure(CairnError(.pgAuth, "the backup user may not run pg_backup_start and pg_backup_stop",
-                                      hint: "GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO the backup user, or set cluster.backup_method: stream"))
+        guard
+            try conn.scalar("SELECT has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE')::text")
+                == "true",
+            try conn.scalar("SELECT has_function_privilege('pg_backup_stop(boolean)', 'EXECUTE')::text") == "true"
+        else {
+            return .failure(
+                CairnError(
+                    .pgAuth, "the backup user may not run pg_backup_start and pg_backup_stop",
+                    hint:
+                        "GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO the backup user, or set cluster.backup_method: stream"
+                ))
         }
         let control = dir + "/global/pg_control"
         let fd = open(control, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            return .failure(CairnError(.localIO, "cannot read \(control) on this host: \(String(cString: strerror(errno)))",
-                                      hint: "run cairn on the database host as the cluster's OS user, or set cluster.backup_method: stream"))
+            return .failure(
+                CairnError(
+                    .localIO, "cannot read \(control) on this host: \(String(cString: strerror(errno)))",
+                    hint:
+                        "run cairn on the database host as the cluster's OS user, or set cluster.backup_method: stream")
+            )
         }
         defer { close(fd) }
         var id: UInt64 = 0
         guard read(fd, &id, 8) == 8, String(UInt64(littleEndian: id)) == cluster.systemIdentifier else {
-            return .failure(CairnError(.pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
-                                      hint: "run cairn on the database host, or set cluster.backup_method: stream"))
+            return .failure(
+                CairnError(
+                    .pgConfig, "\(dir) on this host is not the data directory of the server cairn connects to",
+                    hint: "run cairn on the database host, or set cluster.backup_method: stream"))
         }
         // The same system identifier is not enough: a standby or a copy of the cluster has it too.
         if case .failure(let m) = try LocalServerProof.matches(conn: conn, dataDirectory: dir) {
-            return .failure(CairnError(.pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
-                                      hint: "run cairn on the host of the server the connection reaches (check VIPs and target_session_attrs), or set cluster.backup_method: stream"))
+            return .failure(
+                CairnError(
+                    .pgConfig, "\(dir) on this host may hold another server's files: \(m.reason)",
+                    hint:
+                        "run cairn on the host of the server the connection reaches (check VIPs and target_session_attrs), or set cluster.backup_method: stream"
+                ))
         }
         return .success(dir)
     }
@@ -81,20 +104,26 @@ enum FileBackup {
     static func changedBlocks(_ conn: PGConnection, majorVersion: Int, since: LSN, until: LSN) -> ChangedBlocks? {
         do {
             let timeline = UInt32(try conn.scalar("SELECT timeline_id::text FROM pg_control_checkpoint()") ?? "") ?? 0
-            return try ChangedBlocks.load(conn, majorVersion: majorVersion, timeline: timeline, from: since, to: until, clock: SystemClock())
+            return try ChangedBlocks.load(
+                conn, majorVersion: majorVersion, timeline: timeline, from: since, to: until, clock: SystemClock())
         } catch {
-            logger.info("reading every relation page for the incremental: the WAL summaries cannot be read: \(describeError(error).message)")
+            logger.info(
+                "reading every relation page for the incremental: the WAL summaries cannot be read: \(describeError(error).message)"
+            )
             return nil
         }
     }
 
     /// Copies the data directory and tablespaces between `pg_backup_start` and `pg_backup_stop`; for an
     /// incremental (`parent`), only what changed since the parent (see ``IncrementalParent``).
-    static func run(conn: PGConnection, dataDirectory: String, majorVersion: Int, parent: IncrementalParent? = nil,
-                    into target: BackupOperation.BackupTarget) throws -> CapturedBackup {
+    static func run(
+        conn: PGConnection, dataDirectory: String, majorVersion: Int, parent: IncrementalParent? = nil,
+        into target: BackupOperation.BackupTarget
+    ) throws -> CapturedBackup {
         let (id, options) = (target.id, target.options)
         guard let startText = try conn.scalar("SELECT pg_backup_start($1, \(options.fastCheckpoint))", ["cairn \(id)"]),
-              let startLSN = LSN(startText) else {
+            let startLSN = LSN(startText)
+        else {
             throw CairnError(.backupFailed, "pg_backup_start returned no start position")
         }
         let parent = parent.map { p in
@@ -102,7 +131,8 @@ enum FileBackup {
             p.changed = changedBlocks(conn, majorVersion: majorVersion, since: p.threshold, until: startLSN)
             return p
         }
-        logger.info("reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(options.parallelism)"])
+        logger.info(
+            "reading the data directory", metadata: ["dir": "\(dataDirectory)", "lanes": "\(options.parallelism)"])
         let files = try scan(dataDirectory, majorVersion: majorVersion)
         let total = (files.entries + files.spaces.flatMap(\.entries)).reduce(files.control.size) { $0 + $1.size }
         target.progress.onTotal(total)
@@ -110,9 +140,16 @@ enum FileBackup {
         let copiedBytes = Mutex<Int64>(0)  // shared by the lanes of every archive
         let progress = target.progress
         func copier(_ archive: String, tablespace: UInt32?) -> FileCopier {
-            FileCopier(repo: target.repo, pipeline: target.pipeline, backupId: id, archive: archive, bundleSize: options.bundleSize,
-                       lanes: options.parallelism, parent: parent, manifestPrefix: tablespace.map { "pg_tblspc/\($0)/" } ?? "",
-                       onBytes: { n in progress.onBytes(copiedBytes.withLock { $0 += n; return $0 }) })
+            FileCopier(
+                repo: target.repo, pipeline: target.pipeline, backupId: id, archive: archive,
+                bundleSize: options.bundleSize,
+                lanes: options.parallelism, parent: parent, manifestPrefix: tablespace.map { "pg_tblspc/\($0)/" } ?? "",
+                onBytes: { n in
+                    progress.onBytes(
+                        copiedBytes.withLock {
+                            $0 += n; return $0
+                        })
+                })
         }
         let base = copier(Layout.archiveName(tablespace: nil), tablespace: nil)
         var copiers: [ArchiveCopier] = [ArchiveCopier(copier: base, oid: nil, location: nil)]
@@ -124,14 +161,19 @@ enum FileBackup {
             try c.copy(s.entries)
         }
         if let p = parent {
-            logger.info("incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
-                        metadata: ["parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
-                                   "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"])
+            logger.info(
+                "incremental backup read \(Units.formatBytes(copiedBytes.withLock { $0 })) of \(Units.formatBytes(total))",
+                metadata: [
+                    "parent": "\(p.id)", "changed_blocks": "\(p.changed == nil ? "page-lsn" : "wal-summaries")",
+                    "read_bytes": "\(copiedBytes.withLock { $0 })", "total_bytes": "\(total)"
+                ])
         }
         let stop = try finishLastBundle(base, control: files.control, conn: conn)
-        let pgManifest = try storePGManifest(copiers, start: startLSN, stop: stop, majorVersion: majorVersion, conn: conn, into: target)
-        return CapturedBackup(archives: copiers.map(\.archive), pgManifest: pgManifest,
-                              startLSN: startLSN, startTimeline: stop.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline)
+        let pgManifest = try storePGManifest(
+            copiers, start: startLSN, stop: stop, majorVersion: majorVersion, conn: conn, into: target)
+        return CapturedBackup(
+            archives: copiers.map(\.archive), pgManifest: pgManifest,
+            startLSN: startLSN, startTimeline: stop.timeline, stopLSN: stop.lsn, stopTimeline: stop.timeline)
     }
 
     /// The files to copy: the data directory's (without pg_control, copied last) and each tablespace's.
@@ -149,7 +191,9 @@ enum FileBackup {
         let control = entries.remove(at: controlIndex)
         var spaces: [(oid: UInt32, location: String, entries: [DataDirectory.Entry])] = []
         for e in entries where e.path.hasPrefix("pg_tblspc/") {
-            guard case .symlink(let target) = e.kind, let oid = UInt32(e.path.dropFirst("pg_tblspc/".count)) else { continue }
+            guard case .symlink(let target) = e.kind, let oid = UInt32(e.path.dropFirst("pg_tblspc/".count)) else {
+                continue
+            }
             spaces.append((oid, target, try DataDirectory.scan(tablespace: target, majorVersion: majorVersion)))
         }
         return Files(entries: entries, control: control, spaces: spaces)
@@ -162,13 +206,16 @@ enum FileBackup {
         var location: String?
 
         var archive: BackupManifest.Archive {
-            BackupManifest.Archive(name: copier.archive, tablespaceOid: oid, location: location, objects: copier.orderedObjects)
+            BackupManifest.Archive(
+                name: copier.archive, tablespaceOid: oid, location: location, objects: copier.orderedObjects)
         }
     }
 
     /// The last bundle: pg_control as late as possible, then `pg_backup_stop` and the backup_label it returns.
     /// Returns the stop position and the backup's timeline.
-    static func finishLastBundle(_ base: FileCopier, control: DataDirectory.Entry, conn: PGConnection) throws -> (lsn: LSN, timeline: UInt32) {
+    static func finishLastBundle(
+        _ base: FileCopier, control: DataDirectory.Entry, conn: PGConnection
+    ) throws -> (lsn: LSN, timeline: UInt32) {
         let last = base.openBundle()
         do {
             try last.add(control)
@@ -177,7 +224,8 @@ enum FileBackup {
                 throw CairnError(.backupFailed, "pg_backup_stop returned no stop position")
             }
             guard let tliLine = label.split(separator: "\n").first(where: { $0.hasPrefix("START TIMELINE: ") }),
-                  let timeline = UInt32(tliLine.dropFirst("START TIMELINE: ".count)) else {
+                let timeline = UInt32(tliLine.dropFirst("START TIMELINE: ".count))
+            else {
                 throw CairnError(.backupFailed, "the backup_label from pg_backup_stop names no timeline")
             }
             let now = Int(Date().timeIntervalSince1970)
@@ -193,17 +241,24 @@ enum FileBackup {
     }
 
     /// A PostgreSQL-format backup_manifest of every copied file, so `pg_verifybackup` checks the restored copy.
-    static func storePGManifest(_ copiers: [ArchiveCopier], start: LSN, stop: (lsn: LSN, timeline: UInt32), majorVersion: Int,
-                                conn: PGConnection, into target: BackupOperation.BackupTarget) throws -> BackupManifest.Object {
+    static func storePGManifest(
+        _ copiers: [ArchiveCopier], start: LSN, stop: (lsn: LSN, timeline: UInt32), majorVersion: Int,
+        conn: PGConnection, into target: BackupOperation.BackupTarget
+    ) throws -> BackupManifest.Object {
         var files: [FileCopier.Copied] = []
         for c in copiers {
             let prefix = c.oid.map { "pg_tblspc/\($0)/" } ?? ""
-            files += c.copier.copied.map { var f = $0; f.path = prefix + f.path; return f }
+            files += c.copier.copied.map {
+                var f = $0; f.path = prefix + f.path; return f
+            }
         }
         // PostgreSQL 17+ writes manifest version 2, which names the cluster (pg_verifybackup checks it).
-        let sysid = majorVersion >= 17 ? try conn.scalar("SELECT system_identifier::text FROM pg_control_system()").flatMap { UInt64($0) } : nil
-        let text = PGManifestText.build(files: files.sorted { $0.path < $1.path }, timeline: stop.timeline, start: start, stop: stop.lsn,
-                                        systemIdentifier: sysid)
+        let sysid =
+            majorVersion >= 17
+            ? try conn.scalar("SELECT system_identifier::text FROM pg_control_system()").flatMap { UInt64($0) } : nil
+        let text = PGManifestText.build(
+            files: files.sorted { $0.path < $1.path }, timeline: stop.timeline, start: start, stop: stop.lsn,
+            systemIdentifier: sysid)
         let key = Layout.pgManifestKey(target.id)
         let digest = try target.pipeline.store(target.repo, key: key, bytes: text, options: .createOnly)
         target.wrote([key])

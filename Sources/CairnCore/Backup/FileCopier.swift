@@ -41,8 +41,11 @@ final class FileCopier: @unchecked Sendable {
     /// Keys of the bundles committed so far (what a failed backup removes again).
     var committedKeys: [String] { locked { objects.map(\.object.key) } }
 
-    init(repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64,
-         lanes: Int, parent: IncrementalParent? = nil, manifestPrefix: String = "", onBytes: @escaping @Sendable (Int64) -> Void) {
+    init(
+        repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64,
+        lanes: Int, parent: IncrementalParent? = nil, manifestPrefix: String = "",
+        onBytes: @escaping @Sendable (Int64) -> Void
+    ) {
         self.parent = parent
         self.manifestPrefix = manifestPrefix
         self.repo = repo
@@ -127,7 +130,8 @@ final class FileCopier: @unchecked Sendable {
         /// The kept-blocks buffer, allocated by the first relation file an incremental keeps blocks of.
         private func keepBuffer() -> UnsafeMutableRawBufferPointer {
             if let k = keep { return k }
-            let k = UnsafeMutableRawBufferPointer.allocate(byteCount: BlockDelta.maxBlocks * RelationBlocks.blockSize, alignment: 64)
+            let k = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: BlockDelta.maxBlocks * RelationBlocks.blockSize, alignment: 64)
             keep = k
             return k
         }
@@ -143,15 +147,21 @@ final class FileCopier: @unchecked Sendable {
             try Interruption.check()
             switch e.kind {
             case .directory:
-                try header(TarHeader(name: e.path, mode: e.mode, size: 0, type: UInt8(ascii: "5"), linkName: ""), mtime: e.mtime)
+                try header(
+                    TarHeader(name: e.path, mode: e.mode, size: 0, type: UInt8(ascii: "5"), linkName: ""),
+                    mtime: e.mtime)
             case .symlink(let target):
-                try header(TarHeader(name: e.path, mode: e.mode, size: 0, type: UInt8(ascii: "2"), linkName: target), mtime: e.mtime)
+                try header(
+                    TarHeader(name: e.path, mode: e.mode, size: 0, type: UInt8(ascii: "2"), linkName: target),
+                    mtime: e.mtime)
             case .file(let size):
                 let fd = open(e.source, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else {
                     if errno == ENOENT { return }
-                    throw CairnError(.localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
-                                    hint: "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream")
+                    throw CairnError(
+                        .localIO, "cannot open \(e.source): \(String(cString: strerror(errno)))",
+                        hint: "run the backup as the cluster's OS user (postgres), or set cluster.backup_method: stream"
+                    )
                 }
                 defer { Glibc.close(fd) }
                 posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
@@ -164,7 +174,9 @@ final class FileCopier: @unchecked Sendable {
                 case .unlessUnchanged(let crc):
                     return try addUnlessUnchanged(e, fd: fd, size: size, parentCRC: crc)
                 }
-                let s = try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
+                let s = try header(
+                    TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""),
+                    mtime: e.mtime)
                 let crc = try copyData(fd: fd, size: size, path: e.source, into: s)
                 try write(zeros: Int(TarHeader.padding(size)), to: s)
                 files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
@@ -173,11 +185,13 @@ final class FileCopier: @unchecked Sendable {
 
         /// Adds a file whose content is in memory (backup_label).
         func add(path: String, content: [UInt8], mtime: Int) throws {
-            let s = try header(TarHeader(name: path, mode: 0o600, size: Int64(content.count), type: UInt8(ascii: "0"), linkName: ""),
-                               mtime: mtime)
+            let s = try header(
+                TarHeader(name: path, mode: 0o600, size: Int64(content.count), type: UInt8(ascii: "0"), linkName: ""),
+                mtime: mtime)
             try content.withUnsafeBytes { try s.write($0) }
             try write(zeros: Int(TarHeader.padding(Int64(content.count))), to: s)
-            let crc = content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
+            let crc =
+                content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
             files.append(Copied(path: path, size: Int64(content.count), mtime: mtime, crc32c: crc))
         }
 
@@ -194,8 +208,12 @@ final class FileCopier: @unchecked Sendable {
                 try preadPadded(fd: fd, count * bs, at: block * Int64(bs), path: e.source)
                 for i in 0..<count {
                     let page = UnsafeRawBufferPointer(rebasing: buffer[(i * bs)..<((i + 1) * bs)])
-                    guard RelationBlocks.mustKeep(page: page, block: block + Int64(i), threshold: threshold, parentBlocks: parentBlocks) else { continue }
-                    keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: page.baseAddress!, byteCount: bs)
+                    guard
+                        RelationBlocks.mustKeep(
+                            page: page, block: block + Int64(i), threshold: threshold, parentBlocks: parentBlocks)
+                    else { continue }
+                    keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(
+                        from: page.baseAddress!, byteCount: bs)
                     numbers.append(UInt32(block + Int64(i)))
                     if numbers.count == BlockDelta.maxBlocks {
                         try writeDelta(e, BlockDelta(fileSize: size, blocks: numbers))
@@ -219,9 +237,11 @@ final class FileCopier: @unchecked Sendable {
                 // A run of consecutive blocks, at most what fits in the read buffer and the entry.
                 var n = 1
                 while i + n < blocks.count && blocks[i + n] == blocks[i] + UInt32(n) && n < buffer.count / bs
-                    && numbers.count + n < BlockDelta.maxBlocks { n += 1 }
+                    && numbers.count + n < BlockDelta.maxBlocks
+                { n += 1 }
                 try preadPadded(fd: fd, n * bs, at: Int64(blocks[i]) * Int64(bs), path: e.source)
-                keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(from: buffer.baseAddress!, byteCount: n * bs)
+                keepBuffer().baseAddress!.advanced(by: numbers.count * bs).copyMemory(
+                    from: buffer.baseAddress!, byteCount: n * bs)
                 numbers += blocks[i..<(i + n)]
                 owner.add(bytes: Int64(n * bs))
                 if numbers.count == BlockDelta.maxBlocks {
@@ -250,10 +270,12 @@ final class FileCopier: @unchecked Sendable {
 
         /// One ``BlockDelta`` entry with the first `delta.blocks.count` blocks of `keep`.
         private func writeDelta(_ e: DataDirectory.Entry, _ delta: BlockDelta) throws {
-            let s = try header(TarHeader(name: e.path, mode: e.mode, size: delta.entrySize, type: BlockDelta.typeflag, linkName: ""),
-                               mtime: e.mtime)
+            let s = try header(
+                TarHeader(name: e.path, mode: e.mode, size: delta.entrySize, type: BlockDelta.typeflag, linkName: ""),
+                mtime: e.mtime)
             try delta.encodeHeader().withUnsafeBytes { try s.write($0) }
-            try s.write(UnsafeRawBufferPointer(rebasing: keepBuffer()[0..<(delta.blocks.count * RelationBlocks.blockSize)]))
+            try s.write(
+                UnsafeRawBufferPointer(rebasing: keepBuffer()[0..<(delta.blocks.count * RelationBlocks.blockSize)]))
             try write(zeros: Int(TarHeader.padding(delta.entrySize)), to: s)
         }
 
@@ -266,7 +288,9 @@ final class FileCopier: @unchecked Sendable {
             let content = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             let crc = cairn_crc32c_update(0xFFFF_FFFF, content.baseAddress, n) ^ 0xFFFF_FFFF
             if crc == parentCRC { return owner.listed(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc)) }
-            let s = try header(TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime)
+            let s = try header(
+                TarHeader(name: e.path, mode: e.mode, size: size, type: UInt8(ascii: "0"), linkName: ""), mtime: e.mtime
+            )
             try s.write(content)
             try write(zeros: Int(TarHeader.padding(size)), to: s)
             files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
@@ -339,8 +363,11 @@ final class FileCopier: @unchecked Sendable {
             try write(zeros: 2 * TarHeader.block, to: s)
             stream = nil
             let digest = try s.finish()
-            owner.committed(index, BackupManifest.Object(key: s.key, digest: digest, files: files.count,
-                                                         firstPath: firstPath, lastPath: lastPath), files: files)
+            owner.committed(
+                index,
+                BackupManifest.Object(
+                    key: s.key, digest: digest, files: files.count,
+                    firstPath: firstPath, lastPath: lastPath), files: files)
         }
 
         func abort() {

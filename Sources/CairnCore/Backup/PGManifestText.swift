@@ -10,8 +10,13 @@ import Foundation
 /// `systemIdentifier` (PostgreSQL 17 and later) version 2, which adds `System-Identifier` and which
 /// `pg_verifybackup` 17+ checks against the restored `global/pg_control`.
 enum PGManifestText {
-    static func build(files: [FileCopier.Copied], timeline: UInt32, start: LSN, stop: LSN, systemIdentifier: UInt64? = nil) -> [UInt8] {
-        var text = systemIdentifier.map { "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": \($0),\n\"Files\": [" }
+    static func build(
+        files: [FileCopier.Copied], timeline: UInt32, start: LSN, stop: LSN, systemIdentifier: UInt64? = nil
+    ) -> [UInt8] {
+        var text =
+            systemIdentifier.map {
+                "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": \($0),\n\"Files\": ["
+            }
             ?? "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["
         for (i, f) in files.enumerated() {
             text += i == 0 ? "\n" : ",\n"
@@ -22,7 +27,8 @@ enum PGManifestText {
             }
             text += " }"
         }
-        text += "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(start)\", \"End-LSN\": \"\(stop)\" }\n],\n"
+        text +=
+            "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(start)\", \"End-LSN\": \"\(stop)\" }\n],\n"
         let checksum = Hex.encode(Array(SHA256.hash(data: Array(text.utf8))))
         text += "\"Manifest-Checksum\": \"\(checksum)\"}\n"
         return Array(text.utf8)
@@ -33,8 +39,9 @@ enum PGManifestText {
         var time = time_t(t)
         var tm = tm()
         gmtime_r(&time, &tm)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d GMT", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d GMT", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+            Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
     }
 
     /// A JSON string literal (slashes left as they are, as PostgreSQL writes paths).

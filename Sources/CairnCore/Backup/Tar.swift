@@ -27,7 +27,9 @@ struct TarHeader {
             }
             let s = str(off, len).trimmingCharacters(in: CharacterSet(charactersIn: " \0"))
             if s.isEmpty { return 0 }
-            guard let v = Int64(s, radix: 8) else { throw CairnError(.dataCorrupt, "tar header with a bad number field: \(s)") }
+            guard let v = Int64(s, radix: 8) else {
+                throw CairnError(.dataCorrupt, "tar header with a bad number field: \(s)")
+            }
             return v
         }
         // Checksum: sum of the header bytes with the checksum field taken as spaces.
@@ -40,8 +42,9 @@ struct TarHeader {
             let prefix = str(345, 155)
             if !prefix.isEmpty { name = prefix + "/" + name }
         }
-        return TarHeader(name: name, mode: UInt32(try octal(100, 8)), size: try octal(124, 12), type: b[156],
-                         linkName: str(157, 100))
+        return TarHeader(
+            name: name, mode: UInt32(try octal(100, 8)), size: try octal(124, 12), type: b[156],
+            linkName: str(157, 100))
     }
 
     /// The header blocks for this entry: one ustar block (the name split into prefix and name where it fits),
@@ -53,8 +56,11 @@ struct TarHeader {
         if shortName.count > 100 {
             // ustar: split at a slash into prefix (≤ 155) and name (≤ 100).
             let bytes = shortName
-            if let cut = bytes.indices.last(where: { bytes[$0] == UInt8(ascii: "/") && $0 <= 155 && bytes.count - $0 - 1 <= 100 }),
-               cut > 0 {
+            if let cut = bytes.indices.last(where: {
+                bytes[$0] == UInt8(ascii: "/") && $0 <= 155 && bytes.count - $0 - 1 <= 100
+            }),
+                cut > 0
+            {
                 prefix = Array(bytes[..<cut])
                 shortName = Array(bytes[(cut + 1)...])
             } else {
@@ -89,22 +95,29 @@ struct TarHeader {
         put(prefix, 345, 155)
         put([UInt8](repeating: 32, count: 8), 148, 8)
         let sum = b.reduce(0) { $0 + Int($1) }
-        put(Array((String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8)).utf8) + [0, 32], 148, 8)
+        put(
+            Array((String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8)).utf8) + [
+                0, 32
+            ], 148, 8)
         return out + b
     }
 
     /// A GNU long-name (`L`) or long-link (`K`) entry carrying `text` for the header after it.
     private static func gnuLong(_ text: String, type: Unicode.Scalar) -> [UInt8] {
         let long = Array(text.utf8) + [0]
-        return TarHeader(name: "././@LongLink", mode: 0, size: Int64(long.count), type: UInt8(ascii: type), linkName: "")
-            .encode(mtime: 0) + long + [UInt8](repeating: 0, count: Int(padding(Int64(long.count))))
+        return TarHeader(
+            name: "././@LongLink", mode: 0, size: Int64(long.count), type: UInt8(ascii: type), linkName: ""
+        )
+        .encode(mtime: 0) + long + [UInt8](repeating: 0, count: Int(padding(Int64(long.count))))
     }
 
     /// Padding after `size` bytes of data.
     static func padding(_ size: Int64) -> Int64 { (Int64(block) - size % Int64(block)) % Int64(block) }
 
     /// True for headers that describe the next entry (GNU long names, pax) rather than a file.
-    var isMeta: Bool { type == UInt8(ascii: "L") || type == UInt8(ascii: "K") || type == UInt8(ascii: "x") || type == UInt8(ascii: "g") }
+    var isMeta: Bool {
+        type == UInt8(ascii: "L") || type == UInt8(ascii: "K") || type == UInt8(ascii: "x") || type == UInt8(ascii: "g")
+    }
 }
 
 /// Walks a tar stream as it arrives, calling `onEntry` before each entry's first byte (so a caller can start a
@@ -144,7 +157,9 @@ final class TarSplitter {
                     inMetaGroup = parsed.isMeta
                     try emit(h)
                     remaining = parsed.size + TarHeader.padding(parsed.size)
-                    if parsed.type == UInt8(ascii: "1") || parsed.type == UInt8(ascii: "2") || parsed.type == UInt8(ascii: "5") {
+                    if parsed.type == UInt8(ascii: "1") || parsed.type == UInt8(ascii: "2")
+                        || parsed.type == UInt8(ascii: "5")
+                    {
                         remaining = 0
                     }
                 }
@@ -155,7 +170,9 @@ final class TarSplitter {
 
     /// Checks the stream ended at an entry boundary.
     func finish() throws {
-        if remaining > 0 || !header.isEmpty { throw CairnError(.backupFailed, "the tar stream ended in the middle of an entry") }
+        if remaining > 0 || !header.isEmpty {
+            throw CairnError(.backupFailed, "the tar stream ended in the middle of an entry")
+        }
     }
 }
 
@@ -188,8 +205,10 @@ final class TarExtractor {
     private(set) var files = 0
     private(set) var bytes: Int64 = 0
 
-    init(root: String, linkTarget: @escaping (String, String) -> String = { $1 },
-         chain: (files: ChainFiles, archive: String, newest: Bool)? = nil, delta: DeltaTally? = nil) {
+    init(
+        root: String, linkTarget: @escaping (String, String) -> String = { $1 },
+        chain: (files: ChainFiles, archive: String, newest: Bool)? = nil, delta: DeltaTally? = nil
+    ) {
         self.root = root
         self.linkTarget = linkTarget
         self.chain = chain
@@ -241,7 +260,8 @@ final class TarExtractor {
         while n.hasSuffix("/") { n.removeLast() }
         let parts = n.split(separator: "/")
         if n.hasPrefix("/") || parts.contains("..") {
-            throw CairnError(.dataCorrupt, "the backup holds an unsafe path \"\(name)\"; refusing to write outside \(root)")
+            throw CairnError(
+                .dataCorrupt, "the backup holds an unsafe path \"\(name)\"; refusing to write outside \(root)")
         }
         return n.isEmpty ? root : root + "/" + n
     }
@@ -255,7 +275,8 @@ final class TarExtractor {
         var st = stat()
         if lstat(parent, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw CairnError(.dataCorrupt, "the backup writes below \(parent), which is not a directory; refusing to follow it")
+                throw CairnError(
+                    .dataCorrupt, "the backup writes below \(parent), which is not a directory; refusing to follow it")
             }
         } else if mkdir(parent, 0o700) != 0 && errno != EEXIST {
             throw ioError("create directory \(parent)")
@@ -303,7 +324,7 @@ final class TarExtractor {
         case UInt8(ascii: "5") where olderInChain, UInt8(ascii: "2") where olderInChain:
             padLeft = 0  // an older backup of a chain: the newest one's directories and links are the ones that exist
         case 0 where chain != nil, UInt8(ascii: "0") where chain != nil, UInt8(ascii: "7") where chain != nil,
-             BlockDelta.typeflag where chain != nil:
+            BlockDelta.typeflag where chain != nil:
             try beginInChain(h, name: name)
         case BlockDelta.typeflag:
             throw CairnError(.dataCorrupt, "the backup holds changed blocks of \(name) outside an incremental chain")
@@ -359,7 +380,9 @@ final class TarExtractor {
             if fd < 0 { throw ioError("open \(p)") }
             fchmod(fd, mode_t(h.mode & 0o7777))
             files += 1
-            placer = BlockPlacer(blocks: ChainFiles.FileBlocks(size: h.size), fd: fd, path: p, isDelta: false, entrySize: h.size, tally: delta)
+            placer = BlockPlacer(
+                blocks: ChainFiles.FileBlocks(size: h.size), fd: fd, path: p, isDelta: false, entrySize: h.size,
+                tally: delta)
         case .whole:
             let p = try safePath(name)
             try ensureParent(p)
@@ -419,7 +442,8 @@ final class TarExtractor {
     private func ioError(_ what: String) -> CairnError {
         let e = errno
         let code: ErrorCode = (e == ENOSPC || e == EDQUOT) ? .repoNoSpace : .localIO
-        return CairnError(code, "cannot \(what): \(String(cString: strerror(e)))",
-                         hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+        return CairnError(
+            code, "cannot \(what): \(String(cString: strerror(e)))",
+            hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
     }
 }

@@ -68,8 +68,10 @@ public struct Catalog: Sendable {
     /// Claims of running jobs (backups, restores, drills) on what they need, expired ones included.
     public var leases: [Lease] = []
 
-    public init(info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
-                wal: WALArchive, pins: [String: Pin] = [:], backupObjects: [String: [ObjectInfo]] = [:]) {
+    public init(
+        info: RepositoryInfo, backups: [BackupManifest], uncommitted: [String] = [], damagedManifests: [String] = [],
+        wal: WALArchive, pins: [String: Pin] = [:], backupObjects: [String: [ObjectInfo]] = [:]
+    ) {
         self.info = info
         self.backups = backups.sorted { $0.start.time < $1.start.time }
         self.uncommitted = uncommitted
@@ -95,8 +97,9 @@ public struct Catalog: Sendable {
         for (id, objs) in objects.sorted(by: { $0.key < $1.key }) {
             guard objs.contains(where: { $0.key == Layout.manifestKey(id) }) else { uncommitted.append(id); continue }
             do {
-                let m = try SealedDocument.open(BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
-                                                what: "manifest of backup \(id)")
+                let m = try SealedDocument.open(
+                    BackupManifest.self, from: try repo.getBytes(Layout.manifestKey(id)),
+                    what: "manifest of backup \(id)")
                 backups.append(m)
             } catch let e as CairnError where e.code == .repoCorrupt || e.code == .dataCorrupt {
                 // A changed sealed manifest fails its digest; a changed encrypted one fails to decrypt.
@@ -124,8 +127,9 @@ public struct Catalog: Sendable {
                 wal.others.append(e)
             }
         }
-        var c = Catalog(info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
-                        pins: pins, backupObjects: objects)
+        var c = Catalog(
+            info: info, backups: backups, uncommitted: uncommitted, damagedManifests: damaged, wal: wal,
+            pins: pins, backupObjects: objects)
         for prefix in Layout.agedRecordPrefixes { c.records += try repo.list(prefix: prefix) }
         c.timelineRecords = try loadTimelineRecords(repo)
         c.leases = try Lease.all(in: repo)
@@ -137,8 +141,9 @@ public struct Catalog: Sendable {
         var out: [UInt32: TimelineRecord] = [:]
         for o in try repo.list(prefix: Layout.timelinesPrefix) {
             guard let b = try repo.getBytesIfExists(o.key),
-                  let r = try? SealedDocument.open(TimelineRecord.self, from: b, what: o.key),
-                  o.key == Layout.timelineKey(r.timeline) else { continue }
+                let r = try? SealedDocument.open(TimelineRecord.self, from: b, what: o.key),
+                o.key == Layout.timelineKey(r.timeline)
+            else { continue }
             out[r.timeline] = r
         }
         return out
@@ -156,8 +161,10 @@ public struct Catalog: Sendable {
         var chain = [b]
         while let parent = b.parent {
             guard let p = backup(parent), !chain.contains(where: { $0.id == parent }) else {
-                throw CairnError(.dataCorrupt, "backup \(id) needs backup \(parent), which is \(damagedManifests.contains(parent) ? "damaged" : "not in the repository")",
-                                hint: "restore an older backup, or take a new full backup (cairn backup --type full)")
+                throw CairnError(
+                    .dataCorrupt,
+                    "backup \(id) needs backup \(parent), which is \(damagedManifests.contains(parent) ? "damaged" : "not in the repository")",
+                    hint: "restore an older backup, or take a new full backup (cairn backup --type full)")
             }
             chain.insert(p, at: 0)
             b = p

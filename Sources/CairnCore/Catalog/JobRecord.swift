@@ -26,8 +26,10 @@ public struct JobRecord: Codable, Sendable, Equatable {
         case errorMessage = "error_message"
     }
 
-    public init(job: String, started: Date, finished: Date, outcome: Outcome, subject: String? = nil, bytes: Int64? = nil,
-                error: (any Error)? = nil) {
+    public init(
+        job: String, started: Date, finished: Date, outcome: Outcome, subject: String? = nil, bytes: Int64? = nil,
+        error: (any Error)? = nil
+    ) {
         self.job = job
         self.started = started
         self.finished = finished
@@ -57,10 +59,13 @@ public struct JobRecord: Codable, Sendable, Equatable {
     }
 
     /// Records a finished job for the report, metrics and doctor (best-effort: recording never fails a job).
-    public static func record(_ repo: any Repository, job: String, started: Date, subject: String? = nil, bytes: Int64? = nil,
-                              error: (any Error)? = nil) async {
-        let r = JobRecord(job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
-                          subject: subject, bytes: bytes, error: error)
+    public static func record(
+        _ repo: any Repository, job: String, started: Date, subject: String? = nil, bytes: Int64? = nil,
+        error: (any Error)? = nil
+    ) async {
+        let r = JobRecord(
+            job: job, started: started, finished: Date(), outcome: error == nil ? .ok : .failed,
+            subject: subject, bytes: bytes, error: error)
         await Blocking.runIgnoringErrors { r.save(to: repo) }
     }
 

@@ -30,8 +30,10 @@ public enum Layout {
     /// Prefixes whose objects a manifest or the WAL archive accounts for.
     public static let indexedPrefixes = [backupsPrefix, walPrefix]
     /// Prefixes of cairn's own records, which no manifest references (verify does not report them).
-    public static let recordPrefixes = [timelinesPrefix, leasesPrefix, drillsPrefix, reportsPrefix, historyPrefix, verifyPrefix,
-                                        locksPrefix, probePrefix]
+    public static let recordPrefixes = [
+        timelinesPrefix, leasesPrefix, drillsPrefix, reportsPrefix, historyPrefix, verifyPrefix,
+        locksPrefix, probePrefix
+    ]
     /// Every top-level prefix cairn writes under.
     public static let knownPrefixes = indexedPrefixes + recordPrefixes
 
@@ -66,7 +68,9 @@ public enum Layout {
         backupPrefix(id) + String(format: "%@/%06d.tar.zst", archive, index)
     }
     /// A logical backup's dump of one database (custom format).
-    public static func dumpKey(_ id: String, database: String) -> String { backupPrefix(id) + "db/\(escape(database)).dump.zst" }
+    public static func dumpKey(_ id: String, database: String) -> String {
+        backupPrefix(id) + "db/\(escape(database)).dump.zst"
+    }
     /// A logical backup's roles and tablespaces.
     public static func globalsKey(_ id: String) -> String { backupPrefix(id) + "globals.sql.zst" }
 
@@ -95,7 +99,9 @@ public enum Layout {
     }
 
     /// What the repository knows of a timeline's history (production or a copy's): ``TimelineRecord``.
-    public static func timelineKey(_ timeline: UInt32) -> String { timelinesPrefix + String(format: "%08X.json", timeline) }
+    public static func timelineKey(_ timeline: UInt32) -> String {
+        timelinesPrefix + String(format: "%08X.json", timeline)
+    }
 
     // MARK: Records
 
@@ -111,7 +117,9 @@ public enum Layout {
     public static let verifyStateKey = verifyPrefix + "state.json"
     /// `cairn verify`'s results, one per run.
     public static let verifyRunsPrefix = verifyPrefix + "runs/"
-    public static func verifyRunKey(started: Date) -> String { verifyRunsPrefix + backupId(at: started, type: "Z") + ".json" }
+    public static func verifyRunKey(started: Date) -> String {
+        verifyRunsPrefix + backupId(at: started, type: "Z") + ".json"
+    }
     /// A scheduled job's lock.
     public static func lockKey(_ name: String) -> String { locksPrefix + name + ".json" }
     /// A probe object (`name` unique to the probe).

@@ -20,7 +20,8 @@ public struct Pin: Codable, Sendable, Equatable {
     /// An id that can name a backup folder: no `/`, no `.` or `..`, no control characters (anything else is
     /// simply not found, rather than an invalid object key).
     static func plausible(_ id: String) -> Bool {
-        !id.isEmpty && id != "." && id != ".." && !id.contains("/") && !id.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }
+        !id.isEmpty && id != "." && id != ".." && !id.contains("/")
+            && !id.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }
     }
 
     /// Pins a committed backup (replacing an earlier pin's reason).

@@ -52,8 +52,10 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
                 guard let bytes = try repo.getBytesIfExists(key) else { continue }
                 let info = try SealedDocument.open(RepositoryInfo.self, from: bytes, what: "\(key) in \(repo.location)")
                 guard info.format <= currentFormat else {
-                    throw CairnError(.repoCorrupt, "repository \(repo.location) has format \(info.format); this cairn reads up to \(currentFormat)",
-                                    hint: "upgrade cairn")
+                    throw CairnError(
+                        .repoCorrupt,
+                        "repository \(repo.location) has format \(info.format); this cairn reads up to \(currentFormat)",
+                        hint: "upgrade cairn")
                 }
                 return info
             } catch let e as CairnError where e.code == .repoCorrupt {
@@ -67,8 +69,9 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     /// Loads and requires an initialised repository.
     public static func require(from repo: any Repository) throws -> RepositoryInfo {
         guard let info = try load(from: repo) else {
-            throw CairnError(.repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
-                            hint: "run `cairn init` to create it for this cluster")
+            throw CairnError(
+                .repoUninitialized, "repository \(repo.location) is not initialised (no cairn.json)",
+                hint: "run `cairn init` to create it for this cluster")
         }
         try info.checkEncryption(repo)
         return info
@@ -79,26 +82,35 @@ public struct RepositoryInfo: Codable, Sendable, Equatable {
     public func checkEncryption(_ repo: any Repository) throws {
         let keyed = repo.capabilities.contains(.decrypts)
         if encryption != nil && !keyed {
-            throw CairnError(.keyMissing, "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
-                            hint: Pipeline.keyHint)
+            throw CairnError(
+                .keyMissing,
+                "repository \(repo.location) is encrypted (\(encryption!)), but no master key is configured",
+                hint: Pipeline.keyHint)
         }
         if encryption == nil && keyed {
-            throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted, but repository.encryption is configured",
-                            hint: "remove repository.encryption from cairn.yaml to use this repository, or run `cairn init` at a new location to create an encrypted one")
+            throw CairnError(
+                .configInvalid, "repository \(repo.location) is not encrypted, but repository.encryption is configured",
+                hint:
+                    "remove repository.encryption from cairn.yaml to use this repository, or run `cairn init` at a new location to create an encrypted one"
+            )
         }
     }
 
     /// Throws `repo.foreign` unless the repository belongs to this cluster, `pg.version` on a major mismatch.
     public func checkBelongs(to cluster: ClusterInfo, repo: any Repository) throws {
         if cluster.systemIdentifier != systemIdentifier {
-            throw CairnError(.repoForeign,
-                            "repository \(repo.location) belongs to cluster \(systemIdentifier), not to this cluster (\(cluster.systemIdentifier))",
-                            hint: "point repository at this cluster's own location (another prefix or path); never share one repository between clusters")
+            throw CairnError(
+                .repoForeign,
+                "repository \(repo.location) belongs to cluster \(systemIdentifier), not to this cluster (\(cluster.systemIdentifier))",
+                hint:
+                    "point repository at this cluster's own location (another prefix or path); never share one repository between clusters"
+            )
         }
         if cluster.majorVersion != pgMajor {
-            throw CairnError(.pgVersion,
-                            "repository \(repo.location) holds PostgreSQL \(pgMajor) backups but the cluster runs PostgreSQL \(cluster.majorVersion)",
-                            hint: "after a major upgrade, start a new repository (new path or prefix) and run `cairn init`")
+            throw CairnError(
+                .pgVersion,
+                "repository \(repo.location) holds PostgreSQL \(pgMajor) backups but the cluster runs PostgreSQL \(cluster.majorVersion)",
+                hint: "after a major upgrade, start a new repository (new path or prefix) and run `cairn init`")
         }
     }
 }

@@ -43,12 +43,14 @@ public enum SealedDocument {
     /// Checks the seal and decodes the body. `what` names the document in errors.
     public static func open<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws -> T {
         func corrupt(_ why: String) -> CairnError {
-            CairnError(.repoCorrupt, "\(what) is damaged: \(why)",
-                      hint: "run `cairn verify`; if only this copy is damaged, cairn uses its .copy twin where one exists")
+            CairnError(
+                .repoCorrupt, "\(what) is damaged: \(why)",
+                hint: "run `cairn verify`; if only this copy is damaged, cairn uses its .copy twin where one exists")
         }
         let hexLen = 64
         guard bytes.count >= head.count + mid.count + hexLen + end.count,
-              Array(bytes.prefix(head.count)) == head else { throw corrupt("not a sealed document") }
+            Array(bytes.prefix(head.count)) == head
+        else { throw corrupt("not a sealed document") }
         // Exactly as sealed, final newline included: a document cut by one byte is a truncated document.
         let trimmed = bytes
         guard Array(trimmed.suffix(end.count)) == end else { throw corrupt("truncated") }
@@ -57,7 +59,9 @@ public enum SealedDocument {
         guard midStart > head.count, Array(trimmed[midStart..<hexStart]) == mid else { throw corrupt("truncated") }
         let digest = String(decoding: trimmed[hexStart..<(hexStart + hexLen)], as: UTF8.self)
         let body = Array(trimmed[head.count..<midStart])
-        guard Hex.encode(SHA256.hash(data: body)) == digest else { throw corrupt("its digest does not match its content") }
+        guard Hex.encode(SHA256.hash(data: body)) == digest else {
+            throw corrupt("its digest does not match its content")
+        }
         do {
             return try decoder().decode(T.self, from: Data(body))
         } catch {

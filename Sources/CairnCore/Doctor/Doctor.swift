@@ -40,22 +40,31 @@ public enum Doctor {
 
     /// Whether the live cluster's timeline is production's recorded history, and whether restores can tell which
     /// history is production's.
-    static func lineageFindings(_ lineage: Lineage, liveTimeline: UInt32?,
-                                _ add: (String, Severity, String, String?) -> Void) {
+    static func lineageFindings(
+        _ lineage: Lineage, liveTimeline: UInt32?,
+        _ add: (String, Severity, String, String?) -> Void
+    ) {
         if let tli = liveTimeline {
             switch lineage.statuses[tli] ?? .undecided {
             case .production:
                 add("lineage", .ok, "the cluster's timeline \(tli) is production's recorded history", nil)
             case .copy:
-                add("lineage", .critical, "the cluster cluster.connection reaches runs on timeline \(tli), which the repository records as a copy's: restores and retention follow timeline \(lineage.production) instead",
-                    "if this cluster is production, `cairn timeline adopt \(tli) --reason ...`; otherwise point cluster.connection at production (runbooks/side-restore.md)")
+                add(
+                    "lineage", .critical,
+                    "the cluster cluster.connection reaches runs on timeline \(tli), which the repository records as a copy's: restores and retention follow timeline \(lineage.production) instead",
+                    "if this cluster is production, `cairn timeline adopt \(tli) --reason ...`; otherwise point cluster.connection at production (runbooks/side-restore.md)"
+                )
             case .undecided:
-                add("lineage", .warning, "the cluster runs on timeline \(tli), which is not yet recorded as production's: restores refuse to choose between it and timeline \(lineage.production) until a backup runs on it",
+                add(
+                    "lineage", .warning,
+                    "the cluster runs on timeline \(tli), which is not yet recorded as production's: restores refuse to choose between it and timeline \(lineage.production) until a backup runs on it",
                     "run `cairn backup` (or `cairn timeline adopt \(tli) --reason ...`)")
             }
         }
         if !lineage.ambiguous.isEmpty, liveTimeline.map({ !lineage.ambiguous.contains($0) }) ?? true {
-            add("lineage_ambiguous", .warning, lineage.ambiguityError().message, "see `cairn timeline` and runbooks/side-restore.md")
+            add(
+                "lineage_ambiguous", .warning, lineage.ambiguityError().message,
+                "see `cairn timeline` and runbooks/side-restore.md")
         }
     }
 

@@ -23,9 +23,11 @@ public struct DoctorFacts: Sendable {
         /// Reads the settings over a connection.
         public static func read(_ c: PGConnection) throws -> Settings {
             func show(_ name: String) throws -> String { try c.scalar("SHOW \(name)") ?? "" }
-            let timeout = try c.scalar("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'").flatMap(Double.init) ?? 0
-            return Settings(walLevel: try show("wal_level"), archiveMode: try show("archive_mode"),
-                            archiveCommand: try show("archive_command"), archiveTimeout: timeout)
+            let timeout =
+                try c.scalar("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'").flatMap(Double.init) ?? 0
+            return Settings(
+                walLevel: try show("wal_level"), archiveMode: try show("archive_mode"),
+                archiveCommand: try show("archive_command"), archiveTimeout: timeout)
         }
     }
 
@@ -37,7 +39,9 @@ public struct DoctorFacts: Sendable {
         public var lastFailedWAL: String?
         public var lastFailedTime: Date?
 
-        public init(archivedCount: Int, lastArchivedTime: Date?, failedCount: Int, lastFailedWAL: String?, lastFailedTime: Date?) {
+        public init(
+            archivedCount: Int, lastArchivedTime: Date?, failedCount: Int, lastFailedWAL: String?, lastFailedTime: Date?
+        ) {
             self.archivedCount = archivedCount
             self.lastArchivedTime = lastArchivedTime
             self.failedCount = failedCount
@@ -58,8 +62,10 @@ public struct DoctorFacts: Sendable {
         /// Which history is production's (nil when the catalog could not be read).
         public var lineage: Lineage?
 
-        public init(newestFull: Date? = nil, oldestBackup: Date? = nil, windowStart: Date? = nil, windowEnd: Date? = nil,
-                    lastDrill: (time: Date, passed: Bool, failedCheck: String?)? = nil, lastPassingDrill: Date? = nil) {
+        public init(
+            newestFull: Date? = nil, oldestBackup: Date? = nil, windowStart: Date? = nil, windowEnd: Date? = nil,
+            lastDrill: (time: Date, passed: Bool, failedCheck: String?)? = nil, lastPassingDrill: Date? = nil
+        ) {
             self.newestFull = newestFull
             self.oldestBackup = oldestBackup
             self.windowStart = windowStart
@@ -110,25 +116,32 @@ public struct DoctorFacts: Sendable {
             settings = try Settings.read(c)
             server = try Server.read(c)
             let before = clock.now()
-            let row = try c.query("""
-                SELECT archived_count::text, extract(epoch FROM last_archived_time)::text, failed_count::text, last_failed_wal,
-                       extract(epoch FROM last_failed_time)::text, extract(epoch FROM clock_timestamp())::text,
-                       current_setting('data_directory', true),
-                       CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text
-                            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END
-                FROM pg_stat_archiver
-                """).first ?? []
+            let row =
+                try c.query(
+                    """
+                    SELECT archived_count::text, extract(epoch FROM last_archived_time)::text, failed_count::text, last_failed_wal,
+                           extract(epoch FROM last_failed_time)::text, extract(epoch FROM clock_timestamp())::text,
+                           current_setting('data_directory', true),
+                           CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text
+                                ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END
+                    FROM pg_stat_archiver
+                    """
+                ).first ?? []
             let after = clock.now()
-            func date(_ i: Int) -> Date? { row.count > i ? row[i].flatMap(Double.init).map { Date(timeIntervalSince1970: $0) } : nil }
-            archiver = Archiver(archivedCount: Int(row.first.flatMap { $0 } ?? "") ?? 0, lastArchivedTime: date(1),
-                                failedCount: row.count > 2 ? Int(row[2] ?? "") ?? 0 : 0, lastFailedWAL: row.count > 3 ? row[3] : nil,
-                                lastFailedTime: date(4))
+            func date(_ i: Int) -> Date? {
+                row.count > i ? row[i].flatMap(Double.init).map { Date(timeIntervalSince1970: $0) } : nil
+            }
+            archiver = Archiver(
+                archivedCount: Int(row.first.flatMap { $0 } ?? "") ?? 0, lastArchivedTime: date(1),
+                failedCount: row.count > 2 ? Int(row[2] ?? "") ?? 0 : 0, lastFailedWAL: row.count > 3 ? row[3] : nil,
+                lastFailedTime: date(4))
             if let server = date(5) {
                 serverSkew = server.timeIntervalSince(before.addingTimeInterval(after.timeIntervalSince(before) / 2))
             }
             timeline = row.count > 7 ? row[7].flatMap { UInt32($0) } : nil
             let dir = dataDirectory ?? (row.count > 6 ? row[6] : nil)
-            if let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_wal/archive_status") {
+            if let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_wal/archive_status")
+            {
                 readyWALFiles = names.filter { $0.hasSuffix(".ready") }.count
             }
         } catch {
@@ -145,12 +158,15 @@ public struct DoctorFacts: Sendable {
         do {
             let probe = try RepositoryProbe.run(repo: repo, clock: clock)
             repositorySkew = probe.skewSeconds
-            do { try RepositoryProbe.proveCreateOnly(repo: repo) } catch { createOnlyError = describeError(error).message }
+            do { try RepositoryProbe.proveCreateOnly(repo: repo) } catch {
+                createOnlyError = describeError(error).message
+            }
             let catalog = try Catalog.load(from: repo)
             let spans = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
             let drills = try DrillRecord.loadAll(from: repo)
             self.catalog = CatalogFacts(
-                newestFull: catalog.backups.last { $0.kind == .full }?.stop.time, oldestBackup: catalog.backups.first?.start.time,
+                newestFull: catalog.backups.last { $0.kind == .full }?.stop.time,
+                oldestBackup: catalog.backups.first?.start.time,
                 windowStart: spans.first?.fromTime, windowEnd: spans.last?.toTime,
                 lastDrill: drills.last.map { ($0.finished, $0.verdict == .pass, $0.failedCheck) },
                 lastPassingDrill: drills.last { $0.verdict == .pass }?.finished)

@@ -39,28 +39,48 @@ extension Doctor {
     static func serverFindings(_ s: DoctorFacts.Server, _ add: (String, Severity, String, String?) -> Void) {
         let newest = testedMajors.max() ?? 15
         if s.major < 15 {
-            add("postgres_version", .critical, "PostgreSQL \(s.version): cairn's physical backups need PostgreSQL 15 or later (pg_backup_start/pg_backup_stop and BASE_BACKUP as 15 has them), so this cluster gets no restorable backup",
+            add(
+                "postgres_version", .critical,
+                "PostgreSQL \(s.version): cairn's physical backups need PostgreSQL 15 or later (pg_backup_start/pg_backup_stop and BASE_BACKUP as 15 has them), so this cluster gets no restorable backup",
                 "upgrade to PostgreSQL 15 or later (pg_upgrade); until then use another tool for this cluster")
         } else if testedMajors.contains(s.major) {
-            add("postgres_version", .ok, "PostgreSQL \(s.version): a major cairn is tested on (\(testedMajors.map(String.init).joined(separator: ", ")))", nil)
+            add(
+                "postgres_version", .ok,
+                "PostgreSQL \(s.version): a major cairn is tested on (\(testedMajors.map(String.init).joined(separator: ", ")))",
+                nil)
         } else if s.major < newest {
-            add("postgres_version", .info, "PostgreSQL \(s.version): expected to work through the same code paths as 15 and \(newest), but not covered by cairn's tests",
+            add(
+                "postgres_version", .info,
+                "PostgreSQL \(s.version): expected to work through the same code paths as 15 and \(newest), but not covered by cairn's tests",
                 "run `cairn drill` after the first backups to prove restores on this major")
         } else {
-            add("postgres_version", .warning, "PostgreSQL \(s.version) is newer than the majors cairn is tested on (up to \(newest)): backup formats or recovery may have changed",
-                "check cairn's release notes for PostgreSQL \(s.major) support, and run `cairn drill` after every backup until then")
+            add(
+                "postgres_version", .warning,
+                "PostgreSQL \(s.version) is newer than the majors cairn is tested on (up to \(newest)): backup formats or recovery may have changed",
+                "check cairn's release notes for PostgreSQL \(s.major) support, and run `cairn drill` after every backup until then"
+            )
         }
         if s.dataChecksums {
-            add("data_checksums", .ok, "data checksums are on: PostgreSQL detects a damaged page when it reads it (streamed backups, pg_amcheck and drills read every page)", nil)
+            add(
+                "data_checksums", .ok,
+                "data checksums are on: PostgreSQL detects a damaged page when it reads it (streamed backups, pg_amcheck and drills read every page)",
+                nil)
         } else {
-            add("data_checksums", .warning, "data checksums are off: a page damaged on disk (storage, firmware, kernel) is not detected, so it goes into backups unnoticed and drills cannot tell it from good data",
-                "stop PostgreSQL and run `pg_checksums --enable -D <data directory>` (offline, reads every file), or create new clusters with initdb --data-checksums (the default from PostgreSQL 18)")
+            add(
+                "data_checksums", .warning,
+                "data checksums are off: a page damaged on disk (storage, firmware, kernel) is not detected, so it goes into backups unnoticed and drills cannot tell it from good data",
+                "stop PostgreSQL and run `pg_checksums --enable -D <data directory>` (offline, reads every file), or create new clusters with initdb --data-checksums (the default from PostgreSQL 18)"
+            )
         }
         if let summarize = s.summarizeWAL {
             if summarize {
-                add("summarize_wal", .ok, "summarize_wal is on: the WAL summaries incremental backups need are kept", nil)
+                add(
+                    "summarize_wal", .ok, "summarize_wal is on: the WAL summaries incremental backups need are kept",
+                    nil)
             } else {
-                add("summarize_wal", .info, "summarize_wal is off: PostgreSQL \(s.major) can keep WAL summaries, which block-level incremental backups need (cairn takes full backups today; its incremental backups will use them)",
+                add(
+                    "summarize_wal", .info,
+                    "summarize_wal is off: PostgreSQL \(s.major) can keep WAL summaries, which block-level incremental backups need (cairn takes full backups today; its incremental backups will use them)",
                     "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();")
             }
         }

@@ -13,8 +13,10 @@ public enum SetupCheck {
 
     /// The repository is reachable and writable (the probe doctor runs too), initialised, and, when the cluster
     /// is known, this cluster's.
-    public static func repository(_ repo: any Repository, cluster: ClusterInfo?,
-                                  clock: any WallClock = SystemClock()) throws -> (RepositoryProbe.Result, RepositoryInfo) {
+    public static func repository(
+        _ repo: any Repository, cluster: ClusterInfo?,
+        clock: any WallClock = SystemClock()
+    ) throws -> (RepositoryProbe.Result, RepositoryInfo) {
         let probe = try RepositoryProbe.run(repo: repo, clock: clock)
         let info = try RepositoryInfo.require(from: repo)
         if let cluster { try info.checkBelongs(to: cluster, repo: repo) }

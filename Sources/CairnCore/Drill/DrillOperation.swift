@@ -31,12 +31,15 @@ public enum DrillOperation {
 
     static let logger = Logger(label: "cairn.drill")
 
-    public static func run(repo: any Repository, pipeline: Pipeline, catalog: Catalog, policy: DrillPolicy, options: Options,
-                           tools: ToolRunner, clock: any WallClock) async throws -> DrillRecord {
+    public static func run(
+        repo: any Repository, pipeline: Pipeline, catalog: Catalog, policy: DrillPolicy, options: Options,
+        tools: ToolRunner, clock: any WallClock
+    ) async throws -> DrillRecord {
         let started = clock.now()
         let backup = try choose(catalog, policy: policy, options: options, now: started)
         // The programs of the backup's major (a PostgreSQL 18 backup needs 18's pg_ctl and pg_verifybackup).
-        let tools = try await tools.matching(major: backup.pgVersionNum / 10000, Drill.programs, for: "backup \(backup.id)")
+        let tools = try await tools.matching(
+            major: backup.pgVersionNum / 10000, Drill.programs, for: "backup \(backup.id)")
         let id = Layout.backupId(at: started, type: "D")
         let keep = policy.keepScratch && backup.kind != .logical
         let folder = policy.scratchDirectory + "/" + (keep ? keptFolderName : id)
@@ -45,10 +48,14 @@ public enum DrillOperation {
         defer { ScratchCleanup.clean(folder: folder) }
         try Interruption.check()
         do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw CairnError(.localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
-                            hint: "make \(policy.scratchDirectory) writable by \(NSUserName()) (uid \(getuid())), the user the drill runs as, or set scratch_directory in the drill policy to a folder it can write")
+            throw CairnError(
+                .localIO, "cannot create the drill folder \(folder): \(error.localizedDescription)",
+                hint:
+                    "make \(policy.scratchDirectory) writable by \(NSUserName()) (uid \(getuid())), the user the drill runs as, or set scratch_directory in the drill policy to a folder it can write"
+            )
         }
         logger.info("drill started", metadata: ["id": "\(id)", "backup": "\(backup.id)"])
         var drill = Drill(id: id, folder: folder, user: options.user, tools: tools, clock: clock, started: started)
@@ -56,7 +63,8 @@ public enum DrillOperation {
         if backup.kind == .logical {
             try await drill.logical(repo: repo, pipeline: pipeline, backup: backup, policy: policy)
         } else {
-            try await drill.physical(repo: repo, pipeline: pipeline, catalog: catalog, backup: backup, policy: policy, options: options)
+            try await drill.physical(
+                repo: repo, pipeline: pipeline, catalog: catalog, backup: backup, policy: policy, options: options)
         }
         let finished = clock.now()
         let failed = drill.checks.first { !$0.ok }
@@ -64,8 +72,10 @@ public enum DrillOperation {
             id: id, backupId: backup.id, backupKind: backup.kind.rawValue, target: drill.targetDescription,
             reachedTime: drill.reachedTime, verdict: failed == nil ? .pass : .fail, failedCheck: failed?.name,
             checks: drill.checks,
-            rto: .init(restoreSeconds: drill.restoreSeconds, replaySeconds: drill.replaySeconds, checksSeconds: drill.checksSeconds,
-                       totalSeconds: finished.timeIntervalSince(started)),
+            rto: .init(
+                restoreSeconds: drill.restoreSeconds, replaySeconds: drill.replaySeconds,
+                checksSeconds: drill.checksSeconds,
+                totalSeconds: finished.timeIntervalSince(started)),
             started: started, finished: finished, host: ProcessInfo.processInfo.hostName, bytesRestored: drill.bytes,
             restoreMode: drill.restoreMode, bytesRewritten: drill.bytesRewritten)
         _ = try await Blocking.run {
@@ -90,7 +100,9 @@ public enum DrillOperation {
         let spans = RecoveryPlanner.window(catalog)
         let restorable = catalog.backups.filter { b in b.kind == .logical || spans.contains { $0.backupId == b.id } }
         guard let newest = restorable.last else {
-            throw CairnError(.backupNotFound, "the repository has no restorable backup to drill", hint: "take one with `cairn backup`")
+            throw CairnError(
+                .backupNotFound, "the repository has no restorable backup to drill",
+                hint: "take one with `cairn backup`")
         }
         switch policy.backup {
         case .latest:
@@ -137,7 +149,9 @@ struct Drill {
     var conninfo: String { "host=\(socket) port=\(port) user=\(user) dbname=postgres" }
 
     /// The PostgreSQL programs a drill runs, whose major must be the backup's.
-    static let programs = ["initdb", "pg_ctl", "postgres", "pg_verifybackup", "pg_amcheck", "pg_dump", "pg_restore", "psql"]
+    static let programs = [
+        "initdb", "pg_ctl", "postgres", "pg_verifybackup", "pg_amcheck", "pg_dump", "pg_restore", "psql"
+    ]
 
     mutating func check(_ name: String, _ body: () async throws -> String) async {
         let t = clock.now()
@@ -146,7 +160,10 @@ struct Drill {
             let detail = try await body()
             checks.append(.init(name: name, ok: true, detail: detail, seconds: clock.now().timeIntervalSince(t)))
         } catch {
-            checks.append(.init(name: name, ok: false, detail: describeError(error).message, seconds: clock.now().timeIntervalSince(t)))
+            checks.append(
+                .init(
+                    name: name, ok: false, detail: describeError(error).message,
+                    seconds: clock.now().timeIntervalSince(t)))
         }
     }
 
@@ -154,12 +171,15 @@ struct Drill {
 
     // MARK: physical
 
-    mutating func physical(repo: any Repository, pipeline: Pipeline, catalog: Catalog, backup: BackupManifest,
-                           policy: DrillPolicy, options: DrillOperation.Options) async throws {
+    mutating func physical(
+        repo: any Repository, pipeline: Pipeline, catalog: Catalog, backup: BackupManifest,
+        policy: DrillPolicy, options: DrillOperation.Options
+    ) async throws {
         let target = chooseTarget(catalog, backup: backup, policy: policy, options: options)
         targetDescription = target.description
         guard let plan = await planRecovery(catalog, target: target, backup: backup, options: options) else { return }
-        await restoreFiles(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, backup: backup, options: options)
+        await restoreFiles(
+            repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, backup: backup, options: options)
         if failed { return }
         let verifySeconds = await verifyRestoredFiles(backup, policy: policy)
         try prepareServer(ssl: false)
@@ -173,13 +193,16 @@ struct Drill {
 
     /// The recovery plan for `target` from `backup`. A plan that cannot be made (missing WAL, target out of reach)
     /// is the drill's finding, not an error: nil.
-    mutating func planRecovery(_ catalog: Catalog, target: RecoveryTarget, backup: BackupManifest,
-                               options: DrillOperation.Options) async -> RecoveryPlan? {
+    mutating func planRecovery(
+        _ catalog: Catalog, target: RecoveryTarget, backup: BackupManifest,
+        options: DrillOperation.Options
+    ) async -> RecoveryPlan? {
         var planned: RecoveryPlan?
         let now = clock.now()
         await check("plan") {
-            let p = try RecoveryPlanner.plan(catalog, target: target, backupId: backup.id, action: .promote,
-                                             restoreCommand: options.restoreCommand, now: now)
+            let p = try RecoveryPlanner.plan(
+                catalog, target: target, backupId: backup.id, action: .promote,
+                restoreCommand: options.restoreCommand, now: now)
             planned = p
             return "backup \(p.backupId), WAL from \(p.firstSegment) on timeline \(p.timeline)"
         }
@@ -187,8 +210,10 @@ struct Drill {
     }
 
     /// Lays the backup out in the drill folder (tablespaces beside it, archiving off), every digest verified.
-    mutating func restoreFiles(repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan,
-                               backup: BackupManifest, options: DrillOperation.Options) async {
+    mutating func restoreFiles(
+        repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan,
+        backup: BackupManifest, options: DrillOperation.Options
+    ) async {
         var restoreOptions = RestoreOperation.Options(targetDirectory: data)
         // A kept folder (keep_scratch) holds the previous drill's cluster: only what differs is rewritten. It is the
         // drill's own folder, so whichever cluster left it there is overwritten (force); a running one is refused.
@@ -198,19 +223,26 @@ struct Drill {
         try? FileManager.default.removeItem(atPath: folder + "/postgres.log")  // the checks read this drill's log only
         restoreOptions.archiveOff = true
         restoreOptions.parallelism = options.parallelism
-        for a in backup.archives { if let oid = a.tablespaceOid { restoreOptions.tablespaceMap[oid] = folder + "/ts-\(oid)" } }
+        for a in backup.archives {
+            if let oid = a.tablespaceOid { restoreOptions.tablespaceMap[oid] = folder + "/ts-\(oid)" }
+        }
         let t0 = clock.now()
         let opts = restoreOptions
         let (clock, progress) = (self.clock, self.progress)
         var rewritten: Int64?
         await check("restore") {
             let r = try await Blocking.run {
-                try RestoreOperation.run(repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock,
-                                         onTotal: progress.onTotal, onBytes: progress.onBytes)
+                try RestoreOperation.run(
+                    repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock,
+                    onTotal: progress.onTotal, onBytes: progress.onBytes)
             }
             rewritten = r.delta?.bytesRewritten
-            let delta = r.delta.map { ", delta onto the kept folder: \(Units.formatBytes($0.bytesRewritten)) rewritten in \($0.filesRewritten) files, \($0.filesRemoved) removed" } ?? ""
-            return "\(r.files) files, \(Units.formatBytes(r.bytes)) from backup \(backup.id), every object's digest verified\(delta)"
+            let delta =
+                r.delta.map {
+                    ", delta onto the kept folder: \(Units.formatBytes($0.bytesRewritten)) rewritten in \($0.filesRewritten) files, \($0.filesRemoved) removed"
+                } ?? ""
+            return
+                "\(r.files) files, \(Units.formatBytes(r.bytes)) from backup \(backup.id), every object's digest verified\(delta)"
         }
         bytesRewritten = rewritten
         restoreSeconds = clock.now().timeIntervalSince(t0)
@@ -237,7 +269,8 @@ struct Drill {
         let conn = conninfo
         await check("recovery") {
             _ = try await tools.run("pg_ctl", ["-D", data, "-l", folder + "/postgres.log", "-W", "start"])
-            try await Drill.waitForPromotion(conninfo: conn, log: folder + "/postgres.log", timeout: policy.timeout, clock: clock)
+            try await Drill.waitForPromotion(
+                conninfo: conn, log: folder + "/postgres.log", timeout: policy.timeout, clock: clock)
             return "PostgreSQL replayed WAL and was promoted"
         }
         replaySeconds = clock.now().timeIntervalSince(t2)
@@ -247,18 +280,24 @@ struct Drill {
     }
 
     /// Replay stopped at the target: for `latest`, at the end of the archive (stopping earlier means a gap).
-    mutating func checkTargetReached(_ target: RecoveryTarget, plan: RecoveryPlan, catalog: Catalog, log: String) async {
+    mutating func checkTargetReached(_ target: RecoveryTarget, plan: RecoveryPlan, catalog: Catalog, log: String) async
+    {
         let newest = plan.lastAvailableSegment
         let archiveEnd = catalog.wal.segments.values.flatMap { $0.values }.map { $0.file.fileName }
             .filter { $0.count == 24 && String($0.prefix(8)) == String(format: "%08X", plan.timeline) }.max()
         await check("target reached") {
             switch target {
             case .latest:
-                guard log.contains("archive recovery complete") else { throw CairnError(.restoreFailed, "recovery did not complete") }
+                guard log.contains("archive recovery complete") else {
+                    throw CairnError(.restoreFailed, "recovery did not complete")
+                }
                 // Replay must get to the newest archived segment: stopping earlier means a gap.
                 let replayed = Drill.restoredSegments(log).max()
                 if let end = archiveEnd, let replayed, replayed.suffix(16) < end.suffix(16) {
-                    throw CairnError(.walMissing, "replay stopped after \(replayed) but the archive goes on to \(end): the segment after \(newest ?? replayed) is missing")
+                    throw CairnError(
+                        .walMissing,
+                        "replay stopped after \(replayed) but the archive goes on to \(end): the segment after \(newest ?? replayed) is missing"
+                    )
                 }
                 return "replayed to the end of the archive (\(replayed ?? "-"))"
             default:
@@ -272,7 +311,9 @@ struct Drill {
 
     /// A random LSN the backup can reach (not a time: PostgreSQL stops at an LSN target without needing a later
     /// commit, so the drill never fails because the database was idle), the backup's end, or the archive's end.
-    func chooseTarget(_ catalog: Catalog, backup: BackupManifest, policy: DrillPolicy, options: DrillOperation.Options) -> RecoveryTarget {
+    func chooseTarget(
+        _ catalog: Catalog, backup: BackupManifest, policy: DrillPolicy, options: DrillOperation.Options
+    ) -> RecoveryTarget {
         if let t = options.targetTime { return .time(t) }
         switch policy.target {
         case .end: return .immediate
@@ -290,7 +331,8 @@ struct Drill {
     mutating func prepareServer(ssl: Bool) throws {
         port = LocalPort.free()
         try Interruption.check()
-        try FileManager.default.createDirectory(atPath: socket, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: socket, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let hba = folder + "/pg_hba.conf"
         try "local all all trust\n".write(toFile: hba, atomically: true, encoding: .utf8)
         if !FileManager.default.fileExists(atPath: data + "/postgresql.conf") {
@@ -300,12 +342,14 @@ struct Drill {
         let settings = [
             "port = \(port)", "listen_addresses = '127.0.0.1'", "unix_socket_directories = '\(socket)'",
             "hba_file = '\(hba)'", "ssl = off", "logging_collector = off", "log_destination = 'stderr'",
-            "archive_mode = off", "cluster_name = 'cairn-drill-\(id)'", "shared_buffers = '64MB'",
+            "archive_mode = off", "cluster_name = 'cairn-drill-\(id)'", "shared_buffers = '64MB'"
         ]
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/postgresql.auto.conf"))
         defer { try? h.close() }
         try h.seekToEnd()
-        try h.write(contentsOf: Data(("\n# cairn drill \(id): a scratch server\n" + settings.joined(separator: "\n") + "\n").utf8))
+        try h.write(
+            contentsOf: Data(
+                ("\n# cairn drill \(id): a scratch server\n" + settings.joined(separator: "\n") + "\n").utf8))
     }
 
     /// Waits until the server accepts writes (recovery done, promoted); fails early on a FATAL in the log.
@@ -314,10 +358,14 @@ struct Drill {
         while clock.now() < deadline {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             if let fatal = text.split(separator: "\n").first(where: { $0.contains("FATAL:") || $0.contains("PANIC:") }),
-               !fatal.contains("the database system is starting up") && !fatal.contains("the database system is not yet accepting connections") {
+                !fatal.contains("the database system is starting up")
+                    && !fatal.contains("the database system is not yet accepting connections")
+            {
                 throw CairnError(.restoreFailed, String(fatal.drop { $0 != "F" && $0 != "P" }.prefix(300)))
             }
-            if let r = try? await Blocking.run({ try PGConnection(conninfo: conninfo).scalar("SELECT pg_is_in_recovery()") }), r == "f" {
+            if let r = try? await Blocking.run({
+                try PGConnection(conninfo: conninfo).scalar("SELECT pg_is_in_recovery()")
+            }), r == "f" {
                 return
             }
             try await Task.sleep(nanoseconds: 200_000_000)
@@ -336,8 +384,12 @@ struct Drill {
 
     /// "last completed transaction was at log time 2026-11-25 15:35:36.362245+00"
     static func lastTransactionTime(_ log: String) -> Date? {
-        guard let line = log.split(separator: "\n").last(where: { $0.contains("last completed transaction was at log time") }),
-              let r = line.range(of: "log time ") else { return nil }
+        guard
+            let line = log.split(separator: "\n").last(where: {
+                $0.contains("last completed transaction was at log time")
+            }),
+            let r = line.range(of: "log time ")
+        else { return nil }
         let text = String(line[r.upperBound...]).trimmingCharacters(in: .whitespaces)
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
@@ -350,12 +402,15 @@ struct Drill {
 
     // MARK: logical
 
-    mutating func logical(repo: any Repository, pipeline: Pipeline, backup: BackupManifest, policy: DrillPolicy) async throws {
+    mutating func logical(
+        repo: any Repository, pipeline: Pipeline, backup: BackupManifest, policy: DrillPolicy
+    ) async throws {
         targetDescription = "every database of logical backup \(backup.id)"
         let t0 = clock.now()
         let (data, tools, user) = (self.data, self.tools, self.user)
         await check("scratch cluster") {
-            _ = try await tools.run("initdb", ["-D", data, "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
+            _ = try await tools.run(
+                "initdb", ["-D", data, "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
             return "initdb of a PostgreSQL \(try await tools.majorVersion("initdb")) cluster"
         }
         if failed { return }
@@ -368,7 +423,9 @@ struct Drill {
             return "scratch server running"
         }
         if failed { return }
-        let catalog = Catalog(info: try RepositoryInfo.require(from: repo), backups: [backup], wal: WALArchive(segmentSize: backup.walSegmentSize))
+        let catalog = Catalog(
+            info: try RepositoryInfo.require(from: repo), backups: [backup],
+            wal: WALArchive(segmentSize: backup.walSegmentSize))
         for (i, db) in (backup.databases ?? []).enumerated() {
             var options = LogicalRestoreOperation.Options(backupId: backup.id, database: db.name, into: db.name)
             options.globals = i == 0
@@ -376,8 +433,9 @@ struct Drill {
             options.jobs = 2
             options.tempDirectory = folder
             await check("restore \(db.name)") {
-                let r = try await LogicalRestoreOperation.run(repo: repo, pipeline: pipeline, catalog: catalog, conninfo: conn,
-                                                              tools: tools, clock: clock, options: options)
+                let r = try await LogicalRestoreOperation.run(
+                    repo: repo, pipeline: pipeline, catalog: catalog, conninfo: conn,
+                    tools: tools, clock: clock, options: options)
                 return "\(Units.formatBytes(r.bytes)) dump restored"
             }
         }
@@ -393,22 +451,33 @@ struct Drill {
 
     mutating func runChecks(policy: DrillPolicy) async {
         let (tools, conn, socket, port, user) = (self.tools, conninfo, self.socket, self.port, self.user)
-        let databases = (try? await Blocking.run {
-            try PGConnection(conninfo: conn).query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1")
+        let databases =
+            (try? await Blocking.run {
+                try PGConnection(conninfo: conn).query(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+                )
                 .compactMap { $0.first ?? nil }
-        }) ?? []
+            }) ?? []
         if policy.amcheck {
             await check("pg_amcheck") {
-                _ = try await tools.run("pg_amcheck", ["--host", socket, "--port", String(port), "--username", user, "--all",
-                                                       "--install-missing", "--no-password"])
+                _ = try await tools.run(
+                    "pg_amcheck",
+                    [
+                        "--host", socket, "--port", String(port), "--username", user, "--all",
+                        "--install-missing", "--no-password"
+                    ])
                 return "tables and B-tree indexes of \(databases.count) database(s) are consistent"
             }
         }
         if policy.readAllTables {
             await check("every table readable") {
                 for db in databases {
-                    _ = try await tools.run("pg_dump", ["--data-only", "--file=/dev/null", "--no-password",
-                                                        "--dbname=host=\(socket) port=\(port) user=\(user) dbname=\(Conninfo.quote(db))"])
+                    _ = try await tools.run(
+                        "pg_dump",
+                        [
+                            "--data-only", "--file=/dev/null", "--no-password",
+                            "--dbname=host=\(socket) port=\(port) user=\(user) dbname=\(Conninfo.quote(db))"
+                        ])
                 }
                 return "read every row (TOAST and large objects included) of \(databases.count) database(s)"
             }
@@ -418,11 +487,14 @@ struct Drill {
             await check("assertion: \(a.name)") {
                 for db in targets {
                     let v = try await Blocking.run {
-                        try PGConnection(conninfo: "host=\(socket) port=\(port) user=\(user) dbname=\(Conninfo.quote(db))")
-                            .scalar("SELECT (\(a.sql))::boolean")
+                        try PGConnection(
+                            conninfo: "host=\(socket) port=\(port) user=\(user) dbname=\(Conninfo.quote(db))"
+                        )
+                        .scalar("SELECT (\(a.sql))::boolean")
                     }
                     guard v == "t" else {
-                        throw CairnError(.restoreFailed, "in database \(db), \"\(a.sql)\" returned \(v ?? "NULL"), not true")
+                        throw CairnError(
+                            .restoreFailed, "in database \(db), \"\(a.sql)\" returned \(v ?? "NULL"), not true")
                     }
                 }
                 return "true in \(targets.joined(separator: ", "))"

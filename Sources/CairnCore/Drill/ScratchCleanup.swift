@@ -8,7 +8,9 @@ public enum ScratchCleanup {
     private static let active = Mutex<[String: (data: String, keep: Bool)]>([:])  // scratch folder → data directory
 
     /// `keep`: a kept scratch folder (`keep_scratch`), whose server is stopped but whose files stay.
-    static func register(folder: String, data: String, keep: Bool = false) { active.withLock { $0[folder] = (data, keep) } }
+    static func register(folder: String, data: String, keep: Bool = false) {
+        active.withLock { $0[folder] = (data, keep) }
+    }
 
     /// Stops the scratch server (if running) and removes the folder (unless it is kept).
     static func clean(folder: String) {
@@ -28,7 +30,8 @@ public enum ScratchCleanup {
     /// Immediate shutdown of the postmaster of `data`, waiting up to 10 s for it to go.
     static func stopPostmaster(_ data: String) {
         guard let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
-              let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 1 else { return }
+            let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 1
+        else { return }
         guard kill(pid, SIGQUIT) == 0 else { return }
         for _ in 0..<100 {
             if kill(pid, 0) != 0 { return }

@@ -82,8 +82,9 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
         if EncryptedRepository.isPlain(key) { return w }
         do {
             let k = try keyring()
-            let enc = try ObjectEncryptor(dataKey: SymmetricKey(data: k.keys[k.keyring.current]!), keyId: k.keyring.current,
-                                          objectKey: key, emit: { try w.write($0) })
+            let enc = try ObjectEncryptor(
+                dataKey: SymmetricKey(data: k.keys[k.keyring.current]!), keyId: k.keyring.current,
+                objectKey: key, emit: { try w.write($0) })
             return EncryptingWriter(base: w, encryptor: enc)
         } catch {
             w.abort()
@@ -91,7 +92,9 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
         }
     }
 
-    public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+    public func get(
+        _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectInfo {
         if EncryptedRepository.isPlain(key) { return try base.get(key, range: range, into: sink) }
         guard range == nil else {
             throw CairnError(.repoProtocol, "byte ranges of encrypted objects are not supported (object \(key))")
@@ -102,7 +105,8 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
             try dec.finish(into: sink)
             return plainInfo(info)
         } catch let f as CipherFailure {
-            throw CairnError(.dataCorrupt, "object \(key) in \(location) is damaged: \(f.why)", hint: Pipeline.damageHint)
+            throw CairnError(
+                .dataCorrupt, "object \(key) in \(location) is damaged: \(f.why)", hint: Pipeline.damageHint)
         }
     }
 

@@ -32,8 +32,9 @@ public enum KeyRotation {
     /// Rotates `repo` (the plain driver, not an ``EncryptedRepository``) from `old` to `new`.
     public static func run(repo: any Repository, old: MasterKey, new: MasterKey, now: Date) throws -> Result {
         guard old.id != new.id else {
-            throw CairnError(.usage, "the new master key (\(new.source)) is the key already configured (id \(old.id))",
-                            hint: "create a new one with `cairn key generate --output FILE`")
+            throw CairnError(
+                .usage, "the new master key (\(new.source)) is the key already configured (id \(old.id))",
+                hint: "create a new one with `cairn key generate --output FILE`")
         }
         var pool: [String: (entry: Keyring.Entry, key: [UInt8])] = [:]
         var seen: [String] = []
@@ -56,24 +57,31 @@ public enum KeyRotation {
         guard !pool.isEmpty else {
             if seen.isEmpty, let firstError { throw firstError }
             if seen.isEmpty {
-                throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json)",
-                                hint: "only an encrypted repository has keys to rotate")
+                throw CairnError(
+                    .configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json)",
+                    hint: "only an encrypted repository has keys to rotate")
             }
-            throw CairnError(.keyMismatch,
-                            "neither the configured master key (id \(old.id)) nor the new one (id \(new.id)) opens the keyring of \(repo.location) (wrapped by \(Set(seen).sorted().joined(separator: ", ")))",
-                            hint: "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids")
+            throw CairnError(
+                .keyMismatch,
+                "neither the configured master key (id \(old.id)) nor the new one (id \(new.id)) opens the keyring of \(repo.location) (wrapped by \(Set(seen).sorted().joined(separator: ", ")))",
+                hint:
+                    "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids"
+            )
         }
         let keyring = try Keyring(wrapping: Array(pool.values), master: new, now: now)
         try keyring.save(to: repo)
         // Read back what was written: both twins must open with the new key and hold every data key.
         for twin in [Keyring.key, Keyring.copyKey] {
-            let k = try SealedDocument.open(Keyring.self, from: try repo.getBytes(twin), what: "\(twin) in \(repo.location)")
+            let k = try SealedDocument.open(
+                Keyring.self, from: try repo.getBytes(twin), what: "\(twin) in \(repo.location)")
             let keys = try k.unwrap(master: new, location: repo.location)
             guard Set(keys.keys).isSuperset(of: pool.keys) else {
-                throw CairnError(.repoIO, "\(twin) in \(repo.location) did not read back as written; run `cairn key rotate` again")
+                throw CairnError(
+                    .repoIO, "\(twin) in \(repo.location) did not read back as written; run `cairn key rotate` again")
             }
         }
-        return Result(location: repo.location, oldMasterKeyId: old.id, newMasterKeyId: new.id, rewrapped: pool.count,
-                      currentDataKey: keyring.current, resumed: resumed)
+        return Result(
+            location: repo.location, oldMasterKeyId: old.id, newMasterKeyId: new.id, rewrapped: pool.count,
+            currentDataKey: keyring.current, resumed: resumed)
     }
 }

@@ -70,23 +70,31 @@ public struct Keyring: Codable, Sendable, Equatable {
     ///   entry does not authenticate.
     public func unwrap(master: MasterKey, location: String) throws -> [String: [UInt8]] {
         guard masterKeyId == master.id else {
-            throw CairnError(.keyMismatch,
-                            "the master key from \(master.source) (id \(master.id)) is not the key that wraps the keyring of \(location) (id \(masterKeyId))",
-                            hint: "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids")
+            throw CairnError(
+                .keyMismatch,
+                "the master key from \(master.source) (id \(master.id)) is not the key that wraps the keyring of \(location) (id \(masterKeyId))",
+                hint:
+                    "configure the master key this repository was created or last rotated with; `cairn key status` shows the ids"
+            )
         }
         var out: [String: [UInt8]] = [:]
         for e in keys {
             do {
                 guard let combined = Data(base64Encoded: e.wrapped) else { throw CairnError(.repoCorrupt, "") }
-                let raw = try AES.GCM.open(AES.GCM.SealedBox(combined: combined), using: master.key, authenticating: Keyring.aad(e.id))
+                let raw = try AES.GCM.open(
+                    AES.GCM.SealedBox(combined: combined), using: master.key, authenticating: Keyring.aad(e.id))
                 out[e.id] = Array(raw)
             } catch {
-                throw CairnError(.repoCorrupt, "data key \(e.id) in the keyring of \(location) does not authenticate (changed)",
-                                hint: "the keyring's .copy twin is tried automatically; restore keyring.json from a copy of the repository")
+                throw CairnError(
+                    .repoCorrupt, "data key \(e.id) in the keyring of \(location) does not authenticate (changed)",
+                    hint:
+                        "the keyring's .copy twin is tried automatically; restore keyring.json from a copy of the repository"
+                )
             }
         }
         guard out[current] != nil else {
-            throw CairnError(.repoCorrupt, "the keyring of \(location) names current data key \(current) but does not hold it")
+            throw CairnError(
+                .repoCorrupt, "the keyring of \(location) names current data key \(current) but does not hold it")
         }
         return out
     }
@@ -103,7 +111,9 @@ public struct Keyring: Codable, Sendable, Equatable {
 
     /// Reads the keyring that `master` opens: `keyring.json`, else its copy (the two differ only while a rotation
     /// is interrupted). Returns the keyring, its data keys, and whether the twins disagree.
-    public static func load(from repo: any Repository, master: MasterKey) throws -> (keyring: Keyring, keys: [String: [UInt8]], twinsDiffer: Bool) {
+    public static func load(
+        from repo: any Repository, master: MasterKey
+    ) throws -> (keyring: Keyring, keys: [String: [UInt8]], twinsDiffer: Bool) {
         var found: [Keyring] = []
         var firstError: (any Error)?
         for key in [key, copyKey] {
@@ -116,13 +126,19 @@ public struct Keyring: Codable, Sendable, Equatable {
         }
         if found.isEmpty {
             if let firstError { throw firstError }
-            throw CairnError(.configInvalid, "repository \(repo.location) is not encrypted (it has no keyring.json), but repository.encryption is configured",
-                            hint: "remove repository.encryption from cairn.yaml to use this repository, or point cairn at a new location and run `cairn init` to create an encrypted one")
+            throw CairnError(
+                .configInvalid,
+                "repository \(repo.location) is not encrypted (it has no keyring.json), but repository.encryption is configured",
+                hint:
+                    "remove repository.encryption from cairn.yaml to use this repository, or point cairn at a new location and run `cairn init` to create an encrypted one"
+            )
         }
         var mismatch: (any Error)?
         for k in found {
             do {
-                return (k, try k.unwrap(master: master, location: repo.location), found.count == 2 && found[0] != found[1])
+                return (
+                    k, try k.unwrap(master: master, location: repo.location), found.count == 2 && found[0] != found[1]
+                )
             } catch let e as CairnError where e.code == .keyMismatch || e.code == .repoCorrupt {
                 mismatch = mismatch ?? e
             }

@@ -16,8 +16,9 @@ public struct MasterKey: Sendable {
     /// A key from its raw 32 bytes.
     public init(bytes: [UInt8], source: String) throws {
         guard bytes.count == 32 else {
-            throw CairnError(.configInvalid, "the master key in \(source) has \(bytes.count) bytes, not 32",
-                            hint: "create one with `cairn key generate --output FILE`")
+            throw CairnError(
+                .configInvalid, "the master key in \(source) has \(bytes.count) bytes, not 32",
+                hint: "create one with `cairn key generate --output FILE`")
         }
         self.bytes = bytes
         self.source = source
@@ -38,15 +39,19 @@ public struct MasterKey: Sendable {
         let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if t.count == 64, let b = Hex.decode(t) { return try MasterKey(bytes: b, source: source) }
         if let d = Data(base64Encoded: t), d.count == 32 { return try MasterKey(bytes: Array(d), source: source) }
-        throw CairnError(.configInvalid, "the master key in \(source) is not 32 bytes written as base64 or 64 hex digits",
-                        hint: "create one with `cairn key generate --output FILE`")
+        throw CairnError(
+            .configInvalid, "the master key in \(source) is not 32 bytes written as base64 or 64 hex digits",
+            hint: "create one with `cairn key generate --output FILE`")
     }
 
     /// Reads a key file; `warnings` receives a note when other users may read it.
     public static func load(file path: String, warnings: inout [String]) throws -> MasterKey {
         guard let (data, warning) = FileIO.readSecret(path, what: "master key file") else {
-            throw CairnError(.configInvalid, "master key file \(path) does not exist or is not readable (uid \(getuid()))",
-                            hint: "create it with `cairn key generate --output \(path)` for a new repository, or fix repository.encryption.key_file")
+            throw CairnError(
+                .configInvalid, "master key file \(path) does not exist or is not readable (uid \(getuid()))",
+                hint:
+                    "create it with `cairn key generate --output \(path)` for a new repository, or fix repository.encryption.key_file"
+            )
         }
         if let warning { warnings.append(warning) }
         return try parse(String(decoding: data, as: UTF8.self), source: "file \(path)")
@@ -55,8 +60,11 @@ public struct MasterKey: Sendable {
     /// Reads a key from an environment variable.
     public static func load(variable name: String, environment: [String: String]) throws -> MasterKey {
         guard let v = environment[name], !v.isEmpty else {
-            throw CairnError(.configInvalid, "environment variable \(name) (repository.encryption.key_env) is not set",
-                            hint: "export \(name) with the repository's master key in the environment of every cairn process (also PostgreSQL's, for archive_command)")
+            throw CairnError(
+                .configInvalid, "environment variable \(name) (repository.encryption.key_env) is not set",
+                hint:
+                    "export \(name) with the repository's master key in the environment of every cairn process (also PostgreSQL's, for archive_command)"
+            )
         }
         return try parse(v, source: "environment variable \(name)")
     }
@@ -68,12 +76,15 @@ public struct MasterKey: Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let why = String(cString: strerror(errno))
-            throw CairnError(.localIO, "cannot create \(path): \(why)",
-                            hint: errno == EEXIST ? "cairn never replaces a key file; choose a new path" : nil)
+            throw CairnError(
+                .localIO, "cannot create \(path): \(why)",
+                hint: errno == EEXIST ? "cairn never replaces a key file; choose a new path" : nil)
         }
         defer { close(fd) }
         try Array(text.utf8).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
-        guard fsync(fd) == 0 else { throw CairnError(.localIO, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            throw CairnError(.localIO, "cannot sync \(path): \(String(cString: strerror(errno)))")
+        }
         return try MasterKey(bytes: bytes, source: "file \(path)")
     }
 }

@@ -72,17 +72,24 @@ final class ObjectEncryptor {
     private(set) var plainBytes: Int64 = 0
 
     /// Writes the header through `emit` at once.
-    init(dataKey: SymmetricKey, keyId: String, objectKey: String, emit: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+    init(
+        dataKey: SymmetricKey, keyId: String, objectKey: String, emit: @escaping (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let idBytes = Array(keyId.utf8)
         guard idBytes.count == ObjectCipher.keyIdLength else {
-            throw CairnError(.repoCorrupt, "the keyring names data key \"\(keyId)\", but data-key ids are \(ObjectCipher.keyIdLength) characters",
-                            hint: "restore keyring.json from its .copy twin or another copy of the repository")
+            throw CairnError(
+                .repoCorrupt,
+                "the keyring names data key \"\(keyId)\", but data-key ids are \(ObjectCipher.keyIdLength) characters",
+                hint: "restore keyring.json from its .copy twin or another copy of the repository")
         }
         key = SymmetricKey(size: .bits256)
         self.emit = emit
-        let box = try AES.GCM.seal(key.withUnsafeBytes { Array($0) }, using: dataKey,
-                                   authenticating: ObjectCipher.wrapAAD(keyId: idBytes, objectKey: objectKey))
-        let header = ObjectCipher.magic + [ObjectCipher.version] + idBytes + Array(box.nonce) + Array(box.ciphertext) + Array(box.tag)
+        let box = try AES.GCM.seal(
+            key.withUnsafeBytes { Array($0) }, using: dataKey,
+            authenticating: ObjectCipher.wrapAAD(keyId: idBytes, objectKey: objectKey))
+        let header =
+            ObjectCipher.magic + [ObjectCipher.version] + idBytes + Array(box.nonce) + Array(box.ciphertext)
+            + Array(box.tag)
         buffer.reserveCapacity(ObjectCipher.chunkSize)
         try header.withUnsafeBytes { try emit($0) }
     }
@@ -167,11 +174,14 @@ final class ObjectDecryptor {
         let id = String(decoding: idBytes, as: UTF8.self)
         let dataKey = try keys(id)
         do {
-            let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: h[17..<29]), ciphertext: h[29..<61], tag: h[61..<77])
-            let raw = try AES.GCM.open(box, using: dataKey, authenticating: ObjectCipher.wrapAAD(keyId: idBytes, objectKey: objectKey))
+            let box = try AES.GCM.SealedBox(
+                nonce: AES.GCM.Nonce(data: h[17..<29]), ciphertext: h[29..<61], tag: h[61..<77])
+            let raw = try AES.GCM.open(
+                box, using: dataKey, authenticating: ObjectCipher.wrapAAD(keyId: idBytes, objectKey: objectKey))
             key = SymmetricKey(data: raw)
         } catch {
-            throw ObjectCipher.damaged("its encryption header does not authenticate (changed, or stored under another name)")
+            throw ObjectCipher.damaged(
+                "its encryption header does not authenticate (changed, or stored under another name)")
         }
         start += ObjectCipher.headerLength
     }
@@ -182,14 +192,16 @@ final class ObjectDecryptor {
         let tagAt = c + count - ObjectCipher.tagLength
         let plain: Data
         do {
-            let box = try AES.GCM.SealedBox(nonce: ObjectCipher.chunkNonce(counter, final: final),
-                                            ciphertext: buffer[c..<tagAt], tag: buffer[tagAt..<(c + count)])
+            let box = try AES.GCM.SealedBox(
+                nonce: ObjectCipher.chunkNonce(counter, final: final),
+                ciphertext: buffer[c..<tagAt], tag: buffer[tagAt..<(c + count)])
             plain = try AES.GCM.open(box, using: key)
         } catch {
             let at = Int64(counter) * Int64(ObjectCipher.chunkSize)
-            throw ObjectCipher.damaged(final
-                ? "its last encrypted chunk (content offset \(at)) does not authenticate (changed, truncated or extended)"
-                : "its encrypted chunk at content offset \(at) does not authenticate (changed)")
+            throw ObjectCipher.damaged(
+                final
+                    ? "its last encrypted chunk (content offset \(at)) does not authenticate (changed, truncated or extended)"
+                    : "its encrypted chunk at content offset \(at) does not authenticate (changed)")
         }
         counter += 1
         start += count

@@ -41,19 +41,25 @@ public struct BlockDelta: Equatable, Sendable {
     }
 
     /// The entry's data size: header and blocks.
-    public var entrySize: Int64 { Int64(BlockDelta.fixedHeader + 4 * blocks.count + RelationBlocks.blockSize * blocks.count) }
+    public var entrySize: Int64 {
+        Int64(BlockDelta.fixedHeader + 4 * blocks.count + RelationBlocks.blockSize * blocks.count)
+    }
 
     /// Reads a header from the start of an entry's data; nil while `bytes` is too short to tell. Throws on a header
     /// that is not one (wrong magic, block numbers out of order, more data than the entry holds).
-    public static func decodeHeader(_ bytes: [UInt8], entrySize: Int64) throws -> (delta: BlockDelta, headerSize: Int)? {
+    public static func decodeHeader(_ bytes: [UInt8], entrySize: Int64) throws -> (delta: BlockDelta, headerSize: Int)?
+    {
         guard bytes.count >= fixedHeader else { return nil }
-        guard Array(bytes[0..<8]) == magic else { throw CairnError(.dataCorrupt, "a block entry without its magic number") }
+        guard Array(bytes[0..<8]) == magic else {
+            throw CairnError(.dataCorrupt, "a block entry without its magic number")
+        }
         func u32(_ at: Int) -> UInt32 { bytes[at..<(at + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
         let size = bytes[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let count = Int(u32(16))
         let headerSize = fixedHeader + 4 * count
         guard count <= readLimit, Int64(headerSize) + Int64(count) * Int64(RelationBlocks.blockSize) == entrySize,
-              size <= UInt64(Int64.max) else {
+            size <= UInt64(Int64.max)
+        else {
             throw CairnError(.dataCorrupt, "a block entry whose header does not match its size")
         }
         guard bytes.count >= headerSize else { return nil }

@@ -22,7 +22,10 @@ final class BlockPlacer {
     private let tally: DeltaTally?
     private var onDisk: [UInt8] = []
 
-    init(blocks: ChainFiles.FileBlocks, fd: Int32, path: String, isDelta: Bool, entrySize: Int64, tally: DeltaTally? = nil) {
+    init(
+        blocks: ChainFiles.FileBlocks, fd: Int32, path: String, isDelta: Bool, entrySize: Int64,
+        tally: DeltaTally? = nil
+    ) {
         self.blocks = blocks
         self.fd = fd
         self.path = path
@@ -66,7 +69,9 @@ final class BlockPlacer {
 
     /// The entry's end: a whole file's last, partial block.
     func finish() throws {
-        if isDelta && delta == nil { throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside its header") }
+        if isDelta && delta == nil {
+            throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside its header")
+        }
         if !pending.isEmpty {
             guard !isDelta else { throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside a block") }
             try pending.withUnsafeBytes { try put($0) }
@@ -81,7 +86,9 @@ final class BlockPlacer {
         guard let tally else { return false }
         var got = 0
         while got < block.count {
-            let n = onDisk.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, block.count - got, off_t(at + Int64(got))) }
+            let n = onDisk.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + got, block.count - got, off_t(at + Int64(got)))
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
@@ -90,7 +97,8 @@ final class BlockPlacer {
             got += n
         }
         tally.compared(bytes: Int64(got))
-        return got == block.count && onDisk.withUnsafeBytes { memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }
+        return got == block.count
+            && onDisk.withUnsafeBytes { memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }
     }
 
     /// One block (or a whole file's partial last one): written unless a newer backup had it. Consecutive blocks
@@ -99,7 +107,9 @@ final class BlockPlacer {
         defer { index += 1 }
         let number: Int64
         if let d = delta {
-            guard index < d.blocks.count else { throw CairnError(.dataCorrupt, "a block entry of \(path) holds more blocks than it lists") }
+            guard index < d.blocks.count else {
+                throw CairnError(.dataCorrupt, "a block entry of \(path) holds more blocks than it lists")
+            }
             number = Int64(d.blocks[index])
         } else {
             number = Int64(index)
@@ -127,8 +137,10 @@ final class BlockPlacer {
                 if n < 0 {
                     if errno == EINTR { continue }
                     let e = errno
-                    throw CairnError(e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO, "cannot write \(path): \(String(cString: strerror(e)))",
-                                     hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+                    throw CairnError(
+                        e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO,
+                        "cannot write \(path): \(String(cString: strerror(e)))",
+                        hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
                 }
                 off += n
             }

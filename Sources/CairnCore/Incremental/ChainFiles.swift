@@ -99,7 +99,8 @@ public final class ChainFiles: @unchecked Sendable {
         }
     }
 
-    static let brokenChainHint = "run `cairn verify` to find the damaged or missing backup, and restore an older backup or a full one"
+    static let brokenChainHint =
+        "run `cairn verify` to find the damaged or missing backup, and restore an older backup or a full one"
 
     /// After every backup of the chain is laid out: each file of the final list is complete (else
     /// `dataCorrupt` naming the file and the block no backup held) and has its final size. `resized` is told each
@@ -111,19 +112,23 @@ public final class ChainFiles: @unchecked Sendable {
             switch state {
             case .blocks(let b):
                 if let missing = b.firstMissing {
-                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: no backup holds block \(missing) of \(path)",
-                                    hint: Self.brokenChainHint)
+                    throw CairnError(
+                        .dataCorrupt, "the backup chain is incomplete: no backup holds block \(missing) of \(path)",
+                        hint: Self.brokenChainHint)
                 }
             case .whole:
                 var st = stat()
                 if stat(target, &st) == 0 && Int64(st.st_size) < file.size {
-                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: \(path) has \(st.st_size) of its \(file.size) bytes",
-                                    hint: Self.brokenChainHint)
+                    throw CairnError(
+                        .dataCorrupt,
+                        "the backup chain is incomplete: \(path) has \(st.st_size) of its \(file.size) bytes",
+                        hint: Self.brokenChainHint)
                 }
             case nil:
                 guard file.size == 0 else {
-                    throw CairnError(.dataCorrupt, "the backup chain is incomplete: no backup holds \(path)",
-                                    hint: Self.brokenChainHint)
+                    throw CairnError(
+                        .dataCorrupt, "the backup chain is incomplete: no backup holds \(path)",
+                        hint: Self.brokenChainHint)
                 }
             }
             let fd = open(target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)

@@ -11,16 +11,21 @@ extension RestoreOperation {
     /// and writes only those that differ, then removes what the backup does not have (``sweep``); it returns what
     /// it did.
     @discardableResult
-    static func layOutChain(_ chain: [BackupManifest], root: String, roots: [String: String],
-                            relink: @escaping @Sendable (String, String) -> String, repo: any Repository, pipeline: Pipeline,
-                            parallelism: Int, totals: Totals, delta: DeltaTally? = nil,
-                            onBytes: @escaping @Sendable (Int64) -> Void) throws -> DeltaSummary? {
+    static func layOutChain(
+        _ chain: [BackupManifest], root: String, roots: [String: String],
+        relink: @escaping @Sendable (String, String) -> String, repo: any Repository, pipeline: Pipeline,
+        parallelism: Int, totals: Totals, delta: DeltaTally? = nil,
+        onBytes: @escaping @Sendable (Int64) -> Void
+    ) throws -> DeltaSummary? {
         let newest = chain.last!
-        let files = ChainFiles(final: try fileList(newest, repo: repo, pipeline: pipeline),
-                               archives: newest.archives.map { ($0.name, $0.tablespaceOid) })
+        let files = ChainFiles(
+            final: try fileList(newest, repo: repo, pipeline: pipeline),
+            archives: newest.archives.map { ($0.name, $0.tablespaceOid) })
         for backup in chain.reversed() {
-            try extract(backup, roots: roots, relink: relink, chain: (files, backup.id == newest.id), repo: repo, pipeline: pipeline,
-                        parallelism: parallelism, totals: totals, delta: delta, onBytes: onBytes)
+            try extract(
+                backup, roots: roots, relink: relink, chain: (files, backup.id == newest.id), repo: repo,
+                pipeline: pipeline,
+                parallelism: parallelism, totals: totals, delta: delta, onBytes: onBytes)
         }
         try files.finish(resized: { delta?.resized($0) }) { root + "/" + $0 }
         guard let delta else { return nil }
@@ -31,7 +36,8 @@ extension RestoreOperation {
     /// The complete file list of a physical backup (its PostgreSQL manifest), digest checked.
     static func fileList(_ backup: BackupManifest, repo: any Repository, pipeline: Pipeline) throws -> PGManifestFiles {
         guard let m = backup.pgManifest else {
-            throw CairnError(.dataCorrupt, "backup \(backup.id) has no backup_manifest, so its chain cannot be put together")
+            throw CairnError(
+                .dataCorrupt, "backup \(backup.id) has no backup_manifest, so its chain cannot be put together")
         }
         var bytes: [UInt8] = []
         try pipeline.load(repo, key: m.key, expected: m.digest) { bytes.append(contentsOf: $0) }

@@ -101,8 +101,10 @@ extension ChangedBlocks {
     /// the server's WAL summaries once the summarizer has passed `to` (waiting up to `timeout` seconds). nil, with
     /// the reason logged, when the server has no summaries covering the range (before 17, `summarize_wal` off,
     /// summaries removed by `wal_summary_keep_time`): the incremental then reads every page.
-    static func load(_ conn: PGConnection, majorVersion: Int, timeline: UInt32, from: LSN, to: LSN, clock: any WallClock,
-                     timeout: Double = 60) throws -> ChangedBlocks? {
+    static func load(
+        _ conn: PGConnection, majorVersion: Int, timeline: UInt32, from: LSN, to: LSN, clock: any WallClock,
+        timeout: Double = 60
+    ) throws -> ChangedBlocks? {
         guard majorVersion >= 17 else { return nil }
         func without(_ why: String) -> ChangedBlocks? {
             logger.info("reading every relation page for the incremental: \(why)")
@@ -110,21 +112,30 @@ extension ChangedBlocks {
         }
         guard try conn.scalar("SHOW summarize_wal") == "on" else { return without("summarize_wal is off") }
         let deadline = clock.now().addingTimeInterval(timeout)
-        while LSN(try conn.scalar("SELECT summarized_lsn::text FROM pg_get_wal_summarizer_state()") ?? "").map({ $0 < to }) ?? true {
-            guard clock.now() < deadline else { return without("the WAL summarizer has not reached \(to) within \(Int(timeout)) s") }
+        while LSN(try conn.scalar("SELECT summarized_lsn::text FROM pg_get_wal_summarizer_state()") ?? "").map({
+            $0 < to
+        }) ?? true {
+            guard clock.now() < deadline else {
+                return without("the WAL summarizer has not reached \(to) within \(Int(timeout)) s")
+            }
             try Interruption.check()
             clock.sleep(seconds: 0.2)
         }
         let range = "s.tli = \(timeline) AND s.end_lsn > '\(from)'::pg_lsn AND s.start_lsn < '\(to)'::pg_lsn"
-        let spans = try conn.query("SELECT s.start_lsn::text, s.end_lsn::text FROM pg_available_wal_summaries() s WHERE \(range) ORDER BY s.start_lsn")
-            .compactMap { row in LSN(row[0] ?? "").flatMap { a in LSN(row[1] ?? "").map { (a, $0) } } }
+        let spans = try conn.query(
+            "SELECT s.start_lsn::text, s.end_lsn::text FROM pg_available_wal_summaries() s WHERE \(range) ORDER BY s.start_lsn"
+        )
+        .compactMap { row in LSN(row[0] ?? "").flatMap { a in LSN(row[1] ?? "").map { (a, $0) } } }
         guard covers(spans, from: from, to: to) else {
-            return without("the WAL summaries on timeline \(timeline) do not cover \(from)…\(to) (removed after wal_summary_keep_time, or summarize_wal was off)")
+            return without(
+                "the WAL summaries on timeline \(timeline) do not cover \(from)…\(to) (removed after wal_summary_keep_time, or summarize_wal was off)"
+            )
         }
         let changed = ChangedBlocks()
         _ = try conn.query("BEGIN")
         defer { _ = try? conn.query("COMMIT") }
-        _ = try conn.query("""
+        _ = try conn.query(
+            """
             DECLARE cairn_changed NO SCROLL CURSOR FOR
             SELECT c.reltablespace::text, c.reldatabase::text, c.relfilenode::text, c.relblocknumber::text, c.is_limit_block::text
             FROM pg_available_wal_summaries() s, LATERAL pg_wal_summary_contents(s.tli, s.start_lsn, s.end_lsn) c
@@ -134,8 +145,10 @@ extension ChangedBlocks {
             let rows = try conn.query("FETCH 50000 FROM cairn_changed")
             if rows.isEmpty { break }
             for row in rows {
-                guard row.count == 5, let spc = UInt32(row[0] ?? ""), let db = UInt32(row[1] ?? ""), let node = UInt32(row[2] ?? ""),
-                      let block = UInt32(row[3] ?? "") else { continue }
+                guard row.count == 5, let spc = UInt32(row[0] ?? ""), let db = UInt32(row[1] ?? ""),
+                    let node = UInt32(row[2] ?? ""),
+                    let block = UInt32(row[3] ?? "")
+                else { continue }
                 changed.add(tablespace: spc, database: db, node: node, block: block, isLimit: row[4] == "true")
             }
         }

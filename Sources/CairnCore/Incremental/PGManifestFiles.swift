@@ -41,7 +41,10 @@ public struct PGManifestFiles: Sendable {
         }
         var files: [String: File] = [:]
         for e in doc.files {
-            guard let path = e.path ?? e.encodedPath.flatMap({ Hex.decode($0) }).map({ String(decoding: $0, as: UTF8.self) }) else {
+            guard
+                let path = e.path
+                    ?? e.encodedPath.flatMap({ Hex.decode($0) }).map({ String(decoding: $0, as: UTF8.self) })
+            else {
                 throw CairnError(.dataCorrupt, "a PostgreSQL backup manifest entry without a path")
             }
             var crc: UInt32?

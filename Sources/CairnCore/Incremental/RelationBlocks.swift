@@ -17,7 +17,8 @@ public enum RelationBlocks {
         switch parts.count {
         case 2 where parts[0] == "global": file = parts[1]
         case 3 where parts[0] == "base" && isNumber(parts[1]): file = parts[2]
-        case 5 where parts[0] == "pg_tblspc" && isNumber(parts[1]) && parts[2].hasPrefix("PG_") && isNumber(parts[3]): file = parts[4]
+        case 5 where parts[0] == "pg_tblspc" && isNumber(parts[1]) && parts[2].hasPrefix("PG_") && isNumber(parts[3]):
+            file = parts[4]
         default: return false
         }
         let pieces = file.split(separator: ".", omittingEmptySubsequences: false)
@@ -37,7 +38,8 @@ public enum RelationBlocks {
     /// Whether an incremental backup whose parent started at `threshold` must keep block `block` whose page is
     /// `page`: changed since (LSN at or after it), new (beyond `parentBlocks`, the file's length in the parent), or
     /// without an LSN (a new, all-zero page; never trusted to be unchanged).
-    public static func mustKeep(page: UnsafeRawBufferPointer, block: Int64, threshold: LSN, parentBlocks: Int64) -> Bool {
+    public static func mustKeep(page: UnsafeRawBufferPointer, block: Int64, threshold: LSN, parentBlocks: Int64) -> Bool
+    {
         if block >= parentBlocks { return true }
         let lsn = pageLSN(page)
         return lsn == 0 || lsn >= threshold.value

@@ -45,9 +45,10 @@ public struct Lease: Codable, Sendable, Equatable {
     public static func take(_ kind: Kind, repo: any Repository, ttl: Double, clock: any WallClock) throws -> Lease {
         _ = try RepositoryInfo.require(from: repo)  // nothing is written where no repository is
         let now = clock.now()
-        let lease = Lease(id: "\(kind.rawValue)-\(UUID().uuidString.lowercased())", kind: kind,
-                          host: ProcessInfo.processInfo.hostName, pid: getpid(), created: now,
-                          expires: now.addingTimeInterval(ttl))
+        let lease = Lease(
+            id: "\(kind.rawValue)-\(UUID().uuidString.lowercased())", kind: kind,
+            host: ProcessInfo.processInfo.hostName, pid: getpid(), created: now,
+            expires: now.addingTimeInterval(ttl))
         try lease.save(to: repo)
         return lease
     }
@@ -86,12 +87,15 @@ public struct Lease: Codable, Sendable, Equatable {
     /// its object's time, so damage never lets expire delete what a job needs.
     public static func all(in repo: any Repository) throws -> [Lease] {
         try repo.list(prefix: Layout.leasesPrefix).map { o in
-            if let b = try repo.getBytesIfExists(o.key), let l = try? SealedDocument.open(Lease.self, from: b, what: o.key) {
+            if let b = try repo.getBytesIfExists(o.key),
+                let l = try? SealedDocument.open(Lease.self, from: b, what: o.key)
+            {
                 return l
             }
             let at = o.lastModified ?? Date()
-            return Lease(id: String(o.key.dropFirst(Layout.leasesPrefix.count).dropLast(5)), kind: .drill, host: "?", pid: 0,
-                         created: at, expires: at.addingTimeInterval(86400))
+            return Lease(
+                id: String(o.key.dropFirst(Layout.leasesPrefix.count).dropLast(5)), kind: .drill, host: "?", pid: 0,
+                created: at, expires: at.addingTimeInterval(86400))
         }
     }
 
@@ -100,10 +104,15 @@ public struct Lease: Codable, Sendable, Equatable {
     public static func awaitNoExpire(repo: any Repository, clock: any WallClock, timeout: Double = 300) throws {
         let deadline = clock.now().addingTimeInterval(timeout)
         while let holder = try RepositoryLock.current("expire", repo: repo), holder.expires > clock.now(),
-              !(holder.host == ProcessInfo.processInfo.hostName && kill(holder.pid, 0) != 0 && errno == ESRCH) {
+            !(holder.host == ProcessInfo.processInfo.hostName && kill(holder.pid, 0) != 0 && errno == ESRCH)
+        {
             guard clock.now() < deadline else {
-                throw CairnError(.repoLocked, "an expire has been running on \(holder.host) (pid \(holder.pid)) since \(Timestamp.format(holder.acquired)); not starting while it may delete what this job needs",
-                                hint: "wait for it to finish and run this again; if that process is gone, delete locks/expire.json from the repository")
+                throw CairnError(
+                    .repoLocked,
+                    "an expire has been running on \(holder.host) (pid \(holder.pid)) since \(Timestamp.format(holder.acquired)); not starting while it may delete what this job needs",
+                    hint:
+                        "wait for it to finish and run this again; if that process is gone, delete locks/expire.json from the repository"
+                )
             }
             try Interruption.check()
             clock.sleep(seconds: 1)
@@ -114,8 +123,10 @@ public struct Lease: Codable, Sendable, Equatable {
 extension Lease {
     /// Takes a lease of `kind` for `ttl` seconds, runs `body` with it, releases it (also on an interrupt). With
     /// `fence`, waits first while an expire runs, so `body` reads a catalog nothing is deleted from.
-    public static func holding<T>(_ kind: Kind, repo: any Repository, ttl: Double, fence: Bool,
-                                  _ body: (Lease) async throws -> T) async throws -> T {
+    public static func holding<T>(
+        _ kind: Kind, repo: any Repository, ttl: Double, fence: Bool,
+        _ body: (Lease) async throws -> T
+    ) async throws -> T {
         let lease = try await Blocking.run { try Lease.take(kind, repo: repo, ttl: ttl, clock: SystemClock()) }
         let interrupt = Interruption.onInterrupt("") { Lease.release(lease.id, repo: repo) }
         defer {

@@ -33,7 +33,9 @@ public struct Lineage: Sendable {
     public var wal: WALArchive
 
     /// Undecided timelines above the tip: the reason a restore cannot tell which history is the present.
-    public var ambiguous: [UInt32] { statuses.filter { $0.value == .undecided && $0.key > production }.map(\.key).sorted() }
+    public var ambiguous: [UInt32] {
+        statuses.filter { $0.value == .undecided && $0.key > production }.map(\.key).sorted()
+    }
 
     public init(wal: WALArchive, records: [UInt32: TimelineRecord], backupTimelines: [UInt32]) {
         self.records = records
@@ -57,8 +59,9 @@ public struct Lineage: Sendable {
 
     /// The lineage of a catalog.
     public init(_ catalog: Catalog) {
-        self.init(wal: catalog.wal, records: catalog.timelineRecords,
-                  backupTimelines: catalog.backups.filter { $0.kind == .full }.map(\.stop.timeline))
+        self.init(
+            wal: catalog.wal, records: catalog.timelineRecords,
+            backupTimelines: catalog.backups.filter { $0.kind == .full }.map(\.stop.timeline))
     }
 
     /// The path to production's newest timeline.
@@ -68,7 +71,8 @@ public struct Lineage: Sendable {
     /// point-in-time restore, or a copy) and the child began after `time`. At `time` the parent's history was the
     /// live one: along `path`, recovery to `time` would stop at the fork point instead. (A failover's old
     /// timeline ends at the fork, so a time before the new timeline began is the fork's state on both.)
-    public func divergence(after time: Date, on path: TimelinePath) -> (timeline: UInt32, parent: UInt32, began: Date)? {
+    public func divergence(after time: Date, on path: TimelinePath) -> (timeline: UInt32, parent: UInt32, began: Date)?
+    {
         for t in path.timelines.dropFirst() {
             guard let began = started[t], began > time, let fork = histories[t]?.last else { continue }
             let forkSegment = fork.switchPoint.segment(size: wal.segmentSize)
@@ -98,8 +102,11 @@ public struct Lineage: Sendable {
     /// The refusal for a restore or plan that would have to choose between production and undecided timelines.
     public func ambiguityError() -> CairnError {
         let names = ambiguous.map { describe($0) }.joined(separator: "; ")
-        return CairnError(.repoAmbiguousHistory,
-                         "cannot tell which history is production: the repository's newest production timeline is \(production), but it also holds \(names), which nothing places in production's history or marks as a copy",
-                         hint: "restore along one explicitly with --target-timeline \(([production] + ambiguous).map(String.init).joined(separator: "|")), or record what it is: `cairn timeline adopt N` (production moved there: a failover or an in-place restore) or `cairn timeline mark-copy N` (a side copy); see runbooks/side-restore.md")
+        return CairnError(
+            .repoAmbiguousHistory,
+            "cannot tell which history is production: the repository's newest production timeline is \(production), but it also holds \(names), which nothing places in production's history or marks as a copy",
+            hint:
+                "restore along one explicitly with --target-timeline \(([production] + ambiguous).map(String.init).joined(separator: "|")), or record what it is: `cairn timeline adopt N` (production moved there: a failover or an in-place restore) or `cairn timeline mark-copy N` (a side copy); see runbooks/side-restore.md"
+        )
     }
 }

@@ -24,8 +24,10 @@ public struct TimelineRecord: Codable, Sendable, Equatable {
     public var host: String
     public var at: Date
 
-    public init(timeline: UInt32, verdict: Verdict, decidedBy: String, reason: String, at: Date,
-                host: String = ProcessInfo.processInfo.hostName) {
+    public init(
+        timeline: UInt32, verdict: Verdict, decidedBy: String, reason: String, at: Date,
+        host: String = ProcessInfo.processInfo.hostName
+    ) {
         self.timeline = timeline
         self.verdict = verdict
         self.decidedBy = decidedBy
@@ -42,7 +44,8 @@ public struct TimelineRecord: Codable, Sendable, Equatable {
     /// Records `record`. Automatic decisions (`replace: false`) never change an earlier one: returns the record that
     /// stands (the earlier one when there was one).
     @discardableResult
-    public static func write(_ record: TimelineRecord, to repo: any Repository, replace: Bool) throws -> TimelineRecord {
+    public static func write(_ record: TimelineRecord, to repo: any Repository, replace: Bool) throws -> TimelineRecord
+    {
         let key = Layout.timelineKey(record.timeline)
         let bytes = try SealedDocument.seal(record)
         do {

@@ -22,17 +22,24 @@ public enum TimelineWitness {
     /// `cairn init` and `cairn backup`: the cluster `cluster.connection` reaches is production by configuration,
     /// so its timeline is production's. Refuses when the repository records that timeline as a copy's: the
     /// configuration then points at a copy, or production was moved there without saying so.
-    public static func confirmProduction(_ timeline: UInt32, repo: any Repository, clock: any WallClock,
-                                         decidedBy: String) throws {
+    public static func confirmProduction(
+        _ timeline: UInt32, repo: any Repository, clock: any WallClock,
+        decidedBy: String
+    ) throws {
         if let r = try TimelineRecord.read(timeline, from: repo) {
             guard r.verdict == .copy else { return }
-            throw CairnError(.repoAmbiguousHistory,
-                            "the cluster cluster.connection reaches is on timeline \(timeline), which the repository records as a copy's (\(r.decidedBy) on \(r.host) at \(Timestamp.format(r.at)): \(r.reason))",
-                            hint: "if this cluster is production now, record it with `cairn timeline adopt \(timeline)`; otherwise point cluster.connection at production (runbooks/side-restore.md)")
+            throw CairnError(
+                .repoAmbiguousHistory,
+                "the cluster cluster.connection reaches is on timeline \(timeline), which the repository records as a copy's (\(r.decidedBy) on \(r.host) at \(Timestamp.format(r.at)): \(r.reason))",
+                hint:
+                    "if this cluster is production now, record it with `cairn timeline adopt \(timeline)`; otherwise point cluster.connection at production (runbooks/side-restore.md)"
+            )
         }
-        try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: .production, decidedBy: decidedBy,
-                                                reason: "the cluster cluster.connection reaches was on this timeline",
-                                                at: clock.now()), to: repo, replace: false)
+        try TimelineRecord.write(
+            TimelineRecord(
+                timeline: timeline, verdict: .production, decidedBy: decidedBy,
+                reason: "the cluster cluster.connection reaches was on this timeline",
+                at: clock.now()), to: repo, replace: false)
     }
 
     /// `wal-push` of timeline `timeline`'s history file (a promotion): decides whether the server that archived
@@ -42,21 +49,34 @@ public enum TimelineWitness {
     /// host; otherwise nothing is recorded and the timeline stays undecided until a backup on it or an operator
     /// says what it is. `dataDirectory` nil (the file was not in a data directory's `pg_wal`) decides nothing.
     /// Never fails the push: the history file is archived either way.
-    public static func witnessPromotion(timeline: UInt32, dataDirectory: String?, conninfo: String,
-                                        repo: any Repository, clock: any WallClock) {
+    public static func witnessPromotion(
+        timeline: UInt32, dataDirectory: String?, conninfo: String,
+        repo: any Repository, clock: any WallClock
+    ) {
         do {
             guard try TimelineRecord.read(timeline, from: repo) == nil else { return }
             guard let dataDirectory else {
-                logger.warning("timeline \(timeline) stays undecided: its history file was not archived from a data directory's pg_wal, so which cluster promoted cannot be told; a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides")
+                logger.warning(
+                    "timeline \(timeline) stays undecided: its history file was not archived from a data directory's pg_wal, so which cluster promoted cannot be told; a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides"
+                )
                 return
             }
-            guard let (verdict, reason) = try judgePusher(dataDirectory: dataDirectory, conninfo: conninfo) else { return }
-            let r = try TimelineRecord.write(TimelineRecord(timeline: timeline, verdict: verdict, decidedBy: "wal-push",
-                                                            reason: reason, at: clock.now()), to: repo, replace: false)
+            guard let (verdict, reason) = try judgePusher(dataDirectory: dataDirectory, conninfo: conninfo) else {
+                return
+            }
+            let r = try TimelineRecord.write(
+                TimelineRecord(
+                    timeline: timeline, verdict: verdict, decidedBy: "wal-push",
+                    reason: reason, at: clock.now()), to: repo, replace: false)
             let level: Logger.Level = r.verdict == .copy ? .warning : .info
-            logger.log(level: level, "timeline \(timeline) recorded as \(r.verdict.rawValue == "copy" ? "a copy's" : "production's"): \(r.reason)")
+            logger.log(
+                level: level,
+                "timeline \(timeline) recorded as \(r.verdict.rawValue == "copy" ? "a copy's" : "production's"): \(r.reason)"
+            )
         } catch {
-            logger.warning("timeline \(timeline) stays undecided: cannot tell whether the cluster that archived its history is production (\(describeError(error).message)); a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides")
+            logger.warning(
+                "timeline \(timeline) stays undecided: cannot tell whether the cluster that archived its history is production (\(describeError(error).message)); a backup on it or `cairn timeline adopt|mark-copy \(timeline)` decides"
+            )
         }
     }
 
@@ -85,10 +105,15 @@ public enum TimelineWitness {
             return (.production, "archived by the cluster cluster.connection reaches (data directory \(mine))")
         }
         guard local, let serverDir = row.count > 1 ? row[1] : nil, realpath(serverDir) != mine else {
-            logger.warning("which cluster archived the history cannot be proven: cluster.connection reaches \(local ? "a server this host cannot match to \(mine)" : "\(address ?? "?") over the network")")
+            logger.warning(
+                "which cluster archived the history cannot be proven: cluster.connection reaches \(local ? "a server this host cannot match to \(mine)" : "\(address ?? "?") over the network")"
+            )
             return nil
         }
-        return (.copy, "archived by the cluster in \(mine), while cluster.connection reaches the one in \(realpath(serverDir)) on this host")
+        return (
+            .copy,
+            "archived by the cluster in \(mine), while cluster.connection reaches the one in \(realpath(serverDir)) on this host"
+        )
     }
 
     static func realpath(_ path: String) -> String {

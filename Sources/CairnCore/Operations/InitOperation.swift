@@ -39,16 +39,18 @@ public enum InitOperation {
             !$0.key.hasPrefix(Layout.probePrefix) && $0.key != Keyring.key && $0.key != Keyring.copyKey
         }
         if !others.isEmpty {
-            throw CairnError(.repoObjectExists,
-                            "\(repo.location) is not empty (\(others.count) objects, e.g. \(others[0].key)) and has no cairn.json",
-                            hint: "choose an empty location for a new repository (another path, or another S3 prefix)")
+            throw CairnError(
+                .repoObjectExists,
+                "\(repo.location) is not empty (\(others.count) objects, e.g. \(others[0].key)) and has no cairn.json",
+                hint: "choose an empty location for a new repository (another path, or another S3 prefix)")
         }
         // A store that lets a create-only write replace an object cannot keep production's WAL safe.
         try RepositoryProbe.proveCreateOnly(repo: repo)
         // An encrypted repository's keyring comes first: cairn.json is the commit point of `init`.
         _ = try encrypted?.createKeyringIfMissing(now: clock.now())
-        let info = RepositoryInfo(cluster: cluster, created: clock.now(), cairnVersion: CairnVersion.current,
-                                  encryption: encrypted == nil ? nil : Keyring.cipher)
+        let info = RepositoryInfo(
+            cluster: cluster, created: clock.now(), cairnVersion: CairnVersion.current,
+            encryption: encrypted == nil ? nil : Keyring.cipher)
         let bytes = try SealedDocument.seal(info)
         do {
             try repo.put(RepositoryInfo.key, bytes, options: .createOnly)
@@ -69,7 +71,8 @@ public enum InitOperation {
         for key in [RepositoryInfo.key, RepositoryInfo.copyKey] {
             let ok: Bool
             if let b = try repo.getBytesIfExists(key),
-               (try? SealedDocument.open(RepositoryInfo.self, from: b, what: key)) == info {
+                (try? SealedDocument.open(RepositoryInfo.self, from: b, what: key)) == info
+            {
                 ok = true
             } else {
                 ok = false

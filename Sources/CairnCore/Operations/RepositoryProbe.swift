@@ -26,14 +26,18 @@ public enum RepositoryProbe {
         defer { try? repo.delete([key]) }
         let stored = try repo.head(key)?.lastModified
         // Stores truncate to whole seconds: compare with the middle of the request, half a second later.
-        let skew = stored.map { $0.addingTimeInterval(0.5).timeIntervalSince(before.addingTimeInterval(after.timeIntervalSince(before) / 2)) }
+        let skew = stored.map {
+            $0.addingTimeInterval(0.5).timeIntervalSince(before.addingTimeInterval(after.timeIntervalSince(before) / 2))
+        }
         let back = try repo.getBytes(key)
         guard back == payload else {
-            throw CairnError(.dataCorrupt, "the probe object read back from \(repo.location) differs from what was written",
-                            hint: "the storage returns different bytes than it stored; check the endpoint or file system")
+            throw CairnError(
+                .dataCorrupt, "the probe object read back from \(repo.location) differs from what was written",
+                hint: "the storage returns different bytes than it stored; check the endpoint or file system")
         }
         try repo.delete([key])
-        return Result(location: repo.location, roundTripMs: Int(clock.now().timeIntervalSince(start) * 1000), skewSeconds: skew)
+        return Result(
+            location: repo.location, roundTripMs: Int(clock.now().timeIntervalSince(start) * 1000), skewSeconds: skew)
     }
 
     /// Proves the store honours create-only writes (S3: `If-None-Match: *`), on which WAL safety rests: writes
@@ -50,11 +54,16 @@ public enum RepositoryProbe {
         let refused = try secondWriteRefused(repo: repo, key: key, bytes: second)
         let kept = try repo.getBytes(key) == first
         guard refused && kept else {
-            let what = kept ? "accepted a create-only write over an existing object (reporting success without writing)"
-                            : "replaced an existing object on a create-only write"
-            throw CairnError(.repoCreateOnlyUnsupported,
-                            "\(repo.location) \(what), so a WAL file written by another cluster could silently replace production's",
-                            hint: "use a store that honours conditional writes (If-None-Match: *): AWS S3, MinIO, SeaweedFS, Ceph RGW 18 or later")
+            let what =
+                kept
+                ? "accepted a create-only write over an existing object (reporting success without writing)"
+                : "replaced an existing object on a create-only write"
+            throw CairnError(
+                .repoCreateOnlyUnsupported,
+                "\(repo.location) \(what), so a WAL file written by another cluster could silently replace production's",
+                hint:
+                    "use a store that honours conditional writes (If-None-Match: *): AWS S3, MinIO, SeaweedFS, Ceph RGW 18 or later"
+            )
         }
         try repo.delete([key])
     }

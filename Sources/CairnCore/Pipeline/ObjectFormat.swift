@@ -80,18 +80,31 @@ enum ObjectFormat {
             if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLength) {
                 let version = Array(t[8..<16])
                 if version == tag {
-                    return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: Array(t[56..<88])),
-                            trailerLength)
+                    return (
+                        Trailer(
+                            size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]),
+                            storedSHA256: Array(t[56..<88])),
+                        trailerLength
+                    )
                 }
                 if version == tagV3, t[24..<56].allSatisfy({ $0 == 0 }) {
-                    return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: nil, storedSHA256: Array(t[56..<88])), trailerLength)
+                    return (
+                        Trailer(
+                            size: Int64(bitPattern: readLE(t, 16, 8)), sha256: nil, storedSHA256: Array(t[56..<88])),
+                        trailerLength
+                    )
                 }
             }
         }
         if tail.count >= trailerLengthV1 {
             let t = Array(tail.suffix(trailerLengthV1))
-            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLengthV1), Array(t[8..<16]) == tagV1 {
-                return (Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: nil), trailerLengthV1)
+            if readLE(t, 0, 4) == UInt64(skippableMagic), readLE(t, 4, 4) == UInt64(payloadLengthV1),
+                Array(t[8..<16]) == tagV1
+            {
+                return (
+                    Trailer(size: Int64(bitPattern: readLE(t, 16, 8)), sha256: Array(t[24..<56]), storedSHA256: nil),
+                    trailerLengthV1
+                )
             }
         }
         return nil

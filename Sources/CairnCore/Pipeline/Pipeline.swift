@@ -22,11 +22,14 @@ public struct Pipeline: Sendable {
 
     /// Starts storing an object. Write the content, then `finish()` (or `abort()`). Without `contentDigest`
     /// the object records no SHA-256 of its content (format 3, for backup bundles; see ``ObjectFormat``).
-    public func beginStore(_ repo: any Repository, key: String, options: PutOptions, contentDigest: Bool = true) throws -> StoreStream {
+    public func beginStore(
+        _ repo: any Repository, key: String, options: PutOptions, contentDigest: Bool = true
+    ) throws -> StoreStream {
         let writer = try repo.makeWriter(key, options: options)
         do {
-            return try StoreStream(writer: writer, compressor: ZstdCompressor(level: level, workers: workers), key: key,
-                                   contentDigest: contentDigest)
+            return try StoreStream(
+                writer: writer, compressor: ZstdCompressor(level: level, workers: workers), key: key,
+                contentDigest: contentDigest)
         } catch {
             writer.abort()
             throw error
@@ -37,8 +40,10 @@ public struct Pipeline: Sendable {
     /// pass, which costs zstd 15–25 % less CPU than streaming it. Without `contentDigest` the object
     /// records no SHA-256 of its content (format 3; see ``ObjectFormat``).
     @discardableResult
-    public func store(_ repo: any Repository, key: String, bytes: [UInt8], options: PutOptions,
-                      contentDigest: Bool = true) throws -> ObjectDigest {
+    public func store(
+        _ repo: any Repository, key: String, bytes: [UInt8], options: PutOptions,
+        contentDigest: Bool = true
+    ) throws -> ObjectDigest {
         let sha = contentDigest ? Array(SHA256.hash(data: bytes)) : nil
         var object = try bytes.withUnsafeBytes {
             try ZstdCompressor(level: level, workers: workers).compressWhole($0, reserve: ObjectFormat.trailerLength)
@@ -46,12 +51,14 @@ public struct Pipeline: Sendable {
         // The trailer records the digest of the frame; the manifest digest covers the trailer too.
         var stored = SHA256()
         stored.update(data: object)
-        let trailer = ObjectFormat.trailer(size: Int64(bytes.count), sha256: sha, storedSHA256: Array(stored.finalize()))
+        let trailer = ObjectFormat.trailer(
+            size: Int64(bytes.count), sha256: sha, storedSHA256: Array(stored.finalize()))
         stored.update(data: trailer)
         object += trailer
         try repo.put(key, object, options: options)
-        return ObjectDigest(size: Int64(bytes.count), sha256: sha.map { Hex.encode($0) } ?? "", storedSize: Int64(object.count),
-                            storedSHA256: Hex.encode(stored.finalize()))
+        return ObjectDigest(
+            size: Int64(bytes.count), sha256: sha.map { Hex.encode($0) } ?? "", storedSize: Int64(object.count),
+            storedSHA256: Hex.encode(stored.finalize()))
     }
 
     /// Stores everything read from a file descriptor until end of file.
@@ -85,8 +92,10 @@ public struct Pipeline: Sendable {
     /// bytes must match the manifest's SHA-256, and the same bytes decode, under zstd's own content checksum,
     /// to the content whose digest the manifest records. That saves a pass over every restored byte.
     @discardableResult
-    public func load(_ repo: any Repository, key: String, expected: ObjectDigest? = nil, hashContent: Bool = true,
-                     into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectDigest {
+    public func load(
+        _ repo: any Repository, key: String, expected: ObjectDigest? = nil, hashContent: Bool = true,
+        into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectDigest {
         let hashContent = (hashContent || expected == nil) && expected?.sha256.isEmpty != true
         let d = try ZstdDecompressor()
         var plain = SHA256()
@@ -99,14 +108,17 @@ public struct Pipeline: Sendable {
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
         try repo.get(key, range: nil) { chunk in
             if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !repo.capabilities.contains(.decrypts) {
-                throw CairnError(.keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
-                                hint: Pipeline.keyHint)
+                throw CairnError(
+                    .keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
+                    hint: Pipeline.keyHint)
             }
             stored.update(bufferPointer: chunk)
             storedSize += Int64(chunk.count)
             let release = max(0, tail.count + chunk.count - ObjectFormat.trailerLength)
             let fromTail = min(release, tail.count)
-            tail.withUnsafeBytes { beforeTrailer.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<fromTail])) }
+            tail.withUnsafeBytes {
+                beforeTrailer.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<fromTail]))
+            }
             beforeTrailer.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[0..<(release - fromTail)]))
             tail.removeFirst(fromTail)
             tail.append(contentsOf: chunk[(release - fromTail)...])
@@ -117,17 +129,21 @@ public struct Pipeline: Sendable {
                     try sink(out)
                 }
             } catch let e as ZstdFailure {
-                throw CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
+                throw CairnError(
+                    .dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
             }
         }
         func damaged(_ why: String) -> CairnError {
             CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
         }
         // Without hashing, the content digest is the manifest's, proven by the stored-bytes check below.
-        let digest = ObjectDigest(size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected?.sha256 ?? "",
-                                  storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
+        let digest = ObjectDigest(
+            size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected?.sha256 ?? "",
+            storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
         guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
-        guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else { throw damaged("its integrity trailer is missing (truncated or not a cairn object)") }
+        guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else {
+            throw damaged("its integrity trailer is missing (truncated or not a cairn object)")
+        }
         guard trailer.size == plainSize, trailer.sha256.map({ Hex.encode($0) == digest.sha256 }) ?? true else {
             throw damaged("its content does not match the digest recorded when it was stored")
         }
@@ -136,7 +152,8 @@ public struct Pipeline: Sendable {
         }
         if let expected {
             guard expected.storedSize == storedSize, expected.storedSHA256 == digest.storedSHA256,
-                  expected.size == plainSize, expected.sha256.isEmpty || expected.sha256 == digest.sha256 else {
+                expected.size == plainSize, expected.sha256.isEmpty || expected.sha256 == digest.sha256
+            else {
                 throw damaged("it differs from the size and SHA-256 recorded in the manifest")
             }
         }
@@ -144,7 +161,8 @@ public struct Pipeline: Sendable {
     }
 
     static let keyHint = "set repository.encryption.key_file (or key_env) in cairn.yaml to the repository's master key"
-    static let damageHint = "run `cairn verify` to list every damaged object; restore from another backup or copy of the repository"
+    static let damageHint =
+        "run `cairn verify` to list every damaged object; restore from another backup or copy of the repository"
 }
 
 /// One object being stored (see ``Pipeline/beginStore(_:key:options:)``).
@@ -190,11 +208,13 @@ public final class StoreStream {
         do {
             try compressor.finish { try emit($0) }
             let sha = contentDigest ? Array(plain.finalize()) : nil
-            try ObjectFormat.trailer(size: plainSize, sha256: sha, storedSHA256: Array(stored.finalize())).withUnsafeBytes { try emit($0) }
+            try ObjectFormat.trailer(size: plainSize, sha256: sha, storedSHA256: Array(stored.finalize()))
+                .withUnsafeBytes { try emit($0) }
             _ = try writer.finish()
             done = true
-            return ObjectDigest(size: plainSize, sha256: sha.map { Hex.encode($0) } ?? "", storedSize: storedSize,
-                                storedSHA256: Hex.encode(stored.finalize()))
+            return ObjectDigest(
+                size: plainSize, sha256: sha.map { Hex.encode($0) } ?? "", storedSize: storedSize,
+                storedSHA256: Hex.encode(stored.finalize()))
         } catch {
             abort()
             throw error

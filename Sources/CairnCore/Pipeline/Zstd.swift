@@ -10,7 +10,9 @@ final class ZstdCompressor {
     ///   - level: 1…19 (negative levels are fast modes).
     ///   - workers: zstd worker threads (0 = compress on the calling thread).
     init(level: Int32, workers: Int32) throws {
-        guard let c = ZSTD_createCCtx() else { throw CairnError(.internal, "cannot allocate a zstd compression context") }
+        guard let c = ZSTD_createCCtx() else {
+            throw CairnError(.internal, "cannot allocate a zstd compression context")
+        }
         cctx = c
         out = .allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 16)
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set level \(level)")
@@ -79,7 +81,9 @@ final class ZstdDecompressor {
     private(set) var atFrameBoundary = true
 
     init() throws {
-        guard let d = ZSTD_createDCtx() else { throw CairnError(.internal, "cannot allocate a zstd decompression context") }
+        guard let d = ZSTD_createDCtx() else {
+            throw CairnError(.internal, "cannot allocate a zstd decompression context")
+        }
         dctx = d
         out = .allocate(byteCount: ZSTD_DStreamOutSize(), alignment: 16)
     }

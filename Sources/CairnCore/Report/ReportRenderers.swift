@@ -6,21 +6,29 @@ public enum MarkdownReport {
     public static func render(_ r: ReportModel) -> String {
         var s = "# Restore-verification report \(r.month)\n\n"
         s += "**\(r.conclusion)**\n\n"
-        s += "Repository `\(r.repository)`, cluster \(r.systemIdentifier). Generated \(Timestamp.format(r.generated)) by cairn \(r.cairnVersion).\n\n"
+        s +=
+            "Repository `\(r.repository)`, cluster \(r.systemIdentifier). Generated \(Timestamp.format(r.generated)) by cairn \(r.cairnVersion).\n\n"
         s += "## Restore drills\n\n"
-        if r.drills.isEmpty { s += "No drill ran this month.\n\n" } else {
-            s += "| Drill | Time | Backup | Target | Verdict | RTO | Restore | WAL replay | Checks |\n|---|---|---|---|---|---|---|---|---|\n"
+        if r.drills.isEmpty {
+            s += "No drill ran this month.\n\n"
+        } else {
+            s +=
+                "| Drill | Time | Backup | Target | Verdict | RTO | Restore | WAL replay | Checks |\n|---|---|---|---|---|---|---|---|---|\n"
             for d in r.drills {
-                s += "| \(d.id) | \(Timestamp.format(d.time)) | \(d.backup) (\(d.kind)) | \(d.target) | \(d.verdict.uppercased())\(d.failedCheck.map { ": \($0)" } ?? "") | "
+                s +=
+                    "| \(d.id) | \(Timestamp.format(d.time)) | \(d.backup) (\(d.kind)) | \(d.target) | \(d.verdict.uppercased())\(d.failedCheck.map { ": \($0)" } ?? "") | "
                     + "\(Units.formatDuration(d.rtoSeconds)) | \(Units.formatDuration(d.restoreSeconds)) | \(Units.formatDuration(d.replaySeconds)) | \(Units.formatDuration(d.checksSeconds)) |\n"
             }
             s += "\n"
         }
         s += "## Backups\n\n"
-        if r.backups.isEmpty { s += "No backup was taken this month.\n\n" } else {
+        if r.backups.isEmpty {
+            s += "No backup was taken this month.\n\n"
+        } else {
             s += "| Backup | Type | Time | Outcome | Stored | In repository |\n|---|---|---|---|---|---|\n"
             for b in r.backups {
-                s += "| \(b.id) | \(b.kind) | \(Timestamp.format(b.time)) | \(b.outcome)\(b.error.map { ": \($0)" } ?? "") | "
+                s +=
+                    "| \(b.id) | \(b.kind) | \(Timestamp.format(b.time)) | \(b.outcome)\(b.error.map { ": \($0)" } ?? "") | "
                     + "\(b.storedBytes.map { Units.formatBytes($0) } ?? "-") | \(b.inRepository ? "yes" : "no") |\n"
             }
             s += "\n"
@@ -30,9 +38,14 @@ public enum MarkdownReport {
         s += "\n## WAL archive\n\n"
         s += r.walGaps.isEmpty ? "No gaps.\n\n" : r.walGaps.map { "- missing: \($0)\n" }.joined() + "\n"
         s += "## Repository verification\n\n"
-        if r.verifies.isEmpty { s += "No `cairn verify` ran this month.\n\n" } else {
+        if r.verifies.isEmpty {
+            s += "No `cairn verify` ran this month.\n\n"
+        } else {
             s += "| Time | Result | Objects read | Problems | Full |\n|---|---|---|---|---|\n"
-            for v in r.verifies { s += "| \(Timestamp.format(v.time)) | \(v.ok ? "OK" : "PROBLEMS") | \(v.objectsChecked) | \(v.problems) | \(v.full ? "yes" : "no") |\n" }
+            for v in r.verifies {
+                s +=
+                    "| \(Timestamp.format(v.time)) | \(v.ok ? "OK" : "PROBLEMS") | \(v.objectsChecked) | \(v.problems) | \(v.full ? "yes" : "no") |\n"
+            }
             s += "\n"
         }
         s += "---\n\nReviewed and accepted: ______________________  Date: __________\n"
@@ -86,11 +99,15 @@ public enum HTMLReport {
     /// The drills (under the heading `head` ends with): an RTO chart and a table.
     static func drillsSection(_ r: ReportModel) -> String {
         var h = ""
-        if r.drills.isEmpty { h += "<p>No drill ran this month.</p>" } else {
+        if r.drills.isEmpty {
+            h += "<p>No drill ran this month.</p>"
+        } else {
             h += rtoChart(r.drills)
-            h += "<table><tr><th>Drill</th><th>Time</th><th>Backup</th><th>Target</th><th>Verdict</th><th>RTO</th><th>Restore</th><th>WAL replay</th><th>Checks</th></tr>"
+            h +=
+                "<table><tr><th>Drill</th><th>Time</th><th>Backup</th><th>Target</th><th>Verdict</th><th>RTO</th><th>Restore</th><th>WAL replay</th><th>Checks</th></tr>"
             for d in r.drills {
-                h += "<tr><td>\(esc(d.id))</td><td>\(esc(Timestamp.format(d.time)))</td><td>\(esc(d.backup)) (\(esc(d.kind)))</td><td>\(esc(d.target))</td>"
+                h +=
+                    "<tr><td>\(esc(d.id))</td><td>\(esc(Timestamp.format(d.time)))</td><td>\(esc(d.backup)) (\(esc(d.kind)))</td><td>\(esc(d.target))</td>"
                     + "<td class=\"\(d.verdict)\">\(esc(d.verdict.uppercased()))\(d.failedCheck.map { ": " + esc($0) } ?? "")</td>"
                     + "<td>\(Units.formatDuration(d.rtoSeconds))</td><td>\(Units.formatDuration(d.restoreSeconds))</td>"
                     + "<td>\(Units.formatDuration(d.replaySeconds))</td><td>\(Units.formatDuration(d.checksSeconds))</td></tr>"
@@ -103,11 +120,15 @@ public enum HTMLReport {
     /// The month's backups: a size chart and a table.
     static func backupsSection(_ r: ReportModel) -> String {
         var h = "<h2>Backups</h2>"
-        if r.backups.isEmpty { h += "<p>No backup was taken this month.</p>" } else {
+        if r.backups.isEmpty {
+            h += "<p>No backup was taken this month.</p>"
+        } else {
             h += sizeChart(r.backups)
-            h += "<table><tr><th>Backup</th><th>Type</th><th>Time</th><th>Outcome</th><th>Stored</th><th>In repository</th></tr>"
+            h +=
+                "<table><tr><th>Backup</th><th>Type</th><th>Time</th><th>Outcome</th><th>Stored</th><th>In repository</th></tr>"
             for b in r.backups {
-                h += "<tr><td>\(esc(b.id))</td><td>\(esc(b.kind))</td><td>\(esc(Timestamp.format(b.time)))</td>"
+                h +=
+                    "<tr><td>\(esc(b.id))</td><td>\(esc(b.kind))</td><td>\(esc(Timestamp.format(b.time)))</td>"
                     + "<td class=\"\(b.outcome == "ok" ? "pass" : "fail")\">\(esc(b.outcome))\(b.error.map { ": " + esc($0) } ?? "")</td>"
                     + "<td>\(b.storedBytes.map { Units.formatBytes($0) } ?? "-")</td><td>\(b.inRepository ? "yes" : "no")</td></tr>"
             }
@@ -128,7 +149,8 @@ public enum HTMLReport {
                 let c = d.coverage ?? 0
                 (bg, text) = (c >= 0.999 ? "#ceead6" : c > 0 ? "#fde293" : "#f6aea9", String(format: "%.0f%%", c * 100))
             }
-            h += "<div class=\"day\" style=\"background:\(bg)\">\(esc(String(d.date.suffix(5))))<br><b>\(text)</b></div>"
+            h +=
+                "<div class=\"day\" style=\"background:\(bg)\">\(esc(String(d.date.suffix(5))))<br><b>\(text)</b></div>"
         }
         h += "</div>"
         return h
@@ -137,17 +159,22 @@ public enum HTMLReport {
     /// The WAL archive's gaps.
     static func walSection(_ r: ReportModel) -> String {
         var h = "<h2>WAL archive</h2>"
-        h += r.walGaps.isEmpty ? "<p>No gaps.</p>" : "<ul>" + r.walGaps.map { "<li>missing: \(esc($0))</li>" }.joined() + "</ul>"
+        h +=
+            r.walGaps.isEmpty
+            ? "<p>No gaps.</p>" : "<ul>" + r.walGaps.map { "<li>missing: \(esc($0))</li>" }.joined() + "</ul>"
         return h
     }
 
     /// The month's `cairn verify` runs.
     static func verifySection(_ r: ReportModel) -> String {
         var h = "<h2>Repository verification</h2>"
-        if r.verifies.isEmpty { h += "<p>No <code>cairn verify</code> ran this month.</p>" } else {
+        if r.verifies.isEmpty {
+            h += "<p>No <code>cairn verify</code> ran this month.</p>"
+        } else {
             h += "<table><tr><th>Time</th><th>Result</th><th>Objects read</th><th>Problems</th><th>Full</th></tr>"
             for v in r.verifies {
-                h += "<tr><td>\(esc(Timestamp.format(v.time)))</td><td class=\"\(v.ok ? "pass" : "fail")\">\(v.ok ? "OK" : "PROBLEMS")</td>"
+                h +=
+                    "<tr><td>\(esc(Timestamp.format(v.time)))</td><td class=\"\(v.ok ? "pass" : "fail")\">\(v.ok ? "OK" : "PROBLEMS")</td>"
                     + "<td>\(v.objectsChecked)</td><td>\(v.problems)</td><td>\(v.full ? "yes" : "no")</td></tr>"
             }
             h += "</table>"
@@ -165,7 +192,8 @@ public enum HTMLReport {
         // The legend: which colour is which phase.
         for (n, (name, color)) in rtoPhases.enumerated() {
             let x = 520.0 + Double(n) * 120
-            s += "<g class=\"legend\"><rect x=\"\(f(x))\" y=\"2\" width=\"12\" height=\"12\" fill=\"\(color)\"/>"
+            s +=
+                "<g class=\"legend\"><rect x=\"\(f(x))\" y=\"2\" width=\"12\" height=\"12\" fill=\"\(color)\"/>"
                 + "<text x=\"\(f(x + 16))\" y=\"12\">\(name)</text></g>"
         }
         for (i, d) in drills.enumerated() {
@@ -177,7 +205,8 @@ public enum HTMLReport {
                 s += "<rect x=\"\(f(x))\" y=\"\(f(y))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(color)\"/>"
             }
             s += "<text x=\"\(f(x))\" y=\"\(f(y - 4))\">\(Units.formatDuration(d.rtoSeconds))</text>"
-            s += "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 14))\" fill=\"\(d.verdict == "pass" ? "#137333" : "#c5221f")\">\(d.verdict.uppercased())</text>"
+            s +=
+                "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 14))\" fill=\"\(d.verdict == "pass" ? "#137333" : "#c5221f")\">\(d.verdict.uppercased())</text>"
             s += "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 28))\">\(esc(String(d.id.prefix(8).suffix(4))))</text>"
         }
         return s + "</svg>"
@@ -187,7 +216,9 @@ public enum HTMLReport {
     static let rtoPhases = [("restore", "#4285f4"), ("WAL replay", "#fbbc04"), ("checks", "#34a853")]
 
     /// The size chart's colour for each backup kind, and for a failed backup.
-    static let sizeKinds = [("full", "#4285f4"), ("incr/diff", "#8ab4f8"), ("logical", "#a142f4"), ("failed", "#d93025")]
+    static let sizeKinds = [
+        ("full", "#4285f4"), ("incr/diff", "#8ab4f8"), ("logical", "#a142f4"), ("failed", "#d93025")
+    ]
 
     static func sizeColour(_ kind: String) -> String {
         switch kind {
@@ -212,8 +243,11 @@ public enum HTMLReport {
         for (i, b) in backups.enumerated() {
             let x = left + (Double(i) + 0.5) * (w - left) / Double(backups.count) - bw / 2
             let bh = sizes[i] / maxSize * (h - bottom - 25)
-            s += "<rect x=\"\(f(x))\" y=\"\(f(h - bottom - bh))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(b.outcome == "ok" ? sizeColour(b.kind) : "#d93025")\"/>"
-            if backups.count <= 40 { s += "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 14))\">\(esc(String(b.id.prefix(8).suffix(2))))</text>" }
+            s +=
+                "<rect x=\"\(f(x))\" y=\"\(f(h - bottom - bh))\" width=\"\(f(bw))\" height=\"\(f(bh))\" fill=\"\(b.outcome == "ok" ? sizeColour(b.kind) : "#d93025")\"/>"
+            if backups.count <= 40 {
+                s += "<text x=\"\(f(x))\" y=\"\(f(h - bottom + 14))\">\(esc(String(b.id.prefix(8).suffix(2))))</text>"
+            }
         }
         return s + "</svg>"
     }

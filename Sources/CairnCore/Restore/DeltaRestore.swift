@@ -36,7 +36,11 @@ public final class DeltaTally: @unchecked Sendable {
     public init() {}
 
     func compared(bytes: Int64) { lock.withLock { comparedBytes += bytes } }
-    func rewrote(_ path: String, bytes: Int64) { lock.withLock { rewrittenBytes += bytes; changed.insert(path) } }
+    func rewrote(_ path: String, bytes: Int64) {
+        lock.withLock {
+            rewrittenBytes += bytes; changed.insert(path)
+        }
+    }
     func resized(_ path: String) { _ = lock.withLock { changed.insert(path) } }
     func directory(_ manifestPath: String) {
         var p = manifestPath
@@ -49,8 +53,9 @@ public final class DeltaTally: @unchecked Sendable {
     /// The summary, for a backup of `files` files.
     public func summary(files: Int) -> DeltaSummary {
         lock.withLock {
-            DeltaSummary(filesCompared: files, bytesCompared: comparedBytes, bytesRewritten: rewrittenBytes,
-                         filesRewritten: changed.count, filesUnchanged: max(0, files - changed.count), filesRemoved: removed)
+            DeltaSummary(
+                filesCompared: files, bytesCompared: comparedBytes, bytesRewritten: rewrittenBytes,
+                filesRewritten: changed.count, filesUnchanged: max(0, files - changed.count), filesRemoved: removed)
         }
     }
 }
@@ -71,12 +76,18 @@ extension RestoreOperation {
         let hint = "choose the data directory of this cluster, or pass --force to overwrite it with the backup anyway"
         guard let id = controlFileSystemIdentifier(dir) else {
             guard FileManager.default.fileExists(atPath: dir + "/PG_VERSION") else {
-                throw CairnError(.restoreDirNotEmpty, "\(dir) is not a PostgreSQL data directory (no global/pg_control, no PG_VERSION), so --delta will not rewrite it", hint: hint)
+                throw CairnError(
+                    .restoreDirNotEmpty,
+                    "\(dir) is not a PostgreSQL data directory (no global/pg_control, no PG_VERSION), so --delta will not rewrite it",
+                    hint: hint)
             }
             return  // an interrupted restore: pg_control not written yet
         }
         guard String(id) == backup.systemIdentifier else {
-            throw CairnError(.restoreDirNotEmpty, "\(dir) belongs to another cluster (system identifier \(id), the backup's is \(backup.systemIdentifier))", hint: hint)
+            throw CairnError(
+                .restoreDirNotEmpty,
+                "\(dir) belongs to another cluster (system identifier \(id), the backup's is \(backup.systemIdentifier))",
+                hint: hint)
         }
     }
 
@@ -107,8 +118,10 @@ extension RestoreOperation {
     /// `pg_tblspc` (their files are swept under the tablespace's own root) and, in a tablespace's folder,
     /// everything but the backup's own version folder (`PG_<major>_<catalog>`: another major's may be there).
     /// `archives` are the backup's (name, tablespace oid), `roots` their restored locations by name.
-    static func sweep(_ archives: [(name: String, tablespaceOid: UInt32?)], final: PGManifestFiles, roots: [String: String],
-                      tally: DeltaTally) throws {
+    static func sweep(
+        _ archives: [(name: String, tablespaceOid: UInt32?)], final: PGManifestFiles, roots: [String: String],
+        tally: DeltaTally
+    ) throws {
         let tablespaces = Set(archives.compactMap { $0.tablespaceOid.map(String.init) })
         for a in archives {
             guard let root = roots[a.name] else { continue }
@@ -123,15 +136,19 @@ extension RestoreOperation {
                 }
                 if isDirectory { return tally.hasDirectory(prefix + rel) ? .descend : .descendAndRemoveIfEmpty }
                 return final.files[prefix + rel] == nil ? .remove : .keep
-            } removed: { tally.removedOne() }
+            } removed: {
+                tally.removedOne()
+            }
         }
     }
 
     enum SweepChoice { case keep, remove, descend, descendAndRemoveIfEmpty }
 
     /// Walks `folder` without following links, asking `choose` about each entry (its path relative to the root).
-    private static func sweepFolder(_ folder: String, relative: String, prefix: String,
-                                    choose: (String, Bool) -> SweepChoice, removed: () -> Void) throws {
+    private static func sweepFolder(
+        _ folder: String, relative: String, prefix: String,
+        choose: (String, Bool) -> SweepChoice, removed: () -> Void
+    ) throws {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
             try Interruption.check()
             let path = folder + "/" + name

@@ -143,7 +143,8 @@ public enum RecoveryPlanner {
         var missing: String?
         // The backup's WAL ends just before its stop LSN, which may be exactly where a child timeline begins.
         let lastByte = LSN(max(backup.stop.lsn.value, 1) - 1)
-        let onPath = path.contains(timeline: backup.start.timeline, at: backup.start.lsn)
+        let onPath =
+            path.contains(timeline: backup.start.timeline, at: backup.start.lsn)
             && path.contains(timeline: backup.stop.timeline, at: max(lastByte, backup.start.lsn))
         if onPath {
             while true {
@@ -152,7 +153,9 @@ public enum RecoveryPlanner {
                 guard let e = wal.entry(s) else {
                     // Past the newest archived segment of the path this is the end of the archive, not a gap.
                     let newer = path.timelines.contains { t in
-                        (wal.segments[t] ?? [:]).keys.contains { $0 > n && path.timeline(forSegment: $0, segmentSize: seg) == t }
+                        (wal.segments[t] ?? [:]).keys.contains {
+                            $0 > n && path.timeline(forSegment: $0, segmentSize: seg) == t
+                        }
                     }
                     if newer || n <= backup.stopSegment.number { missing = s.name }
                     break
@@ -163,9 +166,10 @@ public enum RecoveryPlanner {
             }
         }
         let consistent = onPath && (last.map { $0.number >= backup.stopSegment.number } ?? false)
-        return BackupReach(backupId: backup.id, consistent: consistent, firstMissing: missing, lastSegment: last,
-                           endLSN: last.map { LSN(($0.number + 1) * UInt64(seg)) } ?? backup.stop.lsn,
-                           endTime: endTime)
+        return BackupReach(
+            backupId: backup.id, consistent: consistent, firstMissing: missing, lastSegment: last,
+            endLSN: last.map { LSN(($0.number + 1) * UInt64(seg)) } ?? backup.stop.lsn,
+            endTime: endTime)
     }
 
     /// The recoverable spans on `timeline` (default: production's, see ``Lineage``), one per consistent backup,
@@ -175,8 +179,9 @@ public enum RecoveryPlanner {
         return catalog.restorableBackups.reversed().compactMap { b in
             let r = reach(b, path: path, wal: catalog.wal)
             guard r.consistent else { return nil }
-            return RecoverableSpan(backupId: b.id, timeline: path.target, fromTime: b.stop.time,
-                                   toTime: max(b.stop.time, r.endTime ?? b.stop.time), fromLSN: b.stop.lsn, toLSN: r.endLSN)
+            return RecoverableSpan(
+                backupId: b.id, timeline: path.target, fromTime: b.stop.time,
+                toTime: max(b.stop.time, r.endTime ?? b.stop.time), fromLSN: b.stop.lsn, toLSN: r.endLSN)
         }
     }
 
@@ -191,14 +196,19 @@ public enum RecoveryPlanner {
             return lineage.production
         }
         guard given == 1 || lineage.statuses[given] != nil else {
-            throw CairnError(.restoreTarget, "the repository knows no timeline \(given)",
-                            hint: "`cairn timeline` lists the timelines it holds")
+            throw CairnError(
+                .restoreTarget, "the repository knows no timeline \(given)",
+                hint: "`cairn timeline` lists the timelines it holds")
         }
         if case .time(let t) = target,
-           let d = lineage.divergence(after: t, on: TimelinePath(target: given, histories: catalog.wal.histories)) {
-            throw CairnError(.restoreTarget,
-                            "time \(Timestamp.format(t)) is before timeline \(d.timeline) began (\(Timestamp.format(d.began))), while timeline \(d.parent) went on past the fork: along timeline \(given) recovery would stop at the fork point, not at that time",
-                            hint: "give --target-timeline \(d.parent), or leave it out (cairn then recovers along the history that was live at that time)")
+            let d = lineage.divergence(after: t, on: TimelinePath(target: given, histories: catalog.wal.histories))
+        {
+            throw CairnError(
+                .restoreTarget,
+                "time \(Timestamp.format(t)) is before timeline \(d.timeline) began (\(Timestamp.format(d.began))), while timeline \(d.parent) went on past the fork: along timeline \(given) recovery would stop at the fork point, not at that time",
+                hint:
+                    "give --target-timeline \(d.parent), or leave it out (cairn then recovers along the history that was live at that time)"
+            )
         }
         return given
     }
@@ -218,50 +228,66 @@ public enum RecoveryPlanner {
         if let backupId {
             guard let b = catalog.backup(backupId) else {
                 if catalog.damagedManifests.contains(backupId) {
-                    throw CairnError(.repoCorrupt, "the manifest of backup \(backupId) (\(Layout.manifestKey(backupId))) fails its own digest: the backup cannot be used",
-                                    hint: "restore another backup; run `cairn verify` and see runbooks/repository-damaged.md")
+                    throw CairnError(
+                        .repoCorrupt,
+                        "the manifest of backup \(backupId) (\(Layout.manifestKey(backupId))) fails its own digest: the backup cannot be used",
+                        hint: "restore another backup; run `cairn verify` and see runbooks/repository-damaged.md")
                 }
-                throw CairnError(.backupNotFound, "no committed backup \(backupId) in the repository", hint: "`cairn list` shows the backups")
+                throw CairnError(
+                    .backupNotFound, "no committed backup \(backupId) in the repository",
+                    hint: "`cairn list` shows the backups")
             }
             guard b.kind.isPhysical else {
-                throw CairnError(.backupNotFound, "backup \(backupId) is a logical backup", hint: "restore it with --database and --into")
+                throw CairnError(
+                    .backupNotFound, "backup \(backupId) is a logical backup",
+                    hint: "restore it with --database and --into")
             }
             _ = try catalog.chain(backupId)  // every backup it builds on is there
             candidates = candidates.filter { $0.backup.id == backupId }
         }
         guard !candidates.isEmpty else {
-            throw CairnError(.backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
+            throw CairnError(
+                .backupNotFound, "the repository has no physical backup", hint: "take one with `cairn backup`")
         }
         let consistent = candidates.filter { $0.reach.consistent }
         guard !consistent.isEmpty else {
             let (b, r) = (candidates[0].backup, candidates[0].reach)
-            throw CairnError(.walMissing,
-                            "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
-                            hint: "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline")
+            throw CairnError(
+                .walMissing,
+                "backup \(b.id) cannot become consistent on timeline \(tli): WAL segment \(r.firstMissing ?? b.stop.wal) is missing",
+                hint:
+                    "`cairn info` lists the WAL archive's gaps; choose another backup with --backup or another --target-timeline"
+            )
         }
         return consistent
     }
 
     /// Chooses the newest backup that reaches `target` on `timeline` (default: see ``chooseTimeline``) and the
     /// settings that make PostgreSQL stop there. Throws `restore.target-unreachable` naming the window otherwise.
-    public static func plan(_ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
-                            action: RecoveryTargetAction = .promote, inclusive: Bool = true, restoreCommand: String,
-                            now: Date) throws -> RecoveryPlan {
+    public static func plan(
+        _ catalog: Catalog, target: RecoveryTarget, timeline: UInt32? = nil, backupId: String? = nil,
+        action: RecoveryTargetAction = .promote, inclusive: Bool = true, restoreCommand: String,
+        now: Date
+    ) throws -> RecoveryPlan {
         let tli = try chooseTimeline(catalog, target: target, given: timeline)
         let path = TimelinePath(target: tli, histories: catalog.wal.histories)
         let windows = window(catalog, timeline: tli)
         let consistent = try consistentBackups(catalog, path: path, backupId: backupId)
-        let choice = try choose(target, among: consistent, path: path, segmentSize: catalog.wal.segmentSize, now: now) { why in
-            CairnError(.restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
-                      hint: "choose a target inside the window, or --latest")
+        let choice = try choose(target, among: consistent, path: path, segmentSize: catalog.wal.segmentSize, now: now) {
+            why in
+            CairnError(
+                .restoreTarget, "target \(target) \(why); recoverable window on timeline \(tli): \(describe(windows))",
+                hint: "choose a target inside the window, or --latest")
         }
-        let settings = recoverySettings(target, stop: choice.targetSetting, timeline: tli, action: action, inclusive: inclusive,
-                                        restoreCommand: restoreCommand)
+        let settings = recoverySettings(
+            target, stop: choice.targetSetting, timeline: tli, action: action, inclusive: inclusive,
+            restoreCommand: restoreCommand)
         let chosen = choice.candidate
-        return RecoveryPlan(backupId: chosen.backup.id, target: target.description, timeline: tli,
-                            firstSegment: chosen.backup.start.wal, lastNeededSegment: choice.lastNeeded,
-                            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows,
-                            chain: ((try? catalog.chain(chosen.backup.id)) ?? [chosen.backup]).map(\.id))
+        return RecoveryPlan(
+            backupId: chosen.backup.id, target: target.description, timeline: tli,
+            firstSegment: chosen.backup.start.wal, lastNeededSegment: choice.lastNeeded,
+            lastAvailableSegment: chosen.reach.lastSegment?.name, settings: settings, window: windows,
+            chain: ((try? catalog.chain(chosen.backup.id)) ?? [chosen.backup]).map(\.id))
     }
 
     /// The backup a target recovers from, the setting that stops PostgreSQL there, and the last segment replay needs
@@ -274,28 +300,41 @@ public enum RecoveryPlanner {
 
     /// The newest consistent backup whose reach contains `target` (for a target without a position, the newest);
     /// `refuse` says why none does.
-    static func choose(_ target: RecoveryTarget, among consistent: [Candidate], path: TimelinePath, segmentSize: Int64,
-                       now: Date, refuse: (String) -> CairnError) throws -> Choice {
+    static func choose(
+        _ target: RecoveryTarget, among consistent: [Candidate], path: TimelinePath, segmentSize: Int64,
+        now: Date, refuse: (String) -> CairnError
+    ) throws -> Choice {
         switch target {
         case .time(let t):
             if t > now { throw refuse("is in the future") }
-            guard let c = consistent.first(where: { $0.backup.stop.time <= t && ($0.reach.endTime ?? .distantPast) >= t }) else {
-                if let oldest = consistent.last, t < oldest.backup.stop.time { throw refuse("is before the oldest reachable point") }
+            guard
+                let c = consistent.first(where: { $0.backup.stop.time <= t && ($0.reach.endTime ?? .distantPast) >= t })
+            else {
+                if let oldest = consistent.last, t < oldest.backup.stop.time {
+                    throw refuse("is before the oldest reachable point")
+                }
                 throw refuse("is beyond the archived WAL or in a gap")
             }
             return Choice(candidate: c, targetSetting: .init(name: "recovery_target_time", value: pgTimestamp(t)))
         case .lsn(let l):
             guard let c = consistent.first(where: { $0.backup.stop.lsn <= l && $0.reach.endLSN > l }) else {
-                if let oldest = consistent.last, l < oldest.backup.stop.lsn { throw refuse("is before the oldest reachable point") }
+                if let oldest = consistent.last, l < oldest.backup.stop.lsn {
+                    throw refuse("is before the oldest reachable point")
+                }
                 throw refuse("is beyond the archived WAL or in a gap")
             }
             let n = l.segment(size: segmentSize)
-            let needed = WALSegment(timeline: path.timeline(forSegment: n, segmentSize: segmentSize), number: n,
-                                    segmentSize: segmentSize).name
-            return Choice(candidate: c, targetSetting: .init(name: "recovery_target_lsn", value: l.description), lastNeeded: needed)
+            let needed = WALSegment(
+                timeline: path.timeline(forSegment: n, segmentSize: segmentSize), number: n,
+                segmentSize: segmentSize
+            ).name
+            return Choice(
+                candidate: c, targetSetting: .init(name: "recovery_target_lsn", value: l.description),
+                lastNeeded: needed)
         case .immediate:
-            return Choice(candidate: consistent[0], targetSetting: .init(name: "recovery_target", value: "immediate"),
-                          lastNeeded: consistent[0].backup.stop.wal)
+            return Choice(
+                candidate: consistent[0], targetSetting: .init(name: "recovery_target", value: "immediate"),
+                lastNeeded: consistent[0].backup.stop.wal)
         case .latest:
             return Choice(candidate: consistent[0])
         case .xid(let x):
@@ -306,12 +345,16 @@ public enum RecoveryPlanner {
     }
 
     /// The recovery settings, in order: restore_command, the target and what to do there, and the timeline.
-    static func recoverySettings(_ target: RecoveryTarget, stop: RecoveryPlan.Setting?, timeline tli: UInt32,
-                                 action: RecoveryTargetAction, inclusive: Bool, restoreCommand: String) -> [RecoveryPlan.Setting] {
+    static func recoverySettings(
+        _ target: RecoveryTarget, stop: RecoveryPlan.Setting?, timeline tli: UInt32,
+        action: RecoveryTargetAction, inclusive: Bool, restoreCommand: String
+    ) -> [RecoveryPlan.Setting] {
         var settings: [RecoveryPlan.Setting] = [.init(name: "restore_command", value: restoreCommand)]
         if let stop { settings.append(stop) }
         if target != .latest {
-            if !inclusive && target != .immediate { settings.append(.init(name: "recovery_target_inclusive", value: "off")) }
+            if !inclusive && target != .immediate {
+                settings.append(.init(name: "recovery_target_inclusive", value: "off"))
+            }
             settings.append(.init(name: "recovery_target_action", value: action.rawValue))
         }
         // Always the number: with 'latest' PostgreSQL follows the newest history file it can fetch, which may be
@@ -324,8 +367,10 @@ public enum RecoveryPlanner {
     public static func describe(_ spans: [RecoverableSpan]) -> String {
         guard !spans.isEmpty else { return "empty (no backup with complete WAL)" }
         let merged = merge(spans)
-        return merged.map { "\(Timestamp.format($0.fromTime)) … \(Timestamp.format($0.toTime)) (LSN \($0.fromLSN) … \($0.toLSN))" }
-            .joined(separator: ", ")
+        return merged.map {
+            "\(Timestamp.format($0.fromTime)) … \(Timestamp.format($0.toTime)) (LSN \($0.fromLSN) … \($0.toLSN))"
+        }
+        .joined(separator: ", ")
     }
 
     /// Spans merged where they overlap, oldest first.
@@ -351,7 +396,8 @@ public enum RecoveryPlanner {
         let frac = micros - Int64(t) * 1_000_000
         var tm = tm()
         gmtime_r(&t, &tm)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec, frac)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+            tm.tm_hour, tm.tm_min, tm.tm_sec, frac)
     }
 }

@@ -15,13 +15,14 @@ extension RestoreOperation {
     static let managedSettings: Set<String> = [
         "restore_command", "recovery_end_command", "archive_cleanup_command", "recovery_target", "recovery_target_name",
         "recovery_target_time", "recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive",
-        "recovery_target_timeline", "recovery_target_action",
+        "recovery_target_timeline", "recovery_target_action"
     ]
 
     /// Rewrites `postgresql.auto.conf` atomically with this restore's recovery settings and creates
     /// `recovery.signal` (a standby: `standby.signal`; the other one is removed).
     static func writeRecoverySettings(root: String, plan: RecoveryPlan, options: Options, clock: any WallClock) throws {
-        var settings = options.standby ? standbySettings(plan.settings, primaryConninfo: options.primaryConninfo) : plan.settings
+        var settings =
+            options.standby ? standbySettings(plan.settings, primaryConninfo: options.primaryConninfo) : plan.settings
         if let end = options.recoveryEndCommand { settings.append(.init(name: "recovery_end_command", value: end)) }
         if options.archiveOff { settings.append(.init(name: "archive_mode", value: "off")) }
         let conf = root + "/postgresql.auto.conf"
@@ -37,7 +38,9 @@ extension RestoreOperation {
     /// A standby's settings: the plan's `restore_command` (of `planned`, the plan's settings), `primary_conninfo`
     /// when given, and `recovery_target_timeline = 'latest'` (a standby follows its primary's promotions); no
     /// recovery target.
-    public static func standbySettings(_ planned: [RecoveryPlan.Setting], primaryConninfo: String?) -> [RecoveryPlan.Setting] {
+    public static func standbySettings(
+        _ planned: [RecoveryPlan.Setting], primaryConninfo: String?
+    ) -> [RecoveryPlan.Setting] {
         var settings = planned.filter { $0.name == "restore_command" }
         if let primaryConninfo { settings.append(.init(name: "primary_conninfo", value: primaryConninfo)) }
         settings.append(.init(name: "recovery_target_timeline", value: "latest"))
@@ -48,7 +51,9 @@ extension RestoreOperation {
     /// other line that sets a managed recovery setting (and `archive_mode` when `archiveOff`) is commented out
     /// with ``removedPrefix``, the rest is kept as it is, and the new block is appended between ``blockBegin`` and
     /// ``blockEnd``.
-    static func rewriteAutoConf(_ existing: String, header: String, settings: [RecoveryPlan.Setting], archiveOff: Bool) -> String {
+    static func rewriteAutoConf(
+        _ existing: String, header: String, settings: [RecoveryPlan.Setting], archiveOff: Bool
+    ) -> String {
         var managed = managedSettings.union(settings.map { $0.name.lowercased() })
         if archiveOff { managed.insert("archive_mode") }
         var lines = dropCairnBlocks(existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
@@ -59,7 +64,9 @@ extension RestoreOperation {
         lines += [blockBegin, header]
         // PostgreSQL's configuration parser reads backslash escapes inside quotes: double them, as ALTER SYSTEM does.
         for s in settings {
-            lines.append("\(s.name) = '\(s.value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''"))'")
+            lines.append(
+                "\(s.name) = '\(s.value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''"))'"
+            )
         }
         lines.append(blockEnd)
         return lines.joined(separator: "\n") + "\n"
@@ -73,7 +80,9 @@ extension RestoreOperation {
         var i = 0
         while i < lines.count {
             let line = lines[i].trimmingCharacters(in: .whitespaces)
-            if line == blockBegin, let end = lines[(i + 1)...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == blockEnd }) {
+            if line == blockBegin,
+                let end = lines[(i + 1)...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == blockEnd })
+            {
                 i = end + 1
                 continue
             }

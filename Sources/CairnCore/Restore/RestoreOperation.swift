@@ -54,19 +54,25 @@ public enum RestoreOperation {
     /// Everything that stops a restore, found together before anything is written: the target directories (not
     /// empty, a running cluster's), the backup and target (none, outside the window: what `plan` throws) and the
     /// tablespace map. Returns the plan, or throws one error listing every problem (the first one's code).
-    public static func check(catalog: Catalog, options: Options, plan makePlan: () throws -> RecoveryPlan) throws -> RecoveryPlan {
+    public static func check(
+        catalog: Catalog, options: Options, plan makePlan: () throws -> RecoveryPlan
+    ) throws -> RecoveryPlan {
         var problems: [any Error] = []
         func record(_ body: () throws -> Void) {
             do { try body() } catch { problems.append(error) }
         }
         let running = RunningCluster.scan()
         let named = [options.targetDirectory] + options.tablespaceMap.keys.sorted().map { options.tablespaceMap[$0]! }
-        for dir in named { record { try checkDirectory(dir, force: options.force, running: running, delta: options.delta) } }
+        for dir in named {
+            record { try checkDirectory(dir, force: options.force, running: running, delta: options.delta) }
+        }
         var plan: RecoveryPlan?
         record { plan = try makePlan() }
         if let plan, let backup = catalog.backup(plan.backupId) {
             record { try checkTablespaceMap(backup, options: options) }
-            if options.delta { record { try checkDeltaTarget(options.targetDirectory, backup: backup, force: options.force) } }
+            if options.delta {
+                record { try checkDeltaTarget(options.targetDirectory, backup: backup, force: options.force) }
+            }
             record {
                 for dir in try targetDirectories(backup, options: options) where !named.contains(dir) {
                     record { try checkDirectory(dir, force: options.force, running: running, delta: options.delta) }
@@ -84,9 +90,14 @@ public enum RestoreOperation {
         let known = Set(backup.archives.compactMap(\.tablespaceOid))
         let unknown = options.tablespaceMap.keys.filter { !known.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            let has = known.isEmpty ? "it has no tablespaces" : "its tablespaces are \(known.sorted().map(String.init).joined(separator: ", "))"
-            throw CairnError(.usage, "--tablespace-map names tablespace \(unknown.map(String.init).joined(separator: ", ")), which backup \(backup.id) does not have (\(has))",
-                            hint: "use the OIDs `cairn info` lists for that backup (pg_tablespace.oid)")
+            let has =
+                known.isEmpty
+                ? "it has no tablespaces"
+                : "its tablespaces are \(known.sorted().map(String.init).joined(separator: ", "))"
+            throw CairnError(
+                .usage,
+                "--tablespace-map names tablespace \(unknown.map(String.init).joined(separator: ", ")), which backup \(backup.id) does not have (\(has))",
+                hint: "use the OIDs `cairn info` lists for that backup (pg_tablespace.oid)")
         }
     }
 
@@ -97,8 +108,9 @@ public enum RestoreOperation {
             guard let oid = a.tablespaceOid else { continue }
             let dir = options.tablespaceMap[oid] ?? a.location ?? ""
             guard dir.hasPrefix("/") else {
-                throw CairnError(.restoreFailed, "tablespace \(oid) has no location to restore to",
-                                hint: "pass --tablespace-map \(oid)=/new/location")
+                throw CairnError(
+                    .restoreFailed, "tablespace \(oid) has no location to restore to",
+                    hint: "pass --tablespace-map \(oid)=/new/location")
             }
             dirs.append(dir)
         }
@@ -107,9 +119,11 @@ public enum RestoreOperation {
 
     /// Restores the plan's backup into the target directory. `onTotal` receives the bytes to write, `onBytes` the
     /// bytes written so far.
-    public static func run(repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan, options: Options,
-                           clock: any WallClock, onTotal: @Sendable (Int64) -> Void = { _ in },
-                           onBytes: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> Result {
+    public static func run(
+        repo: any Repository, pipeline: Pipeline, catalog: Catalog, plan: RecoveryPlan, options: Options,
+        clock: any WallClock, onTotal: @Sendable (Int64) -> Void = { _ in },
+        onBytes: @escaping @Sendable (Int64) -> Void = { _ in }
+    ) throws -> Result {
         let began = clock.now()
         try Interruption.check()
         guard let backup = catalog.backup(plan.backupId) else {
@@ -136,17 +150,23 @@ public enum RestoreOperation {
         do {
             onTotal(chain.flatMap(\.archives).flatMap(\.objects).reduce(0) { $0 + $1.digest.size })
             if chain.count == 1 && tally == nil {
-                try extract(backup, roots: roots, relink: relink, chain: nil, repo: repo, pipeline: pipeline,
-                            parallelism: options.parallelism, totals: totals, onBytes: onBytes)
+                try extract(
+                    backup, roots: roots, relink: relink, chain: nil, repo: repo, pipeline: pipeline,
+                    parallelism: options.parallelism, totals: totals, onBytes: onBytes)
             } else {
-                summary = try layOutChain(chain, root: root, roots: roots, relink: relink, repo: repo, pipeline: pipeline,
-                                          parallelism: options.parallelism, totals: totals, delta: tally, onBytes: onBytes)
+                summary = try layOutChain(
+                    chain, root: root, roots: roots, relink: relink, repo: repo, pipeline: pipeline,
+                    parallelism: options.parallelism, totals: totals, delta: tally, onBytes: onBytes)
             }
         } catch {
             let (code, message, hint) = describeError(error)
-            throw CairnError(code, "restore into \(root) failed, the directory is incomplete: \(message)",
-                            hint: hint ?? (options.delta ? "run the same restore with --delta again to complete it" : "delete \(root) and run the restore again"),
-                            cause: error)
+            throw CairnError(
+                code, "restore into \(root) failed, the directory is incomplete: \(message)",
+                hint: hint
+                    ?? (options.delta
+                        ? "run the same restore with --delta again to complete it"
+                        : "delete \(root) and run the restore again"),
+                cause: error)
         }
         try Interruption.check()
         if let m = backup.pgManifest {
@@ -158,15 +178,18 @@ public enum RestoreOperation {
         try writeRecoverySettings(root: root, plan: plan, options: options, clock: clock)
         syncFileSystem(root)
         logger.info("restore laid out", metadata: ["backup": "\(backup.id)", "dir": "\(root)"])
-        return Result(plan: plan, targetDirectory: root, files: totals.files, bytes: totals.bytes,
-                      seconds: clock.now().timeIntervalSince(began), delta: summary)
+        return Result(
+            plan: plan, targetDirectory: root, files: totals.files, bytes: totals.bytes,
+            seconds: clock.now().timeIntervalSince(began), delta: summary)
     }
 
     /// Writes the bundles of `backup` under their archives' roots, several at once, largest first. In a chain
     /// restore, `chain` decides what each file entry still adds and `newest` says whether this is the newest backup.
-    static func extract(_ backup: BackupManifest, roots: [String: String], relink: @escaping @Sendable (String, String) -> String,
-                        chain: (files: ChainFiles, newest: Bool)?, repo: any Repository, pipeline: Pipeline, parallelism: Int,
-                        totals: Totals, delta: DeltaTally? = nil, onBytes: @escaping @Sendable (Int64) -> Void) throws {
+    static func extract(
+        _ backup: BackupManifest, roots: [String: String], relink: @escaping @Sendable (String, String) -> String,
+        chain: (files: ChainFiles, newest: Bool)?, repo: any Repository, pipeline: Pipeline, parallelism: Int,
+        totals: Totals, delta: DeltaTally? = nil, onBytes: @escaping @Sendable (Int64) -> Void
+    ) throws {
         let pool = WorkerPool(threads: parallelism, maxQueued: parallelism, name: "cairn-restore")
         // Largest bundles first, so the long ones do not start last. An archive the restored backup does not have
         // (a tablespace dropped since an older backup of the chain) holds nothing to restore.
@@ -176,7 +199,8 @@ public enum RestoreOperation {
             let dir = roots[archive]!
             let submitted = pool.submit {
                 try Interruption.check()
-                let x = TarExtractor(root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
+                let x = TarExtractor(
+                    root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
                 do {
                     try pipeline.load(repo, key: object.key, expected: object.digest, hashContent: false) { buf in
                         try x.feed(buf)
@@ -185,8 +209,9 @@ public enum RestoreOperation {
                     try x.finish()
                 } catch let e as CairnError where e.code == .dataCorrupt && !e.message.contains(object.key) {
                     // Damage the tar reader noticed before the object's own checks did: still name the object.
-                    throw CairnError(.dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
-                                    hint: Pipeline.damageHint)
+                    throw CairnError(
+                        .dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
+                        hint: Pipeline.damageHint)
                 }
                 totals.add(files: x.files)
             }
@@ -202,9 +227,12 @@ public enum RestoreOperation {
         for cluster in running {
             if let live = cluster.overlap(with: dir) {
                 let what = live == cluster.dataDirectory ? "the data directory" : "the tablespace \(live)"
-                throw CairnError(.restoreDirNotEmpty,
-                                "\(dir) overlaps \(what) of the PostgreSQL server running with pid \(cluster.pid) and data directory \(cluster.dataDirectory)",
-                                hint: "stop that server first (pg_ctl stop -D \(cluster.dataDirectory)), or restore its tablespaces elsewhere with --tablespace-map OID=/other/dir")
+                throw CairnError(
+                    .restoreDirNotEmpty,
+                    "\(dir) overlaps \(what) of the PostgreSQL server running with pid \(cluster.pid) and data directory \(cluster.dataDirectory)",
+                    hint:
+                        "stop that server first (pg_ctl stop -D \(cluster.dataDirectory)), or restore its tablespaces elsewhere with --tablespace-map OID=/other/dir"
+                )
             }
         }
         var st = stat()
@@ -215,14 +243,19 @@ public enum RestoreOperation {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         guard !entries.isEmpty else { return }
         guard force || delta else {
-            throw CairnError(.restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
-                            hint: "restore into an empty directory, pass --delta to rewrite only what differs from the backup, or --force to delete its contents first")
+            throw CairnError(
+                .restoreDirNotEmpty, "\(dir) is not empty (\(entries.count) entries)",
+                hint:
+                    "restore into an empty directory, pass --delta to rewrite only what differs from the backup, or --force to delete its contents first"
+            )
         }
         // The scan above sees only processes this user may inspect: the postmaster.pid check stays.
         if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
-           let pid = Int32(pidText.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 {
-            throw CairnError(.restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
-                            hint: "stop it first (pg_ctl stop -D \(dir)); cairn never restores over a running cluster")
+            let pid = Int32(pidText.split(separator: "\n").first ?? ""), kill(pid, 0) == 0
+        {
+            throw CairnError(
+                .restoreDirNotEmpty, "a PostgreSQL server (pid \(pid)) is running in \(dir)",
+                hint: "stop it first (pg_ctl stop -D \(dir)); cairn never restores over a running cluster")
         }
     }
 
@@ -231,11 +264,14 @@ public enum RestoreOperation {
         var st = stat()
         if stat(dir, &st) != 0 {
             do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: dir, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
             } catch {
-                throw CairnError(.localIO, "cannot create \(dir): \(error.localizedDescription)",
-                                hint: "run the restore as the user that will own the cluster, with write access to the parent folder")
+                throw CairnError(
+                    .localIO, "cannot create \(dir): \(error.localizedDescription)",
+                    hint:
+                        "run the restore as the user that will own the cluster, with write access to the parent folder")
             }
             return
         }

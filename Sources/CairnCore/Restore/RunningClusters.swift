@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The PostgreSQL servers running on this host, found without a connection: a postmaster `chdir`s into its data
@@ -38,12 +38,14 @@ public struct RunningCluster: Sendable, Equatable {
     /// `postmaster.pid` naming it).
     static func postmaster(pid: Int32, proc: String) -> RunningCluster? {
         guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(proc)/\(pid)/cwd"),
-              let text = try? String(contentsOfFile: cwd + "/postmaster.pid", encoding: .utf8),
-              Int32(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "") == pid else { return nil }
+            let text = try? String(contentsOfFile: cwd + "/postmaster.pid", encoding: .utf8),
+            Int32(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "") == pid
+        else { return nil }
         let data = realPath(cwd)
         let links = (try? FileManager.default.contentsOfDirectory(atPath: data + "/pg_tblspc")) ?? []
         let tablespaces = links.sorted().compactMap { link -> String? in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: data + "/pg_tblspc/" + link) else { return nil }
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: data + "/pg_tblspc/" + link)
+            else { return nil }
             return realPath(target.hasPrefix("/") ? target : data + "/pg_tblspc/" + target)
         }
         return RunningCluster(pid: pid, dataDirectory: data, tablespaces: tablespaces)

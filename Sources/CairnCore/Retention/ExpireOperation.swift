@@ -27,7 +27,9 @@ public enum ExpireOperation {
 
     static let logger = Logger(label: "cairn.expire")
 
-    public static func run(repo: any Repository, catalog: Catalog, plan: ExpirePlan, policy: RetentionPolicy) throws -> Result {
+    public static func run(
+        repo: any Repository, catalog: Catalog, plan: ExpirePlan, policy: RetentionPolicy
+    ) throws -> Result {
         var sizes: [String: Int64] = [:]
         for (_, objs) in catalog.backupObjects { for o in objs { sizes[o.key] = o.size } }
         for (_, segs) in catalog.wal.segments { for (_, e) in segs { sizes[e.key] = e.storedSize } }
@@ -77,8 +79,10 @@ public enum ExpireOperation {
             }
         }
         if !failures.isEmpty {
-            throw CairnError(.repoIO, "expire finished with \(failures.count) failure(s): " + failures.prefix(5).joined(separator: "; "),
-                            hint: "what failed is still in the repository and will be retried by the next `cairn expire`")
+            throw CairnError(
+                .repoIO,
+                "expire finished with \(failures.count) failure(s): " + failures.prefix(5).joined(separator: "; "),
+                hint: "what failed is still in the repository and will be retried by the next `cairn expire`")
         }
         return Result(plan: plan, deletedObjects: deleted, deletedBytes: bytes, failures: failures)
     }

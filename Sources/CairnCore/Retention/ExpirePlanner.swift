@@ -27,7 +27,9 @@ public struct ExpirePlan: Sendable, Codable {
     public var warnings: [String]
 
     /// Backups to delete, oldest first: each is uncommitted (manifest deleted) before its data.
-    public var expiredBackups: [String] { decisions.filter { $0.kind == "backup" && $0.action == .delete }.map(\.subject) }
+    public var expiredBackups: [String] {
+        decisions.filter { $0.kind == "backup" && $0.action == .delete }.map(\.subject)
+    }
     /// Every key to delete.
     public var deletions: [String] { decisions.filter { $0.action == .delete }.flatMap(\.keys) }
 
@@ -53,12 +55,14 @@ public enum ExpirePlanner {
         let (anchor, warnings) = p.anchor()
         let kept = p.backupsToKeep(anchor: anchor)
         let needed = p.neededWAL(anchor: anchor, keptBackups: kept)
-        let decisions = p.backupDecisions(anchor: anchor, keep: kept)
+        let decisions =
+            p.backupDecisions(anchor: anchor, keep: kept)
             + p.segmentDecisions(anchor: anchor, needed: needed)
             + p.partialAndHistoryDecisions(anchor: anchor, needed: needed)
             + p.uncommittedDecisions()
             + p.recordDecisions()
-        return ExpirePlan(now: now, windowStart: p.windowStart, anchor: anchor?.id, decisions: decisions, warnings: warnings)
+        return ExpirePlan(
+            now: now, windowStart: p.windowStart, anchor: anchor?.id, decisions: decisions, warnings: warnings)
     }
 
     /// What every step of one plan reads: the catalog, the policy, the time, and what follows from them.
@@ -97,16 +101,21 @@ public enum ExpirePlanner {
         /// The anchor: the newest consistent full backup on production's path that is consistent by the window's
         /// start, with warnings when none is or when its WAL cannot reach the window's start.
         func anchor() -> (BackupManifest?, [String]) {
-            let reaches = Dictionary(uniqueKeysWithValues: fulls.map { ($0.id, RecoveryPlanner.reach($0, path: path, wal: wal)) })
+            let reaches = Dictionary(
+                uniqueKeysWithValues: fulls.map { ($0.id, RecoveryPlanner.reach($0, path: path, wal: wal)) })
             var warnings: [String] = []
             let onPath = fulls.filter { reaches[$0.id]?.consistent == true }
             var anchor = onPath.last { $0.stop.time <= windowStart }
             if anchor == nil, let oldest = onPath.first {
                 anchor = oldest
-                warnings.append("the recovery window starts at \(Timestamp.format(windowStart)), before the oldest restorable backup \(oldest.id) (consistent at \(Timestamp.format(oldest.stop.time))): nothing older exists to keep")
+                warnings.append(
+                    "the recovery window starts at \(Timestamp.format(windowStart)), before the oldest restorable backup \(oldest.id) (consistent at \(Timestamp.format(oldest.stop.time))): nothing older exists to keep"
+                )
             }
             if let a = anchor, let r = reaches[a.id], let end = r.endTime, end < windowStart {
-                warnings.append("backup \(a.id) cannot reach the window start: the WAL archive ends or has a gap at \(r.firstMissing ?? r.lastSegment?.name ?? "?")")
+                warnings.append(
+                    "backup \(a.id) cannot reach the window start: the WAL archive ends or has a gap at \(r.firstMissing ?? r.lastSegment?.name ?? "?")"
+                )
             }
             return (anchor, warnings)
         }
@@ -115,7 +124,9 @@ public enum ExpirePlanner {
         func backupsToKeep(anchor: BackupManifest?) -> [String: [String]] {
             var keepReasons: [String: [String]] = [:]
             func keep(_ id: String, _ why: String) { keepReasons[id, default: []].append(why) }
-            if let a = anchor { keep(a.id, "anchor: the newest backup consistent by the window start \(Timestamp.format(windowStart))") }
+            if let a = anchor {
+                keep(a.id, "anchor: the newest backup consistent by the window start \(Timestamp.format(windowStart))")
+            }
             for b in fulls where anchor.map({ b.stop.time > $0.stop.time }) ?? true {
                 keep(b.id, "inside the recovery window (consistent at \(Timestamp.format(b.stop.time)))")
             }
@@ -131,11 +142,19 @@ public enum ExpirePlanner {
                 keep(id, "\(what) (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))")
             }
             if let l = holdAll {
-                for b in catalog.backups { keep(b.id, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host)): nothing is deleted until it has chosen what it needs") }
+                for b in catalog.backups {
+                    keep(
+                        b.id,
+                        "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host)): nothing is deleted until it has chosen what it needs"
+                    )
+                }
             }
             let logicalCutoff = now.addingTimeInterval(-policy.logicalRetention)
             for b in catalog.backups where b.kind == .logical && b.stop.time >= logicalCutoff {
-                keep(b.id, "logical backup younger than logical_backups retention (\(Units.formatDuration(policy.logicalRetention)))")
+                keep(
+                    b.id,
+                    "logical backup younger than logical_backups retention (\(Units.formatDuration(policy.logicalRetention)))"
+                )
             }
             // A kept incremental or differential backup keeps every backup it builds on.
             for id in Array(keepReasons.keys) {
@@ -149,9 +168,12 @@ public enum ExpirePlanner {
             catalog.backups.map { b in
                 let keys = (catalog.backupObjects[b.id] ?? []).map(\.key)
                 if let reasons = keepReasons[b.id] {
-                    return .init(subject: b.id, kind: "backup", action: .keep, reason: reasons.joined(separator: "; "), keys: keys)
+                    return .init(
+                        subject: b.id, kind: "backup", action: .keep, reason: reasons.joined(separator: "; "),
+                        keys: keys)
                 }
-                let why = b.kind == .logical
+                let why =
+                    b.kind == .logical
                     ? "logical backup older than \(Units.formatDuration(policy.logicalRetention))"
                     : "older than the anchor \(anchor?.id ?? "-"); not needed for the window"
                 // The manifest goes first, so an interrupted expire leaves only uncommitted garbage.
@@ -161,27 +183,40 @@ public enum ExpirePlanner {
         }
 
         /// Which segments are needed, and why (the first reason found), by timeline and segment number.
-        func neededWAL(anchor: BackupManifest?, keptBackups keepReasons: [String: [String]]) -> [UInt32: [UInt64: String]] {
+        func neededWAL(
+            anchor: BackupManifest?, keptBackups keepReasons: [String: [String]]
+        ) -> [UInt32: [UInt64: String]] {
             var needed: [UInt32: [UInt64: String]] = [:]
             func need(_ tli: UInt32, _ n: UInt64, _ why: String) {
                 if needed[tli]?[n] == nil { needed[tli, default: [:]][n] = why }
             }
             if let a = anchor {
-                needAlong(path, from: a.startSegment.number, wal: wal, need, "on production's history from the anchor \(a.id)")
+                needAlong(
+                    path, from: a.startSegment.number, wal: wal, need, "on production's history from the anchor \(a.id)"
+                )
                 // Every other history too (a copy's, or one not yet known to be production's), from the same point:
                 // it ages out with the window, never because another history was taken for the present.
                 for t in wal.timelines where !path.timelines.contains(t) {
-                    needAlong(TimelinePath(target: t, histories: wal.histories), from: a.startSegment.number, wal: wal, need,
-                              "on timeline \(t)'s history (\(lineage.statuses[t]?.rawValue ?? "undecided")) after the anchor \(a.id)'s start")
+                    needAlong(
+                        TimelinePath(target: t, histories: wal.histories), from: a.startSegment.number, wal: wal, need,
+                        "on timeline \(t)'s history (\(lineage.statuses[t]?.rawValue ?? "undecided")) after the anchor \(a.id)'s start"
+                    )
                 }
             }
             for l in live {
-                guard let tli = l.timeline, let first = l.firstSegment.flatMap({ WALSegment(name: $0, segmentSize: seg) }) else { continue }
-                needAlong(TimelinePath(target: tli, histories: wal.histories), from: first.number, wal: wal, need,
-                          "replayed by a restore (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))")
+                guard let tli = l.timeline,
+                    let first = l.firstSegment.flatMap({ WALSegment(name: $0, segmentSize: seg) })
+                else { continue }
+                needAlong(
+                    TimelinePath(target: tli, histories: wal.histories), from: first.number, wal: wal, need,
+                    "replayed by a restore (lease \(l.id) on \(l.host) until \(Timestamp.format(l.expires)))")
             }
             if let l = holdAll {
-                for t in wal.timelines { for n in (wal.segments[t] ?? [:]).keys { need(t, n, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host))") } }
+                for t in wal.timelines {
+                    for n in (wal.segments[t] ?? [:]).keys {
+                        need(t, n, "a \(l.kind.rawValue) is running (lease \(l.id) on \(l.host))")
+                    }
+                }
             }
             for b in catalog.backups where keepReasons[b.id] != nil && b.kind.isPhysical {
                 for n in b.startSegment.number...max(b.startSegment.number, b.stopSegment.number) {
@@ -223,32 +258,43 @@ public enum ExpirePlanner {
         func decision(for r: SegmentRun, timeline tli: UInt32, anchor: BackupManifest?) -> ExpireDecision {
             let name = { (n: UInt64) in WALSegment(timeline: tli, number: n, segmentSize: seg).name }
             let subject = r.first == r.last ? name(r.first) : "\(name(r.first))…\(name(r.last))"
-            if let why = r.why ?? (anchor == nil ? "no restorable full backup yet: the WAL is kept for the first one" : nil) {
+            if let why = r.why
+                ?? (anchor == nil ? "no restorable full backup yet: the WAL is kept for the first one" : nil)
+            {
                 return .init(subject: subject, kind: "wal", action: .keep, reason: why, keys: r.keys)
             }
-            let why = anchor.map { a in
-                path.timelines.contains(tli) && r.last < a.startSegment.number
-                    ? "before the start of the anchor \(a.id)"
-                    : "on timeline \(tli), off the path to the present, and no kept backup needs it"
-            } ?? "no restorable backup needs it"
+            let why =
+                anchor.map { a in
+                    path.timelines.contains(tli) && r.last < a.startSegment.number
+                        ? "before the start of the anchor \(a.id)"
+                        : "on timeline \(tli), off the path to the present, and no kept backup needs it"
+                } ?? "no restorable backup needs it"
             return .init(subject: subject, kind: "wal", action: .delete, reason: why, keys: r.keys)
         }
 
         /// Partial segments and backup history files go with their segment; history files stay.
-        func partialAndHistoryDecisions(anchor: BackupManifest?, needed: [UInt32: [UInt64: String]]) -> [ExpireDecision] {
+        func partialAndHistoryDecisions(anchor: BackupManifest?, needed: [UInt32: [UInt64: String]]) -> [ExpireDecision]
+        {
             var decisions: [ExpireDecision] = []
             for e in wal.others {
                 let name = e.file.fileName
                 guard let s = WALSegment(name: String(name.prefix(24)), segmentSize: seg) else { continue }
-                let kept = needed[s.timeline]?[s.number] != nil || holdAll != nil || (anchor.map { s.number >= $0.startSegment.number } ?? true)
-                decisions.append(.init(subject: name, kind: "wal", action: kept ? .keep : .delete,
-                                       reason: kept ? "belongs to a kept part of the archive" : "belongs to an expired part of the archive",
-                                       keys: [e.key]))
+                let kept =
+                    needed[s.timeline]?[s.number] != nil || holdAll != nil
+                    || (anchor.map { s.number >= $0.startSegment.number } ?? true)
+                decisions.append(
+                    .init(
+                        subject: name, kind: "wal", action: kept ? .keep : .delete,
+                        reason: kept
+                            ? "belongs to a kept part of the archive" : "belongs to an expired part of the archive",
+                        keys: [e.key]))
             }
             for tli in wal.histories.keys.sorted() {
-                decisions.append(.init(subject: String(format: "%08X.history", tli), kind: "history", action: .keep,
-                                       reason: "timeline history is always kept (PostgreSQL uses it to choose new timeline ids)",
-                                       keys: [Layout.walKey(.history(timeline: tli))]))
+                decisions.append(
+                    .init(
+                        subject: String(format: "%08X.history", tli), kind: "history", action: .keep,
+                        reason: "timeline history is always kept (PostgreSQL uses it to choose new timeline ids)",
+                        keys: [Layout.walKey(.history(timeline: tli))]))
             }
             return decisions
         }
@@ -259,15 +305,20 @@ public enum ExpirePlanner {
                 let objs = catalog.backupObjects[id] ?? []
                 let newest = objs.compactMap(\.lastModified).max() ?? .distantPast
                 if let l = claim(onUncommitted: id, live) {
-                    return .init(subject: id, kind: "orphan", action: .keep,
-                                 reason: "a \(l.kind.rawValue) that may be writing it is running (lease \(l.id) on \(l.host))", keys: objs.map(\.key))
+                    return .init(
+                        subject: id, kind: "orphan", action: .keep,
+                        reason: "a \(l.kind.rawValue) that may be writing it is running (lease \(l.id) on \(l.host))",
+                        keys: objs.map(\.key))
                 } else if now.timeIntervalSince(newest) > policy.orphanSafetyAge {
-                    return .init(subject: id, kind: "orphan", action: .delete,
-                                 reason: "uncommitted (interrupted backup or expire), untouched for over \(Units.formatDuration(policy.orphanSafetyAge))",
-                                 keys: objs.map(\.key).sorted())
+                    return .init(
+                        subject: id, kind: "orphan", action: .delete,
+                        reason:
+                            "uncommitted (interrupted backup or expire), untouched for over \(Units.formatDuration(policy.orphanSafetyAge))",
+                        keys: objs.map(\.key).sorted())
                 } else {
-                    return .init(subject: id, kind: "orphan", action: .keep,
-                                 reason: "uncommitted but recent: a backup may be running", keys: objs.map(\.key))
+                    return .init(
+                        subject: id, kind: "orphan", action: .keep,
+                        reason: "uncommitted but recent: a backup may be running", keys: objs.map(\.key))
                 }
             }
         }
@@ -277,22 +328,35 @@ public enum ExpirePlanner {
             var expiredRecords: [String: [String]] = [:]
             for o in catalog.records {
                 let age = now.timeIntervalSince(o.lastModified ?? now)
-                let (limit, what) = o.key.hasPrefix(Layout.drillsPrefix) ? (policy.drillRetention, "drill records")
-                    : o.key.hasPrefix(Layout.reportsPrefix) ? (policy.reportRetention, "reports")
-                    : (policy.reportRetention, o.key.hasPrefix(Layout.historyPrefix) ? "job history" : "verify runs")
-                if age > limit { expiredRecords["\(what) older than \(Units.formatDuration(limit))", default: []].append(o.key) }
+                let (limit, what) =
+                    o.key.hasPrefix(Layout.drillsPrefix)
+                    ? (policy.drillRetention, "drill records")
+                    : o.key.hasPrefix(Layout.reportsPrefix)
+                        ? (policy.reportRetention, "reports")
+                        : (
+                            policy.reportRetention,
+                            o.key.hasPrefix(Layout.historyPrefix) ? "job history" : "verify runs"
+                        )
+                if age > limit {
+                    expiredRecords["\(what) older than \(Units.formatDuration(limit))", default: []].append(o.key)
+                }
             }
             return expiredRecords.sorted(by: { $0.key < $1.key }).map { why, keys in
-                .init(subject: "\(keys.count) record(s)", kind: "record", action: .delete, reason: why, keys: keys.sorted())
+                .init(
+                    subject: "\(keys.count) record(s)", kind: "record", action: .delete, reason: why,
+                    keys: keys.sorted())
             }
         }
     }
 
     /// Marks every archived segment of `path` from segment `first` on as needed.
-    static func needAlong(_ path: TimelinePath, from first: UInt64, wal: WALArchive,
-                          _ need: (UInt32, UInt64, String) -> Void, _ why: String) {
+    static func needAlong(
+        _ path: TimelinePath, from first: UInt64, wal: WALArchive,
+        _ need: (UInt32, UInt64, String) -> Void, _ why: String
+    ) {
         for t in path.timelines {
-            for n in (wal.segments[t] ?? [:]).keys where n >= first && path.timeline(forSegment: n, segmentSize: wal.segmentSize) == t {
+            for n in (wal.segments[t] ?? [:]).keys
+            where n >= first && path.timeline(forSegment: n, segmentSize: wal.segmentSize) == t {
                 need(t, n, why)
             }
         }
@@ -303,7 +367,9 @@ public enum ExpirePlanner {
     static func claim(onUncommitted id: String, _ live: [Lease]) -> Lease? {
         live.first { l in
             l.claimsEverything
-                || (l.kind == .backup && String(id.prefix(15)) >= String(Layout.backupId(at: l.created.addingTimeInterval(-60), type: "F").prefix(15)))
+                || (l.kind == .backup
+                    && String(id.prefix(15))
+                        >= String(Layout.backupId(at: l.created.addingTimeInterval(-60), type: "F").prefix(15)))
         }
     }
 }

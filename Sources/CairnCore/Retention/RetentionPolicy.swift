@@ -15,8 +15,10 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
     /// Objects of uncommitted backups younger than this are left alone (a backup may be running).
     public var orphanSafetyAge: Double
 
-    public init(recoveryWindow: Double = 30 * 86400, minFullBackups: Int = 1, logicalRetention: Double = 90 * 86400,
-                drillRetention: Double = 400 * 86400, reportRetention: Double = 800 * 86400, orphanSafetyAge: Double = 6 * 3600) {
+    public init(
+        recoveryWindow: Double = 30 * 86400, minFullBackups: Int = 1, logicalRetention: Double = 90 * 86400,
+        drillRetention: Double = 400 * 86400, reportRetention: Double = 800 * 86400, orphanSafetyAge: Double = 6 * 3600
+    ) {
         self.recoveryWindow = recoveryWindow
         self.minFullBackups = max(1, minFullBackups)
         self.logicalRetention = logicalRetention

@@ -38,37 +38,57 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         case "@daily", "@midnight": e = "0 0 * * *"
         case "@hourly": e = "0 * * * *"
         default:
-            if e.hasPrefix("@") { throw ParseError(description: "unknown shortcut \"\(expression)\" (use @yearly, @monthly, @weekly, @daily or @hourly)") }
+            if e.hasPrefix("@") {
+                throw ParseError(
+                    description:
+                        "unknown shortcut \"\(expression)\" (use @yearly, @monthly, @weekly, @daily or @hourly)")
+            }
         }
         let f = e.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard f.count == 5 else {
-            throw ParseError(description: "\"\(expression)\" has \(f.count) fields; a cron expression has 5: minute hour day-of-month month day-of-week")
+            throw ParseError(
+                description:
+                    "\"\(expression)\" has \(f.count) fields; a cron expression has 5: minute hour day-of-month month day-of-week"
+            )
         }
         minutes = try CronExpression.field(f[0], "minute", 0...59)
         hours = try CronExpression.field(f[1], "hour", 0...23)
         daysOfMonth = try CronExpression.field(f[2], "day of month", 1...31)
         months = try CronExpression.field(f[3], "month", 1...12, names: CronExpression.monthNames, nameBase: 1)
-        daysOfWeek = Set(try CronExpression.field(f[4], "day of week", 0...7, names: CronExpression.dayNames, nameBase: 0).map { $0 % 7 })
+        daysOfWeek = Set(
+            try CronExpression.field(f[4], "day of week", 0...7, names: CronExpression.dayNames, nameBase: 0).map {
+                $0 % 7
+            })
         domRestricted = f[2] != "*"
         dowRestricted = f[4] != "*"
     }
 
-    static func field(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String] = [], nameBase: Int = 0) throws -> Set<Int> {
+    static func field(
+        _ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String] = [], nameBase: Int = 0
+    ) throws -> Set<Int> {
         func value(_ s: Substring) throws -> Int {
             if let i = names.firstIndex(of: String(s)) { return i + nameBase }
             guard let v = Int(s), range.contains(v) else {
-                throw ParseError(description: "\(name) \"\(s)\" is not in \(range.lowerBound)–\(range.upperBound)\(names.isEmpty ? "" : " or a name")")
+                throw ParseError(
+                    description:
+                        "\(name) \"\(s)\" is not in \(range.lowerBound)–\(range.upperBound)\(names.isEmpty ? "" : " or a name")"
+                )
             }
             return v
         }
         var out = Set<Int>()
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            guard !part.isEmpty else { throw ParseError(description: "empty list item in the \(name) field \"\(text)\"") }
+            guard !part.isEmpty else {
+                throw ParseError(description: "empty list item in the \(name) field \"\(text)\"")
+            }
             let pieces = part.split(separator: "/", omittingEmptySubsequences: false)
             guard pieces.count <= 2 else { throw ParseError(description: "\(name) \"\(part)\" has more than one /") }
             var step = 1
             if pieces.count == 2 {
-                guard let s = Int(pieces[1]), s > 0 else { throw ParseError(description: "step \"\(pieces[1])\" in the \(name) field must be a positive number") }
+                guard let s = Int(pieces[1]), s > 0 else {
+                    throw ParseError(
+                        description: "step \"\(pieces[1])\" in the \(name) field must be a positive number")
+                }
                 step = s
             }
             let lo: Int, hi: Int
@@ -108,7 +128,8 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
             if matchesDay(dayOfMonth: c.day!, month: c.month!, weekday: c.weekday! - 1) {
                 for h in sortedHours {
                     for m in sortedMinutes {
-                        guard let t = CronExpression.instant(cal, c.year!, c.month!, c.day!, h, m, zone), t > date else { continue }
+                        guard let t = CronExpression.instant(cal, c.year!, c.month!, c.day!, h, m, zone), t > date
+                        else { continue }
                         return t
                     }
                 }
@@ -120,8 +141,11 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The instant of a local wall-clock time; for a time inside a daylight-saving gap, the end of the gap.
-    static func instant(_ cal: Calendar, _ y: Int, _ mo: Int, _ d: Int, _ h: Int, _ mi: Int, _ zone: TimeZone) -> Date? {
-        guard let t = cal.date(from: DateComponents(year: y, month: mo, day: d, hour: h, minute: mi)) else { return nil }
+    static func instant(_ cal: Calendar, _ y: Int, _ mo: Int, _ d: Int, _ h: Int, _ mi: Int, _ zone: TimeZone) -> Date?
+    {
+        guard let t = cal.date(from: DateComponents(year: y, month: mo, day: d, hour: h, minute: mi)) else {
+            return nil
+        }
         let back = cal.dateComponents([.hour, .minute, .day], from: t)
         if back.hour == h && back.minute == mi && back.day == d {
             // In a repeated hour Calendar gives the first occurrence, which is what cron does.

@@ -68,7 +68,9 @@ public struct MetricsSnapshot: Sendable, Equatable {
             s.lastDrillRTO = d.rto.totalSeconds
         }
         s.lastPassingDrill = drills.last { $0.verdict == .pass }?.finished
-        if let dir = dataDirectory, let names = try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_wal/archive_status") {
+        if let dir = dataDirectory,
+            let names = try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_wal/archive_status")
+        {
             s.readyWALFiles = names.filter { $0.hasSuffix(".ready") }.count
         }
         return s

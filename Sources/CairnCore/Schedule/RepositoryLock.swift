@@ -21,7 +21,9 @@ public final class RepositoryLock: @unchecked Sendable {
         /// Unique per acquisition: how a holder recognises its own lock (times lose precision in JSON).
         public var token: String
 
-        public init(job: String, host: String, pid: Int32, acquired: Date, expires: Date, token: String = UUID().uuidString) {
+        public init(
+            job: String, host: String, pid: Int32, acquired: Date, expires: Date, token: String = UUID().uuidString
+        ) {
             self.job = job
             self.host = host
             self.pid = pid
@@ -41,19 +43,25 @@ public final class RepositoryLock: @unchecked Sendable {
     /// Takes the lock of `job` for `ttl` seconds, runs `body`, releases it. Interrupted (the daemon stopping, a
     /// timeout, Ctrl-C), even while the lock is being taken: says so in the job history and frees the lock at
     /// once, so another host need not wait for it to expire.
-    public static func holding<T>(_ job: String, repo: any Repository, ttl: Double,
-                                  _ body: () async throws -> T) async throws -> T {
+    public static func holding<T>(
+        _ job: String, repo: any Repository, ttl: Double,
+        _ body: () async throws -> T
+    ) async throws -> T {
         let token = UUID().uuidString
         let started = Date()
         let acquired = Mutex(false)
         let interrupt = Interruption.onInterrupt("the \(job) lock was released") {
             guard acquired.withLock({ $0 }) else { return RepositoryLock.release(job, token: token, repo: repo) }
-            JobRecord(job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
-                      error: CairnError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")).save(to: repo)
+            JobRecord(
+                job: job, started: started, finished: Date(), outcome: .failed, subject: nil, bytes: nil,
+                error: CairnError(.interrupted, "\(job) was interrupted by a signal and nothing was committed")
+            ).save(to: repo)
             RepositoryLock.release(job, token: token, repo: repo)
         }
         defer { Interruption.remove(interrupt) }
-        let lock = try await Blocking.run { try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token) }
+        let lock = try await Blocking.run {
+            try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token)
+        }
         acquired.withLock { $0 = true }
         defer { lock.release() }
         return try await body()
@@ -68,19 +76,26 @@ public final class RepositoryLock: @unchecked Sendable {
     /// Takes the lock for `ttl` seconds, or throws `repo.locked` naming who holds it.
     /// `token` identifies this acquisition, so an interrupt arriving while it runs can still release it
     /// (``release(_:token:repo:)``).
-    public static func acquire(_ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
-                               settle: Double = 1, token: String = UUID().uuidString) throws -> RepositoryLock {
+    public static func acquire(
+        _ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
+        settle: Double = 1, token: String = UUID().uuidString
+    ) throws -> RepositoryLock {
         let now = clock.now()
-        let me = Holder(job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now,
-                        expires: now.addingTimeInterval(ttl), token: token)
+        let me = Holder(
+            job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now,
+            expires: now.addingTimeInterval(ttl), token: token)
         for attempt in 0..<2 {
             do {
                 try repo.put(key(name), try SealedDocument.seal(me), options: .createOnly)
                 if settle > 0 { clock.sleep(seconds: settle) }
-                let now = try repo.getBytesIfExists(key(name)).flatMap { try? SealedDocument.open(Holder.self, from: $0, what: key(name)) }
+                let now = try repo.getBytesIfExists(key(name)).flatMap {
+                    try? SealedDocument.open(Holder.self, from: $0, what: key(name))
+                }
                 guard let now, now.token == me.token else {
-                    throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
-                                    hint: "nothing to do: that run goes ahead")
+                    throw CairnError(
+                        .repoLocked,
+                        "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
+                        hint: "nothing to do: that run goes ahead")
                 }
                 return RepositoryLock(name: name, holder: me, repo: repo)
             } catch let e as CairnError where e.code == .repoObjectExists && attempt == 0 {
@@ -93,9 +108,12 @@ public final class RepositoryLock: @unchecked Sendable {
                     try? repo.delete([key(name)])
                     continue
                 }
-                throw CairnError(.repoLocked,
-                                "\(name) is already running on \(other.host) (pid \(other.pid)) since \(Timestamp.format(other.acquired))",
-                                hint: "wait for it to finish; if that process is gone, the lock expires at \(Timestamp.format(other.expires))")
+                throw CairnError(
+                    .repoLocked,
+                    "\(name) is already running on \(other.host) (pid \(other.pid)) since \(Timestamp.format(other.acquired))",
+                    hint:
+                        "wait for it to finish; if that process is gone, the lock expires at \(Timestamp.format(other.expires))"
+                )
             }
         }
         throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
@@ -109,14 +127,19 @@ public final class RepositoryLock: @unchecked Sendable {
 
     /// Releases the lock (only if it is still ours).
     public func release() {
-        guard !released.withLock({ r in defer { r = true }; return r }) else { return }
+        guard
+            !released.withLock({ r in
+                defer { r = true }; return r
+            })
+        else { return }
         RepositoryLock.release(name, token: holder.token, repo: repo)
     }
 
     /// Deletes `locks/<name>.json` if the holder it names has `token` (best effort).
     public static func release(_ name: String, token: String, repo: any Repository) {
         if let b = try? repo.getBytesIfExists(key(name)),
-           let current = try? SealedDocument.open(Holder.self, from: b, what: name), current.token == token {
+            let current = try? SealedDocument.open(Holder.self, from: b, what: name), current.token == token
+        {
             try? repo.delete([key(name)])
         }
     }

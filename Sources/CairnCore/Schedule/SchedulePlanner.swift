@@ -39,8 +39,9 @@ public enum SchedulePlanner {
                 }
             }
             let next = job.cron.next(after: now, in: job.timeZone).map { $0.addingTimeInterval(jitter(job, $0)) }
-            return JobState(job: job.name, due: due.map { $0.addingTimeInterval(jitter(job, $0)) <= now ? $0 : nil } ?? nil,
-                            missed: missed, next: next)
+            return JobState(
+                job: job.name, due: due.map { $0.addingTimeInterval(jitter(job, $0)) <= now ? $0 : nil } ?? nil,
+                missed: missed, next: next)
         }
     }
 

@@ -21,8 +21,10 @@ public struct SchedulePolicy: Sendable, Equatable {
         public var maxRunTime: Double
         public var missed: MissedRuns
 
-        public init(name: String, cron: CronExpression, timeZone: TimeZone = .gmt, jitter: Double = 0,
-                    maxRunTime: Double = 6 * 3600, missed: MissedRuns = .runOnce) {
+        public init(
+            name: String, cron: CronExpression, timeZone: TimeZone = .gmt, jitter: Double = 0,
+            maxRunTime: Double = 6 * 3600, missed: MissedRuns = .runOnce
+        ) {
             self.name = name
             self.cron = cron
             self.timeZone = timeZone
@@ -44,7 +46,9 @@ public struct SchedulePolicy: Sendable, Equatable {
     }
 
     /// The job names a schedule may use.
-    public static let jobNames = ["backup-full", "backup-incr", "backup-diff", "backup-logical", "expire", "verify", "drill", "report"]
+    public static let jobNames = [
+        "backup-full", "backup-incr", "backup-diff", "backup-logical", "expire", "verify", "drill", "report"
+    ]
 
     public var jobs: [Job]
 

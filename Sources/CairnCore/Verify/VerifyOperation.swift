@@ -50,8 +50,10 @@ public enum VerifyOperation {
             case missingSegments = "missing_segments"
         }
 
-        init(started: Date, finished: Date, full: Bool, objectsChecked: Int, objectsSkipped: Int, bytesRead: Int64,
-             backupsChecked: Int, walSegments: Int, missingSegments: [String], problems: [Problem]) {
+        init(
+            started: Date, finished: Date, full: Bool, objectsChecked: Int, objectsSkipped: Int, bytesRead: Int64,
+            backupsChecked: Int, walSegments: Int, missingSegments: [String], problems: [Problem]
+        ) {
             self.started = started
             self.finished = finished
             self.full = full
@@ -78,8 +80,10 @@ public enum VerifyOperation {
     static let stateKey = Layout.verifyStateKey
     static let logger = Logger(label: "cairn.verify")
 
-    public static func run(repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock,
-                           progress: BackupOperation.Progress = .init()) throws -> Result {
+    public static func run(
+        repo: any Repository, pipeline: Pipeline, full: Bool, parallelism: Int, clock: any WallClock,
+        progress: BackupOperation.Progress = .init()
+    ) throws -> Result {
         let started = clock.now()
         let catalog = try Catalog.load(from: repo)
         let all = try repo.list(prefix: "")
@@ -89,8 +93,9 @@ public enum VerifyOperation {
 
         let inventory = inventory(catalog, listing: listing, problems: problems)
         try checkIdentity(repo, catalog: catalog, problems: problems)
-        let read = try readObjects(inventory.jobs, listing: listing, previous: previous, repo: repo, pipeline: pipeline,
-                                   parallelism: parallelism, problems: problems, progress: progress)
+        let read = try readObjects(
+            inventory.jobs, listing: listing, previous: previous, repo: repo, pipeline: pipeline,
+            parallelism: parallelism, problems: problems, progress: progress)
         checkChains(catalog, problems: problems)
         let missing = checkContinuity(catalog, problems: problems)
         checkLineage(catalog, problems: problems)
@@ -98,9 +103,11 @@ public enum VerifyOperation {
 
         let state = State(verified: read.verified.snapshot.filter { listing[$0.key] != nil })
         _ = try? repo.put(stateKey, try SealedDocument.seal(state), options: .overwrite)
-        let result = Result(started: started, finished: clock.now(), full: full, objectsChecked: read.counters.checked,
-                            objectsSkipped: read.counters.skipped, bytesRead: read.counters.bytes, backupsChecked: catalog.backups.count,
-                            walSegments: inventory.walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
+        let result = Result(
+            started: started, finished: clock.now(), full: full, objectsChecked: read.counters.checked,
+            objectsSkipped: read.counters.skipped, bytesRead: read.counters.bytes,
+            backupsChecked: catalog.backups.count,
+            walSegments: inventory.walCount, missingSegments: missing.flatMap(\.1).sorted(), problems: problems.all)
         _ = try? repo.put(Layout.verifyRunKey(started: started), try SealedDocument.seal(result), options: .overwrite)
         return result
     }
@@ -110,22 +117,30 @@ public enum VerifyOperation {
     static func checkChains(_ catalog: Catalog, problems: Collector) {
         for b in catalog.backups where b.parent != nil {
             if case .failure(let e) = Swift.Result(catching: { try catalog.chain(b.id) }) {
-                problems.add(.init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
+                problems.add(
+                    .init(kind: "broken-chain", subject: b.id, detail: describeError(e).message, severity: .error))
             }
         }
         for p in problems.all where p.severity == .error && (p.kind == "damaged-object" || p.kind == "missing-object") {
-            guard p.subject.hasPrefix(Layout.backupsPrefix), let id = p.subject.split(separator: "/").dropFirst().first.map(String.init) else { continue }
+            guard p.subject.hasPrefix(Layout.backupsPrefix),
+                let id = p.subject.split(separator: "/").dropFirst().first.map(String.init)
+            else { continue }
             for d in catalog.dependents(of: id) {
-                problems.add(.init(kind: "broken-chain", subject: d.id,
-                                   detail: "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
-                                   severity: .error))
+                problems.add(
+                    .init(
+                        kind: "broken-chain", subject: d.id,
+                        detail:
+                            "builds on backup \(id), whose object \(p.subject) is \(p.kind == "missing-object" ? "missing" : "damaged")",
+                        severity: .error))
             }
         }
     }
 
     /// What earlier runs verified (nothing when the state is missing or damaged).
     static func previousState(_ repo: any Repository) -> State {
-        (try? repo.getBytesIfExists(stateKey)).flatMap { $0 }.flatMap { try? SealedDocument.open(State.self, from: $0, what: stateKey) }
+        (try? repo.getBytesIfExists(stateKey)).flatMap { $0 }.flatMap {
+            try? SealedDocument.open(State.self, from: $0, what: stateKey)
+        }
             ?? State(verified: [:])
     }
 
@@ -154,14 +169,21 @@ public enum VerifyOperation {
             for o in b.allObjects {
                 inv.referenced.insert(o.key)
                 if listing[o.key] == nil {
-                    problems.add(.init(kind: "missing-object", subject: o.key, detail: "listed in the manifest of backup \(b.id) but not in the repository", severity: .error))
+                    problems.add(
+                        .init(
+                            kind: "missing-object", subject: o.key,
+                            detail: "listed in the manifest of backup \(b.id) but not in the repository",
+                            severity: .error))
                 } else {
                     inv.jobs.append(ReadJob(key: o.key, expected: o.digest, wholeSegment: nil))
                 }
             }
         }
         for id in catalog.damagedManifests {
-            problems.add(.init(kind: "damaged-manifest", subject: Layout.manifestKey(id), detail: "the manifest fails its own digest: backup \(id) cannot be used", severity: .error))
+            problems.add(
+                .init(
+                    kind: "damaged-manifest", subject: Layout.manifestKey(id),
+                    detail: "the manifest fails its own digest: backup \(id) cannot be used", severity: .error))
             for o in catalog.backupObjects[id] ?? [] { inv.referenced.insert(o.key) }
         }
         for (_, segs) in catalog.wal.segments {
@@ -173,7 +195,10 @@ public enum VerifyOperation {
         }
         for e in catalog.wal.others {
             inv.referenced.insert(e.key)
-            inv.jobs.append(ReadJob(key: e.key, expected: nil, wholeSegment: e.file.fileName.hasSuffix(".partial") ? catalog.wal.segmentSize : nil))
+            inv.jobs.append(
+                ReadJob(
+                    key: e.key, expected: nil,
+                    wholeSegment: e.file.fileName.hasSuffix(".partial") ? catalog.wal.segmentSize : nil))
         }
         for tli in catalog.wal.histories.keys {
             let k = Layout.walKey(.history(timeline: tli))
@@ -189,28 +214,39 @@ public enum VerifyOperation {
         for key in [RepositoryInfo.key, RepositoryInfo.copyKey] {
             do {
                 guard let bytes = try repo.getBytesIfExists(key) else {
-                    problems.add(.init(kind: "missing-object", subject: key, detail: "one of the two copies of the repository's identity is missing; `cairn init` rewrites it", severity: .warning))
+                    problems.add(
+                        .init(
+                            kind: "missing-object", subject: key,
+                            detail:
+                                "one of the two copies of the repository's identity is missing; `cairn init` rewrites it",
+                            severity: .warning))
                     continue
                 }
                 guard try SealedDocument.open(RepositoryInfo.self, from: bytes, what: key) == catalog.info else {
                     throw CairnError(.repoCorrupt, "it differs from the other copy")
                 }
             } catch let e as CairnError where e.code == .repoCorrupt {
-                problems.add(.init(kind: "damaged-object", subject: key, detail: "\(e.message); `cairn init` rewrites it from the good copy", severity: .error))
+                problems.add(
+                    .init(
+                        kind: "damaged-object", subject: key,
+                        detail: "\(e.message); `cairn init` rewrites it from the good copy", severity: .error))
             }
         }
     }
 
     /// Reads what is new or changed since the last run, in parallel: what is verified now, and the counts.
-    static func readObjects(_ jobs: [ReadJob], listing: [String: ObjectInfo], previous: State, repo: any Repository,
-                            pipeline: Pipeline, parallelism: Int, problems: Collector,
-                            progress: BackupOperation.Progress) throws -> (verified: LockedState, counters: Counters) {
+    static func readObjects(
+        _ jobs: [ReadJob], listing: [String: ObjectInfo], previous: State, repo: any Repository,
+        pipeline: Pipeline, parallelism: Int, problems: Collector,
+        progress: BackupOperation.Progress
+    ) throws -> (verified: LockedState, counters: Counters) {
         let verified = LockedState(previous.verified)
         let counters = Counters()
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: parallelism * 2, name: "cairn-verify")
         let toRead = jobs.sorted(by: { $0.key < $1.key }).filter { job in
             let info = listing[job.key]!
-            guard let seen = previous.verified[job.key], seen.size == info.size, seen.modified == info.lastModified else { return true }
+            guard let seen = previous.verified[job.key], seen.size == info.size, seen.modified == info.lastModified
+            else { return true }
             counters.skip()
             return false
         }
@@ -221,14 +257,17 @@ public enum VerifyOperation {
                 do {
                     let d = try pipeline.load(repo, key: job.key, expected: job.expected) { _ in }
                     if let whole = job.wholeSegment, d.size != whole {
-                        throw CairnError(.dataCorrupt, "object \(job.key) holds \(d.size) bytes, not a whole WAL segment (\(whole))")
+                        throw CairnError(
+                            .dataCorrupt, "object \(job.key) holds \(d.size) bytes, not a whole WAL segment (\(whole))")
                     }
                     verified.set(job.key, .init(size: info.size, modified: info.lastModified))
                 } catch {
                     verified.remove(job.key)
                     let (code, message, _) = describeError(error)
-                    problems.add(.init(kind: code == .repoObjectMissing ? "missing-object" : "damaged-object", subject: job.key,
-                                       detail: message, severity: .error))
+                    problems.add(
+                        .init(
+                            kind: code == .repoObjectMissing ? "missing-object" : "damaged-object", subject: job.key,
+                            detail: message, severity: .error))
                 }
                 progress.onBytes(counters.read(info.size))
             }
@@ -242,7 +281,10 @@ public enum VerifyOperation {
         let missing = missingSegments(catalog)
         for (tli, names) in missing {
             for range in compact(names, segmentSize: catalog.wal.segmentSize) {
-                problems.add(.init(kind: "missing-wal", subject: range, detail: "missing from the archive of timeline \(tli)", severity: .error))
+                problems.add(
+                    .init(
+                        kind: "missing-wal", subject: range, detail: "missing from the archive of timeline \(tli)",
+                        severity: .error))
             }
         }
         return missing
@@ -252,8 +294,11 @@ public enum VerifyOperation {
     static func checkLineage(_ catalog: Catalog, problems: Collector) {
         let lineage = catalog.lineage
         if !lineage.ambiguous.isEmpty {
-            problems.add(.init(kind: "ambiguous-history", subject: lineage.ambiguous.map { "timeline \($0)" }.joined(separator: ", "),
-                               detail: lineage.ambiguityError().message, severity: .warning))
+            problems.add(
+                .init(
+                    kind: "ambiguous-history",
+                    subject: lineage.ambiguous.map { "timeline \($0)" }.joined(separator: ", "),
+                    detail: lineage.ambiguityError().message, severity: .warning))
         }
     }
 
@@ -268,7 +313,9 @@ public enum VerifyOperation {
     /// backup under `backups/`, a stranger elsewhere.
     static func unreferencedProblem(_ key: String) -> Problem? {
         guard !Layout.isRecordOrIdentity(key) else { return nil }
-        let why = key.hasPrefix(Layout.backupsPrefix) ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
+        let why =
+            key.hasPrefix(Layout.backupsPrefix)
+            ? "not referenced by any committed manifest (an interrupted backup; `cairn expire` removes it)"
             : "not an object cairn writes"
         return Problem(kind: "unreferenced", subject: key, detail: why, severity: .warning)
     }
@@ -289,7 +336,8 @@ public enum VerifyOperation {
         for tli in wal.segments.keys.sorted() {
             let nums = wal.segments[tli]!.keys
             guard let newest = nums.max() else { continue }
-            let backupStarts = catalog.backups.filter { $0.kind.isPhysical && $0.start.timeline == tli }.map(\.startSegment.number)
+            let backupStarts = catalog.backups.filter { $0.kind.isPhysical && $0.start.timeline == tli }.map(
+                \.startSegment.number)
             let begins = wal.histories[tli]?.last.map { $0.switchPoint.segment(size: wal.segmentSize) }
             let first = backupStarts.min() ?? begins ?? nums.min()!
             guard first <= newest else { continue }
@@ -324,7 +372,10 @@ public enum VerifyOperation {
         private let lock = NSLock()
         private var items: [Problem] = []
         func add(_ p: Problem) { lock.lock(); items.append(p); lock.unlock() }
-        var all: [Problem] { lock.lock(); defer { lock.unlock() }; return items.sorted { ($0.severity.rawValue, $0.subject) < ($1.severity.rawValue, $1.subject) } }
+        var all: [Problem] {
+            lock.lock(); defer { lock.unlock() };
+            return items.sorted { ($0.severity.rawValue, $0.subject) < ($1.severity.rawValue, $1.subject) }
+        }
     }
 
     final class Counters: @unchecked Sendable {

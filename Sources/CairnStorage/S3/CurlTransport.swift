@@ -31,11 +31,13 @@ final class CurlTransport: @unchecked Sendable {
     /// Opens and initialises libcurl once, on the first request: nil when ready, otherwise the error to report.
     private static let loaded: CairnError? = {
         if let why = ccurl_load() {
-            return CairnError(.repoUnreachable, "cannot load libcurl, which S3 repositories need: \(String(cString: why))",
-                                hint: "install it: apt-get install libcurl4")
+            return CairnError(
+                .repoUnreachable, "cannot load libcurl, which S3 repositories need: \(String(cString: why))",
+                hint: "install it: apt-get install libcurl4")
         }
         let rc = curl_global_init(Int(CURL_GLOBAL_ALL))
-        return rc == CURLE_OK ? nil : CairnError(.internal, "libcurl failed to initialise: \(String(cString: curl_easy_strerror(rc)))")
+        return rc == CURLE_OK
+            ? nil : CairnError(.internal, "libcurl failed to initialise: \(String(cString: curl_easy_strerror(rc)))")
     }()
 
     init(caFile: String?, verifyTLS: Bool, connectTimeout: Double, stallTimeout: Double) {
@@ -71,7 +73,9 @@ final class CurlTransport: @unchecked Sendable {
         var delivered: Int64 = 0
 
         /// The transfer a callback's user data points at.
-        static func from(_ ud: UnsafeMutableRawPointer?) -> Transfer { Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue() }
+        static func from(_ ud: UnsafeMutableRawPointer?) -> Transfer {
+            Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
+        }
 
         /// Copies up to `max` bytes of the upload body to `ptr`; returns how many (0 at the end).
         func read(into ptr: UnsafeMutableRawPointer?, max: Int) -> Int {
@@ -123,8 +127,10 @@ final class CurlTransport: @unchecked Sendable {
     /// - Parameters:
     ///   - timeout: seconds the whole attempt may take.
     ///   - delivered: on return, how many body bytes reached a streaming sink (for resuming).
-    func perform(method: String, url: String, headers: [(String, String)], body: UnsafeRawBufferPointer?,
-                 sink: BodySink, timeout: Double, delivered: inout Int64) throws -> TransportOutcome {
+    func perform(
+        method: String, url: String, headers: [(String, String)], body: UnsafeRawBufferPointer?,
+        sink: BodySink, timeout: Double, delivered: inout Int64
+    ) throws -> TransportOutcome {
         if let e = CurlTransport.loaded { throw e }
         guard let h = acquire() else { throw CairnError(.internal, "cannot create a curl handle") }
         var keep = true

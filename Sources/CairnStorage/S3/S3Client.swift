@@ -17,8 +17,9 @@ final class S3Client: @unchecked Sendable {
     init(settings: S3Settings, credentialSource: String, clock: any WallClock = SystemClock()) {
         self.settings = settings
         self.signer = SigV4Signer(credentials: settings.credentials, region: settings.region)
-        self.transport = CurlTransport(caFile: settings.caFile, verifyTLS: settings.verifyTLS,
-                                       connectTimeout: settings.connectTimeout, stallTimeout: settings.stallTimeout)
+        self.transport = CurlTransport(
+            caFile: settings.caFile, verifyTLS: settings.verifyTLS,
+            connectTimeout: settings.connectTimeout, stallTimeout: settings.stallTimeout)
         self.clock = clock
         self.credentialSource = credentialSource
     }
@@ -71,7 +72,9 @@ final class S3Client: @unchecked Sendable {
 
     /// Sends a request with retries. With a streaming sink, a retry happens only if no byte was delivered yet
     /// (use ``getObject`` for resumable downloads).
-    func send(_ req: Request, sink: CurlTransport.BodySink, delivered: inout Int64, deadline: Date? = nil) throws -> HTTPResponse {
+    func send(
+        _ req: Request, sink: CurlTransport.BodySink, delivered: inout Int64, deadline: Date? = nil
+    ) throws -> HTTPResponse {
         let deadline = deadline ?? clock.now().addingTimeInterval(settings.requestDeadline)
         let (host, path, base) = address(for: req.key)
         let query = SigV4Signer.canonicalQuery(req.query)
@@ -82,20 +85,23 @@ final class S3Client: @unchecked Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let sig = signer.sign(method: req.method, host: host, path: path, query: query,
-                                  headers: headers.filter { $0.0 != "Content-Length" }, payloadHash: payloadHash,
-                                  date: clock.now())
+            let sig = signer.sign(
+                method: req.method, host: host, path: path, query: query,
+                headers: headers.filter { $0.0 != "Content-Length" }, payloadHash: payloadHash,
+                date: clock.now())
             let wire = headers + [("Host", host)] + sig.headers
             traceRequest(what, attempt: attempt, headers: wire)
             let remaining = deadline.timeIntervalSince(clock.now())
             var got: Int64 = 0
-            let outcome = try transport.perform(method: req.method, url: url, headers: wire, body: req.body,
-                                                sink: sink, timeout: remaining, delivered: &got)
+            let outcome = try transport.perform(
+                method: req.method, url: url, headers: wire, body: req.body,
+                sink: sink, timeout: remaining, delivered: &got)
             delivered += got
             let error: CairnError
             switch outcome {
             case .response(let r) where (200..<300).contains(r.status) || req.accept.contains(r.status):
-                logger.debug("S3 response", metadata: ["request": "\(what)", "status": "\(r.status)", "attempt": "\(attempt)"])
+                logger.debug(
+                    "S3 response", metadata: ["request": "\(what)", "status": "\(r.status)", "attempt": "\(attempt)"])
                 return r
             case .response(let r):
                 error = mapHTTPError(r, what: what)
@@ -105,11 +111,17 @@ final class S3Client: @unchecked Sendable {
             let now = clock.now()
             let backoff = min(5.0, 0.1 * pow(2, Double(attempt - 1))) * Double.random(in: 0.5...1.0)
             guard error.retryable, got == 0, attempt <= settings.maxRetries,
-                  now.addingTimeInterval(backoff + 0.5) < deadline else {
-                throw givingUp(error, attempts: attempt, elapsed: settings.requestDeadline - deadline.timeIntervalSince(now))
+                now.addingTimeInterval(backoff + 0.5) < deadline
+            else {
+                throw givingUp(
+                    error, attempts: attempt, elapsed: settings.requestDeadline - deadline.timeIntervalSince(now))
             }
-            logger.warning("retrying S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)",
-                                                              "reason": "\(error.message)"])
+            logger.warning(
+                "retrying S3 request",
+                metadata: [
+                    "request": "\(what)", "attempt": "\(attempt)",
+                    "reason": "\(error.message)"
+                ])
             clock.sleep(seconds: backoff)
         }
     }
@@ -132,22 +144,30 @@ final class S3Client: @unchecked Sendable {
     /// Logs a request's headers at trace level. The signature and a session token are secrets: never logged.
     private func traceRequest(_ what: String, attempt: Int, headers wire: [(String, String)]) {
         guard logger.logLevel <= .trace else { return }
-        let shown = wire.map { ["authorization", "x-amz-security-token"].contains($0.0.lowercased()) ? "\($0.0): <redacted>" : "\($0.0): \($0.1)" }
-        logger.trace("S3 request", metadata: ["request": "\(what)", "attempt": "\(attempt)", "headers": "\(shown.joined(separator: "; "))"])
+        let shown = wire.map {
+            ["authorization", "x-amz-security-token"].contains($0.0.lowercased())
+                ? "\($0.0): <redacted>" : "\($0.0): \($0.1)"
+        }
+        logger.trace(
+            "S3 request",
+            metadata: ["request": "\(what)", "attempt": "\(attempt)", "headers": "\(shown.joined(separator: "; "))"])
     }
 
     /// The error a request fails with when it is not retried again: after retries, it says how many and how long.
     private func givingUp(_ error: CairnError, attempts: Int, elapsed: Double) -> CairnError {
         guard error.retryable && attempts > 1 else { return error }
-        return CairnError(error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
-                            "\(error.message) (gave up after \(attempts) attempts in \(Units.formatDuration(elapsed)))",
-                            hint: error.hint)
+        return CairnError(
+            error.code == .repoUnreachable ? .repoUnreachable : .repoTimeout,
+            "\(error.message) (gave up after \(attempts) attempts in \(Units.formatDuration(elapsed)))",
+            hint: error.hint)
     }
 
     /// Downloads an object (or range) to `sink`, resuming from the last delivered byte when the connection drops.
     /// Resumed requests carry `If-Match` with the first response's ETag so a replaced object is never spliced.
     /// The whole download, resumes included, must finish within `requestDeadline`.
-    func getObject(_ key: String, range: ByteRange?, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws
+    func getObject(
+        _ key: String, range: ByteRange?, sink: @escaping (UnsafeRawBufferPointer) throws -> Void
+    ) throws
         -> (size: Int64, lastModified: Date?)
     {
         let deadline = clock.now().addingTimeInterval(settings.requestDeadline)
@@ -172,7 +192,8 @@ final class S3Client: @unchecked Sendable {
             var got: Int64 = 0
             var firstHeaders: [String: String]?
             do {
-                let r = try send(req, sink: .stream(sink, onHeaders: { firstHeaders = $0 }), delivered: &got, deadline: deadline)
+                let r = try send(
+                    req, sink: .stream(sink, onHeaders: { firstHeaders = $0 }), delivered: &got, deadline: deadline)
                 delivered += got
                 if r.status == 416 { return (total ?? start, lastModified) }  // range starts at the end
                 etag = etag ?? r.headers["etag"]
@@ -192,8 +213,12 @@ final class S3Client: @unchecked Sendable {
                 if let cr = firstHeaders?["content-range"], let slash = cr.lastIndex(of: "/"), total == nil {
                     total = Int64(cr[cr.index(after: slash)...])
                 }
-                logger.warning("resuming S3 download", metadata: ["object": "\(describe(key))", "offset": "\(delivered)",
-                                                                  "reason": "\(e.message)"])
+                logger.warning(
+                    "resuming S3 download",
+                    metadata: [
+                        "object": "\(describe(key))", "offset": "\(delivered)",
+                        "reason": "\(e.message)"
+                    ])
             }
         }
     }
@@ -206,31 +231,42 @@ final class S3Client: @unchecked Sendable {
         let detail = code.isEmpty ? "HTTP \(r.status)" : "\(code), HTTP \(r.status)"
         switch (r.status, code) {
         case (403, "SignatureDoesNotMatch"):
-            return CairnError(.repoAuth, "\(what): the endpoint rejected the request signature (\(detail))",
-                                hint: "the secret access key does not match access key \(AWSCredentials.mask(settings.credentials.accessKeyId)); check \(credentialSource)")
+            return CairnError(
+                .repoAuth, "\(what): the endpoint rejected the request signature (\(detail))",
+                hint:
+                    "the secret access key does not match access key \(AWSCredentials.mask(settings.credentials.accessKeyId)); check \(credentialSource)"
+            )
         case (403, "InvalidAccessKeyId"), (403, "InvalidToken"), (400, "InvalidToken"), (400, "ExpiredToken"),
-             (403, "ExpiredToken"):
-            return CairnError(.repoAuth, "\(what): the endpoint does not accept the access key or token (\(detail))",
-                                hint: "check the access key id and session token in \(credentialSource)")
+            (403, "ExpiredToken"):
+            return CairnError(
+                .repoAuth, "\(what): the endpoint does not accept the access key or token (\(detail))",
+                hint: "check the access key id and session token in \(credentialSource)")
         case (403, "RequestTimeTooSkewed"):
-            return CairnError(.repoAuth, "\(what): this machine's clock differs too much from the endpoint's (\(detail))",
-                                hint: "synchronise the clock (chrony or systemd-timesyncd) and retry")
+            return CairnError(
+                .repoAuth, "\(what): this machine's clock differs too much from the endpoint's (\(detail))",
+                hint: "synchronise the clock (chrony or systemd-timesyncd) and retry")
         case (403, _):
-            return CairnError(.repoAccessDenied, "\(what): access denied (\(detail))",
-                                hint: "grant s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on bucket \(settings.bucket) to access key \(AWSCredentials.mask(settings.credentials.accessKeyId))")
+            return CairnError(
+                .repoAccessDenied, "\(what): access denied (\(detail))",
+                hint:
+                    "grant s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on bucket \(settings.bucket) to access key \(AWSCredentials.mask(settings.credentials.accessKeyId))"
+            )
         case (404, "NoSuchBucket"):
-            return CairnError(.repoBucketMissing, "bucket \(settings.bucket) does not exist at \(settings.endpoint.absoluteString)",
-                                hint: "create the bucket or correct repository.bucket (and repository.endpoint / region)")
+            return CairnError(
+                .repoBucketMissing, "bucket \(settings.bucket) does not exist at \(settings.endpoint.absoluteString)",
+                hint: "create the bucket or correct repository.bucket (and repository.endpoint / region)")
         case (404, _), (410, _):
             return CairnError(.repoObjectMissing, "\(what): object does not exist")
         case (412, _):
-            return CairnError(.repoObjectExists, "\(what): precondition failed, the object exists or changed (\(detail))")
+            return CairnError(
+                .repoObjectExists, "\(what): precondition failed, the object exists or changed (\(detail))")
         case (409, "ConditionalRequestConflict"), (409, "OperationAborted"), (400, "RequestTimeout"),
-             (408, _), (429, _), (500..., _):
+            (408, _), (429, _), (500..., _):
             return CairnError(.repoIO, "\(what): the endpoint failed (\(detail))", retryable: true)
         case (301, _), (307, _), (400, "AuthorizationHeaderMalformed"), (400, "IllegalLocationConstraintException"):
-            return CairnError(.repoProtocol, "\(what): the bucket is in another region or at another endpoint (\(detail))",
-                                hint: "set repository.region to the bucket's region (AWS_REGION overrides it)")
+            return CairnError(
+                .repoProtocol, "\(what): the bucket is in another region or at another endpoint (\(detail))",
+                hint: "set repository.region to the bucket's region (AWS_REGION overrides it)")
         default:
             let msg = xml?.text("Message").map { ": \($0)" } ?? ""
             return CairnError(.repoProtocol, "\(what): unexpected response (\(detail))\(msg)")
@@ -241,27 +277,35 @@ final class S3Client: @unchecked Sendable {
         let endpoint = settings.endpoint.absoluteString
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST:
-            let styleHint = settings.uriStyle == .host
+            let styleHint =
+                settings.uriStyle == .host
                 ? " (with uri_style: host the bucket name is part of the host name; emulators and MinIO usually need uri_style: path)"
                 : ""
-            return CairnError(.repoUnreachable, "\(what): cannot resolve the endpoint's host name (\(message))",
-                                hint: "check repository.endpoint (\(endpoint))\(styleHint)", retryable: true)
+            return CairnError(
+                .repoUnreachable, "\(what): cannot resolve the endpoint's host name (\(message))",
+                hint: "check repository.endpoint (\(endpoint))\(styleHint)", retryable: true)
         case CURLE_COULDNT_CONNECT:
-            return CairnError(.repoUnreachable, "\(what): cannot connect to \(endpoint) (\(message))",
-                                hint: "check that the endpoint is up and that repository.endpoint has the right host and port",
-                                retryable: true)
+            return CairnError(
+                .repoUnreachable, "\(what): cannot connect to \(endpoint) (\(message))",
+                hint: "check that the endpoint is up and that repository.endpoint has the right host and port",
+                retryable: true)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_ISSUER_ERROR,
-             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CRL_BADFILE:
-            return CairnError(.repoTLS, "\(what): the endpoint's TLS certificate was not accepted (\(message))",
-                                hint: "set repository.ca_file to the CA certificate that signed the endpoint's certificate")
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CRL_BADFILE:
+            return CairnError(
+                .repoTLS, "\(what): the endpoint's TLS certificate was not accepted (\(message))",
+                hint: "set repository.ca_file to the CA certificate that signed the endpoint's certificate")
         case CURLE_SSL_CONNECT_ERROR:
-            return CairnError(.repoTLS, "\(what): TLS handshake with \(endpoint) failed (\(message))",
-                                hint: "check that the endpoint speaks TLS on that port (use http:// for a plain endpoint)",
-                                retryable: true)
+            return CairnError(
+                .repoTLS, "\(what): TLS handshake with \(endpoint) failed (\(message))",
+                hint: "check that the endpoint speaks TLS on that port (use http:// for a plain endpoint)",
+                retryable: true)
         case CURLE_OPERATION_TIMEDOUT:
-            return CairnError(.repoTimeout, "\(what): no progress for \(Int(settings.stallTimeout))s or the request deadline passed (\(message))",
-                                hint: "check the network path to \(endpoint); limits.io_timeout and limits.request_timeout set the bounds",
-                                retryable: true)
+            return CairnError(
+                .repoTimeout,
+                "\(what): no progress for \(Int(settings.stallTimeout))s or the request deadline passed (\(message))",
+                hint:
+                    "check the network path to \(endpoint); limits.io_timeout and limits.request_timeout set the bounds",
+                retryable: true)
         case CURLE_ABORTED_BY_CALLBACK, CURLE_WRITE_ERROR:
             return CairnError(.interrupted, "\(what): transfer aborted")
         default:

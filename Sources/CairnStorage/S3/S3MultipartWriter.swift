@@ -88,8 +88,9 @@ final class S3MultipartWriter: ObjectWriter {
             if options.createOnly, try repo.head(key) != nil { throw CairnError.exists(key, in: repo.location) }
             uploadId = try repo.createMultipart(key, createOnly: options.createOnly)
             if !inline {
-                pool = WorkerPool(threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 1,
-                                  name: "cairn-upload")
+                pool = WorkerPool(
+                    threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 1,
+                    name: "cairn-upload")
             }
         }
         let number = nextPart
@@ -124,8 +125,9 @@ final class S3MultipartWriter: ObjectWriter {
                 if let c = current, c.count > 0 { try flushPart() }
                 try pool?.wait()
                 pool = nil
-                try repo.completeMultipart(key, uploadId: uploadId!, parts: ledger.etags.withLock { $0 },
-                                           createOnly: options.createOnly)
+                try repo.completeMultipart(
+                    key, uploadId: uploadId!, parts: ledger.etags.withLock { $0 },
+                    createOnly: options.createOnly)
             }
             state = .finished
             ledger.free.withLock { $0.removeAll() }

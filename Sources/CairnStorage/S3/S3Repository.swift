@@ -16,7 +16,9 @@ public final class S3Repository: Repository {
     public var settings: S3Settings { client.settings }
 
     /// - Parameter credentialSource: where the credentials came from, named in authentication hints.
-    public init(settings: S3Settings, credentialSource: String = "the AWS credentials", clock: any WallClock = SystemClock()) {
+    public init(
+        settings: S3Settings, credentialSource: String = "the AWS credentials", clock: any WallClock = SystemClock()
+    ) {
         client = S3Client(settings: settings, credentialSource: credentialSource, clock: clock)
     }
 
@@ -32,7 +34,8 @@ public final class S3Repository: Repository {
         return "\(location) endpoint=\(scheme)://\(host):\(port) region=\(settings.region)"
     }
     public var capabilities: RepositoryCapabilities {
-        etagIsMD5 ? [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent, .verifiedWrites]
+        etagIsMD5
+            ? [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent, .verifiedWrites]
             : [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent]
     }
 
@@ -89,8 +92,10 @@ public final class S3Repository: Repository {
     func checkETag(_ r: HTTPResponse, md5: String, what: String) throws {
         guard etagIsMD5, let etag = r.headers["etag"] else { return }
         if etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased() != md5 {
-            throw CairnError(.dataCorrupt, "\(what): the stored object's ETag \(etag) does not match the MD5 of what was sent",
-                               hint: "the endpoint or a proxy altered the data; retry, and check any proxy between cairn and the store")
+            throw CairnError(
+                .dataCorrupt, "\(what): the stored object's ETag \(etag) does not match the MD5 of what was sent",
+                hint: "the endpoint or a proxy altered the data; retry, and check any proxy between cairn and the store"
+            )
         }
     }
 
@@ -100,7 +105,9 @@ public final class S3Repository: Repository {
     }
 
     @discardableResult
-    public func get(_ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+    public func get(
+        _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectInfo {
         try validateKey(key)
         return try withoutActuallyEscaping(sink) { sink in
             let (size, modified) = try client.getObject(key, range: range, sink: sink)
@@ -119,7 +126,8 @@ public final class S3Repository: Repository {
             return nil
         }
         let size = r.headers["content-length"].flatMap { Int64($0) } ?? 0
-        return ObjectInfo(key: key, size: size, lastModified: r.headers["last-modified"].flatMap(S3Client.parseHTTPDate))
+        return ObjectInfo(
+            key: key, size: size, lastModified: r.headers["last-modified"].flatMap(S3Client.parseHTTPDate))
     }
 
     /// Throws `repo.bucket-missing` when the bucket does not exist.
@@ -146,8 +154,10 @@ public final class S3Repository: Repository {
                 guard let k = c.text("Key"), k.count >= strip else { continue }
                 let key = String(k.dropFirst(strip))
                 guard !key.isEmpty else { continue }
-                out.append(ObjectInfo(key: key, size: Int64(c.text("Size") ?? "") ?? 0,
-                                      lastModified: c.text("LastModified").flatMap(S3Client.parseISODate)))
+                out.append(
+                    ObjectInfo(
+                        key: key, size: Int64(c.text("Size") ?? "") ?? 0,
+                        lastModified: c.text("LastModified").flatMap(S3Client.parseISODate)))
             }
             token = xml.text("IsTruncated") == "true" ? xml.text("NextContinuationToken") : nil
         } while token != nil
@@ -178,8 +188,10 @@ public final class S3Repository: Repository {
             }
         }
         if !failures.isEmpty {
-            throw CairnError(.repoIO, "DELETE in \(location): \(failures.count) object(s) could not be deleted: "
-                               + failures.prefix(5).joined(separator: ", "))
+            throw CairnError(
+                .repoIO,
+                "DELETE in \(location): \(failures.count) object(s) could not be deleted: "
+                    + failures.prefix(5).joined(separator: ", "))
         }
     }
 
@@ -225,11 +237,18 @@ public final class S3Repository: Repository {
             req.body = buf
             req.contentMD5 = Array(Insecure.MD5.hash(data: buf))
             do { return try client.send(req) } catch let e as CairnError
-                where e.code == .repoObjectExists || e.code == .repoObjectMissing {
+                where e.code == .repoObjectExists || e.code == .repoObjectMissing
+            {
                 // A retry after a lost acknowledgement finds the upload completed (412, or 404 NoSuchUpload):
                 // accept it only if the object's ETag is the one these parts make.
-                if etagIsMD5, let expected = S3Repository.multipartETag(parts.sorted { $0.0 < $1.0 }.map(\.1)), try storedETag(key) == expected {
-                    return HTTPResponse(status: 200, headers: [:], body: Array("<CompleteMultipartUploadResult><ETag>\"\(expected)\"</ETag></CompleteMultipartUploadResult>".utf8))
+                if etagIsMD5, let expected = S3Repository.multipartETag(parts.sorted { $0.0 < $1.0 }.map(\.1)),
+                    try storedETag(key) == expected
+                {
+                    return HTTPResponse(
+                        status: 200, headers: [:],
+                        body: Array(
+                            "<CompleteMultipartUploadResult><ETag>\"\(expected)\"</ETag></CompleteMultipartUploadResult>"
+                                .utf8))
                 }
                 if e.code == .repoObjectExists { throw CairnError.exists(key, in: location) }
                 throw e
@@ -240,8 +259,9 @@ public final class S3Repository: Repository {
         let res = XMLElement.parse(r.body)
         if res?.name.hasPrefix("CompleteMultipartUpload") != true || res?.text("ETag") == nil {
             let code = res?.text("Code") ?? "no result document"
-            throw CairnError(.repoIO, "POST \(client.describe(key))?uploadId: completing the upload failed (\(code))",
-                               retryable: false)
+            throw CairnError(
+                .repoIO, "POST \(client.describe(key))?uploadId: completing the upload failed (\(code))",
+                retryable: false)
         }
     }
 
@@ -260,8 +280,9 @@ public final class S3Repository: Repository {
             guard let xml = XMLElement.parse(r.body) else { break }
             for u in xml.all("Upload") {
                 guard let k = u.text("Key"), let id = u.text("UploadId"),
-                      let started = u.text("Initiated").flatMap(S3Client.parseISODate),
-                      now.timeIntervalSince(started) > age else { continue }
+                    let started = u.text("Initiated").flatMap(S3Client.parseISODate),
+                    now.timeIntervalSince(started) > age
+                else { continue }
                 let strip = settings.prefix.isEmpty ? 0 : settings.prefix.count + 1
                 abortMultipart(String(k.dropFirst(strip)), uploadId: id)
                 aborted += 1
@@ -277,7 +298,8 @@ public final class S3Repository: Repository {
     static func multipartETag(_ partETags: [String]) -> String? {
         var all = [UInt8]()
         for e in partETags {
-            guard let md5 = Hex.decode(e.trimmingCharacters(in: CharacterSet(charactersIn: "\""))), md5.count == 16 else { return nil }
+            guard let md5 = Hex.decode(e.trimmingCharacters(in: CharacterSet(charactersIn: "\""))), md5.count == 16
+            else { return nil }
             all += md5
         }
         return Hex.encode(Insecure.MD5.hash(data: all)) + "-\(partETags.count)"

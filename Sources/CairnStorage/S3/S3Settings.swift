@@ -45,12 +45,14 @@ public struct S3Settings: Sendable {
     /// Retries after the first attempt for retryable failures.
     public var maxRetries: Int
 
-    public init(endpoint: URL, bucket: String, prefix: String = "", region: String = "us-east-1",
-                uriStyle: URIStyle = .host, caFile: String? = nil, verifyTLS: Bool = true,
-                storageClass: String? = nil, serverSideEncryption: String? = nil, kmsKeyId: String? = nil,
-                credentials: AWSCredentials, partSize: Int = 8 << 20, singlePutLimit: Int? = nil,
-                concurrency: Int = 4, connectTimeout: Double = 10, stallTimeout: Double = 30,
-                requestDeadline: Double = 300, maxRetries: Int = 6) {
+    public init(
+        endpoint: URL, bucket: String, prefix: String = "", region: String = "us-east-1",
+        uriStyle: URIStyle = .host, caFile: String? = nil, verifyTLS: Bool = true,
+        storageClass: String? = nil, serverSideEncryption: String? = nil, kmsKeyId: String? = nil,
+        credentials: AWSCredentials, partSize: Int = 8 << 20, singlePutLimit: Int? = nil,
+        concurrency: Int = 4, connectTimeout: Double = 10, stallTimeout: Double = 30,
+        requestDeadline: Double = 300, maxRetries: Int = 6
+    ) {
         self.endpoint = endpoint
         self.bucket = bucket
         self.prefix = prefix.split(separator: "/").joined(separator: "/")

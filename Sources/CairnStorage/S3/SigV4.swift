@@ -14,7 +14,9 @@ public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
         self.sessionToken = sessionToken
     }
 
-    public var description: String { "AWSCredentials(accessKeyId: \(AWSCredentials.mask(accessKeyId)), secret: <redacted>)" }
+    public var description: String {
+        "AWSCredentials(accessKeyId: \(AWSCredentials.mask(accessKeyId)), secret: <redacted>)"
+    }
 
     /// Shows the first four and last two characters of an access key id, enough to tell keys apart.
     public static func mask(_ id: String) -> String {
@@ -59,8 +61,10 @@ public struct SigV4Signer: Sendable {
     ///   - headers: headers to sign (names in any case).
     ///   - payloadHash: hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`; must equal the `x-amz-content-sha256` header.
     ///   - date: the signing time.
-    public func sign(method: String, host: String, path: String, query: String,
-                     headers: [(String, String)], payloadHash: String, date: Date) -> Signature {
+    public func sign(
+        method: String, host: String, path: String, query: String,
+        headers: [(String, String)], payloadHash: String, date: Date
+    ) -> Signature {
         let amzDate = SigV4Signer.amzDate(date)
         let day = String(amzDate.prefix(8))
         var all: [(String, String)] = headers.map { ($0.0.lowercased(), SigV4Signer.trimHeaderValue($0.1)) }
@@ -80,13 +84,15 @@ public struct SigV4Signer: Sendable {
         let kService = SigV4Signer.hmac(kRegion, service)
         let kSigning = SigV4Signer.hmac(kService, "aws4_request")
         let signature = Hex.encode(SigV4Signer.hmac(kSigning, stringToSign))
-        let authorization = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), "
+        let authorization =
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), "
             + "SignedHeaders=\(signedHeaders), Signature=\(signature)"
         var out: [(String, String)] = [("x-amz-date", amzDate)]
         if let token = credentials.sessionToken { out.append(("x-amz-security-token", token)) }
         out.append(("Authorization", authorization))
-        return Signature(canonicalRequest: canonicalRequest, stringToSign: stringToSign,
-                         authorization: authorization, headers: out)
+        return Signature(
+            canonicalRequest: canonicalRequest, stringToSign: stringToSign,
+            authorization: authorization, headers: out)
     }
 
     /// `YYYYMMDD'T'HHMMSS'Z'` in UTC.
@@ -94,8 +100,9 @@ public struct SigV4Signer: Sendable {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec)
+        return String(
+            format: "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+            tm.tm_hour, tm.tm_min, tm.tm_sec)
     }
 
     /// URI-encodes per SigV4: every byte except `A-Z a-z 0-9 - _ . ~` becomes `%XX` (uppercase hex);
@@ -106,8 +113,8 @@ public struct SigV4Signer: Sendable {
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
-                 UInt8(ascii: "."), UInt8(ascii: "~"):
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
+                UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(b))
             case UInt8(ascii: "/") where keepSlash:
                 out.append("/")

@@ -51,7 +51,9 @@ struct XMLElement {
                 if bytes[at] != UInt8(ascii: "<") {
                     guard let text = self.text() else { return nil }
                     if stack.isEmpty {
-                        guard text.allSatisfy({ $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }) else { return nil }
+                        guard text.allSatisfy({ $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }) else {
+                            return nil
+                        }
                     } else {
                         stack[stack.count - 1].text += text
                     }
@@ -62,7 +64,7 @@ struct XMLElement {
                     stack[stack.count - 1].text += String(decoding: bytes[(at + 9)..<end], as: UTF8.self)
                     at = end + 3
                 } else if starts("<!") {
-                    guard root == nil, stack.isEmpty, skip("<!", until: ">") else { return nil }   // a DOCTYPE
+                    guard root == nil, stack.isEmpty, skip("<!", until: ">") else { return nil }  // a DOCTYPE
                 } else if starts("</") {
                     at += 2
                     guard let name = self.name(), let open = stack.popLast(), open.name == name else { return nil }
@@ -74,7 +76,11 @@ struct XMLElement {
                     guard root == nil, let name = self.name() else { return nil }
                     guard let empty = attributes() else { return nil }
                     if empty {
-                        if stack.isEmpty { root = XMLElement(name: name) } else { stack[stack.count - 1].children.append(XMLElement(name: name)) }
+                        if stack.isEmpty {
+                            root = XMLElement(name: name)
+                        } else {
+                            stack[stack.count - 1].children.append(XMLElement(name: name))
+                        }
                     } else {
                         stack.append(XMLElement(name: name))
                     }
@@ -134,7 +140,9 @@ struct XMLElement {
                 spaces()
                 guard expect("=") else { return nil }
                 spaces()
-                guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") || bytes[at] == UInt8(ascii: "'") else { return nil }
+                guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") || bytes[at] == UInt8(ascii: "'") else {
+                    return nil
+                }
                 let quote = bytes[at]
                 at += 1
                 while at < bytes.count, bytes[at] != quote { at += 1 }
@@ -159,7 +167,8 @@ struct XMLElement {
                 default:
                     let hex = ref.hasPrefix("#x") || ref.hasPrefix("#X")
                     guard ref.hasPrefix("#"), let v = UInt32(ref.dropFirst(hex ? 2 : 1), radix: hex ? 16 : 10),
-                          let scalar = Unicode.Scalar(v) else { return nil }
+                        let scalar = Unicode.Scalar(v)
+                    else { return nil }
                     out += Array(String(Character(scalar)).utf8)
                 }
             }
