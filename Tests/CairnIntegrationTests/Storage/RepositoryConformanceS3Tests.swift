@@ -1,0 +1,18 @@
+import CairnStorage
+import Foundation
+import TestSupport
+import Testing
+
+/// The repository contract (``Conformance``) on the S3 emulator, over plain HTTP and over TLS.
+@Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct RepositoryConformanceS3Tests {
+    @Test func s3() throws {
+        // 12 MiB with 5 MiB parts: the streaming writer goes multipart (3 parts, uploaded in parallel).
+        let repo = S3Repository(settings: TestEnvironment.s3Settings())
+        try Conformance.run(repo, largeObject: 12 << 20)
+    }
+
+    @Test func s3OverTLSWithCAFile() throws {
+        let repo = S3Repository(settings: TestEnvironment.s3Settings(tls: true))
+        try Conformance.run(repo, largeObject: 6 << 20)
+    }
+}
