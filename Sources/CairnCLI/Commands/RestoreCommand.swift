@@ -269,7 +269,8 @@ struct RestoreCommand: AsyncParsableCommand {
             )
             if let d = r.delta {
                 Output.line(
-                    "  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed"
+                    "  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed; "
+                        + "\(d.bundlesFetched) bundle(s) fetched, \(d.bundlesSkipped) not fetched (their files were on disk)"
                 )
             }
             Output.line(

@@ -199,6 +199,16 @@ public enum RestoreOperation {
             let dir = roots[archive]!
             let submitted = pool.submit {
                 try Interruption.check()
+                if let delta, let chain {
+                    let check = DeltaBundleCheck(
+                        root: dir, archive: archive, files: chain.files, newest: chain.newest, tally: delta)
+                    let skip = try object.contents.map(check.unchanged) ?? false
+                    delta.bundle(fetched: !skip)
+                    if skip {
+                        onBytes(totals.add(bytes: object.digest.size))
+                        return totals.add(files: object.files ?? 0)
+                    }
+                }
                 let x = TarExtractor(
                     root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
                 do {
