@@ -25,6 +25,8 @@ public enum RestoreOperation {
         public var standby = false
         /// The standby's `primary_conninfo` (written to `postgresql.auto.conf`, never echoed).
         public var primaryConninfo: String?
+        /// The standby's `primary_slot_name`: the replication slot on the primary that keeps its WAL.
+        public var primarySlotName: String?
 
         public init(targetDirectory: String) { self.targetDirectory = targetDirectory }
     }

@@ -233,7 +233,14 @@ import Testing
             "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
         let refused = try c.cairn(["restore", "--standby", "--target-dir", dir + "/data", "--immediate"])
         #expect(refused.status == ErrorCode.usage.exitCode && refused.stderr.contains("--standby"), "\(refused.stderr)")
-        let r = try Self.restore(c, dir + "/data", ["--delta", "--standby", "--primary-conninfo", conninfo])
+        let badSlot = try c.cairn([
+            "restore", "--standby", "--target-dir", dir + "/data", "--primary-slot-name", "My-Slot"
+        ])
+        #expect(badSlot.status == ErrorCode.usage.exitCode && badSlot.stderr.contains("slot"), "\(badSlot.stderr)")
+        try c.psql("SELECT pg_create_physical_replication_slot('cairn_standby')")
+        let r = try Self.restore(
+            c, dir + "/data",
+            ["--delta", "--standby", "--primary-conninfo", conninfo, "--primary-slot-name", "cairn_standby"])
         #expect(!r.stdout.contains("sekrit-pw") && !r.stderr.contains("sekrit-pw"), "\(r.stdout)")
         #expect(r.stdout.contains("primary_conninfo") && r.stdout.contains("password=<redacted>"), "\(r.stdout)")
         #expect(FileManager.default.fileExists(atPath: dir + "/data/standby.signal"))
@@ -255,6 +262,7 @@ import Testing
         #expect(try standby.psql("SELECT status FROM pg_stat_wal_receiver") == "streaming")
         #expect(
             try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
+        #expect(try c.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'cairn_standby'") == "t")
     }
 }
 
