@@ -52,10 +52,11 @@ public struct FindPlan: Sendable, Equatable {
         }
         let first = all.firstIndex { ($0.stored ?? .distantFuture) >= since }
         let last = all.firstIndex { ($0.stored ?? .distantFuture) > until } ?? all.count - 1
-        guard let first, first <= last else {
+        let beforeArchive = first == 0 && (all[0].stored ?? .distantPast) > until
+        guard let first, first <= last, !beforeArchive else {
             throw CairnError(
                 .walMissing,
-                "no archived WAL between \(Timestamp.format(since)) and \(Timestamp.format(until)): the archive was last written at \(Timestamp.format(newest))",
+                "no archived WAL between \(Timestamp.format(since)) and \(Timestamp.format(until)): the archive holds segments stored from \(Timestamp.format(all.compactMap(\.stored).min() ?? newest)) to \(Timestamp.format(newest))",
                 hint: "choose --since and --until inside the archive's range (`cairn info` shows it)")
         }
         let seg = catalog.wal.segmentSize
