@@ -45,12 +45,14 @@ public struct FindPlan: Sendable, Equatable {
                 .walMissing, "the repository has no archived WAL to search",
                 hint: "archive WAL with archive_command = 'cairn wal-push %p' (see runbooks/wal-archiving.md)")
         }
-        let until = until ?? newest
+        // Stores keep modification times in whole seconds (S3): a segment may hold commits up to a second after
+        // its recorded time.
+        let until = until ?? newest.addingTimeInterval(1)
         let since = since ?? until.addingTimeInterval(-defaultSpan)
         guard since < until else {
             throw CairnError(.usage, "--since (\(Timestamp.format(since))) must be before --until (\(Timestamp.format(until)))")
         }
-        let first = all.firstIndex { ($0.stored ?? .distantFuture) >= since }
+        let first = all.firstIndex { ($0.stored ?? .distantFuture).addingTimeInterval(1) >= since }
         let last = all.firstIndex { ($0.stored ?? .distantFuture) > until } ?? all.count - 1
         let beforeArchive = first == 0 && (all[0].stored ?? .distantPast) > until
         guard let first, first <= last, !beforeArchive else {
