@@ -11,7 +11,8 @@ import Testing
     /// A digest of a table's rows.
     static func digest(_ c: ScratchCluster, _ table: String) throws -> String {
         try c.psql(
-            "SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)")
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(id::text || '/' || v, ',' ORDER BY id)), '') FROM \(table)"
+        )
     }
 
     /// Three tables with an index, a comment, a grant and an owned sequence each; `later` takes writes after the
@@ -58,7 +59,9 @@ import Testing
         }
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
-        try Run.shell("runuser -u postgres -- \(c.bin)/pgbench -i -q -s 1 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1")
+        try Run.shell(
+            "runuser -u postgres -- \(c.bin)/pgbench -i -q -s 1 -h \(c.socketDir) -p \(c.port) -U postgres postgres >/dev/null 2>&1"
+        )
         try Self.createTables(c)
         let backup = try c.cairn(["backup"])
         #expect(backup.status == 0, "\(backup.stderr)")
@@ -66,7 +69,9 @@ import Testing
         // Under load: more rows after the backup, then the three mistakes, then more writes.
         let pgbench = Self.load(c, seconds: 8)
         var expected: [String: String] = [:]
-        for (t, mistake) in [("dropped", "DROP TABLE dropped"), ("truncated", "TRUNCATE truncated"), ("deleted", "DELETE FROM deleted")] {
+        for (t, mistake) in [
+            ("dropped", "DROP TABLE dropped"), ("truncated", "TRUNCATE truncated"), ("deleted", "DELETE FROM deleted")
+        ] {
             try c.psql("INSERT INTO \(t) (v) SELECT '\(t)-after-backup-' || g FROM generate_series(1, 200) g")
             expected[t] = try Self.digest(c, t)
             try c.psql(mistake)
@@ -85,12 +90,18 @@ import Testing
                 candidates.first { $0["kind"] as? String == kind && $0["table"] as? String == "public.\(table)" },
                 "find lists the \(kind) of \(table): \(candidates)")
         }
-        let found = ["dropped": try pick("drop", "dropped"), "truncated": try pick("truncate", "truncated"), "deleted": try pick("delete", "deleted")]
+        let found = [
+            "dropped": try pick("drop", "dropped"), "truncated": try pick("truncate", "truncated"),
+            "deleted": try pick("delete", "deleted")
+        ]
         #expect(found["deleted"]?["rows"] as? Int == 1700)
         // pgbench -i truncated its own tables before loading them (also found); its transactions under load are not.
         let ours = candidates.filter { !($0["table"] as? String ?? "").hasPrefix("public.pgbench") }
         #expect(ours.count == 3, "\(candidates)")
-        #expect(!candidates.contains { $0["kind"] as? String != "truncate" && ($0["table"] as? String ?? "").hasPrefix("public.pgbench") })
+        #expect(
+            !candidates.contains {
+                $0["kind"] as? String != "truncate" && ($0["table"] as? String ?? "").hasPrefix("public.pgbench")
+            })
         let narrowed = try Self.find(c, ["--table", "public.truncated"])
         #expect(narrowed.count == 1 && narrowed.first?["kind"] as? String == "truncate")
 
@@ -99,7 +110,8 @@ import Testing
         for t in ["dropped", "truncated", "deleted"] {
             let target = try #require(found[t]?["restore_arguments"] as? [String])
             let t0 = Date()
-            let r = try c.cairn(["restore", "--table", "public.\(t)", "--scratch-dir", c.dir + "/scratch", "--json"] + target)
+            let r = try c.cairn(
+                ["restore", "--table", "public.\(t)", "--scratch-dir", c.dir + "/scratch", "--json"] + target)
             restoreSeconds.append(String(format: "%@ %.1f s", t, Date().timeIntervalSince(t0)))
             #expect(r.status == 0, "restore --table \(t): \(r.stderr)")
             let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
@@ -126,30 +138,37 @@ import Testing
 
     /// `--before` a candidate with `--into`, `--output` (a dump, nothing loaded), the human listing, and the
     /// refusals: an existing name, an unknown table, a range without WAL, a `--before` that is no candidate.
-    func checkBeforeIntoOutputAndRefusals(_ c: ScratchCluster, found: [String: [String: Any]], expected: [String: String])
+    func checkBeforeIntoOutputAndRefusals(
+        _ c: ScratchCluster, found: [String: [String: Any]], expected: [String: String]
+    )
         throws
     {
         let scratch = ["--scratch-dir", c.dir + "/scratch"]
         let deleted = try #require(found["deleted"]?["reference"] as? String)
-        let into = try c.cairn(["restore", "--table", "deleted", "--before", deleted, "--into", "public.deleted_copy"] + scratch)
+        let into = try c.cairn(
+            ["restore", "--table", "deleted", "--before", deleted, "--into", "public.deleted_copy"] + scratch)
         #expect(into.status == 0, "\(into.stderr)")
         #expect(into.stdout.contains("public.deleted → public.deleted_copy (1700 rows)"), "\(into.stdout)")
         #expect(try Self.digest(c, "deleted_copy") == expected["deleted"])
 
         let dump = c.dir + "/truncated.dump"
         let truncated = try #require(found["truncated"]?["reference"] as? String)
-        let out = try c.cairn(["restore", "--table", "public.truncated", "--before", truncated, "--output", dump] + scratch)
+        let out = try c.cairn(
+            ["restore", "--table", "public.truncated", "--before", truncated, "--output", dump] + scratch)
         #expect(out.status == 0, "\(out.stderr)")
         let listing = try Run.program(c.bin + "/pg_restore", ["-l", dump])
         #expect(listing.stdout.contains("TABLE DATA public truncated_restored_"), "\(listing.stdout)")
-        #expect(try c.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'truncated_restored_%' AND relkind = 'r'") == "1")
+        #expect(
+            try c.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'truncated_restored_%' AND relkind = 'r'")
+                == "1")
 
         let human = try c.cairn(["find", "--table", "public.dropped"])
         #expect(human.status == 0)
         #expect(human.stdout.contains("dropped public.dropped (name from backup "), "\(human.stdout)")
         #expect(human.stdout.contains("--target-lsn"))
 
-        let exists = try c.cairn(["restore", "--table", "public.deleted", "--before", deleted, "--into", "public.later"] + scratch)
+        let exists = try c.cairn(
+            ["restore", "--table", "public.deleted", "--before", deleted, "--into", "public.later"] + scratch)
         #expect(exists.status == ErrorCode.tableExists.exitCode, "\(exists.stderr)")
         #expect(exists.stderr.contains("HINT:"))
         let unknown = try c.cairn(["find", "--table", "public.nope"])
@@ -158,5 +177,32 @@ import Testing
         #expect(empty.status == ErrorCode.walMissing.exitCode, "\(empty.stderr)")
         let bad = try c.cairn(["restore", "--table", "public.deleted", "--before", "yesterday"])
         #expect(bad.status == ErrorCode.usage.exitCode, "\(bad.stderr)")
+    }
+
+    /// From a logical backup the table comes back as it was dumped (its database restored with its roles into a
+    /// scratch cluster, then copied out like from a physical one); a recovery target is refused with it.
+    @Test func aTableComesBackFromALogicalBackup() throws {
+        let c = try ScratchCluster(name: "find-logical") {
+            try Run.shell("mkdir -p \($0)/scratch && chown postgres:postgres \($0)/scratch")
+            return try TestRepository.config(.s3, dir: $0, conninfo: $1)
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try Self.createTables(c)
+        let expected = try Self.digest(c, "deleted")
+        let backup = try c.cairn(["backup", "--type", "logical", "--database", "postgres", "--json"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let id = try #require(
+            (try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        try c.psql("DELETE FROM deleted")
+        let scratch = ["--scratch-dir", c.dir + "/scratch"]
+        let r = try c.cairn(["restore", "--table", "public.deleted", "--backup", id] + scratch)
+        #expect(r.status == 0, "\(r.stderr)")
+        let name = try c.psql("SELECT relname FROM pg_class WHERE relname LIKE 'deleted_restored_%' AND relkind = 'r'")
+        #expect(try Self.digest(c, name) == expected)
+        #expect(try c.psql("SELECT has_table_privilege('reader', '\(name)', 'SELECT')") == "t")
+        let withTarget = try c.cairn(["restore", "--table", "public.deleted", "--backup", id, "--immediate"] + scratch)
+        #expect(withTarget.status == ErrorCode.usage.exitCode, "\(withTarget.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.dir + "/scratch").isEmpty)
     }
 }

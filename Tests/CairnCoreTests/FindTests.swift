@@ -57,7 +57,9 @@ private let head = "len (rec/tot):     54/    54,"
     }
 
     @Test func ignoresOtherRecordsAndTemporaryRelations() {
-        #expect(WalDumpParser.parse("rmgr: Btree       \(head) tx: 9, lsn: 0/01000028, prev 0/0, desc: INSERT_LEAF off 2") == nil)
+        #expect(
+            WalDumpParser.parse("rmgr: Btree       \(head) tx: 9, lsn: 0/01000028, prev 0/0, desc: INSERT_LEAF off 2")
+                == nil)
         #expect(WalDumpParser.parse("pg_waldump: first record is after 0/01000000, at 0/01000028") == nil)
         #expect(FileNodeRef(path: "base/5/t3_16384") == nil)
         #expect(FileNodeRef(path: "pg_tblspc/16500/PG_15_202209061/5/16384")?.tablespace == 16500)
@@ -72,7 +74,9 @@ private let head = "len (rec/tot):     54/    54,"
     }
 
     @Test func aDropIsNamedByOIDAndItsIndexesAreNotReported() {
-        let a = activity([commit(737, "0/019842F8", "; rels: base/5/16390 base/5/16394; dropped stats: 2/5/16390 2/5/16394")])
+        let a = activity([
+            commit(737, "0/019842F8", "; rels: base/5/16390 base/5/16394; dropped stats: 2/5/16390 2/5/16394")
+        ])
         let names = Names(byOID: [16390: table("orders"), 16394: table("orders_pkey", "i")])
         let c = MistakeClassifier.candidates(a, minRows: 1000, names: names)
         #expect(c.map(\.kind) == [.drop])
@@ -88,7 +92,9 @@ private let head = "len (rec/tot):     54/    54,"
             "rmgr: XLOG        \(head) tx: 738, lsn: 0/0198A570, prev 0/0, desc: FPI , blkref #0: rel 1663/5/16413 blk 0 FPW",
             commit(738, "0/0198A600", "; rels: base/5/16398 base/5/16402")
         ])
-        let names = Names(byNode: [16398: table("events"), 16402: table("events_pkey", "i"), 16413: table("events_pkey", "i")])
+        let names = Names(byNode: [
+            16398: table("events"), 16402: table("events_pkey", "i"), 16413: table("events_pkey", "i")
+        ])
         let c = MistakeClassifier.candidates(a, minRows: 1000, names: names)
         #expect(c.map(\.kind) == [.truncate])
         #expect(c.first?.table == "public.events")
@@ -113,7 +119,8 @@ private let head = "len (rec/tot):     54/    54,"
             )
         }
         lines.append(
-            "rmgr: Heap        \(head) tx: 743, lsn: 0/02010000, prev 0/0, desc: DELETE off 9 flags 0x00 , blkref #0: rel 1663/5/16405 blk 0")
+            "rmgr: Heap        \(head) tx: 743, lsn: 0/02010000, prev 0/0, desc: DELETE off 9 flags 0x00 , blkref #0: rel 1663/5/16405 blk 0"
+        )
         lines.append(commit(741, "0/02020000", "; subxacts: 742"))
         lines.append("rmgr: Transaction \(head) tx: 743, lsn: 0/02030000, prev 0/0, desc: ABORT \(time)")
         let names = Names(byNode: [16405: table("accounts")])
@@ -132,10 +139,12 @@ private let head = "len (rec/tot):     54/    54,"
         for n in UInt64(1)...12 where n != 8 {
             let name = WALSegment(timeline: 1, number: n, segmentSize: size).name
             wal.segments[1, default: [:]][n] = .init(
-                file: .segment(name), key: "wal/00000001/\(name).zst", storedSize: 1, stored: t0.addingTimeInterval(Double(n) * 60))
+                file: .segment(name), key: "wal/00000001/\(name).zst", storedSize: 1,
+                stored: t0.addingTimeInterval(Double(n) * 60))
         }
         let cluster = ClusterInfo(systemIdentifier: "1", versionNum: 150_018, walSegmentSize: size, dataDirectory: "/d")
-        let catalog = Catalog(info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "t"), backups: [], wal: wal)
+        let catalog = Catalog(
+            info: RepositoryInfo(cluster: cluster, created: t0, cairnVersion: "t"), backups: [], wal: wal)
         let plan = try FindPlan.make(catalog, since: t0.addingTimeInterval(150), until: t0.addingTimeInterval(630))
         #expect(plan.chunks.map { $0.segments.map(\.number) } == [[3, 4, 5, 6], [7], [9, 10, 11]])
         #expect(plan.chunks.map { $0.next?.number } == [7, nil, 12])
@@ -154,7 +163,8 @@ private let head = "len (rec/tot):     54/    54,"
         let long = String(repeating: "x", count: 60)
         #expect(TableNaming.restored(long, stamp: "20261203091500").utf8.count == 63)
         let r = TableNaming.renames(
-            ["orders_pkey", "orders_v", "orders_id_seq"], taken: ["orders_pkey", "orders_id_seq", "orders_pkey_restored_1"],
+            ["orders_pkey", "orders_v", "orders_id_seq"],
+            taken: ["orders_pkey", "orders_id_seq", "orders_pkey_restored_1"],
             stamp: "1")
         #expect(r == ["orders_pkey": "orders_pkey_restored_1_1", "orders_id_seq": "orders_id_seq_restored_1"])
         #expect(TableNaming.stamp(Date(timeIntervalSince1970: 1_796_288_089)) == "20261203085449")

@@ -31,7 +31,8 @@ struct FindCommand: AsyncParsableCommand {
     func validate() throws {
         for (name, value) in [("--since", since), ("--until", until)] {
             if let v = value, TimeParser.parse(v) == nil {
-                throw ValidationError("\(name) \"\(v)\" is not a time; use e.g. '2026-11-25 14:32:00' or '2026-11-25T14:32:00Z'")
+                throw ValidationError(
+                    "\(name) \"\(v)\" is not a time; use e.g. '2026-11-25 14:32:00' or '2026-11-25T14:32:00Z'")
             }
         }
         guard minRows >= 1 else { throw ValidationError("--min-rows must be at least 1") }
@@ -45,7 +46,8 @@ struct FindCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         let repo = try ctx.makeRepository()
         var options = FindOperation.Options(
-            workFolder: (workDir ?? NSTemporaryDirectory()) + "/cairn-find-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            workFolder: (workDir ?? NSTemporaryDirectory())
+                + "/cairn-find-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         options.since = since.flatMap(TimeParser.parse)
         options.until = until.flatMap(TimeParser.parse)
         options.minRows = minRows
@@ -69,11 +71,17 @@ struct FindCommand: AsyncParsableCommand {
         Output.line(
             "searched \(r.segments) WAL segment(s), \(r.records) records, from \(Timestamp.format(r.since)) to \(Timestamp.format(r.until)) in \(Units.formatDuration(r.seconds))"
         )
-        if let p = r.liveCatalogProblem { Output.line("  the cluster's catalog was not available (\(p)): names come from the backups' relation maps") }
-        for m in r.missing { Output.line("  WARNING: segment \(m) is missing from the archive: what happened there is unknown") }
+        if let p = r.liveCatalogProblem {
+            Output.line("  the cluster's catalog was not available (\(p)): names come from the backups' relation maps")
+        }
+        for m in r.missing {
+            Output.line("  WARNING: segment \(m) is missing from the archive: what happened there is unknown")
+        }
         for p in r.problems { Output.line("  WARNING: \(p)") }
         guard !r.candidates.isEmpty else {
-            Output.line("no candidate: no table dropped or truncated, no transaction deleted or updated \(minRows) rows of one table")
+            Output.line(
+                "no candidate: no table dropped or truncated, no transaction deleted or updated \(minRows) rows of one table"
+            )
             return
         }
         for c in r.candidates { Output.line(Self.describe(c)) }
@@ -90,6 +98,7 @@ struct FindCommand: AsyncParsableCommand {
         }
         let name = c.table ?? "an unknown relation (file nodes \(c.fileNodes.map(String.init).joined(separator: ", ")))"
         let source = c.nameSource == "live" || c.table == nil ? "" : " (name from \(c.nameSource))"
-        return "\(Timestamp.format(c.commitTime))  \(what) \(name)\(source) in database \(c.database ?? "oid \(c.databaseOid)")  xid \(c.xid)  lsn \(c.lsn)  → restore before it: \(c.restoreArguments.joined(separator: " "))"
+        return
+            "\(Timestamp.format(c.commitTime))  \(what) \(name)\(source) in database \(c.database ?? "oid \(c.databaseOid)")  xid \(c.xid)  lsn \(c.lsn)  → restore before it: \(c.restoreArguments.joined(separator: " "))"
     }
 }

@@ -65,7 +65,8 @@ struct RestoreCommand: AsyncParsableCommand {
     var primaryConninfo: String?
     @Option(
         name: .long,
-        help: "Logical restore: the database to restore from a logical backup (needs --backup and --into); with --table: the tables' database."
+        help:
+            "Logical restore: the database to restore from a logical backup (needs --backup and --into); with --table: the tables' database."
     )
     var database: String?
     @Option(
@@ -85,7 +86,9 @@ struct RestoreCommand: AsyncParsableCommand {
     var before: String?
     @Option(name: .long, help: "With --table: write a pg_restore-able dump here instead of loading it.") var output:
         String?
-    @Option(name: .long, help: "With --table: where the scratch cluster goes (default: the drill policy's scratch_directory).")
+    @Option(
+        name: .long,
+        help: "With --table: where the scratch cluster goes (default: the drill policy's scratch_directory).")
     var scratchDir: String?
     @Flag(name: .long, help: "Print the plan (backup, WAL range, settings) and write nothing.") var dryRun = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false

@@ -23,19 +23,24 @@ extension RestoreCommand {
                 "--table restores tables into the live database; it does not take --target-dir, --delta, --standby, --tablespace-map, --force, --globals, --jobs, --no-owner, --temp-dir, --archive-mode, --target-action or --dry-run"
             )
         }
-        let targets = [targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, latest, before != nil]
-        guard targets.filter({ $0 }).count == 1 else {
+        let targets = [
+            targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, latest, before != nil
+        ]
+        guard targets.filter({ $0 }).count == 1 || (targets.allSatisfy { !$0 } && backup != nil) else {
             throw ValidationError(
-                "--table needs exactly one target: --before (a candidate of `cairn find`), --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest"
+                "--table needs exactly one target: --before (a candidate of `cairn find`), --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest (none with --backup of a logical backup)"
             )
         }
         if let b = before, Self.parseBefore(b) == nil {
-            throw ValidationError("--before \"\(b)\" is not a candidate of `cairn find` (XID@LSN), an LSN or a transaction id")
+            throw ValidationError(
+                "--before \"\(b)\" is not a candidate of `cairn find` (XID@LSN), an LSN or a transaction id")
         }
         if let i = into, !i.contains(".") || FindOperation.qualify(i) == nil {
             throw ValidationError("--into with --table takes schema.name, e.g. public.orders_old")
         }
-        if into != nil && table.count > 1 { throw ValidationError("--into names one table; restore several tables without it") }
+        if into != nil && table.count > 1 {
+            throw ValidationError("--into names one table; restore several tables without it")
+        }
         if let o = output, FileManager.default.fileExists(atPath: o) {
             throw ValidationError("--output \(o) exists; give a new file name (cairn does not overwrite it)")
         }
@@ -61,7 +66,9 @@ extension RestoreCommand {
             user: conninfo.options["user"] ?? NSUserName(), liveConninfo: ctx.config.cluster.connection)
         (options.into, options.output, options.backupId) = (into, output, backup)
         (options.timeline, options.parallelism) = (targetTimeline, ctx.config.limits.parallelism)
-        let (target, inclusive) = before.flatMap(Self.parseBefore).map { ($0, false) } ?? (self.target, !targetExclusive)
+        let given = [targetTime, targetLsn, targetXid, targetName].contains { $0 != nil } || immediate || latest
+        let (target, inclusive): (RecoveryTarget?, Bool) =
+            before.flatMap(Self.parseBefore).map { ($0, false) } ?? (given ? self.target : nil, !targetExclusive)
         let interrupt = Interruption.onInterrupt("the scratch cluster was stopped and removed") {
             let folders = ScratchCleanup.cleanAll()
             for _ in 0..<10 where folders.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
@@ -77,9 +84,13 @@ extension RestoreCommand {
                 options: options, tools: ctx.tools, clock: SystemClock())
         }
         if json { return try Output.json(result) }
-        Output.line("restored from backup \(result.backupId) at target \(result.target) in \(Units.formatDuration(result.seconds)):")
+        Output.line(
+            "restored from backup \(result.backupId) at target \(result.target) in \(Units.formatDuration(result.seconds)):"
+        )
         for t in result.tables {
-            Output.line("  \(t.source) → \(t.restoredAs) (\(t.rows) rows)\(result.output == nil ? " in database \(result.database)" : "")")
+            Output.line(
+                "  \(t.source) → \(t.restoredAs) (\(t.rows) rows)\(result.output == nil ? " in database \(result.database)" : "")"
+            )
         }
         if let o = result.output { Output.line("  written to \(o) (pg_restore -d \(result.database) \(o) loads it)") }
         for n in result.notes { Output.line("  note: \(n)") }

@@ -178,7 +178,9 @@ public enum BackupOperation {
     }
 
     /// Records which relation each file node belongs to (every database), for `cairn find` (``RelationMap``).
-    static func storeRelationMap(conninfo: String, target: BackupTarget, clock: any WallClock) throws
+    static func storeRelationMap(
+        conninfo: String, target: BackupTarget, clock: any WallClock
+    ) throws
         -> BackupManifest.Object
     {
         target.progress.onPhase("recording the relation map")

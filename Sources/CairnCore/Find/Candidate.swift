@@ -66,7 +66,9 @@ public struct Candidate: Codable, Sendable, Equatable {
         nameSource: String, fileNodes: [UInt32], rows: Int?
     ) {
         (self.kind, self.xid, self.lsn, self.commitTime, self.databaseOid) = (kind, xid, lsn, commitTime, databaseOid)
-        (self.database, self.table, self.nameSource, self.fileNodes, self.rows) = (database, table, nameSource, fileNodes, rows)
+        (self.database, self.table, self.nameSource, self.fileNodes, self.rows) = (
+            database, table, nameSource, fileNodes, rows
+        )
     }
 
     public init(from decoder: any Decoder) throws {
@@ -78,7 +80,8 @@ public struct Candidate: Codable, Sendable, Equatable {
             database: try c.decodeIfPresent(String.self, forKey: .database),
             table: try c.decodeIfPresent(String.self, forKey: .table),
             nameSource: try c.decode(String.self, forKey: .nameSource),
-            fileNodes: try c.decode([UInt32].self, forKey: .fileNodes), rows: try c.decodeIfPresent(Int.self, forKey: .rows))
+            fileNodes: try c.decode([UInt32].self, forKey: .fileNodes),
+            rows: try c.decodeIfPresent(Int.self, forKey: .rows))
     }
 
     /// Also the computed `reference` and `restore_arguments`, for scripts.
@@ -125,14 +128,16 @@ public enum MistakeClassifier {
     /// Tables whose statistics the commit dropped (dropped relations), and the file nodes that belonged to the
     /// dropped relations. Relations no map knows are reported together, as one unknown drop, when their OID is also
     /// a dropped file node (a relation never rewritten), which leaves out the transient tables of a VACUUM FULL.
-    static func dropped(_ end: TransactionEnd, base: Candidate, names: any RelationNames) -> ([Candidate], Set<FileNodeRef>)
-    {
+    static func dropped(
+        _ end: TransactionEnd, base: Candidate, names: any RelationNames
+    ) -> ([Candidate], Set<FileNodeRef>) {
         var out: [Candidate] = []
         var nodes = Set<FileNodeRef>()
         var unknown: [FileNodeRef] = []
         for d in end.droppedRelations {
             if let n = names.relation(database: d.database, oid: d.oid, at: end.time) {
-                nodes.formUnion(end.droppedFiles.filter { names.relation($0, at: end.time) == n || $0.fileNode == d.oid })
+                nodes.formUnion(
+                    end.droppedFiles.filter { names.relation($0, at: end.time) == n || $0.fileNode == d.oid })
                 if n.isUserTable { out.append(named(base, .drop, database: d.database, n, nodes: [d.oid])) }
             } else if let f = end.droppedFiles.first(where: { $0.database == d.database && $0.fileNode == d.oid }) {
                 nodes.insert(f)
@@ -198,7 +203,9 @@ public enum MistakeClassifier {
         return out
     }
 
-    static func named(_ base: Candidate, _ kind: Candidate.Kind, database: UInt32, _ n: NamedRelation, nodes: [UInt32])
+    static func named(
+        _ base: Candidate, _ kind: Candidate.Kind, database: UInt32, _ n: NamedRelation, nodes: [UInt32]
+    )
         -> Candidate
     {
         var c = base

@@ -54,7 +54,9 @@ public enum FindOperation {
         let tools = try await tools.matching(
             major: catalog.info.pgMajor, ["pg_waldump"], for: "the repository's WAL")
         if let table = options.table {
-            try await Blocking.run { try checkTable(table, options: options, catalog: catalog, repo: repo, pipeline: pipeline) }
+            try await Blocking.run {
+                try checkTable(table, options: options, catalog: catalog, repo: repo, pipeline: pipeline)
+            }
         }
         try FileManager.default.createDirectory(
             atPath: options.workFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -86,7 +88,9 @@ public enum FindOperation {
     }
 
     /// `--table` must name a table the live cluster or a backup's map knows.
-    static func checkTable(_ table: String, options: Options, catalog: Catalog, repo: any Repository, pipeline: Pipeline)
+    static func checkTable(
+        _ table: String, options: Options, catalog: Catalog, repo: any Repository, pipeline: Pipeline
+    )
         throws
     {
         let names = NameResolver(catalog: catalog, repo: repo, pipeline: pipeline, conninfo: options.conninfo)
@@ -94,14 +98,18 @@ public enum FindOperation {
             throw CairnError(
                 .tableUnknown,
                 "no table \(table)\(options.database.map { " in database \($0)" } ?? "") in the cluster's catalog or in any backup's relation map",
-                hint: "give the table as schema.name (e.g. public.orders), and --database when it is not in every database")
+                hint:
+                    "give the table as schema.name (e.g. public.orders), and --database when it is not in every database"
+            )
         }
     }
 
     /// `schema.name` from what the user typed (`name` alone is `public.name`); nil when it is not a table name.
     public static func qualify(_ text: String) -> String? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 63 }) else { return nil }
+        guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 63 }) else {
+            return nil
+        }
         return parts.count == 1 ? "public.\(text)" : text
     }
 }

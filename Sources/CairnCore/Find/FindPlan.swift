@@ -32,13 +32,17 @@ public struct FindPlan: Sendable, Equatable {
     public static let defaultSpan: Double = 24 * 3600
 
     /// The plan for `[since, until]` (defaults: the last 24 hours of the archive) on production's history.
-    public static func make(_ catalog: Catalog, since: Date?, until: Date?, chunkSize: Int = chunkSize) throws
+    public static func make(
+        _ catalog: Catalog, since: Date?, until: Date?, chunkSize: Int = chunkSize
+    ) throws
         -> FindPlan
     {
         let path = catalog.lineage.productionPath
         let all = path.timelines.flatMap { tli in
-            (catalog.wal.segments[tli] ?? [:]).filter { path.timeline(forSegment: $0.key, segmentSize: catalog.wal.segmentSize) == tli }
-                .map { (number: $0.key, timeline: tli, stored: $0.value.stored) }
+            (catalog.wal.segments[tli] ?? [:]).filter {
+                path.timeline(forSegment: $0.key, segmentSize: catalog.wal.segmentSize) == tli
+            }
+            .map { (number: $0.key, timeline: tli, stored: $0.value.stored) }
         }.sorted { $0.number < $1.number }
         guard let newest = all.compactMap(\.stored).max() else {
             throw CairnError(
@@ -50,7 +54,8 @@ public struct FindPlan: Sendable, Equatable {
         let until = until ?? newest.addingTimeInterval(1)
         let since = since ?? until.addingTimeInterval(-defaultSpan)
         guard since < until else {
-            throw CairnError(.usage, "--since (\(Timestamp.format(since))) must be before --until (\(Timestamp.format(until)))")
+            throw CairnError(
+                .usage, "--since (\(Timestamp.format(since))) must be before --until (\(Timestamp.format(until)))")
         }
         let first = all.firstIndex { ($0.stored ?? .distantFuture).addingTimeInterval(1) >= since }
         let last = all.firstIndex { ($0.stored ?? .distantFuture) > until } ?? all.count - 1
@@ -64,21 +69,34 @@ public struct FindPlan: Sendable, Equatable {
         let seg = catalog.wal.segmentSize
         let segments = all.map { WALSegment(timeline: $0.timeline, number: $0.number, segmentSize: seg) }
         var plan = FindPlan(since: since, until: until, chunks: [], missing: [])
+        (plan.chunks, plan.missing) = chunks(segments, first: first, last: last, chunkSize: chunkSize, path: path)
+        return plan
+    }
+
+    /// Chunks of `segments[first...last]` (consecutive, one timeline, at most `chunkSize`), each with the segment
+    /// after it when the archive has it, and the segments missing between them.
+    static func chunks(
+        _ segments: [WALSegment], first: Int, last: Int, chunkSize: Int, path: TimelinePath
+    ) -> ([Chunk], [String]) {
+        var (chunks, missing) = ([Chunk](), [String]())
         var i = first
         while i <= last {
             var chunk = [segments[i]]
-            while chunk.count < chunkSize, i + 1 <= last, segments[i + 1] == chunk.last!.next { i += 1; chunk.append(segments[i]) }
+            while chunk.count < chunkSize, i + 1 <= last, segments[i + 1] == chunk.last!.next {
+                i += 1
+                chunk.append(segments[i])
+            }
             let next = i + 1 < segments.count && segments[i + 1] == chunk.last!.next ? segments[i + 1] : nil
             if i + 1 <= last, next == nil {
-                var m = chunk.last!.number + 1
-                while m < segments[i + 1].number {
-                    plan.missing.append(WALSegment(timeline: path.timeline(forSegment: m, segmentSize: seg), number: m, segmentSize: seg).name)
-                    m += 1
+                let size = chunk[0].segmentSize
+                for m in (chunk.last!.number + 1)..<max(chunk.last!.number + 1, segments[i + 1].number) {
+                    let tli = path.timeline(forSegment: m, segmentSize: size)
+                    missing.append(WALSegment(timeline: tli, number: m, segmentSize: size).name)
                 }
             }
-            plan.chunks.append(Chunk(segments: chunk, next: next))
+            chunks.append(Chunk(segments: chunk, next: next))
             i += 1
         }
-        return plan
+        return (chunks, missing)
     }
 }

@@ -88,7 +88,9 @@ public struct RelationMap: Codable, Sendable, Equatable {
     }
 
     /// Stores the map as `backups/<id>/relations.json.zst` (create-only).
-    static func store(_ map: RelationMap, backupId: String, repo: any Repository, pipeline: Pipeline) throws
+    static func store(
+        _ map: RelationMap, backupId: String, repo: any Repository, pipeline: Pipeline
+    ) throws
         -> BackupManifest.Object
     {
         let e = JSONEncoder()
@@ -100,7 +102,9 @@ public struct RelationMap: Codable, Sendable, Equatable {
     }
 
     /// Reads a backup's map (verified against its manifest entry).
-    public static func load(_ object: BackupManifest.Object, repo: any Repository, pipeline: Pipeline) throws
+    public static func load(
+        _ object: BackupManifest.Object, repo: any Repository, pipeline: Pipeline
+    ) throws
         -> RelationMap
     {
         var bytes = [UInt8]()

@@ -129,7 +129,8 @@ public enum WalDumpParser {
     /// `COMMIT 2026-12-03 08:54:49.715043 UTC; rels: base/5/16384; dropped stats: 2/5/16384; subxacts: 742`.
     static func transactionEnd(_ desc: Substring, committed: Bool) -> TransactionEnd? {
         let parts = desc.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard let first = parts.first, let time = parseTime(first.split(separator: " ").dropFirst().joined(separator: " "))
+        guard let first = parts.first,
+            let time = parseTime(first.split(separator: " ").dropFirst().joined(separator: " "))
         else { return nil }
         var end = TransactionEnd(
             committed: committed, time: time, subtransactions: [], droppedFiles: [], droppedRelations: [])

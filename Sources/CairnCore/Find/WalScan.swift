@@ -46,7 +46,8 @@ enum WalScan {
                 atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             for s in files {
                 try Interruption.check()
-                _ = try WalFetch.download(repo: repo, pipeline: pipeline, file: .segment(s.name), to: folder + "/" + s.name)
+                _ = try WalFetch.download(
+                    repo: repo, pipeline: pipeline, file: .segment(s.name), to: folder + "/" + s.name)
             }
         }
         let end = chunk.end

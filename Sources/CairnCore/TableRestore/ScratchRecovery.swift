@@ -56,12 +56,16 @@ struct ScratchRecovery {
     /// PostgreSQL must say it stopped at the target (not at the end of the WAL): a table copied from another point
     /// would not be the table the user asked for.
     static func checkStopped(plan: RecoveryPlan, log: String) throws {
-        guard plan.settings.contains(where: { $0.name.hasPrefix("recovery_target") && $0.name != "recovery_target_timeline" })
+        guard
+            plan.settings.contains(where: {
+                $0.name.hasPrefix("recovery_target") && $0.name != "recovery_target_timeline"
+            })
         else { return }
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         guard text.contains("recovery stopping") || plan.settings.contains(where: { $0.value == "immediate" }) else {
             throw CairnError(
-                .restoreTarget, "the scratch cluster did not stop at the target \(plan.target): it replayed to the end of the archived WAL",
+                .restoreTarget,
+                "the scratch cluster did not stop at the target \(plan.target): it replayed to the end of the archived WAL",
                 hint: "check the target (`cairn find` prints one for each candidate) and that its WAL is archived")
         }
     }
@@ -69,5 +73,37 @@ struct ScratchRecovery {
     /// The connection string of database `database` on the scratch server.
     func conninfo(database: String) -> String {
         "host=\(drill.socket) port=\(drill.port) user=\(drill.user) dbname=\(Conninfo.quote(database))"
+    }
+}
+
+extension ScratchRecovery {
+    /// A new scratch cluster (initdb, the drill's server settings) into which one database of a logical backup is
+    /// restored with its roles: the same starting point for copying tables out as a recovered physical backup.
+    static func fromLogical(
+        repo: any Repository, pipeline: Pipeline, backup: BackupManifest, database: String, folder: String,
+        user: String, tools: ToolRunner, clock: any WallClock
+    ) async throws -> ScratchRecovery {
+        guard backup.databases?.contains(where: { $0.name == database }) == true else {
+            throw CairnError(
+                .backupNotFound, "logical backup \(backup.id) has no database \(database)",
+                hint: "it has: \((backup.databases ?? []).map(\.name).joined(separator: ", "))")
+        }
+        var drill = Drill(
+            id: "table-restore", folder: folder, user: user, tools: tools, clock: clock, started: clock.now())
+        _ = try await tools.run(
+            "initdb", ["-D", drill.data, "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
+        try drill.prepareServer(ssl: false)
+        let log = folder + "/postgres.log"
+        _ = try await tools.run("pg_ctl", ["-D", drill.data, "-l", log, "-w", "-t", "120", "start"])
+        try await Drill.waitForPromotion(conninfo: drill.conninfo, log: log, timeout: 120, clock: clock)
+        let catalog = Catalog(
+            info: try RepositoryInfo.require(from: repo), backups: [backup],
+            wal: WALArchive(segmentSize: backup.walSegmentSize))
+        var options = LogicalRestoreOperation.Options(backupId: backup.id, database: database, into: database)
+        (options.globals, options.force, options.jobs, options.tempDirectory) = (true, true, 2, folder)
+        _ = try await LogicalRestoreOperation.run(
+            repo: repo, pipeline: pipeline, catalog: catalog, conninfo: drill.conninfo, tools: tools, clock: clock,
+            options: options)
+        return ScratchRecovery(drill: drill)
     }
 }

@@ -81,7 +81,8 @@ enum TableCopy {
                 [m.targetSchema, m.targetName]) != nil
             {
                 throw CairnError(
-                    .tableExists, "\(m.target) already exists in the live database: restoring \(m.source) there would replace it",
+                    .tableExists,
+                    "\(m.target) already exists in the live database: restoring \(m.source) there would replace it",
                     hint: "choose another name with --into schema.name, or rename the existing one first")
             }
         }
@@ -101,9 +102,10 @@ enum TableCopy {
     /// owned sequences and statistics objects whose names the live schema has get new ones; foreign keys to other
     /// tables are dropped (restoring them would add triggers to live tables). Returns what was left out.
     static func prepare(_ m: TableMove, scratch: PGConnection, taken: Set<String>, stamp: String) throws -> [String] {
-        guard let oid = try scratch.scalar(
-            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')",
-            [m.schema, m.name])
+        guard
+            let oid = try scratch.scalar(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')",
+                [m.schema, m.name])
         else {
             throw CairnError(
                 .tableUnknown, "table \(m.source) did not exist at the recovery target",
@@ -123,13 +125,17 @@ enum TableCopy {
             try exec(scratch, "ALTER TABLE \(m.sourceSQL) SET SCHEMA \(SQL.ident(m.targetSchema))")
         }
         if m.targetName != m.name {
-            try exec(scratch, "ALTER TABLE \(SQL.ident(m.targetSchema)).\(SQL.ident(m.name)) RENAME TO \(SQL.ident(m.targetName))")
+            try exec(
+                scratch,
+                "ALTER TABLE \(SQL.ident(m.targetSchema)).\(SQL.ident(m.name)) RENAME TO \(SQL.ident(m.targetName))")
         }
         return left
     }
 
     /// Renames the table's indexes, owned sequences and statistics objects whose names the live schema has.
-    static func renameDependents(_ m: TableMove, oid: String, scratch: PGConnection, taken: Set<String>, stamp: String)
+    static func renameDependents(
+        _ m: TableMove, oid: String, scratch: PGConnection, taken: Set<String>, stamp: String
+    )
         throws
     {
         let rows = try scratch.query(

@@ -71,33 +71,72 @@ public enum TableRestoreOperation {
 
     static let logger = Logger(label: "cairn.restore-table")
 
+    /// `target` nil: the logical backup `options.backupId` as it was dumped.
     public static func run(
-        repo: any Repository, pipeline: Pipeline, catalog: Catalog, target: RecoveryTarget, inclusive: Bool,
+        repo: any Repository, pipeline: Pipeline, catalog: Catalog, target: RecoveryTarget?, inclusive: Bool,
         options: Options, tools: ToolRunner, clock: any WallClock
     ) async throws -> Result {
         let started = clock.now()
         let stamp = TableNaming.stamp(started)
-        let plan = try RecoveryPlanner.plan(
-            catalog, target: target, timeline: options.timeline, backupId: options.backupId, action: .promote,
-            inclusive: inclusive, restoreCommand: options.restoreCommand, now: started)
-        let backup = catalog.backup(plan.backupId)!
+        let source = try Source.choose(catalog, target: target, inclusive: inclusive, options: options, now: started)
         let tools = try await tools.matching(
-            major: backup.pgVersionNum / 10000, ["pg_ctl", "postgres", "pg_dump", "pg_restore"],
-            for: "backup \(backup.id)")
+            major: source.backup.pgVersionNum / 10000, ["initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore"],
+            for: "backup \(source.backup.id)")
         let moves = try self.moves(options, stamp: stamp)
         try await Blocking.run { try checkLive(moves, options: options) }
         let folder = options.scratchDirectory + "/" + Layout.backupId(at: started, type: "T")
-        try ScratchRecovery.checkSpace(catalog, backupId: backup.id, folder: options.scratchDirectory)
+        try ScratchRecovery.checkSpace(catalog, backupId: source.backup.id, folder: options.scratchDirectory)
         ScratchCleanup.register(folder: folder, data: folder + "/data")
         defer { ScratchCleanup.clean(folder: folder) }
         try makeFolder(folder)
-        let scratch = try await ScratchRecovery.recover(
-            repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, folder: folder, user: options.user,
-            tools: tools, parallelism: options.parallelism, timeout: options.timeout, clock: clock)
-        let (restored, notes) = try await copy(moves, scratch: scratch, options: options, folder: folder, tools: tools, stamp: stamp)
+        let scratch = try await source.scratch(
+            repo: repo, pipeline: pipeline, catalog: catalog, folder: folder, options: options, tools: tools,
+            clock: clock)
+        let (restored, notes) = try await copy(
+            moves, scratch: scratch, options: options, folder: folder, tools: tools, stamp: stamp)
         return Result(
-            backupId: backup.id, target: plan.target, database: options.database, tables: restored,
+            backupId: source.backup.id, target: source.description, database: options.database, tables: restored,
             output: options.output, notes: notes, seconds: clock.now().timeIntervalSince(started))
+    }
+
+    /// Where the tables come from: a physical backup recovered to a target, or a logical backup.
+    struct Source {
+        var backup: BackupManifest
+        var plan: RecoveryPlan?
+
+        var description: String { plan?.target ?? "the dump of logical backup \(backup.id)" }
+
+        static func choose(
+            _ catalog: Catalog, target: RecoveryTarget?, inclusive: Bool, options: Options, now: Date
+        ) throws -> Source {
+            if let id = options.backupId, let b = catalog.backup(id), b.kind == .logical {
+                guard target == nil else {
+                    throw CairnError(
+                        .usage,
+                        "backup \(id) is a logical backup: it restores as it was dumped, without a recovery target",
+                        hint: "leave out the target, or give a physical backup")
+                }
+                return Source(backup: b)
+            }
+            let plan = try RecoveryPlanner.plan(
+                catalog, target: target ?? .immediate, timeline: options.timeline, backupId: options.backupId,
+                action: .promote, inclusive: inclusive, restoreCommand: options.restoreCommand, now: now)
+            return Source(backup: catalog.backup(plan.backupId)!, plan: plan)
+        }
+
+        func scratch(
+            repo: any Repository, pipeline: Pipeline, catalog: Catalog, folder: String, options: Options,
+            tools: ToolRunner, clock: any WallClock
+        ) async throws -> ScratchRecovery {
+            guard let plan else {
+                return try await ScratchRecovery.fromLogical(
+                    repo: repo, pipeline: pipeline, backup: backup, database: options.database, folder: folder,
+                    user: options.user, tools: tools, clock: clock)
+            }
+            return try await ScratchRecovery.recover(
+                repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, folder: folder, user: options.user,
+                tools: tools, parallelism: options.parallelism, timeout: options.timeout, clock: clock)
+        }
     }
 
     /// Each table and its name in the live database.
@@ -163,7 +202,8 @@ public enum TableRestoreOperation {
             }
             guard loaded == counts else {
                 throw CairnError(
-                    .restoreFailed, "the live database has \(loaded) rows in the restored tables, the scratch cluster \(counts)")
+                    .restoreFailed,
+                    "the live database has \(loaded) rows in the restored tables, the scratch cluster \(counts)")
             }
         }
         let restored = zip(moves, counts).map { Result.Restored(source: $0.source, restoredAs: $0.target, rows: $1) }
