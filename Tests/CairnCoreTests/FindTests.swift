@@ -62,6 +62,9 @@ private let head = "len (rec/tot):     54/    54,"
                 == nil)
         #expect(WalDumpParser.parse("pg_waldump: first record is after 0/01000000, at 0/01000028") == nil)
         #expect(FileNodeRef(path: "base/5/t3_16384") == nil)
+        #expect(WalDumpParser.mayMatter(Array("rmgr: Heap        len (rec/tot): 54/54, tx: 1".utf8)[...]))
+        #expect(!WalDumpParser.mayMatter(Array("rmgr: Heap2       len (rec/tot): 54/54, tx: 1".utf8)[...]))
+        #expect(!WalDumpParser.mayMatter(Array("rmgr: Btree       len (rec/tot): 54/54, tx: 1".utf8)[...]))
         #expect(FileNodeRef(path: "pg_tblspc/16500/PG_15_202209061/5/16384")?.tablespace == 16500)
     }
 }

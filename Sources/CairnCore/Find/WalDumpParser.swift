@@ -77,6 +77,18 @@ public struct DroppedRelation: Hashable, Sendable {
 
 /// Parses `pg_waldump` lines (PostgreSQL 15–18 formats; run with `TZ=UTC`). Pure.
 public enum WalDumpParser {
+    /// A cheap test on a line's bytes: false for records of resource managers `find` never uses (B-tree, Heap2, …),
+    /// most of the output, before it is decoded as text.
+    public static func mayMatter(_ line: ArraySlice<UInt8>) -> Bool {
+        let at = line.startIndex + 6
+        guard line.count > 20, line[line.startIndex] == UInt8(ascii: "r") else { return false }
+        return interesting.contains { name in
+            name.count <= line.count - 6 && zip(name, line[at...]).allSatisfy { $0 == $1 }
+        }
+    }
+
+    static let interesting: [[UInt8]] = ["Heap ", "Storage ", "XLOG ", "Transaction "].map { Array($0.utf8) }
+
     /// The record of one output line, or nil for a record `find` does not use.
     public static func parse(_ line: Substring) -> WalDumpRecord? {
         guard line.hasPrefix("rmgr: "), let descRange = line.range(of: "desc: ") else { return nil }

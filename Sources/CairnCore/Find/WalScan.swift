@@ -55,7 +55,9 @@ enum WalScan {
         let box = ActivityBox()
         do {
             try await tools.runReadingOutput("pg_waldump", args, environment: ["TZ": "UTC"]) { fd in
-                try LineReader.forEach(fd) { line in
+                try LineReader.forEach(fd) { bytes in
+                    guard WalDumpParser.mayMatter(bytes) else { return }
+                    let line = Substring(String(decoding: bytes, as: UTF8.self))
                     if let r = WalDumpParser.parse(line), r.lsn < end { box.add(r) }
                 }
             }
@@ -77,7 +79,7 @@ final class ActivityBox: @unchecked Sendable {
 
 /// Reads a descriptor line by line (bounded memory: one 256 KiB buffer and the current line).
 enum LineReader {
-    static func forEach(_ fd: Int32, _ body: (Substring) throws -> Void) throws {
+    static func forEach(_ fd: Int32, _ body: (ArraySlice<UInt8>) throws -> Void) throws {
         var buf = [UInt8](repeating: 0, count: 256 << 10)
         var pending = [UInt8]()
         while true {
@@ -88,14 +90,18 @@ enum LineReader {
             }
             if n == 0 { break }
             var start = 0
-            for i in 0..<n where buf[i] == UInt8(ascii: "\n") {
-                pending.append(contentsOf: buf[start..<i])
-                try body(Substring(String(decoding: pending, as: UTF8.self)))
-                pending.removeAll(keepingCapacity: true)
+            while let i = buf[start..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                if pending.isEmpty {
+                    try body(buf[start..<i])
+                } else {
+                    pending.append(contentsOf: buf[start..<i])
+                    try body(pending[...])
+                    pending.removeAll(keepingCapacity: true)
+                }
                 start = i + 1
             }
             pending.append(contentsOf: buf[start..<n])
         }
-        if !pending.isEmpty { try body(Substring(String(decoding: pending, as: UTF8.self))) }
+        if !pending.isEmpty { try body(pending[...]) }
     }
 }
