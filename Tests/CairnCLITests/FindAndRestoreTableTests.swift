@@ -194,12 +194,17 @@ import Testing
         #expect(backup.status == 0, "\(backup.stderr)")
         let id = try #require(
             (try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        let truncated = try Self.digest(c, "truncated")
         try c.psql("DELETE FROM deleted")
+        try c.psql("TRUNCATE truncated")
         let scratch = ["--scratch-dir", c.dir + "/scratch"]
-        let r = try c.cairn(["restore", "--table", "public.deleted", "--backup", id] + scratch)
+        let r = try c.cairn(["restore", "--table", "public.deleted", "--table", "truncated", "--backup", id] + scratch)
         #expect(r.status == 0, "\(r.stderr)")
         let name = try c.psql("SELECT relname FROM pg_class WHERE relname LIKE 'deleted_restored_%' AND relkind = 'r'")
         #expect(try Self.digest(c, name) == expected)
+        let other = try c.psql(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'truncated_restored_%' AND relkind = 'r'")
+        #expect(try Self.digest(c, other) == truncated, "two tables in one run")
         #expect(try c.psql("SELECT has_table_privilege('reader', '\(name)', 'SELECT')") == "t")
         let withTarget = try c.cairn(["restore", "--table", "public.deleted", "--backup", id, "--immediate"] + scratch)
         #expect(withTarget.status == ErrorCode.usage.exitCode, "\(withTarget.stderr)")

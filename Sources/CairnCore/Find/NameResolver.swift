@@ -48,13 +48,10 @@ public final class NameResolver: RelationNames {
     /// Every `schema.name` a table had in the live cluster or any backup's map (to check `--table`).
     public func knowsTable(_ qualified: String, database: String?) -> Bool {
         let parts = qualified.split(separator: ".", maxSplits: 1).map(String.init)
-        if let conninfo, let dbs = Optional(liveDatabaseNames()) {
-            for (_, name) in dbs where database == nil || database == name {
-                let c = try? PGConnection(conninfo: (try? Conninfo(conninfo))?.with(database: name) ?? conninfo)
-                if (try? c?.scalar("SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2))", parts)) != nil {
-                    return true
-                }
-            }
+        for (oid, name) in liveDatabaseNames() where database == nil || database == name {
+            let found = try? connection(oid)?.scalar(
+                "SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2))", parts)
+            if found != nil { return true }
         }
         for m in maps {
             guard let map = map(m.backup.id, m.load) else { continue }

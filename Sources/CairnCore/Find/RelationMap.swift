@@ -2,6 +2,7 @@ import CairnBase
 import CairnPostgres
 import CairnStorage
 import Foundation
+import Logging
 
 /// Which relation a file node belonged to when a physical backup was taken: `backups/<id>/relations.json.zst`,
 /// recorded by `cairn backup` for every database that accepts connections. `cairn find` names a dropped or
@@ -57,6 +58,8 @@ public struct RelationMap: Codable, Sendable, Equatable {
     }
 
     /// The user relations (OID ≥ 16384, the first one not assigned by initdb) of every database of the cluster.
+    /// A database the backup's role cannot connect to is left out with a warning (the backup does not fail for it:
+    /// `find` then names that database's tables from the live catalog only).
     public static func read(conninfo: String, clock: any WallClock) throws -> RelationMap {
         let conn = try PGConnection(conninfo: conninfo)
         let rows = try conn.query(
@@ -65,11 +68,19 @@ public struct RelationMap: Codable, Sendable, Equatable {
         var databases: [Database] = []
         for row in rows {
             guard let oid = row[0].flatMap(UInt32.init), let name = row[1] else { continue }
-            let db = try PGConnection(conninfo: parsed.with(database: name))
-            databases.append(Database(oid: oid, name: name, relations: try relations(db)))
+            do {
+                let db = try PGConnection(conninfo: parsed.with(database: name))
+                databases.append(Database(oid: oid, name: name, relations: try relations(db)))
+            } catch {
+                logger.warning(
+                    "the relation map leaves out a database cairn cannot read",
+                    metadata: ["database": "\(name)", "error": "\(describeError(error).message)"])
+            }
         }
         return RelationMap(taken: clock.now(), databases: databases)
     }
+
+    static let logger = Logger(label: "cairn.backup")
 
     static func relations(_ c: PGConnection) throws -> [Relation] {
         try c.query(
