@@ -1,9 +1,24 @@
 import Foundation
 
-/// The two real repository kinds integration tests run against.
-public enum RepoKind: String, CaseIterable, Sendable, CustomStringConvertible {
-    case local, s3
+/// The real repository kinds integration tests run against: a local folder, S3 on moto (over TLS) and S3 on
+/// SeaweedFS (plain HTTP).
+public enum RepoKind: String, Sendable, CustomStringConvertible {
+    case local, s3, seaweed
     public var description: String { rawValue }
+
+    /// The kinds a repository-parameterized test runs on: the local folder and moto. The tests that also run on
+    /// SeaweedFS name `.seaweed` (the conformance suite, physical backups restored, the campaigns), so the second
+    /// S3 server costs CI minutes only where it can find something.
+    public static let standard: [RepoKind] = [.local, .s3]
+
+    /// The S3 server of an S3 kind.
+    public var server: S3Server? {
+        switch self {
+        case .local: return nil
+        case .s3: return .moto
+        case .seaweed: return .seaweed
+        }
+    }
 }
 
 /// Writes cairn configurations (owned by the postgres user, as archive_command needs) for scratch clusters.
@@ -20,20 +35,18 @@ public enum TestRepository {
         switch kind {
         case .local:
             repo = "  type: local\n  path: \(dir)/repo"
-        case .s3:
+        case .s3, .seaweed:
+            let server = kind.server!
             let creds = dir + "/aws-credentials"
-            try """
-            [default]
-            aws_access_key_id = \(TestEnvironment.value("CAIRN_TEST_S3_ACCESS_KEY"))
-            aws_secret_access_key = \(TestEnvironment.value("CAIRN_TEST_S3_SECRET_KEY"))
-            """.write(toFile: creds, atomically: true, encoding: .utf8)
-            try Run.shell("chown postgres:postgres \(creds) && chmod 600 \(creds)")
+            try server.writeCredentials(to: creds)
+            let endpoint =
+                server.tlsEndpoint.map { "endpoint: \($0)\n  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))" }
+                ?? "endpoint: \(server.endpoint)"
             repo = """
                   type: s3
-                  bucket: \(TestEnvironment.value("CAIRN_TEST_S3_BUCKET"))
+                  bucket: \(server.bucket)
                   prefix: \(TestEnvironment.uniqueName("it"))
-                  endpoint: \(TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT"))
-                  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))
+                  \(endpoint)
                   region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))
                   uri_style: path
                   credentials_file: \(creds)
