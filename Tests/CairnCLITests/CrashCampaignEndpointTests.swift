@@ -87,7 +87,9 @@ extension CrashCampaignTests {
         }
         try Workload.restoreAndCompare(c, "s3-endpoint seed \(seed)")
         for t in tallies.values where t.total > 0 { t.record() }
-        Measurements.record(["crash campaign S3 endpoint (\(server)): \(endpoint.crashes) kill -9 of the endpoint, seed \(seed)"])
+        Measurements.record([
+            "crash campaign S3 endpoint (\(server)): \(endpoint.crashes) kill -9 of the endpoint, seed \(seed)"
+        ])
     }
 }
 

@@ -25,10 +25,12 @@ public enum RepoKind: String, Sendable, CustomStringConvertible {
 public enum TestRepository {
     /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
     /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600). `cluster.bin_directory` is
-    /// that of `major` (the cluster's).
+    /// that of `major` (the cluster's). `bucket` replaces an S3 kind's bucket; `repository` lines go into the
+    /// repository section (e.g. `object_lock:` and its keys, indented by two more spaces).
     public static func config(
         _ kind: RepoKind, dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
-        extra: String = "", masterKey: String? = nil, cluster: [String] = []
+        extra: String = "", masterKey: String? = nil, cluster: [String] = [], bucket: String? = nil,
+        repository: [String] = []
     ) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
@@ -44,7 +46,7 @@ public enum TestRepository {
                 ?? "endpoint: \(server.endpoint)"
             repo = """
                   type: s3
-                  bucket: \(server.bucket)
+                  bucket: \(bucket ?? server.bucket)
                   prefix: \(TestEnvironment.uniqueName("it"))
                   \(endpoint)
                   region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))
@@ -57,6 +59,7 @@ public enum TestRepository {
             try Run.shell("chown postgres:postgres \(dir)/master.key && chmod 600 \(dir)/master.key")
             repo += "\n  encryption:\n    key_file: \(dir)/master.key"
         }
+        for line in repository { repo += "\n  " + line }
         try """
         cluster:
           connection: "\(conninfo)"
