@@ -9,7 +9,7 @@ extension CrashCampaignTests {
     /// Each command must succeed (it retried across the outage) or fail with one documented error and commit
     /// nothing, never hang; then the invariants hold and the next run succeeds.
     /// On moto and on SeaweedFS.
-    @Test(arguments: S3Server.allCases)
+    @Test(arguments: S3Server.tested)
     func s3EndpointCrash(server: S3Server) throws {
         var (rng, seed) = Campaign.generator(server == .moto ? "s3-endpoint" : "s3-endpoint-\(server)")
         let endpoint = try CrashableEndpoint(server: server)

@@ -46,7 +46,7 @@ import Testing
 
     /// On each test S3 server: moto, and SeaweedFS (a real S3 implementation, whose answers to the faults'
     /// retries, e.g. a create-only write repeated after a lost acknowledgement, are its own).
-    @Test(arguments: S3Server.allCases)
+    @Test(arguments: S3Server.tested)
     func commandsUnderScriptedFaults(server: S3Server) throws {
         var (rng, seed) = Campaign.generator(server == .moto ? "fault" : "fault-\(server)")
         let proxy = try FaultProxy(server: server)

@@ -6,7 +6,7 @@ import Testing
 
 /// `wal-push` and `wal-fetch` as PostgreSQL runs them, on the local folder and the S3 emulator.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct WalArchiveTests {
-    @Test(arguments: PGMajor.matrix(RepoKind.standard + [.seaweed], others: [.s3]))
+    @Test(arguments: PGMajor.matrix(RepoKind.withSeaweed, others: [.s3]))
     func pushIsIdempotentAndNeverOverwritesDifferentContent(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "walpush-\(repo)-\(major)", major: major) {
             try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)

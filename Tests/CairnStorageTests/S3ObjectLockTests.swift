@@ -19,7 +19,7 @@ import Testing
         do { try body(); return nil } catch let e as CairnError { return e } catch { return nil }
     }
 
-    @Test(arguments: S3Server.allCases)
+    @Test(arguments: S3Server.tested)
     func aLockedObjectSurvivesDeletesUntilItsLockPassesThenNothingIsLeft(server: S3Server) throws {
         let repo = Self.repository(server, period: 4)
         let small = Array("wal segment".utf8)
@@ -60,7 +60,7 @@ import Testing
         #expect(try repo.listVersions(prefix: "").isEmpty)
     }
 
-    @Test(arguments: S3Server.allCases)
+    @Test(arguments: S3Server.tested)
     func theBucketSaysWhetherItHasObjectLockAndVersioning(server: S3Server) throws {
         let locked = try Self.repository(server, period: 1).bucketProtection()
         #expect(locked.objectLockEnabled && locked.versioning == "Enabled", "\(locked)")
@@ -68,7 +68,7 @@ import Testing
         #expect(!plain.objectLockEnabled && plain.versioning == nil, "\(plain)")
     }
 
-    @Test(arguments: S3Server.allCases)
+    @Test(arguments: S3Server.tested)
     func aLockedWriteToABucketWithoutObjectLockFailsWithAHint(server: S3Server) throws {
         var s = TestEnvironment.s3Settings(server: server)
         s.objectLock = S3ObjectLock(mode: .governance, period: 60)

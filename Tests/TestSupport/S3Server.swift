@@ -9,6 +9,21 @@ public enum S3Server: String, CaseIterable, Sendable, CustomStringConvertible {
 
     public var description: String { rawValue }
 
+    /// The servers the server-parameterized tests take as arguments: `CAIRN_TEST_S3_SERVERS` (comma-separated, e.g.
+    /// `moto`), all of them when unset or empty. An unknown name stops the run rather than silently testing less.
+    public static var tested: [S3Server] {
+        let names = (TestEnvironment.env["CAIRN_TEST_S3_SERVERS"] ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        if names.isEmpty { return allCases }
+        return names.map { name in
+            guard let s = S3Server(rawValue: name) else {
+                preconditionFailure("CAIRN_TEST_S3_SERVERS: \(name) is not a test S3 server (moto, seaweed)")
+            }
+            return s
+        }
+    }
+
     private var variablePrefix: String { self == .moto ? "CAIRN_TEST_S3_" : "CAIRN_TEST_SEAWEED_" }
     private func value(_ name: String) -> String { TestEnvironment.value(variablePrefix + name) }
 

@@ -11,6 +11,9 @@ public enum RepoKind: String, Sendable, CustomStringConvertible {
     /// S3 server costs CI minutes only where it can find something.
     public static let standard: [RepoKind] = [.local, .s3]
 
+    /// ``standard`` and SeaweedFS, when it is among ``S3Server/tested``.
+    public static var withSeaweed: [RepoKind] { standard + (S3Server.tested.contains(.seaweed) ? [.seaweed] : []) }
+
     /// The S3 server of an S3 kind.
     public var server: S3Server? {
         switch self {
