@@ -8,17 +8,18 @@ import Testing
 
 /// `repository.object_lock` as a user runs it, on moto's Object Lock bucket (moto 5.2 enforces Object Lock): a
 /// locked backup survives `expire` under a deliberately shortened retention policy, a direct delete through the S3
-/// driver and one through the aws CLI, until its lock passes; then `expire` deletes it and leaves no version
-/// behind. Locks here last seconds (`test_short_periods`), so the test sees them pass.
+/// driver and one of its version through the aws CLI (`aws s3 rm` only hides it behind a delete marker, which can
+/// be removed), until its lock passes; then `expire` deletes it and leaves no version behind. Locks here last
+/// seconds (`test_short_periods`), so the test sees them pass.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct ObjectLockTests {
     /// Lock = recovery window (1 s) + margin.
-    static let margin = 14.0
+    static let margin = 30.0
 
     static func cluster(_ name: String, bucket: String, lock: Bool = true) throws -> ScratchCluster {
         try ScratchCluster(name: name) { dir, conninfo in
             try TestRepository.config(
                 .s3, dir: dir, conninfo: conninfo, limits: ["bundle_size: 1MiB"],
-                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m",
+                extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 2\n  orphan_safety_age: 1m",
                 bucket: bucket,
                 repository: lock
                     ? ["object_lock:", "  mode: governance", "  margin: \(Int(margin))s", "  test_short_periods: true"]
@@ -56,8 +57,13 @@ import Testing
         let objects = try repo.list(prefix: "backups/\(id1)/").map(\.key)
         #expect(objects.count > 2)
 
-        // expire with the 1 s window wants the first backup gone; its lock keeps it, whole, and expire succeeds.
-        let kept = try c.cairn(["expire"])
+        // The configured policy keeps both full backups. A deliberately shortened one (one full backup) wants the
+        // first gone: its lock keeps it, whole, and expire succeeds and says so.
+        #expect(try c.cairn(["expire"]).stdout.contains("keep   backup \(id1)"))
+        let shortened = c.dir + "/shortened.yaml"
+        try "recovery_window: 1s\nmin_full_backups: 1\n".write(toFile: shortened, atomically: true, encoding: .utf8)
+        try Run.shell("chown postgres \(shortened)")
+        let kept = try c.cairn(["expire", "--policy", shortened])
         #expect(kept.status == 0, "\(kept.stdout)\(kept.stderr)")
         #expect(kept.stdout.contains("kept under Object Lock: backup \(id1)"), "\(kept.stdout)")
         #expect(try repo.list(prefix: "backups/\(id1)/").map(\.key) == objects)
@@ -73,12 +79,24 @@ import Testing
                 "--version-id", version
             ])
         #expect(aws.status != 0 && aws.stderr.contains("AccessDenied"), "\(aws.stdout)\(aws.stderr)")
+        // `aws s3 rm` only hides the manifest behind a delete marker; deleting the marker brings the backup back.
+        let rm = try Self.aws(["s3", "rm", "s3://\(S3Server.moto.lockBucket)/\(repo.client.fullKey(manifest))"])
+        #expect(rm.status == 0, "\(rm.stderr)")
+        #expect(!(try c.cairn(["list"]).stdout.contains(id1)))
+        let marker = try #require(repo.listVersions(prefix: manifest).first { $0.isDeleteMarker }?.versionId)
+        let undo = try Self.aws(
+            [
+                "s3api", "delete-object", "--bucket", S3Server.moto.lockBucket, "--key", repo.client.fullKey(manifest),
+                "--version-id", marker
+            ])
+        #expect(undo.status == 0, "\(undo.stderr)")
+        #expect(try c.cairn(["list"]).stdout.contains(id1))
         let verified = try c.cairn(["verify"])
         #expect(verified.status == 0, "the locked backup still verifies: \(verified.stdout)\(verified.stderr)")
 
         // Once the lock has passed, expire deletes the backup and every version of its objects.
         Thread.sleep(forTimeInterval: Self.margin + 3)
-        let gone = try c.cairn(["expire", "--json"])
+        let gone = try c.cairn(["expire", "--json", "--policy", shortened])
         #expect(gone.status == 0, "\(gone.stdout)\(gone.stderr)")
         #expect(gone.stdout.contains("\"locked_objects\" : 0"), "\(gone.stdout)")
         #expect(try repo.list(prefix: "backups/\(id1)/").isEmpty)

@@ -151,8 +151,9 @@ extension S3Repository {
     }
 
     /// DeleteObjects by version id, in batches of 1000; returns the versions the store refused, with its code
-    /// (a version already gone is not refused). What remains of a key the store named in an error is listed again:
-    /// some servers (moto) name only the key, not the version, in a DeleteObjects error.
+    /// (a version already gone is not refused). What remains of the keys the store named in errors is listed again
+    /// (one listing per folder, not per key): some servers (moto) name only the key, not the version, in a
+    /// DeleteObjects error.
     func deleteVersions(_ versions: [S3ObjectVersion]) throws -> [(version: S3ObjectVersion, code: String)] {
         var codes: [String: String] = [:]
         for start in stride(from: 0, to: versions.count, by: 1000) {
@@ -168,9 +169,12 @@ extension S3Repository {
         }
         let sent = Dictionary(versions.map { ("\($0.key)\u{0}\($0.versionId)", $0) }) { a, _ in a }
         var refused: [(version: S3ObjectVersion, code: String)] = []
-        for (key, code) in codes.sorted(by: { $0.key < $1.key }) {
-            for v in try listVersions(prefix: key) where v.key == key {
-                if let original = sent["\(key)\u{0}\(v.versionId)"] { refused.append((original, code)) }
+        guard !codes.isEmpty else { return [] }
+        for prefix in Self.listingPrefixes(for: Array(codes.keys)) {
+            for v in try listVersions(prefix: prefix) {
+                if let code = codes[v.key], let original = sent["\(v.key)\u{0}\(v.versionId)"] {
+                    refused.append((original, code))
+                }
             }
         }
         return refused
