@@ -6,19 +6,20 @@ import Testing
 
 @testable import CairnStorage
 
-/// `repository.object_lock` as a user runs it, on moto's Object Lock bucket (moto 5.2 enforces Object Lock): a
+/// `repository.object_lock` as a user runs it, on each test S3 server's Object Lock bucket (moto 5.2 and SeaweedFS enforce it): a
 /// locked backup survives `expire` under a deliberately shortened retention policy, a direct delete through the S3
 /// driver and one of its version through the aws CLI (`aws s3 rm` only hides it behind a delete marker, which can
 /// be removed), until its lock passes; then `expire` deletes it and leaves no version behind. Locks here last
 /// seconds (`test_short_periods`), so the test sees them pass.
-@Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct ObjectLockTests {
+@Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct ObjectLockTests {
     /// Lock = recovery window (1 s) + margin.
     static let margin = 30.0
 
-    static func cluster(_ name: String, bucket: String, lock: Bool = true) throws -> ScratchCluster {
-        try ScratchCluster(name: name) { dir, conninfo in
+    static func cluster(_ name: String, _ server: S3Server, bucket: String, lock: Bool = true) throws -> ScratchCluster
+    {
+        try ScratchCluster(name: "\(name)-\(server)") { dir, conninfo in
             try TestRepository.config(
-                .s3, dir: dir, conninfo: conninfo, limits: ["bundle_size: 1MiB"],
+                server == .moto ? .s3 : .seaweed, dir: dir, conninfo: conninfo, limits: ["bundle_size: 1MiB"],
                 extra: "retention:\n  recovery_window: 1s\n  min_full_backups: 2\n  orphan_safety_age: 1m",
                 bucket: bucket,
                 repository: lock
@@ -27,13 +28,13 @@ import Testing
         }
     }
 
-    /// The cluster's repository through a driver of our own (plain HTTP to moto), with the same lock.
-    static func direct(_ c: ScratchCluster) throws -> S3Repository {
+    /// The cluster's repository through a driver of our own (plain HTTP), with the same lock.
+    static func direct(_ c: ScratchCluster, _ server: S3Server) throws -> S3Repository {
         let text = try String(contentsOfFile: c.config!, encoding: .utf8)
         let prefix = try #require(
             text.split(separator: "\n").first { $0.contains("prefix:") }?.split(separator: ":").last)
         var s = TestEnvironment.s3Settings(
-            prefix: prefix.trimmingCharacters(in: .whitespaces), bucket: S3Server.moto.lockBucket)
+            prefix: prefix.trimmingCharacters(in: .whitespaces), bucket: server.lockBucket, server: server)
         s.objectLock = S3ObjectLock(mode: .governance, period: 1 + margin)
         return S3Repository(settings: s)
     }
@@ -42,8 +43,10 @@ import Testing
         try #require(r.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
     }
 
-    @Test func aLockedBackupSurvivesExpireAndDirectDeletesUntilItsLockPasses() throws {
-        let c = try Self.cluster("object-lock", bucket: S3Server.moto.lockBucket)
+    /// On moto and on SeaweedFS (whose Object Lock, as far as this goes, behaves as AWS documents it).
+    @Test(arguments: S3Server.tested)
+    func aLockedBackupSurvivesExpireAndDirectDeletesUntilItsLockPasses(server: S3Server) throws {
+        let c = try Self.cluster("object-lock", server, bucket: server.lockBucket)
         defer { c.destroy() }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 20000) g")
@@ -53,7 +56,7 @@ import Testing
         try c.psql("INSERT INTO t SELECT g, 'second' FROM generate_series(1, 100) g")
         #expect(try c.cairn(["backup"]).status == 0)
         try c.switchAndWaitForArchive()
-        let repo = try Self.direct(c)
+        let repo = try Self.direct(c, server)
         let objects = try repo.list(prefix: "backups/\(id1)/").map(\.key)
         #expect(objects.count > 2)
 
@@ -74,19 +77,21 @@ import Testing
         #expect(Self.errorCode { try repo.delete([manifest]) } == .repoObjectLocked)
         let version = try #require(repo.listVersions(prefix: manifest).first?.versionId)
         let aws = try Self.aws(
+            server,
             [
-                "s3api", "delete-object", "--bucket", S3Server.moto.lockBucket, "--key", repo.client.fullKey(manifest),
+                "s3api", "delete-object", "--bucket", server.lockBucket, "--key", repo.client.fullKey(manifest),
                 "--version-id", version
             ])
         #expect(aws.status != 0 && aws.stderr.contains("AccessDenied"), "\(aws.stdout)\(aws.stderr)")
         // `aws s3 rm` only hides the manifest behind a delete marker; deleting the marker brings the backup back.
-        let rm = try Self.aws(["s3", "rm", "s3://\(S3Server.moto.lockBucket)/\(repo.client.fullKey(manifest))"])
+        let rm = try Self.aws(server, ["s3", "rm", "s3://\(server.lockBucket)/\(repo.client.fullKey(manifest))"])
         #expect(rm.status == 0, "\(rm.stderr)")
         #expect(!(try c.cairn(["list"]).stdout.contains(id1)))
         let marker = try #require(repo.listVersions(prefix: manifest).first { $0.isDeleteMarker }?.versionId)
         let undo = try Self.aws(
+            server,
             [
-                "s3api", "delete-object", "--bucket", S3Server.moto.lockBucket, "--key", repo.client.fullKey(manifest),
+                "s3api", "delete-object", "--bucket", server.lockBucket, "--key", repo.client.fullKey(manifest),
                 "--version-id", marker
             ])
         #expect(undo.status == 0, "\(undo.stderr)")
@@ -108,8 +113,9 @@ import Testing
         #expect(try r.psql("SELECT count(*) FROM t") == "20100")
     }
 
-    @Test func doctorReportsABucketWithoutObjectLock() throws {
-        let c = try Self.cluster("object-lock-doctor", bucket: S3Server.moto.bucket)
+    @Test(arguments: S3Server.tested)
+    func doctorReportsABucketWithoutObjectLock(server: S3Server) throws {
+        let c = try Self.cluster("object-lock-doctor", server, bucket: server.bucket)
         defer { c.destroy() }
         let d = try c.cairn(["doctor"])
         #expect(d.status == 2, "\(d.stdout)\(d.stderr)")
@@ -122,7 +128,7 @@ import Testing
         let b = try c.cairn(["init"])
         #expect(b.status == ErrorCode.repoProtocol.exitCode && b.stderr.contains("Object Lock"), "\(b.stderr)")
 
-        let good = try Self.cluster("object-lock-doctor-ok", bucket: S3Server.moto.lockBucket)
+        let good = try Self.cluster("object-lock-doctor-ok", server, bucket: server.lockBucket)
         defer { good.destroy() }
         #expect(try good.cairn(["init"]).status == 0)
         let ok = try good.cairn(["doctor"])
@@ -135,13 +141,13 @@ import Testing
         do { try body(); return nil } catch let e as CairnError { return e.code } catch { return .internal }
     }
 
-    static func aws(_ args: [String]) throws -> ProcessResult {
+    static func aws(_ server: S3Server, _ args: [String]) throws -> ProcessResult {
         try Run.program(
             "/usr/bin/env",
-            ["aws", "--endpoint-url", S3Server.moto.endpoint] + args,
+            ["aws", "--endpoint-url", server.endpoint] + args,
             environment: [
-                "PATH": TestEnvironment.value("PATH"), "AWS_ACCESS_KEY_ID": S3Server.moto.accessKey,
-                "AWS_SECRET_ACCESS_KEY": S3Server.moto.secretKey, "AWS_DEFAULT_REGION": "us-east-1",
+                "PATH": TestEnvironment.value("PATH"), "AWS_ACCESS_KEY_ID": server.accessKey,
+                "AWS_SECRET_ACCESS_KEY": server.secretKey, "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_MAX_ATTEMPTS": "1",
                 "HOME": "/tmp"
             ])
