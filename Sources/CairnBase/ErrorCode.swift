@@ -29,6 +29,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case repoCreateOnlyUnsupported = "repo.create-only-unsupported"
     /// Cairn cannot tell which timeline history is the production cluster's.
     case repoAmbiguousHistory = "repo.ambiguous-history"
+    /// A delete was refused because the object is under S3 Object Lock (its retention date has not passed).
+    case repoObjectLocked = "repo.object-locked"
 
     // Data integrity
     case dataCorrupt = "data.corrupt"
@@ -86,7 +88,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
         case .repoTimeout, .backupCommitUnknown: return 75
         case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty,
-            .restoreTargetNotEmpty, .repoNoSpace, .tableExists:
+            .restoreTargetNotEmpty, .repoNoSpace, .tableExists, .repoObjectLocked:
             return 73
         case .repoAuth, .repoAccessDenied, .pgAuth, .keyMismatch: return 77
         case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget,

@@ -54,11 +54,14 @@ struct AppContext {
             let (creds, source, warnings) = try CredentialResolver(environment: environment).resolve(s3)
             for w in warnings { logger.warning("\(w)") }
             let l = config.limits
+            let lock = s3.objectLock.map {
+                ObjectLockPolicy.s3Lock(mode: $0.mode, retention: config.retention, margin: $0.margin)
+            }
             let settings = S3Settings(
                 endpoint: s3.endpoint, bucket: s3.bucket, prefix: s3.prefix, region: s3.region,
                 uriStyle: s3.uriStyle, caFile: s3.caFile, verifyTLS: s3.verifyTLS,
                 storageClass: s3.storageClass, serverSideEncryption: s3.serverSideEncryption,
-                kmsKeyId: s3.kmsKeyId, credentials: creds, partSize: Int(l.partSize),
+                kmsKeyId: s3.kmsKeyId, objectLock: lock, credentials: creds, partSize: Int(l.partSize),
                 concurrency: l.parallelism, connectTimeout: l.connectTimeout,
                 stallTimeout: l.ioTimeout, requestDeadline: l.requestTimeout, maxRetries: l.retries)
             return S3Repository(settings: settings, credentialSource: source)

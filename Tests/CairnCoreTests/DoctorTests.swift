@@ -1,6 +1,7 @@
 import CairnBase
 import CairnCore
 import CairnPostgres
+import CairnStorage
 import Foundation
 import Testing
 
@@ -166,6 +167,34 @@ import Testing
         let x = Self.finding(Doctor.evaluate(f, now: Self.now), "create_only")
         #expect(x?.severity == .critical)
         #expect(x?.fix?.contains("If-None-Match") == true)
+    }
+
+    /// Object Lock as configured against what the bucket has.
+    @Test func objectLockIsCheckedAgainstTheBucket() {
+        var f = Self.healthy()
+        f.objectLock = ObjectLockFacts(mode: nil)
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "object_lock")?.severity == .info)
+        f.objectLock = ObjectLockFacts(mode: "GOVERNANCE", period: 37 * 86400)
+        f.objectLock?.bucket = S3BucketProtection(objectLockEnabled: false, versioning: nil)
+        let missing = Self.finding(Doctor.evaluate(f, now: Self.now), "object_lock")
+        #expect(missing?.severity == .critical)
+        #expect(missing?.explanation.contains("Object Lock not enabled, versioning never enabled") == true)
+        #expect(missing?.fix?.contains("put-object-lock-configuration") == true)
+        f.objectLock?.bucket = S3BucketProtection(objectLockEnabled: true, versioning: "Suspended")
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "object_lock")?.severity == .critical)
+        f.objectLock?.bucket = S3BucketProtection(objectLockEnabled: true, versioning: "Enabled")
+        let ok = Self.finding(Doctor.evaluate(f, now: Self.now), "object_lock")
+        #expect(
+            ok?.severity == .ok && ok?.explanation.contains("governance) for 37d00h") == true,
+            "\(String(describing: ok))")
+        f.objectLock?.bucket?.defaultRetention = "GOVERNANCE 30 days"
+        f.objectLock?.testShortPeriods = true
+        let findings = Doctor.evaluate(f, now: Self.now)
+        #expect(Self.finding(findings, "object_lock_default")?.severity == .warning)
+        #expect(Self.finding(findings, "object_lock_short")?.severity == .warning)
+        f.objectLock?.bucket = nil
+        f.objectLock?.error = "GET s3://backups/prod?object-lock: access denied"
+        #expect(Self.finding(Doctor.evaluate(f, now: Self.now), "object_lock")?.severity == .warning)
     }
 
     /// Production's history: the live cluster's timeline against the repository's records.

@@ -1,13 +1,13 @@
 import Foundation
 
-/// `scripts/fault_proxy.py` in front of the S3 emulator's plain-HTTP endpoint: scripted 5xx, dropped and
-/// stalled connections, truncated bodies, lost acknowledgements.
+/// `scripts/fault_proxy.py` in front of a test S3 server's plain-HTTP endpoint (moto unless told otherwise):
+/// scripted 5xx, dropped and stalled connections, truncated bodies, lost acknowledgements.
 public final class FaultProxy: @unchecked Sendable {
     public let port: Int
     private let pid: pid_t
 
-    public init() throws {
-        let upstream = URL(string: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"))!
+    public init(server: S3Server = .moto) throws {
+        let upstream = URL(string: server.endpoint)!
         let portFile = try TestEnvironment.tempDirectory("proxy") + "/port"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path

@@ -137,5 +137,21 @@ public enum Conformance {
         }
         #expect(errors.withLock { $0 } == [])
         #expect(try repo.list(prefix: "conc/").count == 8)
+        try raceCreateOnly(repo)
+    }
+
+    /// Eight threads write the same key create-only at once, each its own bytes: exactly one write succeeds, the
+    /// others fail with `repo.object-exists`, and the object holds the winner's bytes.
+    public static func raceCreateOnly(_ repo: any Repository) throws {
+        let outcomes = Mutex<[Int: ErrorCode?]>([:])
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            let c = code { try repo.put("race/key", bytes(4000, seed: UInt64(100 + i)), options: .createOnly) }
+            outcomes.withLock { $0[i] = c }
+        }
+        let all = outcomes.withLock { $0 }
+        let winners = all.filter { $0.value == nil }.map(\.key)
+        #expect(winners.count == 1, "create-only race: \(all)")
+        #expect(all.values.allSatisfy { $0 == nil || $0 == .repoObjectExists }, "create-only race: \(all)")
+        if let w = winners.first { #expect(try repo.getBytes("race/key") == bytes(4000, seed: UInt64(100 + w))) }
     }
 }

@@ -34,19 +34,19 @@ public enum TestEnvironment {
         return dir
     }
 
-    /// S3 settings for the test emulator (plain HTTP unless `tls`), with a unique prefix.
+    /// S3 settings for a test S3 server (moto unless `server` says otherwise; plain HTTP unless `tls`, which only
+    /// moto has), with a unique prefix.
     public static func s3Settings(
         prefix: String? = nil, tls: Bool = false, secret: String? = nil,
-        bucket: String? = nil, partSize: Int = 5 << 20
+        bucket: String? = nil, partSize: Int = 5 << 20, server: S3Server = .moto
     ) -> S3Settings {
-        let endpoint = URL(string: value(tls ? "CAIRN_TEST_S3_TLS_ENDPOINT" : "CAIRN_TEST_S3_ENDPOINT"))!
+        let endpoint = URL(string: tls ? server.tlsEndpoint ?? server.endpoint : server.endpoint)!
         return S3Settings(
-            endpoint: endpoint, bucket: bucket ?? value("CAIRN_TEST_S3_BUCKET"),
+            endpoint: endpoint, bucket: bucket ?? server.bucket,
             prefix: prefix ?? uniqueName("t"), region: value("CAIRN_TEST_S3_REGION"),
-            uriStyle: .path, caFile: tls ? value("CAIRN_TEST_S3_CA") : nil,
+            uriStyle: .path, caFile: tls && server.tlsEndpoint != nil ? value("CAIRN_TEST_S3_CA") : nil,
             credentials: AWSCredentials(
-                accessKeyId: value("CAIRN_TEST_S3_ACCESS_KEY"),
-                secretAccessKey: secret ?? value("CAIRN_TEST_S3_SECRET_KEY")),
+                accessKeyId: server.accessKey, secretAccessKey: secret ?? server.secretKey),
             partSize: partSize, concurrency: 4, connectTimeout: 5, stallTimeout: 20,
             requestDeadline: 60, maxRetries: 3)
     }

@@ -1,39 +1,57 @@
 import Foundation
 
-/// The two real repository kinds integration tests run against.
-public enum RepoKind: String, CaseIterable, Sendable, CustomStringConvertible {
-    case local, s3
+/// The real repository kinds integration tests run against: a local folder, S3 on moto (over TLS) and S3 on
+/// SeaweedFS (plain HTTP).
+public enum RepoKind: String, Sendable, CustomStringConvertible {
+    case local, s3, seaweed
     public var description: String { rawValue }
+
+    /// The kinds a repository-parameterized test runs on: the local folder and moto. The tests that also run on
+    /// SeaweedFS name `.seaweed` (the conformance suite, physical backups restored, the campaigns), so the second
+    /// S3 server costs CI minutes only where it can find something.
+    public static let standard: [RepoKind] = [.local, .s3]
+
+    /// ``standard`` and SeaweedFS, when it is among ``S3Server/tested``.
+    public static var withSeaweed: [RepoKind] { standard + (S3Server.tested.contains(.seaweed) ? [.seaweed] : []) }
+
+    /// The S3 server of an S3 kind.
+    public var server: S3Server? {
+        switch self {
+        case .local: return nil
+        case .s3: return .moto
+        case .seaweed: return .seaweed
+        }
+    }
 }
 
 /// Writes cairn configurations (owned by the postgres user, as archive_command needs) for scratch clusters.
 public enum TestRepository {
     /// Writes `dir/cairn.yaml` for a cluster at `conninfo` with a fresh repository of `kind`. With `masterKey` (base64),
     /// the repository is encrypted with that key, kept in `dir/master.key` (mode 0600). `cluster.bin_directory` is
-    /// that of `major` (the cluster's).
+    /// that of `major` (the cluster's). `bucket` replaces an S3 kind's bucket; `repository` lines go into the
+    /// repository section (e.g. `object_lock:` and its keys, indented by two more spaces).
     public static func config(
         _ kind: RepoKind, dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
-        extra: String = "", masterKey: String? = nil, cluster: [String] = []
+        extra: String = "", masterKey: String? = nil, cluster: [String] = [], bucket: String? = nil,
+        repository: [String] = []
     ) throws -> String {
         let path = dir + "/cairn.yaml"
         var repo: String
         switch kind {
         case .local:
             repo = "  type: local\n  path: \(dir)/repo"
-        case .s3:
+        case .s3, .seaweed:
+            let server = kind.server!
             let creds = dir + "/aws-credentials"
-            try """
-            [default]
-            aws_access_key_id = \(TestEnvironment.value("CAIRN_TEST_S3_ACCESS_KEY"))
-            aws_secret_access_key = \(TestEnvironment.value("CAIRN_TEST_S3_SECRET_KEY"))
-            """.write(toFile: creds, atomically: true, encoding: .utf8)
-            try Run.shell("chown postgres:postgres \(creds) && chmod 600 \(creds)")
+            try server.writeCredentials(to: creds)
+            let endpoint =
+                server.tlsEndpoint.map { "endpoint: \($0)\n  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))" }
+                ?? "endpoint: \(server.endpoint)"
             repo = """
                   type: s3
-                  bucket: \(TestEnvironment.value("CAIRN_TEST_S3_BUCKET"))
+                  bucket: \(bucket ?? server.bucket)
                   prefix: \(TestEnvironment.uniqueName("it"))
-                  endpoint: \(TestEnvironment.value("CAIRN_TEST_S3_TLS_ENDPOINT"))
-                  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))
+                  \(endpoint)
                   region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))
                   uri_style: path
                   credentials_file: \(creds)
@@ -44,6 +62,7 @@ public enum TestRepository {
             try Run.shell("chown postgres:postgres \(dir)/master.key && chmod 600 \(dir)/master.key")
             repo += "\n  encryption:\n    key_file: \(dir)/master.key"
         }
+        for line in repository { repo += "\n  " + line }
         try """
         cluster:
           connection: "\(conninfo)"

@@ -111,6 +111,12 @@ struct EffectiveSettings: Encodable {
                 "server_side_encryption": s3.serverSideEncryption ?? "(none)"
             ]
             if let k = s3.kmsKeyId { r["kms_key_id"] = k }
+            if let lock = s3.objectLock {
+                let period = ObjectLockPolicy.period(retention: c.retention, margin: lock.margin)
+                r["object_lock"] =
+                    "\(lock.mode.rawValue.lowercased()), margin \(Units.formatDuration(lock.margin)): objects locked for \(Units.formatDuration(period)) from their write (recovery window + margin)"
+                    + (lock.testShortPeriods ? "; test_short_periods: on (margins under a day allowed)" : "")
+            }
             do {
                 let (creds, source, _) = try CredentialResolver(environment: ctx.environment).resolve(s3)
                 r["access_key_id"] = AWSCredentials.mask(creds.accessKeyId)

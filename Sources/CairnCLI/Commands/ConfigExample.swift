@@ -27,6 +27,9 @@ enum ConfigExample {
           # storage_class: STANDARD_IA
           # server_side_encryption: aws:kms                # or AES256
           # kms_key_id: arn:aws:kms:...
+          # object_lock:                                   # S3 Object Lock: the bucket needs it (and versioning) on
+          #   mode: governance                             # or compliance (no one can lift it, not even root)
+          #   margin: 7d                                   # lock = recovery window + margin from each write (>= 1d)
           # credentials_file: /etc/cairn/aws-credentials    # AWS format, mode 0600; AWS_ACCESS_KEY_ID/... override
           # profile: default
           # encryption:                                    # client-side AES-256-GCM; set before `cairn init`

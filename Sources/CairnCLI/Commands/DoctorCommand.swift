@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnBase
 import CairnCore
 import CairnPostgres
+import CairnStorage
 import Foundation
 
 /// `cairn doctor`: a production-readiness review of the cluster's archiving, the repository, the backups, the
@@ -39,12 +40,22 @@ struct DoctorCommand: AsyncParsableCommand {
             facts.expectedFullInterval = b.timeIntervalSince(a)
         }
         var endpoint: URL?
-        if case .s3(let s3) = config.repository { endpoint = s3.endpoint }
+        var lock: ObjectLockFacts?
+        if case .s3(let s3) = config.repository {
+            endpoint = s3.endpoint
+            lock = ObjectLockFacts(
+                mode: s3.objectLock?.mode.rawValue,
+                period: s3.objectLock.map { ObjectLockPolicy.period(retention: config.retention, margin: $0.margin) }
+                    ?? 0,
+                testShortPeriods: s3.objectLock?.testShortPeriods ?? false)
+        }
         let repo = try? ctx.makeRepository()
-        let gathered = try await Blocking.run { [facts, endpoint] in
+        let driver = try? ctx.makeDriver() as? S3Repository
+        let gathered = try await Blocking.run { [facts, endpoint, lock] in
             var f = facts
             f.gatherCluster(
                 conninfo: config.cluster.connection, dataDirectory: config.cluster.dataDirectory, clock: SystemClock())
+            if let driver, let lock { f.gatherObjectLock(driver, lock) }
             if let repo {
                 f.gatherRepository(repo, endpoint: endpoint, clock: SystemClock())
             } else {

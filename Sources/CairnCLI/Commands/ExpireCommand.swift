@@ -58,7 +58,12 @@ struct ExpireCommand: AsyncParsableCommand {
         let histories = plan.decisions.filter { $0.kind == "history" }.count
         if histories > 0 { Output.line("keep   \(histories) timeline history file(s): always kept") }
         if let r = result {
-            Output.line("deleted \(r.deletedObjects) object(s), \(Units.formatBytes(r.deletedBytes))")
+            for l in r.locked { Output.line("kept under Object Lock: \(l)") }
+            Output.line(
+                "deleted \(r.deletedObjects) object(s), \(Units.formatBytes(r.deletedBytes))"
+                    + (r.lockedObjects > 0
+                        ? "; kept \(r.lockedObjects) object(s) under Object Lock, deleted by a later expire once their lock has passed"
+                        : ""))
         } else {
             Output.line("dry run: would delete \(plan.deletions.count) object(s); nothing was deleted")
         }

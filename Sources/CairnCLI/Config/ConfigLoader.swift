@@ -96,12 +96,16 @@ public struct ConfigLoader {
         var encryption: Configuration.EncryptionKey?
         let repoKeys = [
             "type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
-            "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption"
+            "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption",
+            "object_lock"
         ]
         if let rs = top?.section("repository", allowed: repoKeys) {
             let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
             if type == "local" {
-                for k in ["bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id"]
+                for k in [
+                    "bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id",
+                    "object_lock"
+                ]
                 where rs.node(k) != nil {
                     r.report(
                         line: rs.line(k), "repository.\(k) applies to type: s3 only (this repository is type: local)")
@@ -303,12 +307,33 @@ public struct ConfigLoader {
                 line: rs.line("storage_class"),
                 "repository.storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
         }
+        let lock = loadObjectLock(rs, r)
         guard let bucket, let endpoint else { return nil }
         return Configuration.S3Repo(
             bucket: bucket, prefix: prefix, endpoint: endpoint, region: regionValue,
             uriStyle: style, caFile: ca, verifyTLS: rs.bool("verify_tls") ?? true,
             storageClass: storageClass, serverSideEncryption: sse, kmsKeyId: kms,
-            credentialsFile: credFile, profile: rs.string("profile") ?? "default")
+            credentialsFile: credFile, profile: rs.string("profile") ?? "default", objectLock: lock)
+    }
+
+    /// `repository.object_lock`: `mode` (governance or compliance, required), `margin` (default 7d, at least 1d
+    /// unless `test_short_periods: true`).
+    private func loadObjectLock(_ rs: YAMLReader.Section, _ r: YAMLReader) -> Configuration.ObjectLockSetting? {
+        guard let l = rs.section("object_lock", allowed: ["mode", "margin", "test_short_periods"]) else { return nil }
+        guard l.require("mode", "governance or compliance (see S3 Object Lock)") else { return nil }
+        let mode = l.choice("mode", ["governance", "compliance"]).flatMap {
+            S3ObjectLock.Mode(rawValue: $0.uppercased())
+        }
+        let short = l.bool("test_short_periods") ?? false
+        let margin = l.duration("margin") ?? 7 * 86400
+        if margin < ObjectLockPolicy.minimumMargin && !short {
+            r.report(
+                line: l.line("margin"),
+                "repository.object_lock.margin must be at least 1d, not \(Units.formatDuration(margin)): a lock that ends before a late expire or a backup kept as the window's anchor leaves them unprotected"
+            )
+            return nil
+        }
+        return mode.map { Configuration.ObjectLockSetting(mode: $0, margin: margin, testShortPeriods: short) }
     }
 
     /// `repository.encryption`: exactly one of `key_file` (an absolute path) or `key_env` (a variable name).

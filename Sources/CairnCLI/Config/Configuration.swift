@@ -39,6 +39,18 @@ public struct Configuration: Sendable {
         public var kmsKeyId: String?
         public var credentialsFile: String?
         public var profile: String
+        /// `repository.object_lock` (nil: objects are written without a lock).
+        public var objectLock: ObjectLockSetting? = nil
+    }
+
+    /// S3 Object Lock as configured: every object Cairn keeps is written with `mode` and a retain-until date of
+    /// the recovery window plus `margin` from its write (``ObjectLockPolicy``).
+    public struct ObjectLockSetting: Sendable, Equatable {
+        public var mode: S3ObjectLock.Mode
+        /// Seconds added to the recovery window (at least a day unless `testShortPeriods`).
+        public var margin: Double
+        /// `test_short_periods: true`: margins under a day are accepted (tests that watch a lock pass).
+        public var testShortPeriods: Bool
     }
 
     /// Where the master key of client-side encryption comes from (`repository.encryption`).

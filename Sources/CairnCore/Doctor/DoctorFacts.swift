@@ -99,6 +99,8 @@ public struct DoctorFacts: Sendable {
     public var repositorySkew: Double?
     /// Why the store failed the create-only probe (``RepositoryProbe/proveCreateOnly(repo:)``), nil when it passed.
     public var createOnlyError: String?
+    /// S3 Object Lock as configured and as the bucket has it (nil: not an S3 repository, or not gathered).
+    public var objectLock: ObjectLockFacts?
     public var catalog: CatalogFacts?
     public var recoveryWindow: Double = 30 * 86400
     public var retentionSource = "defaults"

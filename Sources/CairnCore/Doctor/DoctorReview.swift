@@ -161,6 +161,7 @@ extension Doctor {
 
         /// The repository: reachable and writable, create-only writes, off-site and TLS, clocks.
         mutating func repository() {
+            objectLock()
             if let err = f.repositoryError {
                 add(
                     "repository", .critical, "the repository is not usable: \(Redaction.redact(err))",

@@ -267,6 +267,14 @@ final class S3Client: @unchecked Sendable {
             return CairnError(
                 .repoProtocol, "\(what): the bucket is in another region or at another endpoint (\(detail))",
                 hint: "set repository.region to the bucket's region (AWS_REGION overrides it)")
+        case (400, "InvalidRequest") where settings.objectLock != nil && what.hasPrefix("PUT"),
+            (400, "InvalidRequest") where settings.objectLock != nil && what.hasPrefix("POST"):
+            return CairnError(
+                .repoProtocol,
+                "\(what): the bucket refused a write with an Object Lock retention (\(detail)); it probably does not have Object Lock enabled",
+                hint:
+                    "enable Object Lock on bucket \(settings.bucket) (which turns versioning on), or remove repository.object_lock; `cairn doctor` checks the bucket"
+            )
         default:
             let msg = xml?.text("Message").map { ": \($0)" } ?? ""
             return CairnError(.repoProtocol, "\(what): unexpected response (\(detail))\(msg)")

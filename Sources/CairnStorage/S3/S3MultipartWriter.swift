@@ -128,6 +128,7 @@ final class S3MultipartWriter: ObjectWriter {
                 try repo.completeMultipart(
                     key, uploadId: uploadId!, parts: ledger.etags.withLock { $0 },
                     createOnly: options.createOnly)
+                try repo.ensureRetention(key)
             }
             state = .finished
             ledger.free.withLock { $0.removeAll() }

@@ -10,7 +10,8 @@ import Foundation
 ///   MD5 when the server's encryption mode keeps ETags equal to the MD5.
 /// - Create-only writes use `If-None-Match: *` on PutObject and CompleteMultipartUpload (atomic on AWS S3).
 /// - Downloads resume after a dropped connection with a ranged GET guarded by `If-Match`.
-/// - Deletes go in DeleteObjects batches of up to 1000 keys.
+/// - Deletes go in DeleteObjects batches of up to 1000 keys; with Object Lock, every version of each key goes
+///   and locked versions are kept and reported (`S3ObjectLockOps.swift`).
 public final class S3Repository: Repository {
     let client: S3Client
     public var settings: S3Settings { client.settings }
@@ -39,9 +40,9 @@ public final class S3Repository: Repository {
             : [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent]
     }
 
-    /// Headers every object write carries (storage class, server-side encryption).
-    var writeHeaders: [(String, String)] {
-        var h: [(String, String)] = []
+    /// Headers every write of `key` carries (storage class, server-side encryption, Object Lock).
+    func writeHeaders(for key: String) -> [(String, String)] {
+        var h: [(String, String)] = lockHeaders(for: key)
         if let sc = settings.storageClass { h.append(("x-amz-storage-class", sc)) }
         if let sse = settings.serverSideEncryption {
             h.append(("x-amz-server-side-encryption", sse))
@@ -61,7 +62,7 @@ public final class S3Repository: Repository {
 
     func putObject(_ key: String, _ body: UnsafeRawBufferPointer, options: PutOptions) throws -> ObjectInfo {
         var req = S3Client.Request(method: "PUT", key: key)
-        req.headers = writeHeaders + [("Content-Type", "application/octet-stream")]
+        req.headers = writeHeaders(for: key) + [("Content-Type", "application/octet-stream")]
         if options.createOnly { req.headers.append(("If-None-Match", "*")) }
         req.body = body
         let md5Bytes = Array(Insecure.MD5.hash(data: body))
@@ -166,6 +167,7 @@ public final class S3Repository: Repository {
 
     public func delete(_ keys: [String]) throws {
         for k in keys { try validateKey(k) }
+        if settings.objectLock != nil { return try deleteEveryVersion(keys) }
         var failures: [String] = []
         for start in stride(from: 0, to: keys.count, by: 1000) {
             let batch = keys[start..<min(start + 1000, keys.count)]
@@ -200,7 +202,7 @@ public final class S3Repository: Repository {
     func createMultipart(_ key: String, createOnly: Bool) throws -> String {
         var req = S3Client.Request(method: "POST", key: key)
         req.query = [("uploads", "")]
-        req.headers = writeHeaders + [("Content-Type", "application/octet-stream")]
+        req.headers = writeHeaders(for: key) + [("Content-Type", "application/octet-stream")]
         let r = try client.send(req)
         guard let id = XMLElement.parse(r.body)?.text("UploadId"), !id.isEmpty else {
             throw CairnError(.repoProtocol, "POST \(client.describe(key))?uploads: no UploadId in the answer")

@@ -28,6 +28,8 @@ public struct S3Settings: Sendable {
     public var serverSideEncryption: String?
     /// KMS key id for `aws:kms`.
     public var kmsKeyId: String?
+    /// S3 Object Lock on the objects written (nil: none); see ``S3ObjectLock``.
+    public var objectLock: S3ObjectLock?
     public var credentials: AWSCredentials
 
     /// Bytes per multipart part (at least 5 MiB); parts grow for very large objects.
@@ -49,7 +51,8 @@ public struct S3Settings: Sendable {
         endpoint: URL, bucket: String, prefix: String = "", region: String = "us-east-1",
         uriStyle: URIStyle = .host, caFile: String? = nil, verifyTLS: Bool = true,
         storageClass: String? = nil, serverSideEncryption: String? = nil, kmsKeyId: String? = nil,
-        credentials: AWSCredentials, partSize: Int = 8 << 20, singlePutLimit: Int? = nil,
+        objectLock: S3ObjectLock? = nil, credentials: AWSCredentials, partSize: Int = 8 << 20,
+        singlePutLimit: Int? = nil,
         concurrency: Int = 4, connectTimeout: Double = 10, stallTimeout: Double = 30,
         requestDeadline: Double = 300, maxRetries: Int = 6
     ) {
@@ -63,6 +66,7 @@ public struct S3Settings: Sendable {
         self.storageClass = storageClass
         self.serverSideEncryption = serverSideEncryption
         self.kmsKeyId = kmsKeyId
+        self.objectLock = objectLock
         self.credentials = credentials
         self.partSize = max(partSize, 5 << 20)
         self.singlePutLimit = singlePutLimit ?? self.partSize
@@ -71,5 +75,34 @@ public struct S3Settings: Sendable {
         self.stallTimeout = stallTimeout
         self.requestDeadline = requestDeadline
         self.maxRetries = max(0, maxRetries)
+    }
+}
+
+/// S3 Object Lock for the objects the driver writes: each PUT (or multipart upload) carries
+/// `x-amz-object-lock-mode` and `x-amz-object-lock-retain-until-date` (signed, with the body's `Content-MD5`,
+/// which Object Lock requires), so until that date no one, Cairn included, can delete or replace that version.
+/// The bucket must have Object Lock (and so versioning) enabled.
+///
+/// With a lock the driver's `delete` removes every version of a key (a plain DELETE on a versioned bucket would
+/// only hide the object behind a delete marker), and a version still locked is kept and reported
+/// (`repo.object-locked`) instead.
+public struct S3ObjectLock: Sendable {
+    /// The retention mode: governance (users with `s3:BypassGovernanceRetention` can lift it) or compliance
+    /// (no one can, not even the account's root user).
+    public enum Mode: String, Sendable, CaseIterable {
+        case governance = "GOVERNANCE"
+        case compliance = "COMPLIANCE"
+    }
+
+    public var mode: Mode
+    /// Seconds from a write to its object's retain-until date.
+    public var period: Double
+    /// Keys written without a lock: objects Cairn deletes in its normal course (job locks, leases, probes, pins).
+    public var exempt: @Sendable (String) -> Bool
+
+    public init(mode: Mode, period: Double, exempt: @escaping @Sendable (String) -> Bool = { _ in false }) {
+        self.mode = mode
+        self.period = period
+        self.exempt = exempt
     }
 }

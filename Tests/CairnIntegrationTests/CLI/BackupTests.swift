@@ -11,7 +11,7 @@ import Testing
 
     /// `kill -9` in the middle of uploading: nothing that list or restore would take for a backup, and the next
     /// backup (and a restore from it) works.
-    @Test(arguments: RepoKind.allCases)
+    @Test(arguments: RepoKind.withSeaweed)
     func killedBackupCommitsNothing(repo: RepoKind) throws {
         let c = try ScratchCluster(name: "backupkill-\(repo)") {
             try TestRepository.config(repo, dir: $0, conninfo: $1, limits: ["bundle_size: 2MiB"])
@@ -47,7 +47,7 @@ import Testing
     /// The files method (cairn reads the data directory) while pgbench writes: the restored copy passes
     /// pg_verifybackup against the PostgreSQL-format manifest, holds nothing PostgreSQL's own base backup leaves
     /// out, and has every row committed before the end of the WAL.
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    @Test(arguments: PGMajor.matrix(RepoKind.withSeaweed))
     func fileLevelBackupUnderLoadVerifiesAndRestores(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "filebackup-\(repo)-\(major)", major: major) {
             try TestRepository.config(

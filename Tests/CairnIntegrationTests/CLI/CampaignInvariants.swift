@@ -86,7 +86,8 @@ struct Invariants {
     }
 }
 
-/// A private `fault_proxy.py` in front of moto that a test can `kill -9` and start again on the same port.
+/// A private `fault_proxy.py` in front of an S3 server (moto or SeaweedFS) that a test can `kill -9` and start again
+/// on the same port.
 ///
 /// Why not kill the S3 emulator itself: moto keeps every bucket in memory and is shared by all tests, so a
 /// `kill -9` of moto would lose everything (no real S3 loses acknowledged objects) and break other tests. What a
@@ -95,16 +96,20 @@ struct Invariants {
 /// had acknowledged. Killing the endpoint process the client talks to gives exactly that.
 final class CrashableEndpoint: @unchecked Sendable {
     let port = LocalPort.free()
+    let server: S3Server
     private var pid: pid_t = 0
     private(set) var crashes = 0
 
-    init() throws { try start() }
+    init(server: S3Server = .moto) throws {
+        self.server = server
+        try start()
+    }
     deinit { if pid > 0 { kill(pid, SIGTERM); Run.wait(pid) } }
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
     func start() throws {
-        let upstream = URL(string: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"))!
+        let upstream = URL(string: server.endpoint)!
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
         pid = try Run.spawn(
@@ -131,18 +136,15 @@ final class CrashableEndpoint: @unchecked Sendable {
     }
 }
 
-/// Writes a cairn configuration for an S3 repository reached through `endpoint` (plain HTTP), owned by postgres.
+/// Writes a cairn configuration for an S3 repository of `server` reached through `endpoint` (plain HTTP: the server
+/// or a proxy in front of it), owned by postgres.
 enum CampaignConfig {
     static func s3(
         dir: String, name: String = "cairn.yaml", conninfo: String, endpoint: String, prefix: String,
-        limits: [String] = ["request_timeout: 60s", "retries: 4"], extra: String = ""
+        limits: [String] = ["request_timeout: 60s", "retries: 4"], extra: String = "", server: S3Server = .moto
     ) throws -> String {
         let creds = dir + "/aws-credentials"
-        try """
-        [default]
-        aws_access_key_id = \(TestEnvironment.value("CAIRN_TEST_S3_ACCESS_KEY"))
-        aws_secret_access_key = \(TestEnvironment.value("CAIRN_TEST_S3_SECRET_KEY"))
-        """.write(toFile: creds, atomically: true, encoding: .utf8)
+        try server.writeCredentials(to: creds)
         let path = dir + "/" + name
         try """
         cluster:
@@ -150,7 +152,7 @@ enum CampaignConfig {
           bin_directory: \(TestCluster.binDirectory)
         repository:
           type: s3
-          bucket: \(TestEnvironment.value("CAIRN_TEST_S3_BUCKET"))
+          bucket: \(server.bucket)
           prefix: \(prefix)
           endpoint: \(endpoint)
           region: \(TestEnvironment.value("CAIRN_TEST_S3_REGION"))

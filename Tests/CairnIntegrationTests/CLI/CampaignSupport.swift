@@ -174,15 +174,18 @@ enum Workload {
 
 /// Direct access to a test repository, bypassing cairn's command line (and any proxy in front of S3).
 enum DirectRepository {
+    /// The repository of `config`: its S3 prefix on the server its endpoint names (moto when the endpoint is
+    /// moto's TLS one or a proxy), else the local folder.
     static func open(config: String, localRoot: String) throws -> any Repository {
         let text = try String(contentsOfFile: config, encoding: .utf8)
-        if let line = text.split(separator: "\n").first(where: {
-            $0.trimmingCharacters(in: .whitespaces).hasPrefix("prefix:")
-        }),
-            let prefix = line.split(separator: ":").last
-        {
-            return S3Repository(
-                settings: TestEnvironment.s3Settings(prefix: prefix.trimmingCharacters(in: .whitespaces)))
+        func setting(_ name: String) -> String? {
+            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { $0.hasPrefix(name + ":") }
+                .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+        }
+        if let prefix = setting("prefix") {
+            let server = S3Server.serving(setting("endpoint") ?? "")
+            return S3Repository(settings: TestEnvironment.s3Settings(prefix: prefix, server: server))
         }
         return LocalRepository(root: localRoot)
     }

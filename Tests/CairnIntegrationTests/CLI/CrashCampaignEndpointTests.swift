@@ -8,20 +8,22 @@ extension CrashCampaignTests {
     /// of a `backup`, of the archiver's `wal-push` or of an `expire`, and started again after a random outage.
     /// Each command must succeed (it retried across the outage) or fail with one documented error and commit
     /// nothing, never hang; then the invariants hold and the next run succeeds.
-    @Test func s3EndpointCrash() throws {
-        var (rng, seed) = Campaign.generator("s3-endpoint")
-        let endpoint = try CrashableEndpoint()
+    /// On moto and on SeaweedFS.
+    @Test(arguments: S3Server.tested)
+    func s3EndpointCrash(server: S3Server) throws {
+        var (rng, seed) = Campaign.generator(server == .moto ? "s3-endpoint" : "s3-endpoint-\(server)")
+        let endpoint = try CrashableEndpoint(server: server)
         let prefix = TestEnvironment.uniqueName("crash-endpoint")
         var direct = ""
-        let c = try ScratchCluster(name: "crash-endpoint") { dir, conninfo in
+        let c = try ScratchCluster(name: "crash-endpoint-\(server)") { dir, conninfo in
             let retention = "retention:\n  recovery_window: 1s\n  min_full_backups: 1\n  orphan_safety_age: 1m"
             direct = try CampaignConfig.s3(
                 dir: dir, name: "direct.yaml", conninfo: conninfo,
-                endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix, extra: retention)
+                endpoint: server.endpoint, prefix: prefix, extra: retention, server: server)
             return try CampaignConfig.s3(
                 dir: dir, conninfo: conninfo, endpoint: endpoint.endpoint, prefix: prefix,
                 limits: ["request_timeout: 60s", "retries: 8", "io_timeout: 5s", "connect_timeout: 2s"],
-                extra: retention)
+                extra: retention, server: server)
         }
         defer { c.destroy() }
         let inv = try Invariants(c, config: direct)
@@ -30,9 +32,9 @@ extension CrashCampaignTests {
         let (first, baseline) = try Campaign.timed { try c.cairn(["backup"]) }
         try #require(first.status == 0, "\(first.stderr)")
         var tallies = [
-            "backup": Tally(name: "S3 endpoint crash during backup", seed: seed),
-            "wal-push": Tally(name: "S3 endpoint crash during wal-push (archive_command)", seed: seed),
-            "expire": Tally(name: "S3 endpoint crash during expire", seed: seed)
+            "backup": Tally(name: "S3 endpoint (\(server)) crash during backup", seed: seed),
+            "wal-push": Tally(name: "S3 endpoint (\(server)) crash during wal-push (archive_command)", seed: seed),
+            "expire": Tally(name: "S3 endpoint (\(server)) crash during expire", seed: seed)
         ]
         for trial in 0..<Campaign.trials {
             let op = ["backup", "wal-push", "expire"][trial % 3]
@@ -85,7 +87,9 @@ extension CrashCampaignTests {
         }
         try Workload.restoreAndCompare(c, "s3-endpoint seed \(seed)")
         for t in tallies.values where t.total > 0 { t.record() }
-        Measurements.record(["crash campaign S3 endpoint: \(endpoint.crashes) kill -9 of the endpoint, seed \(seed)"])
+        Measurements.record([
+            "crash campaign S3 endpoint (\(server)): \(endpoint.crashes) kill -9 of the endpoint, seed \(seed)"
+        ])
     }
 }
 

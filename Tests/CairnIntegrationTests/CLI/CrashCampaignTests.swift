@@ -9,7 +9,7 @@ import Testing
 /// (default 3 for CI; `scripts/crash-campaign.sh` runs the full campaign). Counts go to `Measurements`.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled), .serialized) struct CrashCampaignTests {
     /// `cairn backup` killed while it streams, uploads, waits for WAL or commits.
-    @Test(arguments: RepoKind.allCases)
+    @Test(arguments: RepoKind.withSeaweed)
     func backup(repo kind: RepoKind) throws {
         var (rng, seed) = Campaign.generator("backup-\(kind)")
         let c = try ScratchCluster(name: "crash-backup-\(kind)") {

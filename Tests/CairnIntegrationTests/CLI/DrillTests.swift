@@ -57,7 +57,7 @@ import Testing
         ((try? FileManager.default.contentsOfDirectory(atPath: c.dir + "/drills")) ?? []).isEmpty
     }
 
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    @Test(arguments: PGMajor.matrix(RepoKind.standard))
     func aHealthyRepositoryPassesAndRecordsTheRTO(repo: RepoKind, major: PGMajor) throws {
         let c = try Self.makeCluster("drill-\(repo)-\(major)", repo: repo, major: major)
         defer { c.destroy() }

@@ -44,12 +44,15 @@ import Testing
         return "delay"
     }
 
-    @Test func commandsUnderScriptedFaults() throws {
-        var (rng, seed) = Campaign.generator("fault")
-        let proxy = try FaultProxy()
+    /// On each test S3 server: moto, and SeaweedFS (a real S3 implementation, whose answers to the faults'
+    /// retries, e.g. a create-only write repeated after a lost acknowledgement, are its own).
+    @Test(arguments: S3Server.tested)
+    func commandsUnderScriptedFaults(server: S3Server) throws {
+        var (rng, seed) = Campaign.generator(server == .moto ? "fault" : "fault-\(server)")
+        let proxy = try FaultProxy(server: server)
         let prefix = TestEnvironment.uniqueName("fault"), walPrefix = prefix + "-wal"
         var faulty = "", faultyWal = "", directWal = ""
-        let s3 = TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT")
+        let s3 = server.endpoint
         // The archiver keeps a copy of each segment (to push by hand) and archives directly, without faults.
         let c = try ScratchCluster(
             name: "fault",
@@ -60,14 +63,15 @@ import Testing
             try Run.shell("mkdir -p \(dir)/staging \(dir)/work && chown postgres:postgres \(dir)/staging \(dir)/work")
             faulty = try CampaignConfig.s3(
                 dir: dir, name: "faulty.yaml", conninfo: conninfo, endpoint: proxy.endpoint.absoluteString,
-                prefix: prefix, limits: Self.limits)
+                prefix: prefix, limits: Self.limits, server: server)
             faultyWal = try CampaignConfig.s3(
                 dir: dir, name: "faulty-wal.yaml", conninfo: conninfo,
-                endpoint: proxy.endpoint.absoluteString, prefix: walPrefix, limits: Self.limits)
+                endpoint: proxy.endpoint.absoluteString, prefix: walPrefix, limits: Self.limits, server: server)
             directWal = try CampaignConfig.s3(
-                dir: dir, name: "direct-wal.yaml", conninfo: conninfo, endpoint: s3, prefix: walPrefix)
+                dir: dir, name: "direct-wal.yaml", conninfo: conninfo, endpoint: s3, prefix: walPrefix,
+                server: server)
             return try CampaignConfig.s3(
-                dir: dir, name: "direct.yaml", conninfo: conninfo, endpoint: s3, prefix: prefix)
+                dir: dir, name: "direct.yaml", conninfo: conninfo, endpoint: s3, prefix: prefix, server: server)
         }
         defer { c.destroy() }
         let inv = try Invariants(c)
@@ -163,7 +167,7 @@ import Testing
             }
         }
         let lines = [
-            "fault campaign (seed \(seed)): "
+            "fault campaign on \(server) (seed \(seed)): "
                 + outcomes.sorted { $0.key < $1.key }
                 .map { "\($0.key) \($0.value.ok) succeeded / \($0.value.failed) failed" }.joined(separator: ", "),
             "fault campaign failures by code: "

@@ -160,7 +160,7 @@ import Testing
 
 /// Issue #25: `init` and `check` prove the store refuses a create-only write over an existing object.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct CreateOnlyProbeTests {
-    @Test(arguments: RepoKind.allCases)
+    @Test(arguments: RepoKind.standard)
     func checkProvesCreateOnlyWrites(repo: RepoKind) throws {
         let dir = try TestEnvironment.tempDirectory("cli-createonly-\(repo)")
         let config =

@@ -46,7 +46,7 @@ import Testing
         }.joined(separator: "\n")
     }
 
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    @Test(arguments: PGMajor.matrix(RepoKind.standard))
     func roundTripIntoANewDatabaseIsIdentical(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "logical-\(repo)-\(major)", major: major) {
             try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)

@@ -13,7 +13,7 @@ import Testing
         )
     }
 
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases, others: [.s3]))
+    @Test(arguments: PGMajor.matrix(RepoKind.standard, others: [.s3]))
     func backupUnderLoadThenRestoreToATimeBetweenTwoCommits(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "pitr-\(repo)-\(major)", major: major) {
             try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
@@ -63,7 +63,7 @@ import Testing
         #expect(info.stdout.contains("\"recoverable_window\""))
     }
 
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases))
+    @Test(arguments: PGMajor.matrix(RepoKind.standard))
     func immediateLsnRestorePointAndLatest(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "targets-\(repo)-\(major)", major: major) {
             try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)

@@ -44,7 +44,7 @@ import Testing
     /// The scenario of the data-safety review: production backed up, a side copy restored and started with
     /// archiving on while production runs; the copy promotes and archives timeline 2 into production's
     /// repository; production goes on. The disaster restore of production must come back with production's rows.
-    @Test(arguments: RepoKind.allCases)
+    @Test(arguments: RepoKind.standard)
     func aPromotedSideCopyNeverBecomesTheHistoryADisasterRestoreFollows(repo: RepoKind) throws {
         let c = try ScratchCluster(name: "lineage-\(repo)") { try TestRepository.config(repo, dir: $0, conninfo: $1) }
         defer { c.destroy() }

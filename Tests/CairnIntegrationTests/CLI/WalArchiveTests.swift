@@ -6,7 +6,7 @@ import Testing
 
 /// `wal-push` and `wal-fetch` as PostgreSQL runs them, on the local folder and the S3 emulator.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct WalArchiveTests {
-    @Test(arguments: PGMajor.matrix(RepoKind.allCases, others: [.s3]))
+    @Test(arguments: PGMajor.matrix(RepoKind.withSeaweed, others: [.s3]))
     func pushIsIdempotentAndNeverOverwritesDifferentContent(repo: RepoKind, major: PGMajor) throws {
         let c = try ScratchCluster(name: "walpush-\(repo)-\(major)", major: major) {
             try TestRepository.config(repo, dir: $0, conninfo: $1, major: major)
@@ -76,7 +76,7 @@ import Testing
 
     /// `kill -9` of `wal-push` at random points: nothing half-written is ever visible, the next push succeeds,
     /// and every acknowledged segment is there and intact.
-    @Test(arguments: RepoKind.allCases)
+    @Test(arguments: RepoKind.standard)
     func killedPushesLeaveNothingHalfWritten(repo: RepoKind) throws {
         let c = try ScratchCluster(name: "walkill-\(repo)", settings: ["archive_command = 'cp %p ../staging/%f'"]) {
             try TestRepository.config(repo, dir: $0, conninfo: $1)

@@ -11,6 +11,13 @@ import Testing
         try Conformance.run(repo, largeObject: 12 << 20)
     }
 
+    /// SeaweedFS: a real S3 implementation, whose answers (create-only races, multipart, listing) are its own.
+    @Test(.enabled(if: S3Server.tested.contains(.seaweed)))
+    func s3OnSeaweedFS() throws {
+        let repo = S3Repository(settings: TestEnvironment.s3Settings(server: .seaweed))
+        try Conformance.run(repo, largeObject: 12 << 20)
+    }
+
     @Test func s3OverTLSWithCAFile() throws {
         let repo = S3Repository(settings: TestEnvironment.s3Settings(tls: true))
         try Conformance.run(repo, largeObject: 6 << 20)
