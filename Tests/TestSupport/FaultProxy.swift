@@ -9,8 +9,7 @@ public final class FaultProxy: @unchecked Sendable {
     public init(server: S3Server = .moto) throws {
         let upstream = URL(string: server.endpoint)!
         let portFile = try TestEnvironment.tempDirectory("proxy") + "/port"
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
+        let script = SourceTree.path("scripts/fault_proxy.py")
         pid = try Run.spawn(
             "/usr/bin/env",
             [

@@ -7,6 +7,16 @@ public struct ProcessResult: Sendable {
     public var stderr: String
 }
 
+/// The project's folders, for tests that read its scripts, runbooks and packaging.
+public enum SourceTree {
+    /// The project's root (this file is `Tests/TestSupport/ProcessRunner.swift`).
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../..").standardized.path
+
+    /// A path under the project's root.
+    public static func path(_ relative: String) -> String { root + "/" + relative }
+}
+
 public enum Run {
     /// The `cairn` binary built next to the test bundle (`swift build` builds it; `scripts/test.sh` runs that first).
     public static var cairnBinary: String {
@@ -15,9 +25,7 @@ public enum Run {
             let p = candidate.appendingPathComponent("cairn").path
             if FileManager.default.isExecutableFile(atPath: p) { return p }
         }
-        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../.build/debug/cairn").standardized.path
-        return fallback
+        return SourceTree.path(".build/debug/cairn")
     }
 
     /// A copy of the `cairn` binary that the `postgres` OS user can run (archive_command, restore_command).

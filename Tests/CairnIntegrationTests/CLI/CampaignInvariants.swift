@@ -110,8 +110,7 @@ final class CrashableEndpoint: @unchecked Sendable {
 
     func start() throws {
         let upstream = URL(string: server.endpoint)!
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
+        let script = SourceTree.path("scripts/fault_proxy.py")
         pid = try Run.spawn(
             "/usr/bin/env",
             [

@@ -97,8 +97,7 @@ extension CrashCampaignTests {
 /// optional HINT), and the exit code that table gives for it.
 enum ErrorReport {
     static let documented: [String: Int32] = {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../runbooks/error-codes.md").standardized.path
+        let path = SourceTree.path("runbooks/error-codes.md")
         var table: [String: Int32] = [:]
         for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
         where line.hasPrefix("| `") {
@@ -107,6 +106,7 @@ enum ErrorReport {
                 table[cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))] = exit
             }
         }
+        precondition(!table.isEmpty, "no error codes read from \(path)")
         return table
     }()
 

@@ -10,8 +10,7 @@ import Testing
 enum Runbooks {
     /// `runbooks/` of this checkout.
     static var directory: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../runbooks")
-            .standardized.path
+        SourceTree.path("runbooks")
     }
 
     /// The runbooks the tests run, in the order of `runbooks/README.md`.
