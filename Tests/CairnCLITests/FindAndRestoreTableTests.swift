@@ -209,5 +209,29 @@ import Testing
         let withTarget = try c.cairn(["restore", "--table", "public.deleted", "--backup", id, "--immediate"] + scratch)
         #expect(withTarget.status == ErrorCode.usage.exitCode, "\(withTarget.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: c.dir + "/scratch").isEmpty)
+        try checkFailureAndInterruptCleanUp(c, backup: id, scratch: c.dir + "/scratch")
+    }
+
+    /// A table missing at the target fails after the scratch cluster started; an interrupt stops it half-way: either
+    /// way the scratch cluster is stopped and removed and the live database gets nothing.
+    func checkFailureAndInterruptCleanUp(_ c: ScratchCluster, backup id: String, scratch: String) throws {
+        let missing = try c.cairn(["restore", "--table", "public.nope", "--backup", id, "--scratch-dir", scratch])
+        #expect(missing.status == ErrorCode.tableUnknown.exitCode, "\(missing.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty)
+        let pid = try Run.spawnCairnAsPostgres(
+            ["--config", c.config!, "restore", "--table", "public.later", "--backup", id, "--scratch-dir", scratch])
+        var started = false
+        for _ in 0..<600 where !started {
+            usleep(50_000)
+            let folders = (try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []
+            started = folders.contains {
+                FileManager.default.fileExists(atPath: "\(scratch)/\($0)/data/postmaster.pid")
+            }
+        }
+        #expect(started, "the scratch server started")
+        kill(pid, SIGINT)
+        #expect(Run.wait(pid) == ErrorCode.interrupted.exitCode)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "removed on interrupt")
+        #expect(try c.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'later_restored_%'") == "0")
     }
 }
