@@ -177,6 +177,17 @@ import Testing
         #expect(empty.status == ErrorCode.walMissing.exitCode, "\(empty.stderr)")
         let bad = try c.cairn(["restore", "--table", "public.deleted", "--before", "yesterday"])
         #expect(bad.status == ErrorCode.usage.exitCode, "\(bad.stderr)")
+
+        // A segment lost from the archive: find still lists what the rest shows, names the hole, and fails once.
+        let repo = RunbookTests.repository(prefix: try RunbookTests.prefix(of: c.config!))
+        let segments = try repo.list(prefix: "wal/00000001/").map(\.key)
+            .filter { $0.split(separator: "/").last?.count == 28 }.sorted()  // segments: 24 hex digits + ".zst"
+        let victim = try #require(segments.dropLast().last, "\(segments)")
+        try repo.delete([victim])
+        let holed = try c.cairn(["find"])
+        #expect(holed.status == ErrorCode.walMissing.exitCode, "\(holed.stderr)")
+        #expect(holed.stdout.contains("WARNING: segment"), "\(holed.stdout)")
+        #expect(holed.stderr.contains("the search is incomplete"))
     }
 
     /// From a logical backup the table comes back as it was dumped (its database restored with its roles into a
