@@ -65,6 +65,14 @@ struct FindCommand: AsyncParsableCommand {
             repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, options: options, tools: ctx.tools,
             clock: SystemClock())
         if json { try Output.json(result) } else { printResult(result) }
+        // Every candidate found is printed; then a search with holes fails once, so scripts do not trust it blindly.
+        if !result.missing.isEmpty || !result.problems.isEmpty {
+            throw CairnError(
+                .walMissing,
+                "the search is incomplete: \(result.missing.count) segment(s) missing from the archive, \(result.problems.count) stretch(es) pg_waldump could not read to the end",
+                hint: "the candidates above are what the rest of the WAL shows; `cairn verify` lists the archive's gaps"
+            )
+        }
     }
 
     func printResult(_ r: FindOperation.Result) {

@@ -177,6 +177,17 @@ import Testing
         #expect(empty.status == ErrorCode.walMissing.exitCode, "\(empty.stderr)")
         let bad = try c.cairn(["restore", "--table", "public.deleted", "--before", "yesterday"])
         #expect(bad.status == ErrorCode.usage.exitCode, "\(bad.stderr)")
+
+        // A segment lost from the archive: find still lists what the rest shows, names the hole, and fails once.
+        let repo = RunbookTests.repository(prefix: try RunbookTests.prefix(of: c.config!))
+        let segments = try repo.list(prefix: "wal/00000001/").map(\.key)
+            .filter { $0.split(separator: "/").last?.count == 28 }.sorted()  // segments: 24 hex digits + ".zst"
+        let victim = try #require(segments.dropLast().last, "\(segments)")
+        try repo.delete([victim])
+        let holed = try c.cairn(["find"])
+        #expect(holed.status == ErrorCode.walMissing.exitCode, "\(holed.stderr)")
+        #expect(holed.stdout.contains("WARNING: segment"), "\(holed.stdout)")
+        #expect(holed.stderr.contains("the search is incomplete"))
     }
 
     /// From a logical backup the table comes back as it was dumped (its database restored with its roles into a
@@ -209,5 +220,29 @@ import Testing
         let withTarget = try c.cairn(["restore", "--table", "public.deleted", "--backup", id, "--immediate"] + scratch)
         #expect(withTarget.status == ErrorCode.usage.exitCode, "\(withTarget.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: c.dir + "/scratch").isEmpty)
+        try checkFailureAndInterruptCleanUp(c, backup: id, scratch: c.dir + "/scratch")
+    }
+
+    /// A table missing at the target fails after the scratch cluster started; an interrupt stops it half-way: either
+    /// way the scratch cluster is stopped and removed and the live database gets nothing.
+    func checkFailureAndInterruptCleanUp(_ c: ScratchCluster, backup id: String, scratch: String) throws {
+        let missing = try c.cairn(["restore", "--table", "public.nope", "--backup", id, "--scratch-dir", scratch])
+        #expect(missing.status == ErrorCode.tableUnknown.exitCode, "\(missing.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty)
+        let pid = try Run.spawnCairnAsPostgres(
+            ["--config", c.config!, "restore", "--table", "public.later", "--backup", id, "--scratch-dir", scratch])
+        var started = false
+        for _ in 0..<600 where !started {
+            usleep(50_000)
+            let folders = (try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []
+            started = folders.contains {
+                FileManager.default.fileExists(atPath: "\(scratch)/\($0)/data/postmaster.pid")
+            }
+        }
+        #expect(started, "the scratch server started")
+        kill(pid, SIGINT)
+        #expect(Run.wait(pid) == ErrorCode.interrupted.exitCode)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "removed on interrupt")
+        #expect(try c.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'later_restored_%'") == "0")
     }
 }
