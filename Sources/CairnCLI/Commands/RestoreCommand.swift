@@ -70,7 +70,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help:
-            "Logical restore: the database to restore from a logical backup (needs --backup and --into); with --table: the tables' database."
+            "Logical restore: the database to restore from a logical backup (needs --backup and --into); with --table: the tables' database; with a recovery target alone: restore this database at that point as a new database."
     )
     var database: String?
     @Option(
@@ -98,7 +98,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
-        if tableMode { return try validateTables() }
+        if tableMode || databaseMode { return try validateTables() }
         if before != nil || output != nil || scratchDir != nil {
             throw ValidationError("--before, --output and --scratch-dir go with --table")
         }
@@ -110,7 +110,8 @@ struct RestoreCommand: AsyncParsableCommand {
                 !immediate, !latest
             else {
                 throw ValidationError(
-                    "--database restores a logical backup; it does not take --target-dir or recovery targets")
+                    "--database with --backup and --into restores a logical backup (no --target-dir, no recovery target); with a recovery target and without --target-dir it restores that database at that point into the live cluster"
+                )
             }
             if let j = jobs, !(1...64).contains(j) { throw ValidationError("--jobs must be between 1 and 64") }
             return
@@ -193,7 +194,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         var ctx = try AppContext.load(global)
-        if tableMode {
+        if tableMode || databaseMode {
             if ServerUser.isRoot { ctx = try runAsClusterOwner(ctx) }
             return try await runTables(ctx)
         }

@@ -5,9 +5,16 @@ import CairnPostgres
 import Foundation
 
 /// `cairn restore --table schema.name [--table …]`: tables brought back from a point in time into the live
-/// database under new names (see ``TableRestoreOperation``).
+/// database under new names (see ``TableRestoreOperation``); `cairn restore --database NAME` with a recovery target
+/// (and no `--table`): the whole database, as a new database of the live cluster.
 extension RestoreCommand {
     var tableMode: Bool { !table.isEmpty }
+
+    /// `--database` with a recovery target (or `--before`) and no target directory: one database at a point in time.
+    var databaseMode: Bool {
+        table.isEmpty && database != nil && targetDir == nil
+            && ([targetTime, targetLsn, targetXid, targetName, before].contains { $0 != nil } || immediate || latest)
+    }
 
     /// What `--table` takes and refuses.
     func validateTables() throws {
@@ -20,7 +27,7 @@ extension RestoreCommand {
         ]
         guard !others.contains(true) else {
             throw ValidationError(
-                "--table restores tables into the live database; it does not take --target-dir, --delta, --standby, --tablespace-map, --force, --globals, --jobs, --no-owner, --temp-dir, --archive-mode, --target-action or --dry-run"
+                "--table (and --database with a target) restores into the live cluster; it does not take --target-dir, --delta, --standby, --tablespace-map, --force, --globals, --jobs, --no-owner, --temp-dir, --archive-mode, --target-action or --dry-run"
             )
         }
         let targets = [
@@ -28,15 +35,18 @@ extension RestoreCommand {
         ]
         guard targets.filter({ $0 }).count == 1 || (targets.allSatisfy { !$0 } && backup != nil) else {
             throw ValidationError(
-                "--table needs exactly one target: --before (a candidate of `cairn find`), --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest (none with --backup of a logical backup)"
+                "--table (or --database alone) needs exactly one target: --before (a candidate of `cairn find`), --target-time, --target-lsn, --target-xid, --target-name, --immediate or --latest (none with --backup of a logical backup)"
             )
         }
         if let b = before, Self.parseBefore(b) == nil {
             throw ValidationError(
                 "--before \"\(b)\" is not a candidate of `cairn find` (XID@LSN), an LSN or a transaction id")
         }
-        if let i = into, !i.contains(".") || FindOperation.qualify(i) == nil {
+        if let i = into, tableMode, !i.contains(".") || FindOperation.qualify(i) == nil {
             throw ValidationError("--into with --table takes schema.name, e.g. public.orders_old")
+        }
+        if let i = into, databaseMode, i.isEmpty || i.utf8.count > 63 {
+            throw ValidationError("--into with --database takes the new database's name (at most 63 bytes)")
         }
         if into != nil && table.count > 1 {
             throw ValidationError("--into names one table; restore several tables without it")
@@ -87,12 +97,21 @@ extension RestoreCommand {
         Output.line(
             "restored from backup \(result.backupId) at target \(result.target) in \(Units.formatDuration(result.seconds)):"
         )
-        for t in result.tables {
+        for t in result.tables where result.restoredDatabase != nil {
+            Output.line(
+                "  database \(t.source) → \(t.restoredAs) (\(t.rows) rows in its tables)\(result.output == nil ? "" : ", as a dump")"
+            )
+        }
+        for t in result.tables where result.restoredDatabase == nil {
             Output.line(
                 "  \(t.source) → \(t.restoredAs) (\(t.rows) rows)\(result.output == nil ? " in database \(result.database)" : "")"
             )
         }
-        if let o = result.output { Output.line("  written to \(o) (pg_restore -d \(result.database) \(o) loads it)") }
+        if let o = result.output, let name = result.restoredDatabase {
+            Output.line("  written to \(o) (createdb \(name) && pg_restore -d \(name) \(o) loads it)")
+        } else if let o = result.output {
+            Output.line("  written to \(o) (pg_restore -d \(result.database) \(o) loads it)")
+        }
         for n in result.notes { Output.line("  note: \(n)") }
     }
 }

@@ -12,11 +12,12 @@ import Logging
 /// is written to a file.
 public enum TableRestoreOperation {
     public struct Options: Sendable {
-        /// `schema.name` of each table.
+        /// `schema.name` of each table; none: the whole database (``DatabaseCopy``).
         public var tables: [String]
         /// The database the tables are in (scratch and live).
         public var database: String
-        /// A new `schema.name` (one table only); default `<schema>.<name>_restored_<YYYYMMDDHHMMSS>`.
+        /// A new `schema.name` (one table only); default `<schema>.<name>_restored_<YYYYMMDDHHMMSS>`. For a whole
+        /// database: the new database's name; default `<database>_restored_<YYYYMMDDHHMMSS>`.
         public var into: String?
         /// Write the dump here instead of loading it into the live database.
         public var output: String?
@@ -46,6 +47,8 @@ public enum TableRestoreOperation {
         public var target: String
         public var database: String
         public var tables: [Restored]
+        /// A whole database restored: its new name in the live cluster (or, with `output`, what it would be).
+        public var restoredDatabase: String?
         /// The dump written (`--output`), when not loaded into the live database.
         public var output: String?
         /// What was not restored (foreign keys to other tables).
@@ -66,6 +69,7 @@ public enum TableRestoreOperation {
         enum CodingKeys: String, CodingKey {
             case target, database, tables, output, notes, seconds
             case backupId = "backup"
+            case restoredDatabase = "restored_database"
         }
     }
 
@@ -83,7 +87,14 @@ public enum TableRestoreOperation {
             major: source.backup.pgVersionNum / 10000, ["initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore"],
             for: "backup \(source.backup.id)")
         let moves = try self.moves(options, stamp: stamp)
-        try await Blocking.run { try checkLive(moves, options: options) }
+        let wholeDatabase = options.tables.isEmpty ? DatabaseCopy.target(options, stamp: stamp) : nil
+        try await Blocking.run {
+            if let wholeDatabase {
+                if options.output == nil { try DatabaseCopy.checkAbsent(wholeDatabase, options: options) }
+            } else {
+                try checkLive(moves, options: options)
+            }
+        }
         let folder = options.scratchDirectory + "/" + Layout.backupId(at: started, type: "T")
         try ScratchRecovery.checkSpace(catalog, backupId: source.backup.id, folder: options.scratchDirectory)
         ScratchCleanup.register(folder: folder, data: folder + "/data")
@@ -92,11 +103,21 @@ public enum TableRestoreOperation {
         let scratch = try await source.scratch(
             repo: repo, pipeline: pipeline, catalog: catalog, folder: folder, options: options, tools: tools,
             clock: clock)
-        let (restored, notes) = try await copy(
-            moves, scratch: scratch, options: options, folder: folder, tools: tools, stamp: stamp)
+        var (restored, notes): ([Result.Restored], [String])
+        if let wholeDatabase {
+            (restored, notes) = (
+                try await DatabaseCopy.copy(
+                    wholeDatabase, scratch: scratch, options: options, folder: folder, tools: tools),
+                []
+            )
+        } else {
+            (restored, notes) = try await copy(
+                moves, scratch: scratch, options: options, folder: folder, tools: tools, stamp: stamp)
+        }
         return Result(
             backupId: source.backup.id, target: source.description, database: options.database, tables: restored,
-            output: options.output, notes: notes, seconds: clock.now().timeIntervalSince(started))
+            restoredDatabase: wholeDatabase, output: options.output, notes: notes,
+            seconds: clock.now().timeIntervalSince(started))
     }
 
     /// Where the tables come from: a physical backup recovered to a target, or a logical backup.
