@@ -76,6 +76,10 @@ tool_restore() {  # $1 = empty target dir (owned by postgres): stop at consisten
   cairnw --quiet restore --target-dir "$1" --immediate --target-action promote >/dev/null
 }
 
+tool_delta_restore() {  # $1 = a data directory of this cluster (bench-delta.sh): rewrite only what differs
+  cairnw --quiet restore --delta --target-dir "$1" --immediate --target-action promote >/dev/null
+}
+
 tool_repo_bytes() {
   if [ "${REPO:-s3}" = s3 ]; then
     local p=${REPO_PATH#/}

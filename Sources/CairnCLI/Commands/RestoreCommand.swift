@@ -64,6 +64,10 @@ struct RestoreCommand: AsyncParsableCommand {
     )
     var primaryConninfo: String?
     @Option(
+        name: .long,
+        help: "With --standby: the replication slot on the primary that keeps the WAL this standby still needs.")
+    var primarySlotName: String?
+    @Option(
         name: .long, help: "Logical restore: the database to restore from a logical backup (needs --backup and --into)."
     )
     var database: String?
@@ -141,6 +145,15 @@ struct RestoreCommand: AsyncParsableCommand {
     /// `--standby` follows its primary: no recovery target; `--primary-conninfo` only with it.
     func validateStandby() throws {
         if primaryConninfo != nil && !standby { throw ValidationError("--primary-conninfo needs --standby") }
+        if primarySlotName != nil && !standby { throw ValidationError("--primary-slot-name needs --standby") }
+        if let slot = primarySlotName,
+            slot.isEmpty || slot.count > 63
+                || !slot.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" })
+        {
+            throw ValidationError(
+                "--primary-slot-name \(slot) is not a replication slot name (lower case letters, digits and _, at most 63)"
+            )
+        }
         guard standby else { return }
         let targets = [
             targetTime != nil, targetLsn != nil, targetXid != nil, targetName != nil, immediate, targetAction != nil,
@@ -194,6 +207,7 @@ struct RestoreCommand: AsyncParsableCommand {
         options.delta = delta
         options.standby = standby
         options.primaryConninfo = primaryConninfo
+        options.primarySlotName = primarySlotName
         options.archiveOff = archiveOff
         options.parallelism = ctx.config.limits.parallelism
         options.recoveryEndCommand =
@@ -255,7 +269,10 @@ struct RestoreCommand: AsyncParsableCommand {
             "  \(standby ? "standby" : "recovery") settings\(dryRun ? " to write" : " written to postgresql.auto.conf"):"
         )
         let settings =
-            standby ? RestoreOperation.standbySettings(plan.settings, primaryConninfo: primaryConninfo) : plan.settings
+            standby
+            ? RestoreOperation.standbySettings(
+                plan.settings, primaryConninfo: primaryConninfo, primarySlotName: primarySlotName)
+            : plan.settings
         for s in settings {
             // A connection string may hold a password: only its other parts are shown.
             Output.line("    \(s.name) = '\(s.name == "primary_conninfo" ? Redaction.redact(s.value) : s.value)'")
@@ -269,7 +286,8 @@ struct RestoreCommand: AsyncParsableCommand {
             )
             if let d = r.delta {
                 Output.line(
-                    "  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed"
+                    "  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed; "
+                        + "\(d.bundlesFetched) bundle(s) fetched, \(d.bundlesSkipped) not fetched (their files were on disk)"
                 )
             }
             Output.line(

@@ -167,6 +167,11 @@ struct DrillCommand: AsyncParsableCommand {
             repo, job: "drill", started: started, subject: record.id,
             error: record.verdict == .pass
                 ? nil : CairnError(.restoreFailed, "drill failed: \(record.failedCheck ?? "?")"))
+        try report(record)
+    }
+
+    /// Prints the drill's record (JSON or its checks and RTO) and fails the command when the drill failed.
+    private func report(_ record: DrillRecord) throws {
         if json {
             try Output.json(record)
         } else {

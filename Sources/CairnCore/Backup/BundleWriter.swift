@@ -16,6 +16,7 @@ final class BundleWriter {
     private var files = 0
     private var firstPath: String?
     private var lastPath: String?
+    private var contents = BackupManifest.BundleContents()
     private var index = 0
     private lazy var splitter = TarSplitter(
         onEntry: { [unowned self] in try self.entry($0) },
@@ -41,12 +42,14 @@ final class BundleWriter {
                 options: .createOnly, contentDigest: false)
             files = 0
             firstPath = nil
+            contents = BackupManifest.BundleContents()
         }
         if !h.isMeta {
             files += 1
             firstPath = firstPath ?? h.name
             lastPath = h.name
         }
+        contents.add(h)
     }
 
     private func close() throws {
@@ -55,7 +58,8 @@ final class BundleWriter {
         try [UInt8](repeating: 0, count: 2 * TarHeader.block).withUnsafeBytes { try c.write($0) }
         let digest = try c.finish()
         objects.append(
-            BackupManifest.Object(key: c.key, digest: digest, files: files, firstPath: firstPath, lastPath: lastPath))
+            BackupManifest.Object(
+                key: c.key, digest: digest, files: files, firstPath: firstPath, lastPath: lastPath, contents: contents))
     }
 
     /// Ends the archive: checks the tar stream ended cleanly and commits the last bundle.

@@ -1,6 +1,7 @@
 import CCRC32C
 import CairnBase
 import CairnStorage
+import Crypto
 import Foundation
 
 /// Copies scanned files into an archive's bundles on several threads ("lanes"), largest files first, the way
@@ -123,6 +124,7 @@ final class FileCopier: @unchecked Sendable {
         private var files: [Copied] = []
         private var firstPath: String?
         private var lastPath: String?
+        private var contents = BackupManifest.BundleContents()
         private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         /// An incremental's kept blocks, waiting to be written as one ``BlockDelta`` entry.
         private var keep: UnsafeMutableRawBufferPointer?
@@ -190,6 +192,7 @@ final class FileCopier: @unchecked Sendable {
                 mtime: mtime)
             try content.withUnsafeBytes { try s.write($0) }
             try write(zeros: Int(TarHeader.padding(Int64(content.count))), to: s)
+            contents.digest(SHA256.hash(data: content))
             let crc =
                 content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
             files.append(Copied(path: path, size: Int64(content.count), mtime: mtime, crc32c: crc))
@@ -293,14 +296,18 @@ final class FileCopier: @unchecked Sendable {
             )
             try s.write(content)
             try write(zeros: Int(TarHeader.padding(size)), to: s)
+            contents.digest(SHA256.hash(data: content))
             files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
         }
 
         /// Reads exactly `size` bytes: a file that shrank since the scan is padded with zeros and one that grew is
-        /// cut, as PostgreSQL's own base backup does (WAL replay repairs both).
+        /// cut, as PostgreSQL's own base backup does (WAL replay repairs both). Returns the CRC-32C (for the
+        /// PostgreSQL manifest) and records the SHA-256 in the bundle's contents (for a delta restore's skip).
         private func copyData(fd: Int32, size: Int64, path: String, into s: StoreStream) throws -> UInt32 {
             var left = size
             var crc: UInt32 = 0xFFFF_FFFF
+            var sha = SHA256()
+            defer { contents.digest(sha.finalize()) }
             while left > 0 {
                 let want = Int(min(Int64(buffer.count), left))
                 let n = read(fd, buffer.baseAddress, want)
@@ -314,6 +321,7 @@ final class FileCopier: @unchecked Sendable {
                     memset(buffer.baseAddress!, 0, z)
                     let zeros = UnsafeRawBufferPointer(rebasing: buffer[0..<z])
                     crc = cairn_crc32c_update(crc, zeros.baseAddress, z)
+                    sha.update(bufferPointer: zeros)
                     try s.write(zeros)
                     left -= Int64(z)
                     owner.add(bytes: Int64(z))
@@ -321,6 +329,7 @@ final class FileCopier: @unchecked Sendable {
                 }
                 let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
                 crc = cairn_crc32c_update(crc, chunk.baseAddress, n)
+                sha.update(bufferPointer: chunk)
                 try s.write(chunk)
                 left -= Int64(n)
                 owner.add(bytes: Int64(n))
@@ -343,7 +352,9 @@ final class FileCopier: @unchecked Sendable {
                 stream = s
                 files = []
                 firstPath = nil
+                contents = BackupManifest.BundleContents()
             }
+            contents.add(h)
             if h.type != UInt8(ascii: "5") && h.type != UInt8(ascii: "2") {
                 firstPath = firstPath ?? h.name
                 lastPath = h.name
@@ -367,7 +378,7 @@ final class FileCopier: @unchecked Sendable {
                 index,
                 BackupManifest.Object(
                     key: s.key, digest: digest, files: files.count,
-                    firstPath: firstPath, lastPath: lastPath), files: files)
+                    firstPath: firstPath, lastPath: lastPath, contents: contents), files: files)
         }
 
         func abort() {

@@ -1,5 +1,6 @@
 import CairnBase
 import CairnPostgres
+import Crypto
 import Foundation
 
 /// `backups/<id>/manifest.json`: everything about one backup. Written last, create-only: a backup without its
@@ -43,11 +44,51 @@ public struct BackupManifest: Codable, Sendable, Equatable {
         public var files: Int?
         public var firstPath: String?
         public var lastPath: String?
+        /// What a bundle holds, entry by entry (bundles written since this field exists): lets a delta restore
+        /// skip fetching a bundle whose files are already on disk as the backup has them.
+        public var contents: BundleContents?
 
         enum CodingKeys: String, CodingKey {
-            case key, digest, files
+            case key, digest, files, contents
             case firstPath = "first_path"
             case lastPath = "last_path"
+        }
+    }
+
+    /// The entries of one bundle, by their path in the archive's tar stream.
+    public struct BundleContents: Codable, Sendable, Equatable {
+        /// A regular file or a changed-block entry.
+        public struct File: Codable, Sendable, Equatable {
+            public var path: String
+            /// The entry's size in the tar stream (a changed-block entry's is not the file's).
+            public var size: Int64
+            /// SHA-256 of a whole file's content, where the backup computed it (the `files` method).
+            public var sha256: String?
+            /// True for a ``BlockDelta`` entry.
+            public var blocks: Bool?
+        }
+
+        public var files: [File] = []
+        public var directories: [String] = []
+        /// Entries of any other kind (links, long-name and pax headers): a bundle with any is always fetched.
+        public var others = 0
+
+        public init() {}
+
+        /// Adds a tar entry (its header as the bundle holds it).
+        mutating func add(_ h: TarHeader) {
+            switch h.type {
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"): files.append(File(path: h.name, size: h.size))
+            case BlockDelta.typeflag: files.append(File(path: h.name, size: h.size, blocks: true))
+            case UInt8(ascii: "5"): directories.append(h.name)
+            default: others += 1
+            }
+        }
+
+        /// Records the SHA-256 of the file entry added last.
+        mutating func digest(_ sha256: SHA256.Digest) {
+            guard !files.isEmpty else { return }
+            files[files.count - 1].sha256 = Hex.encode(Array(sha256))
         }
     }
 

@@ -99,6 +99,26 @@ public final class ChainFiles: @unchecked Sendable {
         }
     }
 
+    /// Where a file of the final list stands in the layout so far.
+    public enum Standing { case notInFinal, untouched, complete, partial }
+
+    /// Where the file at manifest path `key` stands.
+    public func standing(_ key: String) -> Standing {
+        guard final.files[key] != nil else { return .notInFinal }
+        switch lock.withLock({ states[key] }) {
+        case nil: return .untouched
+        case .whole: return .complete
+        case .blocks: return .partial
+        }
+    }
+
+    /// Counts files found complete on disk (a delta restore's skipped bundle) as written whole.
+    public func markComplete(_ keys: [String]) {
+        lock.withLock {
+            for k in keys where states[k] == nil { states[k] = .whole }
+        }
+    }
+
     static let brokenChainHint =
         "run `cairn verify` to find the damaged or missing backup, and restore an older backup or a full one"
 

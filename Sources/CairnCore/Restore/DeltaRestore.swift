@@ -16,10 +16,15 @@ public struct DeltaSummary: Sendable, Codable, Equatable {
     public var filesUnchanged: Int
     /// Files (and links) removed because the backup does not have them.
     public var filesRemoved: Int
+    /// Bundles fetched from the repository, and bundles not fetched because their files were on disk already
+    /// (see ``RestoreOperation/DeltaBundleCheck``).
+    public var bundlesFetched: Int
+    public var bundlesSkipped: Int
 
     enum CodingKeys: String, CodingKey {
         case filesCompared = "files_compared", bytesCompared = "bytes_compared", bytesRewritten = "bytes_rewritten"
         case filesRewritten = "files_rewritten", filesUnchanged = "files_unchanged", filesRemoved = "files_removed"
+        case bundlesFetched = "bundles_fetched", bundlesSkipped = "bundles_skipped"
     }
 }
 
@@ -32,8 +37,16 @@ public final class DeltaTally: @unchecked Sendable {
     private var comparedBytes: Int64 = 0
     private var rewrittenBytes: Int64 = 0
     private var removed = 0
+    private var fetched = 0
+    private var skipped = 0
 
     public init() {}
+
+    func bundle(fetched wasFetched: Bool) {
+        lock.withLock {
+            if wasFetched { fetched += 1 } else { skipped += 1 }
+        }
+    }
 
     func compared(bytes: Int64) { lock.withLock { comparedBytes += bytes } }
     func rewrote(_ path: String, bytes: Int64) {
@@ -55,7 +68,8 @@ public final class DeltaTally: @unchecked Sendable {
         lock.withLock {
             DeltaSummary(
                 filesCompared: files, bytesCompared: comparedBytes, bytesRewritten: rewrittenBytes,
-                filesRewritten: changed.count, filesUnchanged: max(0, files - changed.count), filesRemoved: removed)
+                filesRewritten: changed.count, filesUnchanged: max(0, files - changed.count), filesRemoved: removed,
+                bundlesFetched: fetched, bundlesSkipped: skipped)
         }
     }
 }

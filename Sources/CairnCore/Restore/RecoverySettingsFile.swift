@@ -22,7 +22,10 @@ extension RestoreOperation {
     /// `recovery.signal` (a standby: `standby.signal`; the other one is removed).
     static func writeRecoverySettings(root: String, plan: RecoveryPlan, options: Options, clock: any WallClock) throws {
         var settings =
-            options.standby ? standbySettings(plan.settings, primaryConninfo: options.primaryConninfo) : plan.settings
+            options.standby
+            ? standbySettings(
+                plan.settings, primaryConninfo: options.primaryConninfo, primarySlotName: options.primarySlotName)
+            : plan.settings
         if let end = options.recoveryEndCommand { settings.append(.init(name: "recovery_end_command", value: end)) }
         if options.archiveOff { settings.append(.init(name: "archive_mode", value: "off")) }
         let conf = root + "/postgresql.auto.conf"
@@ -36,13 +39,14 @@ extension RestoreOperation {
     }
 
     /// A standby's settings: the plan's `restore_command` (of `planned`, the plan's settings), `primary_conninfo`
-    /// when given, and `recovery_target_timeline = 'latest'` (a standby follows its primary's promotions); no
-    /// recovery target.
+    /// and `primary_slot_name` when given, and `recovery_target_timeline = 'latest'` (a standby follows its
+    /// primary's promotions); no recovery target.
     public static func standbySettings(
-        _ planned: [RecoveryPlan.Setting], primaryConninfo: String?
+        _ planned: [RecoveryPlan.Setting], primaryConninfo: String?, primarySlotName: String? = nil
     ) -> [RecoveryPlan.Setting] {
         var settings = planned.filter { $0.name == "restore_command" }
         if let primaryConninfo { settings.append(.init(name: "primary_conninfo", value: primaryConninfo)) }
+        if let primarySlotName { settings.append(.init(name: "primary_slot_name", value: primarySlotName)) }
         settings.append(.init(name: "recovery_target_timeline", value: "latest"))
         return settings
     }

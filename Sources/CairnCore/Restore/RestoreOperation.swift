@@ -25,6 +25,8 @@ public enum RestoreOperation {
         public var standby = false
         /// The standby's `primary_conninfo` (written to `postgresql.auto.conf`, never echoed).
         public var primaryConninfo: String?
+        /// The standby's `primary_slot_name`: the replication slot on the primary that keeps its WAL.
+        public var primarySlotName: String?
 
         public init(targetDirectory: String) { self.targetDirectory = targetDirectory }
     }
@@ -199,6 +201,16 @@ public enum RestoreOperation {
             let dir = roots[archive]!
             let submitted = pool.submit {
                 try Interruption.check()
+                if let delta, let chain {
+                    let check = DeltaBundleCheck(
+                        root: dir, archive: archive, files: chain.files, newest: chain.newest, tally: delta)
+                    let skip = try object.contents.map(check.unchanged) ?? false
+                    delta.bundle(fetched: !skip)
+                    if skip {
+                        onBytes(totals.add(bytes: object.digest.size))
+                        return totals.add(files: object.files ?? 0)
+                    }
+                }
                 let x = TarExtractor(
                     root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
                 do {

@@ -159,6 +159,9 @@ import Testing
         let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
         #expect(second["files_rewritten"] == 2 && second["files_removed"] == 0, "\(second)")
         #expect(second["bytes_rewritten"]! >= 8192 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
+        // Only the bundles holding the damaged table and the recovery settings are fetched: the others' files are
+        // on disk with the SHA-256 the backup recorded (the damage kept size and time, so only content tells).
+        #expect(second["bundles_fetched"]! >= 1 && second["bundles_skipped"]! > second["bundles_fetched"]!, "\(second)")
 
         // A run that stops half-way (here: a file it may not open) leaves no signal file, so PostgreSQL cannot take
         // the folder for a restored one; the next --delta run completes it.
@@ -212,6 +215,7 @@ import Testing
         try Self.damageOneBlock(data + "/" + tsPath)
         let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"] + map))
         #expect(second["files_rewritten"] == 2 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
+        #expect(second["bundles_skipped"]! > 0, "\(second)")
         let restored = try Self.startAndCheck(c, data: data, dir: dir, expected: expected)
         defer { restored.destroy() }
         #expect(try BackupTests.digest(restored, "in_ts") == inTs)
@@ -229,7 +233,14 @@ import Testing
             "host=\(c.socketDir) port=\(c.port) user=postgres application_name=cairnstandby password=sekrit-pw"
         let refused = try c.cairn(["restore", "--standby", "--target-dir", dir + "/data", "--immediate"])
         #expect(refused.status == ErrorCode.usage.exitCode && refused.stderr.contains("--standby"), "\(refused.stderr)")
-        let r = try Self.restore(c, dir + "/data", ["--delta", "--standby", "--primary-conninfo", conninfo])
+        let badSlot = try c.cairn([
+            "restore", "--standby", "--target-dir", dir + "/data", "--primary-slot-name", "My-Slot"
+        ])
+        #expect(badSlot.status == ErrorCode.usage.exitCode && badSlot.stderr.contains("slot"), "\(badSlot.stderr)")
+        try c.psql("SELECT pg_create_physical_replication_slot('cairn_standby')")
+        let r = try Self.restore(
+            c, dir + "/data",
+            ["--delta", "--standby", "--primary-conninfo", conninfo, "--primary-slot-name", "cairn_standby"])
         #expect(!r.stdout.contains("sekrit-pw") && !r.stderr.contains("sekrit-pw"), "\(r.stdout)")
         #expect(r.stdout.contains("primary_conninfo") && r.stdout.contains("password=<redacted>"), "\(r.stdout)")
         #expect(FileManager.default.fileExists(atPath: dir + "/data/standby.signal"))
@@ -251,6 +262,7 @@ import Testing
         #expect(try standby.psql("SELECT status FROM pg_stat_wal_receiver") == "streaming")
         #expect(
             try c.psql("SELECT state FROM pg_stat_replication WHERE application_name = 'cairnstandby'") == "streaming")
+        #expect(try c.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'cairn_standby'") == "t")
     }
 }
 
