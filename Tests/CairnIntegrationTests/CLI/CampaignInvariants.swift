@@ -111,7 +111,7 @@ final class CrashableEndpoint: @unchecked Sendable {
     func start() throws {
         let upstream = URL(string: server.endpoint)!
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/fault_proxy.py").standardized.path
+            .appendingPathComponent("../../../scripts/fault_proxy.py").standardized.path
         pid = try Run.spawn(
             "/usr/bin/env",
             [

@@ -98,7 +98,7 @@ extension CrashCampaignTests {
 enum ErrorReport {
     static let documented: [String: Int32] = {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../runbooks/error-codes.md").standardized.path
+            .appendingPathComponent("../../../runbooks/error-codes.md").standardized.path
         var table: [String: Int32] = [:]
         for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
         where line.hasPrefix("| `") {
@@ -115,6 +115,7 @@ enum ErrorReport {
     static func check(status: Int32, stderr: String, _ ctx: String) -> String? {
         let lines = stderr.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         let errors = lines.filter { $0.hasPrefix("cairn: error: ") }
+        #expect(!documented.isEmpty, "runbooks/error-codes.md was not found (a path relative to this file is wrong)")
         #expect(
             errors.count == 1 && lines.allSatisfy { $0.hasPrefix("cairn: error: ") || $0.hasPrefix("HINT: ") },
             "\(ctx): a failure is one error line (and a hint), got exit \(status): \(stderr)")

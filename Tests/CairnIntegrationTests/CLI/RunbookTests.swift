@@ -10,7 +10,7 @@ import Testing
 enum Runbooks {
     /// `runbooks/` of this checkout.
     static var directory: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../runbooks")
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../runbooks")
             .standardized.path
     }
 
