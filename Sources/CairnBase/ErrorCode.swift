@@ -62,6 +62,10 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case restoreDirNotEmpty = "restore.dir-not-empty"
     case restoreTargetNotEmpty = "restore.database-not-empty"
     case restoreFailed = "restore.failed"
+    /// `find` or `restore --table` was given a table that neither the cluster nor any backup knows.
+    case tableUnknown = "table.unknown"
+    /// `restore --table` would create a table that already exists in the live database.
+    case tableExists = "table.exists"
 
     // Local environment
     case localIO = "local.io"
@@ -77,13 +81,14 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .walNotFound: return 1
         case .usage: return 64
         case .dataCorrupt, .repoCorrupt: return 65
-        case .repoObjectMissing, .backupNotFound, .repoUninitialized, .walMissing, .repoBucketMissing: return 66
+        case .repoObjectMissing, .backupNotFound, .repoUninitialized, .walMissing, .repoBucketMissing, .tableUnknown:
+            return 66
         case .repoUnreachable, .repoTLS, .pgUnreachable: return 69
         case .internal: return 70
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
         case .repoTimeout, .backupCommitUnknown: return 75
         case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty,
-            .restoreTargetNotEmpty, .repoNoSpace, .repoObjectLocked:
+            .restoreTargetNotEmpty, .repoNoSpace, .tableExists, .repoObjectLocked:
             return 73
         case .repoAuth, .repoAccessDenied, .pgAuth, .keyMismatch: return 77
         case .configMissing, .configInvalid, .policyInvalid, .pgVersion, .pgConfig, .walInvalidName, .restoreTarget,

@@ -46,7 +46,8 @@ public struct CairnCommand: AsyncParsableCommand {
             InitCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ListCommand.self,
             InfoCommand.self, ExpireCommand.self, PinCommand.self, UnpinCommand.self, VerifyCommand.self,
             DoctorCommand.self,
-            DrillCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self, ScheduleCommand.self,
+            DrillCommand.self, FindCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self,
+            ScheduleCommand.self,
             WalPushCommand.self, WalPushAheadCommand.self,
             WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self, TimelineCommand.self
         ])

@@ -142,7 +142,7 @@ public enum Conformance {
 
     /// Eight threads write the same key create-only at once, each its own bytes: exactly one write succeeds, the
     /// others fail with `repo.object-exists`, and the object holds the winner's bytes.
-    static func raceCreateOnly(_ repo: any Repository) throws {
+    public static func raceCreateOnly(_ repo: any Repository) throws {
         let outcomes = Mutex<[Int: ErrorCode?]>([:])
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let c = code { try repo.put("race/key", bytes(4000, seed: UInt64(100 + i)), options: .createOnly) }

@@ -68,19 +68,40 @@ struct RestoreCommand: AsyncParsableCommand {
         help: "With --standby: the replication slot on the primary that keeps the WAL this standby still needs.")
     var primarySlotName: String?
     @Option(
-        name: .long, help: "Logical restore: the database to restore from a logical backup (needs --backup and --into)."
+        name: .long,
+        help:
+            "Logical restore: the database to restore from a logical backup (needs --backup and --into); with --table: the tables' database."
     )
     var database: String?
-    @Option(name: .long, help: "Logical restore: the database to restore into (created if missing).") var into: String?
+    @Option(
+        name: .long,
+        help: "Logical restore: the database to restore into (created if missing); with --table: the new schema.name.")
+    var into: String?
     @Flag(name: .long, help: "Logical restore: apply the backup's roles and tablespaces first.") var globals = false
     @Option(name: .long, help: "Logical restore: parallel pg_restore jobs (default: limits.parallelism).") var jobs:
         Int?
     @Flag(name: .long, help: "Logical restore: do not set object owners.") var noOwner = false
     @Option(name: .long, help: "Logical restore: where a dump is staged for a parallel restore.") var tempDir: String?
+    @Option(
+        name: .long, parsing: .singleValue,
+        help: "Bring this table (schema.name) back into the live database as it was at the target (repeatable).")
+    var table: [String] = []
+    @Option(name: .long, help: "With --table: the target that stops just before a candidate of `cairn find` (XID@LSN).")
+    var before: String?
+    @Option(name: .long, help: "With --table: write a pg_restore-able dump here instead of loading it.") var output:
+        String?
+    @Option(
+        name: .long,
+        help: "With --table: where the scratch cluster goes (default: the drill policy's scratch_directory).")
+    var scratchDir: String?
     @Flag(name: .long, help: "Print the plan (backup, WAL range, settings) and write nothing.") var dryRun = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
+        if tableMode { return try validateTables() }
+        if before != nil || output != nil || scratchDir != nil {
+            throw ValidationError("--before, --output and --scratch-dir go with --table")
+        }
         if database != nil || into != nil {
             guard database != nil, into != nil, backup != nil else {
                 throw ValidationError("a logical restore needs --backup ID, --database NAME and --into TARGETDB")
@@ -171,7 +192,11 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ctx = try AppContext.load(global)
+        var ctx = try AppContext.load(global)
+        if tableMode {
+            if ServerUser.isRoot { ctx = try runAsClusterOwner(ctx) }
+            return try await runTables(ctx)
+        }
         if let database, let into, let backup {
             return try await runLogical(ctx, backup: backup, database: database, into: into)
         }

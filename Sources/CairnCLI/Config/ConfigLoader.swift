@@ -253,35 +253,7 @@ public struct ConfigLoader {
                 "repository.bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)"
             )
         }
-        var endpointText = rs.string("endpoint")
-        if let e = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !e.isEmpty {
-            endpointText = e
-            overrides.append(environment["AWS_ENDPOINT_URL_S3"] != nil ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL")
-        }
-        var region = rs.string("region")
-        if let e = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"], !e.isEmpty {
-            region = e
-            overrides.append(environment["AWS_REGION"] != nil ? "AWS_REGION" : "AWS_DEFAULT_REGION")
-        }
-        let regionValue = region ?? "us-east-1"
-        let endpoint: URL?
-        if let text = endpointText {
-            let u = URL(string: text)
-            if let u, let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil,
-                u.path.isEmpty || u.path == "/",
-                u.query == nil, u.user == nil
-            {
-                endpoint = u
-            } else {
-                r.report(
-                    line: rs.line("endpoint"),
-                    "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")"
-                )
-                endpoint = nil
-            }
-        } else {
-            endpoint = URL(string: "https://s3.\(regionValue).amazonaws.com")
-        }
+        let (endpoint, regionValue) = loadS3Endpoint(rs, r, &overrides)
         let style = rs.choice("uri_style", ["host", "path"]).flatMap(S3Settings.URIStyle.init(rawValue:)) ?? .host
         let sse = rs.choice("server_side_encryption", ["AES256", "aws:kms"])
         let kms = rs.string("kms_key_id")
@@ -334,6 +306,43 @@ public struct ConfigLoader {
             return nil
         }
         return mode.map { Configuration.ObjectLockSetting(mode: $0, margin: margin, testShortPeriods: short) }
+    }
+
+    /// `repository.endpoint` and `repository.region`, each overridden by the AWS variables (named in `overrides`);
+    /// the endpoint defaults to AWS's for the region. A malformed endpoint is reported, and nil.
+    private func loadS3Endpoint(
+        _ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]
+    ) -> (URL?, String) {
+        var endpointText = rs.string("endpoint")
+        if let e = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !e.isEmpty {
+            endpointText = e
+            overrides.append(environment["AWS_ENDPOINT_URL_S3"] != nil ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL")
+        }
+        var region = rs.string("region")
+        if let e = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"], !e.isEmpty {
+            region = e
+            overrides.append(environment["AWS_REGION"] != nil ? "AWS_REGION" : "AWS_DEFAULT_REGION")
+        }
+        let regionValue = region ?? "us-east-1"
+        let endpoint: URL?
+        if let text = endpointText {
+            let u = URL(string: text)
+            if let u, let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil,
+                u.path.isEmpty || u.path == "/",
+                u.query == nil, u.user == nil
+            {
+                endpoint = u
+            } else {
+                r.report(
+                    line: rs.line("endpoint"),
+                    "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")"
+                )
+                endpoint = nil
+            }
+        } else {
+            endpoint = URL(string: "https://s3.\(regionValue).amazonaws.com")
+        }
+        return (endpoint, regionValue)
     }
 
     /// `repository.encryption`: exactly one of `key_file` (an absolute path) or `key_env` (a variable name).

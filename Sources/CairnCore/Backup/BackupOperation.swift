@@ -85,11 +85,13 @@ public enum BackupOperation {
                 captured, conn: conn, cluster: cluster, id: id, startTime: startTime, began: began,
                 repo: repo, clock: clock, options: options, progress: progress)
             (manifest.kind, manifest.parent) = (kind, parent?.id)
+            manifest.relations = try storeRelationMap(conninfo: conninfo, target: target, clock: clock)
         } catch {
             cleanup(repo: repo, keys: target.written)
             throw wrap(error, id: id)
         }
-        try BackupCommit.commit(manifest, objects: captured.objects, repo: repo, written: target.written)
+        let objects = captured.objects + (manifest.relations.map { [$0] } ?? [])
+        try BackupCommit.commit(manifest, objects: objects, repo: repo, written: target.written)
         logger.info("backup committed", metadata: ["id": "\(id)", "bytes": "\(manifest.size)"])
         return manifest
     }
@@ -173,6 +175,18 @@ public enum BackupOperation {
             storedSize: all.reduce(0) { $0 + $1.digest.storedSize },
             durationSeconds: clock.now().timeIntervalSince(began), cairnVersion: CairnVersion.current,
             host: ProcessInfo.processInfo.hostName, databases: nil, globals: nil)
+    }
+
+    /// Records which relation each file node belongs to (every database), for `cairn find` (``RelationMap``).
+    static func storeRelationMap(
+        conninfo: String, target: BackupTarget, clock: any WallClock
+    ) throws
+        -> BackupManifest.Object
+    {
+        target.progress.onPhase("recording the relation map")
+        let map = try RelationMap.read(conninfo: conninfo, clock: clock)
+        target.wrote([Layout.relationMapKey(target.id)])
+        return try RelationMap.store(map, backupId: target.id, repo: target.repo, pipeline: target.pipeline)
     }
 
     /// Streams the base backup over a replication connection (`BASE_BACKUP`), cutting each archive into bundles.

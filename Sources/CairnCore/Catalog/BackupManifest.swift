@@ -132,6 +132,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var databases: [LogicalDatabase]?
     /// Logical backups: roles and tablespaces (`pg_dumpall --globals-only`).
     public var globals: Object?
+    /// Physical backups (since `cairn find`): which relation each file node belonged to (``RelationMap``).
+    public var relations: Object? = nil
 
     /// One database of a logical backup.
     public struct LogicalDatabase: Codable, Sendable, Equatable {
@@ -151,7 +153,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, id, kind, start, stop, archives, size, host, databases, globals, parent
+        case format, id, kind, start, stop, archives, size, host, databases, globals, parent, relations
         case systemIdentifier = "system_identifier"
         case pgVersionNum = "pg_version_num"
         case walSegmentSize = "wal_segment_size"
@@ -164,7 +166,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     /// Every object the backup consists of (without the manifest itself).
     public var allObjects: [Object] {
         archives.flatMap(\.objects) + (pgManifest.map { [$0] } ?? []) + (databases ?? []).map(\.object)
-            + (globals.map { [$0] } ?? [])
+            + (globals.map { [$0] } ?? []) + (relations.map { [$0] } ?? [])
     }
 
     /// The segment holding the start LSN.

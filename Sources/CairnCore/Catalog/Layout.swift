@@ -71,6 +71,8 @@ public enum Layout {
     public static func dumpKey(_ id: String, database: String) -> String {
         backupPrefix(id) + "db/\(escape(database)).dump.zst"
     }
+    /// A physical backup's relation map (file node → schema.name per database, ``RelationMap``), for `cairn find`.
+    public static func relationMapKey(_ id: String) -> String { backupPrefix(id) + "relations.json.zst" }
     /// A logical backup's roles and tablespaces.
     public static func globalsKey(_ id: String) -> String { backupPrefix(id) + "globals.sql.zst" }
 

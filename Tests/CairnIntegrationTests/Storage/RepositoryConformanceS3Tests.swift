@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import Testing
 
-/// The repository contract (``Conformance``) on the S3 servers: moto over plain HTTP and over TLS, and SeaweedFS.
+/// The repository contract (``Conformance``) on the S3 emulator, over plain HTTP and over TLS.
 @Suite(.enabled(if: TestEnvironment.integrationEnabled)) struct RepositoryConformanceS3Tests {
     @Test func s3() throws {
         // 12 MiB with 5 MiB parts: the streaming writer goes multipart (3 parts, uploaded in parallel).
@@ -12,7 +12,8 @@ import Testing
     }
 
     /// SeaweedFS: a real S3 implementation, whose answers (create-only races, multipart, listing) are its own.
-    @Test(.enabled(if: S3Server.tested.contains(.seaweed))) func s3OnSeaweedFS() throws {
+    @Test(.enabled(if: S3Server.tested.contains(.seaweed)))
+    func s3OnSeaweedFS() throws {
         let repo = S3Repository(settings: TestEnvironment.s3Settings(server: .seaweed))
         try Conformance.run(repo, largeObject: 12 << 20)
     }
