@@ -84,8 +84,8 @@ let package = Package(
         .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCore", "TestSupport"]),
         // The tests above are unit tests: no services, `swift test --skip CairnIntegrationTests` runs them alone.
         // The integration tests need the services that `scripts/test-env.sh up` starts (PostgreSQL 15, moto S3 over
-        // HTTP and TLS, PostgreSQL 18's programs for scratch clusters); without them they are skipped, and with
-        // CAIRN_TEST_REQUIRE_SERVICES=1 (scripts/test.sh, CI) a missing service fails them. Folders mirror Sources.
+        // HTTP and TLS, SeaweedFS, PostgreSQL 18's programs for scratch clusters); without them they are skipped, and
+        // with CAIRN_TEST_REQUIRE_SERVICES=1 (scripts/test.sh, CI) a missing service fails them. Folders mirror Sources.
         .testTarget(
             name: "CairnIntegrationTests",
             dependencies: ["CairnCLI", "CairnCore", "CairnStorage", "CairnPostgres", "TestSupport"]
