@@ -166,7 +166,7 @@ public enum LogicalRestoreOperation {
     static func createDatabase(_ name: String, conninfo: String) async throws {
         try await Blocking.run {
             let c = try PGConnection(conninfo: conninfo)
-            _ = try c.query("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
+            _ = try c.query("CREATE DATABASE \(SQL.ident(name)) TEMPLATE template0")
         }
     }
 
@@ -201,5 +201,4 @@ public enum LogicalRestoreOperation {
         _ = try await tools.run("pg_restore", args + ["--jobs=\(options.jobs)", staged], environment: env)
     }
 
-    static func quoteIdentifier(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
 }

@@ -57,7 +57,7 @@ enum DatabaseCopy {
     ) async throws {
         try await Blocking.run {
             let live = try PGConnection(conninfo: options.liveConninfo)
-            _ = try live.query("CREATE DATABASE \(TableCopy.ident(name)) TEMPLATE template0")
+            _ = try live.query("CREATE DATABASE \(SQL.ident(name)) TEMPLATE template0")
         }
         do {
             let (conninfo, env) = try Conninfo(options.liveConninfo).forTool(database: name)
@@ -68,7 +68,7 @@ enum DatabaseCopy {
         } catch {
             try? await Blocking.run {
                 _ = try PGConnection(conninfo: options.liveConninfo).query(
-                    "DROP DATABASE IF EXISTS \(TableCopy.ident(name))")
+                    "DROP DATABASE IF EXISTS \(SQL.ident(name))")
             }
             throw error
         }

@@ -162,7 +162,7 @@ public enum TableRestoreOperation {
 
     /// Each table and its name in the live database.
     static func moves(_ options: Options, stamp: String) throws -> [TableMove] {
-        guard options.into == nil || options.tables.count == 1 else {
+        guard options.into == nil || options.tables.count <= 1 else {
             throw CairnError(.usage, "--into names one table; restore several tables without it")
         }
         return options.tables.map { t in
