@@ -171,22 +171,10 @@ public final class S3Repository: Repository {
         var failures: [String] = []
         for start in stride(from: 0, to: keys.count, by: 1000) {
             let batch = keys[start..<min(start + 1000, keys.count)]
-            var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete><Quiet>true</Quiet>"
-            for k in batch { xml += "<Object><Key>\(XMLElement.escape(client.fullKey(k)))</Key></Object>" }
-            xml += "</Delete>"
-            let body = Array(xml.utf8)
-            let r: HTTPResponse = try body.withUnsafeBytes { buf in
-                var req = S3Client.Request(method: "POST", key: nil)
-                req.query = [("delete", "")]
-                req.headers = [("Content-Type", "application/xml")]
-                req.body = buf
-                req.contentMD5 = Array(Insecure.MD5.hash(data: buf))
-                return try client.send(req)
-            }
-            if let res = XMLElement.parse(r.body) {
-                for e in res.all("Error") where e.text("Code") != "NoSuchKey" {
-                    failures.append("\(e.text("Key") ?? "?"): \(e.text("Code") ?? "?")")
-                }
+            let errors = try deleteObjects(
+                batch.map { "<Object><Key>\(XMLElement.escape(client.fullKey($0)))</Key></Object>" })
+            for e in errors where e.text("Code") != "NoSuchKey" {
+                failures.append("\(e.text("Key") ?? "?"): \(e.text("Code") ?? "?")")
             }
         }
         if !failures.isEmpty {
