@@ -31,6 +31,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case repoAmbiguousHistory = "repo.ambiguous-history"
     /// A delete was refused because the object is under S3 Object Lock (its retention date has not passed).
     case repoObjectLocked = "repo.object-locked"
+    /// With several repositories: a WAL file or backup is stored in some but not yet in all of them.
+    case repoBehind = "repo.behind"
 
     // Data integrity
     case dataCorrupt = "data.corrupt"
@@ -86,7 +88,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .repoUnreachable, .repoTLS, .pgUnreachable: return 69
         case .internal: return 70
         case .localIO, .repoIO, .repoProtocol, .pgQuery, .pgTool, .backupFailed, .restoreFailed: return 74
-        case .repoTimeout, .backupCommitUnknown: return 75
+        case .repoTimeout, .backupCommitUnknown, .repoBehind: return 75
         case .repoObjectExists, .walConflict, .repoForeign, .repoLocked, .repoAmbiguousHistory, .restoreDirNotEmpty,
             .restoreTargetNotEmpty, .repoNoSpace, .tableExists, .repoObjectLocked:
             return 73

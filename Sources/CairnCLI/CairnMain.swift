@@ -8,6 +8,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Configuration file (default: $CAIRN_CONFIG, else ./cairn.yaml).")
     var config: String?
 
+    @Option(name: .long, help: "Work on this repository only (a name from repositories: in cairn.yaml).")
+    var repo: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
 
@@ -148,7 +151,7 @@ extension CairnMain {
     /// `cairn --config X wal-push %p` reads naturally, but ArgumentParser only accepts a subcommand's options
     /// after it: move global options written before the subcommand to the end of the arguments.
     static func hoistGlobalOptions(_ args: [String]) -> [String] {
-        let withValue: Set<String> = ["--config", "--log-level", "--log-format"]
+        let withValue: Set<String> = ["--config", "--repo", "--log-level", "--log-format"]
         let flags: Set<String> = ["-v", "--verbose", "-q", "--quiet"]
         var hoisted: [String] = []
         var i = 0

@@ -15,7 +15,15 @@ struct AppContext {
     static func load(_ global: GlobalOptions) throws -> AppContext {
         let env = ProcessInfo.processInfo.environment
         let loader = ConfigLoader(environment: env)
-        let config = try loader.load(path: loader.resolvePath(global.config))
+        var config = try loader.load(path: loader.resolvePath(global.config))
+        if let name = global.repo {
+            guard let chosen = config.repositories.first(where: { $0.name == name }) else {
+                throw CairnError(
+                    .configInvalid, "--repo \(name): no repository of that name in \(config.sourcePath ?? "cairn.yaml")",
+                    hint: "configured: \(config.repositories.map(\.name).joined(separator: ", "))")
+            }
+            config.repositories = [chosen]
+        }
         return AppContext(config: config, environment: env)
     }
 
@@ -25,16 +33,26 @@ struct AppContext {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
-    /// The repository driver for the configured repository, behind client-side encryption when configured.
-    func makeRepository() throws -> any Repository {
-        let base = try makeDriver()
-        guard let master = try masterKey() else { return base }
+    /// The primary repository (the first configured, or the one `--repo` names), behind client-side encryption
+    /// when configured.
+    func makeRepository() throws -> any Repository { try makeRepository(config.repositories[0]) }
+
+    /// Every configured repository (or the one `--repo` names), in order, each behind its encryption.
+    func makeRepositories() throws -> RepositorySet {
+        RepositorySet(try config.repositories.map { .init(name: $0.name, repo: try makeRepository($0)) })
+    }
+
+    /// One configured repository's driver, behind client-side encryption when configured.
+    func makeRepository(_ named: Configuration.NamedRepository) throws -> any Repository {
+        let base = try makeDriver(named)
+        guard let master = try masterKey(named) else { return base }
         return EncryptedRepository(base: base, master: master)
     }
 
-    /// The configured master key (nil when the repository is plain); warns when its file is readable by others.
-    func masterKey() throws -> MasterKey? {
-        switch config.encryption {
+    /// The master key of a repository (the primary by default; nil when it is plain); warns when its file is
+    /// readable by others.
+    func masterKey(_ named: Configuration.NamedRepository? = nil) throws -> MasterKey? {
+        switch (named ?? config.repositories[0]).encryption {
         case nil: return nil
         case .environment(let name): return try MasterKey.load(variable: name, environment: environment)
         case .file(let path):
@@ -45,9 +63,9 @@ struct AppContext {
         }
     }
 
-    /// The storage driver itself, without encryption.
-    func makeDriver() throws -> any Repository {
-        switch config.repository {
+    /// The storage driver itself, without encryption (the primary's by default).
+    func makeDriver(_ named: Configuration.NamedRepository? = nil) throws -> any Repository {
+        switch (named ?? config.repositories[0]).kind {
         case .local(let path):
             return LocalRepository(root: path)
         case .s3(let s3):

@@ -35,14 +35,40 @@ public enum TestRepository {
         extra: String = "", masterKey: String? = nil, cluster: [String] = [], bucket: String? = nil,
         repository: [String] = []
     ) throws -> String {
-        let path = dir + "/cairn.yaml"
+        let repo = try section(kind, dir: dir, name: nil, masterKey: masterKey, bucket: bucket, lines: repository)
+        return try write(
+            dir: dir, conninfo: conninfo, major: major, repositories: "repository:\n" + repo, limits: limits,
+            extra: extra, cluster: cluster)
+    }
+
+    /// Writes `dir/cairn.yaml` with several repositories (`repositories:`), named `<kind>-<position>` (e.g.
+    /// `local-1`, `s3-2`), each fresh: local folders at `dir/repo-<position>`, S3 kinds under their own prefix.
+    public static func config(
+        _ kinds: [RepoKind], dir: String, conninfo: String, major: PGMajor = .v15, limits: [String] = [],
+        extra: String = "", masterKey: String? = nil
+    ) throws -> String {
+        var text = "repositories:"
+        for (i, kind) in kinds.enumerated() {
+            let body = try section(
+                kind, dir: dir, name: "\(kind)-\(i + 1)", masterKey: masterKey, bucket: nil, lines: [])
+            text += "\n  - name: \(kind)-\(i + 1)\n" + body.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+        }
+        return try write(
+            dir: dir, conninfo: conninfo, major: major, repositories: text, limits: limits, extra: extra, cluster: [])
+    }
+
+    /// The keys of one repository section, each line indented by two spaces. `name` (of one of several) gives a
+    /// local folder and a credentials file of its own.
+    static func section(
+        _ kind: RepoKind, dir: String, name: String?, masterKey: String?, bucket: String?, lines: [String]
+    ) throws -> String {
         var repo: String
         switch kind {
         case .local:
-            repo = "  type: local\n  path: \(dir)/repo"
+            repo = "  type: local\n  path: \(dir)/repo\(name.map { "-" + $0 } ?? "")"
         case .s3, .seaweed:
             let server = kind.server!
-            let creds = dir + "/aws-credentials"
+            let creds = dir + "/aws-credentials" + (name.map { "-" + $0 } ?? "")
             try server.writeCredentials(to: creds)
             let endpoint =
                 server.tlsEndpoint.map { "endpoint: \($0)\n  ca_file: \(TestEnvironment.value("CAIRN_TEST_S3_CA"))" }
@@ -62,14 +88,22 @@ public enum TestRepository {
             try Run.shell("chown postgres:postgres \(dir)/master.key && chmod 600 \(dir)/master.key")
             repo += "\n  encryption:\n    key_file: \(dir)/master.key"
         }
-        for line in repository { repo += "\n  " + line }
+        for line in lines { repo += "\n  " + line }
+        return repo
+    }
+
+    /// Writes the configuration file, owned by postgres.
+    static func write(
+        dir: String, conninfo: String, major: PGMajor, repositories: String, limits: [String], extra: String,
+        cluster: [String]
+    ) throws -> String {
+        let path = dir + "/cairn.yaml"
         try """
         cluster:
           connection: "\(conninfo)"
           bin_directory: \(major.bin)
         \(cluster.map { "  " + $0 }.joined(separator: "\n"))
-        repository:
-        \(repo)
+        \(repositories)
         limits:
           part_size: 5MiB
           request_timeout: 60s

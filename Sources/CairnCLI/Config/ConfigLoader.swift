@@ -43,17 +43,19 @@ public struct ConfigLoader {
         let top = r.section(
             root, path: "",
             allowed: [
-                "cluster", "repository", "compression", "archive", "limits", "retention", "drills", "schedule",
-                "metrics"
+                "cluster", "repository", "repositories", "compression", "archive", "limits", "retention", "drills",
+                "schedule", "metrics"
             ])
         var overrides: [String] = []
         let cluster = loadCluster(top, r)
-        let (repository, encryption) = loadRepository(top, r, &overrides)
+        let repositories = loadRepositories(top, r, &overrides)
         let z = top?.section("compression", allowed: ["level", "threads"])
         let compression = Configuration.Compression(
             level: z?.int("level", range: 1...19) ?? 3,
             threads: z?.int("threads", range: 0...64) ?? 0)
-        let archive = Configuration.Archive(async: top?.section("archive", allowed: ["async"])?.bool("async") ?? false)
+        let a = top?.section("archive", allowed: ["async", "max_backlog"])
+        let archive = Configuration.Archive(
+            async: a?.bool("async") ?? false, maxBacklog: a?.size("max_backlog", min: 16 << 20) ?? 1 << 30)
         let limits = loadLimits(top, r)
         let (retention, retentionSource) = try loadRetention(top, r, file: file)
         let drills = try loadDrills(top, r, file: file)
@@ -65,7 +67,7 @@ public struct ConfigLoader {
             throw ConfigError(problems: r.problems, hint: "fix the file and check it with `cairn config validate`")
         }
         return Configuration(
-            cluster: cluster, repository: repository, encryption: encryption, compression: compression,
+            cluster: cluster, repositories: repositories, compression: compression,
             archive: archive, limits: limits,
             retention: retention, retentionSource: retentionSource, schedulePath: schedulePath,
             metricsListen: listen, drills: drills,
@@ -87,50 +89,97 @@ public struct ConfigLoader {
         return cluster
     }
 
-    /// `repository`: a local folder or an S3 bucket (with overrides from the environment), and the encryption key.
-    private func loadRepository(
-        _ top: YAMLReader.Section?, _ r: YAMLReader,
-        _ overrides: inout [String]
-    ) -> (Configuration.RepositoryKind, Configuration.EncryptionKey?) {
-        var repository = Configuration.RepositoryKind.local(path: "/var/lib/cairn/repo")
-        var encryption: Configuration.EncryptionKey?
-        let repoKeys = [
-            "type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
-            "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption",
-            "object_lock"
-        ]
-        if let rs = top?.section("repository", allowed: repoKeys) {
-            let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
-            if type == "local" {
-                for k in [
-                    "bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id",
-                    "object_lock"
-                ]
-                where rs.node(k) != nil {
-                    r.report(
-                        line: rs.line(k), "repository.\(k) applies to type: s3 only (this repository is type: local)")
-                }
-                if rs.require("path", "the folder that holds the repository"), let p = rs.string("path") {
-                    if !p.hasPrefix("/") {
-                        r.report(line: rs.line("path"), "repository.path must be an absolute path, not \"\(p)\"")
-                    }
-                    repository = .local(path: p)
-                }
-            } else {
-                if rs.node("path") != nil {
-                    r.report(
-                        line: rs.line("path"),
-                        "repository.path applies to type: local only (use bucket and prefix for s3)")
-                }
-                if let s3 = loadS3(rs, r, &overrides) { repository = .s3(s3) }
-            }
-            encryption = loadEncryption(rs, r)
-        } else if top?.node("repository") == nil {
+    /// The keys of a repository section (`repository:`, or an entry of `repositories:` with its `name`).
+    static let repositoryKeys = [
+        "type", "path", "bucket", "prefix", "endpoint", "region", "uri_style", "ca_file", "verify_tls",
+        "storage_class", "server_side_encryption", "kms_key_id", "credentials_file", "profile", "encryption",
+        "object_lock"
+    ]
+
+    /// `repository` (one, named `default`) or `repositories` (a list, each with a unique `name`; the first is the
+    /// primary). The AWS environment variables override the endpoint and region of `repository:` only.
+    private func loadRepositories(
+        _ top: YAMLReader.Section?, _ r: YAMLReader, _ overrides: inout [String]
+    ) -> [Configuration.NamedRepository] {
+        let fallback = [Configuration.NamedRepository(name: "default", kind: .local(path: "/var/lib/cairn/repo"))]
+        if top?.node("repository") != nil && top?.node("repositories") != nil {
             r.report(
-                line: nil,
-                "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
+                line: top?.line("repositories"),
+                "give either repository (one) or repositories (a list), not both")
+            return fallback
         }
-        return (repository, encryption)
+        if let rs = top?.section("repository", allowed: Self.repositoryKeys) {
+            let (kind, encryption) = loadRepository(rs, r, &overrides)
+            return [Configuration.NamedRepository(name: "default", kind: kind ?? fallback[0].kind, encryption: encryption)]
+        }
+        guard let list = top?.node("repositories") else {
+            if top?.node("repository") == nil {
+                r.report(
+                    line: nil,
+                    "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
+            }
+            return fallback
+        }
+        guard let items = list.sequence, !items.isEmpty else {
+            r.report(list, "repositories must be a list of repositories, each with a name")
+            return fallback
+        }
+        var named: [Configuration.NamedRepository] = []
+        var none: [String] = []
+        // Each of several repositories says where it is: AWS_ENDPOINT_URL and AWS_REGION would move all of them.
+        var own = self
+        own.environment = environment.filter {
+            !["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"].contains($0.key)
+        }
+        for (i, item) in items.enumerated() {
+            let label = item.mapping?[Node("name")]?.scalar?.string ?? "\(i + 1)"
+            guard let rs = r.section(item, path: "repositories.\(label)", allowed: ["name"] + Self.repositoryKeys)
+            else { continue }
+            guard rs.require("name", "a short name for messages and --repo"), let name = rs.string("name") else {
+                continue
+            }
+            if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                r.report(line: rs.line("name"), "repositories: name \"\(name)\" may hold only letters, digits, - and _")
+            }
+            if named.contains(where: { $0.name == name }) {
+                r.report(line: rs.line("name"), "repositories: the name \"\(name)\" is used twice")
+            }
+            let (kind, encryption) = own.loadRepository(rs, r, &none)
+            if let kind { named.append(.init(name: name, kind: kind, encryption: encryption)) }
+        }
+        return named.isEmpty ? fallback : named
+    }
+
+    /// One repository section: a local folder or an S3 bucket (with overrides from the environment), and its
+    /// encryption key; nil when it is not usable (the problems are reported).
+    private func loadRepository(
+        _ rs: YAMLReader.Section, _ r: YAMLReader, _ overrides: inout [String]
+    ) -> (Configuration.RepositoryKind?, Configuration.EncryptionKey?) {
+        var repository: Configuration.RepositoryKind?
+        let type = rs.choice("type", ["local", "s3"]) ?? (rs.node("bucket") != nil ? "s3" : "local")
+        if type == "local" {
+            for k in [
+                "bucket", "endpoint", "uri_style", "storage_class", "server_side_encryption", "kms_key_id",
+                "object_lock"
+            ]
+            where rs.node(k) != nil {
+                r.report(line: rs.line(k), "\(rs.path).\(k) applies to type: s3 only (this repository is type: local)")
+            }
+            if rs.require("path", "the folder that holds the repository"), let p = rs.string("path") {
+                if !p.hasPrefix("/") {
+                    r.report(line: rs.line("path"), "\(rs.path).path must be an absolute path, not \"\(p)\"")
+                }
+                repository = .local(path: p)
+            }
+        } else {
+            if rs.node("path") != nil {
+                r.report(
+                    line: rs.line("path"),
+                    "\(rs.path).path applies to type: local only (use bucket and prefix for s3)")
+            }
+            repository = loadS3(rs, r, &overrides).map { .s3($0) }
+        }
+        return (repository, loadEncryption(rs, r))
     }
 
     /// `limits`: parallelism, part and bundle sizes, timeouts, retries, prefetch.
@@ -250,7 +299,7 @@ public struct ConfigLoader {
         if let b = bucket, !ConfigLoader.validBucket(b) {
             r.report(
                 line: rs.line("bucket"),
-                "repository.bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)"
+                "\(rs.path).bucket \"\(b)\" is not a valid bucket name (3–63 characters: lowercase letters, digits, dots, hyphens)"
             )
         }
         let (endpoint, regionValue) = loadS3Endpoint(rs, r, &overrides)
@@ -258,11 +307,11 @@ public struct ConfigLoader {
         let sse = rs.choice("server_side_encryption", ["AES256", "aws:kms"])
         let kms = rs.string("kms_key_id")
         if kms != nil && sse != "aws:kms" {
-            r.report(line: rs.line("kms_key_id"), "repository.kms_key_id needs server_side_encryption: aws:kms")
+            r.report(line: rs.line("kms_key_id"), "\(rs.path).kms_key_id needs server_side_encryption: aws:kms")
         }
         let ca = rs.string("ca_file")
         if let ca, !FileManager.default.isReadableFile(atPath: ca) {
-            r.report(line: rs.line("ca_file"), "repository.ca_file \(ca) does not exist or is not readable")
+            r.report(line: rs.line("ca_file"), "\(rs.path).ca_file \(ca) does not exist or is not readable")
         }
         let credFile = rs.string("credentials_file")
         let prefix = rs.string("prefix") ?? ""
@@ -271,13 +320,13 @@ public struct ConfigLoader {
         {
             r.report(
                 line: rs.line("prefix"),
-                "repository.prefix must be a relative path such as \"prod/db1\" (no leading /, no . or .. segments)")
+                "\(rs.path).prefix must be a relative path such as \"prod/db1\" (no leading /, no . or .. segments)")
         }
         let storageClass = rs.string("storage_class")
         if let sc = storageClass, !sc.allSatisfy({ $0.isUppercase || $0 == "_" || $0.isNumber }) {
             r.report(
                 line: rs.line("storage_class"),
-                "repository.storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
+                "\(rs.path).storage_class must be an S3 storage class such as STANDARD_IA, not \"\(sc)\"")
         }
         let lock = loadObjectLock(rs, r)
         guard let bucket, let endpoint else { return nil }
@@ -301,7 +350,7 @@ public struct ConfigLoader {
         if margin < ObjectLockPolicy.minimumMargin && !short {
             r.report(
                 line: l.line("margin"),
-                "repository.object_lock.margin must be at least 1d, not \(Units.formatDuration(margin)): a lock that ends before a late expire or a backup kept as the window's anchor leaves them unprotected"
+                "\(l.path).margin must be at least 1d, not \(Units.formatDuration(margin)): a lock that ends before a late expire or a backup kept as the window's anchor leaves them unprotected"
             )
             return nil
         }
@@ -335,7 +384,7 @@ public struct ConfigLoader {
             } else {
                 r.report(
                     line: rs.line("endpoint"),
-                    "repository.endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")"
+                    "\(rs.path).endpoint must be an http:// or https:// URL with a host and optional port, and no path (got \"\(text)\")"
                 )
                 endpoint = nil
             }
@@ -353,7 +402,7 @@ public struct ConfigLoader {
         case (let f?, nil):
             guard f.hasPrefix("/") else {
                 r.report(
-                    line: e.line("key_file"), "repository.encryption.key_file must be an absolute path, not \"\(f)\"")
+                    line: e.line("key_file"), "\(e.path).key_file must be an absolute path, not \"\(f)\"")
                 return nil
             }
             return .file(f)
@@ -363,17 +412,17 @@ public struct ConfigLoader {
             else {
                 r.report(
                     line: e.line("key_env"),
-                    "repository.encryption.key_env must name an environment variable (letters, digits, _), not \"\(v)\""
+                    "\(e.path).key_env must name an environment variable (letters, digits, _), not \"\(v)\""
                 )
                 return nil
             }
             return .environment(v)
         case (.some, .some):
-            r.report(line: e.line("key_env"), "repository.encryption takes key_file or key_env, not both")
+            r.report(line: e.line("key_env"), "\(e.path) takes key_file or key_env, not both")
         case (nil, nil):
             r.report(
                 e.node,
-                "repository.encryption needs key_file (a file with the master key) or key_env (a variable holding it); create a key with `cairn key generate --output FILE`"
+                "\(e.path) needs key_file (a file with the master key) or key_env (a variable holding it); create a key with `cairn key generate --output FILE`"
             )
         }
         return nil

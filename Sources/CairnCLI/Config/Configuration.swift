@@ -61,10 +61,22 @@ public struct Configuration: Sendable {
         case environment(String)
     }
 
+    /// One repository of `repositories:` (or the single `repository:`, named `default`).
+    public struct NamedRepository: Sendable {
+        /// Its name in messages and `--repo` (letters, digits, `-`, `_`).
+        public var name: String
+        public var kind: RepositoryKind
+        /// Client-side encryption of this repository (nil: plain).
+        public var encryption: EncryptionKey?
+    }
+
     /// WAL archiving (`archive:`).
     public struct Archive: Sendable {
         /// Asynchronous archiving: a backlog of `.ready` files starts a worker that pushes them in parallel.
         public var async: Bool
+        /// With several repositories: the most WAL (bytes of `.ready` files) that may wait while one repository
+        /// is down before segments stored in the others are acknowledged without it (`archive.max_backlog`).
+        public var maxBacklog: Int64 = 1 << 30
     }
 
     public struct Compression: Sendable {
@@ -92,9 +104,12 @@ public struct Configuration: Sendable {
     }
 
     public var cluster: Cluster
-    public var repository: RepositoryKind
-    /// Client-side encryption of the repository (nil: plain).
-    public var encryption: EncryptionKey?
+    /// The repositories, in the order they are written to and read from (the first is the primary).
+    public var repositories: [NamedRepository]
+    /// The primary repository (the first of `repositories`).
+    public var repository: RepositoryKind { repositories[0].kind }
+    /// Client-side encryption of the primary repository (nil: plain).
+    public var encryption: EncryptionKey? { repositories[0].encryption }
     public var compression: Compression
     public var archive: Archive
     public var limits: Limits
