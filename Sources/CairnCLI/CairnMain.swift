@@ -51,7 +51,7 @@ public struct CairnCommand: AsyncParsableCommand {
             DoctorCommand.self,
             DrillCommand.self, FindCommand.self, ReportCommand.self, DaemonCommand.self, MetricsCommand.self,
             ScheduleCommand.self,
-            WalPushCommand.self, WalPushAheadCommand.self,
+            CopyCommand.self, WalPushCommand.self, WalPushAheadCommand.self,
             WalFetchCommand.self, WalPrefetchCommand.self, ConfigCommand.self, KeyCommand.self, TimelineCommand.self
         ])
 

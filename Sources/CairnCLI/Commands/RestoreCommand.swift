@@ -201,7 +201,33 @@ struct RestoreCommand: AsyncParsableCommand {
         if let database, let into, let backup {
             return try await runLogical(ctx, backup: backup, database: database, into: into)
         }
-        let repo = try ctx.makeRepository()
+        // With several repositories: the first that can restore the target does; one that fails (unreachable, a
+        // damaged object, a target beyond its archive) hands over to the next, which completes what was written
+        // as a delta restore.
+        let repos = try ctx.makeRepositories()
+        var resume = false
+        for (i, m) in repos.members.enumerated() {
+            do {
+                return try await restoreFrom(ctx, repo: m.repo, resume: resume)
+            } catch where i < repos.members.count - 1
+                && (RepositorySet.isRepositoryFailure(error) || (error as? CairnError)?.code == .restoreTarget)
+            {
+                Output.stderr(
+                    "cairn: warning: restoring from repository \(m.name) failed (\(describeError(error).message)); trying repository \(repos.members[i + 1].name)"
+                )
+                resume = resume || !(targetDir.map(Self.isEmptyDirectory) ?? true)
+            }
+        }
+    }
+
+    /// True when `path` does not exist or is an empty directory.
+    static func isEmptyDirectory(_ path: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).isEmpty
+    }
+
+    /// Restores from one repository; `resume` completes what an attempt from another repository wrote (a delta
+    /// restore over it).
+    func restoreFrom(_ ctx: AppContext, repo: any Repository, resume: Bool) async throws {
         // 1. A lease keeps expire off the backup and WAL until recovery ends (released by recovery_end_command,
         //    renewed by wal-fetch while PostgreSQL replays); first wait for a running expire to finish.
         let lease = try await Blocking.run {
@@ -214,7 +240,8 @@ struct RestoreCommand: AsyncParsableCommand {
         let archiving =
             archiveMode.map { ArchiveDecision(mode: $0, why: "--archive-mode \($0.rawValue)") }
             ?? ArchiveDecision.forTarget(targetDir ?? "", ctx: ctx)
-        let (options, restoreCommand) = restoreOptions(ctx, lease: lease, archiveOff: archiving.mode == .off)
+        var (options, restoreCommand) = restoreOptions(ctx, lease: lease, archiveOff: archiving.mode == .off)
+        if resume { (options.delta, options.force) = (true, true) }
         // 3. Plan, check everything, narrow the lease to the plan, lay the backup out.
         let (plan, result) = try await restore(
             ctx, repo: repo, lease: lease, options: options, restoreCommand: restoreCommand)

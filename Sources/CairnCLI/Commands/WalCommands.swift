@@ -31,10 +31,11 @@ struct WalPushCommand: AsyncParsableCommand {
         let configPath = ctx.absoluteConfigPath
         let wait = ctx.config.limits.requestTimeout
         let conninfo = ctx.config.cluster.connection
+        let maxBacklog = ctx.config.archive.maxBacklog
         let r = try await Blocking.run {
-            let repo = try ctx.makeRepository()
+            let repos = try ctx.makeRepositories()
             let r = try WalPush.run(
-                repo: repo, pipeline: ctx.makePipeline(), path: path, async: async,
+                repos: repos, pipeline: ctx.makePipeline(), path: path, async: async, maxBacklog: maxBacklog,
                 startWorker: {
                     let dir = (path as NSString).deletingLastPathComponent
                     try? Spawn.detached(
@@ -43,9 +44,11 @@ struct WalPushCommand: AsyncParsableCommand {
                 }, waitLimit: wait)
             // A new timeline's history: record whether production or a copy promoted.
             if case .history(let tli) = WALFileName(r.file) {
-                TimelineWitness.witnessPromotion(
-                    timeline: tli, dataDirectory: TimelineWitness.dataDirectory(ofWALPath: path),
-                    conninfo: conninfo, repo: repo, clock: SystemClock())
+                for m in repos.members where !(r.behind ?? []).contains(m.name) {
+                    TimelineWitness.witnessPromotion(
+                        timeline: tli, dataDirectory: TimelineWitness.dataDirectory(ofWALPath: path),
+                        conninfo: conninfo, repo: m.repo, clock: SystemClock())
+                }
             }
             return r
         }
@@ -80,8 +83,8 @@ struct WalFetchCommand: AsyncParsableCommand {
             let configPath = ctx.absoluteConfigPath
             let prefetch = ctx.config.limits.prefetch
             try await Blocking.run {
-                let repo = try ctx.makeRepository()
-                let r = try WalFetch.run(repo: repo, pipeline: ctx.makePipeline(), name: name, dest: path)
+                let repos = try ctx.makeRepositories()
+                let r = try WalFetch.run(repos: repos, pipeline: ctx.makePipeline(), name: name, dest: path)
                 // A segment's size is the cluster's segment size: no need to read cairn.json for it.
                 if case .segment = WALFileName(name), prefetch > 0, r.size > 0,
                     let seg = WALSegment(name: name, segmentSize: r.size)
@@ -99,7 +102,7 @@ struct WalFetchCommand: AsyncParsableCommand {
                 }
                 if let lease {
                     LeaseRenewal.renewIfDue(
-                        lease, repo: repo, marker: WalFetch.spoolDirectory(forDestination: path) + "/lease-renewed")
+                        lease, repos: repos, marker: WalFetch.spoolDirectory(forDestination: path) + "/lease-renewed")
                 }
                 ctx.logger.info("fetched", metadata: ["file": "\(r.file)", "from": "\(r.outcome.rawValue)"])
             }
@@ -132,7 +135,8 @@ struct WalPrefetchCommand: AsyncParsableCommand {
         if let releaseLease {
             let ctx = try AppContext.load(global)
             await Blocking.runIgnoringErrors {
-                if let repo = try? ctx.makeRepository() { Lease.release(releaseLease, repo: repo) }
+                // The restore took its lease in the repository it restored from.
+                for m in (try? ctx.makeRepositories())?.members ?? [] { Lease.release(releaseLease, repo: m.repo) }
             }
         }
         if removeSpool { return WalFetch.removeSpool(spool) }
@@ -140,13 +144,13 @@ struct WalPrefetchCommand: AsyncParsableCommand {
         let ctx = try AppContext.load(global)
         let (spool, count) = (self.spool, self.count)
         _ = try await Blocking.run {
-            let repo = try ctx.makeRepository()
-            let info = try RepositoryInfo.require(from: repo)
+            let repos = try ctx.makeRepositories()
+            let info = try repos.firstSucceeding("reading cairn.json") { try RepositoryInfo.require(from: $0.repo) }
             guard let seg = WALSegment(name: first, segmentSize: info.walSegmentSize) else {
                 throw CairnError(.walInvalidName, "\(first) is not a WAL segment name")
             }
             return try WalFetch.prefetch(
-                repo: repo, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
+                repos: repos, pipeline: ctx.makePipeline(), info: info, first: seg, count: count, spool: spool,
                 parallelism: ctx.config.limits.parallelism)
         }
     }
@@ -170,8 +174,8 @@ struct WalPushAheadCommand: AsyncParsableCommand {
         pipeline.workers = 0
         _ = try await Blocking.run { [pipeline] in
             try WalPushAhead.work(
-                repo: try ctx.makeRepository(), pipeline: pipeline, walDirectory: dir,
-                parallelism: ctx.config.limits.parallelism)
+                repos: try ctx.makeRepositories(), pipeline: pipeline, walDirectory: dir,
+                parallelism: ctx.config.limits.parallelism, maxBacklog: ctx.config.archive.maxBacklog)
         }
     }
 }
@@ -179,11 +183,18 @@ struct WalPushAheadCommand: AsyncParsableCommand {
 /// Keeps a restore's lease alive while PostgreSQL replays: renewed at most every 10 minutes, remembered by the
 /// modification time of a marker file in the spool.
 enum LeaseRenewal {
-    static func renewIfDue(_ id: String, repo: any Repository, marker: String, every: Double = 600) {
+    static func renewIfDue(_ id: String, repos: RepositorySet, marker: String, every: Double = 600) {
         var st = stat()
         if stat(marker, &st) == 0, Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) < every { return }
         do {
-            try Lease.renew(id, repo: repo, ttl: RestoreCommand.leaseTTL, clock: SystemClock())
+            // The lease is in the repository the restore came from (renewing is a no-op where it is not).
+            var failures: [Error] = []
+            for m in repos.members {
+                do { try Lease.renew(id, repo: m.repo, ttl: RestoreCommand.leaseTTL, clock: SystemClock()) } catch {
+                    failures.append(error)
+                }
+            }
+            if failures.count == repos.members.count, let first = failures.first { throw first }
             mkdir((marker as NSString).deletingLastPathComponent, 0o700)
             _ = FileManager.default.createFile(atPath: marker, contents: nil)
             utimes(marker, nil)

@@ -34,6 +34,11 @@ public enum WalFetch {
     /// Fetches `name` to `dest`. Throws `wal.not-found` when the repository does not have it (and only when the
     /// repository itself is there).
     public static func run(repo: any Repository, pipeline: Pipeline, name: String, dest: String) throws -> Result {
+        try run(repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, name: name, dest: dest)
+    }
+
+    /// Fetches `name` to `dest` from the first repository that has it (see ``download(repos:pipeline:file:to:beforeRename:)``).
+    public static func run(repos: RepositorySet, pipeline: Pipeline, name: String, dest: String) throws -> Result {
         guard let file = WALFileName(name) else {
             throw CairnError(
                 .walInvalidName, "\(name) is not a WAL file name", hint: "restore_command must pass %f and %p")
@@ -42,7 +47,7 @@ public enum WalFetch {
         {
             return Result(file: name, outcome: .fromSpool, size: size)
         }
-        let size = try download(repo: repo, pipeline: pipeline, file: file, to: dest)
+        let size = try download(repos: repos, pipeline: pipeline, file: file, to: dest) { _, _ in }.size
         return Result(file: name, outcome: .fetched, size: size)
     }
 
@@ -148,6 +153,16 @@ public enum WalFetch {
         repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, first: WALSegment,
         count: Int, spool: String, parallelism: Int
     ) throws -> Int {
+        try prefetch(
+            repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, info: info, first: first,
+            count: count, spool: spool, parallelism: parallelism)
+    }
+
+    /// Prefetches from the first repository that has each segment (see ``prefetch(repo:pipeline:info:first:count:spool:parallelism:)``).
+    public static func prefetch(
+        repos: RepositorySet, pipeline: Pipeline, info: RepositoryInfo, first: WALSegment,
+        count: Int, spool: String, parallelism: Int
+    ) throws -> Int {
         mkdir(spool, 0o700)
         guard let lockFd = SpoolLock.acquire(spool) else { return 0 }  // another prefetcher is at work
         defer { close(lockFd) }
@@ -160,7 +175,7 @@ public enum WalFetch {
             if access(spool + "/" + seg.name, F_OK) == 0 { continue }
             let ok = pool.submit {
                 do {
-                    try spoolSegment(repo: repo, pipeline: pipeline, info: info, segment: seg, spool: spool)
+                    try spoolSegment(repos: repos, pipeline: pipeline, info: info, segment: seg, spool: spool)
                     fetched.add()
                 } catch let e as CairnError where e.code == .walNotFound {
                     throw e  // the end of the archive: stop queueing more
@@ -175,11 +190,11 @@ public enum WalFetch {
     /// Downloads one segment into the spool durably: content fsynced and its check record written before the
     /// rename, so that a crash leaves either nothing or a segment that passes its check.
     static func spoolSegment(
-        repo: any Repository, pipeline: Pipeline, info: RepositoryInfo, segment: WALSegment,
+        repos: RepositorySet, pipeline: Pipeline, info: RepositoryInfo, segment: WALSegment,
         spool: String
     ) throws {
         let path = spool + "/" + segment.name
-        _ = try download(repo: repo, pipeline: pipeline, file: .segment(segment.name), to: path) { fd, crc in
+        _ = try download(repos: repos, pipeline: pipeline, file: .segment(segment.name), to: path) { fd, crc in
             guard fsync(fd) == 0 else {
                 throw CairnError(
                     .localIO, "cannot fsync the prefetched \(segment.name): \(String(cString: strerror(errno)))")

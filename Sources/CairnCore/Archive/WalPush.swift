@@ -21,48 +21,69 @@ public enum WalPush {
         public var outcome: Outcome
         public var size: Int64
         public var storedSize: Int64
+        /// With several repositories: those that do not hold the file yet (it was acknowledged without them
+        /// because the backlog reached `archive.max_backlog`); nil when every repository holds it.
+        public var behind: [String]? = nil
 
         enum CodingKeys: String, CodingKey {
-            case file, key, outcome, size
+            case file, key, outcome, size, behind
             case storedSize = "stored_size"
         }
     }
 
     static let logger = Logger(label: "cairn.wal-push")
 
-    /// Pushes one file. `path` is as PostgreSQL passes `%p` (relative to the data directory, which is the
-    /// archiver's working directory). With `async` (see ``WalPushAhead``) the file is acknowledged from the
-    /// record of the push-ahead worker when it has one; when other files wait too, `startWorker` is called (unless
-    /// a worker runs) and the call waits for the worker's record of this file, up to `waitLimit` seconds, before
-    /// pushing it itself.
+    /// Pushes one file to one repository (see ``run(repos:pipeline:path:async:maxBacklog:startWorker:waitLimit:)``).
     public static func run(
         repo: any Repository, pipeline: Pipeline, path: String, async: Bool = false,
         startWorker: () -> Void = {}, waitLimit: Double = 60
     ) throws -> Result {
-        if async {
-            WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
-            if let r = WalPushAhead.acknowledge(path: path, store: repo.identity) {
-                logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
-                return r
-            }
-            let spool = WalPushAhead.spool(for: path)
-            var started: Date?
-            if !SpoolLock.held(spool) && WalPushAhead.backlog(beside: path) {
-                mkdir(spool, 0o700)
-                startWorker()
-                started = Date()
-            }
-            if started != nil || SpoolLock.held(spool),
-                let r = WalPushAhead.waitForRecord(
-                    path: path, store: repo.identity, started: started, timeout: waitLimit)
-            {
-                logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
-                return r
-            }
+        try run(
+            repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, path: path, async: async,
+            startWorker: startWorker, waitLimit: waitLimit)
+    }
+
+    /// Pushes one file to every repository. `path` is as PostgreSQL passes `%p` (relative to the data directory,
+    /// which is the archiver's working directory). With `async` (see ``WalPushAhead``) the file is acknowledged
+    /// from the record of the push-ahead worker when it has one; when other files wait too, `startWorker` is
+    /// called (unless a worker runs) and the call waits for the worker's record of this file, up to `waitLimit`
+    /// seconds, before pushing it itself. With several repositories, see ``push(file:bytes:repos:pipeline:walDirectory:maxBacklog:)``
+    /// for when a file stored in only some of them is acknowledged.
+    public static func run(
+        repos: RepositorySet, pipeline: Pipeline, path: String, async: Bool = false, maxBacklog: Int64 = 1 << 30,
+        startWorker: () -> Void = {}, waitLimit: Double = 60
+    ) throws -> Result {
+        if async, let r = pushedAhead(path: path, store: repos.identity, startWorker: startWorker, waitLimit: waitLimit) {
+            return r
         }
         let (file, bytes) = try read(path)
-        let info = try RepositoryInfo.require(from: repo)
-        return try push(file: file, bytes: bytes, repo: repo, pipeline: pipeline, info: info)
+        return try push(
+            file: file, bytes: bytes, repos: repos, pipeline: pipeline,
+            walDirectory: (path as NSString).deletingLastPathComponent, maxBacklog: maxBacklog)
+    }
+
+    /// The acknowledgement from the push-ahead worker's record of `path`, waiting for the worker when files wait
+    /// (starting it if none runs); nil when the caller must push the file itself.
+    static func pushedAhead(path: String, store: String, startWorker: () -> Void, waitLimit: Double) -> Result? {
+        WalPushAhead.sweep(walDirectory: (path as NSString).deletingLastPathComponent)
+        if let r = WalPushAhead.acknowledge(path: path, store: store) {
+            logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
+            return r
+        }
+        let spool = WalPushAhead.spool(for: path)
+        var started: Date?
+        if !SpoolLock.held(spool) && WalPushAhead.backlog(beside: path) {
+            mkdir(spool, 0o700)
+            startWorker()
+            started = Date()
+        }
+        if started != nil || SpoolLock.held(spool),
+            let r = WalPushAhead.waitForRecord(path: path, store: store, started: started, timeout: waitLimit)
+        {
+            logger.info("archived by the push-ahead worker", metadata: ["file": "\(r.file)"])
+            return r
+        }
+        return nil
     }
 
     /// Reads a file PostgreSQL asks to archive.

@@ -30,9 +30,11 @@ public enum WalPushAhead {
         var storedSize: Int64
         /// The file the worker read (nil in records of older versions, which are then not used).
         var identity: Identity?
+        /// The repositories it was acknowledged without (``WalPush/Result/behind``).
+        var behind: [String]? = nil
 
         enum CodingKeys: String, CodingKey {
-            case store, key, size, identity
+            case store, key, size, identity, behind
             case storedSize = "stored_size"
         }
     }
@@ -79,7 +81,8 @@ public enum WalPushAhead {
                 "ignoring a push-ahead record that does not match the file", metadata: ["file": "\(name)"])
             return nil
         }
-        return WalPush.Result(file: name, key: r.key, outcome: .pushedAhead, size: r.size, storedSize: r.storedSize)
+        return WalPush.Result(
+            file: name, key: r.key, outcome: .pushedAhead, size: r.size, storedSize: r.storedSize, behind: r.behind)
     }
 
     /// Files waiting in `archive_status` (`.ready`) without a record, oldest first, at most `limit`, leaving out
@@ -162,14 +165,13 @@ public enum WalPushAhead {
     /// worker holds the spool. A failed push is only logged: PostgreSQL's own call for that file pushes it again
     /// and reports the error.
     public static func work(
-        repo: any Repository, pipeline: Pipeline, walDirectory dir: String, parallelism: Int,
-        idleExit: Double = 2
+        repos: RepositorySet, pipeline: Pipeline, walDirectory dir: String, parallelism: Int,
+        maxBacklog: Int64 = 1 << 30, idleExit: Double = 2
     ) throws -> Int {
         let spool = spool(walDirectory: dir)
         guard let lockFd = SpoolLock.acquire(spool) else { return 0 }
         defer { close(lockFd) }
-        let info = try RepositoryInfo.require(from: repo)
-        let store = repo.identity
+        let store = repos.identity
         let pool = WorkerPool(threads: max(1, parallelism), maxQueued: 1, name: "cairn-push-ahead")
         let inFlight = Mutex(Set<String>())
         let failed = Mutex(Set<String>())  // left to PostgreSQL's own call, which reports the error
@@ -198,14 +200,17 @@ public enum WalPushAhead {
                     do {
                         let before = Identity.of(dir + "/" + name)
                         let f = try WalPush.read(dir + "/" + name, into: &b)
-                        let r = try WalPush.push(file: f, bytes: b, repo: repo, pipeline: pipeline, info: info)
+                        let r = try WalPush.push(
+                            file: f, bytes: b, repos: repos, pipeline: pipeline, walDirectory: dir,
+                            maxBacklog: maxBacklog)
                         let identity = Identity.of(dir + "/" + name)
                         guard let identity, identity == before, identity.size == r.size else {
                             throw CairnError(.localIO, "\(name) changed while it was pushed ahead")
                         }
                         try write(
                             Record(
-                                store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity),
+                                store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity,
+                                behind: r.behind),
                             file: name, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {
