@@ -30,7 +30,8 @@ import Testing
         let e = try #require(RepositoryFailures.summary(failures, total: 3))
         #expect(e.code == .dataCorrupt, "damage outranks an unreachable primary")
         #expect(
-            e.message == "3 of 3 repositories failed: local-1 [repo.unreachable], s3-2 [data.corrupt], s3-3 [wal.missing]")
+            e.message
+                == "3 of 3 repositories failed: local-1 [repo.unreachable], s3-2 [data.corrupt], s3-3 [wal.missing]")
         #expect(e.hint != nil)
         // Without damaged or missing data, the first in the repositories' order (the primary first).
         let plain: [RepositoryFailures.Failure] = [
