@@ -116,7 +116,7 @@ import Testing
     @Test func anUnreadableRepositoryIsReportedAndTheOtherStillWorks() throws {
         let c = try Self.cluster("several-cli-down")
         defer {
-            try? Run.shell("chmod 755 \(c.dir)/repo-local-1")
+            _ = try? Run.shell("chmod 755 \(c.dir)/repo-local-1")
             c.destroy()
         }
         #expect(try c.cairn(["init"]).status == 0)
@@ -135,7 +135,8 @@ import Testing
             Self.expectBothHeadings(r, "\(args)")
             #expect(r.stderr.contains("cairn: error: repository local-1: "), "\(args): \(r.stderr)")
             #expect(r.stderr.contains("HINT: ") || args == ["check"], "\(args): \(r.stderr)")
-            let section = r.stdout[try #require(r.stdout.range(of: "repository s3-2 ("))!.upperBound...]
+            let s3 = try #require(r.stdout.range(of: "repository s3-2 ("))
+            let section = r.stdout[s3.upperBound...]
             #expect(!section.contains("FAILED") && !section.contains("FAIL "), "s3-2 works: \(args): \(r.stdout)")
             if args != ["check"] {
                 #expect(r.stdout.contains("FAILED: "), "\(args): \(r.stdout)")
