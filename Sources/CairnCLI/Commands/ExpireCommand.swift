@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnBase
 import CairnCore
+import CairnStorage
 import Foundation
 
 struct ExpireCommand: AsyncParsableCommand {
@@ -11,7 +12,10 @@ struct ExpireCommand: AsyncParsableCommand {
             Keeps the newest full backup consistent by the start of the recovery window, every later backup, all WAL \
             from that backup's start onward on the path to the present timeline, the WAL kept backups need, pinned \
             backups and the newest min_full_backups; deletes the rest, each expired backup's manifest first. \
-            --dry-run prints the plan with a reason for every item; --json gives every object kept or deleted.
+            --dry-run prints the plan with a reason for every item; --json gives every object kept or deleted. With \
+            several repositories, retention runs in each in turn under its own lock, its section under a heading \
+            `repository NAME (location)`; --json then prints {"repositories": [{"name", "location", "result", \
+            "error"}]}. One that fails is reported, the others are expired, and the command then fails.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -22,13 +26,30 @@ struct ExpireCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        try await lock.withLock("expire", repo: try ctx.makeRepository()) { try await locked(ctx) }
+        let policy = try self.policy.map(PolicyLoader.retention(file:)) ?? ctx.config.retention
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in try await lock.withLock("expire", repo: m.repo) { try await expire(m.repo, policy: policy) } },
+            encode: { Outcome(plan: $0.plan, result: $0.result) },
+            text: { Self.print($0.plan, $0.result, policy: policy) })
     }
 
-    func locked(_ ctx: AppContext) async throws {
-        let policy = try self.policy.map(PolicyLoader.retention(file:)) ?? ctx.config.retention
+    /// The plan, or what was deleted: JSON prints the result when there is one, else the plan.
+    struct Outcome: Encodable {
+        var plan: ExpirePlan
+        var result: ExpireOperation.Result?
+
+        func encode(to encoder: any Encoder) throws {
+            if let result { try result.encode(to: encoder) } else { try plan.encode(to: encoder) }
+        }
+    }
+
+    /// Plans and (unless --dry-run) applies retention in one repository, recording the job there.
+    func expire(
+        _ repo: any Repository, policy: RetentionPolicy
+    ) async throws -> (
+        plan: ExpirePlan, result: ExpireOperation.Result?
+    ) {
         let dryRun = self.dryRun
-        let repo = try ctx.makeRepository()
         let started = Date()
         let plan: ExpirePlan, result: ExpireOperation.Result?
         do {
@@ -43,10 +64,12 @@ struct ExpireCommand: AsyncParsableCommand {
             throw error
         }
         if let result { await JobRecord.record(repo, job: "expire", started: started, bytes: result.deletedBytes) }
-        if json {
-            if let result { try Output.json(result) } else { try Output.json(plan) }
-            return
-        }
+        return (plan, result)
+    }
+
+    /// One repository's plan (and result) as text.
+    static func print(_ plan: ExpirePlan, _ result: ExpireOperation.Result?, policy: RetentionPolicy) {
+        let dryRun = result == nil
         Output.line(
             "recovery window: \(Units.formatDuration(policy.recoveryWindow)), from \(Timestamp.format(plan.windowStart)); anchor backup: \(plan.anchor ?? "none")"
         )

@@ -9,7 +9,12 @@ struct InitCommand: AsyncParsableCommand {
         commandName: "init",
         abstract: "Create the repository for this cluster (cairn.json), or confirm it exists.",
         discussion:
-            "Reads the cluster's system identifier and version over libpq. Refuses a repository that belongs to another cluster."
+            """
+            Reads the cluster's system identifier and version over libpq. Refuses a repository that belongs to another \
+            cluster. With several repositories, initializes each (the same identity), reporting each under a heading \
+            `repository NAME (location)`; --json then prints {"repositories": [{"name", "location", "result", \
+            "error"}]}. One that fails is reported, the others are initialized, and the command then fails.
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -17,18 +22,26 @@ struct InitCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        let result = try await Blocking.run {
+        let (cluster, timeline) = try await Blocking.run {
             let conn = try ctx.connect()
-            let cluster = try ClusterInfo.read(conn)
-            let repo = try ctx.makeRepository()
-            let result = try InitOperation.run(repo: repo, cluster: cluster, clock: SystemClock())
-            // The configured cluster's timeline starts production's recorded history.
-            if let tli = try TimelineWitness.currentTimeline(conn) {
-                try TimelineWitness.confirmProduction(tli, repo: repo, clock: SystemClock(), decidedBy: "init")
-            }
-            return result
+            return (try ClusterInfo.read(conn), try TimelineWitness.currentTimeline(conn))
         }
-        if json { return try Output.json(result) }
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in
+                try await Blocking.run {
+                    let result = try InitOperation.run(repo: m.repo, cluster: cluster, clock: SystemClock())
+                    // The configured cluster's timeline starts production's recorded history.
+                    if let timeline {
+                        try TimelineWitness.confirmProduction(
+                            timeline, repo: m.repo, clock: SystemClock(), decidedBy: "init")
+                    }
+                    return result
+                }
+            }, encode: { $0 }, text: Self.print)
+    }
+
+    /// What init did to one repository.
+    static func print(_ result: InitOperation.Result) {
         let i = result.info
         switch result.outcome {
         case .created:

@@ -5,18 +5,29 @@ import CairnPostgres
 import Foundation
 
 struct ListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the committed backups.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the committed backups.",
+        discussion: """
+            With several repositories, each one's backups under a heading `repository NAME (location)`; --json then \
+            prints {"repositories": [{"name", "location", "result": [...], "error"}]}. A repository that cannot be \
+            read is reported and the others are listed; the command then fails.
+            """)
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print as JSON.") var json = false
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        let catalog = try await Blocking.run { try Catalog.load(from: try ctx.makeRepository()) }
-        if json {
-            return try Output.json(
-                catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) })
-        }
-        if catalog.backups.isEmpty { return Output.line("no backups in \(try ctx.makeRepository().location)") }
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in (try await Blocking.run { try Catalog.load(from: m.repo) }, m.repo.location) },
+            encode: { catalog, _ in
+                catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) }
+            },
+            text: { Self.printTable($0.0, location: $0.1) })
+    }
+
+    /// The backups as a table.
+    static func printTable(_ catalog: Catalog, location: String) {
+        if catalog.backups.isEmpty { return Output.line("no backups in \(location)") }
         Output.line(
             Table.render(
                 header: [
@@ -39,7 +50,12 @@ struct ListCommand: AsyncParsableCommand {
 struct InfoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
-        abstract: "Show the repository: backups, WAL coverage per timeline, gaps, and the recoverable window.")
+        abstract: "Show the repository: backups, WAL coverage per timeline, gaps, and the recoverable window.",
+        discussion: """
+            With several repositories, each one's section under a heading `repository NAME (location)`; --json then \
+            prints {"repositories": [{"name", "location", "result": {...}, "error"}]}. A repository that cannot be \
+            read is reported and the others are shown; the command then fails.
+            """)
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print as JSON.") var json = false
 
@@ -94,25 +110,35 @@ struct InfoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        let (catalog, location) = try await Blocking.run { () -> (Catalog, String) in
-            let repo = try ctx.makeRepository()
-            return (try Catalog.load(from: repo), repo.location)
-        }
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in
+                let catalog = try await Blocking.run { try Catalog.load(from: m.repo) }
+                return (Self.report(catalog, location: m.repo.location), catalog)
+            }, encode: \.0, text: { Self.print($0.0, $0.1) })
+    }
+
+    /// The report of one repository.
+    static func report(_ catalog: Catalog, location: String) -> Report {
         let lineage = catalog.lineage
         let timelines = catalog.wal.timelines.map { Self.timelineReport($0, wal: catalog.wal, lineage: lineage) }
-        let window = RecoveryPlanner.merge(RecoveryPlanner.window(catalog))
-        let report = Report(
+        return Report(
             location: location, systemIdentifier: catalog.info.systemIdentifier, pgVersion: catalog.info.pgVersionNum,
             backups: catalog.backups.map { BackupSummary($0, pin: catalog.pins[$0.id], catalog: catalog) },
             uncommittedBackups: catalog.uncommitted,
             damagedManifests: catalog.damagedManifests, timelines: timelines,
-            productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous, recoverableWindow: window)
-        if json { return try Output.json(report) }
-        Self.printBackups(catalog, location: location)
-        Self.printArchive(timelines)
+            productionTimeline: lineage.production, ambiguousTimelines: lineage.ambiguous,
+            recoverableWindow: RecoveryPlanner.merge(RecoveryPlanner.window(catalog)))
+    }
+
+    /// The report as text.
+    static func print(_ report: Report, _ catalog: Catalog) {
+        let lineage = catalog.lineage
+        Self.printBackups(catalog, location: report.location)
+        Self.printArchive(report.timelines)
         if !lineage.ambiguous.isEmpty { Output.line("AMBIGUOUS: \(lineage.ambiguityError().message)") }
         Output.line(
-            "recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(window))")
+            "recoverable window on production's timeline \(lineage.production): \(RecoveryPlanner.describe(report.recoverableWindow))"
+        )
     }
 
     /// One timeline of the archive: its segments, their runs and the gaps between them, where it branched.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnBase
 import CairnCore
+import CairnStorage
 import Foundation
 
 struct ReportCommand: AsyncParsableCommand {
@@ -11,6 +12,12 @@ struct ReportCommand: AsyncParsableCommand {
             Backups taken and failed, recoverable-window coverage for each day, WAL gaps, verify results, every drill with \
             its verdict and RTO, and a one-line conclusion. The files go to reports/<month>/ in the repository and, with \
             --output, to a local folder.
+
+            With several repositories, each repository gets its own report, judged on its own evidence (its backups, \
+            WAL, verify runs and the drills recorded in it) and written into it: an auditor signs off each copy, and \
+            a copy no drill or verify has proven is NOT VERIFIED. With --output, each goes to DIR/<name>/. The text \
+            gives each conclusion under a heading `repository NAME (location)`; --json prints {"repositories": \
+            [{"name", "location", "result": <report model>, "error"}]}.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -35,12 +42,30 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        try await lock.withLock("report", repo: try ctx.makeRepository()) { try await locked(ctx) }
+        let set = try ctx.makeRepositories()
+        let month = self.month ?? Self.previousMonth(Date())
+        let output = self.output
+        try await EachRepository(set: set, json: json).run(
+            { m in
+                try await lock.withLock("report", repo: m.repo) {
+                    try await Self.report(
+                        ctx, m.repo, month: month, output: output.map { set.isSeveral ? $0 + "/" + m.name : $0 })
+                }
+            },
+            encode: \.model,
+            text: { r in
+                Output.line(r.model.conclusion)
+                Output.line(
+                    "written to \(r.location)/reports/\(month)/report.{md,html,json}\(r.output.map { " and \($0)/" } ?? "")"
+                )
+            })
     }
 
-    func locked(_ ctx: AppContext) async throws {
-        let month = self.month ?? Self.previousMonth(Date())
-        let repo = try ctx.makeRepository()
+    /// One repository's report: built from its own catalog, jobs, drills and verify runs, written into it (and
+    /// into `output`), the job recorded there.
+    static func report(
+        _ ctx: AppContext, _ repo: any Repository, month: String, output: String?
+    ) async throws -> (model: ReportModel, location: String, output: String?) {
         let started = Date()
         let model = try await Blocking.run { () -> ReportModel in
             let catalog = try Catalog.load(from: repo)
@@ -62,18 +87,18 @@ struct ReportCommand: AsyncParsableCommand {
                 try repo.put(Layout.reportKey(month: month, file: name), bytes, options: .overwrite)
             }
         }
-        if let output {
-            do {
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                for (name, bytes) in files { try Data(bytes).write(to: URL(fileURLWithPath: output + "/" + name)) }
-            } catch {
-                throw CairnError(.localIO, "cannot write the report into \(output): \(error.localizedDescription)")
-            }
-        }
+        if let output { try write(files, to: output) }
         await JobRecord.record(repo, job: "report", started: started, subject: month)
-        if json { return try Output.json(model) }
-        Output.line(model.conclusion)
-        Output.line(
-            "written to \(repo.location)/reports/\(month)/report.{md,html,json}\(output.map { " and \($0)/" } ?? "")")
+        return (model, repo.location, output)
+    }
+
+    /// Writes the report's files into a local folder.
+    static func write(_ files: [(String, [UInt8])], to output: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            for (name, bytes) in files { try Data(bytes).write(to: URL(fileURLWithPath: output + "/" + name)) }
+        } catch {
+            throw CairnError(.localIO, "cannot write the report into \(output): \(error.localizedDescription)")
+        }
     }
 }

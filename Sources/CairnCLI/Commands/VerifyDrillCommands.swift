@@ -14,7 +14,9 @@ struct VerifyCommand: AsyncParsableCommand {
             Reads every object of every committed backup and every WAL object and checks it against its manifest or its \
             own trailer; names every missing WAL segment on each timeline; lists objects no manifest references. \
             Objects verified by an earlier run (same size and modification time) are skipped unless --full. Every \
-            problem is reported, then the command fails once.
+            problem is reported, then the command fails once. With several repositories, each is verified in turn \
+            under its own lock, its section under a heading `repository NAME (location)`; --json then prints \
+            {"repositories": [{"name", "location", "result", "error"}]}.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -24,13 +26,15 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        try await lock.withLock("verify", repo: try ctx.makeRepository()) { try await locked(ctx) }
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in try await lock.withLock("verify", repo: m.repo) { try await verify(ctx, m.repo) } },
+            encode: { $0 }, text: Self.print, verdict: { r, m in try Self.judge(r, location: m.repo.location) })
     }
 
-    func locked(_ ctx: AppContext) async throws {
+    /// Verifies one repository (under its lock) and records the run in it.
+    func verify(_ ctx: AppContext, _ repo: any Repository) async throws -> VerifyOperation.Result {
         let full = self.full
         let started = Date()
-        let repo = try ctx.makeRepository()
         let result: VerifyOperation.Result
         let progress = ProgressLine(label: "verify", global: global, json: json)
         defer { progress.done() }
@@ -48,35 +52,39 @@ struct VerifyCommand: AsyncParsableCommand {
         await JobRecord.record(
             repo, job: "verify", started: started, bytes: result.bytesRead,
             error: result.ok ? nil : CairnError(.dataCorrupt, "\(result.problems.count) problem(s)"))
-        if json {
-            try Output.json(result)
-        } else {
-            Output.line(
-                "verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")"
-            )
-            for p in result.problems {
-                Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)")
-            }
-            Output.line(
-                result.ok
-                    ? "repository OK"
-                    : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
+        return result
+    }
+
+    /// One repository's result as text.
+    static func print(_ result: VerifyOperation.Result) {
+        Output.line(
+            "verified \(result.backupsChecked) backup(s) and \(result.walSegments) WAL segment(s): read \(result.objectsChecked) object(s) (\(Units.formatBytes(result.bytesRead))), skipped \(result.objectsSkipped) verified before\(result.full ? "" : " (--full reads everything)")"
+        )
+        for p in result.problems {
+            Output.line("\(p.severity == .error ? "ERROR" : "warning"): \(p.kind) \(p.subject): \(p.detail)")
         }
-        if !result.ok {
-            // The problems are listed above (or in the JSON); the error line says what kind and how many.
-            let errors = result.problems.filter { $0.severity == .error }
-            let damaged = errors.filter { $0.kind != "missing-wal" }
-            if !damaged.isEmpty {
-                throw CairnError(
-                    .dataCorrupt,
-                    "repository \(repo.location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
-                    hint: "each is listed above; see runbooks/repository-damaged.md")
-            }
+        Output.line(
+            result.ok
+                ? "repository OK"
+                : "repository has \(result.problems.filter { $0.severity == .error }.count) problem(s)")
+    }
+
+    /// Fails when the repository has problems (they are listed above, or in the JSON): the error line says what
+    /// kind and how many.
+    static func judge(_ result: VerifyOperation.Result, location: String) throws {
+        guard !result.ok else { return }
+        let errors = result.problems.filter { $0.severity == .error }
+        let damaged = errors.filter { $0.kind != "missing-wal" }
+        if !damaged.isEmpty {
             throw CairnError(
-                .walMissing,
-                "the WAL archive in \(repo.location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
-                hint: "each gap is listed above; see runbooks/wal-archiving.md")
+                .dataCorrupt,
+                "repository \(location) has \(damaged.count) damaged or missing object(s)\(errors.count > damaged.count ? " and gaps in the WAL archive" : "")",
+                hint: "each is listed above; see runbooks/repository-damaged.md")
         }
+        throw CairnError(
+            .walMissing,
+            "the WAL archive in \(location) has \(errors.count) gap(s): \(result.missingSegments.count) segment(s) missing",
+            hint: "each gap is listed above; see runbooks/wal-archiving.md")
     }
 }
 

@@ -26,15 +26,26 @@ public enum Doctor {
         public var fix: String?
     }
 
+    /// The halves of the review: the cluster's archiving, and one repository with its backups and drills. With
+    /// several repositories `doctor` reviews the cluster once and each repository on its own.
+    public enum Part: Sendable {
+        case cluster, repository
+    }
+
     /// Reviews the facts. Checks whose facts could not be gathered say so instead of guessing.
-    public static func evaluate(_ f: DoctorFacts, now: Date) -> [Finding] {
+    public static func evaluate(_ f: DoctorFacts, now: Date, parts: Set<Part> = [.cluster, .repository]) -> [Finding] {
         var review = Review(f: f, now: now)
-        review.cluster()
-        review.server()
-        review.archiver()
-        review.archiveBacklog()
-        review.repository()
-        review.backupsAndDrills()
+        if parts.contains(.cluster) {
+            review.cluster()
+            review.server()
+            review.archiver()
+            review.archiveBacklog()
+        }
+        if parts.contains(.repository) {
+            review.repository()
+            review.backupsAndDrills()
+            review.lag()
+        }
         return review.findings
     }
 

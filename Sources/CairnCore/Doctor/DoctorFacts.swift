@@ -108,6 +108,22 @@ public struct DoctorFacts: Sendable {
     public var expectedFullInterval: Double = 7 * 86400
     /// The archive_command to suggest.
     public var walPushCommand = "cairn wal-push %p"
+    /// With several repositories, for each one but the primary: what it lacks of the primary's (nil: one
+    /// repository, the primary itself, or a catalog that could not be read).
+    public var lag: Lag?
+
+    /// What a repository lacks of the primary's, with both names (for the fix).
+    public struct Lag: Sendable {
+        public var name: String
+        public var primary: String
+        public var lag: RepositoryLag
+
+        public init(name: String, primary: String, lag: RepositoryLag) {
+            self.name = name
+            self.primary = primary
+            self.lag = lag
+        }
+    }
 
     public init() {}
 
@@ -151,8 +167,10 @@ public struct DoctorFacts: Sendable {
         }
     }
 
-    /// Probes the repository (writable, clock) and reads its catalog and drill records.
-    public mutating func gatherRepository(_ repo: any Repository, endpoint: URL?, clock: any WallClock) {
+    /// Probes the repository (writable, clock) and reads its catalog and drill records; returns the catalog (nil
+    /// when the repository could not be read).
+    @discardableResult
+    public mutating func gatherRepository(_ repo: any Repository, endpoint: URL?, clock: any WallClock) -> Catalog? {
         repositoryLocation = repo.location
         if let endpoint {
             transport = endpoint.scheme == "https" ? .tls : .plainHTTP(host: endpoint.host ?? "")
@@ -174,8 +192,25 @@ public struct DoctorFacts: Sendable {
                 lastPassingDrill: drills.last { $0.verdict == .pass }?.finished)
             self.catalog?.historyTimelines = Set(catalog.wal.histories.keys)
             self.catalog?.lineage = catalog.lineage
+            return catalog
         } catch {
             repositoryError = describeError(error).message
+            return nil
+        }
+    }
+
+    /// With several repositories, the drills of all of them count for each: a drill restores from one
+    /// repository (the primary, or the next when it fails), and the others hold byte-identical copies that
+    /// `verify` checks. Each repository's facts get the newest drill and the newest passing drill of any.
+    public static func sharingDrills(_ all: [DoctorFacts]) -> [DoctorFacts] {
+        let catalogs = all.compactMap(\.catalog)
+        let last = catalogs.compactMap(\.lastDrill).max { $0.time < $1.time }
+        let passing = catalogs.compactMap(\.lastPassingDrill).max()
+        return all.map { f in
+            var f = f
+            f.catalog?.lastDrill = last
+            f.catalog?.lastPassingDrill = passing
+            return f
         }
     }
 }

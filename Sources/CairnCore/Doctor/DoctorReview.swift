@@ -233,6 +233,21 @@ extension Doctor {
             }
         }
 
+        /// With several repositories: whether this one holds every committed backup and WAL file of the primary.
+        mutating func lag() {
+            guard let l = f.lag else { return }
+            if l.lag.isBehind {
+                add(
+                    "repository_lag", .warning,
+                    "repository \(l.name) lacks \(l.lag.summary) that the primary \(l.primary) holds: losing the primary would lose them",
+                    fix: "run `cairn copy --to \(l.name)`")
+            } else {
+                add(
+                    "repository_lag", .ok,
+                    "repository \(l.name) holds every committed backup and WAL file of the primary \(l.primary)")
+            }
+        }
+
         // MARK: Backups, drills and the window
 
         /// The newest full backup, the drills, retention, the recoverable window and the timelines.
