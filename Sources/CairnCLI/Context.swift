@@ -19,7 +19,8 @@ struct AppContext {
         if let name = global.repo {
             guard let chosen = config.repositories.first(where: { $0.name == name }) else {
                 throw CairnError(
-                    .configInvalid, "--repo \(name): no repository of that name in \(config.sourcePath ?? "cairn.yaml")",
+                    .configInvalid,
+                    "--repo \(name): no repository of that name in \(config.sourcePath ?? "cairn.yaml")",
                     hint: "configured: \(config.repositories.map(\.name).joined(separator: ", "))")
             }
             config.repositories = [chosen]

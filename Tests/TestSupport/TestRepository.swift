@@ -51,7 +51,8 @@ public enum TestRepository {
         for (i, kind) in kinds.enumerated() {
             let body = try section(
                 kind, dir: dir, name: "\(kind)-\(i + 1)", masterKey: masterKey, bucket: nil, lines: [])
-            text += "\n  - name: \(kind)-\(i + 1)\n" + body.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+            text +=
+                "\n  - name: \(kind)-\(i + 1)\n" + body.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
         }
         return try write(
             dir: dir, conninfo: conninfo, major: major, repositories: text, limits: limits, extra: extra, cluster: [])

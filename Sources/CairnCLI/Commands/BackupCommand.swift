@@ -79,7 +79,8 @@ struct BackupCommand: AsyncParsableCommand {
                 }
                 if !json {
                     Output.line(
-                        "  copied to repository \(to.name): \(Units.formatBytes(r.bytes)) (\(r.walFiles) WAL files it lacked)")
+                        "  copied to repository \(to.name): \(Units.formatBytes(r.bytes)) (\(r.walFiles) WAL files it lacked)"
+                    )
                 }
             } catch {
                 failed.append("\(to.name): \(describeError(error).message)")
@@ -89,7 +90,9 @@ struct BackupCommand: AsyncParsableCommand {
             throw CairnError(
                 .repoBehind,
                 "backup \(id) is committed in repository \(home.name) but not in \(failed.joined(separator: "; "))",
-                hint: "once the repository is reachable again, run `cairn copy` to catch it up (runbooks/repository-lost.md)")
+                hint:
+                    "once the repository is reachable again, run `cairn copy` to catch it up (runbooks/repository-lost.md)"
+            )
         }
     }
 

@@ -45,7 +45,9 @@ struct CopyCommand: AsyncParsableCommand {
             guard let m = repos.member(name) else {
                 throw CairnError(
                     .usage, "no repository named \(name)",
-                    hint: "configured: \(repos.members.map(\.name).joined(separator: ", ")) (repositories: in cairn.yaml)")
+                    hint:
+                        "configured: \(repos.members.map(\.name).joined(separator: ", ")) (repositories: in cairn.yaml)"
+                )
             }
             return m
         }
@@ -57,7 +59,8 @@ struct CopyCommand: AsyncParsableCommand {
                 hint: "list several under repositories: in cairn.yaml (see README, Several repositories)")
         }
         if let same = targets.first(where: { $0.name == source.name }) {
-            throw CairnError(.usage, "repository \(same.name) cannot be copied into itself", hint: "name another with --to")
+            throw CairnError(
+                .usage, "repository \(same.name) cannot be copied into itself", hint: "name another with --to")
         }
         return (source, targets)
     }

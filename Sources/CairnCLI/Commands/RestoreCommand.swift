@@ -209,7 +209,8 @@ struct RestoreCommand: AsyncParsableCommand {
         for (i, m) in repos.members.enumerated() {
             do {
                 return try await restoreFrom(ctx, repo: m.repo, resume: resume)
-            } catch where i < repos.members.count - 1
+            } catch
+                where i < repos.members.count - 1
                 && (RepositorySet.isRepositoryFailure(error) || (error as? CairnError)?.code == .restoreTarget)
             {
                 Output.stderr(

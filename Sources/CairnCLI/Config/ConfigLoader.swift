@@ -110,13 +110,16 @@ public struct ConfigLoader {
         }
         if let rs = top?.section("repository", allowed: Self.repositoryKeys) {
             let (kind, encryption) = loadRepository(rs, r, &overrides)
-            return [Configuration.NamedRepository(name: "default", kind: kind ?? fallback[0].kind, encryption: encryption)]
+            return [
+                Configuration.NamedRepository(name: "default", kind: kind ?? fallback[0].kind, encryption: encryption)
+            ]
         }
         guard let list = top?.node("repositories") else {
             if top?.node("repository") == nil {
                 r.report(
                     line: nil,
-                    "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)")
+                    "repository section is missing: say where backups go (type: local with path, or type: s3 with bucket)"
+                )
             }
             return fallback
         }
@@ -138,7 +141,9 @@ public struct ConfigLoader {
             guard rs.require("name", "a short name for messages and --repo"), let name = rs.string("name") else {
                 continue
             }
-            if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            if name.isEmpty
+                || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+            {
                 r.report(line: rs.line("name"), "repositories: name \"\(name)\" may hold only letters, digits, - and _")
             }
             if named.contains(where: { $0.name == name }) {

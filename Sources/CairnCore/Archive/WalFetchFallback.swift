@@ -16,7 +16,8 @@ extension WalFetch {
         beforeRename: (_ fd: Int32, _ crc32c: UInt32) throws -> Void
     ) throws -> (size: Int64, crc32c: UInt32) {
         guard repos.isSeveral else {
-            return try download(repo: repos.primary.repo, pipeline: pipeline, file: file, to: path, beforeRename: beforeRename)
+            return try download(
+                repo: repos.primary.repo, pipeline: pipeline, file: file, to: path, beforeRename: beforeRename)
         }
         let markers = markerDirectory(forDestination: path)
         var answered = false
@@ -26,7 +27,7 @@ extension WalFetch {
                 return try download(repo: m.repo, pipeline: pipeline, file: file, to: path, beforeRename: beforeRename)
             } catch let e as CairnError where e.code == .walNotFound {
                 answered = true
-            } catch where RepositorySet.isRepositoryFailure(error) {
+            } catch  where RepositorySet.isRepositoryFailure(error) {
                 logger.warning(
                     "repository \(m.name) could not serve \(file); trying the next repository",
                     metadata: ["error": "\(describeError(error).message)"])

@@ -53,7 +53,8 @@ public enum WalPush {
         repos: RepositorySet, pipeline: Pipeline, path: String, async: Bool = false, maxBacklog: Int64 = 1 << 30,
         startWorker: () -> Void = {}, waitLimit: Double = 60
     ) throws -> Result {
-        if async, let r = pushedAhead(path: path, store: repos.identity, startWorker: startWorker, waitLimit: waitLimit) {
+        if async, let r = pushedAhead(path: path, store: repos.identity, startWorker: startWorker, waitLimit: waitLimit)
+        {
             return r
         }
         let (file, bytes) = try read(path)

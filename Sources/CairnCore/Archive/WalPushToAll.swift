@@ -79,7 +79,8 @@ extension WalPush {
 
     /// Bytes of WAL waiting to be archived: the `.ready` files of `archive_status` times the segment size.
     static func backlogBytes(walDirectory dir: String, segmentSize: Int64) -> Int64 {
-        let ready = ((try? FileManager.default.contentsOfDirectory(atPath: (dir.isEmpty ? "." : dir) + "/archive_status"))
+        let ready =
+            ((try? FileManager.default.contentsOfDirectory(atPath: (dir.isEmpty ? "." : dir) + "/archive_status"))
             ?? []).filter { $0.hasSuffix(".ready") }.count
         return Int64(ready) * segmentSize
     }

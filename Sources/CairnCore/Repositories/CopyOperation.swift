@@ -161,7 +161,8 @@ final class ObjectCopier: Sendable {
     }
 
     private func copyOne(_ key: String, expected: String?, overwrite: Bool) throws {
-        let writer = try to.makeWriter(key, options: overwrite ? .overwrite : PutOptions(createOnly: true, uploadThreads: 0))
+        let writer = try to.makeWriter(
+            key, options: overwrite ? .overwrite : PutOptions(createOnly: true, uploadThreads: 0))
         var hash = SHA256()
         do {
             try from.get(key, range: nil) { chunk in
@@ -173,7 +174,9 @@ final class ObjectCopier: Sendable {
                 throw CairnError(
                     .dataCorrupt,
                     "\(key) in \(from.location) does not match its manifest (SHA-256 \(sha), expected \(expected)); it was not copied",
-                    hint: "run `cairn verify` on the source repository; copy from another repository if one has a good copy")
+                    hint:
+                        "run `cairn verify` on the source repository; copy from another repository if one has a good copy"
+                )
             }
             let info = try writer.finish()
             copied.withLock { $0 += info.size }

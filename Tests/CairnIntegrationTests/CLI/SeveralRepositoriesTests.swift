@@ -28,7 +28,9 @@ import Testing
 
     /// Local folder + S3 on the first tested major, S3 + S3 (moto and SeaweedFS) on the last; each losing the
     /// first and the second repository.
-    @Test(arguments: [([RepoKind.local, .s3], 0), ([RepoKind.local, .s3], 1), ([.s3, .seaweed], 0), ([.s3, .seaweed], 1)])
+    @Test(arguments: [
+        ([RepoKind.local, .s3], 0), ([RepoKind.local, .s3], 1), ([.s3, .seaweed], 0), ([.s3, .seaweed], 1)
+    ])
     func aWeekOfBackupsAndArchivingSurvivesLosingARepository(kinds: [RepoKind], lost: Int) throws {
         let kinds = kinds.filter { $0.server.map(S3Server.tested.contains) ?? true }
         guard kinds.count == 2, let major = kinds.contains(.local) ? PGMajor.tested.first : PGMajor.tested.last else {
@@ -59,7 +61,9 @@ import Testing
         let repos = try Self.members(config: c.config!, kinds: kinds, dir: c.dir)
         let wal = try repos.map { Set(try $0.list(prefix: "wal/").map(\.key)) }
         #expect(wal[0] == wal[1] && !wal[0].isEmpty)
-        let manifests = try repos.map { Set(try $0.list(prefix: "backups/").map(\.key).filter { $0.hasSuffix("/manifest.json") }) }
+        let manifests = try repos.map {
+            Set(try $0.list(prefix: "backups/").map(\.key).filter { $0.hasSuffix("/manifest.json") })
+        }
         #expect(manifests[0] == manifests[1] && manifests[0].count == 7)
 
         // One repository is lost entirely: the restore comes from the other, exact.
@@ -71,11 +75,15 @@ import Testing
         #expect(try restored.psql("SELECT count(*) FROM t WHERE v LIKE 'last-%'") == "500")
 
         // `cairn copy` fills the lost repository again from the other, and a restore from it alone is exact.
-        let copy = try c.cairn(["copy", "--from", "\(kinds[1 - lost])-\(2 - lost)", "--to", "\(kinds[lost])-\(lost + 1)"])
+        let copy = try c.cairn([
+            "copy", "--from", "\(kinds[1 - lost])-\(2 - lost)", "--to", "\(kinds[lost])-\(lost + 1)"
+        ])
         #expect(copy.status == 0, "\(copy.stderr)")
         #expect(copy.stdout.contains("initialised"), "\(copy.stdout)")
         #expect(Set(try repos[lost].list(prefix: "wal/").map(\.key)).isSuperset(of: wal[1 - lost]))
-        let again = try c.cairn(["copy", "--from", "\(kinds[1 - lost])-\(2 - lost)", "--to", "\(kinds[lost])-\(lost + 1)", "--dry-run"])
+        let again = try c.cairn([
+            "copy", "--from", "\(kinds[1 - lost])-\(2 - lost)", "--to", "\(kinds[lost])-\(lost + 1)", "--dry-run"
+        ])
         #expect(again.stdout.contains("would copy 0 backup(s)"), "\(again.stdout)")
         restored.destroy()
         try Self.wipe(repos[1 - lost])
