@@ -91,7 +91,7 @@ struct BackupCommand: AsyncParsableCommand {
                 .repoBehind,
                 "backup \(id) is committed in repository \(home.name) but not in \(failed.joined(separator: "; "))",
                 hint:
-                    "once the repository is reachable again, run `cairn copy` to catch it up (runbooks/wal-archiving.md, "Several repositories")"
+                    "once the repository is reachable again, run `cairn copy` to catch it up (runbooks/wal-archiving.md, Several repositories)"
             )
         }
     }

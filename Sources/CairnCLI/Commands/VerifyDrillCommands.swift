@@ -117,7 +117,25 @@ struct DrillCommand: AsyncParsableCommand {
     func run() async throws {
         var ctx = try AppContext.load(global)
         if ServerUser.isRoot { ctx = try runAsClusterOwner(ctx) }
-        try await lock.withLock("drill", repo: try ctx.makeRepository()) { try await locked(ctx) }
+        let drilled = try await Self.reachableRepository(ctx)
+        try await lock.withLock("drill", repo: drilled.repo) { try await locked(ctx, drilled: drilled) }
+    }
+
+    /// The repository a drill proves: the first that is reachable (with several, one that is not is named and the
+    /// next is tried). A drill never goes past a damaged object to another repository — finding one is what a
+    /// drill is for; `cairn --repo NAME drill` proves a given copy.
+    static func reachableRepository(_ ctx: AppContext) async throws -> RepositorySet.Member {
+        let repos = try ctx.makeRepositories()
+        return try await Blocking.run {
+            try repos.firstSucceeding("drilling") { m in
+                do {
+                    _ = try RepositoryInfo.require(from: m.repo)
+                    return m
+                } catch let e as CairnError where [.dataCorrupt, .repoCorrupt].contains(e.code) {
+                    throw CairnError(.restoreFailed, "repository \(m.name): \(e.message)", hint: e.hint)
+                }
+            }
+        }
     }
 
     /// PostgreSQL's server programs refuse root: started as root, the drill switches to the cluster's owner before
@@ -132,11 +150,13 @@ struct DrillCommand: AsyncParsableCommand {
         return try AppContext.load(global)
     }
 
-    func locked(_ ctx: AppContext) async throws {
+    func locked(_ ctx: AppContext, drilled: RepositorySet.Member) async throws {
         let policy = try self.policy.map(PolicyLoader.drills(file:)) ?? ctx.config.drills
         let exe = ShellQuote.quote(Spawn.currentExecutable)
+        // The WAL comes from the drilled repository too (never from another one past a damaged segment).
+        let only = ctx.config.repositories.count > 1 ? " --repo \(ShellQuote.quote(drilled.name))" : ""
         var options = DrillOperation.Options(
-            restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath)) wal-fetch %f %p",
+            restoreCommand: "\(exe) --config \(ShellQuote.quote(ctx.absoluteConfigPath))\(only) wal-fetch %f %p",
             user: (try? Conninfo(ctx.config.cluster.connection).options["user"] ?? nil) ?? NSUserName())
         options.backupId = backup
         options.targetTime = targetTime.flatMap(TimeParser.parse)
@@ -151,7 +171,7 @@ struct DrillCommand: AsyncParsableCommand {
             }
         }
         defer { Interruption.remove(interrupt) }
-        let repo = try ctx.makeRepository()
+        let repo = drilled.repo
         let started = Date()
         let progress = ProgressLine(label: "drill", global: global, json: json)
         options.progress = progress.callbacks

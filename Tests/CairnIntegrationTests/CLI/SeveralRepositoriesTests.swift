@@ -137,4 +137,54 @@ import Testing
         #expect(copy.status == 0, "\(copy.stderr)")
         #expect(Set(try repos[1].list(prefix: "wal/").map(\.key)) == Set(try repos[0].list(prefix: "wal/").map(\.key)))
     }
+
+    /// Flips a byte in the middle of a local repository's object (same size, same name).
+    static func damage(_ path: String) throws {
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        try Run.shell("printf '\\x5a\\xa5' | dd of=\(path) bs=1 seek=\(size / 2) conv=notrunc status=none")
+    }
+
+    /// A damaged backup object and a damaged WAL segment in the primary: the restore says so and completes from
+    /// the other repository, exact; a drill of the damaged repository fails, a drill of the other passes.
+    @Test func aDamagedObjectIsReadFromTheOtherRepositoryAndTheDrillOfTheDamagedOneFails() throws {
+        let c = try ScratchCluster(name: "several-damaged") {
+            try TestRepository.config([.local, .s3], dir: $0, conninfo: $1)
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["--repo", "local-1", "init"]).status == 0)
+        #expect(try c.cairn(["--repo", "s3-2", "init"]).status == 0)
+        try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL)")
+        try c.psql("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 50000) g")
+        #expect(try c.cairn(["backup"]).status == 0)
+        try c.psql("INSERT INTO t (v) SELECT 'after-' || g FROM generate_series(1, 5000) g")
+        let expected = try PointInTimeRestoreTests.tableDigest(c)
+        let target = try c.timeTargetBetweenCommits()
+        try c.psql("INSERT INTO t (v) VALUES ('after-target')")
+        try c.switchAndWaitForArchive()
+
+        let root = c.dir + "/repo-local-1"
+        let bundles = try Run.shell("find \(root)/backups -name '*.tar.zst' | sort").stdout.split(separator: "\n")
+        let segments = try Run.shell("find \(root)/wal -name '0*' -size +100k | sort").stdout.split(separator: "\n")
+        #expect(!bundles.isEmpty && segments.count >= 2)
+        for b in bundles { try Self.damage(String(b)) }
+        try Self.damage(String(segments[segments.count - 1]))
+
+        let dir = c.dir + "/restored"
+        try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
+        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--target-time", target]
+        )
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("restoring from repository local-1 failed"), "\(r.stderr)")
+        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        defer { restored.destroy() }
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try PointInTimeRestoreTests.tableDigest(restored) == expected)
+        #expect(restored.log.contains("could not serve") || restored.log.contains("trying the next repository"))
+
+        let bad = try c.cairn(["drill"])
+        #expect(bad.status == 65, "a drill of the damaged repository fails: \(bad.stdout) \(bad.stderr)")
+        let good = try c.cairn(["--repo", "s3-2", "drill"])
+        #expect(good.status == 0, "\(good.stdout) \(good.stderr)")
+    }
 }
