@@ -110,15 +110,11 @@ struct PinCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let (id, reason) = (self.id, self.reason)
-        let p = try await Blocking.run {
-            try Pin.pin(id, reason: reason, repo: try ctx.makeRepository(), clock: SystemClock())
-        }
-        if json {
-            struct Result: Encodable { var backup: String; var pinned = true; var pin: Pin }
-            try Output.json(Result(backup: id, pin: p))
-        } else {
-            Output.line("pinned backup \(id): \(p.reason)")
-        }
+        struct Result: Encodable { var backup: String; var pinned = true; var pin: Pin }
+        // Pinned in every repository: each one's expire keeps it.
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in try await Blocking.run { try Pin.pin(id, reason: reason, repo: m.repo, clock: SystemClock()) } },
+            encode: { Result(backup: id, pin: $0) }, text: { Output.line("pinned backup \(id): \($0.reason)") })
     }
 }
 
@@ -132,12 +128,9 @@ struct UnpinCommand: AsyncParsableCommand {
     func run() async throws {
         let ctx = try AppContext.load(global)
         let id = self.id
-        try await Blocking.run { try Pin.unpin(id, repo: try ctx.makeRepository()) }
-        if json {
-            struct Result: Encodable { var backup: String; var pinned = false }
-            try Output.json(Result(backup: id))
-        } else {
-            Output.line("unpinned backup \(id)")
-        }
+        struct Result: Encodable { var backup: String; var pinned = false }
+        try await EachRepository(set: try ctx.makeRepositories(), json: json).run(
+            { m in try await Blocking.run { try Pin.unpin(id, repo: m.repo) } }, encode: { Result(backup: id) },
+            text: { Output.line("unpinned backup \(id)") })
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnBase
 import CairnCore
 import CairnPostgres
+import CairnStorage
 import Foundation
 
 /// `cairn timeline`: which timeline history is production's, and the operator's word on it.
@@ -76,29 +77,40 @@ struct TimelineDecision: ParsableArguments {
     func record(_ verdict: TimelineRecord.Verdict, global: GlobalOptions, verb: String) async throws {
         let ctx = try AppContext.load(global)
         let (timeline, reason) = (self.timeline, self.reason)
-        let lineage = try await Blocking.run { () -> Lineage in
-            let repo = try ctx.makeRepository()
-            let catalog = try Catalog.load(from: repo)
-            guard catalog.lineage.statuses[timeline] != nil else {
-                throw CairnError(
-                    .restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
-            }
-            let lineage = catalog.lineage
-            if verdict == .copy, lineage.productionPath.timelines.contains(timeline), timeline != lineage.production {
-                throw CairnError(
-                    .repoAmbiguousHistory,
-                    "timeline \(timeline) is an ancestor of production's timeline \(lineage.production): it is part of production's history",
-                    hint: "mark the copy's own timeline instead; `cairn timeline` lists them")
-            }
-            try TimelineRecord.write(
-                TimelineRecord(
-                    timeline: timeline, verdict: verdict, decidedBy: "timeline \(verb)",
-                    reason: reason, at: Date()), to: repo, replace: true)
-            return try Catalog.load(from: repo).lineage
+        // The decision is recorded in every repository: each one's restores follow the same history.
+        try await EachRepository(set: try ctx.makeRepositories(), json: false).run(
+            { m in
+                try await Blocking.run { try Self.decide(timeline, verdict, reason: reason, verb: verb, repo: m.repo) }
+            },
+            encode: { $0.production },
+            text: { lineage in
+                Output.line(
+                    "timeline \(timeline) recorded as \(verdict == .production ? "production's" : "a copy's"); production's history is now timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))"
+                )
+            })
+    }
+
+    /// Records the decision in one repository; returns its lineage afterwards.
+    static func decide(
+        _ timeline: UInt32, _ verdict: TimelineRecord.Verdict, reason: String, verb: String, repo: any Repository
+    ) throws -> Lineage {
+        let catalog = try Catalog.load(from: repo)
+        guard catalog.lineage.statuses[timeline] != nil else {
+            throw CairnError(
+                .restoreTarget, "the repository knows no timeline \(timeline)", hint: "`cairn timeline` lists them")
         }
-        Output.line(
-            "timeline \(timeline) recorded as \(verdict == .production ? "production's" : "a copy's"); production's history is now timeline \(lineage.productionPath.timelines.map(String.init).joined(separator: " → "))"
-        )
+        let lineage = catalog.lineage
+        if verdict == .copy, lineage.productionPath.timelines.contains(timeline), timeline != lineage.production {
+            throw CairnError(
+                .repoAmbiguousHistory,
+                "timeline \(timeline) is an ancestor of production's timeline \(lineage.production): it is part of production's history",
+                hint: "mark the copy's own timeline instead; `cairn timeline` lists them")
+        }
+        try TimelineRecord.write(
+            TimelineRecord(
+                timeline: timeline, verdict: verdict, decidedBy: "timeline \(verb)",
+                reason: reason, at: Date()), to: repo, replace: true)
+        return try Catalog.load(from: repo).lineage
     }
 }
 

@@ -107,16 +107,25 @@ public enum CopyOperation {
         return try from.list(prefix: prefix).map(\.key).filter { !have.contains($0) }
     }
 
-    /// The committed backups of `from` that `to` has not committed, oldest first (a chain's parents before it).
+    /// The committed backups of `from` that `to` has not committed, oldest first: all of them, or those of `only`
+    /// with the parents their chains need.
     static func missingBackups(from: any Repository, to: any Repository, only: [String]?) throws -> [BackupManifest] {
         let have = try RepositoryInfo.load(from: to) == nil ? [] : Set(try Catalog.load(from: to).backups.map(\.id))
         let source = try Catalog.load(from: from)
-        if let only, let unknown = only.first(where: { id in !source.backups.contains { $0.id == id } }) {
-            throw CairnError(
-                .backupNotFound, "backup \(unknown) is not a committed backup in the source repository",
-                hint: "`cairn list` shows the backups")
+        let byId = Dictionary(source.backups.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var wanted = Set(only ?? source.backups.map(\.id))
+        for id in wanted {
+            guard var b = byId[id] else {
+                throw CairnError(
+                    .backupNotFound, "backup \(id) is not a committed backup in the source repository",
+                    hint: "`cairn list` shows the backups")
+            }
+            while let parent = b.parent, let p = byId[parent] {
+                wanted.insert(parent)
+                b = p
+            }
         }
-        return source.backups.filter { !have.contains($0.id) && (only?.contains($0.id) ?? true) }
+        return source.backups.filter { wanted.contains($0.id) && !have.contains($0.id) }
             .sorted { $0.stop.time < $1.stop.time }
     }
 
