@@ -43,6 +43,23 @@ struct AppContext {
         RepositorySet(try config.repositories.map { .init(name: $0.name, repo: try makeRepository($0)) })
     }
 
+    /// The first repository that is reachable and initialised (with several, one that is not is named and the next
+    /// is tried), for `what`. It never goes past a damaged `cairn.json` to another repository: a drill proves the
+    /// repository it names, and damage is what it is for (`cairn --repo NAME` chooses one).
+    func reachableRepository(_ what: String) async throws -> RepositorySet.Member {
+        let repos = try makeRepositories()
+        return try await Blocking.run {
+            try repos.firstSucceeding(what) { m in
+                do {
+                    _ = try RepositoryInfo.require(from: m.repo)
+                    return m
+                } catch let e as CairnError where [.dataCorrupt, .repoCorrupt].contains(e.code) {
+                    throw CairnError(.restoreFailed, "repository \(m.name): \(e.message)", hint: e.hint)
+                }
+            }
+        }
+    }
+
     /// One configured repository's driver, behind client-side encryption when configured.
     func makeRepository(_ named: Configuration.NamedRepository) throws -> any Repository {
         let base = try makeDriver(named)

@@ -44,7 +44,7 @@ struct FindCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        let repo = try ctx.makeRepository()
+        let repo = try await ctx.reachableRepository("reading the archive").repo
         var options = FindOperation.Options(
             workFolder: (workDir ?? NSTemporaryDirectory())
                 + "/cairn-find-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")

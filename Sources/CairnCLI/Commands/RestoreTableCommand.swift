@@ -65,7 +65,7 @@ extension RestoreCommand {
     }
 
     func runTables(_ ctx: AppContext) async throws {
-        let repo = try ctx.makeRepository()
+        let repo = try await ctx.reachableRepository("restoring tables").repo
         let conninfo = try Conninfo(ctx.config.cluster.connection)
         let exe = ShellQuote.quote(Spawn.currentExecutable)
         var options = TableRestoreOperation.Options(

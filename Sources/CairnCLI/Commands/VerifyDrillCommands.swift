@@ -117,25 +117,8 @@ struct DrillCommand: AsyncParsableCommand {
     func run() async throws {
         var ctx = try AppContext.load(global)
         if ServerUser.isRoot { ctx = try runAsClusterOwner(ctx) }
-        let drilled = try await Self.reachableRepository(ctx)
+        let drilled = try await ctx.reachableRepository("drilling")
         try await lock.withLock("drill", repo: drilled.repo) { try await locked(ctx, drilled: drilled) }
-    }
-
-    /// The repository a drill proves: the first that is reachable (with several, one that is not is named and the
-    /// next is tried). A drill never goes past a damaged object to another repository — finding one is what a
-    /// drill is for; `cairn --repo NAME drill` proves a given copy.
-    static func reachableRepository(_ ctx: AppContext) async throws -> RepositorySet.Member {
-        let repos = try ctx.makeRepositories()
-        return try await Blocking.run {
-            try repos.firstSucceeding("drilling") { m in
-                do {
-                    _ = try RepositoryInfo.require(from: m.repo)
-                    return m
-                } catch let e as CairnError where [.dataCorrupt, .repoCorrupt].contains(e.code) {
-                    throw CairnError(.restoreFailed, "repository \(m.name): \(e.message)", hint: e.hint)
-                }
-            }
-        }
     }
 
     /// PostgreSQL's server programs refuse root: started as root, the drill switches to the cluster's owner before
