@@ -46,7 +46,8 @@ struct DaemonCommand: AsyncParsableCommand {
         guard let (host, port) = MetricsAddress.parse(address) else {
             throw ValidationError("--listen must be HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9187")
         }
-        let repo = try ctx.makeRepository()
+        let repos = try ctx.makeRepositories()
+        let repo = repos.primary.repo
         let now = Date()
         let history = try await Blocking.run {
             try JobRecord.load(month: JobRecord.month(now.addingTimeInterval(-32 * 86400)), from: repo)
@@ -61,7 +62,7 @@ struct DaemonCommand: AsyncParsableCommand {
             collect: {
                 let snapshot =
                     (try? await Blocking.run {
-                        try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date())
+                        try MetricsSnapshot.collect(repos: repos, dataDirectory: dataDirectory, now: Date())
                     })
                     ?? MetricsSnapshot()
                 return MetricsRenderer.render(snapshot, daemon: scheduler.figures.withLock { $0 })
@@ -86,10 +87,10 @@ struct MetricsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try AppContext.load(global)
-        let repo = try ctx.makeRepository()
+        let repos = try ctx.makeRepositories()
         let dataDirectory = ctx.config.cluster.dataDirectory
         let snapshot = try await Blocking.run {
-            try MetricsSnapshot.collect(repo: repo, dataDirectory: dataDirectory, now: Date())
+            try MetricsSnapshot.collect(repos: repos, dataDirectory: dataDirectory, now: Date())
         }
         let text = MetricsRenderer.render(snapshot)
         guard let textfile else { return Output.line(text.hasSuffix("\n") ? String(text.dropLast()) : text) }

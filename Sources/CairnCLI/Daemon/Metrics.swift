@@ -27,6 +27,7 @@ enum MetricsRenderer {
         jobs(s, r)
         repository(s, r, now: now)
         drills(s, r)
+        repositories(s, r)
         if let daemon { self.daemon(daemon, r) }
         return r.emitToString()
     }
@@ -91,6 +92,21 @@ enum MetricsRenderer {
             r,
             "cairn_recovery_window_end_timestamp_seconds", "The latest point the repository can restore.",
             ts(s.windowEnd))
+    }
+
+    /// With several repositories: each one readable or not, and what it lacks of the primary's.
+    private static func repositories(_ s: MetricsSnapshot, _ r: PrometheusCollectorRegistry) {
+        for m in s.repositories {
+            let l = [("repository", m.name)]
+            gauge(r, "cairn_repository_up", "1 when the repository could be read, 0 when not.", m.up ? 1 : 0, l)
+            guard m.up else { continue }
+            gauge(
+                r, "cairn_repository_missing_backups", "Committed backups of the primary the repository lacks.",
+                Double(m.missingBackups), l)
+            gauge(
+                r, "cairn_repository_missing_wal_files", "WAL files of the primary the repository lacks.",
+                Double(m.missingWAL), l)
+        }
     }
 
     /// The last restore drill.

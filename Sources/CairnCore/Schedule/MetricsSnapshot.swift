@@ -30,8 +30,35 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var lastDrillPassed: Bool?
     public var lastDrillRTO: Double?
     public var lastPassingDrill: Date?
+    /// With several repositories: each one's state against the primary.
+    public var repositories: [RepositoryState] = []
+
+    /// One of several repositories: readable, and what it lacks of the primary's (``RepositoryLag``).
+    public struct RepositoryState: Sendable, Equatable {
+        public var name: String
+        public var up: Bool
+        public var missingBackups: Int
+        public var missingWAL: Int
+    }
 
     public init() {}
+
+    /// Gathers the snapshot from the primary (see ``collect(repo:dataDirectory:now:)``) and, with several
+    /// repositories, whether each one is readable and what it lacks of the primary's.
+    public static func collect(repos: RepositorySet, dataDirectory: String?, now: Date) throws -> MetricsSnapshot {
+        var s = try collect(repo: repos.primary.repo, dataDirectory: dataDirectory, now: now)
+        guard repos.isSeveral else { return s }
+        let primary = try Catalog.load(from: repos.primary.repo)
+        s.repositories = repos.members.map { m in
+            guard let c = try? Catalog.load(from: m.repo) else {
+                return RepositoryState(name: m.name, up: false, missingBackups: 0, missingWAL: 0)
+            }
+            let lag = RepositoryLag.of(c, behind: primary)
+            return RepositoryState(
+                name: m.name, up: true, missingBackups: lag.missingBackups.count, missingWAL: lag.missingWAL.count)
+        }
+        return s
+    }
 
     /// Gathers the snapshot. `dataDirectory` is read for `.ready` files when given and readable.
     public static func collect(repo: any Repository, dataDirectory: String?, now: Date) throws -> MetricsSnapshot {

@@ -133,8 +133,13 @@ import Testing
         let repos = try Self.members(config: c.config!, kinds: [.s3, .local], dir: c.dir)
         let lag = try repos.map { Set(try $0.list(prefix: "wal/").map(\.key)) }
         #expect(lag[1].isStrictSubset(of: lag[0]), "the failed repository lacks what was acknowledged without it")
+        let lagging = try c.cairn(["metrics"]).stdout
+        #expect(lagging.contains("cairn_repository_up{repository=\"local-2\"} 1"), "\(lagging)")
+        #expect(!lagging.contains("cairn_repository_missing_wal_files{repository=\"local-2\"} 0"), "\(lagging)")
         let copy = try c.cairn(["copy", "--to", "local-2"])
         #expect(copy.status == 0, "\(copy.stderr)")
+        let caughtUp = try c.cairn(["metrics"]).stdout
+        #expect(caughtUp.contains("cairn_repository_missing_wal_files{repository=\"local-2\"} 0"), "\(caughtUp)")
         #expect(Set(try repos[1].list(prefix: "wal/").map(\.key)) == Set(try repos[0].list(prefix: "wal/").map(\.key)))
     }
 
