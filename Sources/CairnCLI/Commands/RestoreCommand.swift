@@ -300,6 +300,10 @@ struct RestoreCommand: AsyncParsableCommand {
                 repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
                 options: options, clock: SystemClock(), onTotal: { progress.setTotal($0) },
                 onBytes: { progress.bytes($0) })
+            RestoreOperation.warmWALSpool(
+                repo: repo, pipeline: ctx.makePipeline(), catalog: catalog, plan: plan,
+                targetDirectory: options.targetDirectory, parallelism: options.parallelism,
+                limit: ctx.config.limits.prefetch)
             return (plan, r)
         }
     }

@@ -144,6 +144,7 @@ struct DrillCommand: AsyncParsableCommand {
         options.backupId = backup
         options.targetTime = targetTime.flatMap(TimeParser.parse)
         options.parallelism = ctx.config.limits.parallelism
+        options.prefetch = ctx.config.limits.prefetch
         options.recoveryWindow = ctx.config.retention.recoveryWindow
         let interrupt = Interruption.onInterrupt("the scratch cluster was stopped and removed") {
             let folders = ScratchCleanup.cleanAll()

@@ -19,6 +19,9 @@ public enum DrillOperation {
         /// The role to connect as (the configured connection's user).
         public var user: String
         public var parallelism = 4
+        /// Segments of the backup's own WAL fetched into the spool before the scratch cluster starts
+        /// (`limits.prefetch`, see ``RestoreOperation/warmWALSpool(repo:pipeline:catalog:plan:targetDirectory:parallelism:limit:)``).
+        public var prefetch = 16
         public var recoveryWindow: Double = 30 * 86400
         /// Each step's name as it starts, and the restore's bytes.
         public var progress = BackupOperation.Progress()
@@ -228,13 +231,17 @@ struct Drill {
         }
         let t0 = clock.now()
         let opts = restoreOptions
-        let (clock, progress) = (self.clock, self.progress)
+        let (clock, progress, prefetch) = (self.clock, self.progress, options.prefetch)
         var rewritten: Int64?
         await check("restore") {
             let r = try await Blocking.run {
-                try RestoreOperation.run(
+                let r = try RestoreOperation.run(
                     repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, options: opts, clock: clock,
                     onTotal: progress.onTotal, onBytes: progress.onBytes)
+                RestoreOperation.warmWALSpool(
+                    repo: repo, pipeline: pipeline, catalog: catalog, plan: plan, targetDirectory: opts.targetDirectory,
+                    parallelism: opts.parallelism, limit: prefetch)
+                return r
             }
             rewritten = r.delta?.bytesRewritten
             let delta =

@@ -136,6 +136,37 @@ import Testing
         #expect(try restored.psql("SELECT count(*) FROM keep") == "0", "nothing committed after the target")
     }
 
+    /// The backup's own WAL (what recovery needs to become consistent) is in the restored directory's prefetch
+    /// spool before PostgreSQL starts, checked records beside it, and recovery serves it from there.
+    @Test(arguments: RepoKind.standard)
+    func theBackupsOwnWALIsFetchedBeforePostgreSQLStarts(repo: RepoKind) throws {
+        let c = try ScratchCluster(name: "warm-spool-\(repo)") {
+            try TestRepository.config(repo, dir: $0, conninfo: $1)
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try c.psql("CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL)")
+        try c.psql("INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 20000) g")
+        let b = try c.cairn(["backup", "--json"])
+        #expect(b.status == 0, "\(b.stderr)")
+        let expected = try Self.tableDigest(c)
+        try c.switchAndWaitForArchive()
+        let dir = c.dir + "/warm"
+        try Run.shell("mkdir -p \(dir) && chown postgres:postgres \(dir)")
+        let r = try c.cairn(["restore", "--target-dir", dir + "/data", "--archive-mode", "off", "--immediate"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let spooled = try Run.shell("ls \(dir)/data/pg_wal/cairn-prefetch").stdout.split(separator: "\n").map(
+            String.init)
+        let summary = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+        let segment = summary?["start_wal"] as? String
+        #expect(segment.map { spooled.contains($0) } == true, "spool: \(spooled), backup: \(b.stdout)")
+        let restored = try ScratchCluster(restoredAt: dir + "/data", dir: dir, config: c.config)
+        defer { restored.destroy() }
+        try restored.start()
+        try restored.waitUntilPromoted()
+        #expect(try Self.tableDigest(restored) == expected)
+    }
+
     @Test func restoreAfterATimelineSwitch() throws {
         let a = try ScratchCluster(name: "timeline") { try TestRepository.config(.local, dir: $0, conninfo: $1) }
         defer { a.destroy() }
