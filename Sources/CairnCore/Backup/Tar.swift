@@ -204,6 +204,7 @@ final class TarExtractor {
     private var safeDirectories: Set<String> = []
     private(set) var files = 0
     private(set) var bytes: Int64 = 0
+    private var writeBack = WriteBack()
 
     init(
         root: String, linkTarget: @escaping (String, String) -> String = { $1 },
@@ -230,6 +231,7 @@ final class TarExtractor {
                 } else if fd >= 0 {
                     try FileIO.writeAll(fd, chunk)
                     bytes += Int64(chunk.count)
+                    writeBack.wrote(fd, chunk.count)
                 }
                 dataLeft -= Int64(n)
                 off += n
@@ -427,6 +429,7 @@ final class TarExtractor {
             bytes += p.written
         }
         if fd >= 0 {
+            writeBack.finished(fd)
             close(fd)
             fd = -1
         }

@@ -78,7 +78,11 @@ final class BlockPlacer {
             pending = []
         }
         try flush()
-        if written > 0 { tally?.rewrote(path, bytes: written) }
+        if written > 0 {
+            tally?.rewrote(path, bytes: written)
+            var writeBack = WriteBack()
+            writeBack.finished(fd)
+        }
     }
 
     /// True when the file already holds `block` at `at` (a delta restore): read with `pread`, compared byte for byte.

@@ -1,3 +1,4 @@
+import CFileSync
 import CairnBase
 import CairnPostgres
 import CairnStorage
@@ -177,8 +178,9 @@ public enum RestoreOperation {
             }
         }
         for sub in ["pg_wal", "pg_wal/archive_status"] { mkdir(root + "/" + sub, 0o700) }
+        // The files are durable before the recovery settings (each written durably) can start PostgreSQL on them.
+        syncFileSystems(Set(roots.values).union([root]))
         try writeRecoverySettings(root: root, plan: plan, options: options, clock: clock)
-        syncFileSystem(root)
         logger.info("restore laid out", metadata: ["backup": "\(backup.id)", "dir": "\(root)"])
         return Result(
             plan: plan, targetDirectory: root, files: totals.files, bytes: totals.bytes,
@@ -300,8 +302,18 @@ public enum RestoreOperation {
         try body(fd)
     }
 
-    /// Flushes the restored files to disk before PostgreSQL starts on them.
-    static func syncFileSystem(_ path: String) { sync() }
+    /// Flushes the restored files to disk: `syncfs` of each file system the folders are on (not every file
+    /// system of the host, as `sync` would: other programs' writes are none of the restore's business), `sync`
+    /// where a folder cannot be opened. The writers started the write-back as they went (``WriteBack``), so
+    /// little is left to wait for.
+    static func syncFileSystems(_ folders: Set<String>) {
+        for f in folders.sorted() {
+            let fd = open(f, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { return sync() }
+            defer { close(fd) }
+            if cairn_syncfs(fd) != 0 { sync() }
+        }
+    }
 
     final class Totals: @unchecked Sendable {
         private let lock = NSLock()
