@@ -25,10 +25,13 @@ public enum WalFetch {
 
     static let logger = Logger(label: "cairn.wal-fetch")
 
+    /// The prefetch spool's folder name, in `pg_wal`.
+    public static let spoolName = "cairn-prefetch"
+
     /// The spool next to `%p` (`pg_wal/cairn-prefetch` during recovery).
     public static func spoolDirectory(forDestination dest: String) -> String {
         let dir = (dest as NSString).deletingLastPathComponent
-        return (dir.isEmpty ? "." : dir) + "/cairn-prefetch"
+        return (dir.isEmpty ? "." : dir) + "/" + spoolName
     }
 
     /// Fetches `name` to `dest`. Throws `wal.not-found` when the repository does not have it (and only when the

@@ -45,7 +45,7 @@ extension WalFetch {
     /// PostgreSQL (`pg_wal/RECOVERYXLOG`) and for one prefetched into the spool alike.
     static func markerDirectory(forDestination path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
-        return (dir as NSString).lastPathComponent == "cairn-prefetch" ? dir : spoolDirectory(forDestination: path)
+        return (dir as NSString).lastPathComponent == spoolName ? dir : spoolDirectory(forDestination: path)
     }
 
     /// The members in order, those marked down in the last ten minutes last.

@@ -124,6 +124,8 @@ extension RestoreOperation {
         try checkDeltaTarget(options.targetDirectory, backup: backup, force: options.force)
         for dir in targets where !FileManager.default.fileExists(atPath: dir) { try emptyOrCreate(dir) }
         for signal in ["recovery.signal", "standby.signal"] { unlink(options.targetDirectory + "/" + signal) }
+        // An earlier restore's WAL spool is Cairn's own cache, not the cluster's: gone before anything is compared.
+        WalFetch.removeSpool(options.targetDirectory + "/pg_wal/" + WalFetch.spoolName)
     }
 
     /// After a delta layout: removes every file and link under the restored roots that the backup's file list

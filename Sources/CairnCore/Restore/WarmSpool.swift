@@ -26,7 +26,7 @@ extension RestoreOperation {
         do {
             return try WalFetch.prefetch(
                 repo: repo, pipeline: pipeline, info: catalog.info, first: first, count: count,
-                spool: targetDirectory + "/pg_wal/" + "cairn-prefetch", parallelism: parallelism)
+                spool: targetDirectory + "/pg_wal/" + WalFetch.spoolName, parallelism: parallelism)
         } catch {
             Logger(label: "cairn.restore").notice(
                 "the backup's WAL was not fetched ahead; recovery fetches it",

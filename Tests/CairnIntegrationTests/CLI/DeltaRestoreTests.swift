@@ -149,9 +149,10 @@ import Testing
             !FileManager.default.fileExists(atPath: data + "/base/1/999999")
                 && !FileManager.default.fileExists(atPath: data + "/junk"))
         #expect(FileManager.default.fileExists(atPath: data + "/log/postgresql.log"))
-        // No WAL of any timeline is left (17 and later also have their `summaries` folder there).
+        // No WAL of any timeline is left (17 and later also have their `summaries` folder there), but the spool of
+        // the backup's own WAL, fetched for the coming recovery.
         let wal = try Run.shell("ls \(data)/pg_wal").stdout.split(separator: "\n").map(String.init)
-        #expect(Set(wal).isSubset(of: ["archive_status", "summaries"]), "\(wal)")
+        #expect(Set(wal).isSubset(of: ["archive_status", "summaries", "cairn-prefetch"]), "\(wal)")
 
         // One block of the table damaged, size and time kept: a second delta run rewrites that block (and
         // postgresql.auto.conf, whose recovery settings it replaces) only.
