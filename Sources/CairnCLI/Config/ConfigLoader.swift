@@ -128,31 +128,32 @@ public struct ConfigLoader {
             return fallback
         }
         var named: [Configuration.NamedRepository] = []
-        var none: [String] = []
-        // Each of several repositories says where it is: AWS_ENDPOINT_URL and AWS_REGION would move all of them.
+        for (i, item) in items.enumerated() {
+            if let m = loadListedRepository(item, position: i + 1, r, taken: named.map(\.name)) { named.append(m) }
+        }
+        return named.isEmpty ? fallback : named
+    }
+
+    /// One entry of `repositories`: its `name` (letters, digits, `-`, `_`, unique) and its repository. Each of
+    /// several repositories says where it is: AWS_ENDPOINT_URL and AWS_REGION would move all of them.
+    private func loadListedRepository(
+        _ item: Node, position: Int, _ r: YAMLReader, taken: [String]
+    ) -> Configuration.NamedRepository? {
+        let label = item.mapping?[Node("name")]?.scalar?.string ?? "\(position)"
+        guard let rs = r.section(item, path: "repositories.\(label)", allowed: ["name"] + Self.repositoryKeys),
+            rs.require("name", "a short name for messages and --repo"), let name = rs.string("name")
+        else { return nil }
+        if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            r.report(line: rs.line("name"), "repositories: name \"\(name)\" may hold only letters, digits, - and _")
+        }
+        if taken.contains(name) { r.report(line: rs.line("name"), "repositories: the name \"\(name)\" is used twice") }
         var own = self
         own.environment = environment.filter {
             !["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"].contains($0.key)
         }
-        for (i, item) in items.enumerated() {
-            let label = item.mapping?[Node("name")]?.scalar?.string ?? "\(i + 1)"
-            guard let rs = r.section(item, path: "repositories.\(label)", allowed: ["name"] + Self.repositoryKeys)
-            else { continue }
-            guard rs.require("name", "a short name for messages and --repo"), let name = rs.string("name") else {
-                continue
-            }
-            if name.isEmpty
-                || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
-            {
-                r.report(line: rs.line("name"), "repositories: name \"\(name)\" may hold only letters, digits, - and _")
-            }
-            if named.contains(where: { $0.name == name }) {
-                r.report(line: rs.line("name"), "repositories: the name \"\(name)\" is used twice")
-            }
-            let (kind, encryption) = own.loadRepository(rs, r, &none)
-            if let kind { named.append(.init(name: name, kind: kind, encryption: encryption)) }
-        }
-        return named.isEmpty ? fallback : named
+        var none: [String] = []
+        let (kind, encryption) = own.loadRepository(rs, r, &none)
+        return kind.map { .init(name: name, kind: $0, encryption: encryption) }
     }
 
     /// One repository section: a local folder or an S3 bucket (with overrides from the environment), and its
