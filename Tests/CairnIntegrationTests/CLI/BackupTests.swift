@@ -83,10 +83,12 @@ import Testing
         #expect(!fm.fileExists(atPath: dir + "/data/postmaster.pid"))
         #expect(!fm.fileExists(atPath: dir + "/data/" + unlogged), "an unlogged relation's main fork is not copied")
         #expect(fm.fileExists(atPath: dir + "/data/" + unlogged + "_init"))
-        // 17+ also has pg_wal/summaries (WAL summaries, summarize_wal), sent empty as BASE_BACKUP sends it.
+        // 17+ also has pg_wal/summaries (WAL summaries, summarize_wal), sent empty as BASE_BACKUP sends it; the
+        // restore fetched the backup's own WAL into its spool (no segment in pg_wal itself).
         #expect(
             try fm.contentsOfDirectory(atPath: dir + "/data/pg_wal").sorted()
-                == (major.rawValue >= 17 ? ["archive_status", "summaries"] : ["archive_status"]))
+                == (major.rawValue >= 17
+                    ? ["archive_status", "cairn-prefetch", "summaries"] : ["archive_status", "cairn-prefetch"]))
         // 17+ (manifest version 2): the manifest names the cluster, and pg_verifybackup checked it against pg_control.
         let manifest = try String(contentsOfFile: dir + "/data/backup_manifest", encoding: .utf8)
         #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": \(major.rawValue >= 17 ? 2 : 1),"))
