@@ -40,7 +40,8 @@ struct AppContext {
 
     /// Every configured repository (or the one `--repo` names), in order, each behind its encryption.
     func makeRepositories() throws -> RepositorySet {
-        RepositorySet(try config.repositories.map { .init(name: $0.name, repo: try makeRepository($0)) })
+        let all = try config.repositories.map { RepositorySet.Member(name: $0.name, repo: try makeRepository($0)) }
+        return RepositorySet(all[0], others: Array(all.dropFirst()))
     }
 
     /// The first repository that is reachable and initialised (with several, one that is not is named and the next

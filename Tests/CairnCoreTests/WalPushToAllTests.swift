@@ -29,7 +29,8 @@ struct DownRepository: Repository {
     init() throws { try second.put(RepositoryInfo.key, try SealedDocument.seal(base.info)) }
 
     func set(_ repos: [any Repository]) -> RepositorySet {
-        RepositorySet(repos.enumerated().map { .init(name: "r\($0.offset + 1)", repo: $0.element) })
+        let ms = repos.enumerated().map { RepositorySet.Member(name: "r\($0.offset + 1)", repo: $0.element) }
+        return RepositorySet(ms[0], others: Array(ms.dropFirst()))
     }
 
     /// Marks `count` files ready in the WAL directory of `dir` (what PostgreSQL does before archiving them).

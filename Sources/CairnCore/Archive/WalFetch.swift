@@ -37,7 +37,7 @@ public enum WalFetch {
     /// Fetches `name` to `dest`. Throws `wal.not-found` when the repository does not have it (and only when the
     /// repository itself is there).
     public static func run(repo: any Repository, pipeline: Pipeline, name: String, dest: String) throws -> Result {
-        try run(repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, name: name, dest: dest)
+        try run(repos: .single(repo), pipeline: pipeline, name: name, dest: dest)
     }
 
     /// Fetches `name` to `dest` from the first repository that has it (see ``download(repos:pipeline:file:to:beforeRename:)``).
@@ -157,7 +157,7 @@ public enum WalFetch {
         count: Int, spool: String, parallelism: Int
     ) throws -> Int {
         try prefetch(
-            repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, info: info, first: first,
+            repos: .single(repo), pipeline: pipeline, info: info, first: first,
             count: count, spool: spool, parallelism: parallelism)
     }
 

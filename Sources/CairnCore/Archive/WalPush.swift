@@ -39,7 +39,7 @@ public enum WalPush {
         startWorker: () -> Void = {}, waitLimit: Double = 60
     ) throws -> Result {
         try run(
-            repos: RepositorySet([.init(name: "default", repo: repo)]), pipeline: pipeline, path: path, async: async,
+            repos: .single(repo), pipeline: pipeline, path: path, async: async,
             startWorker: startWorker, waitLimit: waitLimit)
     }
 

@@ -198,37 +198,49 @@ public enum WalPushAhead {
                     var b = buffers.withLock { $0.popLast() } ?? []
                     defer { buffers.withLock { $0.append(b) } }
                     do {
-                        let before = Identity.of(dir + "/" + name)
-                        let f = try WalPush.read(dir + "/" + name, into: &b)
-                        let r = try WalPush.push(
-                            file: f, bytes: b, repos: repos, pipeline: pipeline, walDirectory: dir,
-                            maxBacklog: maxBacklog)
-                        let identity = Identity.of(dir + "/" + name)
-                        guard let identity, identity == before, identity.size == r.size else {
-                            throw CairnError(.localIO, "\(name) changed while it was pushed ahead")
-                        }
-                        try write(
-                            Record(
-                                store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity,
-                                behind: r.behind),
-                            file: name, spool: spool)
+                        try pushAhead(
+                            name, buffer: &b, repos: repos, pipeline: pipeline, walDirectory: dir,
+                            maxBacklog: maxBacklog, store: store, spool: spool)
                         stored.withLock { $0 += 1 }
                     } catch {
                         failed.withLock { _ = $0.insert(name) }
-                        try? Array((describeError(error).message + "\n").utf8).withUnsafeBytes { b in
-                            let fd = open(
-                                spool + "/" + name + ".failed", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                            defer { if fd >= 0 { close(fd) } }
-                            if fd >= 0 { try FileIO.writeAll(fd, b) }
-                        }
-                        WalPush.logger.warning(
-                            "pushing ahead failed; PostgreSQL will retry it",
-                            metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
+                        recordFailure(name, error, spool: spool)
                     }
                 }
             }
         }
         try? pool.wait()
         return stored.withLock { $0 }
+    }
+
+    /// Pushes one waiting file and records it, once stored where the policy says, for the very file read.
+    static func pushAhead(
+        _ name: String, buffer b: inout [UInt8], repos: RepositorySet, pipeline: Pipeline, walDirectory dir: String,
+        maxBacklog: Int64, store: String, spool: String
+    ) throws {
+        let before = Identity.of(dir + "/" + name)
+        let f = try WalPush.read(dir + "/" + name, into: &b)
+        let r = try WalPush.push(
+            file: f, bytes: b, repos: repos, pipeline: pipeline, walDirectory: dir, maxBacklog: maxBacklog)
+        let identity = Identity.of(dir + "/" + name)
+        guard let identity, identity == before, identity.size == r.size else {
+            throw CairnError(.localIO, "\(name) changed while it was pushed ahead")
+        }
+        try write(
+            Record(
+                store: store, key: r.key, size: r.size, storedSize: r.storedSize, identity: identity, behind: r.behind),
+            file: name, spool: spool)
+    }
+
+    /// Leaves `<file>.failed` (the error) for PostgreSQL's own call, which pushes the file itself and reports it.
+    static func recordFailure(_ name: String, _ error: any Error, spool: String) {
+        try? Array((describeError(error).message + "\n").utf8).withUnsafeBytes { b in
+            let fd = open(spool + "/" + name + ".failed", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            defer { if fd >= 0 { close(fd) } }
+            if fd >= 0 { try FileIO.writeAll(fd, b) }
+        }
+        WalPush.logger.warning(
+            "pushing ahead failed; PostgreSQL will retry it",
+            metadata: ["file": "\(name)", "error": "\(describeError(error).message)"])
     }
 }

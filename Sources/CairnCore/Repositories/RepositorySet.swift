@@ -28,9 +28,14 @@ public struct RepositorySet: Sendable {
 
     static let logger = Logger(label: "cairn.repositories")
 
-    public init(_ members: [Member]) {
-        precondition(!members.isEmpty, "a repository set needs a repository")
-        self.members = members
+    /// The primary repository and the others, in order.
+    public init(_ primary: Member, others: [Member] = []) {
+        members = [primary] + others
+    }
+
+    /// One repository, named `default` (as the single `repository:` of cairn.yaml).
+    public static func single(_ repo: any Repository) -> RepositorySet {
+        RepositorySet(Member(name: "default", repo: repo))
     }
 
     /// The primary repository (the first configured).
@@ -57,16 +62,16 @@ public struct RepositorySet: Sendable {
         _ what: String, preferring preferred: String? = nil, _ body: (Member) throws -> T
     ) throws -> T {
         let order = ordered(preferring: preferred)
-        for (i, m) in order.enumerated() {
+        for (i, m) in order.dropLast().enumerated() {
             do {
                 return try body(m)
-            } catch let e where i < order.count - 1 && Self.isRepositoryFailure(e) {
+            } catch let e where Self.isRepositoryFailure(e) {
                 Self.logger.warning(
                     "\(what) from repository \(m.name) failed; trying repository \(order[i + 1].name)",
                     metadata: ["error": "\(describeError(e).message)"])
             }
         }
-        preconditionFailure("unreachable: the last member's failure is thrown")
+        return try body(order[order.count - 1])
     }
 
     /// True for failures that concern one repository, not the request: reading the same object from another

@@ -39,12 +39,7 @@ import Testing
         #expect(initialized.stdout.components(separatedBy: "created repository").count == 3, "\(initialized.stdout)")
         #expect(try c.cairn(["init"]).stdout.components(separatedBy: "nothing to do").count == 3, "init again is fine")
 
-        try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
-        let backup = try c.cairn(["backup", "--json"])
-        #expect(backup.status == 0, "\(backup.stderr)")
-        try c.switchAndWaitForArchive()
-        let id = try #require(
-            backup.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
+        let id = try Self.backupOfATable(c)
 
         let list = try c.cairn(["list"])
         #expect(list.status == 0, "\(list.stderr)")
@@ -120,12 +115,7 @@ import Testing
             c.destroy()
         }
         #expect(try c.cairn(["init"]).status == 0)
-        try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
-        let backup = try c.cairn(["backup", "--json"])
-        #expect(backup.status == 0, "\(backup.stderr)")
-        try c.switchAndWaitForArchive()
-        let id = try #require(
-            backup.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
+        let id = try Self.backupOfATable(c)
         // The primary's folder becomes unreadable to the postgres user (who runs cairn here).
         try Run.shell("chmod 000 \(c.dir)/repo-local-1")
 
@@ -156,5 +146,15 @@ import Testing
         #expect(doctor.status == 2, "\(doctor.stdout)")
         Self.expectBothHeadings(doctor, "doctor")
         #expect(doctor.stdout.contains("CRITICAL  repository: the repository is not usable"), "\(doctor.stdout)")
+    }
+
+    /// A table, a full backup of it (into both repositories), its WAL archived; the backup's id.
+    static func backupOfATable(_ c: ScratchCluster) throws -> String {
+        try c.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        let backup = try c.cairn(["backup", "--json"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        try c.switchAndWaitForArchive()
+        return try #require(
+            backup.stdout.split(separator: "\"").first { $0.hasSuffix("F") && $0.count == 16 }.map(String.init))
     }
 }
