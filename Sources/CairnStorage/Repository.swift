@@ -43,7 +43,9 @@ public struct RepositoryCapabilities: OptionSet, Sendable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// `createOnly` writes are atomic on the server (no window between check and write).
+    /// `createOnly` writes are atomic by construction: of two simultaneous create-only writes of one key, one
+    /// fails (the local file system's hard link, the in-memory driver's lock). Not claimed by the S3 driver:
+    /// whether `If-None-Match: *` is atomic under concurrency depends on the server.
     public static let atomicCreateOnly = RepositoryCapabilities(rawValue: 1 << 0)
     /// A written object is durable (fsync / acknowledged by the store) when `put` or `finish` returns.
     public static let durableWrites = RepositoryCapabilities(rawValue: 1 << 1)

@@ -224,11 +224,35 @@ import Testing
         }
         let repo = MemoryRepository()
         let e = #expect(throws: CairnError.self) {
-            try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: RacingClock(repo))
+            try RepositoryLock.acquire("backup-full", repo: repo, ttl: 600, clock: RacingClock(repo), settle: 1)
         }
         #expect(e?.code == .repoLocked)
         #expect(e?.message.contains("other-host") == true)
         // The winner's lock is left alone.
         #expect(try repo.head(RepositoryLock.key("backup-full")) != nil)
+    }
+
+    /// The wait before reading the lock back is for stores whose create-only writes may not be atomic (S3); the
+    /// local folder's hard link and the in-memory driver refuse a second writer by themselves, so a lock there
+    /// costs no second.
+    @Test func onlyStoresThatMayNotBeAtomicWaitBeforeReadingBack() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-lock-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let local = LocalRepository(root: dir)
+        let s3 = S3Repository(
+            settings: S3Settings(
+                endpoint: URL(string: "https://s3.example.com")!, bucket: "b", prefix: "p", region: "eu-west-1",
+                credentials: AWSCredentials(accessKeyId: "AKIDSECRETLESS", secretAccessKey: "very-secret")))
+        #expect(RepositoryLock.settleSeconds(local) == 0)
+        #expect(RepositoryLock.settleSeconds(MemoryRepository()) == 0)
+        #expect(RepositoryLock.settleSeconds(s3) == 1)
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000))
+        let lock = try RepositoryLock.acquire("backup-full", repo: local, ttl: 600, clock: clock)
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_000), "no settle on the local folder")
+        lock.release()
+        let waited = try RepositoryLock.acquire(
+            "backup-full", repo: MemoryRepository(), ttl: 600, clock: clock, settle: 1)
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_001))
+        waited.release()
     }
 }

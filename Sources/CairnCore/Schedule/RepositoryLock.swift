@@ -9,7 +9,9 @@ import Synchronization
 ///
 /// Not every S3-compatible store makes conditional writes atomic under concurrency (some emulators and older
 /// servers let two simultaneous `If-None-Match: *` PUTs both succeed, the later one winning). So after a write
-/// that succeeded, the lock waits `settle` seconds and reads the object back: only the holder it names proceeds.
+/// that succeeded on such a store, the lock waits `settle` seconds and reads the object back: only the holder it
+/// names proceeds. A repository whose create-only writes are atomic by construction (``RepositoryCapabilities/atomicCreateOnly``:
+/// the local folder, where the kernel refuses the second link) needs no wait.
 public final class RepositoryLock: @unchecked Sendable {
     /// What the lock object says.
     public struct Holder: Codable, Sendable, Equatable {
@@ -78,8 +80,9 @@ public final class RepositoryLock: @unchecked Sendable {
     /// (``release(_:token:repo:)``).
     public static func acquire(
         _ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
-        settle: Double = 1, token: String = UUID().uuidString
+        settle: Double? = nil, token: String = UUID().uuidString
     ) throws -> RepositoryLock {
+        let settle = settle ?? settleSeconds(repo)
         let now = clock.now()
         let me = Holder(
             job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now,
@@ -117,6 +120,12 @@ public final class RepositoryLock: @unchecked Sendable {
             }
         }
         throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
+    }
+
+    /// How long a lock waits before reading its object back: nothing where create-only writes are atomic, one
+    /// second elsewhere (far longer than a small PUT takes, so a simultaneous writer's PUT has landed by then).
+    public static func settleSeconds(_ repo: any Repository) -> Double {
+        repo.capabilities.contains(.atomicCreateOnly) ? 0 : 1
     }
 
     /// Who holds lock `name` now, or nil (a missing or unreadable lock object).

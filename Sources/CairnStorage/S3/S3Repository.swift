@@ -36,8 +36,8 @@ public final class S3Repository: Repository {
     }
     public var capabilities: RepositoryCapabilities {
         etagIsMD5
-            ? [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent, .verifiedWrites]
-            : [.atomicCreateOnly, .durableWrites, .parallelWrites, .persistent]
+            ? [.durableWrites, .parallelWrites, .persistent, .verifiedWrites]
+            : [.durableWrites, .parallelWrites, .persistent]
     }
 
     /// Headers every write of `key` carries (storage class, server-side encryption, Object Lock).
