@@ -255,4 +255,35 @@ import Testing
         #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_001))
         waited.release()
     }
+
+    /// A lock placed without confirming (a backup confirms it before its commit): the settle time overlaps the
+    /// job's work, and a lost race is still found when it is confirmed.
+    @Test func aLockConfirmedLaterWaitsOnlyWhatIsLeftAndStillFindsALostRace() throws {
+        let clock = ManualClock(Date(timeIntervalSince1970: 1_790_000_000))
+        let repo = MemoryRepository()
+        let lock = try RepositoryLock.acquire(
+            "backup-full", repo: repo, ttl: 600, clock: clock, settle: 1, confirm: false)
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_000), "placed, not waited for")
+        clock.advance(0.25)
+        try lock.confirm()
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_001), "the rest of the settle time")
+        clock.advance(5)
+        try lock.confirm()
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_006), "confirmed once")
+        lock.release()
+
+        let late = try RepositoryLock.acquire(
+            "backup-full", repo: repo, ttl: 600, clock: clock, settle: 1, confirm: false)
+        clock.advance(5)  // the job's work took longer than the settle time: no wait
+        let winner = RepositoryLock.Holder(
+            job: "backup-full", host: "other-host", pid: 42, acquired: clock.now(),
+            expires: clock.now().addingTimeInterval(600))
+        _ = try repo.put(RepositoryLock.key("backup-full"), try SealedDocument.seal(winner), options: .overwrite)
+        let e = #expect(throws: CairnError.self) { try late.confirm() }
+        #expect(e?.code == .repoLocked)
+        #expect(e?.message.contains("other-host") == true)
+        #expect(clock.now() == Date(timeIntervalSince1970: 1_790_000_011))
+        late.release()
+        #expect(try RepositoryLock.current("backup-full", repo: repo)?.host == "other-host", "the winner's lock stays")
+    }
 }

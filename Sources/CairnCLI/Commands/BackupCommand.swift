@@ -53,13 +53,19 @@ struct BackupCommand: AsyncParsableCommand {
             }
         }
         let repo = home.repo
-        // One physical backup at a time, whatever its type.
-        let id = try await lock.withLock(type == .logical ? "backup-logical" : "backup-full", repo: repo) {
+        // One physical backup at a time, whatever its type. The lock is confirmed before the commit, so on a store
+        // that needs a settle time before reading it back, that time overlaps the backup.
+        let id = try await lock.withLockConfirmedLater(type == .logical ? "backup-logical" : "backup-full", repo: repo)
+        {
+            jobLock in
             // The lease keeps expire off this backup's objects however long it waits for WAL (and off the chain
             // an incremental builds on).
             try await Lease.holding(.backup, repo: repo, ttl: Double(lock.lockTtl), fence: false) { lease in
-                if type == .logical { return try await runLogical(ctx, repo: repo) }
-                return try await runPhysical(ctx, repo: repo, lease: lease)
+                if type == .logical {
+                    try await Blocking.run { try jobLock.confirm() }
+                    return try await runLogical(ctx, repo: repo)
+                }
+                return try await runPhysical(ctx, repo: repo, lease: lease, jobLock: jobLock)
             }
         }
         try await replicate(id, from: home, repos: repos, parallelism: ctx.config.limits.parallelism)
@@ -96,8 +102,13 @@ struct BackupCommand: AsyncParsableCommand {
         }
     }
 
-    func runPhysical(_ ctx: AppContext, repo: any Repository, lease: Lease) async throws -> String {
+    func runPhysical(
+        _ ctx: AppContext, repo: any Repository, lease: Lease, jobLock: RepositoryLock
+    ) async throws
+        -> String
+    {
         var options = BackupOperation.Options()
+        options.beforeCommit = { try jobLock.confirm() }
         options.kind = BackupManifest.Kind(rawValue: type.rawValue) ?? .full
         options.onParent = { parent in
             var claimed = lease

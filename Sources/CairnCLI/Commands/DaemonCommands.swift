@@ -17,9 +17,18 @@ struct JobLockOptions: ParsableArguments {
             visibility: .hidden))
     var lockTtl: Int = 6 * 3600
 
-    /// Takes `locks/<job>.json`, runs `body`, releases the lock (see ``RepositoryLock/holding(_:repo:ttl:_:)``).
+    /// Takes `locks/<job>.json`, runs `body`, releases the lock (see
+    /// ``RepositoryLock/holding(_:repo:ttl:confirmLater:_:)``).
     func withLock<T>(_ job: String, repo: any Repository, _ body: () async throws -> T) async throws -> T {
-        try await RepositoryLock.holding(job, repo: repo, ttl: Double(lockTtl), body)
+        try await RepositoryLock.holding(job, repo: repo, ttl: Double(lockTtl)) { _ in try await body() }
+    }
+
+    /// As ``withLock(_:repo:_:)``, but `body` starts once the lock object is written and must confirm the lock
+    /// it is given before it commits anything.
+    func withLockConfirmedLater<T>(
+        _ job: String, repo: any Repository, _ body: (RepositoryLock) async throws -> T
+    ) async throws -> T {
+        try await RepositoryLock.holding(job, repo: repo, ttl: Double(lockTtl), confirmLater: true, body)
     }
 }
 

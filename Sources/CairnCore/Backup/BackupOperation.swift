@@ -24,6 +24,9 @@ public enum BackupOperation {
         /// Called with the parent an incremental chose, before its file list is read: the caller claims the
         /// parent's chain (a lease) so a concurrent `expire` keeps it.
         public var onParent: (@Sendable (String) throws -> Void)?
+        /// Called after everything is stored and checked, just before the manifest is written: a failure (the
+        /// job's lock turned out to be another run's) deletes what this backup wrote and commits nothing.
+        public var beforeCommit: (@Sendable () throws -> Void)?
         public init() {}
     }
 
@@ -86,6 +89,7 @@ public enum BackupOperation {
                 repo: repo, clock: clock, options: options, progress: progress)
             (manifest.kind, manifest.parent) = (kind, parent?.id)
             manifest.relations = try storeRelationMap(conninfo: conninfo, target: target, clock: clock)
+            try options.beforeCommit?()
         } catch {
             cleanup(repo: repo, keys: target.written)
             throw wrap(error, id: id)

@@ -39,15 +39,24 @@ public final class RepositoryLock: @unchecked Sendable {
     public let holder: Holder
     private let repo: any Repository
     private let released = Mutex(false)
+    private let confirmed = Mutex(false)
+    private let clock: any WallClock
+    /// When the lock object was written, and how long to wait after that before reading it back.
+    private let placed: Date
+    private let settle: Double
 
     public static func key(_ name: String) -> String { Layout.lockKey(name) }
 
     /// Takes the lock of `job` for `ttl` seconds, runs `body`, releases it. Interrupted (the daemon stopping, a
     /// timeout, Ctrl-C), even while the lock is being taken: says so in the job history and frees the lock at
     /// once, so another host need not wait for it to expire.
+    ///
+    /// With `confirmLater`, `body` starts as soon as the lock object is written and receives the lock, which it
+    /// must ``confirm()`` before it commits anything (a backup: before its manifest), so the settle time of a
+    /// store whose create-only writes may not be atomic overlaps the job's work instead of delaying it.
     public static func holding<T>(
-        _ job: String, repo: any Repository, ttl: Double,
-        _ body: () async throws -> T
+        _ job: String, repo: any Repository, ttl: Double, confirmLater: Bool = false,
+        _ body: (RepositoryLock) async throws -> T
     ) async throws -> T {
         let token = UUID().uuidString
         let started = Date()
@@ -62,27 +71,31 @@ public final class RepositoryLock: @unchecked Sendable {
         }
         defer { Interruption.remove(interrupt) }
         let lock = try await Blocking.run {
-            try RepositoryLock.acquire(job, repo: repo, ttl: ttl, clock: SystemClock(), token: token)
+            try RepositoryLock.acquire(
+                job, repo: repo, ttl: ttl, clock: SystemClock(), token: token, confirm: !confirmLater)
         }
         acquired.withLock { $0 = true }
         defer { lock.release() }
-        return try await body()
+        return try await body(lock)
     }
 
-    private init(name: String, holder: Holder, repo: any Repository) {
+    private init(name: String, holder: Holder, repo: any Repository, clock: any WallClock, settle: Double) {
         self.name = name
         self.holder = holder
         self.repo = repo
+        self.clock = clock
+        self.placed = clock.now()
+        self.settle = settle
     }
 
     /// Takes the lock for `ttl` seconds, or throws `repo.locked` naming who holds it.
     /// `token` identifies this acquisition, so an interrupt arriving while it runs can still release it
-    /// (``release(_:token:repo:)``).
+    /// (``release(_:token:repo:)``). With `confirm: false` the lock is placed but not yet read back: the caller
+    /// must ``confirm()`` it before it changes anything another run of the job could also change.
     public static func acquire(
         _ name: String, repo: any Repository, ttl: Double, clock: any WallClock,
-        settle: Double? = nil, token: String = UUID().uuidString
+        settle: Double? = nil, token: String = UUID().uuidString, confirm: Bool = true
     ) throws -> RepositoryLock {
-        let settle = settle ?? settleSeconds(repo)
         let now = clock.now()
         let me = Holder(
             job: name, host: ProcessInfo.processInfo.hostName, pid: getpid(), acquired: now,
@@ -90,17 +103,10 @@ public final class RepositoryLock: @unchecked Sendable {
         for attempt in 0..<2 {
             do {
                 try repo.put(key(name), try SealedDocument.seal(me), options: .createOnly)
-                if settle > 0 { clock.sleep(seconds: settle) }
-                let now = try repo.getBytesIfExists(key(name)).flatMap {
-                    try? SealedDocument.open(Holder.self, from: $0, what: key(name))
-                }
-                guard let now, now.token == me.token else {
-                    throw CairnError(
-                        .repoLocked,
-                        "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
-                        hint: "nothing to do: that run goes ahead")
-                }
-                return RepositoryLock(name: name, holder: me, repo: repo)
+                let lock = RepositoryLock(
+                    name: name, holder: me, repo: repo, clock: clock, settle: settle ?? settleSeconds(repo))
+                if confirm { try lock.confirm() }
+                return lock
             } catch let e as CairnError where e.code == .repoObjectExists && attempt == 0 {
                 let other = (try? repo.getBytesIfExists(key(name))).flatMap { $0 }.flatMap {
                     try? SealedDocument.open(Holder.self, from: $0, what: key(name))
@@ -120,6 +126,26 @@ public final class RepositoryLock: @unchecked Sendable {
             }
         }
         throw CairnError(.repoLocked, "\(name): another run took the lock at the same moment", hint: "try again")
+    }
+
+    /// Proves the lock is this run's: waits what is left of the settle time since it was placed (nothing when the
+    /// work since then took longer), then reads the object back; `repo.locked` when another run's write replaced
+    /// it. Once confirmed, later calls return at once.
+    public func confirm() throws {
+        guard !confirmed.withLock({ $0 }) else { return }
+        let waited = clock.now().timeIntervalSince(placed)
+        if settle > waited { clock.sleep(seconds: settle - waited) }
+        let now = try repo.getBytesIfExists(Self.key(name)).flatMap {
+            try? SealedDocument.open(Holder.self, from: $0, what: Self.key(name))
+        }
+        guard let now, now.token == holder.token else {
+            released.withLock { $0 = true }  // the object is the other run's: never delete it
+            throw CairnError(
+                .repoLocked,
+                "\(name): another run took the lock at the same moment\(now.map { " (\($0.host), pid \($0.pid))" } ?? "")",
+                hint: "nothing to do: that run goes ahead")
+        }
+        confirmed.withLock { $0 = true }
     }
 
     /// How long a lock waits before reading its object back: nothing where create-only writes are atomic, one

@@ -1,4 +1,6 @@
 import CairnBase
+import CairnCore
+import CairnStorage
 import Foundation
 import TestSupport
 import Testing
@@ -128,5 +130,54 @@ import Testing
         #expect(stderr.contains("base/\(victim) (missing)") && stderr.contains("orphan_safety_age"), "\(stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(repo)/\(id)/manifest.json"))
         #expect(try Self.backups(c) == 0)
+    }
+
+    /// Two runs that both believe they hold the backup lock (an S3 store whose create-only write is not atomic let
+    /// another run's lock replace this one's): the backup works while its lock settles and reads it back before
+    /// the commit, so it commits nothing, deletes what it wrote, and leaves the other run's lock alone.
+    @Test func aBackupWhoseLockWasTakenOverCommitsNothing() throws {
+        let prefix = TestEnvironment.uniqueName("lock")
+        let c = try ScratchCluster(name: "lock-lost") { dir, conninfo in
+            try CampaignConfig.s3(
+                dir: dir, conninfo: conninfo, endpoint: TestEnvironment.value("CAIRN_TEST_S3_ENDPOINT"), prefix: prefix)
+        }
+        defer { c.destroy() }
+        #expect(try c.cairn(["init"]).status == 0)
+        try Workload.initialize(c, scale: 1)
+        try c.psql("ALTER SYSTEM SET archive_command = '/bin/false'")
+        try c.psql("SELECT pg_reload_conf()")
+        let s3 = S3Repository(settings: TestEnvironment.s3Settings(prefix: prefix))
+
+        let err = c.dir + "/backup.err"
+        let pid = try Run.spawn(
+            "/bin/bash",
+            [
+                "-c",
+                "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
+                    + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"
+            ])
+        var reaped = false
+        defer { if !reaped { kill(pid, SIGKILL); Run.wait(pid) } }
+        // The PostgreSQL manifest is stored last: once it is there, the backup waits for WAL.
+        var waiting = false
+        for _ in 0..<600 where !waiting {
+            waiting = try s3.list(prefix: "backups/").contains { $0.key.hasSuffix("/backup_manifest.zst") }
+            if !waiting { usleep(100_000) }
+        }
+        #expect(waiting, "the backup did not reach its wait for WAL")
+        let other = RepositoryLock.Holder(
+            job: "backup-full", host: "other-host", pid: 42, acquired: Date(), expires: Date().addingTimeInterval(600))
+        _ = try s3.put(RepositoryLock.key("backup-full"), try SealedDocument.seal(other), options: .overwrite)
+        try c.psql("ALTER SYSTEM RESET archive_command")
+        try c.psql("SELECT pg_reload_conf()")
+
+        let status = Run.wait(pid)
+        reaped = true
+        let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        #expect(status == ErrorCode.repoLocked.exitCode, "\(stderr)")
+        #expect(stderr.contains("another run took the lock") && stderr.contains("other-host"), "\(stderr)")
+        #expect(try Self.backups(c) == 0)
+        #expect(try s3.list(prefix: "backups/").isEmpty, "the backup's objects are deleted")
+        #expect(try RepositoryLock.current("backup-full", repo: s3)?.host == "other-host")
     }
 }

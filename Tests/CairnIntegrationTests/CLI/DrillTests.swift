@@ -29,7 +29,7 @@ import Testing
     /// A cluster with a backup and later WAL; `files` are written into its folder before the configuration is used.
     static func makeCluster(
         _ name: String, repo: RepoKind, major: PGMajor = .v15, extra: String = "", files: [String: String] = [:],
-        masterKey: String? = nil
+        masterKey: String? = nil, assertions: String = ""
     ) throws -> ScratchCluster {
         let c = try ScratchCluster(name: name, major: major) { dir, conninfo in
             try Run.shell("mkdir -p \(dir)/drills && chown postgres \(dir)/drills")
@@ -38,7 +38,7 @@ import Testing
                 try Run.shell("chown postgres \(dir)/\(file)")
             }
             return try TestRepository.config(
-                repo, dir: dir, conninfo: conninfo, major: major, extra: drillPolicy(dir) + "\n" + extra,
+                repo, dir: dir, conninfo: conninfo, major: major, extra: drillPolicy(dir, assertions: assertions) + "\n" + extra,
                 masterKey: masterKey)
         }
         #expect(try c.cairn(["init"]).status == 0)
