@@ -38,7 +38,8 @@ import Testing
                 try Run.shell("chown postgres \(dir)/\(file)")
             }
             return try TestRepository.config(
-                repo, dir: dir, conninfo: conninfo, major: major, extra: drillPolicy(dir, assertions: assertions) + "\n" + extra,
+                repo, dir: dir, conninfo: conninfo, major: major,
+                extra: drillPolicy(dir, assertions: assertions) + "\n" + extra,
                 masterKey: masterKey)
         }
         #expect(try c.cairn(["init"]).status == 0)
