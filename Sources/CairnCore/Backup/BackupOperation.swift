@@ -146,6 +146,7 @@ public enum BackupOperation {
     }
 
     /// Checks the timeline, waits for the backup's WAL to reach the repository and describes the backup.
+    @inline(never)  // inlined into run(), its archiver closure crashes the optimizer of Swift 6.3.1 (CopyPropagation)
     static func awaitConsistency(
         _ captured: CapturedBackup, conn: PGConnection, cluster: ClusterInfo, id: String, startTime: Date,
         began: Date, repo: any Repository, clock: any WallClock, options: Options,
