@@ -104,29 +104,7 @@ struct EffectiveSettings: Encodable {
         case .local(let path):
             repository = ["type": "local", "path": path]
         case .s3(let s3):
-            var r = [
-                "type": "s3", "bucket": s3.bucket, "prefix": s3.prefix, "endpoint": s3.endpoint.absoluteString,
-                "region": s3.region, "uri_style": s3.uriStyle.rawValue, "verify_tls": String(s3.verifyTLS),
-                "ca_file": s3.caFile ?? "(system)", "storage_class": s3.storageClass ?? "(bucket default)",
-                "server_side_encryption": s3.serverSideEncryption ?? "(none)"
-            ]
-            if let k = s3.kmsKeyId { r["kms_key_id"] = k }
-            if let lock = s3.objectLock {
-                let period = ObjectLockPolicy.period(retention: c.retention, margin: lock.margin)
-                r["object_lock"] =
-                    "\(lock.mode.rawValue.lowercased()), margin \(Units.formatDuration(lock.margin)): objects locked for \(Units.formatDuration(period)) from their write (recovery window + margin)"
-                    + (lock.testShortPeriods ? "; test_short_periods: on (margins under a day allowed)" : "")
-            }
-            do {
-                let (creds, source, _) = try CredentialResolver(environment: ctx.environment).resolve(s3)
-                r["access_key_id"] = AWSCredentials.mask(creds.accessKeyId)
-                r["secret_access_key"] = "<redacted>"
-                if creds.sessionToken != nil { r["session_token"] = "<redacted>" }
-                r["credentials_from"] = source
-            } catch {
-                r["credentials_from"] = "(none: \(describeError(error).message))"
-            }
-            repository = r
+            repository = EffectiveSettings.s3Settings(s3, ctx: ctx)
         }
         switch c.encryption {
         case nil: repository["encryption"] = "(none)"
@@ -151,6 +129,35 @@ struct EffectiveSettings: Encodable {
         ]
         daemon = ["schedule": c.schedulePath ?? "(none)", "metrics_listen": c.metricsListen]
         environmentOverrides = c.environmentOverrides
+    }
+
+    /// An S3 repository's settings, the Object Lock period it implies, and where its credentials come from (the
+    /// key id masked, secrets never shown).
+    static func s3Settings(_ s3: Configuration.S3Repo, ctx: AppContext) -> [String: String] {
+        let c = ctx.config
+        var r = [
+            "type": "s3", "bucket": s3.bucket, "prefix": s3.prefix, "endpoint": s3.endpoint.absoluteString,
+            "region": s3.region, "uri_style": s3.uriStyle.rawValue, "verify_tls": String(s3.verifyTLS),
+            "ca_file": s3.caFile ?? "(system)", "storage_class": s3.storageClass ?? "(bucket default)",
+            "server_side_encryption": s3.serverSideEncryption ?? "(none)"
+        ]
+        if let k = s3.kmsKeyId { r["kms_key_id"] = k }
+        if let lock = s3.objectLock {
+            let period = ObjectLockPolicy.period(retention: c.retention, margin: lock.margin)
+            r["object_lock"] =
+                "\(lock.mode.rawValue.lowercased()), margin \(Units.formatDuration(lock.margin)): objects locked for \(Units.formatDuration(period)) from their write (recovery window + margin)"
+                + (lock.testShortPeriods ? "; test_short_periods: on (margins under a day allowed)" : "")
+        }
+        do {
+            let (creds, source, _) = try CredentialResolver(environment: ctx.environment).resolve(s3)
+            r["access_key_id"] = AWSCredentials.mask(creds.accessKeyId)
+            r["secret_access_key"] = "<redacted>"
+            if creds.sessionToken != nil { r["session_token"] = "<redacted>" }
+            r["credentials_from"] = source
+        } catch {
+            r["credentials_from"] = "(none: \(describeError(error).message))"
+        }
+        return r
     }
 
     enum CodingKeys: String, CodingKey {

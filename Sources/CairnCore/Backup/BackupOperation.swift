@@ -218,16 +218,7 @@ public enum BackupOperation {
                 switch event {
                 case .archive(let name, let location):
                     try finishCurrentArchive()
-                    let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
-                    let oid = UInt32(base)
-                    let archive = Layout.archiveName(tablespace: oid)
-                    writers.append(
-                        (
-                            archive, oid, location,
-                            BundleWriter(
-                                repo: repo, pipeline: pipeline, backupId: id, archive: archive,
-                                bundleSize: options.bundleSize)
-                        ))
+                    writers.append(archiveWriter(name, location: location, target: target))
                 case .data(let buf):
                     if let m = manifestStream {
                         try m.write(buf)
@@ -262,6 +253,19 @@ public enum BackupOperation {
             manifestStream?.abort()
             throw error
         }
+    }
+
+    /// The bundle writer of a streamed archive (`base.tar`, or `<oid>.tar` for a tablespace).
+    static func archiveWriter(
+        _ name: String, location: String?, target: BackupTarget
+    ) -> (archive: String, oid: UInt32?, location: String?, writer: BundleWriter) {
+        let base = name.hasSuffix(".tar") ? String(name.dropLast(4)) : name
+        let oid = UInt32(base)
+        let archive = Layout.archiveName(tablespace: oid)
+        let writer = BundleWriter(
+            repo: target.repo, pipeline: target.pipeline, backupId: target.id, archive: archive,
+            bundleSize: target.options.bundleSize)
+        return (archive, oid, location, writer)
     }
 
     /// One physical backup as it is written: its id, where and how it is stored, and the keys it has stored so far

@@ -133,31 +133,42 @@ public struct Pipeline: Sendable {
                     .dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
             }
         }
-        func damaged(_ why: String) -> CairnError {
-            CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
-        }
         // Without hashing, the content digest is the manifest's, proven by the stored-bytes check below.
         let digest = ObjectDigest(
             size: plainSize, sha256: hashContent ? Hex.encode(plain.finalize()) : expected?.sha256 ?? "",
             storedSize: storedSize, storedSHA256: Hex.encode(stored.finalize()))
-        guard d.atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
+        try checkLoaded(
+            digest, atFrameBoundary: d.atFrameBoundary, tail: tail, beforeTrailer: Array(beforeTrailer.finalize()),
+            expected: expected
+        ) {
+            CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \($0)", hint: Pipeline.damageHint)
+        }
+        return digest
+    }
+
+    /// The checks after an object was read: whole zstd frames, a trailer whose size and digests match what was read
+    /// (`beforeTrailer`: the SHA-256 of every byte before the trailer), and the manifest's record (`expected`).
+    private func checkLoaded(
+        _ digest: ObjectDigest, atFrameBoundary: Bool, tail: [UInt8], beforeTrailer: [UInt8],
+        expected: ObjectDigest?, damaged: (String) -> CairnError
+    ) throws {
+        guard atFrameBoundary else { throw damaged("it ends in the middle of a compressed frame (truncated)") }
         guard let (trailer, length) = ObjectFormat.parseTrailer(tail) else {
             throw damaged("its integrity trailer is missing (truncated or not a cairn object)")
         }
-        guard trailer.size == plainSize, trailer.sha256.map({ Hex.encode($0) == digest.sha256 }) ?? true else {
+        guard trailer.size == digest.size, trailer.sha256.map({ Hex.encode($0) == digest.sha256 }) ?? true else {
             throw damaged("its content does not match the digest recorded when it was stored")
         }
-        if let recorded = trailer.storedSHA256, length == tail.count, Array(beforeTrailer.finalize()) != recorded {
+        if let recorded = trailer.storedSHA256, length == tail.count, beforeTrailer != recorded {
             throw damaged("its compressed bytes do not match the digest recorded when it was stored")
         }
         if let expected {
-            guard expected.storedSize == storedSize, expected.storedSHA256 == digest.storedSHA256,
-                expected.size == plainSize, expected.sha256.isEmpty || expected.sha256 == digest.sha256
+            guard expected.storedSize == digest.storedSize, expected.storedSHA256 == digest.storedSHA256,
+                expected.size == digest.size, expected.sha256.isEmpty || expected.sha256 == digest.sha256
             else {
                 throw damaged("it differs from the size and SHA-256 recorded in the manifest")
             }
         }
-        return digest
     }
 
     static let keyHint = "set repository.encryption.key_file (or key_env) in cairn.yaml to the repository's master key"

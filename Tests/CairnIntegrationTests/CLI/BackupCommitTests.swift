@@ -12,6 +12,17 @@ import Testing
         try c.cairn(["info", "--json"]).stdout.contains("\"uncommitted_backups\" : [\n    \"")
     }
 
+    /// Starts `cairn backup` as postgres in the background, its stderr into `err`.
+    static func spawnBackup(_ c: ScratchCluster, stderr err: String) throws -> pid_t {
+        try Run.spawn(
+            "/bin/bash",
+            [
+                "-c",
+                "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
+                    + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"
+            ])
+    }
+
     static func backups(_ c: ScratchCluster) throws -> Int {
         try c.cairn(["list", "--json"]).stdout.components(separatedBy: "\"id\" :").count - 1
     }
@@ -95,13 +106,7 @@ import Testing
         try c.psql("SELECT pg_reload_conf()")
 
         let err = c.dir + "/backup.err"
-        let pid = try Run.spawn(
-            "/bin/bash",
-            [
-                "-c",
-                "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
-                    + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"
-            ])
+        let pid = try Self.spawnBackup(c, stderr: err)
         var reaped = false
         defer { if !reaped { kill(pid, SIGKILL); Run.wait(pid) } }
         // The PostgreSQL manifest is stored last: once it is there, the backup waits for WAL.
@@ -149,13 +154,7 @@ import Testing
         let s3 = S3Repository(settings: TestEnvironment.s3Settings(prefix: prefix))
 
         let err = c.dir + "/backup.err"
-        let pid = try Run.spawn(
-            "/bin/bash",
-            [
-                "-c",
-                "exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "
-                    + "\(Run.installedCairn) --config \(c.config!) backup 2>\(err)"
-            ])
+        let pid = try Self.spawnBackup(c, stderr: err)
         var reaped = false
         defer { if !reaped { kill(pid, SIGKILL); Run.wait(pid) } }
         // The PostgreSQL manifest is stored last: once it is there, the backup waits for WAL.
