@@ -154,7 +154,10 @@ private func digests(_ root: String) throws -> String {
     /// A full and two incrementals of a folder shaped like a data directory: a relation changed in place,
     /// extended, truncated, dropped and created (with old page LSNs, as CREATE DATABASE's file copy leaves them);
     /// small files changed and unchanged. Restored newest first, the folder is the one the last backup saw.
-    @Test func aChainRestoresTheNewestStateInOnePass() throws {
+    /// `chunk`: the size of the pieces the archives are fed in (0: as the pipeline delivers them), so blocks and
+    /// block-entry headers also arrive split across pieces.
+    @Test(arguments: [0, 1000, 8191, 8193])
+    func aChainRestoresTheNewestStateInOnePass(chunk: Int) throws {
         let folders = Folders("incr")
         defer { folders.cleanUp() }
         let (root, out, repo, pipeline) = (folders.root, folders.out, folders.repo, folders.pipeline)
@@ -203,7 +206,12 @@ private func digests(_ root: String) throws -> String {
             for (i, b) in chain.reversed().enumerated() {
                 for o in b.objects {
                     let x = TarExtractor(root: out, chain: (files, "base", i == 0))
-                    try pipeline.load(repo, key: o.key, expected: o.digest) { try x.feed($0) }
+                    try pipeline.load(repo, key: o.key, expected: o.digest) { data in
+                        let step = chunk > 0 ? chunk : max(data.count, 1)
+                        for at in stride(from: 0, to: data.count, by: step) {
+                            try x.feed(UnsafeRawBufferPointer(rebasing: data[at..<min(at + step, data.count)]))
+                        }
+                    }
                     try x.finish()
                 }
             }
