@@ -358,6 +358,32 @@ private func digests(_ root: String) throws -> String {
             try [UInt8](Data(contentsOf: URL(fileURLWithPath: shared))) == other, "the other link's file is untouched")
     }
 
+    /// A delta restore reads a whole file's blocks ahead in windows (``BlockPlacer/readWindow``): damage past the
+    /// first window, in the last block, and a file cut short on disk are all found and only they are written.
+    @Test func damageAnywhereInALargeFileIsFound() throws {
+        let folders = Folders("delta-large")
+        defer { folders.cleanUp() }
+        let (root, out, repo, pipeline) = (folders.root, folders.out, folders.repo, folders.pipeline)
+        let blocks = 2 * BlockPlacer.readWindow / 8192 + 10
+        try write((0..<blocks).flatMap { page(lsn: 0x100, fill: UInt8($0 % 250)) }, root + "/base/5/16384")
+        try write((0..<blocks).flatMap { page(lsn: 0x100, fill: UInt8($0 % 7)) }, root + "/base/5/16385")
+        let backups = [try take(root, id: "F", parent: nil, repo: repo, pipeline: pipeline)]
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        _ = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+
+        let fd = open(out + "/base/5/16384", O_WRONLY)
+        for b in [130, blocks - 1] {
+            _ = page(lsn: 0x900, fill: 77).withUnsafeBytes { pwrite(fd, $0.baseAddress!, 8192, off_t(b * 8192)) }
+        }
+        close(fd)
+        #expect(truncate(out + "/base/5/16385", off_t((blocks - 3) * 8192)) == 0)
+
+        let r = try deltaRestore(backups, onto: out, repo: repo, pipeline: pipeline)
+        #expect(r.bytesRewritten == 5 * 8192, "two damaged blocks and three missing ones: \(r)")
+        #expect(r.bytesCompared == Int64(2 * blocks - 3) * 8192, "\(r)")
+        #expect(try digests(out) == (try digests(root)))
+    }
+
     @Test func theSystemIdentifierOfADataDirectoryIsChecked() throws {
         let dir = NSTemporaryDirectory() + "cairn-delta-id-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }

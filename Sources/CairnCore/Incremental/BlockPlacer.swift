@@ -20,7 +20,10 @@ final class BlockPlacer {
     private(set) var written: Int64 = 0
     /// A delta restore's counters; nil: every block is written without reading the file first.
     private let tally: DeltaTally?
+    /// What a delta restore read of the file on disk: `onDiskCount` bytes from offset `onDiskAt`.
     private var onDisk: [UInt8] = []
+    private var onDiskAt: Int64 = 0
+    private var onDiskCount = 0
     /// Starts the kernel's write-back every 8 MiB written, as a whole file's writer does: a chain restore
     /// passes whole relation segments through here, and left to the final `syncfs` their dirty pages pile up.
     private var writeBack = WriteBack()
@@ -36,7 +39,6 @@ final class BlockPlacer {
         self.entrySize = entrySize
         self.tally = tally
         pending.reserveCapacity(RelationBlocks.blockSize)
-        if tally != nil { onDisk = [UInt8](repeating: 0, count: RelationBlocks.blockSize) }
     }
 
     /// Takes the entry's next bytes.
@@ -95,13 +97,32 @@ final class BlockPlacer {
         }
     }
 
-    /// True when the file already holds `block` at `at` (a delta restore): read with `pread`, compared byte for byte.
+    /// True when the file already holds `block` at `at` (a delta restore), compared byte for byte with what
+    /// `pread` finds there. A whole file's blocks arrive in order, so they are read ahead ``readWindow`` bytes at a
+    /// time (each block is compared before anything is written at its offset); a block entry's scattered blocks are
+    /// read one at a time.
     private func alreadyThere(_ block: UnsafeRawBufferPointer, at: Int64) throws -> Bool {
         guard let tally else { return false }
+        if at < onDiskAt || at + Int64(block.count) > onDiskAt + Int64(onDiskCount) {
+            try readOnDisk(at: at, count: isDelta ? block.count : max(block.count, Self.readWindow))
+        }
+        let offset = Int(at - onDiskAt)
+        let available = min(block.count, max(0, onDiskCount - offset))
+        tally.compared(bytes: Int64(available))
+        return available == block.count
+            && onDisk.withUnsafeBytes { memcmp($0.baseAddress! + offset, block.baseAddress!, block.count) == 0 }
+    }
+
+    /// Bytes of the file on disk read at once for a whole file's blocks.
+    static let readWindow = 1 << 20
+
+    /// Reads up to `count` bytes of the file on disk from `at` (fewer at its end).
+    private func readOnDisk(at: Int64, count: Int) throws {
+        if onDisk.count < count { onDisk = [UInt8](repeating: 0, count: count) }
         var got = 0
-        while got < block.count {
+        while got < count {
             let n = onDisk.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + got, block.count - got, off_t(at + Int64(got)))
+                pread(fd, $0.baseAddress! + got, count - got, off_t(at + Int64(got)))
             }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -110,9 +131,7 @@ final class BlockPlacer {
             if n == 0 { break }
             got += n
         }
-        tally.compared(bytes: Int64(got))
-        return got == block.count
-            && onDisk.withUnsafeBytes { memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }
+        (onDiskAt, onDiskCount) = (at, got)
     }
 
     /// One block (or a whole file's partial last one): written unless a newer backup had it. Consecutive blocks
