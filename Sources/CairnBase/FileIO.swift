@@ -46,6 +46,25 @@ public enum FileIO {
         return !failed && done == size
     }
 
+    /// Reads into `buffer` from `offset` until it is full or the file ends, retrying on EINTR and short reads;
+    /// returns the bytes read (fewer than the buffer holds only at the end of the file). `path` names the file in
+    /// the error.
+    public static func readFully(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, path: String
+    ) throws -> Int {
+        var got = 0
+        while got < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset + Int64(got)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        return got
+    }
+
     /// Writes the whole buffer to a file descriptor, retrying on EINTR and short writes.
     public static func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) throws {
         var off = 0

@@ -259,16 +259,9 @@ final class FileCopier: @unchecked Sendable {
 
         /// Reads `n` bytes (at most the buffer) at `offset` into the buffer, zeros past the end of a file that shrank.
         private func preadPadded(fd: Int32, _ n: Int, at offset: Int64, path: String) throws {
-            var got = 0
-            while got < n {
-                let r = pread(fd, buffer.baseAddress! + got, n - got, off_t(offset + Int64(got)))
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                if r == 0 { memset(buffer.baseAddress! + got, 0, n - got); return }
-                got += r
-            }
+            let got = try FileIO.readFully(
+                fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]), at: offset, path: path)
+            if got < n { memset(buffer.baseAddress! + got, 0, n - got) }
         }
 
         /// One ``BlockDelta`` entry with the first `delta.blocks.count` blocks of `keep`.

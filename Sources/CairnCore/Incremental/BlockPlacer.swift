@@ -68,14 +68,19 @@ final class BlockPlacer {
             pending += data[off..<(off + n)]
             off += n
             if pending.count == bs {
-                try pending.withUnsafeBytes {
-                    try put($0)
-                    try flush()
-                }
+                try putPending()
                 pending.removeAll(keepingCapacity: true)
             }
         }
         try flush()
+    }
+
+    /// Puts the block gathered in `pending` and writes it at once (the next input reuses `pending`).
+    private func putPending() throws {
+        try pending.withUnsafeBytes {
+            try put($0)
+            try flush()
+        }
     }
 
     /// The entry's end: a whole file's last, partial block.
@@ -85,10 +90,7 @@ final class BlockPlacer {
         }
         if !pending.isEmpty {
             guard !isDelta else { throw CairnError(.dataCorrupt, "a block entry of \(path) ended inside a block") }
-            try pending.withUnsafeBytes {
-                try put($0)
-                try flush()
-            }
+            try putPending()
             pending = []
         }
         if written > 0 {
@@ -119,17 +121,8 @@ final class BlockPlacer {
     /// Reads up to `count` bytes of the file on disk from `at` (fewer at its end).
     private func readOnDisk(at: Int64, count: Int) throws {
         if onDisk.count < count { onDisk = [UInt8](repeating: 0, count: count) }
-        var got = 0
-        while got < count {
-            let n = onDisk.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + got, count - got, off_t(at + Int64(got)))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            got += n
+        let got = try onDisk.withUnsafeMutableBytes {
+            try FileIO.readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), at: at, path: path)
         }
         (onDiskAt, onDiskCount) = (at, got)
     }
