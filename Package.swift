@@ -29,6 +29,7 @@ let package = Package(
 
         // CRC-32C (SSE 4.2 where available) for PostgreSQL-format backup manifests.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        .target(name: "CXXHash", path: "Sources/CXXHash"),
         .target(name: "CFileSync", path: "Sources/CFileSync"),
 
         // Base: the error model (codes and exit codes), clocks, sizes and durations, threads for blocking work.
@@ -57,7 +58,7 @@ let package = Package(
         .target(
             name: "CairnCore",
             dependencies: [
-                "CairnStorage", "CairnPostgres", "CZstd", "CCRC32C", "CFileSync",
+                "CairnStorage", "CairnPostgres", "CZstd", "CCRC32C", "CXXHash", "CFileSync",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log")
             ]),

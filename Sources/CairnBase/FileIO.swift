@@ -65,6 +65,23 @@ public enum FileIO {
         return got
     }
 
+    /// Writes the whole buffer at `offset`, retrying on EINTR and short writes. `path` names the file in the error.
+    public static func writeFully(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var off = 0
+        while off < b.count {
+            let n = pwrite(fd, b.baseAddress! + off, b.count - off, off_t(offset + Int64(off)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                throw CairnError(
+                    e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO,
+                    "cannot write \(path): \(String(cString: strerror(e)))",
+                    hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
+            }
+            off += n
+        }
+    }
+
     /// Writes the whole buffer to a file descriptor, retrying on EINTR and short writes.
     public static func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) throws {
         var off = 0

@@ -45,6 +45,38 @@ import Testing
 
     /// The encryption layer says it decrypts through a capability, which a wrapper around it passes on (no type
     /// check): the pipeline reads ciphertext through it, and without it names the missing key.
+    @Test(arguments: [3 * ObjectCipher.chunkSize + 1000, 3 * ObjectCipher.chunkSize])
+    func rangesAreReadChunkByChunk(size: Int) throws {
+        let base = MemoryRepository()
+        let r = try Self.encrypted(base)
+        let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        try r.put("backups/b/x", data, options: .createOnly)
+        let c = Int64(ObjectCipher.chunkSize)
+        let ranges: [(Int64, Int64?)] = [
+            (0, 1), (c - 1, c + 1), (100, 2 * c + 5), (c, 2 * c), (2 * c, nil), (Int64(size) - 1, nil),
+            (0, Int64(size)), (Int64(size), nil), (5, Int64(size) + 99)
+        ]
+        for (start, end) in ranges {
+            var got: [UInt8] = []
+            let info = try r.get("backups/b/x", range: ByteRange(start: start, end: end)) { got += $0 }
+            let upper = Int(min(end ?? Int64(size), Int64(size)))
+            #expect(
+                got == Array(data[min(Int(start), size)..<max(upper, min(Int(start), size))]), "\(start)..<\(end ?? -1)"
+            )
+            #expect(info.size == Int64(size))
+        }
+        // Only the chunks a range needs are read and authenticated: damage elsewhere does not stop it, damage in them does.
+        let header = ObjectCipher.headerLength
+        base.tamper("backups/b/x") { $0[header + 2 * (ObjectCipher.chunkSize + ObjectCipher.tagLength) + 10] ^= 1 }
+        var first: [UInt8] = []
+        try r.get("backups/b/x", range: ByteRange(start: 10, end: c + 10)) { first += $0 }
+        #expect(first == Array(data[10..<(Int(c) + 10)]))
+        let e = try #require(throws: CairnError.self) {
+            try r.get("backups/b/x", range: ByteRange(start: 2 * c, end: 2 * c + 1)) { _ in }
+        }
+        #expect(e.code == .dataCorrupt && e.message.contains("backups/b/x"))
+    }
+
     @Test func decryptingIsACapability() throws {
         let base = MemoryRepository()
         let repo = try Self.encrypted(base)

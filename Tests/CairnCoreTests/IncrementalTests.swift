@@ -415,6 +415,14 @@ private func digests(_ root: String) throws -> String {
     }
 }
 
+extension RestoreOperation.DeltaBundleCheck {
+    /// True when the bundle is not fetched at all.
+    fileprivate func unchanged(_ contents: BackupManifest.BundleContents) throws -> Bool {
+        if case .skip = try plan(contents) { return true }
+        return false
+    }
+}
+
 /// ``RestoreOperation/DeltaBundleCheck``: whether a delta restore may leave a bundle unfetched.
 @Suite struct DeltaBundleCheckTests {
     private func check(_ files: ChainFiles, out: String, newest: Bool = true) -> RestoreOperation.DeltaBundleCheck {
@@ -431,7 +439,7 @@ private func digests(_ root: String) throws -> String {
         #expect(full.objects.allSatisfy { $0.contents != nil })
         let contents = try #require(
             full.objects.compactMap(\.contents).first { c in c.files.contains { $0.path.hasSuffix("base/5/16384") } })
-        #expect(contents.files.allSatisfy { $0.sha256?.count == 64 }, "every whole file has its SHA-256")
+        #expect(contents.files.allSatisfy { $0.xxh128?.count == 32 }, "every whole file has its digest")
         // The folder is in whichever bundle its lane wrote first (two lanes: not always the relation's).
         #expect(full.objects.compactMap(\.contents).contains { $0.directories.contains { $0.hasSuffix("base/5") } })
         try Run.shell("cp -a \(root) \(out)")
@@ -461,8 +469,17 @@ private func digests(_ root: String) throws -> String {
         #expect(try check(fresh(), out: out).unchanged(contents))
         // Without recorded digests (older backups, the stream method) a bundle is always fetched.
         var unknown = contents
-        for i in unknown.files.indices { unknown.files[i].sha256 = nil }
+        for i in unknown.files.indices { unknown.files[i].xxh128 = nil }
         #expect(try !check(fresh(), out: out).unchanged(unknown))
+        // A backup made before XXH3-128 recorded SHA-256: still compared by content.
+        var older = unknown
+        for i in older.files.indices {
+            let sum = try Run.shell("cd \(out) && sha256sum \(older.files[i].path)").stdout
+            older.files[i].sha256 = String(sum.prefix(64))
+        }
+        #expect(try check(fresh(), out: out).unchanged(older))
+        older.files[0].sha256 = String(repeating: "0", count: 64)
+        #expect(try !check(fresh(), out: out).unchanged(older))
     }
 
     @Test func inAChainOnlyTheFinalContentCounts() throws {

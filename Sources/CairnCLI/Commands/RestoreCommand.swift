@@ -346,6 +346,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 Output.line(
                     "  delta: \(d.filesCompared) files compared (\(Units.formatBytes(d.bytesCompared)) read), \(Units.formatBytes(d.bytesRewritten)) rewritten in \(d.filesRewritten) files, \(d.filesUnchanged) unchanged, \(d.filesRemoved) removed; "
                         + "\(d.bundlesFetched) bundle(s) fetched, \(d.bundlesSkipped) not fetched (their files were on disk)"
+                        + (d.framesFetched > 0 ? ", \(d.framesFetched) frame(s) of large files fetched by range" : "")
                 )
             }
             Output.line(

@@ -24,6 +24,8 @@ final class FileCopier: @unchecked Sendable {
     let backupId: String
     let archive: String
     let bundleSize: Int64
+    /// Files larger than this are stored as frames of this size (``FileFrames``).
+    let frameSize: Int64
     /// Threads copying at once.
     let lanes: Int
     /// Receives the bytes each read adds.
@@ -45,8 +47,9 @@ final class FileCopier: @unchecked Sendable {
     init(
         repo: any Repository, pipeline: Pipeline, backupId: String, archive: String, bundleSize: Int64,
         lanes: Int, parent: IncrementalParent? = nil, manifestPrefix: String = "",
-        onBytes: @escaping @Sendable (Int64) -> Void
+        frameSize: Int64 = FileFrames.defaultFrameSize, onBytes: @escaping @Sendable (Int64) -> Void
     ) {
+        self.frameSize = frameSize
         self.parent = parent
         self.manifestPrefix = manifestPrefix
         self.repo = repo
@@ -192,7 +195,7 @@ final class FileCopier: @unchecked Sendable {
                 mtime: mtime)
             try content.withUnsafeBytes { try s.write($0) }
             try write(zeros: Int(TarHeader.padding(Int64(content.count))), to: s)
-            contents.digest(SHA256.hash(data: content))
+            contents.digest(xxh128: content.withUnsafeBytes { ContentHash.of($0) })
             let crc =
                 content.withUnsafeBytes { cairn_crc32c_update(0xFFFF_FFFF, $0.baseAddress, $0.count) } ^ 0xFFFF_FFFF
             files.append(Copied(path: path, size: Int64(content.count), mtime: mtime, crc32c: crc))
@@ -289,45 +292,57 @@ final class FileCopier: @unchecked Sendable {
             )
             try s.write(content)
             try write(zeros: Int(TarHeader.padding(size)), to: s)
-            contents.digest(SHA256.hash(data: content))
+            contents.digest(xxh128: ContentHash.of(content))
             files.append(Copied(path: e.path, size: size, mtime: e.mtime, crc32c: crc))
         }
 
         /// Reads exactly `size` bytes: a file that shrank since the scan is padded with zeros and one that grew is
         /// cut, as PostgreSQL's own base backup does (WAL replay repairs both). Returns the CRC-32C (for the
-        /// PostgreSQL manifest) and records the SHA-256 in the bundle's contents (for a delta restore's skip).
+        /// PostgreSQL manifest) and records in the bundle's contents, for a delta restore, the file's XXH3-128 or,
+        /// for a file larger than one frame, its frames (``FileFrames``).
         private func copyData(fd: Int32, size: Int64, path: String, into s: StoreStream) throws -> UInt32 {
+            let framed = size > owner.frameSize
+            let slice = framed ? owner.frameSize : max(size, 1)
+            var frames =
+                framed ? FileFramesBuilder(frameSize: slice, firstOffset: try s.endFrame(hashNext: true).end) : nil
             var left = size
             var crc: UInt32 = 0xFFFF_FFFF
-            var sha = SHA256()
-            defer { contents.digest(sha.finalize()) }
+            let hash = try ContentHash()
+            var inSlice: Int64 = 0
             while left > 0 {
-                let want = Int(min(Int64(buffer.count), left))
-                let n = read(fd, buffer.baseAddress, want)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                if n == 0 {
-                    // Truncated while copying: fill with zeros.
-                    let z = Int(min(Int64(buffer.count), left))
-                    memset(buffer.baseAddress!, 0, z)
-                    let zeros = UnsafeRawBufferPointer(rebasing: buffer[0..<z])
-                    crc = cairn_crc32c_update(crc, zeros.baseAddress, z)
-                    sha.update(bufferPointer: zeros)
-                    try s.write(zeros)
-                    left -= Int64(z)
-                    owner.add(bytes: Int64(z))
-                    continue
-                }
+                let want = Int(min(Int64(buffer.count), left, slice - inSlice))
+                let n = try readSome(fd: fd, want, path: path)
                 let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
                 crc = cairn_crc32c_update(crc, chunk.baseAddress, n)
-                sha.update(bufferPointer: chunk)
+                hash.update(chunk)
                 try s.write(chunk)
                 left -= Int64(n)
+                inSlice += Int64(n)
                 owner.add(bytes: Int64(n))
+                if framed && (inSlice == slice || left == 0) {
+                    let (end, stored) = try s.endFrame(hashNext: left > 0)
+                    guard let stored else { throw CairnError(.internal, "a frame of \(path) was not hashed") }
+                    frames?.add(content: hash.finish(), stored: stored, end: end)
+                    inSlice = 0
+                }
             }
+            if let frames { contents.frames(frames.frames) } else { contents.digest(xxh128: hash.finish()) }
             return crc ^ 0xFFFF_FFFF
+        }
+
+        /// Reads up to `want` bytes into the buffer; at the end of a file truncated while copying, `want` zeros.
+        private func readSome(fd: Int32, _ want: Int, path: String) throws -> Int {
+            while true {
+                let n = read(fd, buffer.baseAddress, want)
+                if n > 0 { return n }
+                if n == 0 {
+                    memset(buffer.baseAddress!, 0, want)
+                    return want
+                }
+                if errno != EINTR {
+                    throw CairnError(.localIO, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+            }
         }
 
         /// Writes an entry's header into the open bundle (committing a full one and beginning the next first)

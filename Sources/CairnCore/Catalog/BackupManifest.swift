@@ -62,10 +62,15 @@ public struct BackupManifest: Codable, Sendable, Equatable {
             public var path: String
             /// The entry's size in the tar stream (a changed-block entry's is not the file's).
             public var size: Int64
-            /// SHA-256 of a whole file's content, where the backup computed it (the `files` method).
+            /// SHA-256 of a whole file's content, where a backup before ``xxh128`` computed it (the `files` method).
             public var sha256: String?
+            /// XXH3-128 (``ContentHash``) of a whole file's content, where the backup computed it (the `files`
+            /// method, since frames exist; a file stored as frames has ``frames`` instead).
+            public var xxh128: String?
             /// True for a ``BlockDelta`` entry.
             public var blocks: Bool?
+            /// A file stored as frames: their places and SHA-256s (then `sha256` is nil).
+            public var frames: FileFrames?
         }
 
         public var files: [File] = []
@@ -85,10 +90,16 @@ public struct BackupManifest: Codable, Sendable, Equatable {
             }
         }
 
-        /// Records the SHA-256 of the file entry added last.
-        mutating func digest(_ sha256: SHA256.Digest) {
+        /// Records the XXH3-128 (hex) of the file entry added last.
+        mutating func digest(xxh128: String) {
             guard !files.isEmpty else { return }
-            files[files.count - 1].sha256 = Hex.encode(Array(sha256))
+            files[files.count - 1].xxh128 = xxh128
+        }
+
+        /// Records the frames of the file entry added last.
+        mutating func frames(_ frames: FileFrames) {
+            guard !files.isEmpty else { return }
+            files[files.count - 1].frames = frames
         }
     }
 

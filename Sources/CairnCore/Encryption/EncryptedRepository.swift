@@ -96,11 +96,9 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
         _ key: String, range: ByteRange?, into sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws -> ObjectInfo {
         if EncryptedRepository.isPlain(key) { return try base.get(key, range: range, into: sink) }
-        guard range == nil else {
-            throw CairnError(.repoProtocol, "byte ranges of encrypted objects are not supported (object \(key))")
-        }
-        let dec = ObjectDecryptor(objectKey: key) { try self.dataKey($0) }
         do {
+            if let range { return try getRange(key, range, into: sink) }
+            let dec = ObjectDecryptor(objectKey: key) { try self.dataKey($0) }
             let info = try base.get(key, range: nil) { try dec.feed($0, into: sink) }
             try dec.finish(into: sink)
             return plainInfo(info)
@@ -108,6 +106,39 @@ public final class EncryptedRepository: Repository, @unchecked Sendable {
             throw CairnError(
                 .dataCorrupt, "object \(key) in \(location) is damaged: \(f.why)", hint: Pipeline.damageHint)
         }
+    }
+
+    /// A range of an object's content: its header (the object key) and its stored size (which chunk is the final
+    /// one) first, then only the encrypted chunks that hold the range, each authenticated before its part of the
+    /// range is passed on.
+    private func getRange(
+        _ key: String, _ range: ByteRange, into sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ObjectInfo {
+        let dec = ObjectDecryptor(objectKey: key) { try self.dataKey($0) }
+        let info = try base.get(key, range: ByteRange(start: 0, end: Int64(ObjectCipher.headerLength))) {
+            try dec.feed($0) { _ in }
+        }
+        guard let size = ObjectCipher.plainSize(ofStored: info.size) else {
+            throw ObjectCipher.damaged("its stored size (\(info.size) bytes) is no encrypted object's (truncated)")
+        }
+        let end = min(range.end ?? size, size)
+        guard range.start < end else { return plainInfo(info) }
+        let (chunk, unit) = (Int64(ObjectCipher.chunkSize), Int64(ObjectCipher.chunkSize + ObjectCipher.tagLength))
+        let (first, last) = (range.start / chunk, (end - 1) / chunk)
+        dec.skip(chunks: UInt64(first))
+        var (skip, left) = (Int(range.start - first * chunk), end - range.start)
+        func part(_ plain: UnsafeRawBufferPointer) throws {
+            let from = min(skip, plain.count)
+            let n = Int(min(Int64(plain.count - from), left))
+            skip -= from
+            left -= Int64(n)
+            if n > 0 { try sink(UnsafeRawBufferPointer(rebasing: plain[from..<(from + n)])) }
+        }
+        let header = Int64(ObjectCipher.headerLength)
+        let stored = ByteRange(start: header + first * unit, end: min(header + (last + 1) * unit, info.size))
+        _ = try base.get(key, range: stored) { try dec.feed($0, into: part) }
+        try dec.finish(into: part, final: last == size / chunk)
+        return plainInfo(info)
     }
 
     public func head(_ key: String) throws -> ObjectInfo? { try base.head(key).map(plainInfo) }

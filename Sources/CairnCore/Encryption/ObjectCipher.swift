@@ -151,16 +151,21 @@ final class ObjectDecryptor {
         }
     }
 
-    /// Ends the stream: what remains must be exactly the final chunk.
-    func finish(into sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Ends the stream: what remains must be exactly the final chunk, or, for a range that ends before the
+    /// object's final chunk (`final` false), one whole chunk.
+    func finish(into sink: (UnsafeRawBufferPointer) throws -> Void, final: Bool = true) throws {
         guard key != nil else {
             throw ObjectCipher.damaged("it is shorter than the encryption header (truncated)")
         }
-        guard buffered >= ObjectCipher.tagLength else {
+        let unit = ObjectCipher.chunkSize + ObjectCipher.tagLength
+        guard final ? buffered >= ObjectCipher.tagLength : buffered == unit else {
             throw ObjectCipher.damaged("it ends in the middle of an encrypted chunk (truncated)")
         }
-        try open(count: buffered, final: true, into: sink)
+        try open(count: buffered, final: final, into: sink)
     }
+
+    /// For a range: the chunks fed after the header start at chunk `n` (each chunk's nonce holds its number).
+    func skip(chunks n: UInt64) { counter += n }
 
     private func openHeader() throws {
         let h = Array(buffer[start..<(start + ObjectCipher.headerLength)])

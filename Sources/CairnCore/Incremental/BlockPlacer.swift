@@ -162,19 +162,7 @@ final class BlockPlacer {
     private func flush() throws {
         guard let r = run else { return }
         run = nil
-        var off = 0
-        while off < r.count {
-            let n = pwrite(fd, r.base + off, r.count - off, off_t(r.at + Int64(off)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                throw CairnError(
-                    e == ENOSPC || e == EDQUOT ? .repoNoSpace : .localIO,
-                    "cannot write \(path): \(String(cString: strerror(e)))",
-                    hint: e == ENOSPC ? "free space on the restore target's file system" : nil)
-            }
-            off += n
-        }
+        try FileIO.writeFully(fd, UnsafeRawBufferPointer(start: r.base, count: r.count), at: r.at, path: path)
         written += Int64(r.count)
         writeBack.wrote(fd, r.count)
     }

@@ -108,9 +108,7 @@ public struct Pipeline: Sendable {
         tail.reserveCapacity(ObjectFormat.trailerLength * 2)
         try repo.get(key, range: nil) { chunk in
             if storedSize == 0, ObjectCipher.looksEncrypted(chunk), !repo.capabilities.contains(.decrypts) {
-                throw CairnError(
-                    .keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
-                    hint: Pipeline.keyHint)
+                throw Pipeline.keyMissing(key, in: repo)
             }
             stored.update(bufferPointer: chunk)
             storedSize += Int64(chunk.count)
@@ -172,6 +170,13 @@ public struct Pipeline: Sendable {
     }
 
     static let keyHint = "set repository.encryption.key_file (or key_env) in cairn.yaml to the repository's master key"
+
+    /// The error for an encrypted object read without a master key.
+    static func keyMissing(_ key: String, in repo: any Repository) -> CairnError {
+        CairnError(
+            .keyMissing, "object \(key) in \(repo.location) is encrypted, but no master key is configured",
+            hint: keyHint)
+    }
     static let damageHint =
         "run `cairn verify` to list every damaged object; restore from another backup or copy of the repository"
 }
@@ -182,6 +187,8 @@ public final class StoreStream {
     private let compressor: ZstdCompressor
     private var plain = SHA256()
     private var stored = SHA256()
+    /// The stored bytes of the current frame, while they are hashed (``endFrame(hashNext:)``).
+    private var frameStored: SHA256?
     private var plainSize: Int64 = 0
     private var storedSize: Int64 = 0
     private var done = false
@@ -203,6 +210,7 @@ public final class StoreStream {
 
     private func emit(_ out: UnsafeRawBufferPointer) throws {
         stored.update(bufferPointer: out)
+        frameStored?.update(bufferPointer: out)
         storedSize += Int64(out.count)
         try writer.write(out)
     }
@@ -212,6 +220,16 @@ public final class StoreStream {
         if contentDigest { plain.update(bufferPointer: bytes) }
         plainSize += Int64(bytes.count)
         try compressor.compress(bytes) { try emit($0) }
+    }
+
+    /// Ends the zstd frame being written, so that what follows starts a new one that decodes on its own (see
+    /// ``FileFrames``). Returns the stored offset where the next frame starts and, when the ended frame's stored
+    /// bytes were being hashed, their SHA-256; with `hashNext` the next frame's are.
+    func endFrame(hashNext: Bool) throws -> (end: Int64, stored: SHA256.Digest?) {
+        try compressor.finish { try emit($0) }
+        let digest = frameStored?.finalize()
+        frameStored = hashNext ? SHA256() : nil
+        return (storedSize, digest)
     }
 
     /// Ends the stream, writes the trailer and commits the object.

@@ -98,11 +98,13 @@ final class ZstdDecompressor {
         var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         while true {
             var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            let consumed = inb.pos
             let rc = ZSTD_decompressStream(dctx, &outb, &inb)
             if ZSTD_isError(rc) != 0 {
                 throw ZstdFailure(why: "compressed data is damaged (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
             }
-            atFrameBoundary = rc == 0
+            // A call that took and gave nothing (after a frame that exactly filled the output) says nothing new.
+            if inb.pos > consumed || outb.pos > 0 { atFrameBoundary = rc == 0 }
             if outb.pos > 0 { try emit(UnsafeRawBufferPointer(rebasing: out[0..<outb.pos])) }
             // Done when all input is consumed and the output buffer was not filled (nothing left to flush).
             if inb.pos == inb.size && outb.pos < outb.size { break }

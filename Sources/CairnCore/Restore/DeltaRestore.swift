@@ -16,15 +16,48 @@ public struct DeltaSummary: Sendable, Codable, Equatable {
     public var filesUnchanged: Int
     /// Files (and links) removed because the backup does not have them.
     public var filesRemoved: Int
-    /// Bundles fetched from the repository, and bundles not fetched because their files were on disk already
-    /// (see ``RestoreOperation/DeltaBundleCheck``).
+    /// Bundles fetched whole from the repository, and bundles not fetched whole because their files were on disk
+    /// already or only some frames of them differed (see ``RestoreOperation/DeltaBundleCheck``).
     public var bundlesFetched: Int
     public var bundlesSkipped: Int
+    /// Frames of large files fetched by range instead of their whole bundle (see ``FileFrames``).
+    public var framesFetched: Int
 
     enum CodingKeys: String, CodingKey {
         case filesCompared = "files_compared", bytesCompared = "bytes_compared", bytesRewritten = "bytes_rewritten"
         case filesRewritten = "files_rewritten", filesUnchanged = "files_unchanged", filesRemoved = "files_removed"
         case bundlesFetched = "bundles_fetched", bundlesSkipped = "bundles_skipped"
+        case framesFetched = "frames_fetched"
+    }
+
+    public init(
+        filesCompared: Int, bytesCompared: Int64, bytesRewritten: Int64, filesRewritten: Int, filesUnchanged: Int,
+        filesRemoved: Int, bundlesFetched: Int, bundlesSkipped: Int, framesFetched: Int
+    ) {
+        self.filesCompared = filesCompared
+        self.bytesCompared = bytesCompared
+        self.bytesRewritten = bytesRewritten
+        self.filesRewritten = filesRewritten
+        self.filesUnchanged = filesUnchanged
+        self.filesRemoved = filesRemoved
+        self.bundlesFetched = bundlesFetched
+        self.bundlesSkipped = bundlesSkipped
+        self.framesFetched = framesFetched
+    }
+
+    /// Decodes a summary; one recorded before frames existed has `frames_fetched` 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            filesCompared: try c.decode(Int.self, forKey: .filesCompared),
+            bytesCompared: try c.decode(Int64.self, forKey: .bytesCompared),
+            bytesRewritten: try c.decode(Int64.self, forKey: .bytesRewritten),
+            filesRewritten: try c.decode(Int.self, forKey: .filesRewritten),
+            filesUnchanged: try c.decode(Int.self, forKey: .filesUnchanged),
+            filesRemoved: try c.decode(Int.self, forKey: .filesRemoved),
+            bundlesFetched: try c.decode(Int.self, forKey: .bundlesFetched),
+            bundlesSkipped: try c.decode(Int.self, forKey: .bundlesSkipped),
+            framesFetched: try c.decodeIfPresent(Int.self, forKey: .framesFetched) ?? 0)
     }
 }
 
@@ -39,6 +72,7 @@ public final class DeltaTally: @unchecked Sendable {
     private var removed = 0
     private var fetched = 0
     private var skipped = 0
+    private var frames = 0
 
     public init() {}
 
@@ -48,6 +82,7 @@ public final class DeltaTally: @unchecked Sendable {
         }
     }
 
+    func fetched(frames n: Int) { lock.withLock { frames += n } }
     func compared(bytes: Int64) { lock.withLock { comparedBytes += bytes } }
     func rewrote(_ path: String, bytes: Int64) {
         lock.withLock {
@@ -69,7 +104,7 @@ public final class DeltaTally: @unchecked Sendable {
             DeltaSummary(
                 filesCompared: files, bytesCompared: comparedBytes, bytesRewritten: rewrittenBytes,
                 filesRewritten: changed.count, filesUnchanged: max(0, files - changed.count), filesRemoved: removed,
-                bundlesFetched: fetched, bundlesSkipped: skipped)
+                bundlesFetched: fetched, bundlesSkipped: skipped, framesFetched: frames)
         }
     }
 }

@@ -203,15 +203,12 @@ public enum RestoreOperation {
             let dir = roots[archive]!
             let submitted = pool.submit {
                 try Interruption.check()
-                if let delta, let chain {
-                    let check = DeltaBundleCheck(
-                        root: dir, archive: archive, files: chain.files, newest: chain.newest, tally: delta)
-                    let skip = try object.contents.map(check.unchanged) ?? false
-                    delta.bundle(fetched: !skip)
-                    if skip {
-                        onBytes(totals.add(bytes: object.digest.size))
-                        return totals.add(files: object.files ?? 0)
-                    }
+                if let delta, let chain,
+                    try deltaWithoutFetching(
+                        object, archive: archive, root: dir, chain: chain, repo: repo, tally: delta)
+                {
+                    onBytes(totals.add(bytes: object.digest.size))
+                    return totals.add(files: object.files ?? 0)
                 }
                 let x = TarExtractor(
                     root: dir, linkTarget: relink, chain: chain.map { ($0.files, archive, $0.newest) }, delta: delta)
@@ -232,6 +229,28 @@ public enum RestoreOperation {
             if !submitted { break }
         }
         try pool.wait()
+    }
+
+    /// A delta restore's shortcut for one bundle (``DeltaBundleCheck``): true when its files are on disk already, or
+    /// were repaired by fetching only their differing frames; false when it must be fetched whole.
+    static func deltaWithoutFetching(
+        _ object: BackupManifest.Object, archive: String, root: String, chain: (files: ChainFiles, newest: Bool),
+        repo: any Repository, tally: DeltaTally
+    ) throws -> Bool {
+        let check = DeltaBundleCheck(
+            root: root, archive: archive, files: chain.files, newest: chain.newest, tally: tally)
+        switch try object.contents.map(check.plan) ?? .fetch {
+        case .fetch:
+            tally.bundle(fetched: true)
+            return false
+        case .skip:
+            tally.bundle(fetched: false)
+        case .repair(let repairs):
+            for r in repairs { try r.apply(bundle: object.key, repo: repo, tally: tally) }
+            chain.files.markComplete(repairs.map(\.key))
+            tally.bundle(fetched: false)
+        }
+        return true
     }
 
     /// Refuses `dir` when it belongs to a running cluster, is not a directory, or is not empty without `force` (a

@@ -15,16 +15,22 @@ import Testing
         return d.compactMapValues { ($0 as? NSNumber)?.int64Value }
     }
 
-    /// A cluster with a table, a marks table and a tablespace-free layout, archiving into `repo`.
-    static func cluster(_ name: String, repo: RepoKind, major: PGMajor) throws -> ScratchCluster {
+    /// A cluster with a table, a marks table, a table larger than a frame (``FileFrames``) and a tablespace-free
+    /// layout, archiving into `repo`.
+    static func cluster(
+        _ name: String, repo: RepoKind, major: PGMajor, masterKey: String? = nil
+    ) throws
+        -> ScratchCluster
+    {
         let c = try ScratchCluster(name: name, major: major) { dir, conninfo in
             try TestRepository.config(
                 repo, dir: dir, conninfo: conninfo, major: major, limits: ["bundle_size: 4MiB", "parallelism: 2"],
-                cluster: ["backup_method: files"])
+                masterKey: masterKey, cluster: ["backup_method: files"])
         }
         #expect(try c.cairn(["init"]).status == 0)
         try c.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
         try c.psql("CREATE TABLE marks (n int)")
+        try c.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 150000) g")
         try c.psql("VACUUM")
         return c
     }
@@ -34,9 +40,9 @@ import Testing
     /// lives in tablespace `ts1`, restored to `<copy>/ts1` by the arguments returned third.
     static func clusterWithACopy(
         _ name: String, repo: RepoKind, major: PGMajor, copy: String,
-        tablespace: Bool = false
+        tablespace: Bool = false, masterKey: String? = nil
     ) throws -> (ScratchCluster, String, [String]) {
-        let c = try cluster(name, repo: repo, major: major)
+        let c = try cluster(name, repo: repo, major: major, masterKey: masterKey)
         let dir = c.dir + "/" + copy
         var args: [String] = []
         do {
@@ -113,6 +119,7 @@ import Testing
         try c.psql("INSERT INTO marks VALUES (1)")  // after the backup: replayed from the archive
         let expected = try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks"))
         let tPath = try c.psql("SELECT pg_relation_filepath('t')")
+        let (bigPath, big) = (try c.psql("SELECT pg_relation_filepath('big')"), try BackupTests.digest(c, "big"))
         try c.switchAndWaitForArchive()
         let data = dir + "/data"
         // Strays: a file in a database folder, a folder of files, a server log (kept), WAL of the copy's own timeline.
@@ -154,12 +161,15 @@ import Testing
         let wal = try Run.shell("ls \(data)/pg_wal").stdout.split(separator: "\n").map(String.init)
         #expect(Set(wal).isSubset(of: ["archive_status", "summaries", "cairn-prefetch"]), "\(wal)")
 
-        // One block of the table damaged, size and time kept: a second delta run rewrites that block (and
-        // postgresql.auto.conf, whose recovery settings it replaces) only.
+        // One block of each table damaged, size and time kept: a second delta run rewrites those blocks (and
+        // postgresql.auto.conf, whose recovery settings it replaces) only. Of the large table (10 MB: three frames)
+        // only the damaged block's frame is fetched, by range.
         try Self.damageOneBlock(data + "/" + tPath)
+        try Self.damageOneBlock(data + "/" + bigPath)
         let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
-        #expect(second["files_rewritten"] == 2 && second["files_removed"] == 0, "\(second)")
-        #expect(second["bytes_rewritten"]! >= 8192 && second["bytes_rewritten"]! < 8192 + 8192, "\(second)")
+        #expect(second["files_rewritten"] == 3 && second["files_removed"] == 0, "\(second)")
+        #expect(second["bytes_rewritten"]! >= 2 * 8192 && second["bytes_rewritten"]! < 3 * 8192, "\(second)")
+        #expect(second["frames_fetched"] == 1, "\(second)")
         // Only the bundles holding the damaged table and the recovery settings are fetched: the others' files are
         // on disk with the SHA-256 the backup recorded (the damage kept size and time, so only content tells).
         #expect(second["bundles_fetched"]! >= 1 && second["bundles_skipped"]! > second["bundles_fetched"]!, "\(second)")
@@ -180,6 +190,26 @@ import Testing
         let restored = try Self.startAndCheck(c, data: data, dir: dir, expected: expected)
         defer { restored.destroy() }
         #expect(try restored.psql("SELECT count(*) FROM pg_class WHERE relname = 'stray'") == "0")
+        #expect(try BackupTests.digest(restored, "big") == big)
+    }
+
+    /// On an encrypted S3 repository a damaged block of a large table costs one frame too: the encrypted chunks
+    /// that hold it are fetched by range (after the object's header), not the bundle.
+    @Test func anEncryptedRepositoryServesOnlyTheDamagedFrame() throws {
+        let (c, dir, _) = try Self.clusterWithACopy(
+            "delta-enc", repo: .s3, major: .v15, copy: "copy", masterKey: EncryptedRepositoryTests.newKey())
+        defer { c.destroy() }
+        let (bigPath, big) = (try c.psql("SELECT pg_relation_filepath('big')"), try BackupTests.digest(c, "big"))
+        let data = dir + "/data"
+        _ = try Self.restore(c, data, ["--delta", "--latest"])
+        try Self.damageOneBlock(data + "/" + bigPath)
+        let second = try Self.delta(try Self.restore(c, data, ["--delta", "--latest", "--json"]))
+        #expect(second["frames_fetched"] == 1 && second["bytes_rewritten"]! < 2 * 8192, "\(second)")
+        let restored = try Self.startAndCheck(
+            c, data: data, dir: dir,
+            expected: try BackupTests.digest(c, "t") + "|" + (try BackupTests.digest(c, "marks")))
+        defer { restored.destroy() }
+        #expect(try BackupTests.digest(restored, "big") == big)
     }
 
     @Test(arguments: PGMajor.matrix([.local]))
