@@ -105,7 +105,8 @@ extension RestoreOperation {
                     guard position == frames.offsets[k + 1] else { continue }
                     let length = try decode(k, stored, into: content, bundle: bundle, repo: repo)
                     try body(k, UnsafeRawBufferPointer(rebasing: content[0..<length]))
-                    (k, stored) = (k + 1, [])
+                    k += 1
+                    stored.removeAll(keepingCapacity: true)
                 }
             }
             guard k == run.upperBound + 1 else {
