@@ -127,8 +127,7 @@ public struct Pipeline: Sendable {
                     try sink(out)
                 }
             } catch let e as ZstdFailure {
-                throw CairnError(
-                    .dataCorrupt, "object \(key) in \(repo.location) is damaged: \(e.why)", hint: Pipeline.damageHint)
+                throw Pipeline.damaged(key, in: repo, e.why)
             }
         }
         // Without hashing, the content digest is the manifest's, proven by the stored-bytes check below.
@@ -139,7 +138,7 @@ public struct Pipeline: Sendable {
             digest, atFrameBoundary: d.atFrameBoundary, tail: tail, beforeTrailer: Array(beforeTrailer.finalize()),
             expected: expected
         ) {
-            CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \($0)", hint: Pipeline.damageHint)
+            Pipeline.damaged(key, in: repo, $0)
         }
         return digest
     }
@@ -170,6 +169,11 @@ public struct Pipeline: Sendable {
     }
 
     static let keyHint = "set repository.encryption.key_file (or key_env) in cairn.yaml to the repository's master key"
+
+    /// The error for a damaged object, saying why.
+    static func damaged(_ key: String, in repo: any Repository, _ why: String) -> CairnError {
+        CairnError(.dataCorrupt, "object \(key) in \(repo.location) is damaged: \(why)", hint: damageHint)
+    }
 
     /// The error for an encrypted object read without a master key.
     static func keyMissing(_ key: String, in repo: any Repository) -> CairnError {

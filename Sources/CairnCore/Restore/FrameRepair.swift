@@ -98,7 +98,9 @@ extension RestoreOperation {
             _ = try repo.get(bundle, range: ByteRange(start: range.lowerBound, end: range.upperBound)) { chunk in
                 var at = 0
                 while at < chunk.count {
-                    guard k <= run.upperBound else { throw damaged(bundle, repo, "a ranged read returned too much") }
+                    guard k <= run.upperBound else {
+                        throw Pipeline.damaged(bundle, in: repo, "a ranged read returned too much")
+                    }
                     let n = min(Int(frames.offsets[k + 1] - position), chunk.count - at)
                     stored += chunk[at..<(at + n)]
                     (at, position) = (at + n, position + Int64(n))
@@ -110,7 +112,7 @@ extension RestoreOperation {
                 }
             }
             guard k == run.upperBound + 1 else {
-                throw damaged(bundle, repo, "frames \(run) of \(key) end early (in frame \(k))")
+                throw Pipeline.damaged(bundle, in: repo, "frames \(run) of \(key) end early (in frame \(k))")
             }
         }
 
@@ -125,7 +127,8 @@ extension RestoreOperation {
                     _ = try? repo.get(bundle, range: ByteRange(start: 0, end: 8)) { head += $0 }
                     if head.withUnsafeBytes(ObjectCipher.looksEncrypted) { throw Pipeline.keyMissing(bundle, in: repo) }
                 }
-                throw damaged(bundle, repo, "frame \(k) of \(key) does not match the SHA-256 recorded in the manifest")
+                throw Pipeline.damaged(
+                    bundle, in: repo, "frame \(k) of \(key) does not match the SHA-256 recorded in the manifest")
             }
             let length = Int(frames.contentRange(k, fileSize: size).count)
             let decoder = try ZstdDecompressor()
@@ -141,20 +144,15 @@ extension RestoreOperation {
                     }
                 }
             } catch let e as ZstdFailure {
-                throw damaged(bundle, repo, e.why)
+                throw Pipeline.damaged(bundle, in: repo, e.why)
             }
             guard decoder.atFrameBoundary, filled == length,
                 frames.contentMatches(k, UnsafeRawBufferPointer(rebasing: content[0..<length]))
             else {
-                throw damaged(
-                    bundle, repo, "frame \(k) of \(key) does not decode to the content recorded in the manifest")
+                throw Pipeline.damaged(
+                    bundle, in: repo, "frame \(k) of \(key) does not decode to the content recorded in the manifest")
             }
             return length
-        }
-
-        private func damaged(_ bundle: String, _ repo: any Repository, _ why: String) -> CairnError {
-            CairnError(
-                .dataCorrupt, "object \(bundle) in \(repo.location) is damaged: \(why)", hint: Pipeline.damageHint)
         }
     }
 

@@ -220,9 +220,7 @@ public enum RestoreOperation {
                     try x.finish()
                 } catch let e as CairnError where e.code == .dataCorrupt && !e.message.contains(object.key) {
                     // Damage the tar reader noticed before the object's own checks did: still name the object.
-                    throw CairnError(
-                        .dataCorrupt, "object \(object.key) in \(repo.location) is damaged: \(e.message)",
-                        hint: Pipeline.damageHint)
+                    throw Pipeline.damaged(object.key, in: repo, e.message)
                 }
                 totals.add(files: x.files)
             }
