@@ -37,9 +37,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// - Parameters:
     ///   - threads: number of worker threads (at least 1).
-    ///   - maxQueued: how many submitted jobs may wait before `submit` blocks.
+    ///   - maxQueued: how many submitted jobs may wait before `submit` blocks; 0: none, `submit` blocks until a
+    ///     thread is free to start the job.
     public init(threads count: Int, maxQueued: Int, name: String = "cairn-worker") {
-        self.maxQueued = max(1, maxQueued)
+        self.maxQueued = max(0, maxQueued)
         for i in 0..<max(1, count) {
             let t = Thread { self.loop() }
             t.name = "\(name)-\(i)"
@@ -57,7 +58,11 @@ public final class WorkerPool: @unchecked Sendable {
     @discardableResult
     public func submit(_ job: @escaping @Sendable () throws -> Void) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        while queue.count >= maxQueued && firstError == nil && !closed { lock.wait() }
+        while (maxQueued == 0 ? queue.count + running >= workers.count : queue.count >= maxQueued)
+            && firstError == nil && !closed
+        {
+            lock.wait()
+        }
         guard firstError == nil, !closed else { return false }
         queue.append(job)
         lock.broadcast()

@@ -18,6 +18,25 @@ import Testing
         #expect(done.withLock { $0 } == 50)
     }
 
+    @Test func withoutAQueueSubmitWaitsForAFreeThread() throws {
+        // Jobs submitted but not finished: never more than the threads once `submit` has returned.
+        let outstanding = Mutex(0)
+        var most = 0
+        let pool = WorkerPool(threads: 2, maxQueued: 0)
+        for _ in 0..<30 {
+            outstanding.withLock { $0 += 1 }
+            #expect(
+                pool.submit {
+                    usleep(2000); outstanding.withLock { $0 -= 1 }
+                })
+            most = max(most, outstanding.withLock { $0 })
+        }
+        try pool.wait()
+        #expect(most <= 2)
+        #expect(most == 2, "both threads were used")
+        #expect(outstanding.withLock { $0 } == 0)
+    }
+
     @Test func firstErrorStopsTheRestAndIsRethrown() {
         struct Boom: Error {}
         let pool = WorkerPool(threads: 2, maxQueued: 1)

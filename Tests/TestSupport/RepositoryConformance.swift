@@ -108,23 +108,27 @@ public enum Conformance {
         #expect(try repo.head("big/aborted") == nil)
         #expect(try !repo.list(prefix: "big/").contains { $0.key != "big/object" })
 
-        // a writer that sends its own parts from one buffer (backup lanes), create-only like the others
-        let w4 = try repo.makeWriter("big/inline", options: PutOptions(createOnly: true, uploadThreads: 0))
-        try big.withUnsafeBytes { b in
-            for start in stride(from: 0, to: b.count, by: 700_001) {
-                try w4.write(UnsafeRawBufferPointer(rebasing: b[start..<min(b.count, start + 700_001)]))
+        // writers that send their own parts from one buffer, or from one upload thread of their own (backup
+        // lanes), create-only like the others
+        for threads in [0, 1] {
+            let key = "big/lane\(threads)"
+            let w4 = try repo.makeWriter(key, options: PutOptions(createOnly: true, uploadThreads: threads))
+            try big.withUnsafeBytes { b in
+                for start in stride(from: 0, to: b.count, by: 700_001) {
+                    try w4.write(UnsafeRawBufferPointer(rebasing: b[start..<min(b.count, start + 700_001)]))
+                }
             }
+            #expect(try w4.finish().size == Int64(big.count))
+            #expect(try repo.getBytes(key) == big)
+            let w5 = try repo.makeWriter(key, options: PutOptions(createOnly: true, uploadThreads: threads))
+            #expect(
+                code {
+                    try big.withUnsafeBytes { try w5.write($0) }; _ = try w5.finish()
+                } == .repoObjectExists)
+            w5.abort()
+            #expect(try repo.getBytes(key) == big)
+            try repo.delete([key])
         }
-        #expect(try w4.finish().size == Int64(big.count))
-        #expect(try repo.getBytes("big/inline") == big)
-        let w5 = try repo.makeWriter("big/inline", options: PutOptions(createOnly: true, uploadThreads: 0))
-        #expect(
-            code {
-                try big.withUnsafeBytes { try w5.write($0) }; _ = try w5.finish()
-            } == .repoObjectExists)
-        w5.abort()
-        #expect(try repo.getBytes("big/inline") == big)
-        try repo.delete(["big/inline"])
 
         // concurrent writers and readers
         let errors = Mutex<[String]>([])

@@ -34,8 +34,10 @@ final class FileCopier: @unchecked Sendable {
     let parent: IncrementalParent?
     /// What the PostgreSQL manifest puts before this archive's paths (`pg_tblspc/<oid>/` for a tablespace).
     let manifestPrefix: String
-    /// Create-only writes; with several lanes, each lane sends its own parts (one part buffer per lane), so
-    /// memory stays at lanes × (one part + a zstd context): the lanes are the parallel uploads.
+    /// Create-only writes; with several lanes, each lane has one upload thread of its own, so that it compresses
+    /// its next part while the last one is sent (memory: lanes × (two parts + a zstd context)). A lane that sent
+    /// its parts itself sat idle while the server stored each one: a quarter of the machine stayed idle in a
+    /// backup of well-compressed data.
     let putOptions: PutOptions
     private let lock = NSLock()
     private var nextIndex = 0
@@ -59,7 +61,7 @@ final class FileCopier: @unchecked Sendable {
         self.bundleSize = bundleSize
         self.lanes = max(1, lanes)
         self.onBytes = onBytes
-        putOptions = PutOptions(createOnly: true, uploadThreads: lanes > 1 ? 0 : nil)
+        putOptions = PutOptions(createOnly: true, uploadThreads: lanes > 1 ? 1 : nil)
     }
 
     /// The archive's objects in bundle order.

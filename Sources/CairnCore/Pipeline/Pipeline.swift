@@ -7,7 +7,7 @@ import Foundation
 ///
 /// Streamed objects take bounded memory whatever their size: one zstd context (a few MiB at the default levels;
 /// up to 2 × the 8 MiB window at level 19), a 128 KiB output buffer, and the repository writer's buffers (local:
-/// none; S3: `(concurrency + 2) × partSize`, 48 MiB at the defaults); a content already in memory (a WAL file) is
+/// none; S3: `(concurrency + 1) × partSize`, 40 MiB at the defaults); a content already in memory (a WAL file) is
 /// compressed into one buffer next to it. Nothing is read twice: the digests are computed as the bytes pass.
 public struct Pipeline: Sendable {
     /// zstd level (1…19).

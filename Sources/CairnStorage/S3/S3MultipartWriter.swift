@@ -13,8 +13,9 @@ final class PartBuffer: @unchecked Sendable {
 }
 
 /// Streams an object into S3: a single PUT when it fits in one part, otherwise a multipart upload with parts
-/// sent by `concurrency` threads (or `PutOptions.uploadThreads`). At most that many + 2 part buffers exist at once;
-/// with `uploadThreads` 0 the writing thread sends each part itself and one buffer is all there is.
+/// sent by `concurrency` threads (or `PutOptions.uploadThreads`). At most one part per thread is in flight, so at
+/// most that many + 1 part buffers exist at once (the one being filled); with `uploadThreads` 0 the writing thread
+/// sends each part itself and one buffer is all there is.
 ///
 /// Part sizes start at `partSize` and double every 1000 parts, so a stream of unknown length can reach
 /// several TiB within S3's 10,000-part limit.
@@ -88,8 +89,9 @@ final class S3MultipartWriter: ObjectWriter {
             if options.createOnly, try repo.head(key) != nil { throw CairnError.exists(key, in: repo.location) }
             uploadId = try repo.createMultipart(key, createOnly: options.createOnly)
             if !inline {
+                // No queue: a part waits in the writer until an upload thread is free.
                 pool = WorkerPool(
-                    threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 1,
+                    threads: min(repo.settings.concurrency, options.uploadThreads ?? Int.max), maxQueued: 0,
                     name: "cairn-upload")
             }
         }

@@ -5,7 +5,7 @@ import Foundation
 /// A repository in an S3-compatible bucket, over libcurl with Cairn's own SigV4 signer.
 ///
 /// - Writes up to `singlePutLimit` go up in one PUT; larger ones as a multipart upload whose parts are uploaded
-///   in parallel (memory bound: `(concurrency + 2) × partSize`), aborted on failure.
+///   in parallel (memory bound: `(concurrency + 1) × partSize`), aborted on failure.
 /// - Every body carries `Content-MD5` and its SHA-256 is signed; part and object ETags are checked against the
 ///   MD5 when the server's encryption mode keeps ETags equal to the MD5.
 /// - Create-only writes use `If-None-Match: *` on PutObject and CompleteMultipartUpload (atomic on AWS S3).
